@@ -1,0 +1,113 @@
+"""Forward + backward time and peak memory of each loss, as ratios to torch's cross-entropy.
+
+Every measurement runs in a fresh child process (so one loss's allocations cannot hide
+another's) with ``MALLOC_MMAP_THRESHOLD_=65536`` (freed blocks leave the resident set). In the
+child: build logits and labels, run one warm-up forward + backward, drop the gradient, reset the
+peak with ``/proc/self/clear_refs``, then time ``--repeats`` forward + backward passes and read
+``VmHWM``. "extra memory" is the peak resident set above the resident set just before the
+measured pass, in units of the logits' size (the gradient alone is 1.0x). Torch's own
+``F.cross_entropy`` is measured in the same run, interleaved, and is the baseline of every
+ratio; absolute times on a shared machine mean little.
+
+Usage: python benchmarks/bench_losses.py [--shape 8 19 256 256] [--rounds 2] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+LOSSES = {
+    "torch F.cross_entropy": "torch_ce",
+    "segloss cross_entropy": "ce",
+    "segloss focal_loss": "focal",
+    "segloss dual_focal_loss": "dual_focal",
+    "segloss recall_loss": "recall",
+}
+
+
+def _read_status(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _loss_fn(key: str):
+    import torch.nn.functional as F
+
+    import segloss.functional as SF
+
+    return {
+        "torch_ce": lambda z, t: F.cross_entropy(z, t, ignore_index=255),
+        "ce": SF.cross_entropy,
+        "focal": lambda z, t: SF.focal_loss(z, t, gamma=2.0),
+        "dual_focal": SF.dual_focal_loss,
+        "recall": SF.recall_loss,
+    }[key]
+
+
+def child(key: str, shape: list[int], repeats: int) -> dict:
+    """Measure one loss in this (fresh) process; returns seconds per pass and peak bytes."""
+    import torch
+
+    torch.manual_seed(0)
+    logits = (3 * torch.randn(*shape)).requires_grad_()
+    target = torch.randint(0, shape[1], (shape[0], *shape[2:]))
+    target[:, :8] = 255
+    loss_fn = _loss_fn(key)
+    loss_fn(logits, target).backward()  # warm-up
+    logits.grad = None
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+    before = _read_status("VmRSS")
+    loss_fn(logits, target).backward()
+    peak = _read_status("VmHWM") - before
+    times = []
+    for _ in range(repeats):
+        logits.grad = None
+        start = time.perf_counter()
+        loss_fn(logits, target).backward()
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return {"seconds": times[len(times) // 2], "extra_bytes": peak, "logits_bytes": logits.numel() * 4}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shape", type=int, nargs="+", default=[8, 19, 256, 256])
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the best is kept")
+    parser.add_argument("--repeats", type=int, default=5, help="timed passes per child (median)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.shape, args.repeats)))
+        return
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    best: dict[str, dict] = {}
+    for _ in range(args.rounds):
+        for key in LOSSES.values():
+            cmd = [sys.executable, __file__, "--child", key, "--repeats", str(args.repeats), "--shape",
+                   *map(str, args.shape)]
+            result = json.loads(subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout)
+            old = best.get(key)
+            best[key] = {"seconds": min(result["seconds"], old["seconds"]) if old else result["seconds"],
+                         "extra_bytes": min(result["extra_bytes"], old["extra_bytes"]) if old else result["extra_bytes"],
+                         "logits_bytes": result["logits_bytes"]}
+    base = best["torch_ce"]
+    print(f"forward + backward on float32 logits {tuple(args.shape)}, CPU, {os.cpu_count()} cores "
+          f"(best of {args.rounds} rounds, median of {args.repeats} passes)")
+    print(f"{'loss':<26}{'ms':>9}{'time / torch CE':>17}{'extra mem / logits':>20}{'mem / torch CE':>16}")
+    for label, key in LOSSES.items():
+        r = best[key]
+        print(f"{label:<26}{r['seconds'] * 1e3:>9.1f}{r['seconds'] / base['seconds']:>17.2f}"
+              f"{r['extra_bytes'] / r['logits_bytes']:>20.2f}{r['extra_bytes'] / max(base['extra_bytes'], 1):>16.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Shared test helpers: small random segmentation batches, a live app server and a browser."""
+
+import pytest
+import torch
+
+
+def random_batch(n=2, c=4, spatial=(5, 6), *, scale=3.0, ignore_frac=0.0, dtype=torch.float32, seed=0):
+    """Random ``(N, C, *spatial)`` logits and ``(N, *spatial)`` labels, some set to 255."""
+    g = torch.Generator().manual_seed(seed)
+    logits = (scale * torch.randn(n, c, *spatial, generator=g, dtype=torch.float64)).to(dtype)
+    target = torch.randint(0, c, (n, *spatial), generator=g)
+    if ignore_frac > 0:
+        target[torch.rand(target.shape, generator=g) < ignore_frac] = 255
+    return logits, target
+
+
+@pytest.fixture
+def batch():
+    return random_batch(ignore_frac=0.2)
+
+
+@pytest.fixture(scope="session")
+def app_url():
+    """Base URL of a freshly started app server (one per test session)."""
+    from browser_support import ARTIFACTS, free_port, start_server
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    port = free_port()
+    server = start_server(port)
+    yield f"http://127.0.0.1:{port}"
+    server.terminate()
+    server.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    from browser_support import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    tab = context.new_page()
+    yield tab
+    context.close()

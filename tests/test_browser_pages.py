@@ -1,0 +1,26 @@
+"""Every page, opened by its own URL on a fresh server, renders in headless Chromium."""
+
+import pytest
+from playwright.sync_api import expect
+
+from browser_support import ARTIFACTS
+from ui.layout import available_pages
+
+pytestmark = pytest.mark.browser
+
+PAGES = available_pages()
+URL_PATHS = {path: ("" if path == "app.py" else path.split("_", 1)[1].removesuffix(".py")) for path, _, _ in PAGES}
+
+
+@pytest.mark.parametrize("path, label", [(p, label) for p, label, _ in PAGES])
+def test_page_opens_by_direct_url_with_shared_sidebar(app_url, page, path, label):
+    page.goto(f"{app_url}/{URL_PATHS[path]}")
+    page.get_by_test_id("stSidebar").wait_for()
+    expect(page.get_by_test_id("stSidebar").get_by_text("Compute device")).to_be_visible(timeout=30_000)
+    nav = page.get_by_test_id("stSidebar").get_by_test_id("stPageLink")
+    expect(nav).to_have_count(len(PAGES))
+    labels = [text.split("\n")[-1] for text in nav.all_inner_texts()]  # drop the icon's ligature name
+    assert labels == [lbl for _, lbl, _ in PAGES]  # words, never "app" or file names
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ARTIFACTS / f"page-{label.replace(' ', '_').lower()}.png"), full_page=True)

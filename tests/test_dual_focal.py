@@ -1,0 +1,112 @@
+"""Dual Focal Loss: the authors' formula, its identity at the defaults, brute force, gradients."""
+
+import math
+
+import pytest
+import torch
+
+import segloss.functional as SF
+from conftest import random_batch
+
+
+def brute_force_dfl(logits, target, alpha=1.0, beta=1.0, gamma=1.0, rho=1.0):
+    """The formula term by term in the logits' dtype, straight from probabilities (no tricks)."""
+    p = torch.softmax(logits, 1)
+    y = torch.nn.functional.one_hot(target, p.shape[1]).movedim(-1, 1).to(p.dtype)
+    terms = -y * torch.log(p) - beta * (1 - y) * torch.log(rho - p) + alpha * (y - p).abs() ** gamma
+    return terms.sum(1)
+
+
+def test_dfl_identity_at_authors_defaults():
+    logits, target = random_batch(2, 5, (4, 4), seed=1)
+    p = torch.softmax(logits.double(), 1)
+    p_t = p.gather(1, target.unsqueeze(1)).squeeze(1)
+    others = torch.log(1 - p).sum(1) - torch.log(1 - p_t)
+    expected = -torch.log(p_t) - others + 2 * (1 - p_t)
+    torch.testing.assert_close(SF.dual_focal_loss(logits.double(), target, reduction="none"), expected)
+
+
+def test_dfl_hand_computed_two_class_pixel():
+    logits = torch.tensor([[0.0, math.log(3.0)]])  # p = (0.25, 0.75), true class 1
+    target = torch.tensor([1])
+    # defaults: -log .75 - log(1 - .25) + 2 * .25
+    assert SF.dual_focal_loss(logits, target).item() == pytest.approx(2 * -math.log(0.75) + 0.5, rel=1e-6)
+    # alpha 2, beta .5, gamma 2, rho 1.5: -log .75 - .5 log(1.25) + 2 (.25^2 + .25^2)
+    expected = -math.log(0.75) - 0.5 * math.log(1.25) + 2 * 0.125
+    value = SF.dual_focal_loss(logits, target, alpha=2.0, beta=0.5, gamma=2.0, rho=1.5)
+    assert value.item() == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("params", [{}, {"alpha": 2.0, "beta": 0.5, "gamma": 0.5, "rho": 1.2}, {"gamma": 3.0}])
+def test_dfl_matches_float64_brute_force_at_large_logits(params):
+    """Margins of 20-30 saturate float32 probabilities (1 - p rounds to 0) but not float64's."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(64, 4, generator=g, dtype=torch.float64)
+    winner = torch.randint(0, 4, (64,), generator=g)
+    logits[torch.arange(64), winner] += 20 + 10 * torch.rand(64, generator=g, dtype=torch.float64)
+    target = torch.where(torch.rand(64, generator=g) < 0.5, winner, torch.randint(0, 4, (64,), generator=g))
+    ours = SF.dual_focal_loss(logits.float(), target, reduction="none", **params)
+    expected = brute_force_dfl(logits, target, **params)
+    assert torch.isfinite(ours).all()
+    torch.testing.assert_close(ours.double(), expected, rtol=1e-5, atol=1e-4)
+    if params.get("rho", 1.0) == 1.0:  # the same formula in float32 without the log-space tricks breaks
+        assert not torch.isfinite(brute_force_dfl(logits.float(), target, **params)).all()
+
+
+@pytest.mark.parametrize("params", [{}, {"alpha": 0.7, "beta": 1.5, "gamma": 0.5, "rho": 1.3}, {"gamma": 2.5}])
+def test_dfl_gradcheck_float64(params):
+    logits, target = random_batch(2, 3, (2, 3), ignore_frac=0.2, dtype=torch.float64, seed=2)
+    logits.requires_grad_()
+    weight = torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64)
+    fn = lambda z: SF.dual_focal_loss(z, target, weight=weight, **params)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (logits,))
+
+
+def test_dfl_parameter_gradients_match_closed_forms():
+    logits, target = random_batch(3, 4, (), seed=3)
+    logits = logits.double()
+    params = {name: torch.tensor(v, dtype=torch.float64, requires_grad=True)
+              for name, v in {"alpha": 1.5, "beta": 0.8, "gamma": 1.7, "rho": 1.4}.items()}
+    SF.dual_focal_loss(logits, target, reduction="sum", **params).backward()
+    p = torch.softmax(logits, 1)
+    y = torch.nn.functional.one_hot(target, 4).double()
+    a, b, g, r = (params[k].detach() for k in ("alpha", "beta", "gamma", "rho"))
+    err = (y - p).abs()
+    torch.testing.assert_close(params["gamma"].grad, (a * err**g * torch.log(err)).sum())
+    torch.testing.assert_close(params["alpha"].grad, (err**g).sum())
+    torch.testing.assert_close(params["beta"].grad, (-(1 - y) * torch.log(r - p)).sum())
+    torch.testing.assert_close(params["rho"].grad, (-b * (1 - y) / (r - p)).sum())
+    assert params["gamma"].grad < 0  # minimising the loss pushes gamma up (documented degeneracy)
+
+
+def test_dfl_saturated_logits_are_finite_in_value_and_gradient():
+    logits = torch.tensor([[100.0, -100.0, -100.0], [-100.0, 100.0, -100.0], [60.0, 60.0, -60.0]],
+                          requires_grad=True)
+    target = torch.tensor([1, 1, 2])
+    for params in ({}, {"gamma": 0.5}, {"rho": 1.0001, "gamma": 3.0}):
+        logits.grad = None
+        value = SF.dual_focal_loss(logits, target, **params)
+        value.backward()
+        assert torch.isfinite(value) and torch.isfinite(logits.grad).all()
+    # pixel 0: -log p_t = 200, -log(1 - p_0) = 200 - log 2, focal term 2 (defaults)
+    per_pixel = SF.dual_focal_loss(logits, target, reduction="none")
+    assert per_pixel[0].item() == pytest.approx(400 - math.log(2) + 2, rel=1e-6)
+
+
+def test_dfl_false_class_term_grows_with_probability_on_a_confusing_class():
+    target = torch.tensor([0, 0])
+    spread = torch.log(torch.tensor([[0.6, 0.2, 0.2], [0.6, 0.4, 1e-6]]))  # same p_t, different false mass
+    values = SF.dual_focal_loss(spread, target, reduction="none", alpha=0.0)
+    ce = SF.cross_entropy(spread, target, reduction="none")
+    torch.testing.assert_close(ce[0], ce[1])
+    assert values[1] > values[0]
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("rho", 0.9, "rho must be >= 1.0"), ("beta", -1.0, "beta must be >= 0"),
+    ("gamma", float("inf"), "gamma must be finite"), ("alpha", -0.1, "alpha must be >= 0"),
+])
+def test_dfl_rejects_bad_parameters(name, value, message):
+    logits, target = random_batch(1, 3, (2,))
+    with pytest.raises(ValueError, match=message):
+        SF.dual_focal_loss(logits, target, **{name: value})

@@ -1,0 +1,134 @@
+"""Recall loss: batch recall weights, gradients, the running average, and torch.distributed."""
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import segloss
+import segloss.functional as SF
+from conftest import random_batch
+
+
+def recall_weights_by_loop(logits, target, ignore_index=255):
+    """1 - TP_c / N_c counted pixel by pixel in Python."""
+    num_classes = logits.shape[1]
+    pred = logits.argmax(1).flatten().tolist()
+    labels = target.flatten().tolist()
+    n = [0] * num_classes
+    tp = [0] * num_classes
+    for p, y in zip(pred, labels):
+        if y == ignore_index:
+            continue
+        n[y] += 1
+        tp[y] += int(p == y)
+    return torch.tensor([(n[c] - tp[c]) / n[c] if n[c] else 1.0 for c in range(num_classes)]), torch.tensor(n) > 0
+
+
+def test_recall_weights_hand_computed():
+    # class 0: 4 pixels, 1 predicted right -> R = .25, w = .75; class 1: 2 of 2 right -> w = 0;
+    # class 2 absent -> weight 1 (unused), not present; the ignored pixel counts for nobody.
+    target = torch.tensor([[0, 0, 0, 0, 1, 1, 255]])
+    pred = torch.tensor([[0, 1, 1, 2, 1, 1, 0]])
+    logits = torch.nn.functional.one_hot(pred, 3).movedim(-1, 1).float() * 5
+    weights, present = SF.batch_recall_weights(logits, target)
+    torch.testing.assert_close(weights, torch.tensor([0.75, 0.0, 1.0]))
+    assert present.tolist() == [True, True, False]
+    # loss: (4 * .75 * CE_0-pixels + 0) / 6 valid pixels
+    ce = SF.cross_entropy(logits, target, reduction="none")
+    expected = 0.75 * ce[0, :4].sum() / 6
+    torch.testing.assert_close(SF.recall_loss(logits, target), expected)
+
+
+def test_recall_weights_match_a_python_loop_on_random_data():
+    logits, target = random_batch(3, 6, (7, 5), ignore_frac=0.2, seed=11)
+    weights, present = SF.batch_recall_weights(logits, target)
+    expected_w, expected_present = recall_weights_by_loop(logits, target)
+    torch.testing.assert_close(weights, expected_w)
+    assert torch.equal(present, expected_present)
+
+
+def test_recall_gradient_is_ce_gradient_scaled_by_detached_weights():
+    logits, target = random_batch(2, 4, (6, 6), ignore_frac=0.1, seed=12)
+    weights, _ = recall_weights_by_loop(logits, target)
+    a = logits.clone().requires_grad_()
+    b = logits.clone().requires_grad_()
+    SF.recall_loss(a, target, reduction="sum").backward()
+    ce = SF.cross_entropy(b, target, reduction="none")
+    (ce * weights[target.clamp(max=3)]).sum().backward()
+    torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_recall_of_a_perfect_prediction_is_zero():
+    target = torch.randint(0, 3, (2, 4, 4))
+    logits = torch.nn.functional.one_hot(target, 3).movedim(-1, 1).float()
+    assert SF.recall_loss(logits, target).item() == 0.0
+
+
+def test_recall_gradcheck_float64():
+    logits, target = random_batch(2, 3, (3, 3), ignore_frac=0.2, dtype=torch.float64, seed=13)
+    logits.requires_grad_()
+    assert torch.autograd.gradcheck(lambda z: SF.recall_loss(z, target, weight=[1.0, 2.0, 0.5]), (logits,))
+
+
+def test_recall_module_ema_updates_present_classes_only():
+    loss = segloss.RecallLoss(momentum=0.5)
+    target = torch.tensor([[0, 0, 1, 1]])
+    first = torch.nn.functional.one_hot(torch.tensor([[1, 1, 1, 1]]), 3).movedim(-1, 1).float()
+    loss(first, target)  # batch weights: class 0 -> 1, class 1 -> 0; class 2 absent keeps 1
+    torch.testing.assert_close(loss.class_weights, torch.tensor([1.0, 0.5, 1.0]))
+    second = torch.nn.functional.one_hot(torch.tensor([[0, 1, 1, 2]]), 3).movedim(-1, 1).float()
+    target2 = torch.tensor([[0, 0, 2, 2]])  # class 0: 1/2 right, class 2: 1/2 right, class 1 absent
+    loss(second, target2)
+    torch.testing.assert_close(loss.class_weights, torch.tensor([0.75, 0.5, 0.75]))
+    loss.eval()
+    loss(first, target)  # eval: no update, running weights used
+    torch.testing.assert_close(loss.class_weights, torch.tensor([0.75, 0.5, 0.75]))
+    ce = SF.cross_entropy(first, target, reduction="none")
+    torch.testing.assert_close(loss(first, target), (ce[0, :2] * 0.75 + ce[0, 2:] * 0.5).sum() / 4)
+
+
+def test_recall_module_with_zero_momentum_equals_the_function():
+    logits, target = random_batch(2, 5, (6, 6), ignore_frac=0.2, seed=14)
+    module = segloss.RecallLoss()
+    torch.testing.assert_close(module(logits, target), SF.recall_loss(logits, target))
+    module.eval()
+    torch.testing.assert_close(module(logits, target), SF.recall_loss(logits, target))
+
+
+def test_recall_state_dict_round_trip_with_lazy_size():
+    trained = segloss.RecallLoss(momentum=0.9)
+    trained(*random_batch(2, 4, (5, 5), seed=15))
+    fresh = segloss.RecallLoss(momentum=0.9)
+    fresh.load_state_dict(trained.state_dict())
+    torch.testing.assert_close(fresh.class_weights, trained.class_weights)
+    with pytest.raises(ValueError, match="holds weights for 4 classes, got logits with 3"):
+        fresh(*random_batch(1, 3, (2, 2)))
+
+
+def _distributed_worker(rank, world_size, init_file, out_dir):
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        logits, target = random_batch(2, 4, (6, 6), ignore_frac=0.1, seed=100 + rank)
+        module = segloss.RecallLoss(momentum=0.0)
+        value = module(logits, target)
+        torch.save({"weights": module.class_weights.clone(), "loss": value.detach(),
+                    "functional": SF.recall_loss(logits, target).detach()}, f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_recall_uses_global_batch_recall_under_torch_distributed(tmp_path):
+    mp.spawn(_distributed_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    shards = [random_batch(2, 4, (6, 6), ignore_frac=0.1, seed=100 + r) for r in range(2)]
+    all_logits = torch.cat([s[0] for s in shards])
+    all_target = torch.cat([s[1] for s in shards])
+    global_w, _ = SF.batch_recall_weights(all_logits, all_target)
+    for rank, (logits, target) in enumerate(shards):
+        result = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        torch.testing.assert_close(result["weights"], global_w)
+        expected = SF.recall_weighted_ce(logits, target, global_w)
+        torch.testing.assert_close(result["loss"], expected)
+        torch.testing.assert_close(result["functional"], expected)
+        local_w, _ = SF.batch_recall_weights(logits, target)
+        assert not torch.allclose(local_w, global_w)  # the test would catch per-replica recall

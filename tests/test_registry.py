@@ -1,0 +1,77 @@
+"""The registry is complete enough for pages to build widgets from, and create_loss checks input."""
+
+import pytest
+import torch
+
+import segloss
+from conftest import random_batch
+
+COUNTS = [1000, 200, 50, 5]
+
+
+def test_registry_lists_the_losses_of_the_design():
+    assert {"ce", "weighted_ce", "focal", "dual_focal", "recall"} <= set(segloss.LOSSES)
+
+
+@pytest.mark.parametrize("name", sorted(segloss.LOSSES))
+def test_every_spec_is_complete(name):
+    spec = segloss.LOSSES[name]
+    assert spec.name == name and spec.title and spec.summary and spec.formula.strip()
+    assert ("arXiv" in spec.citation or "doi" in spec.citation or "torch" in spec.citation)
+    assert spec.link.startswith("https://")
+    for param in spec.params:
+        assert param.help and param.label
+        if param.kind == "float":
+            assert param.low <= param.default <= param.high and param.step > 0
+        else:
+            assert param.choices and (param.kind == "multichoice" or param.default in param.choices)
+
+
+def _at_bounds(spec):
+    yield {}
+    for param in spec.params:
+        if param.kind == "float":
+            yield {param.name: param.low}
+            yield {param.name: param.high}
+        elif param.kind == "choice":
+            for choice in param.choices:
+                yield {param.name: choice}
+        else:
+            yield {param.name: tuple(param.choices)}
+
+
+@pytest.mark.parametrize("name", sorted(segloss.LOSSES))
+def test_create_loss_works_at_defaults_and_every_bound(name):
+    spec = segloss.LOSSES[name]
+    logits, target = random_batch(2, 4, (5, 5), scale=30.0, ignore_frac=0.1, seed=31)
+    for params in _at_bounds(spec):
+        module = segloss.create_loss(name, class_counts=COUNTS, **params)
+        z = logits.clone().requires_grad_()
+        value = module(z, target)
+        value.backward()
+        assert torch.isfinite(value) and torch.isfinite(z.grad).all(), params
+
+
+def test_create_loss_passes_parameters_through():
+    logits, target = random_batch(2, 4, (5, 5), seed=32)
+    focal = segloss.create_loss("focal", gamma=3.0, alpha=[0.1, 0.2, 0.3, 0.4], reduction="sum")
+    expected = segloss.functional.focal_loss(logits, target, gamma=3.0, alpha=[0.1, 0.2, 0.3, 0.4], reduction="sum")
+    torch.testing.assert_close(focal(logits, target), expected)
+    weighted = segloss.create_loss("weighted_ce", scheme="inverse", class_counts=COUNTS)
+    weight = segloss.weights.inverse_frequency(COUNTS)
+    torch.testing.assert_close(weighted(logits, target), segloss.functional.cross_entropy(logits, target, weight=weight))
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: segloss.create_loss("dice"), ValueError, "unknown loss 'dice'"),
+    (lambda: segloss.create_loss("focal", gama=2.0), ValueError, r"no parameter\(s\) \['gama'\]"),
+    (lambda: segloss.create_loss("focal", gamma=100.0), ValueError, r"focal: gamma must lie in \[0.0, 10.0\]"),
+    (lambda: segloss.create_loss("focal", gamma="big"), TypeError, "must be a number"),
+    (lambda: segloss.create_loss("weighted_ce"), ValueError, "needs class_counts"),
+    (lambda: segloss.create_loss("weighted_ce", scheme="sqrt", class_counts=COUNTS), ValueError, "must be one of"),
+    (lambda: segloss.create_loss("dual_focal", learnable=("zeta",)), ValueError, "unknown"),
+    (lambda: segloss.create_loss("dual_focal", rho=0.5), ValueError, r"rho must lie in \[1.0, 10.0\]"),
+])
+def test_create_loss_rejects_bad_requests(call, error, message):
+    with pytest.raises(error, match=message):
+        call()

@@ -1,0 +1,45 @@
+"""The frame every page shares: page config, navigation in words, and the sidebar.
+
+The app uses Streamlit's file-based routing (``app.py`` + ``pages/``), so a page opened by its
+own URL on a fresh server runs its own script directly: that is why every page calls
+:func:`page_setup` itself instead of relying on an entry script. The default navigation (which
+would label the home page "app") is hidden in ``.streamlit/config.toml`` and drawn here with
+``st.page_link``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# (script path relative to the app root, label, icon); pages that do not exist yet are skipped.
+PAGES = (
+    ("app.py", "Home", ":material/home:"),
+    ("pages/1_Loss_curves.py", "Loss curves", ":material/show_chart:"),
+    ("pages/2_Gradients.py", "Gradients", ":material/gradient:"),
+    ("pages/3_Live_training.py", "Live training", ":material/model_training:"),
+    ("pages/4_Upload.py", "Your image", ":material/upload:"),
+    ("pages/5_Compare.py", "Compare losses", ":material/leaderboard:"),
+    ("pages/6_Conventions.py", "Library conventions", ":material/compare_arrows:"),
+)
+
+
+def available_pages() -> list[tuple[str, str, str]]:
+    """The entries of :data:`PAGES` whose script exists."""
+    return [page for page in PAGES if (ROOT / page[0]).exists()]
+
+
+def page_setup(title: str, icon: str = ":material/insights:") -> None:
+    """Configure the page and draw the shared sidebar. Call first on every page."""
+    st.set_page_config(page_title=f"{title} · segloss", page_icon=icon, layout="wide")
+    with st.sidebar:
+        for path, label, page_icon in available_pages():
+            st.page_link(path, label=label, icon=page_icon)
+        st.divider()
+        device = "CUDA · " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
+        st.caption(f"Compute device: **{device}**")
+        st.caption("segloss: class-imbalance losses for semantic segmentation.")
