@@ -18,9 +18,9 @@ def test_page_opens_by_direct_url_with_shared_sidebar(app_url, page, path, label
     page.get_by_test_id("stSidebar").wait_for()
     expect(page.get_by_test_id("stSidebar").get_by_text("Compute device")).to_be_visible(timeout=30_000)
     nav = page.get_by_test_id("stSidebar").get_by_test_id("stPageLink")
-    expect(nav).to_have_count(len(PAGES))
+    expect(nav).to_have_count(len(PAGES) if len(PAGES) > 1 else 0)
     labels = [text.split("\n")[-1] for text in nav.all_inner_texts()]  # drop the icon's ligature name
-    assert labels == [lbl for _, lbl, _ in PAGES]  # words, never "app" or file names
+    assert labels == ([lbl for _, lbl, _ in PAGES] if len(PAGES) > 1 else [])  # words, never "app" or file names
     expect(page.get_by_test_id("stException")).to_have_count(0)
     page.wait_for_timeout(500)
     page.screenshot(path=str(ARTIFACTS / f"page-{label.replace(' ', '_').lower()}.png"), full_page=True)

@@ -37,9 +37,11 @@ def page_setup(title: str, icon: str = ":material/insights:") -> None:
     """Configure the page and draw the shared sidebar. Call first on every page."""
     st.set_page_config(page_title=f"{title} · segloss", page_icon=icon, layout="wide")
     with st.sidebar:
-        for path, label, page_icon in available_pages():
-            st.page_link(path, label=label, icon=page_icon)
-        st.divider()
+        pages = available_pages()
+        if len(pages) > 1:  # Streamlit knows pages only once pages/ holds one (multipage mode)
+            for path, label, page_icon in pages:
+                st.page_link(path, label=label, icon=page_icon)
+            st.divider()
         device = "CUDA · " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
         st.caption(f"Compute device: **{device}**")
         st.caption("segloss: class-imbalance losses for semantic segmentation.")
