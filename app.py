@@ -8,6 +8,7 @@ import streamlit as st
 
 import segloss
 from ui.layout import available_pages, page_setup
+from ui.widgets import loss_caption
 
 page_setup("Home", ":material/home:")
 
@@ -35,7 +36,6 @@ st.caption(
 )
 for spec in segloss.LOSSES.values():
     with st.container(border=True):
-        st.markdown(f"**{spec.title}** (`{spec.name}`): {spec.summary}")
-        st.latex(spec.formula)
+        loss_caption(spec)
         params = ", ".join(f"{p.name} = {p.default!r}" for p in spec.params) or "none"
-        st.caption(f"Parameters (defaults): {params}. Source: [{spec.citation}]({spec.link})")
+        st.caption(f"Registry name `{spec.name}`; parameters (defaults): {params}.")

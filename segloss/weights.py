@@ -20,17 +20,18 @@ import torch
 SCHEMES = ("inverse", "median", "effective")
 
 
-def pixel_counts(target: torch.Tensor, num_classes: int, ignore_index: int = 255) -> torch.Tensor:
-    """Pixels per class in an integer label tensor of any shape, ignoring ``ignore_index``.
+def pixel_counts(target, num_classes: int, ignore_index: int = 255) -> torch.Tensor:
+    """Pixels per class in integer labels of any shape (tensor or numpy), ignoring ``ignore_index``.
 
     Returns:
         int64 ``(num_classes,)``.
 
     Raises:
-        TypeError: float target. ValueError: labels outside ``[0, num_classes)``.
+        TypeError: non-integer labels. ValueError: labels outside ``[0, num_classes)``.
     """
-    if not isinstance(target, torch.Tensor) or target.is_floating_point():
-        raise TypeError(f"target must be an integer tensor, got {getattr(target, 'dtype', type(target))}")
+    target = torch.as_tensor(target)
+    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+        raise TypeError(f"target must hold integer labels, got dtype {target.dtype}")
     labels = target[target != ignore_index].long()
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
         raise ValueError(

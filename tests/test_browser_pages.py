@@ -10,17 +10,28 @@ pytestmark = pytest.mark.browser
 
 PAGES = available_pages()
 URL_PATHS = {path: ("" if path == "app.py" else path.split("_", 1)[1].removesuffix(".py")) for path, _, _ in PAGES}
+CHARTS = {"app.py": 0, "pages/1_Loss_curves.py": 1, "pages/2_Gradients.py": 3}
+
+
+def open_page(page, app_url, path):
+    """Go to a page by URL and wait until the script finished and its charts are drawn."""
+    page.goto(f"{app_url}/{URL_PATHS[path]}")
+    sidebar = page.get_by_test_id("stSidebar")
+    expect(sidebar.get_by_text("Compute device")).to_be_visible(timeout=60_000)
+    charts = page.get_by_test_id("stPlotlyChart")
+    expect(charts).to_have_count(CHARTS.get(path, 0), timeout=60_000)
+    for i in range(CHARTS.get(path, 0)):
+        expect(charts.nth(i).locator("svg.main-svg").first).to_be_visible(timeout=60_000)
+    return sidebar
 
 
 @pytest.mark.parametrize("path, label", [(p, label) for p, label, _ in PAGES])
 def test_page_opens_by_direct_url_with_shared_sidebar(app_url, page, path, label):
-    page.goto(f"{app_url}/{URL_PATHS[path]}")
-    page.get_by_test_id("stSidebar").wait_for()
-    expect(page.get_by_test_id("stSidebar").get_by_text("Compute device")).to_be_visible(timeout=30_000)
-    nav = page.get_by_test_id("stSidebar").get_by_test_id("stPageLink")
+    sidebar = open_page(page, app_url, path)
+    nav = sidebar.get_by_test_id("stPageLink")
     expect(nav).to_have_count(len(PAGES) if len(PAGES) > 1 else 0)
     labels = [text.split("\n")[-1] for text in nav.all_inner_texts()]  # drop the icon's ligature name
     assert labels == ([lbl for _, lbl, _ in PAGES] if len(PAGES) > 1 else [])  # words, never "app" or file names
     expect(page.get_by_test_id("stException")).to_have_count(0)
-    page.wait_for_timeout(500)
+    page.wait_for_timeout(300)
     page.screenshot(path=str(ARTIFACTS / f"page-{label.replace(' ', '_').lower()}.png"), full_page=True)

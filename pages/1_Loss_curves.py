@@ -1,0 +1,115 @@
+"""Loss curves: how much loss a pixel gets at each true-class probability p_t, per loss.
+
+The classic focal-loss picture (several gammas overlaid), made explicit for the multi-class
+case: C classes and how the rest of the probability is spread over the false classes, which
+changes Dual Focal Loss but not CE or focal loss.
+"""
+
+import numpy as np
+import streamlit as st
+
+import segloss
+from segloss import analysis, data, viz
+from ui.layout import page_setup
+from ui.widgets import loss_caption, loss_param_widgets
+
+page_setup("Loss curves", ":material/show_chart:")
+P_T = analysis.probability_grid(400)
+GAMMAS = (0.0, 0.5, 1.0, 2.0, 5.0)
+GAMMA_COLORS = dict(zip(GAMMAS, ("#636efa", "#00cc96", "#ab63fa", "#ef553b", "#ffa15a")))
+LOSS_DASHES = {"focal": "solid", "dual_focal": "dot"}
+RECALLS = (0.0, 0.25, 0.5, 0.75, 0.9)
+STREET = data.DATASETS["street"]
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def curve(name: str, params: tuple, num_classes: int, spread: str, true_class: int = 0,
+          recall: float = 0.0) -> np.ndarray:
+    """One loss curve; cached per argument set (streamlit reruns the script on every widget change)."""
+    counts = None
+    if segloss.LOSSES[name].needs_class_counts:  # weights come from the street scenes' pixel counts, so C is theirs
+        counts = data.class_frequencies("street")
+        num_classes = len(counts)
+    loss = analysis.pixel_loss(name, dict(params), class_counts=counts, recall=recall)
+    return analysis.loss_curve(loss, P_T, num_classes, spread, true_class).astype(np.float32)
+
+
+st.title("Loss against the true-class probability")
+st.markdown(
+    "Each curve is the loss one pixel contributes when the model gives its true class probability "
+    "**p_t**. Cross-entropy (dashed) never lets go: even at p_t = 0.9 a pixel still costs 0.1. Focal-style "
+    "losses shrink the loss of **well-classified** pixels (shaded), so the many easy background pixels stop "
+    "drowning out the few hard ones. Try a log y axis to see by how many orders of magnitude."
+)
+
+controls, chart = st.columns([1, 2.4], gap="large")
+with controls:
+    chosen = st.multiselect("Losses", list(segloss.LOSSES), default=["ce", "focal"],
+                            format_func=lambda n: segloss.LOSSES[n].title)
+    overlay = st.multiselect("Overlay gamma values", GAMMAS, default=list(GAMMAS),
+                             help="One curve per gamma for every loss with a gamma; empty: use each loss's slider.")
+    num_classes = st.slider("Number of classes C", 2, 50, 19)
+    spread = st.radio("The remaining 1 - p_t goes", analysis.SPREADS, horizontal=True,
+                      format_func={"even": "evenly to the false classes",
+                                   "confusing": f"{analysis.CONFUSING_SHARE:.0%} to one confusing class"}.get)
+    log_x = st.toggle("log x axis")
+    log_y = st.toggle("log y axis", value=True)
+    params = {}
+    for name in chosen:
+        spec = segloss.LOSSES[name]
+        overlaid = bool(overlay) and "gamma" in spec.defaults
+        if spec.params:
+            with st.expander(f"{spec.title} parameters", expanded=False):
+                params[name] = loss_param_widgets(spec, "curves", skip=("gamma", "learnable") if overlaid else ("learnable",))
+                if spec.needs_class_counts:
+                    params[name]["true_class"] = st.selectbox("Pixel's class (street counts)", range(len(STREET.class_names)),
+                                                              index=6, format_func=STREET.class_names.__getitem__)
+    recalls = RECALLS
+    if "recall" in chosen:
+        recalls = st.multiselect("Batch recall R of the pixel's class", RECALLS, default=list(RECALLS))
+
+curves: dict[str, np.ndarray] = {}
+styles: dict[str, dict] = {}  # one colour per gamma, one dash per loss, so the same gamma reads across losses
+for name in chosen:
+    spec, values = segloss.LOSSES[name], dict(params.get(name, {}))
+    true_class = values.pop("true_class", 0)
+    if name == "recall":
+        for r in recalls:
+            curves[f"{spec.title}, R = {r:g}"] = curve(name, tuple(values.items()), num_classes, spread, recall=r)
+    elif overlay and "gamma" in spec.defaults:
+        for g in overlay:
+            label = f"{spec.title}, γ = {g:g}"
+            curves[label] = curve(name, tuple({**values, "gamma": g}.items()), num_classes, spread)
+            styles[label] = {"color": GAMMA_COLORS[g], "dash": LOSS_DASHES.get(name, "dashdot")}
+    else:
+        label = spec.title + (f" ({STREET.class_names[true_class]} pixel, C = {len(STREET.class_names)})"
+                              if spec.needs_class_counts else "")
+        curves[label] = curve(name, tuple(values.items()), num_classes, spread, true_class)
+
+with chart:
+    if not curves:
+        st.info("Pick at least one loss on the left.")
+    else:
+        fig = viz.curves_figure(P_T, curves, x_title="p_t (probability of the true class)", y_title="loss per pixel",
+                                log_x=log_x, log_y=log_y, well_classified=analysis.WELL_CLASSIFIED,
+                                dashed=[segloss.LOSSES["ce"].title], styles=styles)
+        st.plotly_chart(fig, width="stretch", key="curves")
+        st.download_button("Download curve data (CSV)", viz.table_csv({"p_t": P_T, **curves}),
+                           file_name="loss_curves.csv", mime="text/csv")
+    if overlay:
+        st.caption("Colour: gamma. Line style: solid focal, dotted Dual Focal. Focal with γ = 0 lies exactly on CE.")
+    if "recall" in chosen:
+        st.caption("Recall loss weighs a pixel by 1 - R of its class, where R is that class's recall in the current "
+                   "batch: it does not depend on this pixel's p_t. Each curve is (1 - R) · CE for one batch recall R.")
+    if "dual_focal" in chosen and st.toggle("Show Dual Focal's three terms separately"):
+        dfl = {k: v for k, v in params.get("dual_focal", {}).items() if k in ("alpha", "beta", "rho", "gamma")}
+        gamma = dfl.pop("gamma", None) or st.select_slider("gamma for the terms", GAMMAS, value=1.0)
+        terms = analysis.dual_focal_terms(P_T, num_classes, spread, gamma=gamma, **dfl)
+        st.plotly_chart(viz.curves_figure(P_T, terms, x_title="p_t", y_title="term value", log_x=log_x,
+                                          well_classified=analysis.WELL_CLASSIFIED), width="stretch", key="terms")
+        st.caption("The false-class term depends on how 1 - p_t is spread: switch the spread above and watch it "
+                   "change while cross-entropy stays put.")
+
+for name in chosen:
+    with st.container(border=True):
+        loss_caption(segloss.LOSSES[name])

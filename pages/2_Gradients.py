@@ -1,0 +1,86 @@
+"""Gradient explorer: how hard each loss pushes on the logits, over p_t and a loss parameter.
+
+All values are autograd gradients through segloss.functional (via segloss.analysis), the same
+code path a training loop runs.
+"""
+
+import numpy as np
+import streamlit as st
+
+import segloss
+from segloss import analysis, viz
+from ui.layout import page_setup
+from ui.widgets import loss_caption, loss_param_widgets
+
+page_setup("Gradients", ":material/gradient:")
+P_T = analysis.probability_grid(256)
+SWEEP_RANGES = {"gamma": (0.0, 5.0), "alpha": (0.0, 5.0), "beta": (0.0, 5.0), "rho": (1.0, 3.0), "recall": (0.0, 0.99)}
+COMPONENT_LABELS = {"norm": "‖dL/dz‖ (all logits)", "true": "|dL/dz_t| (true class)",
+                    "false": "|dL/dz_c| (most probable false class)"}
+LOSS_NAMES = [n for n in segloss.LOSSES if analysis.sweepable_parameters(n)]
+
+
+@st.cache_data(max_entries=64, show_spinner="Computing the gradient surface...")
+def surface(name: str, sweep: str, values: tuple, num_classes: int, spread: str, component: str,
+            params: tuple) -> np.ndarray:
+    return analysis.gradient_surface(name, P_T, sweep, values, num_classes, spread, component, dict(params))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def ce_magnitude(num_classes: int, spread: str, component: str) -> np.ndarray:
+    grads = analysis.logit_gradients(analysis.pixel_loss("ce"), P_T, num_classes, spread)
+    return analysis.gradient_magnitude(grads, component).astype(np.float32)
+
+
+st.title("Gradient magnitude against p_t")
+st.markdown(
+    "Training moves the logits by the gradient, so the gradient, not the loss value, decides which pixels the "
+    "network learns from. The heatmap shows its size for one pixel at each true-class probability **p_t** "
+    "(x) and each value of a parameter (y). Bright on the left means hard pixels are pushed hard; dark on the "
+    "right means easy pixels are left alone. Compare the **true-class** and **false-class** components: "
+    "Dual Focal Loss also pushes down probability on the false classes."
+)
+
+controls, chart = st.columns([1, 2.4], gap="large")
+with controls:
+    name = st.selectbox("Loss", LOSS_NAMES, index=LOSS_NAMES.index("focal"),
+                        format_func=lambda n: segloss.LOSSES[n].title)
+    spec = segloss.LOSSES[name]
+    sweep = st.selectbox("Parameter on the y axis", analysis.sweepable_parameters(name),
+                         help="recall: the batch recall R of the pixel's class (recall loss weighs by 1 - R).")
+    component = st.radio("Which gradient", analysis.COMPONENTS, format_func=COMPONENT_LABELS.get)
+    num_classes = st.slider("Number of classes C", 2, 50, 19)
+    spread = st.radio("The remaining 1 - p_t goes", analysis.SPREADS, horizontal=True,
+                      format_func={"even": "evenly", "confusing": "mostly to one class"}.get)
+    log_color = st.toggle("log colour scale", value=True)
+    with st.expander("Other parameters"):
+        params = loss_param_widgets(spec, "gradients", skip=(sweep, "learnable"))
+
+low, high = SWEEP_RANGES[sweep]
+values = tuple(float(v) for v in np.linspace(low, high, 64))
+z = surface(name, sweep, values, num_classes, spread, component, tuple(params.items()))
+with chart:
+    fig = viz.heatmap_figure(P_T, np.asarray(values), z, x_title="p_t", y_title=sweep, color_title="gradient",
+                             log_color=log_color)
+    st.plotly_chart(fig, width="stretch", key="surface")
+    rows = [0, 16, 26, 40, 63]
+    picked = st.multiselect(f"Slices at {sweep} =", rows, default=rows, format_func=lambda i: f"{values[i]:.2f}")
+    slices = {f"{sweep} = {values[i]:.2f}": z[i] for i in picked}
+    ce = ce_magnitude(num_classes, spread, component)
+    left, right = st.columns(2)
+    left.plotly_chart(viz.curves_figure(P_T, {**slices, "cross-entropy": ce}, x_title="p_t", y_title="gradient",
+                                        log_y=True, dashed=["cross-entropy"], well_classified=analysis.WELL_CLASSIFIED,
+                                        height=380), width="stretch", key="slices")
+    ratios = {k: v / np.maximum(ce, 1e-30) for k, v in slices.items()}
+    right.plotly_chart(viz.curves_figure(P_T, ratios, x_title="p_t", y_title="gradient / CE gradient", log_y=True,
+                                         well_classified=analysis.WELL_CLASSIFIED, height=380, show_legend=False),
+                       width="stretch", key="ratios")
+    st.caption("Right: how strongly each setting scales a pixel's gradient compared with cross-entropy. Below 1 "
+               "means the pixel is down-weighted; focal loss at gamma = 2 gives an easy pixel (p_t = 0.9) about 3% "
+               "of CE's push, while its loss is 1% of CE's: loss and gradient tell different stories.")
+    st.download_button("Download surface (CSV)", viz.table_csv(
+        {sweep: np.repeat(values, len(P_T)), "p_t": np.tile(P_T, len(values)), "gradient": z.ravel()}),
+        file_name=f"gradient_surface_{name}.csv", mime="text/csv")
+
+with st.container(border=True):
+    loss_caption(spec)

@@ -1,0 +1,170 @@
+"""Curves and gradient surfaces of the losses, computed by autograd through :mod:`segloss.functional`.
+
+Nothing here re-implements a formula: every value is the registry loss itself evaluated on a
+synthetic batch of pixels whose softmax probabilities are chosen, and every gradient is
+autograd's, on exactly the code path a training loop uses.
+
+The synthetic pixel: C classes, the true class (index 0) has probability ``p_t``; the rest
+``1 - p_t`` goes to the false classes either ``"even"``-ly or mostly (``CONFUSING_SHARE``) to one
+``"confusing"`` class with the remainder spread evenly. Logits are ``log p`` in float64, so
+the loss sees exactly these probabilities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from segloss import functional as SF
+from segloss.registry import LOSSES, create_loss
+
+SPREADS = ("even", "confusing")
+CONFUSING_SHARE = 0.9
+COMPONENTS = ("norm", "true", "false")
+WELL_CLASSIFIED = 0.5  # p_t above this: the argmax is the true class whatever C is
+
+PixelLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def probability_grid(num_points: int = 256, low: float = 1e-3, high: float = 1 - 1e-3) -> np.ndarray:
+    """``num_points`` values of ``p_t`` in ``[low, high]``, denser near both ends (logit-spaced)."""
+    if num_points < 2 or not 0 < low < high < 1:
+        raise ValueError(f"need num_points >= 2 and 0 < low < high < 1, got {num_points}, {low}, {high}")
+    logit = np.linspace(np.log(low / (1 - low)), np.log(high / (1 - high)), num_points)
+    return 1.0 / (1.0 + np.exp(-logit))
+
+
+def synthetic_probabilities(p_t: Sequence[float] | np.ndarray, num_classes: int, spread: str = "even") -> torch.Tensor:
+    """Softmax probabilities ``(K, C)`` float64 with ``p[:, 0] = p_t`` and ``1 - p_t`` spread as said.
+
+    Raises:
+        ValueError: ``num_classes < 2``, unknown ``spread``, or ``p_t`` outside ``(0, 1)``.
+    """
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    if spread not in SPREADS:
+        raise ValueError(f"spread must be one of {SPREADS}, got {spread!r}")
+    p_t = torch.as_tensor(np.asarray(p_t, dtype=np.float64))
+    if p_t.dim() != 1 or not bool(((p_t > 0) & (p_t < 1)).all()):
+        raise ValueError("p_t must be a 1-D sequence of values strictly between 0 and 1")
+    rest = (1.0 - p_t)[:, None]
+    n_false = num_classes - 1
+    if spread == "even" or n_false == 1:
+        false = rest.expand(-1, n_false) / n_false
+    else:
+        others = rest * (1 - CONFUSING_SHARE) / (n_false - 1)
+        false = torch.cat([rest * CONFUSING_SHARE, others.expand(-1, n_false - 1)], dim=1)
+    return torch.cat([p_t[:, None], false], dim=1)
+
+
+def pixel_loss(name: str, params: dict | None = None, *, class_counts=None, recall: float = 0.0) -> PixelLoss:
+    """The registry loss ``name`` as a per-pixel function ``(logits, target) -> (K,)``.
+
+    Learnable Dual Focal parameters are held at their values. Recall loss weighs a pixel by
+    ``1 - R`` of its class, which depends on the batch, not on the pixel's ``p_t``: here the
+    recall is fixed at ``recall`` and the same :func:`~segloss.functional.recall_weighted_ce`
+    as in training is used.
+    """
+    params = {k: v for k, v in (params or {}).items() if k != "learnable"}
+    if name == "recall":
+        def recall_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            weights = torch.full((logits.shape[1],), 1.0 - recall, dtype=logits.dtype)
+            return SF.recall_weighted_ce(logits, target, weights, reduction="none")
+        return recall_ce
+    kwargs = {"class_counts": class_counts} if LOSSES[name].needs_class_counts else {}
+    return create_loss(name, reduction="none", **params, **kwargs).double()
+
+
+def loss_curve(loss: PixelLoss, p_t: np.ndarray, num_classes: int, spread: str = "even",
+               true_class: int = 0) -> np.ndarray:
+    """Loss of one pixel against its true-class probability: ``(K,)`` float64.
+
+    ``true_class`` picks which class index the pixel belongs to (it matters only for losses
+    with class weights); the probabilities are rotated so that class holds ``p_t``.
+    """
+    if not 0 <= true_class < num_classes:
+        raise ValueError(f"true_class must lie in [0, {num_classes}), got {true_class}")
+    probs = torch.roll(synthetic_probabilities(p_t, num_classes, spread), true_class, dims=1)
+    target = torch.full((len(probs),), true_class, dtype=torch.long)
+    with torch.no_grad():
+        return loss(probs.log(), target).numpy()
+
+
+def dual_focal_terms(p_t: np.ndarray, num_classes: int, spread: str = "even", *, alpha: float = 1.0,
+                     beta: float = 1.0, gamma: float = 1.0, rho: float = 1.0) -> dict[str, np.ndarray]:
+    """The three terms of Dual Focal Loss against ``p_t``, each from the loss itself.
+
+    ``true-class CE`` is DFL with alpha = beta = 0; the false-class and focal-style terms are
+    what beta and alpha add to it. Their sum is the full loss.
+    """
+    probs = synthetic_probabilities(p_t, num_classes, spread)
+    z, target = probs.log(), torch.zeros(len(probs), dtype=torch.long)
+    def dfl(a: float, b: float) -> np.ndarray:
+        return SF.dual_focal_loss(z, target, alpha=a, beta=b, gamma=gamma, rho=rho, reduction="none").numpy()
+    ce = dfl(0.0, 0.0)
+    return {"true-class CE": ce, "false-class term": dfl(0.0, beta) - ce, "focal-style term": dfl(alpha, 0.0) - ce}
+
+
+def logit_gradients(loss: PixelLoss, p_t: np.ndarray, num_classes: int, spread: str = "even") -> np.ndarray:
+    """``dL/dz`` of each synthetic pixel, ``(K, C)`` float64 (class 0 true, class 1 most confusing)."""
+    probs = synthetic_probabilities(p_t, num_classes, spread)
+    logits = probs.log().requires_grad_()
+    loss(logits, torch.zeros(len(probs), dtype=torch.long)).sum().backward()
+    return logits.grad.numpy()
+
+
+def gradient_magnitude(grads: np.ndarray, component: str = "norm") -> np.ndarray:
+    """Reduce ``(..., C)`` logit gradients to one magnitude per pixel.
+
+    ``"norm"``: Euclidean norm over classes; ``"true"``: ``|dL/dz_t|``; ``"false"``:
+    ``|dL/dz_c|`` of the most probable false class (class 1 of the synthetic pixel).
+    """
+    if component == "norm":
+        return np.linalg.norm(grads, axis=-1)
+    if component == "true":
+        return np.abs(grads[..., 0])
+    if component == "false":
+        return np.abs(grads[..., 1])
+    raise ValueError(f"component must be one of {COMPONENTS}, got {component!r}")
+
+
+def gradient_surface(name: str, p_t: np.ndarray, sweep: str, values: Sequence[float], num_classes: int,
+                     spread: str = "even", component: str = "norm", params: dict | None = None,
+                     class_counts=None) -> np.ndarray:
+    """Gradient magnitude over ``p_t`` (columns) and a swept parameter (rows): ``(len(values), K)``.
+
+    Args:
+        name: registry loss name.
+        p_t: ``(K,)`` true-class probabilities.
+        sweep: the parameter swept along the rows (e.g. ``"gamma"``; ``"recall"`` for recall loss).
+        values: its values.
+        num_classes, spread: the synthetic pixel (see module docstring).
+        component: see :func:`gradient_magnitude`.
+        params: the loss's other parameters.
+
+    Returns:
+        float32 ``(len(values), K)``, ready for a heatmap.
+    """
+    rows = []
+    for value in values:
+        if sweep == "recall":
+            loss = pixel_loss(name, params, class_counts=class_counts, recall=float(value))
+        else:
+            loss = pixel_loss(name, {**(params or {}), sweep: float(value)}, class_counts=class_counts)
+        rows.append(gradient_magnitude(logit_gradients(loss, p_t, num_classes, spread), component))
+    return np.asarray(rows, dtype=np.float32)
+
+
+def sweepable_parameters(name: str) -> list[str]:
+    """Parameters of a loss that shape its gradient and a surface can sweep.
+
+    ``recall`` (the batch recall ``R``) for recall loss; none for (weighted) cross-entropy, whose
+    only parameters pick class weights.
+    """
+    if name == "recall":
+        return ["recall"]
+    if LOSSES[name].needs_class_counts:
+        return []
+    return [p.name for p in LOSSES[name].params if p.kind == "float"]

@@ -1,0 +1,113 @@
+"""segloss.analysis: curves and gradients from autograd agree with closed forms and finite differences."""
+
+import numpy as np
+import pytest
+import torch
+
+from segloss import analysis
+
+
+def test_synthetic_probabilities_hold_p_t_and_sum_to_one():
+    p_t = analysis.probability_grid(50)
+    for spread in analysis.SPREADS:
+        probs = analysis.synthetic_probabilities(p_t, 7, spread)
+        torch.testing.assert_close(probs.sum(1), torch.ones(50, dtype=torch.float64))
+        torch.testing.assert_close(probs[:, 0], torch.as_tensor(p_t))
+    confusing = analysis.synthetic_probabilities([0.5], 7, "confusing")
+    assert confusing[0, 1].item() == pytest.approx(0.5 * analysis.CONFUSING_SHARE)
+
+
+def test_ce_curve_is_minus_log_p_t_and_focal_matches_its_closed_form():
+    p_t = analysis.probability_grid(64)
+    ce = analysis.loss_curve(analysis.pixel_loss("ce"), p_t, 19)
+    np.testing.assert_allclose(ce, -np.log(p_t), rtol=1e-10)
+    focal = analysis.loss_curve(analysis.pixel_loss("focal", {"gamma": 2.0}), p_t, 19)
+    np.testing.assert_allclose(focal, -(1 - p_t) ** 2 * np.log(p_t), rtol=1e-8)
+
+
+@pytest.mark.parametrize("gamma", [0.5, 2.0, 5.0])
+def test_focal_gradient_matches_closed_form_from_loss_math(gamma):
+    p_t = analysis.probability_grid(64)
+    grads = analysis.logit_gradients(analysis.pixel_loss("focal", {"gamma": gamma}), p_t, 5, "confusing")
+    probs = analysis.synthetic_probabilities(p_t, 5, "confusing").numpy()
+    factor = (1 - p_t) ** gamma - gamma * p_t * (1 - p_t) ** (gamma - 1) * np.log(p_t)
+    expected = factor[:, None] * (probs - np.eye(5)[0])
+    np.testing.assert_allclose(grads, expected, rtol=1e-8, atol=1e-14)
+
+
+@pytest.mark.parametrize("name, params", [("dual_focal", {"gamma": 1.5, "rho": 1.3}), ("focal", {"gamma": 0.5}),
+                                          ("recall", {})])
+def test_logit_gradients_match_central_finite_differences(name, params):
+    p_t = np.array([0.05, 0.3, 0.7, 0.95])
+    loss = analysis.pixel_loss(name, params, recall=0.4)
+    grads = analysis.logit_gradients(loss, p_t, 4, "confusing")
+    logits = analysis.synthetic_probabilities(p_t, 4, "confusing").log()
+    target = torch.zeros(4, dtype=torch.long)
+    eps = 1e-6
+    numeric = np.zeros_like(grads)
+    for k in range(4):
+        step = torch.zeros_like(logits)
+        step[:, k] = eps
+        with torch.no_grad():
+            numeric[:, k] = ((loss(logits + step, target) - loss(logits - step, target)) / (2 * eps)).numpy()
+    np.testing.assert_allclose(grads, numeric, rtol=1e-5, atol=1e-9)
+
+
+def test_dual_focal_terms_add_up_to_the_loss_and_only_the_false_term_depends_on_spread():
+    p_t = analysis.probability_grid(32)
+    params = {"alpha": 0.7, "beta": 1.3, "gamma": 2.0, "rho": 1.1}
+    for spread in analysis.SPREADS:
+        terms = analysis.dual_focal_terms(p_t, 6, spread, **params)
+        full = analysis.loss_curve(analysis.pixel_loss("dual_focal", params), p_t, 6, spread)
+        np.testing.assert_allclose(sum(terms.values()), full, rtol=1e-10)
+        np.testing.assert_allclose(terms["true-class CE"], -np.log(p_t), rtol=1e-10)
+    even = analysis.dual_focal_terms(p_t, 6, "even", **params)
+    confusing = analysis.dual_focal_terms(p_t, 6, "confusing", **params)
+    assert not np.allclose(even["false-class term"], confusing["false-class term"])
+
+
+def test_recall_curve_is_one_minus_recall_times_ce():
+    p_t = analysis.probability_grid(16)
+    for recall in (0.0, 0.5, 0.9):
+        values = analysis.loss_curve(analysis.pixel_loss("recall", recall=recall), p_t, 5)
+        np.testing.assert_allclose(values, (1 - recall) * -np.log(p_t), rtol=1e-10)
+
+
+def test_weighted_ce_curve_uses_the_chosen_class_weight():
+    counts = [1000.0, 10.0, 100.0]
+    p_t = analysis.probability_grid(8)
+    loss = analysis.pixel_loss("weighted_ce", {"scheme": "median"}, class_counts=counts)
+    for true_class, weight in enumerate([0.1, 10.0, 1.0]):
+        values = analysis.loss_curve(loss, p_t, 3, true_class=true_class)
+        np.testing.assert_allclose(values, weight * -np.log(p_t), rtol=1e-6)
+
+
+def test_gradient_surface_shape_dtype_and_gamma_zero_row_equals_ce():
+    p_t = analysis.probability_grid(256)
+    gammas = np.linspace(0, 5, 64)
+    surface = analysis.gradient_surface("focal", p_t, "gamma", gammas, 19)
+    assert surface.shape == (64, 256) and surface.dtype == np.float32
+    ce = analysis.gradient_magnitude(analysis.logit_gradients(analysis.pixel_loss("ce"), p_t, 19))
+    np.testing.assert_allclose(surface[0], ce, rtol=1e-6)
+    assert np.all(np.diff(surface[:, -1]) <= 0)  # more gamma, less push on the easiest pixel
+
+
+def test_gradient_components_and_bad_arguments():
+    grads = np.array([[-3.0, 4.0, 0.0]])
+    assert analysis.gradient_magnitude(grads, "norm")[0] == 5.0
+    assert analysis.gradient_magnitude(grads, "true")[0] == 3.0
+    assert analysis.gradient_magnitude(grads, "false")[0] == 4.0
+    with pytest.raises(ValueError, match="component must be one of"):
+        analysis.gradient_magnitude(grads, "max")
+    with pytest.raises(ValueError, match="spread must be one of"):
+        analysis.synthetic_probabilities([0.5], 3, "random")
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        analysis.synthetic_probabilities([1.0], 3)
+    with pytest.raises(ValueError, match=r"true_class must lie in \[0, 3\)"):
+        analysis.loss_curve(analysis.pixel_loss("ce"), [0.5], 3, true_class=3)
+
+
+def test_sweepable_parameters():
+    assert analysis.sweepable_parameters("focal") == ["gamma", "alpha"]
+    assert analysis.sweepable_parameters("recall") == ["recall"]
+    assert analysis.sweepable_parameters("weighted_ce") == [] and analysis.sweepable_parameters("ce") == []

@@ -1,0 +1,94 @@
+"""AppTest for the loss-curve and gradient pages: charts, widget effects, every loss at its bounds."""
+
+import numpy as np
+import pytest
+
+import segloss
+from app_support import by_label, figures, open_page, trace_values
+
+CURVES = "pages/1_Loss_curves.py"
+GRADIENTS = "pages/2_Gradients.py"
+
+
+def test_loss_curves_default_render_shows_ce_and_five_gammas_in_float32():
+    app = open_page(CURVES)
+    assert not app.exception
+    (fig,) = figures(app)
+    names = [trace["name"] for trace in fig["data"]]
+    assert names[0] == "Cross-entropy" and len(names) == 6
+    assert fig["data"][1]["y"]["dtype"] == "f4"
+    ce, focal0 = trace_values(fig["data"][0]), trace_values(fig["data"][1])
+    np.testing.assert_allclose(focal0, ce)  # gamma = 0 lies on CE
+    assert any(shape.get("type") == "rect" for shape in fig["layout"].get("shapes", []))  # well-classified region
+
+
+def test_changing_classes_and_spread_changes_dual_focal_but_not_focal():
+    app = open_page(CURVES)
+    by_label(app.multiselect, "Losses").set_value(["focal", "dual_focal"]).run()
+    by_label(app.multiselect, "Overlay gamma values").set_value([2.0]).run()
+    before = {t["name"]: trace_values(t) for t in figures(app)[0]["data"]}
+    by_label(app.radio, "The remaining 1 - p_t goes").set_value("confusing").run()
+    after = {t["name"]: trace_values(t) for t in figures(app)[0]["data"]}
+    np.testing.assert_array_equal(before["Focal loss, γ = 2"], after["Focal loss, γ = 2"])
+    assert not np.allclose(before["Dual Focal loss, γ = 2"], after["Dual Focal loss, γ = 2"])
+    by_label(app.slider, "Number of classes C").set_value(3).run()
+    fewer = {t["name"]: trace_values(t) for t in figures(app)[0]["data"]}
+    assert not np.allclose(after["Dual Focal loss, γ = 2"], fewer["Dual Focal loss, γ = 2"])
+
+
+def test_dual_focal_terms_and_recall_family_render():
+    app = open_page(CURVES)
+    by_label(app.multiselect, "Losses").set_value(["dual_focal", "recall"]).run()
+    by_label(app.toggle, "Show Dual Focal's three terms separately").set_value(True).run()
+    assert not app.exception
+    main, terms = figures(app)
+    assert [t["name"] for t in terms["data"]] == ["true-class CE", "false-class term", "focal-style term"]
+    assert sum(t["name"].startswith("Recall loss, R =") for t in main["data"]) == 5
+    assert any("does not depend on this pixel's p_t" in c.value for c in app.caption)
+
+
+@pytest.mark.parametrize("name", sorted(segloss.LOSSES))
+def test_every_loss_renders_at_its_parameter_bounds_on_the_curve_page(name):
+    app = open_page(CURVES)
+    by_label(app.multiselect, "Overlay gamma values").set_value([]).run()
+    by_label(app.multiselect, "Losses").set_value([name]).run()
+    spec = segloss.LOSSES[name]
+    for bound in ("low", "high"):
+        for param in spec.params:
+            if param.kind == "float":
+                by_label(app.slider, param.label).set_value(getattr(param, bound))
+        app.run()
+        assert not app.exception, (name, bound)
+        for trace in figures(app)[0]["data"]:
+            values = trace_values(trace)
+            assert np.isfinite(values[~np.isnan(values)]).all()
+
+
+def test_gradient_page_default_has_surface_slices_and_ratios():
+    app = open_page(GRADIENTS)
+    assert not app.exception
+    surface, slices, ratios = figures(app)
+    z = surface["data"][0]["z"]
+    assert z["dtype"] == "f4" and surface["data"][0]["type"] == "heatmap"
+    assert len(slices["data"]) == 6 and slices["data"][-1]["name"] == "cross-entropy"
+    gamma0 = trace_values(ratios["data"][0])
+    np.testing.assert_allclose(gamma0, 1.0, rtol=1e-5)  # gamma = 0: focal's gradient is CE's
+
+
+def test_gradient_page_component_switch_changes_the_surface():
+    app = open_page(GRADIENTS)
+    by_label(app.selectbox, "Loss").set_value("dual_focal").run()
+    norm = figures(app)[0]["data"][0]["z"]["bdata"]
+    by_label(app.radio, "Which gradient").set_value("false").run()
+    assert not app.exception
+    assert figures(app)[0]["data"][0]["z"]["bdata"] != norm
+
+
+@pytest.mark.parametrize("name", [n for n in segloss.LOSSES if n in ("focal", "dual_focal", "recall")])
+def test_gradient_page_every_sweep_renders(name):
+    app = open_page(GRADIENTS)
+    by_label(app.selectbox, "Loss").set_value(name).run()
+    for sweep in by_label(app.selectbox, "Parameter on the y axis").options:
+        by_label(app.selectbox, "Parameter on the y axis").set_value(sweep).run()
+        assert not app.exception, (name, sweep)
+        assert np.isfinite(trace_values(figures(app)[0]["data"][0], "z")).all()
