@@ -19,97 +19,71 @@ Shared conventions of every loss here:
 
 from __future__ import annotations
 
-import math
+import functools
 from collections.abc import Sequence
 
 import torch
 import torch.distributed as dist
 
+from segloss import reference
 from segloss._checks import check_logits_target, check_number, check_reduction, class_vector
+from segloss._fused import ChunkedRecompute, FocalFamily
 
 Number = float | torch.Tensor
 ClassWeights = torch.Tensor | Sequence[float] | None
 
 
-def _prepare(
-    logits: torch.Tensor, target: torch.Tensor, ignore_index: int, reduction: str
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Validate, upcast half precision, and return ``(z, valid, safe_target)``.
+def _needs_autograd(*params) -> bool:
+    """True if a hyper-parameter is a tensor that wants a gradient (the fused path gives none)."""
+    return any(isinstance(p, torch.Tensor) and p.requires_grad for p in params)
 
-    ``safe_target`` equals ``target`` on valid pixels and 0 elsewhere, so it can index
-    ``gather``/``scatter`` without going out of range (LOSS_MATH trap 4).
+
+def _float_like(logits: torch.Tensor) -> torch.Tensor:
+    """An empty tensor with the compute dtype (float32, or float64 for float64 logits) and device."""
+    return torch.empty(0, dtype=torch.float64 if logits.dtype == torch.float64 else torch.float32,
+                       device=logits.device)
+
+
+def _focal_family(logits, target, *, gamma: float, class_scale, weight, ignore_index: int, reduction: str,
+                  scale_name: str = "alpha", scale_from_counts=None):
+    """Shared body of CE, focal and recall losses on the fused path (see :mod:`segloss._fused`).
+
+    ``class_scale`` (focal's alpha, recall weights) multiplies the loss but, unlike ``weight``,
+    not the "mean" denominator: None, a number, or a ``(C,)`` vector indexed by the target.
+    ``scale_from_counts(n_c, tp_c) -> (C,)`` computes it from the batch's counts instead.
     """
     check_reduction(reduction)
-    check_logits_target(logits, target, ignore_index)
-    z = logits if logits.dtype == torch.float64 else logits.float()
-    valid = target != ignore_index
-    safe = torch.where(valid, target, torch.zeros_like(target)).long()
-    return z, valid, safe
+    check_logits_target(logits, target, ignore_index, check_finite=False)
+    like = _float_like(logits)
+    num_classes = logits.shape[1]
+    w = class_vector(weight, num_classes, "weight", like)
+    if isinstance(class_scale, (int, float)) or (isinstance(class_scale, torch.Tensor) and class_scale.dim() == 0):
+        class_scale = torch.full((num_classes,), float(class_scale), dtype=like.dtype, device=logits.device)
+    elif class_scale is not None:
+        class_scale = class_vector(class_scale, num_classes, scale_name, like)
+    if scale_from_counts is not None and w is not None:
+        inner = scale_from_counts
+        scale_from_counts = lambda n_c, tp_c: inner(n_c, tp_c).to(like.dtype) * w  # noqa: E731
+    elif w is not None:
+        class_scale = w if class_scale is None else class_scale * w
+    pixel_loss, counts = FocalFamily.apply(logits, target, ignore_index, float(gamma), class_scale, scale_from_counts)
+    denominator = counts.sum().to(like.dtype) if w is None else (counts.to(like.dtype) * w).sum()
+    return _reduce(pixel_loss, denominator, reduction)
 
 
-def _at_target(values: torch.Tensor, safe: torch.Tensor) -> torch.Tensor:
-    """Pick ``values[n, safe[n, ...], ...]``: ``(N, C, *S), (N, *S) -> (N, *S)``."""
-    return values.gather(1, safe.unsqueeze(1)).squeeze(1)
+def _reduce(pixel_loss: torch.Tensor, denominator: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Reduce a per-pixel map that is already weighted and 0 at ignored pixels.
 
-
-def _target_mask(like: torch.Tensor, safe: torch.Tensor) -> torch.Tensor:
-    """Boolean one-hot of ``safe`` with the shape of ``like`` ``(N, C, *S)``."""
-    return torch.zeros_like(like, dtype=torch.bool).scatter_(1, safe.unsqueeze(1), True)
-
-
-def _reduce(
-    pixel_loss: torch.Tensor,
-    valid: torch.Tensor,
-    safe: torch.Tensor,
-    weight: torch.Tensor | None,
-    reduction: str,
-) -> torch.Tensor:
-    """Apply class weights, zero ignored pixels and reduce (see the module docstring)."""
-    if weight is not None:
-        pixel_weight = weight[safe]
-        pixel_loss = pixel_loss * pixel_weight
-        denominator = torch.where(valid, pixel_weight, torch.zeros_like(pixel_weight)).sum()
-    else:
-        denominator = valid.sum().to(pixel_loss.dtype)
-    pixel_loss = torch.where(valid, pixel_loss, torch.zeros_like(pixel_loss))
+    ``"mean"`` divides by ``denominator`` (the number of valid pixels, or the sum of their class
+    weights); a zero denominator gives 0 (still in the graph, with zero gradient).
+    """
     if reduction == "none":
         return pixel_loss
     total = pixel_loss.sum()
     if reduction == "sum":
         return total
     has_any = denominator > 0
-    safe_denominator = torch.where(has_any, denominator, torch.ones_like(denominator))
-    return torch.where(has_any, total / safe_denominator, total * 0.0)
-
-
-def _log1m_target(logp: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
-    """``log(1 - p_t)`` as ``logsumexp_{c != t} log p_c``: finite even when ``p_t`` rounds to 1."""
-    return torch.logsumexp(logp.masked_fill(target_mask, -math.inf), dim=1)
-
-
-def _log1m_probs(z: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
-    """``log(1 - p_c)`` for every class, ``(N, C, *S)``, accurate at saturated logits.
-
-    Only the argmax class can have ``p_c > 1/2``; for it ``log(1 - p_c)`` is a log-sum-exp over
-    the other classes (LOSS_MATH trap 1). Elsewhere ``log1p(-p_c)`` is accurate, evaluated on a
-    copy of ``p`` with the argmax zeroed so its unused branch cannot produce ``log(0)`` and leak
-    NaN into the gradient through ``torch.where``.
-    """
-    is_max = _target_mask(z, z.argmax(dim=1))
-    log1m_max = torch.logsumexp(logp.masked_fill(is_max, -math.inf), dim=1, keepdim=True)
-    p_others = logp.exp().masked_fill(is_max, 0.0)
-    return torch.where(is_max, log1m_max, torch.log1p(-p_others))
-
-
-def _power(log_base: torch.Tensor, gamma: Number) -> torch.Tensor:
-    """``base ** gamma`` as ``exp(gamma * log(base))``.
-
-    Unlike ``base ** gamma`` its gradient stays finite at ``base = 0`` for ``0 < gamma < 1``
-    (LOSS_MATH trap 2), and its derivative in ``gamma`` is ``base**gamma * log(base)``.
-    """
-    if isinstance(gamma, (int, float)) and gamma == 0:
-        return torch.ones_like(log_base)
-    return torch.exp(gamma * log_base)
+    return torch.where(has_any, total / torch.where(has_any, denominator, 1.0), total * 0.0)
 
 
 def cross_entropy(
@@ -145,10 +119,8 @@ def cross_entropy(
         >>> cross_entropy(logits, target).shape
         torch.Size([])
     """
-    z, valid, safe = _prepare(logits, target, ignore_index, reduction)
-    w = class_vector(weight, z.shape[1], "weight", z)
-    logp_t = _at_target(z.log_softmax(dim=1), safe)
-    return _reduce(-logp_t, valid, safe, w, reduction)
+    return _focal_family(logits, target, gamma=0.0, class_scale=None, weight=weight, ignore_index=ignore_index,
+                         reduction=reduction)
 
 
 def focal_loss(
@@ -186,20 +158,13 @@ def focal_loss(
             ``gamma``/``alpha`` or an ``alpha`` vector of the wrong length.
     """
     check_number(gamma, "gamma", low=0.0)
-    z, valid, safe = _prepare(logits, target, ignore_index, reduction)
-    num_classes = z.shape[1]
-    w = class_vector(weight, num_classes, "weight", z)
-    logp = z.log_softmax(dim=1)
-    is_target = _target_mask(logp, safe)
-    logp_t = _at_target(logp, safe)
-    loss = -_power(_log1m_target(logp, is_target), gamma) * logp_t
-    if alpha is not None:
-        if isinstance(alpha, (int, float)) or (isinstance(alpha, torch.Tensor) and alpha.dim() == 0):
-            check_number(alpha, "alpha", low=0.0)
-            loss = loss * alpha
-        else:
-            loss = loss * class_vector(alpha, num_classes, "alpha", z)[safe]
-    return _reduce(loss, valid, safe, w, reduction)
+    if _needs_autograd(gamma, alpha):
+        return reference.focal_loss(logits, target, gamma=gamma, alpha=alpha, weight=weight,
+                                    ignore_index=ignore_index, reduction=reduction)
+    if isinstance(alpha, (int, float)) or (isinstance(alpha, torch.Tensor) and alpha.dim() == 0):
+        check_number(alpha, "alpha", low=0.0)
+    return _focal_family(logits, target, gamma=float(gamma), class_scale=alpha, weight=weight,
+                         ignore_index=ignore_index, reduction=reduction)
 
 
 def dual_focal_loss(
@@ -246,21 +211,18 @@ def dual_focal_loss(
     for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
         check_number(value, name, low=0.0)
     check_number(rho, "rho", low=1.0)
-    z, valid, safe = _prepare(logits, target, ignore_index, reduction)
-    w = class_vector(weight, z.shape[1], "weight", z)
-    logp = z.log_softmax(dim=1)
-    is_target = _target_mask(logp, safe)
-    log1m_p = _log1m_probs(z, logp)
-    if isinstance(rho, (int, float)) and rho == 1:
-        log_rho_minus_p = log1m_p
-    else:  # log(rho - p) = log((rho - 1) + (1 - p))
-        rho_t = torch.as_tensor(rho, dtype=z.dtype, device=z.device)
-        log_rho_minus_p = torch.logaddexp(log1m_p, torch.log(rho_t - 1.0))
-    false_term = -log_rho_minus_p.masked_fill(is_target, 0.0).sum(dim=1)
-    log_abs_error = torch.where(is_target, log1m_p, logp)  # log |y_c - p_c|
-    focal_term = _power(log_abs_error, gamma).sum(dim=1)
-    loss = -_at_target(logp, safe) + beta * false_term + alpha * focal_term
-    return _reduce(loss, valid, safe, w, reduction)
+    if _needs_autograd(alpha, beta, gamma, rho):
+        return reference.dual_focal_loss(logits, target, alpha=alpha, beta=beta, gamma=gamma, rho=rho,
+                                         weight=weight, ignore_index=ignore_index, reduction=reduction)
+    check_reduction(reduction)
+    check_logits_target(logits, target, ignore_index, check_finite=False)
+    like = _float_like(logits)
+    w = class_vector(weight, logits.shape[1], "weight", like)
+    params = {name: float(v) for name, v in (("alpha", alpha), ("beta", beta), ("gamma", gamma), ("rho", rho))}
+    pixel_fn = functools.partial(reference.dual_focal_pixels, **params)
+    pixel_loss, counts = ChunkedRecompute.apply(logits, target, ignore_index, w, pixel_fn)
+    denominator = counts.sum().to(like.dtype) if w is None else (counts.to(like.dtype) * w).sum()
+    return _reduce(pixel_loss, denominator, reduction)
 
 
 def _all_reduce_counts(counts: torch.Tensor) -> torch.Tensor:
@@ -269,6 +231,16 @@ def _all_reduce_counts(counts: torch.Tensor) -> torch.Tensor:
         counts = counts.clone()
         dist.all_reduce(counts, op=dist.ReduceOp.SUM)
     return counts
+
+
+def _weights_from_counts(n_c: torch.Tensor, tp_c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(1 - TP_c / N_c, present_c)``, the counts all-reduced under ``torch.distributed`` first.
+
+    Classes absent from the (global) batch get weight 1 and ``present = False``.
+    """
+    n_c, tp_c = _all_reduce_counts(torch.stack([n_c, tp_c]))
+    present = n_c > 0
+    return torch.where(present, (n_c - tp_c).float() / n_c.clamp_min(1).float(), 1.0), present
 
 
 @torch.no_grad()
@@ -292,16 +264,28 @@ def batch_recall_weights(
     """
     check_logits_target(logits, target, ignore_index)
     num_classes = logits.shape[1]
-    valid = target != ignore_index
-    label = torch.where(valid, target, torch.full_like(target, num_classes)).long()
-    hit = label == logits.argmax(dim=1)
-    n_c = torch.bincount(label.flatten(), minlength=num_classes + 1)[:num_classes]
-    tp_c = torch.bincount(torch.where(hit, label, num_classes).flatten(), minlength=num_classes + 1)
-    counts = _all_reduce_counts(torch.stack([n_c, tp_c[:num_classes]]))
-    n_c, tp_c = counts[0], counts[1]
-    present = n_c > 0
-    weights = torch.where(present, (n_c - tp_c).float() / n_c.clamp_min(1).float(), 1.0)
-    return weights, present
+    label = torch.where(target != ignore_index, target, num_classes).long().flatten()
+    hits = torch.where(logits.argmax(dim=1).flatten() == label, label, num_classes)
+    n_c = torch.bincount(label, minlength=num_classes + 1)[:num_classes]
+    tp_c = torch.bincount(hits, minlength=num_classes + 1)[:num_classes]
+    return _weights_from_counts(n_c, tp_c)
+
+
+def recall_family(logits, target, *, choose_weights=None, weight=None, ignore_index: int = 255,
+                  reduction: str = "mean") -> torch.Tensor:
+    """Recall loss in one fused pass: the argmax hits are counted in the same pass as the CE.
+
+    ``choose_weights(batch_weights, present) -> weights`` (both ``(C,)``) lets a caller replace
+    the batch's weights, e.g. :class:`segloss.RecallLoss`'s running average; None uses them as
+    they are (the paper's instantaneous recall).
+    """
+    def scale_from_counts(n_c: torch.Tensor, tp_c: torch.Tensor) -> torch.Tensor:
+        batch_weights, present = _weights_from_counts(n_c, tp_c)
+        used = batch_weights if choose_weights is None else choose_weights(batch_weights, present)
+        return used.detach()
+
+    return _focal_family(logits, target, gamma=0.0, class_scale=None, weight=weight, ignore_index=ignore_index,
+                         reduction=reduction, scale_from_counts=scale_from_counts)
 
 
 def recall_weighted_ce(
@@ -320,12 +304,10 @@ def recall_weighted_ce(
     ``weight[y_i]``), not by the recall weights: the recall weights act like a per-class
     learning rate, as in the paper.
     """
-    z, valid, safe = _prepare(logits, target, ignore_index, reduction)
-    num_classes = z.shape[1]
-    w = class_vector(weight, num_classes, "weight", z)
-    scale = class_vector(recall_weights.detach(), num_classes, "recall_weights", z)
-    logp_t = _at_target(z.log_softmax(dim=1), safe)
-    return _reduce(-scale[safe] * logp_t, valid, safe, w, reduction)
+    if not isinstance(recall_weights, torch.Tensor) or recall_weights.dim() != 1:
+        raise TypeError(f"recall_weights must be a 1-D tensor (C,), got {recall_weights!r}")
+    return _focal_family(logits, target, gamma=0.0, class_scale=recall_weights.detach(), weight=weight,
+                         ignore_index=ignore_index, reduction=reduction, scale_name="recall_weights")
 
 
 def recall_loss(
@@ -353,8 +335,4 @@ def recall_loss(
     Raises:
         TypeError, ValueError: as in :func:`cross_entropy`.
     """
-    check_reduction(reduction)
-    recall_weights, _ = batch_recall_weights(logits, target, ignore_index=ignore_index)
-    return recall_weighted_ce(
-        logits, target, recall_weights, weight=weight, ignore_index=ignore_index, reduction=reduction
-    )
+    return recall_family(logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction)

@@ -206,24 +206,25 @@ class RecallLoss(_PixelLoss):
             self.class_weights = torch.empty_like(stored, device=self.class_weights.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        batch_weights, present = SF.batch_recall_weights(logits, target, ignore_index=self.ignore_index)
-        num_classes = logits.shape[1]
-        if self.class_weights.numel() == 0:
-            self.class_weights = torch.ones(num_classes, device=logits.device)
-        if self.class_weights.numel() != num_classes:
-            raise ValueError(
-                f"RecallLoss holds weights for {self.class_weights.numel()} classes, "
-                f"got logits with {num_classes} (shape {tuple(logits.shape)})"
-            )
+    def _choose_weights(self, batch_weights: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """The EMA rule (training) or the stored weights (eval with momentum); see the class docstring."""
         if self.training:
             with torch.no_grad():
                 blended = self.momentum * self.class_weights + (1.0 - self.momentum) * batch_weights
                 self.class_weights.copy_(torch.where(present, blended, self.class_weights))
-            weights = self.class_weights
-        else:
-            weights = self.class_weights if self.momentum > 0 else batch_weights
-        return SF.recall_weighted_ce(logits, target, weights, **self._common())
+            return self.class_weights
+        return self.class_weights if self.momentum > 0 else batch_weights
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        num_classes = logits.shape[1] if isinstance(logits, torch.Tensor) and logits.dim() >= 2 else None
+        if num_classes is not None and self.class_weights.numel() == 0:
+            self.class_weights = torch.ones(num_classes, device=logits.device)
+        if num_classes is not None and self.class_weights.numel() != num_classes:
+            raise ValueError(
+                f"RecallLoss holds weights for {self.class_weights.numel()} classes, "
+                f"got logits with {num_classes} (shape {tuple(logits.shape)})"
+            )
+        return SF.recall_family(logits, target, choose_weights=self._choose_weights, **self._common())
 
     def extra_repr(self) -> str:
         return f"momentum={self.momentum}, " + super().extra_repr()

@@ -1,0 +1,106 @@
+"""The fused losses (segloss._fused behind segloss.functional) equal the reference autograd path."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import segloss.functional as SF
+from segloss import _fused, reference
+from conftest import random_batch
+
+CASES = [
+    ("cross_entropy", {}),
+    ("cross_entropy", {"weight": [0.5, 2.0, 1.0, 3.0]}),
+    ("focal_loss", {"gamma": 2.0}),
+    ("focal_loss", {"gamma": 0.5, "alpha": [0.1, 0.5, 1.0, 2.0], "weight": [1.0, 2.0, 0.5, 1.0]}),
+    ("focal_loss", {"gamma": 5.0, "alpha": 0.25}),
+    ("dual_focal_loss", {}),
+    ("dual_focal_loss", {"alpha": 0.5, "beta": 2.0, "gamma": 0.5, "rho": 1.5, "weight": [1.0, 3.0, 1.0, 0.2]}),
+    ("recall_weighted_ce", {"recall_weights": torch.tensor([0.2, 0.0, 1.0, 0.7])}),
+]
+
+
+def both(name, logits, target, reduction, kwargs, upstream=None):
+    """Value and gradient of the public (fast) and the reference implementation."""
+    kwargs = dict(kwargs)
+    extra = (kwargs.pop("recall_weights"),) if "recall_weights" in kwargs else ()
+    results = []
+    for module in (SF, reference):
+        z = logits.detach().clone().requires_grad_()
+        value = getattr(module, name)(z, target, *extra, reduction=reduction, **kwargs)
+        (value * (upstream if upstream is not None and reduction == "none" else 1.0)).sum().backward()
+        results.append((value.detach(), z.grad))
+    return results
+
+
+@pytest.mark.parametrize("name, kwargs", CASES)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("spatial", [(), (9,), (6, 7), (2, 3, 5)])
+def test_fast_path_equals_reference_in_value_and_gradient(name, kwargs, reduction, spatial):
+    logits, target = random_batch(3, 4, spatial, scale=4.0, ignore_frac=0.2, dtype=torch.float64, seed=len(spatial))
+    upstream = torch.randn(target.shape, dtype=torch.float64)  # signed: exercises the unfolded backward
+    (fast, fast_grad), (ref, ref_grad) = both(name, logits, target, reduction, kwargs, upstream)
+    torch.testing.assert_close(fast, ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(fast_grad, ref_grad, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name, kwargs", CASES)
+def test_fast_path_equals_reference_at_saturated_float32_logits(name, kwargs):
+    g = torch.Generator().manual_seed(3)
+    winner = torch.randint(0, 4, (4, 16), generator=g)
+    logits = torch.nn.functional.one_hot(winner, 4).movedim(-1, 1).float() * 120 - 60
+    logits += torch.randn(logits.shape, generator=g)
+    target = torch.randint(0, 4, (4, 16), generator=g)
+    (fast, fast_grad), (ref, ref_grad) = both(name, logits, target, "none", kwargs)
+    assert torch.isfinite(fast).all() and torch.isfinite(fast_grad).all()
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fast_grad, ref_grad, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name, kwargs", CASES)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_fast_path_equals_reference_for_half_precision_inputs(name, kwargs, dtype):
+    logits, target = random_batch(2, 4, (8, 8), scale=6.0, ignore_frac=0.1, dtype=dtype, seed=5)
+    (fast, fast_grad), (ref, ref_grad) = both(name, logits, target, "mean", kwargs)
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-6)
+    assert fast_grad.dtype == dtype
+    torch.testing.assert_close(fast_grad.float(), ref_grad.float(), rtol=1e-2, atol=1e-4)
+
+
+@pytest.mark.parametrize("name, kwargs", CASES)
+def test_block_boundaries_do_not_change_results(name, kwargs, monkeypatch):
+    logits, target = random_batch(2, 4, (50, 3), scale=3.0, ignore_frac=0.2, dtype=torch.float64, seed=6)
+    (whole, whole_grad), _ = both(name, logits, target, "none", kwargs)
+    monkeypatch.setattr(_fused, "_blocks", lambda n, c, device: ((a, min(n, a + 7)) for a in range(0, n, 7)))
+    (blocked, blocked_grad), _ = both(name, logits, target, "none", kwargs)
+    torch.testing.assert_close(blocked, whole, rtol=1e-12, atol=0)
+    torch.testing.assert_close(blocked_grad, whole_grad, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("name, gamma", [("focal_loss", 2.0), ("focal_loss", 0.5), ("cross_entropy", None)])
+def test_fused_gradcheck_float64_with_signed_upstream(name, gamma):
+    logits, target = random_batch(2, 3, (3, 3), ignore_frac=0.2, dtype=torch.float64, seed=7)
+    kwargs = {} if gamma is None else {"gamma": gamma, "alpha": [0.5, 1.0, 2.0]}
+    fn = lambda z: getattr(SF, name)(z, target, reduction="none", weight=[1.0, 2.0, 0.5], **kwargs)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (logits.requires_grad_(),))
+
+
+def test_learnable_parameters_fall_back_to_autograd():
+    logits, target = random_batch(2, 3, (4, 4), seed=8)
+    gamma = torch.tensor(1.5, requires_grad=True)
+    rho = torch.tensor(1.2, requires_grad=True)
+    SF.focal_loss(logits, target, gamma=gamma).backward()
+    SF.dual_focal_loss(logits, target, rho=rho, gamma=gamma).backward()
+    assert gamma.grad is not None and rho.grad is not None
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(2, 7), pixels=st.integers(1, 40), seed=st.integers(0, 10_000),
+       scale=st.sampled_from([0.1, 3.0, 30.0]), gamma=st.sampled_from([0.0, 0.3, 1.0, 2.5]),
+       ignore=st.sampled_from([0.0, 0.3, 1.0]))
+def test_fast_focal_equals_reference_on_random_inputs(n, c, pixels, seed, scale, gamma, ignore):
+    logits, target = random_batch(n, c, (pixels,), scale=scale, ignore_frac=ignore, dtype=torch.float64, seed=seed)
+    (fast, fast_grad), (ref, ref_grad) = both("focal_loss", logits, target, "mean", {"gamma": gamma})
+    torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(fast_grad, ref_grad, rtol=1e-8, atol=1e-12)
