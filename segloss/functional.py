@@ -15,6 +15,13 @@ Shared conventions of every loss here:
   the autograd graph with zero gradient.
 - All math is written to stay finite at saturated logits (e.g. +-100): ``1 - p`` and
   ``log(1 - p)`` are formed from log-probabilities, never from a rounded ``p``.
+
+How it runs: CE, weighted CE, focal and recall loss go through one fused autograd function
+(:mod:`segloss._fused`) with an analytic backward that keeps nothing of the logits' size but
+the gradient, working block by block; Dual Focal Loss evaluates :mod:`segloss.reference`'s
+formula block by block and recomputes each block under autograd in backward. A loss parameter
+given as a tensor that requires a gradient (e.g. a learnable gamma) takes the plain autograd
+path of :mod:`segloss.reference`, which is also the oracle the tests compare against.
 """
 
 from __future__ import annotations
@@ -94,7 +101,7 @@ def cross_entropy(
     ignore_index: int = 255,
     reduction: str = "mean",
 ) -> torch.Tensor:
-    """Cross-entropy ``CE_i = -w_{y_i} log p_t``, from ``log_softmax``.
+    """Cross-entropy ``CE_i = -w_{y_i} log p_t``.
 
     Gives the same numbers as ``torch.nn.functional.cross_entropy`` with the same arguments,
     except that a batch without valid pixels gives 0 instead of NaN.

@@ -1,10 +1,11 @@
-"""Plotly figure builders (data in, figure out) and CSV helpers for the app.
+"""Plotly figure builders (data in, figure out), PNG overlays and CSV helpers for the app.
 
-Arrays are sent to plotly as float32; no figure here computes anything beyond layout.
+Arrays are sent to plotly as float32; no figure here computes anything beyond layout and colour.
 """
 
 from __future__ import annotations
 
+import base64
 import io
 from collections.abc import Mapping, Sequence
 
@@ -84,3 +85,178 @@ def table_csv(columns: Mapping[str, Sequence]) -> str:
     for row in zip(*arrays):
         out.write(",".join(f"{v:.8g}" if isinstance(v, (float, np.floating)) else str(v) for v in row) + "\n")
     return out.getvalue()
+
+
+# --------------------------------------------------------------------------- per-pixel loss maps
+LOSS_COLORSCALE = "Inferno"
+LOG_FLOOR = 1e-6
+
+
+def color_range(maps: Sequence[np.ndarray], *, log_color: bool = False, quantile: float = 0.99,
+                floor: float = LOG_FLOOR) -> tuple[float, float]:
+    """``(zmin, zmax)`` covering ``maps`` (NaN ignored) up to ``quantile``, in log10 if ``log_color``.
+
+    A top quantile rather than the maximum keeps a few saturated pixels from washing the rest out.
+    """
+    values = np.concatenate([np.asarray(m, np.float32).ravel() for m in maps])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return (np.log10(floor), 0.0) if log_color else (0.0, 1.0)
+    high = float(np.quantile(values, quantile))
+    if not log_color:
+        return 0.0, max(high, 1e-12)
+    low = float(np.quantile(values, 1 - quantile))
+    low, high = np.log10(max(low, floor)), np.log10(max(high, floor))
+    return (low, high) if high > low else (low, low + 1.0)
+
+
+def shown_values(values: np.ndarray, log_color: bool, floor: float = LOG_FLOOR) -> np.ndarray:
+    """The values a loss heatmap colours: the map, or ``log10 max(map, floor)`` (NaN kept)."""
+    values = np.asarray(values, np.float32)
+    return np.log10(np.maximum(values, np.float32(floor))) if log_color else values
+
+
+def _png_uri(image_u8: np.ndarray) -> str:
+    from PIL import Image  # pillow is a core dependency
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image_u8)).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def pixel_hover_text(labels: np.ndarray, top_classes: np.ndarray, class_names: Sequence[str],
+                     ignore_index: int = 255) -> np.ndarray:
+    """Per pixel ``"label: road<br>top-3: road · car · sky"``; ``labels`` ``(h, w)``, ``top_classes`` ``(k, h, w)``.
+
+    Formatted once per distinct (label, top-k) combination, then looked up.
+    """
+    labels = np.asarray(labels, np.int64)
+    top = np.asarray(top_classes, np.int64)
+    stack = np.concatenate([labels[None], top]).reshape(top.shape[0] + 1, -1)
+    combos, inverse = np.unique(stack, axis=1, return_inverse=True)
+
+    def name(k: int) -> str:
+        return "ignored" if k == ignore_index else (class_names[k] if 0 <= k < len(class_names) else f"class {k}")
+
+    texts = np.array([f"label: <b>{name(c[0])}</b><br>top-{len(c) - 1}: {' · '.join(map(name, c[1:]))}"
+                      for c in combos.T.tolist()], dtype=object)
+    return texts[np.ravel(inverse)].reshape(labels.shape)
+
+
+def _position(factor: int) -> dict:
+    """Blocks of ``factor`` px drawn at their centres, in the full-resolution pixel coordinates."""
+    return {"x0": (factor - 1) / 2, "dx": factor, "y0": (factor - 1) / 2, "dy": factor}
+
+
+def loss_panels_figure(image: np.ndarray, panels: Mapping[str, np.ndarray], *, factor: int,
+                       hover_text: np.ndarray, top_probs: np.ndarray, opacity: float = 0.6,
+                       shared_scale: bool = True, log_color: bool = False, height: int = 420) -> go.Figure:
+    """Loss heatmaps side by side, each over the image, zoom linked; hover shows every loss.
+
+    Args:
+        image: uint8 ``(h, w, 3)`` background, same grid as the maps.
+        panels: title -> float32 ``(h, w)`` per-pixel loss (NaN: drawn transparent).
+        factor: full-resolution pixels per displayed pixel (axes and hover use full coordinates).
+        hover_text: ``(h, w)`` strings from :func:`pixel_hover_text`.
+        top_probs: float32 ``(k, h, w)`` probabilities of the classes named in ``hover_text``.
+        opacity: heatmap opacity over the image.
+        shared_scale: one colour scale for all panels, else one per panel.
+        log_color: colour by log10 of the loss.
+    """
+    from plotly.subplots import make_subplots
+
+    titles = list(panels)
+    probs = np.moveaxis(np.asarray(top_probs, np.float32), 0, -1)
+    k = probs.shape[-1]
+    custom = np.concatenate([probs, np.stack([panels[t] for t in titles], axis=-1)], axis=-1).astype(np.float32)
+    block = f" (block of {factor}×{factor} px: losses are its mean, label and p its centre)" if factor > 1 else ""
+    template = ("x %{x}, y %{y}" + block + "<br>%{text}<br>p: "
+                + " · ".join(f"%{{customdata[{i}]:.3f}}" for i in range(k))
+                + "".join(f"<br>{t}: %{{customdata[{k + j}]:.4g}}" for j, t in enumerate(titles)) + "<extra></extra>")
+    fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.03)
+    shown = {t: shown_values(panels[t], log_color) for t in titles}
+    unit = "log10 loss" if log_color else "loss"
+    uri = _png_uri(image)
+    for j, title in enumerate(titles, start=1):
+        axis = "coloraxis" if shared_scale or j == 1 else f"coloraxis{j}"
+        fig.add_trace(go.Image(source=uri, hoverinfo="skip", **_position(factor)), row=1, col=j)
+        fig.add_trace(go.Heatmap(z=shown[title], customdata=custom, text=hover_text, hovertemplate=template,
+                                 opacity=opacity, coloraxis=axis, zsmooth=False, name=title,
+                                 **_position(factor)), row=1, col=j)
+        if not shared_scale or j == 1:
+            low, high = color_range([panels[title]] if not shared_scale else list(panels.values()),
+                                    log_color=log_color)
+            domain = fig.get_subplot(1, j).xaxis.domain
+            bar = ({"title": unit} if shared_scale else
+                   {"title": {"text": unit, "side": "bottom"}, "orientation": "h", "x": (domain[0] + domain[1]) / 2,
+                    "len": domain[1] - domain[0], "y": -0.02, "yanchor": "top", "thickness": 12})
+            fig.update_layout({axis: {"colorscale": LOSS_COLORSCALE, "cmin": low, "cmax": high, "colorbar": bar}})
+    fig.update_xaxes(matches="x", showticklabels=False)
+    fig.update_yaxes(matches="y", showticklabels=False)
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10 if shared_scale else 70})
+    return fig
+
+
+def comparison_figure(image: np.ndarray, values: np.ndarray, *, factor: int, title: str, hover_text: np.ndarray,
+                      first: tuple[str, np.ndarray], second: tuple[str, np.ndarray], opacity: float = 0.7,
+                      height: int = 520) -> go.Figure:
+    """A diverging map (difference or log ratio of two losses) over the image, 0 in the middle.
+
+    Args:
+        image: uint8 ``(h, w, 3)``; values: float32 ``(h, w)``.
+        first, second: (title, ``(h, w)`` map) of the two losses compared, shown on hover.
+    """
+    values = np.asarray(values, np.float32)
+    finite = np.abs(values[np.isfinite(values)])
+    bound = float(np.quantile(finite, 0.99)) if finite.size else 1.0
+    custom = np.stack([first[1], second[1]], axis=-1).astype(np.float32)
+    template = (f"x %{{x}}, y %{{y}}<br>%{{text}}<br>{first[0]}: %{{customdata[0]:.4g}}<br>"
+                f"{second[0]}: %{{customdata[1]:.4g}}<br>{title}: %{{z:.4g}}<extra></extra>")
+    fig = go.Figure([go.Image(source=_png_uri(image), hoverinfo="skip", **_position(factor)),
+                     go.Heatmap(z=values, customdata=custom, text=hover_text, hovertemplate=template,
+                                colorscale="RdBu_r", zmid=0.0, zmin=-max(bound, 1e-12), zmax=max(bound, 1e-12),
+                                opacity=opacity, zsmooth=False, colorbar={"title": title}, **_position(factor))])
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False)
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10})
+    return fig
+
+
+def _lut(colorscale: str = LOSS_COLORSCALE) -> np.ndarray:
+    from plotly.colors import sample_colorscale, unlabel_rgb
+
+    colours = sample_colorscale(colorscale, np.linspace(0.0, 1.0, 256).tolist())
+    return np.asarray([unlabel_rgb(c) for c in colours], dtype=np.float32)
+
+
+def heatmaps_png(image: np.ndarray, maps: Mapping[str, np.ndarray], *, opacity: float = 0.6,
+                 shared_scale: bool = True, log_color: bool = False, gap: int = 8) -> bytes:
+    """The heatmaps over the image, side by side, titled, as PNG bytes (full resolution).
+
+    Args:
+        image: float ``(H, W, 3)`` in [0, 1] or uint8.
+        maps: title -> ``(H, W)`` loss; coloured like :func:`loss_panels_figure` (NaN: image only).
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    base = np.asarray(image)
+    base = base.astype(np.float32) / 255.0 if base.dtype == np.uint8 else np.clip(base.astype(np.float32), 0, 1)
+    lut = _lut()
+    titles = list(maps)
+    h, w = base.shape[:2]
+    header = max(16, h // 24)
+    sheet = Image.new("RGB", (len(titles) * w + (len(titles) - 1) * gap, h + header + 4), "white")
+    font = ImageFont.load_default(size=header - 2)
+    for j, title in enumerate(titles):
+        low, high = color_range([maps[title]] if not shared_scale else list(maps.values()), log_color=log_color)
+        z = shown_values(maps[title], log_color)
+        index = np.clip(np.nan_to_num((z - low) / (high - low), nan=0.0), 0, 1) * 255
+        alpha = np.where(np.isfinite(z), opacity, 0.0)[..., None].astype(np.float32)
+        blended = (1 - alpha) * base + alpha * lut[index.astype(np.int64)] / 255.0
+        x = j * (w + gap)
+        sheet.paste(Image.fromarray((blended * 255).round().astype(np.uint8)), (x, header + 4))
+        scale = f"{'log10 ' if log_color else ''}{low:.3g}..{high:.3g}"
+        ImageDraw.Draw(sheet).text((x + 2, 1), f"{title}  [{scale}]", fill="black", font=font)
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="PNG")
+    return buffer.getvalue()
