@@ -26,6 +26,7 @@ Memory is the gradient plus one block's temporaries; the values are the referenc
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 
 import torch
@@ -220,3 +221,161 @@ class ChunkedRecompute(torch.autograd.Function):
                     (block_grad,) = torch.autograd.grad(values, block, weight.unsqueeze(0))
                     grad_flat[i, :, a:b] = block_grad[0]
         return grad, None, None, None, None
+
+
+def _dual_focal_block(z: torch.Tensor, t: torch.Tensor, alpha: float, beta: float, gamma: float, rho: float,
+                      work: torch.Tensor, grad_out: torch.Tensor | None) -> torch.Tensor:
+    """Dual Focal Loss of one block ``z`` ``(C, B)``, safe target ``t`` ``(B,)``; its gradient into ``grad_out``.
+
+    With ``p = softmax(z)``, ``a`` the argmax, ``r_c = p_c / (rho - p_c)``, ``M = (1 - p_t)^gamma``,
+    ``P = sum_{c != t} p_c^gamma`` and ``R' = sum_{c not in {t, a}} r_c``, the gradient is::
+
+        dL/dz_k = p_k K + beta r_k + alpha gamma p_k^gamma              (k not in {t, a})
+        K = 1 - beta R' - alpha gamma P - beta r_a [a != t] + alpha gamma (1 - p_t)^(gamma - 1) p_t
+
+    with the entries at ``t`` and ``a`` set from per-pixel closed forms. ``r_a`` (``rho = 1``,
+    confidently wrong) and ``(1 - p_t)^(gamma - 1)`` (``gamma < 1``, confidently right) can
+    overflow, but only multiplied by probabilities that cancel them, so ``K`` is formed in
+    float64 and ``p_k K`` as ``exp((z_k - m) - (log s - log|K|))``. ``work`` is ``(3, C, >= B)``.
+    """
+    c, b = z.shape
+    t2 = t.unsqueeze(0)
+    shifted, probs, logs = work[0, :, :b], work[1, :, :b], work[2, :, :b]
+    m, argmax = z.max(dim=0)
+    a2 = argmax.unsqueeze(0)
+    torch.sub(z, m, out=shifted)
+    torch.exp(shifted, out=probs)
+    probs.scatter_(0, a2, 0.0)
+    s_not_a = probs.sum(dim=0)  # sum of exp(z_c - m) over c != a: 1 - p_a without cancellation
+    probs.scatter_(0, a2, 1.0)
+    log_s = torch.log1p(s_not_a)
+    probs.div_(torch.exp(log_s))
+    log_s_not_a = s_not_a.clamp_min(1e-38).log()
+    tiny = s_not_a < 1e-30  # the other classes underflow: take their log-sum-exp in log space instead
+    if bool(tiny.any()):
+        cols = tiny.nonzero().squeeze(1)
+        others = shifted[:, cols].scatter(0, argmax[cols].unsqueeze(0), -math.inf)
+        log_s_not_a[cols] = torch.logsumexp(others, dim=0)
+    log1m_pa = log_s_not_a - log_s
+    is_a = t == argmax
+    log_pt = shifted.gather(0, t2)[0] - log_s
+    p_t = log_pt.exp()
+    log1m_pt = torch.where(is_a, log1m_pa, torch.log1p(-torch.where(is_a, 0.0, p_t)))
+    # log(rho - p_c); at a from log(1 - p_a) in log space
+    log_rho_pa = log1m_pa if rho == 1 else torch.logaddexp(log1m_pa, torch.tensor(math.log(rho - 1), dtype=z.dtype))
+    if rho == 1:
+        torch.log1p(-probs.scatter(0, a2, 0.0), out=logs)
+    else:
+        torch.log(torch.rsub(probs, rho), out=logs)
+    logs.scatter_(0, a2, log_rho_pa.unsqueeze(0)).scatter_(0, t2, 0.0)
+    false_sum = logs.sum(dim=0)  # sum_{c != t} log(rho - p_c)
+    # p_c^gamma for c != t (reuses `probs`)
+    if gamma != 1:
+        torch.sub(shifted, log_s, out=probs).mul_(gamma).exp_()
+    probs.scatter_(0, t2, 0.0)
+    power_sum = probs.sum(dim=0)
+    modulator = torch.exp(gamma * log1m_pt)
+    loss = -log_pt - beta * false_sum + alpha * (modulator + power_sum)
+    if grad_out is None:
+        return loss
+    # r_c = exp(log p_c - log(rho - p_c)) for c not in {t, a} (reuses `logs`)
+    torch.sub(shifted, logs, out=logs).sub_(log_s).exp_()
+    logs.scatter_(0, t2, 0.0).scatter_(0, a2, 0.0)
+    r_sum = logs.sum(dim=0)
+    f64 = torch.float64
+    ag = alpha * gamma
+    log_pa = -log_s.to(f64)
+    k1 = 1.0 - beta * r_sum.to(f64) - ag * power_sum.to(f64)
+    log_ra = (log_pa - log_rho_pa.to(f64)).clamp(max=700.0)
+    r_a = torch.where(is_a, 0.0, torch.exp(log_ra))
+    log_tq = ((gamma - 1.0) * log1m_pt.to(f64) + log_pt.to(f64)).clamp(max=700.0)
+    t_q = torch.exp(log_tq) * ag if ag != 0 else torch.zeros_like(k1)
+    k = k1 - beta * r_a + t_q
+    shift = (log_s.to(f64) - torch.log(k.abs().clamp_min(1e-300))).to(z.dtype)
+    torch.sub(shifted, shift, out=grad_out).exp_()
+    if bool((k < 0).any()):
+        grad_out.mul_(torch.sign(k).to(z.dtype))
+    grad_out.add_(logs, alpha=beta).add_(probs, alpha=ag)
+    # entries at t and at a from their closed forms
+    p_t64, log_pt64 = p_t.to(f64), log_pt.to(f64)
+    pt_ra = torch.where(is_a, 0.0, torch.exp((log_pt64 + log_ra).clamp(max=700.0)))
+    g_t = p_t64 * k1 - beta * pt_ra - 1.0 - ag * modulator.to(f64) * p_t64
+    p_a = torch.exp(log_pa)
+    v_a = torch.exp(log_pa + log1m_pa.to(f64) - log_rho_pa.to(f64))
+    pa_tq = ag * torch.exp(log_pa + log_tq) if ag != 0 else torch.zeros_like(k1)
+    g_a = p_a * k1 + beta * v_a + ag * torch.exp(gamma * log_pa) + pa_tq
+    grad_out.scatter_(0, a2, torch.where(is_a, g_t, g_a).to(z.dtype).unsqueeze(0))
+    grad_out.scatter_(0, t2, g_t.to(z.dtype).unsqueeze(0))
+    return loss
+
+
+class DualFocalFused(torch.autograd.Function):
+    """Dual Focal Loss with its gradient computed in the forward pass, block by block.
+
+    Args (of ``apply``): logits ``(N, C, *S)``; target ``(N, *S)``; ``ignore_index``;
+    ``class_scale`` ``(C,)`` or None (class weights); ``params`` ``(alpha, beta, gamma, rho)``;
+    ``reduction``. Returns ``(value, counts)``: the scalar (``"mean"``: sum over the sum of
+    valid pixels' weights, 0 if that is 0; ``"sum"``) or the ``(N, *S)`` map (``"none"``), and
+    the int64 ``(C,)`` valid-pixel counts.
+
+    The gradient ``(N, C, *S)`` is the only full-size buffer. Backward returns it as it is when
+    the upstream gradient is 1 (a plain ``loss.backward()``), so backward can run again with
+    ``retain_graph``; otherwise it scales it in place, and a second backward through the same
+    graph raises autograd's "modified by an inplace operation" error rather than give wrong
+    numbers (use :mod:`segloss.reference` for that).
+    """
+
+    @staticmethod
+    def forward(ctx, logits, target, ignore_index, class_scale, params, reduction):
+        n, c = logits.shape[:2]
+        flat, labels = logits.reshape(n, c, -1), target.reshape(n, -1)
+        dtype, device = _compute_dtype(logits.dtype), logits.device
+        out = torch.empty(n, flat.shape[2], dtype=dtype, device=device)
+        grad = torch.empty(logits.shape, dtype=dtype, device=device) if ctx.needs_input_grad[0] else None
+        counts = torch.zeros(c + 1, dtype=torch.int64, device=device)
+        scale = None if class_scale is None else class_scale.to(dtype)
+        ranges = list(_blocks(flat.shape[2], c, device))
+        work = torch.empty(3, c, max((b - a for a, b in ranges), default=0), dtype=dtype, device=device)
+        with torch.no_grad(), torch.autocast(device.type, enabled=False):
+            for i in range(n):
+                for a, b in ranges:
+                    valid = labels[i, a:b] != ignore_index
+                    label = torch.where(valid, labels[i, a:b], c).long()
+                    safe = torch.where(valid, label, 0)
+                    block_grad = None if grad is None else grad.view(n, c, -1)[i, :, a:b]
+                    values = _dual_focal_block(flat[i, :, a:b].to(dtype), safe, *params, work, block_grad)
+                    if not bool(torch.isfinite(values).all()):
+                        _raise_non_finite(logits)
+                    keep = valid if scale is None else valid * scale[safe]
+                    out[i, a:b] = values * keep
+                    if block_grad is not None:
+                        block_grad.mul_(keep)
+                    counts += torch.bincount(label, minlength=c + 1)
+            del work
+            counts = counts[:c]
+            if reduction == "none":
+                value = out.reshape(target.shape)
+            else:
+                value = out.sum()
+                if reduction == "mean":
+                    denominator = counts.sum().to(dtype) if scale is None else (counts.to(dtype) * scale).sum()
+                    factor = torch.where(denominator > 0, 1.0 / denominator.clamp_min(1e-30), 0.0)
+                    value = value * factor
+                    if grad is not None:
+                        grad.mul_(factor)
+        if grad is not None:
+            ctx.save_for_backward(grad)
+        ctx.reduction = reduction
+        ctx.mark_non_differentiable(counts)
+        return value, counts
+
+    @staticmethod
+    def backward(ctx, upstream, _grad_counts):
+        (grad,) = ctx.saved_tensors
+        n, c = grad.shape[:2]
+        if ctx.reduction != "none":
+            if bool(upstream == 1):
+                return grad, None, None, None, None, None
+            return grad.mul_(upstream.to(grad.dtype)), None, None, None, None, None
+        grad.view(n, c, -1).mul_(upstream.reshape(n, 1, -1).to(grad.dtype))
+        return grad, None, None, None, None, None

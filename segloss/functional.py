@@ -26,7 +26,6 @@ path of :mod:`segloss.reference`, which is also the oracle the tests compare aga
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import torch
@@ -34,7 +33,7 @@ import torch.distributed as dist
 
 from segloss import reference
 from segloss._checks import check_logits_target, check_number, check_reduction, class_vector
-from segloss._fused import ChunkedRecompute, FocalFamily
+from segloss._fused import DualFocalFused, FocalFamily
 
 Number = float | torch.Tensor
 ClassWeights = torch.Tensor | Sequence[float] | None
@@ -225,11 +224,9 @@ def dual_focal_loss(
     check_logits_target(logits, target, ignore_index, check_finite=False)
     like = _float_like(logits)
     w = class_vector(weight, logits.shape[1], "weight", like)
-    params = {name: float(v) for name, v in (("alpha", alpha), ("beta", beta), ("gamma", gamma), ("rho", rho))}
-    pixel_fn = functools.partial(reference.dual_focal_pixels, **params)
-    pixel_loss, counts = ChunkedRecompute.apply(logits, target, ignore_index, w, pixel_fn)
-    denominator = counts.sum().to(like.dtype) if w is None else (counts.to(like.dtype) * w).sum()
-    return _reduce(pixel_loss, denominator, reduction)
+    params = (float(alpha), float(beta), float(gamma), float(rho))
+    value, _ = DualFocalFused.apply(logits, target, ignore_index, w, params, reduction)
+    return value
 
 
 def _all_reduce_counts(counts: torch.Tensor) -> torch.Tensor:

@@ -78,12 +78,28 @@ def test_block_boundaries_do_not_change_results(name, kwargs, monkeypatch):
     torch.testing.assert_close(blocked_grad, whole_grad, rtol=1e-12, atol=0)
 
 
-@pytest.mark.parametrize("name, gamma", [("focal_loss", 2.0), ("focal_loss", 0.5), ("cross_entropy", None)])
-def test_fused_gradcheck_float64_with_signed_upstream(name, gamma):
+@pytest.mark.parametrize("name, kwargs", [("focal_loss", {"gamma": 2.0, "alpha": [0.5, 1.0, 2.0]}),
+                                          ("focal_loss", {"gamma": 0.5}), ("cross_entropy", {}),
+                                          ("dual_focal_loss", {"gamma": 0.5, "rho": 1.3, "beta": 2.0}),
+                                          ("dual_focal_loss", {"gamma": 2.0})])
+def test_fused_gradcheck_float64(name, kwargs):
     logits, target = random_batch(2, 3, (3, 3), ignore_frac=0.2, dtype=torch.float64, seed=7)
-    kwargs = {} if gamma is None else {"gamma": gamma, "alpha": [0.5, 1.0, 2.0]}
-    fn = lambda z: getattr(SF, name)(z, target, reduction="none", weight=[1.0, 2.0, 0.5], **kwargs)  # noqa: E731
+    reduction = "sum" if name == "dual_focal_loss" else "none"  # "none" would need a second in-place backward
+    fn = lambda z: getattr(SF, name)(z, target, reduction=reduction, weight=[1.0, 2.0, 0.5], **kwargs)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (logits.requires_grad_(),))
+
+
+def test_fused_dual_focal_backward_twice_is_right_or_fails_loudly():
+    logits, target = random_batch(2, 3, (4, 4), seed=9)
+    logits.requires_grad_()
+    loss = SF.dual_focal_loss(logits, target)
+    (first,) = torch.autograd.grad(loss, logits, retain_graph=True)
+    (second,) = torch.autograd.grad(loss, logits)  # upstream 1: the stored gradient is returned untouched
+    torch.testing.assert_close(first, second)
+    pixel_map = SF.dual_focal_loss(logits, target, reduction="none")
+    torch.autograd.grad(pixel_map, logits, torch.rand_like(pixel_map), retain_graph=True)
+    with pytest.raises(RuntimeError, match="inplace operation"):  # scaled in place: never silently wrong
+        torch.autograd.grad(pixel_map, logits, torch.rand_like(pixel_map))
 
 
 def test_learnable_parameters_fall_back_to_autograd():
