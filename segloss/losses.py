@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from segloss import functional as SF
+from segloss import region
 from segloss._checks import check_number, check_reduction
 
 
@@ -228,3 +229,72 @@ class RecallLoss(_PixelLoss):
 
     def extra_repr(self) -> str:
         return f"momentum={self.momentum}, " + super().extra_repr()
+
+
+class _RegionLoss(_PixelLoss):
+    """Common state of the region losses (see :mod:`segloss.region`): weight, ignore_index, reduction, per_image."""
+
+    def __init__(self, per_image: bool = False, weight=None, ignore_index: int = 255, reduction: str = "mean") -> None:
+        super().__init__(weight, ignore_index, reduction)
+        self.per_image = bool(per_image)
+
+    def _common(self) -> dict:
+        return {**super()._common(), "per_image": self.per_image}
+
+
+class TverskyLoss(_RegionLoss):
+    """(Focal) Tversky loss; see :func:`segloss.region.tversky_loss` (gamma = 1: plain Tversky)."""
+
+    def __init__(self, alpha: float = 0.3, beta: float = 0.7, gamma: float = 1.0, smooth: float = 1.0, **common) -> None:
+        super().__init__(**common)
+        for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma), ("smooth", smooth)):
+            check_number(value, name, low=0.0)
+        self.alpha, self.beta, self.gamma, self.smooth = float(alpha), float(beta), float(gamma), float(smooth)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return region.tversky_loss(logits, target, alpha=self.alpha, beta=self.beta, gamma=self.gamma,
+                                   smooth=self.smooth, **self._common())
+
+
+class DiceLoss(_RegionLoss):
+    """Soft Dice loss; see :func:`segloss.region.soft_dice_loss`."""
+
+    def __init__(self, smooth: float = 1.0, **common) -> None:
+        super().__init__(**common)
+        check_number(smooth, "smooth", low=0.0)
+        self.smooth = float(smooth)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return region.soft_dice_loss(logits, target, smooth=self.smooth, **self._common())
+
+
+class JaccardLoss(DiceLoss):
+    """Soft Jaccard (IoU) loss; see :func:`segloss.region.soft_jaccard_loss`."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return region.soft_jaccard_loss(logits, target, smooth=self.smooth, **self._common())
+
+
+class LovaszSoftmaxLoss(_RegionLoss):
+    """Lovász-Softmax loss; see :func:`segloss.region.lovasz_softmax_loss`."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return region.lovasz_softmax_loss(logits, target, **self._common())
+
+
+class SumLoss(nn.Module):
+    """``pixel_loss + dice_weight * region_loss``, the common compound losses (e.g. Dice + CE).
+
+    Both parts share ``ignore_index`` and class weights; ``reduction`` must be "mean" or "sum"
+    (a region loss has no per-pixel map to add).
+    """
+
+    def __init__(self, pixel: nn.Module, region_part: nn.Module, dice_weight: float = 1.0) -> None:
+        super().__init__()
+        check_number(dice_weight, "dice_weight", low=0.0)
+        if getattr(pixel, "reduction", "mean") == "none":
+            raise ValueError("a sum with a region loss has no per-pixel map: use reduction 'mean' or 'sum'")
+        self.pixel, self.region_part, self.dice_weight = pixel, region_part, float(dice_weight)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.pixel(logits, target) + self.dice_weight * self.region_part(logits, target)

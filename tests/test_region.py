@@ -1,0 +1,106 @@
+"""Region losses against hand computations, MONAI's implementations and the Lovász property."""
+
+import math
+
+import pytest
+import torch
+from monai.losses import DiceLoss, TverskyLoss
+
+from segloss import region
+from conftest import random_batch
+
+
+def test_dice_hand_computed_two_classes():
+    # one image, 2 classes, 2 pixels: p(class 1) = 0.8 and 0.4; labels 1 and 0
+    logits = torch.log(torch.tensor([[[0.2, 0.6], [0.8, 0.4]]]))  # (1, C=2, 2)
+    target = torch.tensor([[1, 0]])
+    # class 0: TP = .6, sum p = .8, sum y = 1 -> dice = (1.2 + 0) / 1.8 ; class 1: TP = .8, sum p 1.2, sum y 1
+    per_class = region.soft_dice_loss(logits, target, smooth=0.0, reduction="none")
+    torch.testing.assert_close(per_class, torch.tensor([1 - 1.2 / 1.8, 1 - 1.6 / 2.2]))
+    assert region.soft_dice_loss(logits, target, smooth=0.0).item() == pytest.approx(
+        ((1 - 1.2 / 1.8) + (1 - 1.6 / 2.2)) / 2, rel=1e-6)
+
+
+@pytest.mark.parametrize("smooth", [0.0, 1.0])
+def test_dice_matches_monai_when_every_class_is_present(smooth):
+    logits, target = random_batch(3, 4, (8, 8), seed=1)
+    target[0, :2, :2] = torch.arange(4).reshape(2, 2)  # every class present
+    ours = region.soft_dice_loss(logits, target, smooth=smooth)
+    monai = DiceLoss(softmax=True, to_onehot_y=True, batch=True, smooth_nr=smooth, smooth_dr=smooth)(
+        logits, target.unsqueeze(1))
+    torch.testing.assert_close(ours, monai)
+
+
+def test_jaccard_matches_monai_without_smoothing():
+    logits, target = random_batch(2, 3, (6, 6), seed=2)
+    target[0, 0, :3] = torch.arange(3)
+    ours = region.soft_jaccard_loss(logits, target, smooth=0.0)
+    monai = DiceLoss(softmax=True, to_onehot_y=True, batch=True, jaccard=True, smooth_nr=0.0, smooth_dr=0.0)(
+        logits, target.unsqueeze(1))
+    torch.testing.assert_close(ours, monai)
+
+
+@pytest.mark.parametrize("alpha, beta", [(0.3, 0.7), (0.7, 0.3), (1.0, 1.0)])
+def test_tversky_matches_monai(alpha, beta):
+    logits, target = random_batch(2, 3, (7, 5), seed=3)
+    target[0, 0, :3] = torch.arange(3)
+    ours = region.tversky_loss(logits, target, alpha=alpha, beta=beta, smooth=1e-5)
+    monai = TverskyLoss(softmax=True, to_onehot_y=True, batch=True, alpha=alpha, beta=beta, smooth_nr=1e-5,
+                        smooth_dr=1e-5)(logits, target.unsqueeze(1))
+    torch.testing.assert_close(ours, monai)
+
+
+def test_focal_tversky_is_tversky_to_the_gamma_and_dice_is_half_half_tversky():
+    logits, target = random_batch(2, 3, (5, 5), seed=4)
+    plain = region.tversky_loss(logits, target, alpha=0.3, beta=0.7, reduction="none")
+    focal = region.tversky_loss(logits, target, alpha=0.3, beta=0.7, gamma=4 / 3, reduction="none")
+    torch.testing.assert_close(focal, plain ** (4 / 3), equal_nan=True)
+    torch.testing.assert_close(region.soft_dice_loss(logits, target, smooth=1.0),
+                               region.tversky_loss(logits, target, alpha=0.5, beta=0.5, smooth=0.5))
+
+
+def test_lovasz_equals_one_minus_iou_for_hard_predictions():
+    g = torch.Generator().manual_seed(5)
+    pred = torch.randint(0, 3, (2, 6, 6), generator=g)
+    target = torch.randint(0, 3, (2, 6, 6), generator=g)
+    logits = torch.nn.functional.one_hot(pred, 3).movedim(-1, 1).double() * 80.0
+    per_class = region.lovasz_softmax_loss(logits, target, reduction="none")
+    for c in range(3):
+        inter = ((pred == c) & (target == c)).sum().item()
+        union = ((pred == c) | (target == c)).sum().item()
+        assert per_class[c].item() == pytest.approx(1 - inter / union, abs=1e-9)
+
+
+def test_ignored_pixels_are_left_out_and_absent_classes_are_nan_not_zero():
+    logits, target = random_batch(1, 3, (4, 4), seed=6)
+    target[0, 0] = 255
+    target[target == 2] = 1  # class 2 absent
+    kept = target != 255
+    ours = region.soft_dice_loss(logits, target, reduction="none")
+    assert math.isnan(ours[2].item())
+    cropped = region.soft_dice_loss(logits[..., 1:, :], target[..., 1:, :], reduction="none")
+    torch.testing.assert_close(ours, cropped, equal_nan=True)  # the ignored row changes nothing
+    assert kept.sum() == 12
+
+
+@pytest.mark.parametrize("loss", [region.soft_dice_loss, region.soft_jaccard_loss, region.lovasz_softmax_loss,
+                                  lambda z, t, **k: region.tversky_loss(z, t, alpha=0.3, beta=0.7, gamma=1.5, **k)])
+def test_region_losses_are_finite_at_saturated_logits_and_pass_gradcheck(loss):
+    logits = torch.tensor([[[100.0, -100.0], [-100.0, 100.0], [-100.0, -100.0]]], requires_grad=True)
+    target = torch.tensor([[1, 1]])
+    value = loss(logits, target)
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(logits.grad).all()
+    z, t = random_batch(2, 3, (3, 3), ignore_frac=0.2, dtype=torch.float64, seed=7)
+    assert torch.autograd.gradcheck(lambda x: loss(x, t, weight=[1.0, 2.0, 0.5]), (z.requires_grad_(),))
+
+
+def test_per_image_scores_each_image_and_bad_parameters_are_rejected():
+    logits, target = random_batch(3, 2, (4, 4), seed=8)
+    assert region.soft_dice_loss(logits, target, per_image=True, reduction="none").shape == (3, 2)
+    with pytest.raises(ValueError, match="gamma must be > 0"):
+        region.tversky_loss(logits, target, gamma=0.0)
+    with pytest.raises(ValueError, match="alpha must be >= 0"):
+        region.tversky_loss(logits, target, alpha=-1.0)
+    with pytest.raises(ValueError, match="Expected target size"):
+        region.soft_dice_loss(logits, target[:, :2])
