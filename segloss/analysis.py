@@ -168,3 +168,41 @@ def sweepable_parameters(name: str) -> list[str]:
     if LOSSES[name].needs_class_counts:
         return []
     return [p.name for p in LOSSES[name].params if p.kind == "float"]
+
+
+def gradient_map(loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], logits: torch.Tensor,
+                 target: torch.Tensor, component: str = "norm") -> torch.Tensor:
+    """Where a loss pushes the network: ``|dL/dz|`` at every pixel, for any loss.
+
+    Region losses (Dice, Lovász...) have no per-pixel loss, but every loss has a per-pixel
+    gradient. ``loss`` is called on a detached copy of ``logits`` and must return a scalar
+    (a "mean" or "sum" reduction); its gradient is reduced over classes per pixel.
+
+    Args:
+        loss: e.g. ``segloss.create_loss("dice")``.
+        logits: float ``(N, C, *S)``. target: integer ``(N, *S)``.
+        component: ``"norm"`` (over all classes), ``"true"`` (the target class's logit) or
+            ``"false"`` (the largest false-class component).
+
+    Returns:
+        float32 ``(N, *S)``, 0 where the loss does not depend on the pixel (e.g. ignored).
+
+    Raises:
+        ValueError: the loss did not return a scalar, or an unknown component.
+    """
+    if component not in COMPONENTS:
+        raise ValueError(f"component must be one of {COMPONENTS}, got {component!r}")
+    z = logits.detach().float().requires_grad_()
+    with torch.enable_grad():
+        value = loss(z, target)
+        if value.dim() != 0:
+            raise ValueError(f"the loss must return a scalar for a gradient map, got shape {tuple(value.shape)}; "
+                             "build it with reduction='mean' or 'sum'")
+        (grad,) = torch.autograd.grad(value, z)
+    if component == "norm":
+        return grad.norm(dim=1)
+    safe = torch.where(target == getattr(loss, "ignore_index", 255), 0, target).long().unsqueeze(1)
+    true = grad.gather(1, safe).squeeze(1)
+    if component == "true":
+        return true.abs()
+    return grad.abs().scatter(1, safe, 0.0).amax(dim=1)

@@ -4,6 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+import segloss
+import segloss.losses
+from conftest import random_batch
+
 from segloss import analysis
 
 
@@ -111,3 +115,45 @@ def test_sweepable_parameters():
     assert analysis.sweepable_parameters("focal") == ["gamma", "alpha"]
     assert analysis.sweepable_parameters("recall") == ["recall"]
     assert analysis.sweepable_parameters("weighted_ce") == [] and analysis.sweepable_parameters("ce") == []
+
+
+def test_gradient_map_of_ce_is_the_norm_of_p_minus_onehot_and_zero_when_ignored():
+    logits, target = random_batch(2, 4, (5, 5), ignore_frac=0.3, seed=40)
+    grad_map = analysis.gradient_map(segloss.create_loss("ce", reduction="sum"), logits, target)
+    p = torch.softmax(logits, 1)
+    onehot = torch.nn.functional.one_hot(target.clamp(max=3), 4).movedim(-1, 1).float()
+    expected = torch.where(target != 255, (p - onehot).norm(dim=1), 0.0)
+    torch.testing.assert_close(grad_map, expected)
+    true = analysis.gradient_map(segloss.create_loss("ce", reduction="sum"), logits, target, "true")
+    torch.testing.assert_close(true, torch.where(target != 255, 1 - p.gather(1, target.clamp(max=3)[:, None])[:, 0], 0.0))
+
+
+def test_gradient_map_of_a_region_loss_matches_finite_differences():
+    logits, target = random_batch(1, 3, (4, 4), dtype=torch.float64, seed=41)
+    dice = segloss.losses.DiceLoss()
+    grad_map = analysis.gradient_map(dice, logits, target)
+    eps, (h, w) = 1e-6, (1, 2)
+    numeric = torch.zeros(3, dtype=torch.float64)
+    for k in range(3):
+        step = torch.zeros_like(logits)
+        step[0, k, h, w] = eps
+        numeric[k] = (dice(logits + step, target) - dice(logits - step, target)) / (2 * eps)
+    assert grad_map[0, h, w].item() == pytest.approx(numeric.norm().item(), rel=1e-4)
+
+
+def test_focal_loss_and_gradient_maps_tell_different_stories_on_easy_pixels():
+    p_t = np.array([0.9])  # an easy pixel
+    focal = analysis.pixel_loss("focal", {"gamma": 2.0})
+    ce = analysis.pixel_loss("ce")
+    loss_ratio = analysis.loss_curve(focal, p_t, 19)[0] / analysis.loss_curve(ce, p_t, 19)[0]
+    grads = [analysis.gradient_magnitude(analysis.logit_gradients(f, p_t, 19))[0] for f in (focal, ce)]
+    assert loss_ratio == pytest.approx(0.01, rel=1e-6)  # (1 - 0.9)^2
+    assert grads[0] / grads[1] == pytest.approx(0.01 - 2 * 0.9 * 0.1 * np.log(0.9), rel=1e-6)  # ~0.029
+
+
+def test_gradient_map_rejects_per_pixel_losses_and_unknown_components():
+    logits, target = random_batch(1, 3, (2, 2), seed=42)
+    with pytest.raises(ValueError, match="must return a scalar"):
+        analysis.gradient_map(segloss.create_loss("ce", reduction="none"), logits, target)
+    with pytest.raises(ValueError, match="component must be one of"):
+        analysis.gradient_map(segloss.create_loss("ce"), logits, target, "max")
