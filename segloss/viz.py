@@ -88,8 +88,23 @@ def table_csv(columns: Mapping[str, Sequence]) -> str:
 
 
 # --------------------------------------------------------------------------- per-pixel loss maps
-LOSS_COLORSCALE = "Inferno"
 LOG_FLOOR = 1e-6
+
+
+def _rgb_scale(name: str, stops: int = 11) -> list[list]:
+    """A named plotly colorscale as ``[[position, "rgb(r, g, b)"], ...]``.
+
+    Streamlit's plotly theme uses hex colours ``#000001``..``#0000NN`` as placeholders that its
+    frontend swaps for theme colours, and Inferno starts at ``#000004``: spelt as hex, the lowest
+    losses would be drawn pink. rgb() strings are left alone.
+    """
+    from plotly.colors import sample_colorscale
+
+    positions = np.linspace(0.0, 1.0, stops).tolist()
+    return [[p, c] for p, c in zip(positions, sample_colorscale(name, positions, colortype="rgb"))]
+
+
+LOSS_COLORSCALE = _rgb_scale("Inferno")
 
 
 def color_range(maps: Sequence[np.ndarray], *, log_color: bool = False, quantile: float = 0.99,
@@ -126,9 +141,11 @@ def _png_uri(image_u8: np.ndarray) -> str:
 
 def pixel_hover_text(labels: np.ndarray, top_classes: np.ndarray, class_names: Sequence[str],
                      ignore_index: int = 255) -> np.ndarray:
-    """Per pixel ``"label: road<br>top-3: road · car · sky"``; ``labels`` ``(h, w)``, ``top_classes`` ``(k, h, w)``.
+    """Per pixel ``"road<br>top-3: road, sidewalk, car"`` (label, then the top-k classes).
 
-    Formatted once per distinct (label, top-k) combination, then looked up.
+    ``labels`` ``(h, w)``, ``top_classes`` ``(k, h, w)`` (k = 0: the label only). Kept short and
+    ASCII: plotly's JSON escapes ``<``, ``>`` and non-ASCII characters to 6 bytes each, and this is
+    sent once per drawn pixel. Each distinct combination is formatted once, then looked up.
     """
     labels = np.asarray(labels, np.int64)
     top = np.asarray(top_classes, np.int64)
@@ -138,7 +155,7 @@ def pixel_hover_text(labels: np.ndarray, top_classes: np.ndarray, class_names: S
     def name(k: int) -> str:
         return "ignored" if k == ignore_index else (class_names[k] if 0 <= k < len(class_names) else f"class {k}")
 
-    texts = np.array([f"label: <b>{name(c[0])}</b><br>top-{len(c) - 1}: {' · '.join(map(name, c[1:]))}"
+    texts = np.array([name(c[0]) + (f"<br>top-{len(c) - 1}: {', '.join(map(name, c[1:]))}" if len(c) > 1 else "")
                       for c in combos.T.tolist()], dtype=object)
     return texts[np.ravel(inverse)].reshape(labels.shape)
 
@@ -150,7 +167,7 @@ def _position(factor: int) -> dict:
 
 def loss_panels_figure(image: np.ndarray, panels: Mapping[str, np.ndarray], *, factor: int,
                        hover_text: np.ndarray, top_probs: np.ndarray, opacity: float = 0.6,
-                       shared_scale: bool = True, log_color: bool = False, height: int = 420) -> go.Figure:
+                       shared_scale: bool = True, log_color: bool = False, height: int | None = None) -> go.Figure:
     """Loss heatmaps side by side, each over the image, zoom linked; hover shows every loss.
 
     Args:
@@ -162,6 +179,7 @@ def loss_panels_figure(image: np.ndarray, panels: Mapping[str, np.ndarray], *, f
         opacity: heatmap opacity over the image.
         shared_scale: one colour scale for all panels, else one per panel.
         log_color: colour by log10 of the loss.
+        height: figure height in px; default: square-ish panels on a ~1100 px wide chart.
     """
     from plotly.subplots import make_subplots
 
@@ -169,31 +187,35 @@ def loss_panels_figure(image: np.ndarray, panels: Mapping[str, np.ndarray], *, f
     probs = np.moveaxis(np.asarray(top_probs, np.float32), 0, -1)
     k = probs.shape[-1]
     custom = np.concatenate([probs, np.stack([panels[t] for t in titles], axis=-1)], axis=-1).astype(np.float32)
-    block = f" (block of {factor}×{factor} px: losses are its mean, label and p its centre)" if factor > 1 else ""
-    template = ("x %{x}, y %{y}" + block + "<br>%{text}<br>p: "
-                + " · ".join(f"%{{customdata[{i}]:.3f}}" for i in range(k))
+    block = f" (block of {factor}x{factor} px: losses are its mean, label and p its centre)" if factor > 1 else ""
+    template = ("x %{x}, y %{y}" + block + f"<br>label: %{{text}}<br>p(top-{k}): "
+                + ", ".join(f"%{{customdata[{i}]:.3f}}" for i in range(k))
                 + "".join(f"<br>{t}: %{{customdata[{k + j}]:.4g}}" for j, t in enumerate(titles)) + "<extra></extra>")
     fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.03)
     shown = {t: shown_values(panels[t], log_color) for t in titles}
     unit = "log10 loss" if log_color else "loss"
     uri = _png_uri(image)
+    shared = color_range(list(panels.values()), log_color=log_color) if shared_scale else None
     for j, title in enumerate(titles, start=1):
-        axis = "coloraxis" if shared_scale or j == 1 else f"coloraxis{j}"
+        low, high = shared or color_range([panels[title]], log_color=log_color)
+        domain = fig.get_subplot(1, j).xaxis.domain
+        bar = ({"title": {"text": unit}} if shared_scale else
+               {"title": {"text": unit, "side": "bottom"}, "orientation": "h", "x": (domain[0] + domain[1]) / 2,
+                "len": domain[1] - domain[0], "y": -0.02, "yanchor": "top", "thickness": 12})
+        # Each trace carries its own scale (not a layout coloraxis, which Streamlit's plotly build
+        # draws with a washed-out low end); with a shared scale only the first shows its bar.
         fig.add_trace(go.Image(source=uri, hoverinfo="skip", **_position(factor)), row=1, col=j)
         fig.add_trace(go.Heatmap(z=shown[title], customdata=custom, text=hover_text, hovertemplate=template,
-                                 opacity=opacity, coloraxis=axis, zsmooth=False, name=title,
+                                 opacity=opacity, colorscale=LOSS_COLORSCALE, zmin=low, zmax=high,
+                                 showscale=not shared_scale or j == 1, colorbar=bar, zsmooth=False, name=title,
                                  **_position(factor)), row=1, col=j)
-        if not shared_scale or j == 1:
-            low, high = color_range([panels[title]] if not shared_scale else list(panels.values()),
-                                    log_color=log_color)
-            domain = fig.get_subplot(1, j).xaxis.domain
-            bar = ({"title": unit} if shared_scale else
-                   {"title": {"text": unit, "side": "bottom"}, "orientation": "h", "x": (domain[0] + domain[1]) / 2,
-                    "len": domain[1] - domain[0], "y": -0.02, "yanchor": "top", "thickness": 12})
-            fig.update_layout({axis: {"colorscale": LOSS_COLORSCALE, "cmin": low, "cmax": high, "colorbar": bar}})
     fig.update_xaxes(matches="x", showticklabels=False)
     fig.update_yaxes(matches="y", showticklabels=False)
-    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10 if shared_scale else 70})
+    bottom = 10 if shared_scale else 70
+    if height is None:
+        aspect = image.shape[0] / image.shape[1]
+        height = int(np.clip(1000 / len(titles) * aspect + 50 + bottom, 240, 720))
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": bottom})
     return fig
 
 
@@ -210,7 +232,7 @@ def comparison_figure(image: np.ndarray, values: np.ndarray, *, factor: int, tit
     finite = np.abs(values[np.isfinite(values)])
     bound = float(np.quantile(finite, 0.99)) if finite.size else 1.0
     custom = np.stack([first[1], second[1]], axis=-1).astype(np.float32)
-    template = (f"x %{{x}}, y %{{y}}<br>%{{text}}<br>{first[0]}: %{{customdata[0]:.4g}}<br>"
+    template = (f"x %{{x}}, y %{{y}}<br>label: %{{text}}<br>{first[0]}: %{{customdata[0]:.4g}}<br>"
                 f"{second[0]}: %{{customdata[1]:.4g}}<br>{title}: %{{z:.4g}}<extra></extra>")
     fig = go.Figure([go.Image(source=_png_uri(image), hoverinfo="skip", **_position(factor)),
                      go.Heatmap(z=values, customdata=custom, text=hover_text, hovertemplate=template,
@@ -222,7 +244,7 @@ def comparison_figure(image: np.ndarray, values: np.ndarray, *, factor: int, tit
     return fig
 
 
-def _lut(colorscale: str = LOSS_COLORSCALE) -> np.ndarray:
+def _lut(colorscale: str = "Inferno") -> np.ndarray:
     from plotly.colors import sample_colorscale, unlabel_rgb
 
     colours = sample_colorscale(colorscale, np.linspace(0.0, 1.0, 256).tolist())
@@ -255,8 +277,85 @@ def heatmaps_png(image: np.ndarray, maps: Mapping[str, np.ndarray], *, opacity: 
         blended = (1 - alpha) * base + alpha * lut[index.astype(np.int64)] / 255.0
         x = j * (w + gap)
         sheet.paste(Image.fromarray((blended * 255).round().astype(np.uint8)), (x, header + 4))
-        scale = f"{'log10 ' if log_color else ''}{low:.3g}..{high:.3g}"
-        ImageDraw.Draw(sheet).text((x + 2, 1), f"{title}  [{scale}]", fill="black", font=font)
+        scale = f"colour: {'log10 loss' if log_color else 'loss'} {low:.3g} to {high:.3g}"
+        ImageDraw.Draw(sheet).text((x + 2, 1), f"{title}  ({scale})", fill="black", font=font)
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def training_curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x_title: str = "step",
+                           y_title: str, colors: Mapping[str, str] | None = None, y_range: Sequence[float] | None = None,
+                           log_y: bool = False, height: int = 300) -> go.Figure:
+    """Lines of several named series over training steps (markers too while there are few points).
+
+    Args:
+        x: ``(K,)`` steps shared by every series.
+        curves: name -> ``(K,)`` values; NaN leaves a gap (e.g. a class absent from the batch).
+        colors: optional name -> CSS colour (e.g. each class in its palette colour).
+        y_range: fixed ``[low, high]`` for the y axis (e.g. ``[0, 1]`` for IoU and recall).
+    """
+    x32 = _f32(x)
+    mode = "lines+markers" if len(x32) <= 40 else "lines"
+    fig = go.Figure()
+    for name, values in curves.items():
+        line = {"width": 2, **({"color": colors[name]} if colors and name in colors else {})}
+        fig.add_trace(go.Scatter(x=x32, y=_f32(values), mode=mode, name=name, line=line, marker={"size": 4}))
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10}, hovermode="x unified",
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0}, uirevision="keep")
+    fig.update_xaxes(title=x_title)
+    fig.update_yaxes(title=y_title, type="log" if log_y else "linear", range=list(y_range) if y_range else None)
+    return fig
+
+
+def class_share_figure(class_names: Sequence[str], shares: Mapping[str, np.ndarray], *,
+                       colors: Mapping[str, str] | None = None, height: int = 320) -> go.Figure:
+    """Grouped bars per class on a log axis: e.g. share of pixels vs. share of each loss's total.
+
+    Args:
+        class_names: C names (x axis).
+        shares: series name -> ``(C,)`` fractions in [0, 1] (zeros are left out on the log axis).
+        colors: optional series name -> CSS colour.
+    """
+    fig = go.Figure()
+    for name, values in shares.items():
+        v = _f32(values)
+        shown = np.where(v > 0, v, np.nan).astype(np.float32)
+        fig.add_trace(go.Bar(x=list(class_names), y=shown, name=name, customdata=v * 100,
+                             marker_color=(colors or {}).get(name),
+                             hovertemplate="%{x}: %{customdata:.2f}%<extra>" + name + "</extra>"))
+    fig.update_layout(barmode="group", height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0}, uirevision="keep")
+    fig.update_yaxes(title="share (log scale)", type="log", tickformat=".1%")
+    return fig
+
+
+def ratio_bars_figure(names: Sequence[str], ratios: Sequence[float], groups: Sequence[str], *,
+                      x_title: str = "value / segloss's value of the same loss (log scale)",
+                      height: int | None = None) -> go.Figure:
+    """Horizontal bars of ratios on a log axis, top to bottom, one colour per group, a dashed line at 1.
+
+    Args:
+        names: K bar labels (unique).
+        ratios: ``(K,)`` ratios; non-positive or NaN ones are left out (a log axis cannot show them).
+        groups: K group names (legend and colour).
+        height: pixels; None: from the number of bars.
+    """
+    r = _f32(ratios)
+    fig = go.Figure()
+    for group in dict.fromkeys(groups):
+        idx = [i for i, g in enumerate(groups) if g == group]
+        shown = np.where(r[idx] > 0, r[idx], np.nan).astype(np.float32)
+        fig.add_trace(go.Bar(y=[names[i] for i in idx], x=shown, orientation="h", name=group,
+                             text=[f"{v:.3g}×" for v in r[idx]], textposition="outside", cliponaxis=False,
+                             hovertemplate="%{y}: %{x:.4g}×<extra>" + group + "</extra>"))
+    fig.add_vline(x=1.0, line_dash="dash", line_color="grey")
+    fig.update_layout(height=height or 90 + 26 * len(names), barmode="relative", bargap=0.25,
+                      margin={"l": 10, "r": 40, "t": 30, "b": 10},
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
+    finite = r[np.isfinite(r) & (r > 0)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (1.0, 1.0)
+    ticks = [m * 10.0 ** e for e in range(-6, 7) for m in (1, 2, 5) if low / 2 <= m * 10.0 ** e <= high * 2]
+    fig.update_xaxes(title=x_title, type="log", tickvals=ticks, ticktext=[f"{t:g}×" for t in ticks])
+    fig.update_yaxes(autorange="reversed", categoryorder="array", categoryarray=list(names))
+    return fig

@@ -1,0 +1,121 @@
+"""Library conventions: why "focal loss" gives different numbers in different libraries.
+
+One input, every library's focal loss (reproduced in ``segloss.conventions``, no library needed),
+the two "means" of weighted cross-entropy and the three formulas called "Dual Focal Loss", side by
+side with the reason for each difference and, where one is exact, the factor that converts it.
+"""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from segloss import analysis, convention_inputs, convention_table, data, viz
+from ui.layout import page_setup
+
+page_setup("Library conventions", ":material/compare_arrows:")
+SOURCES = {"sample": "Sample scene, simulated prediction", "random": "Random logits",
+           "upload": "Your image from the Upload page"}
+P_T = analysis.probability_grid(300)
+CURVE_STYLES = ({"color": "#1f77b4"}, {"color": "#ff7f0e"}, {"color": "#2ca02c"}, {"color": "#7f7f7f"})
+
+
+@st.cache_data(max_entries=64, show_spinner="Computing every convention...")
+def comparison(source: str, seed: int, knobs: tuple, ignore_share: float, gamma: float, alpha: float):
+    """Summary of the input and the table's columns; cached per argument set (every widget reruns the page)."""
+    if source == "sample":
+        logits, target = convention_inputs.sample_input(knobs[0], seed=seed, confidence=knobs[1])
+    else:
+        logits, target = convention_inputs.random_input(knobs[0], seed=seed, scale=knobs[1])
+    return compare(logits, convention_inputs.with_ignored(target, ignore_share, seed=seed), gamma, alpha)
+
+
+def compare(logits, target, gamma: float, alpha: float) -> tuple[dict, dict]:
+    """``(input summary, table columns)`` of one input (uncached: an upload is not hashable cheaply)."""
+    rows = convention_table.compare_conventions(logits, target, gamma=gamma, alpha=alpha)
+    return convention_inputs.input_summary(logits, target), convention_table.rows_as_columns(rows)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def dual_focal_curves(num_classes: int, spread: str, gamma: float) -> dict[str, np.ndarray]:
+    curves = convention_table.dual_focal_curves(P_T, num_classes, spread, gamma=gamma)
+    return {name: values.astype(np.float32) for name, values in curves.items()}
+
+
+st.title("Same input, different “focal loss”")
+st.markdown(
+    "Libraries agree on the name and disagree on the function: **softmax** or one-vs-all **sigmoid**, what "
+    "**alpha** weighs (the positives, every class but the background, or one value per class) and what "
+    "**“mean”** divides by (valid pixels, all N·C·H·W elements, or per-class means summed). Below, every "
+    "convention runs on the same logits and labels; the ratio is to segloss's value for the same kind of loss."
+)
+
+controls, results = st.columns([1, 2.8], gap="large")
+with controls:
+    uploaded = st.session_state.get("upload_inputs")
+    options = [key for key in SOURCES if key != "upload" or uploaded is not None]
+    source = st.radio("Input", options, format_func=SOURCES.get,
+                      help="The Upload page offers its image here once it has logits for it.")
+    if source != "upload":
+        seed = int(st.number_input("Seed", min_value=0, max_value=10_000, value=0, step=1))
+        if source == "sample":
+            knobs = (st.selectbox("Dataset", list(data.DATASETS), format_func=lambda k: data.DATASETS[k].title),
+                     st.slider("Simulated confidence", 0.2, 0.99, 0.7, 0.01,
+                               help="True-class probability of the simulated prediction away from class edges."))
+        else:
+            knobs = (st.slider("Classes C", 2, 20, 5), st.slider("Logit scale", 0.5, 8.0, 2.0, 0.5))
+        ignore_share = st.slider("Share of pixels labelled ignore (255)", 0.0, 0.9, 0.0, 0.05,
+                                 help="With none ignored, N·C·H·W / |V| is exactly C.")
+    gamma = st.slider("gamma (γ)", 0.0, 5.0, 2.0, 0.5)
+    alpha = st.slider("alpha (α)", 0.05, 0.95, 0.25, 0.05, help="Given to every library; each reads it its own way.")
+
+if source == "upload":
+    try:
+        summary, columns = compare(*convention_inputs.input_from_upload(uploaded), gamma, alpha)
+    except (TypeError, ValueError) as err:
+        st.error(f"The Upload page's data cannot be used here: {err}", icon=":material/error:")
+        st.stop()
+else:
+    summary, columns = comparison(source, seed, knobs, ignore_share, gamma, alpha)
+
+with results:
+    st.caption(f"Input: N = {summary['N']}, C = {summary['C']}, {summary['pixels']:,} pixels, "
+               f"|V| = {summary['valid']:,} valid ({summary['ignored']:,} ignored), "
+               f"N·C·H·W = {summary['elements']:,} elements.")
+    st.plotly_chart(viz.ratio_bars_figure(columns["name"], columns["ratio"], columns["group"]),
+                    width="stretch", key="ratios")
+
+table = pd.DataFrame({"convention — what it mirrors": [f"{name} — {library}" for name, library in
+                                                       zip(columns["name"], columns["library"])],
+                      "loss": columns["group"], "value": [f"{v:.5f}" for v in columns["value"]],
+                      "÷ segloss": [f"{r:.4g}×" for r in columns["ratio"]],
+                      "why it differs": columns["reason"], "exact conversion": columns["conversion"]})
+styled = table.style.set_properties(subset=["why it differs"], **{"min-width": "280px"})
+st.table(styled)  # a static table wraps the sentences (an interactive st.dataframe would cut them)
+st.caption("Exact conversion: value × factor = the named row's value (up to float rounding); empty where no "
+           "constant converts one into the other (sigmoid vs softmax, α per class, different formulas).")
+st.download_button("Download the table (CSV)", pd.DataFrame(columns).to_csv(index=False),
+                   file_name="loss_conventions.csv", mime="text/csv")
+
+st.subheader("Three losses called “Dual Focal”")
+st.markdown(
+    "**Hossain et al. 2021** (segloss's `dual_focal_loss`, for class imbalance) adds a false-class term and an "
+    "additive focal term to CE. **Tao et al. 2023** (*Dual Focal Loss for Calibration*, arXiv:2305.13665) is a "
+    "focal loss whose factor (1 - p_t + p_j)^γ uses p_j, the largest probability ranked below the true class. "
+    "A **2019 port** of the withdrawn arXiv:1909.11932 uses -Σ log(1 - (p - y)²), bounded and without CE."
+)
+left, right = st.columns([1, 2.8], gap="large")
+with left:
+    num_classes = st.slider("Classes C of the pixel", 2, 50, 5)
+    spread = st.radio("The remaining 1 - p_t goes", analysis.SPREADS, horizontal=True,
+                      format_func={"even": "evenly", "confusing": "mostly to one class"}.get)
+    log_y = st.toggle("log y axis")
+    st.caption(f"Tao et al.'s γ is the γ above ({gamma:g}); Hossain's parameters stay at the authors' 1. "
+               "p_j, and so Tao's curve, jumps where p_t passes the probability of a false class.")
+with right:
+    curves = dual_focal_curves(num_classes, spread, gamma)
+    fig = viz.curves_figure(P_T, curves, x_title="p_t (probability of the true class)", y_title="loss per pixel",
+                            log_y=log_y, well_classified=analysis.WELL_CLASSIFIED, dashed=["cross-entropy"],
+                            styles=dict(zip(curves, CURVE_STYLES)))
+    st.plotly_chart(fig, width="stretch", key="dual_focal_curves")
+    st.download_button("Download curve data (CSV)", viz.table_csv({"p_t": P_T, **curves}),
+                       file_name="dual_focal_curves.csv", mime="text/csv")
