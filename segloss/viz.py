@@ -284,28 +284,37 @@ def heatmaps_png(image: np.ndarray, maps: Mapping[str, np.ndarray], *, opacity: 
     return buffer.getvalue()
 
 
+def _legend_layout(height: int) -> dict:
+    return {"height": height, "margin": {"l": 10, "r": 10, "t": 30, "b": 10}, "uirevision": "keep",
+            "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0}}
+
+
 def training_curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x_title: str = "step",
                            y_title: str, colors: Mapping[str, str] | None = None, y_range: Sequence[float] | None = None,
                            log_y: bool = False, height: int = 300) -> go.Figure:
     """Lines of several named series over training steps (markers too while there are few points).
+
+    Built from one dict in a single ``go.Figure`` call (validated once, several times faster than
+    ``add_trace``/``update_*``): a live view rebuilds it twice a second.
 
     Args:
         x: ``(K,)`` steps shared by every series.
         curves: name -> ``(K,)`` values; NaN leaves a gap (e.g. a class absent from the batch).
         colors: optional name -> CSS colour (e.g. each class in its palette colour).
         y_range: fixed ``[low, high]`` for the y axis (e.g. ``[0, 1]`` for IoU and recall).
+        log_y: logarithmic y axis.
     """
     x32 = _f32(x)
     mode = "lines+markers" if len(x32) <= 40 else "lines"
-    fig = go.Figure()
-    for name, values in curves.items():
-        line = {"width": 2, **({"color": colors[name]} if colors and name in colors else {})}
-        fig.add_trace(go.Scatter(x=x32, y=_f32(values), mode=mode, name=name, line=line, marker={"size": 4}))
-    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10}, hovermode="x unified",
-                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0}, uirevision="keep")
-    fig.update_xaxes(title=x_title)
-    fig.update_yaxes(title=y_title, type="log" if log_y else "linear", range=list(y_range) if y_range else None)
-    return fig
+    traces = [{"type": "scatter", "x": x32, "y": _f32(values), "mode": mode, "name": name, "marker": {"size": 4},
+               "line": {"width": 2, **({"color": colors[name]} if colors and name in colors else {})}}
+              for name, values in curves.items()]
+    y_axis = {"title": {"text": y_title}, "type": "log" if log_y else "linear"}
+    if y_range is not None:
+        y_axis["range"] = list(y_range)
+    layout = {**_legend_layout(height), "hovermode": "x unified", "xaxis": {"title": {"text": x_title}},
+              "yaxis": y_axis}
+    return go.Figure({"data": traces, "layout": layout})
 
 
 def class_share_figure(class_names: Sequence[str], shares: Mapping[str, np.ndarray], *,
@@ -317,45 +326,15 @@ def class_share_figure(class_names: Sequence[str], shares: Mapping[str, np.ndarr
         shares: series name -> ``(C,)`` fractions in [0, 1] (zeros are left out on the log axis).
         colors: optional series name -> CSS colour.
     """
-    fig = go.Figure()
+    traces = []
     for name, values in shares.items():
         v = _f32(values)
-        shown = np.where(v > 0, v, np.nan).astype(np.float32)
-        fig.add_trace(go.Bar(x=list(class_names), y=shown, name=name, customdata=v * 100,
-                             marker_color=(colors or {}).get(name),
-                             hovertemplate="%{x}: %{customdata:.2f}%<extra>" + name + "</extra>"))
-    fig.update_layout(barmode="group", height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0}, uirevision="keep")
-    fig.update_yaxes(title="share (log scale)", type="log", tickformat=".1%")
-    return fig
-
-
-def ratio_bars_figure(names: Sequence[str], ratios: Sequence[float], groups: Sequence[str], *,
-                      x_title: str = "value / segloss's value of the same loss (log scale)",
-                      height: int | None = None) -> go.Figure:
-    """Horizontal bars of ratios on a log axis, top to bottom, one colour per group, a dashed line at 1.
-
-    Args:
-        names: K bar labels (unique).
-        ratios: ``(K,)`` ratios; non-positive or NaN ones are left out (a log axis cannot show them).
-        groups: K group names (legend and colour).
-        height: pixels; None: from the number of bars.
-    """
-    r = _f32(ratios)
-    fig = go.Figure()
-    for group in dict.fromkeys(groups):
-        idx = [i for i, g in enumerate(groups) if g == group]
-        shown = np.where(r[idx] > 0, r[idx], np.nan).astype(np.float32)
-        fig.add_trace(go.Bar(y=[names[i] for i in idx], x=shown, orientation="h", name=group,
-                             text=[f"{v:.3g}×" for v in r[idx]], textposition="outside", cliponaxis=False,
-                             hovertemplate="%{y}: %{x:.4g}×<extra>" + group + "</extra>"))
-    fig.add_vline(x=1.0, line_dash="dash", line_color="grey")
-    fig.update_layout(height=height or 90 + 26 * len(names), barmode="relative", bargap=0.25,
-                      margin={"l": 10, "r": 40, "t": 30, "b": 10},
-                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
-    finite = r[np.isfinite(r) & (r > 0)]
-    low, high = (float(finite.min()), float(finite.max())) if finite.size else (1.0, 1.0)
-    ticks = [m * 10.0 ** e for e in range(-6, 7) for m in (1, 2, 5) if low / 2 <= m * 10.0 ** e <= high * 2]
-    fig.update_xaxes(title=x_title, type="log", tickvals=ticks, ticktext=[f"{t:g}×" for t in ticks])
-    fig.update_yaxes(autorange="reversed", categoryorder="array", categoryarray=list(names))
-    return fig
+        trace = {"type": "bar", "x": list(class_names), "y": np.where(v > 0, v, np.nan).astype(np.float32),
+                 "name": name, "customdata": v * np.float32(100),
+                 "hovertemplate": "%{x}: %{customdata:.2f}%<extra>" + name + "</extra>"}
+        if colors and name in colors:
+            trace["marker"] = {"color": colors[name]}
+        traces.append(trace)
+    layout = {**_legend_layout(height), "barmode": "group",
+              "yaxis": {"title": {"text": "share (log scale)"}, "type": "log", "tickformat": ".1%"}}
+    return go.Figure({"data": traces, "layout": layout})

@@ -1,0 +1,56 @@
+from ui.layout import page_setup; page_setup("Your image", ":material/upload:")  # noqa: E402, E702, I001
+
+# Your image: upload an image and its mask (and, if you have them, your model's logits) and see
+# where each loss puts its weight, pixel by pixel. Every upload is validated by segloss.uploads
+# before use: a bad file shows an st.error saying what to fix, and the page keeps working. The
+# numbers come from segloss.pixel_maps (registry losses, reduction="none"); this file only lays
+# out widgets (inputs in ui.upload_view, outputs in ui.upload_results).
+
+import streamlit as st
+
+from ui import upload_results, upload_view
+
+upload_view.keep_widget_state()  # before any widget: values survive runs that do not draw them
+st.title("Your image: where each loss puts its weight")
+st.markdown(
+    "Upload an image and its class mask, or **try a sample**. Pick where the prediction comes from: your own "
+    "model's logits, a prediction **simulated** from the mask (turn its confidence, boundary softness and noise, "
+    "or make it miss a class), or a trained tiny U-Net. Each heatmap shows the loss of every pixel; the table "
+    "shows which classes own the pixels and which own each loss, the class-imbalance story in numbers."
+)
+
+inputs, prediction_column = st.columns([1, 1.3], gap="large")
+with inputs:
+    st.subheader("1. Image and mask")
+    # Streamlit reruns this script on every interaction; the helpers cache decoded uploads by content.
+    found = upload_view.scene_input()
+scene, scene_key = found if found is not None else (None, None)
+with prediction_column:
+    st.subheader("2. Prediction")
+    prediction = upload_view.prediction_input(scene, scene_key)
+    st.subheader("3. Losses")
+    losses = upload_results.loss_choice()
+
+for notice in scene.notices if scene is not None else ():
+    st.info(notice, icon=":material/info:")
+
+if scene is not None and prediction is not None and losses:
+    try:
+        # One cached call computes every map, the per-class table and the downsampled view.
+        result = upload_results.compute(prediction.key, scene, prediction.logits,
+                                        tuple((name, tuple(sorted(values.items()))) for name, values in losses.items()))
+    except (ValueError, TypeError, MemoryError) as err:  # e.g. a class weight the losses refuse
+        st.error(f"The losses could not be computed on this input: {err}", icon=":material/error:")
+        result = None
+    if result is not None:
+        st.subheader("Per-pixel loss")
+        upload_results.heatmaps(scene, result, prediction)
+        st.subheader("Loss against loss")
+        upload_results.comparison(scene, result)
+        st.subheader("Per class: who owns the pixels, who owns the loss")
+        upload_results.table(scene, result)
+        st.caption("Pixel share: the class's share of the scored pixels. Mean loss: its pixels' average loss. "
+                   "Share of loss: its part of the image's total loss, per loss function. A rare class with a "
+                   "large share of loss is where that loss spends its effort.")
+elif scene is not None and not losses:
+    st.info("Choose at least one loss.")

@@ -1,0 +1,137 @@
+"""Streamlit helpers for the Upload page's outputs: loss heatmaps, their comparison, the table.
+
+All numbers come from :mod:`segloss.pixel_maps` (the registry losses with ``reduction="none"``)
+and all figures from :mod:`segloss.viz`; this module only lays them out. The maps and the
+downsampled views are cached per (scene, prediction, losses), so moving the opacity slider
+redraws without recomputing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+import torch
+
+import segloss
+from segloss import pixel_maps, viz
+from segloss.scene import Scene
+from ui.upload_view import Prediction
+from ui.widgets import loss_param_widgets
+
+#: Hover data grows with the pixels drawn, so the panels share this budget (4 panels: 192 px).
+PANEL_PIXELS = 4 * 192 * 192
+MAX_SIDE = 512
+COMPARISON_SIDE = 320
+COMPARISON_LABELS = {"difference": "difference A - B", "log_ratio": "log10 ratio A / B"}
+
+
+@dataclass
+class Result:
+    """Full-resolution maps and table, and the downsampled view the panels draw."""
+
+    maps: dict[str, torch.Tensor]
+    table: dict[str, np.ndarray]
+    view: pixel_maps.DisplayView
+    hover_text: np.ndarray
+    titles: dict[str, str]
+
+
+def panel_side(count: int) -> int:
+    """Longest side of each of ``count`` panels: the shared pixel budget, within [128, 512]."""
+    return int(min(MAX_SIDE, max(128, (PANEL_PIXELS / max(count, 1)) ** 0.5)))
+
+
+def loss_choice() -> dict[str, dict]:
+    """Loss multiselect and each loss's parameters; name -> params (possibly empty)."""
+    names = st.multiselect("Losses", list(segloss.LOSSES), default=list(pixel_maps.DEFAULT_LOSSES),
+                           format_func=lambda n: segloss.LOSSES[n].title, key="upload_losses",
+                           help="Weighted CE weighs classes by this mask's pixel counts; recall loss by the "
+                           "prediction's recall on this image.")
+    chosen = {}
+    with st.expander("Loss parameters"):
+        for name in names:
+            spec = segloss.LOSSES[name]
+            if any(p.name not in ("learnable", "momentum") for p in spec.params):
+                st.markdown(f"**{spec.title}**")
+            chosen[name] = loss_param_widgets(spec, "upload", skip=("learnable", "momentum"))
+    return chosen
+
+
+@st.cache_resource(max_entries=4, show_spinner="Computing the loss maps...")
+def compute(key: str, _scene: Scene, _logits: torch.Tensor, losses: tuple) -> Result:
+    """Maps, table and view; cached per ``key`` (scene + prediction, by content) and ``losses``
+    (``((name, ((param, value), ...)), ...)``). Arguments starting with ``_`` are not hashed."""
+    params = {name: dict(values) for name, values in losses}
+    maps = pixel_maps.loss_maps(_logits, _scene.labels, params, ignore_index=_scene.ignore_index)
+    titles = {name: segloss.LOSSES[name].title for name in maps}
+    table = pixel_maps.class_table(maps, _scene.labels, _scene.num_classes, class_names=_scene.class_names,
+                                   logits=_logits, ignore_index=_scene.ignore_index)
+    view = pixel_maps.display_view(_scene.image, _scene.labels, _logits, maps, max_side=panel_side(len(maps)),
+                                   ignore_index=_scene.ignore_index)
+    text = viz.pixel_hover_text(view.labels, view.top_classes, _scene.class_names, _scene.ignore_index)
+    return Result(maps, table, view, text, titles)
+
+
+def heatmaps(scene: Scene, result: Result, prediction: Prediction) -> None:
+    """Loss panels over the image, with opacity, colour-scale controls and a PNG download."""
+    c1, c2, c3 = st.columns([2, 2, 1])
+    opacity = c1.slider("Heatmap opacity", 0.0, 1.0, step=0.05, key="upload_opacity")
+    scale = c2.radio("Colour scale", ("shared", "per loss"), horizontal=True, key="upload_scale",
+                     help="Shared: the same colour is the same loss in every panel. Per loss: each panel "
+                     "spans its own range (up to its 99th percentile).")
+    log_color = c3.toggle("log colour", key="upload_log", help="Colour by log10 of the loss (easy pixels "
+                          "under focal loss sit orders of magnitude below hard ones).")
+    view = result.view
+    panels = {result.titles[name]: values for name, values in view.maps.items()}
+    fig = viz.loss_panels_figure(view.image, panels, factor=view.factor, hover_text=result.hover_text,
+                                 top_probs=view.top_probs, opacity=opacity, shared_scale=scale == "shared",
+                                 log_color=log_color)
+    st.plotly_chart(fig, width="stretch", key="upload_panels")
+    full = {result.titles[name]: values.numpy() for name, values in result.maps.items()}
+    st.download_button("Download the heatmaps (PNG, full resolution)", icon=":material/download:",
+                       data=lambda: viz.heatmaps_png(scene.image, full, opacity=opacity,
+                                                     shared_scale=scale == "shared", log_color=log_color),
+                       file_name=f"{scene.name}_loss_maps.png", mime="image/png", key="upload_png")
+    drawn = (f"drawn at {view.image.shape[1]} x {view.image.shape[0]}, each block of {view.factor} x {view.factor} "
+             "px coloured by its mean loss" if view.factor > 1 else "drawn at full resolution")
+    st.caption(f"Prediction: {prediction.label}; {drawn}. Zoom into one panel and the others follow; hover a "
+               "pixel for its label, top-3 probabilities and every loss. The PNG is at full resolution.")
+
+
+def comparison(scene: Scene, result: Result) -> None:
+    """A difference or log-ratio map between two of the losses."""
+    names = list(result.maps)
+    if len(names) < 2:
+        st.info("Choose two or more losses to compare them pixel by pixel.")
+        return
+    c1, c2, c3 = st.columns(3)
+    for key, default in (("compare_a", names[0]), ("compare_b", names[1])):  # defaults, or a loss dropped since
+        if st.session_state.get(key) not in names:
+            st.session_state[key] = default
+    first = c1.selectbox("Loss A", names, format_func=result.titles.get, key="compare_a")
+    second = c2.selectbox("Loss B", names, format_func=result.titles.get, key="compare_b")
+    mode = c3.radio("Show", pixel_maps.COMPARISONS, format_func=COMPARISON_LABELS.get, key="compare_mode")
+    a, b = result.maps[first], result.maps[second]
+    values = pixel_maps.compare_maps(a, b, mode)
+    view = pixel_maps.display_view(scene.image, scene.labels, None, {"a": a, "b": b, "v": values},
+                                   max_side=COMPARISON_SIDE, ignore_index=scene.ignore_index)
+    text = viz.pixel_hover_text(view.labels, view.top_classes, scene.class_names, scene.ignore_index)
+    title = f"{result.titles[first]} {'-' if mode == 'difference' else '/'} {result.titles[second]}"
+    fig = viz.comparison_figure(view.image, view.maps["v"], factor=view.factor, hover_text=text,
+                                title="A - B" if mode == "difference" else "log10 A/B",
+                                first=(result.titles[first], view.maps["a"]),
+                                second=(result.titles[second], view.maps["b"]))
+    st.plotly_chart(fig, width="stretch", key="upload_compare")
+    st.caption(f"{title}: red where A puts more weight on a pixel than B, blue where less (colour range: "
+               "99th percentile of |value|).")
+
+
+def table(scene: Scene, result: Result) -> None:
+    """The per-class table (pixel share, mean loss and share of loss per loss) and its CSV."""
+    st.dataframe(result.table, hide_index=True, key="upload_table",
+                 column_config={k: st.column_config.NumberColumn(format="%.3g") for k in result.table
+                                if k not in ("class", "pixels")})
+    st.download_button("Download the table (CSV)", viz.table_csv(result.table), file_name=f"{scene.name}_per_class.csv",
+                       mime="text/csv", icon=":material/download:", key="upload_csv")

@@ -1,0 +1,236 @@
+"""Streamlit helpers for the Upload page: the inputs (image, mask, prediction) and their errors.
+
+Every problem with an upload is turned into an ``st.error`` that says what to fix, and the
+helper returns None so the page simply draws less; nothing raises into Streamlit. Heavy work is
+cached with ``st.cache_resource`` under a key that includes a hash of the uploaded bytes, so
+a rerun caused by a slider never decodes or simulates again. Outputs live in
+:mod:`ui.upload_results`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import streamlit as st
+import torch
+
+from segloss import checkpoints, data, simulate
+from segloss.scene import (FROM_MASK, OFFER_IGNORE, OFFER_RESIZE, SAMPLE_DIR, Scene, SceneProblem,
+                           sample_scene, scene_from_uploads)
+from segloss.uploads import IMAGE_FORMATS, MASK_FORMATS, MAX_UPLOAD_BYTES, UploadError, load_logits
+
+IMAGE_TYPES = sorted({f.lower() for f in IMAGE_FORMATS} | {"jpg", "tif"})
+MASK_TYPES = sorted({f.lower() for f in MASK_FORMATS} | {"tif"})
+CLASS_CHOICES = (*data.DATASETS, FROM_MASK)
+SOURCES = {"simulate": "Simulated from the mask", "logits": "Your logits or probabilities (.npy/.npz)",
+           "checkpoint": "Shipped checkpoint (tiny U-Net)", "live": "Model from the Live training page"}
+LIVE_KEY = "live_trainer"
+UPLOAD_MB = MAX_UPLOAD_BYTES // 2**20  # the loaders' limit, so the widget refuses larger files up front
+#: Widgets drawn only while there is a scene or a result: their values are carried over runs in
+#: which they are not drawn (after a bad upload), instead of Streamlit resetting them.
+KEPT = {"sim_confidence": 0.85, "sim_width": 4.0, "sim_noise": 0.5, "sim_scale": 4.0, "sim_missed": -1,
+        "sim_to": -1, "sim_seed": 0, "upload_opacity": 0.65, "upload_scale": "shared", "upload_log": False,
+        "compare_mode": "difference", "compare_a": None, "compare_b": None}
+
+
+@dataclass
+class Prediction:
+    """Logits ``(C, H, W)`` of the chosen source, a cache ``key`` for them and a ``label`` for titles."""
+
+    logits: torch.Tensor
+    key: str
+    label: str
+
+
+def digest(*parts: bytes | str) -> str:
+    """A short content hash, used in cache keys (the same bytes give the same key)."""
+    h = hashlib.sha1()
+    for part in parts:
+        h.update(part if isinstance(part, bytes) else part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+@st.cache_data(max_entries=8, show_spinner="Checking the upload...")
+def _uploaded_scene(image: bytes, mask: bytes, classes: str, resize: bool, ignore: bool, name: str):
+    return scene_from_uploads(image, mask, classes, resize_mask=resize, out_of_range_as_ignore=ignore, name=name)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _sample(dataset: str, index: int) -> Scene:
+    return sample_scene(dataset, index, SAMPLE_DIR)
+
+
+def keep_widget_state() -> None:
+    """Call first: re-assigning a widget's key keeps its value while the widget is not drawn.
+
+    The widgets concerned take their defaults from here (not a ``value=`` argument), which is
+    what Streamlit asks for when a key is also set through ``st.session_state``.
+    """
+    for key, default in KEPT.items():
+        st.session_state[key] = st.session_state.get(key, default)
+
+
+def _set_mode(mode: str) -> None:
+    st.session_state["upload_mode"] = mode
+    if mode == "sample":
+        st.session_state["sample_index"] = st.session_state.get("sample_index", -1) + 1
+        if st.session_state.get("upload_classes") == FROM_MASK:
+            st.session_state["upload_classes"] = "street"
+
+
+def scene_input() -> tuple[Scene, str] | None:
+    """Class choice, image and mask uploaders, "Try a sample"; the scene and its cache key, or None."""
+    classes = st.selectbox("Classes", CLASS_CHOICES, key="upload_classes",
+                           format_func=lambda k: "Inferred from the mask" if k == FROM_MASK
+                           else f"{data.DATASETS[k].title} ({data.DATASETS[k].num_classes} classes)",
+                           help="Class names and the palette of colour masks. 'Inferred': index masks give "
+                           "C = largest label + 1; colour masks one class per colour.")
+    image_file = st.file_uploader("Image", type=IMAGE_TYPES, key="upload_image", on_change=_set_mode,
+                                  args=("upload",), max_upload_size=UPLOAD_MB)
+    mask_file = st.file_uploader("Mask (lossless PNG/TIFF/BMP: class indices or palette colours)", type=MASK_TYPES,
+                                 key="upload_mask", on_change=_set_mode, args=("upload",), max_upload_size=UPLOAD_MB)
+    st.button("Try a sample", icon=":material/science:", on_click=_set_mode, args=("sample",),
+              help="Loads an image and mask of the chosen dataset (again: the next sample).")
+    if st.session_state.get("upload_mode") == "sample":
+        dataset = classes if classes != FROM_MASK else "street"
+        index = st.session_state.get("sample_index", 0)
+        scene = _sample(dataset, index)
+        st.caption(f"Sample **{scene.name}** ({data.DATASETS[dataset].title}); upload your own files to replace it.")
+        if image_file is not None and mask_file is not None:
+            st.button("Back to my files", on_click=_set_mode, args=("upload",))
+        return scene, f"sample:{dataset}:{index}"
+    if image_file is None or mask_file is None:
+        st.info("Upload an image **and** its mask, or click **Try a sample**.")
+        return None
+    image, mask = image_file.getvalue(), mask_file.getvalue()
+    fixes = {OFFER_RESIZE: st.session_state.get("fix_resize", False),
+             OFFER_IGNORE: st.session_state.get("fix_ignore", False)}
+    found = _uploaded_scene(image, mask, classes, fixes[OFFER_RESIZE], fixes[OFFER_IGNORE],
+                            image_file.name.rsplit(".", 1)[0])
+    offers = found.offers if isinstance(found, SceneProblem) else frozenset()
+    if isinstance(found, SceneProblem):
+        st.error(found.message, icon=":material/error:")
+    if OFFER_RESIZE in offers or fixes[OFFER_RESIZE]:
+        st.checkbox("Resize the mask to the image (nearest neighbour)", key="fix_resize")
+    if OFFER_IGNORE in offers or fixes[OFFER_IGNORE]:
+        st.checkbox("Treat labels or colours outside the classes as ignore (255)", key="fix_ignore")
+    if isinstance(found, SceneProblem):
+        return None
+    key = digest(image, mask, classes, str(sorted(k for k, v in fixes.items() if v)))
+    return found, key
+
+
+@st.cache_resource(max_entries=4, show_spinner="Simulating the prediction...")
+def _simulated(scene_key: str, _scene: Scene, knobs: tuple) -> torch.Tensor:
+    return simulate.simulate_logits(_scene.labels, _scene.num_classes, ignore_index=_scene.ignore_index,
+                                    **dict(knobs))
+
+
+@st.cache_resource(max_entries=2, show_spinner="Reading the logits...")
+def _uploaded_logits(content_key: str, _content: bytes, num_classes: int, size_hw: tuple, kind: str):
+    return load_logits(_content, num_classes=num_classes, size_hw=size_hw, kind=kind)
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the checkpoint...")
+def _checkpoint(path: str, mtime: float):
+    return checkpoints.load_checkpoint(path)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Running the model...")
+def _model_logits(model_key: str, _model, _image) -> torch.Tensor:
+    return checkpoints.predict_logits(_model, _image)
+
+
+def _simulation_knobs(scene: Scene) -> tuple:
+    c1, c2 = st.columns(2)
+    confidence = c1.slider("Confidence (true-class p away from edges)", 0.05, 0.99, step=0.01, key="sim_confidence",
+                           help=f"Below 1/C = {1 / scene.num_classes:.2f} the model prefers a wrong class everywhere.")
+    width = c2.slider("Boundary softness (px of doubt at class edges)", 0.0, 32.0, step=0.5, key="sim_width")
+    noise = c1.slider("Noise on the logits", 0.0, 4.0, step=0.1, key="sim_noise",
+                      help="Smooth random errors: blobs of wrong class.")
+    scale = c2.slider("Noise blob size (px)", 0.0, 32.0, step=0.5, key="sim_scale")
+    names, classes = scene.class_names, [-1, *range(scene.num_classes)]  # -1: none (None would draw empty)
+    missed = c1.selectbox("The model misses this class", classes, key="sim_missed",
+                          format_func=lambda k: "no class" if k < 0 else names[k])
+    to = c2.selectbox("...and gives its probability to", classes, disabled=missed < 0, key="sim_to",
+                      format_func=lambda k: "the class bordering it most" if k < 0 else names[k])
+    missed, to = (None if k < 0 else k for k in (missed, to))
+    seed = c1.number_input("Seed", 0, 2**31 - 1, key="sim_seed", help="The same knobs and seed give the same prediction.")
+    if missed is not None and to == missed:
+        st.warning("A class cannot be missed to itself; its most common neighbour is used instead.")
+        to = None
+    return (("confidence", confidence), ("boundary_width", width), ("noise", noise), ("noise_scale", scale),
+            ("missed_class", missed), ("missed_to", to), ("seed", int(seed)))
+
+
+def _model_prediction(model, meta: dict, scene: Scene, scene_key: str, model_key: str, label: str):
+    classes = int(getattr(model, "num_classes", meta.get("num_classes", 0)))
+    if classes != scene.num_classes:
+        trained = meta.get("dataset")
+        st.error(f"The model predicts {classes} classes{f' ({trained})' if trained else ''} but the mask has "
+                 f"{scene.num_classes}; choose the classes it was trained on (Classes, left).", icon=":material/error:")
+        return None
+    try:
+        logits = _model_logits(f"{scene_key}:{model_key}", model, scene.image)
+    except (RuntimeError, ValueError, MemoryError) as err:
+        st.error(f"The model could not run on this image: {err}", icon=":material/error:")
+        return None
+    return Prediction(logits, f"{scene_key}:{model_key}", label)
+
+
+def prediction_input(scene: Scene | None, scene_key: str | None) -> Prediction | None:
+    """Where the prediction comes from, with that source's widgets; None until it is usable."""
+    found = checkpoints.find_checkpoints(SAMPLE_DIR)
+    trainer = st.session_state.get(LIVE_KEY)
+    live = getattr(trainer, "model", None) if trainer is not None else None
+    options = ["simulate", "logits"] + (["checkpoint"] if found else []) + (["live"] if live is not None else [])
+    source = st.radio("Prediction", options, format_func=SOURCES.get, key="prediction_source")
+    if not found:
+        st.caption("No shipped checkpoint: a TinyUNet `*.pt` file in `sample_data/` adds that option.")
+    if live is None:
+        st.caption("No live-trained model yet: train one on the **Live training** page in this tab, then come back.")
+    if source == "logits":  # drawn even without a scene, so a bad image upload does not drop the logits
+        upload = st.file_uploader("Logits or probabilities: C x H x W or H x W x C, one image", type=["npy", "npz"],
+                                  key="upload_logits", max_upload_size=UPLOAD_MB)
+        kind = st.radio("They are", ("auto", "logits", "probabilities"), horizontal=True, key="logits_kind")
+    if scene is None:
+        return None
+    if source == "simulate":
+        knobs = _simulation_knobs(scene)
+        try:
+            logits = _simulated(f"{scene_key}:{knobs}", scene, knobs)
+        except (ValueError, TypeError, MemoryError) as err:
+            st.error(f"The prediction could not be simulated: {err}", icon=":material/error:")
+            return None
+        return Prediction(logits, f"{scene_key}:sim:{knobs}", "simulated")
+    if source == "logits":
+        if upload is None:
+            st.info(f"Upload a .npy/.npz array of shape ({scene.num_classes}, {scene.labels.shape[0]}, "
+                    f"{scene.labels.shape[1]}) saved with np.save; pickles are refused.")
+            return None
+        content = upload.getvalue()
+        key = digest(content, scene_key, kind)
+        try:
+            loaded = _uploaded_logits(key, content, scene.num_classes, tuple(scene.labels.shape), kind)
+        except UploadError as err:
+            st.error(str(err), icon=":material/error:")
+            return None
+        return Prediction(loaded.logits, key, f"your {loaded.kind}")
+    if source == "checkpoint":
+        path = (st.selectbox("Checkpoint", found, format_func=lambda p: str(p.relative_to(SAMPLE_DIR)))
+                if len(found) > 1 else found[0])
+        try:
+            model, meta = _checkpoint(str(path), path.stat().st_mtime)
+        except (checkpoints.CheckpointError, OSError) as err:
+            st.error(str(err), icon=":material/error:")
+            return None
+        st.caption(f"`{path.name}`: TinyUNet, {meta['num_classes']} classes"
+                   f"{', trained on ' + str(meta['dataset']) if meta.get('dataset') else ''}.")
+        model_key = f"ckpt:{path.name}:{path.stat().st_mtime}"
+        return _model_prediction(model, meta, scene, scene_key, model_key, "checkpoint")
+    step = getattr(trainer, "steps_done", 0)
+    st.caption(f"The live-training model as of step {step} (refreshes when it has trained more).")
+    meta = {"dataset": getattr(getattr(trainer, "config", None), "dataset", None)}
+    return _model_prediction(live, meta, scene, scene_key, f"live:{id(trainer)}:{step}", "live model")
