@@ -310,10 +310,12 @@ def training_curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x
                "line": {"width": 2, **({"color": colors[name]} if colors and name in colors else {})}}
               for name, values in curves.items()]
     y_axis = {"title": {"text": y_title}, "type": "log" if log_y else "linear"}
+    if log_y:
+        y_axis["dtick"] = "D2"  # label 1, 2 and 5 per decade, not every digit
     if y_range is not None:
         y_axis["range"] = list(y_range)
     layout = {**_legend_layout(height), "hovermode": "x unified", "xaxis": {"title": {"text": x_title}},
-              "yaxis": y_axis}
+              "yaxis": y_axis, "showlegend": True}  # even for one series: the legend names it
     return go.Figure({"data": traces, "layout": layout})
 
 
@@ -338,3 +340,34 @@ def class_share_figure(class_names: Sequence[str], shares: Mapping[str, np.ndarr
     layout = {**_legend_layout(height), "barmode": "group",
               "yaxis": {"title": {"text": "share (log scale)"}, "type": "log", "tickformat": ".1%"}}
     return go.Figure({"data": traces, "layout": layout})
+
+
+def ratio_bars_figure(names: Sequence[str], ratios: Sequence[float], groups: Sequence[str], *,
+                      x_title: str = "value / segloss's value of the same loss (log scale)",
+                      height: int | None = None) -> go.Figure:
+    """Horizontal bars of ratios on a log axis, top to bottom, one colour per group, a dashed line at 1.
+
+    Args:
+        names: K bar labels (unique).
+        ratios: ``(K,)`` ratios; non-positive or NaN ones are left out (a log axis cannot show them).
+        groups: K group names (legend and colour).
+        height: pixels; None: from the number of bars.
+    """
+    r = _f32(ratios)
+    fig = go.Figure()
+    for group in dict.fromkeys(groups):
+        idx = [i for i, g in enumerate(groups) if g == group]
+        shown = np.where(r[idx] > 0, r[idx], np.nan).astype(np.float32)
+        fig.add_trace(go.Bar(y=[names[i] for i in idx], x=shown, orientation="h", name=group,
+                             text=[f"{v:.3g}×" for v in r[idx]], textposition="outside", cliponaxis=False,
+                             hovertemplate="%{y}: %{x:.4g}×<extra>" + group + "</extra>"))
+    fig.add_vline(x=1.0, line_dash="dash", line_color="grey")
+    fig.update_layout(height=height or 90 + 26 * len(names), barmode="relative", bargap=0.25,
+                      margin={"l": 10, "r": 40, "t": 30, "b": 10},
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
+    finite = r[np.isfinite(r) & (r > 0)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (1.0, 1.0)
+    ticks = [m * 10.0 ** e for e in range(-6, 7) for m in (1, 2, 5) if low / 2 <= m * 10.0 ** e <= high * 2]
+    fig.update_xaxes(title=x_title, type="log", tickvals=ticks, ticktext=[f"{t:g}×" for t in ticks])
+    fig.update_yaxes(autorange="reversed", categoryorder="array", categoryarray=list(names))
+    return fig

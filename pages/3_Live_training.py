@@ -1,0 +1,97 @@
+from ui.layout import page_setup; page_setup("Live training", ":material/model_training:")  # noqa: E402, E702, I001
+
+# Live training: a tiny U-Net learns a sample dataset under the loss you pick, and you watch what
+# the loss does pixel by pixel. Streamlit concepts used here:
+# - st.session_state holds one segloss.training.Trainer per browser session (two tabs never share a
+#   model); it trains in its own thread, so it keeps going while you look at other pages, and it
+#   stops by itself when the tab closes (ui.live_session watches the session).
+# - @st.fragment(run_every=...) redraws only the live panels, twice a second, while training runs.
+#   Images and charts are rebuilt only when the trainer has validated again (segloss.live.ViewCache):
+#   an unchanged chart costs neither the server nor the browser a redraw.
+# - The buttons act through on_click callbacks, which run before the script: the page always draws
+#   the state the click produced. All numbers come from segloss (live, viz); ui.live_view lays out.
+
+import streamlit as st
+
+import segloss
+from segloss import data
+from ui import live_view
+from ui.widgets import loss_caption
+
+REFRESH_SECONDS = 0.5
+
+st.title("Live training: watch a loss at work")
+st.markdown(
+    "A tiny U-Net (0.2 M parameters) learns to segment procedurally drawn scenes, a fresh batch every step, "
+    "with the loss you choose. On the right: a fixed validation image, its ground truth and the current "
+    "prediction, the **loss of every pixel** under your loss next to **cross-entropy on the same prediction**, "
+    "and how loss, mIoU, mean accuracy and each class's recall move as it learns."
+)
+
+trainer = st.session_state.get(live_view.TRAINER_KEY)  # after the buttons' callbacks have run
+controls, view = st.columns([1.25, 3], gap="large")
+with controls:
+    live_view.settings_widgets(trainer)
+    live_view.buttons(trainer)
+    wanted, _ = live_view.read_settings()
+
+trainer = st.session_state.get(live_view.TRAINER_KEY)
+shown_status = trainer.status if trainer is not None else None
+
+
+def live_panels() -> None:
+    """Progress, the validation image, prediction, loss maps and curves, from one snapshot."""
+    snap = trainer.snapshot()
+    if snap.status != shown_status:
+        st.rerun()  # the buttons and the refresh rate follow the status: redraw the whole page
+    live_view.status_bar(snap)
+    if snap.view is None:
+        st.info("Evaluating the untrained model...", icon=":material/hourglass_top:")
+        return
+    live_view.image_panels(snap)
+    live_view.charts(snap)
+
+
+with view:
+    if trainer is None:
+        st.info("Choose a dataset, a loss and its parameters, then press **Start**. Training runs in the "
+                "background: switch pages and come back, it keeps going.", icon=":material/model_training:")
+    else:
+        st.markdown(live_view.describe(trainer.config))
+        if trainer.config != live_view.wanted_config(wanted):
+            st.caption(":material/info: The settings on the left differ from this run; Start (after Stop) begins a "
+                       "new run with them.")
+        st.fragment(run_every=REFRESH_SECONDS if shown_status == "running" else None)(live_panels)()
+
+st.divider()
+watch, table = st.columns([3, 2], gap="large")
+with watch:
+    st.subheader("What to watch for")
+    st.markdown(
+        """
+- **Rare classes.** Poles, traffic signs and pedestrians own well under 2% of a street scene's pixels, the
+  lesion about 1% of an ultrasound image (table on the right). Follow their lines in *recall per class*:
+  with cross-entropy they tend to rise last, while mIoU already looks fine, because the big classes own most
+  of the average loss. Check whether focal, Dual Focal, recall loss or weighted CE lift them sooner, and what
+  it costs: weighted CE typically paints rare-class colours too generously (lower precision).
+- **Boundaries.** Early on the loss map glows everywhere. As the model learns, region interiors go dark and
+  the loss retreats to class edges and thin objects, pixels that are genuinely ambiguous at this resolution.
+  The line under the maps measures it: boundary pixels' share of the loss against their share of the pixels.
+- **Where the loss concentrates.** With *each to its own range*, compare where the two maps are bright: focal
+  loss scales each pixel's CE by (1 - p_t)^γ, so easy pixels fade and what remains sits on the hard ones.
+  With *one shared range* you also see how much smaller it is in absolute terms. The bars give each class's
+  share of the pixels against its share of each loss.
+- **The loss's own state.** Recall loss weighs each class by 1 - its recall on the current batch; the weight
+  curves show which classes the model is missing right now. Learnable Dual Focal parameters drift toward
+  their bounds (γ and ρ up, α and β down): minimising a loss over its own parameters is degenerate.
+"""
+    )
+with table:
+    dataset = trainer.config.dataset if trainer is not None else wanted["dataset"]
+    st.subheader(f"Class frequencies: {data.DATASETS[dataset].title}")
+    live_view.frequency_table(dataset)
+    st.caption("Pixel shares over 64 generated samples. The weight columns are what weighted cross-entropy uses "
+               "(median-frequency and inverse-frequency schemes).")
+
+with st.container(border=True):
+    loss_caption(segloss.LOSSES[trainer.config.loss if trainer is not None else wanted["loss"]])

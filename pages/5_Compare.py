@@ -1,0 +1,76 @@
+"""Compare losses: the same tiny model trained under several losses, per-class results over seeds.
+
+Shows the committed result set at once (produced by `python -m segloss compare`, see README)
+and can run a smaller comparison live.
+"""
+
+import streamlit as st
+
+import segloss
+from segloss import compare, compare_figures, data
+from ui.layout import ROOT, page_setup
+
+page_setup("Compare losses", ":material/leaderboard:")
+COMMITTED = ROOT / "sample_data" / "compare_street" / "summary.json"
+
+
+@st.cache_data(show_spinner=False)
+def committed_summary(path: str, mtime: float) -> dict:
+    return compare.load_summary(path)
+
+
+def show(summary: dict, key: str) -> None:
+    """Charts and tables of one comparison summary."""
+    cfg = summary.get("config", {})
+    st.caption(f"Dataset **{summary['dataset']}**, {cfg.get('steps', '?')} steps of batch {cfg.get('batch_size', '?')} "
+               f"at {cfg.get('image_size', '?')} px, lr {cfg.get('lr', '?')}; seeds per loss: "
+               f"{len(next(iter(summary['losses'].values()))['seeds'])}; metrics on a held-out batch of "
+               f"{cfg.get('val_size', '?')} images. Error bars: standard deviation over seeds.")
+    left, right = st.columns(2)
+    metric = left.radio("Per-class metric", list(compare_figures.METRIC_TITLES), horizontal=True, key=f"{key}:metric",
+                        format_func=compare_figures.METRIC_TITLES.get)
+    left.plotly_chart(compare_figures.per_class_figure(summary, metric), width="stretch", key=f"{key}:bars")
+    right.plotly_chart(compare_figures.tradeoff_figure(summary), width="stretch", key=f"{key}:tradeoff")
+    right.caption("Up and to the right is better. The recall-loss paper trades a little mIoU for mean accuracy "
+                  "(recall on rare classes); see whether that happens here.")
+    overall, per_class = compare.summary_tables(summary)
+    st.dataframe([{"loss": label, **{f"{k} (mean ± std)": f"{e[k]:.3f} ± {e[k + '_std']:.3f}" for k in compare.SUMMARY}}
+                  for label, e in summary["losses"].items()], hide_index=True, width="stretch")
+    one, two = st.columns(2)
+    one.download_button("Summary (CSV)", overall, file_name="summary.csv", mime="text/csv", key=f"{key}:csv1")
+    two.download_button("Per class (CSV)", per_class, file_name="per_class.csv", mime="text/csv", key=f"{key}:csv2")
+
+
+st.title("Compare losses on imbalanced data")
+st.markdown(
+    "Every loss trains the same tiny U-Net from the same initial weights on the same batches (per seed) and is "
+    "scored on the same held-out images. Classes are ordered from the rarest: that is where class-imbalance losses "
+    "should earn their keep. A result is a finding, not a target: if a paper's direction does not show here, the "
+    "data, model or budget differ from the paper's."
+)
+
+committed, live = st.tabs(["Committed results", "Run a small comparison"])
+with committed:
+    if COMMITTED.exists():
+        show(committed_summary(str(COMMITTED), COMMITTED.stat().st_mtime), "committed")
+    else:
+        st.info("No committed result set yet: run `python -m segloss compare --out sample_data/compare_street`.")
+
+with live:
+    with st.form("live-compare"):
+        dataset = st.selectbox("Dataset", list(data.DATASETS))
+        losses = st.multiselect("Losses (registry defaults)", list(segloss.LOSSES), default=["ce", "recall"],
+                                format_func=lambda n: segloss.LOSSES[n].title)
+        steps = st.slider("Steps per run", 10, 300, 60, step=10)
+        seeds = st.slider("Seeds", 1, 3, 1)
+        run = st.form_submit_button("Run comparison", type="primary")
+    if run and not losses:
+        st.error("Pick at least one loss to compare.")
+    elif run:
+        bar = st.progress(0.0, text="Starting...")
+        summary = compare.run_comparison(losses, dataset=dataset, steps=steps, seeds=seeds, val_size=16,
+                                         progress=lambda done, total, msg: bar.progress(done / total, text=msg))
+        bar.progress(1.0, text="Done")
+        st.session_state["live_comparison"] = summary
+    if "live_comparison" in st.session_state:
+        show(st.session_state["live_comparison"], "live")

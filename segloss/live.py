@@ -1,0 +1,224 @@
+"""What the live-training view shows, computed from a :class:`~segloss.training.TrainerSnapshot`.
+
+No UI code: a page (or a notebook, or the training benchmark's simulated viewer) asks for the
+image panels of one validation image, the curves, and a CSV table, and draws them::
+
+    snap = trainer.snapshot()
+    panels = image_panels(snap, index=0, loss_title="Focal loss")    # list of Panel (RGB arrays)
+    steps, curves = per_class_curves(snap, "recall")                 # class name -> (E,) recall
+
+A viewer that refreshes often keeps a :class:`ViewCache`: it rebuilds panels and figures only
+when the snapshot holds a new validation, which keeps a live view cheap for the training thread
+it watches and for the browser that draws it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from segloss import data, render
+from segloss.registry import LOSSES
+from segloss.training import TrainerSnapshot
+
+SCALES = ("own", "shared")  # loss maps: each on its own colour range, or both on one
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One image of the live view: a title, uint8 RGB ``(H', W', 3)`` (upscaled) and a caption."""
+
+    title: str
+    rgb: np.ndarray
+    caption: str
+
+    @cached_property
+    def png(self) -> bytes:
+        """The image as lossless PNG bytes (encoded once)."""
+        return render.png_bytes(self.rgb)
+
+
+def _check_view(snapshot: TrainerSnapshot, index: int) -> None:
+    if not isinstance(snapshot, TrainerSnapshot):
+        raise TypeError(f"expected a TrainerSnapshot, got {type(snapshot).__name__}")
+    if snapshot.view is None:
+        raise ValueError("the snapshot has no validation view yet (no evaluation has run)")
+    count = len(snapshot.val_images)
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < count:
+        raise ValueError(f"index must be an int in [0, {count}), got {index!r}")
+
+
+def image_panels(snapshot: TrainerSnapshot, index: int = 0, *, loss_title: str, scale: str = "own",
+                 log: bool = False, min_side: int = 256) -> list[Panel]:
+    """Input, ground truth, prediction, the training loss per pixel and CE per pixel for one image.
+
+    Args:
+        snapshot: a snapshot whose ``view`` is not None.
+        index: which validation image, ``0 <= index < V``.
+        loss_title: name of the training loss, for the panel title.
+        scale: ``"own"``: each loss map coloured up to its own 99th percentile (where does each
+            loss concentrate?); ``"shared"``: both up to the larger one (how much loss, in
+            comparable colours).
+        log: colour by log10 over 4 decades instead of linearly.
+        min_side: upscale (nearest neighbour) until the short side is at least this.
+
+    Returns:
+        Five :class:`Panel`.
+
+    Raises:
+        TypeError / ValueError: not a snapshot, no view yet, bad index or scale.
+    """
+    _check_view(snapshot, index)
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    view, info = snapshot.view, data.get_dataset(snapshot.config.dataset)
+    target, prediction = snapshot.val_masks[index], view.predictions[index]
+    loss_map, ce_map = view.loss_map[index], view.ce_map[index]
+    top = {"loss": render.robust_max(loss_map), "ce": render.robust_max(ce_map)}
+    if scale == "shared":
+        top = dict.fromkeys(top, max(top.values()))
+    accuracy = float((prediction == target).mean())
+    scale_text = "log colour, 4 decades up to" if log else "colour 0 to"
+
+    def heat(values: np.ndarray, key: str, name: str) -> Panel:
+        caption = f"mean {values.mean():.3g}, max {values.max():.3g}; {scale_text} {top[key]:.3g}"
+        return Panel(name, render.upscale(render.heatmap_rgb(values, top[key], log=log), min_side), caption)
+
+    return [
+        Panel("Input", render.upscale(snapshot.val_images[index], min_side), f"validation image {index + 1}"),
+        Panel("Ground truth", render.upscale(data.colorize(target, info.palette), min_side),
+              f"{len(np.unique(target))} classes present"),
+        Panel("Prediction", render.upscale(data.colorize(prediction, info.palette), min_side),
+              f"step {view.step}: {accuracy:.1%} of pixels right"),
+        heat(loss_map, "loss", f"{loss_title} per pixel"),
+        heat(ce_map, "ce", "Cross-entropy per pixel"),
+    ]
+
+
+def class_colors(dataset: str) -> dict[str, str]:
+    """Class name -> ``"#rrggbb"`` palette colour."""
+    info = data.get_dataset(dataset)
+    return {name: "#{:02x}{:02x}{:02x}".format(*c) for name, c in zip(info.class_names, info.palette)}
+
+
+def per_class_curves(snapshot: TrainerSnapshot, metric: str = "recall") -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``(steps (E,), {class name: (E,) values})`` of a per-class validation metric over time.
+
+    Raises:
+        ValueError: ``metric`` not one of ``iou``, ``recall``, ``precision``.
+    """
+    if metric not in ("iou", "recall", "precision"):
+        raise ValueError(f"metric must be 'iou', 'recall' or 'precision', got {metric!r}")
+    evals = snapshot.evaluations
+    names = data.get_dataset(snapshot.config.dataset).class_names
+    return evals["step"], {name: evals[metric][:, c] for c, name in enumerate(names)}
+
+
+def recall_weight_curves(snapshot: TrainerSnapshot) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+    """Recall loss's class weights over time, ``(steps, {class: (K,)})``; None for other losses."""
+    history = snapshot.history
+    if "recall_weights" not in history:
+        return None
+    names = data.get_dataset(snapshot.config.dataset).class_names
+    return history["step"], {name: history["recall_weights"][:, c] for c, name in enumerate(names)}
+
+
+def dfl_parameter_curves(snapshot: TrainerSnapshot) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+    """Learnable Dual Focal parameters over time, ``(steps, {name: (K,)})``; None if there are none."""
+    history = snapshot.history
+    curves = {key.removeprefix("dfl_"): values for key, values in history.items() if key.startswith("dfl_")}
+    return (history["step"], curves) if curves else None
+
+
+def evaluation_table(snapshot: TrainerSnapshot) -> dict[str, np.ndarray]:
+    """Every recorded validation as columns (one row per evaluation), for a CSV download:
+    ``step``, ``miou``, ``mean_accuracy``, ``overall_accuracy``, then ``iou``/``recall``/
+    ``precision`` per class (``recall pole``, ...)."""
+    evals = snapshot.evaluations
+    names = data.get_dataset(snapshot.config.dataset).class_names
+    table = {key: evals[key] for key in ("step", "miou", "mean_accuracy", "overall_accuracy")}
+    for metric in ("iou", "recall", "precision"):
+        table.update({f"{metric} {name}": evals[metric][:, c] for c, name in enumerate(names)})
+    return table
+
+
+def loss_figure(snapshot: TrainerSnapshot):
+    """The training loss per step (window means once the history is long), log y axis."""
+    from segloss import viz  # plotly is only needed for figures
+
+    history = snapshot.history
+    title = LOSSES[snapshot.config.loss].title
+    return viz.training_curves_figure(history["step"], {f"{title} (training batch)": history["loss"]},
+                                      y_title="training loss", log_y=True)
+
+
+def figures(snapshot: TrainerSnapshot) -> dict:
+    """The live view's plotly figures (built by :mod:`segloss.viz`), by name.
+
+    ``loss``: training loss per step (log y); ``validation``: mIoU and mean accuracy;
+    ``recall``: recall per class in palette colours; ``share``: each class's share of the pixels,
+    of the training loss and of cross-entropy on the latest validation (needs a view); and,
+    when the loss has state, ``state``: learnable Dual Focal parameters or recall-loss weights.
+    """
+    from segloss import viz  # plotly is only needed for figures
+
+    config = snapshot.config
+    names = data.get_dataset(config.dataset).class_names
+    colors = class_colors(config.dataset)
+    title = LOSSES[config.loss].title
+    evals = snapshot.evaluations
+    out = {
+        "loss": loss_figure(snapshot),
+        "validation": viz.training_curves_figure(evals["step"], {"mIoU": evals["miou"],
+                                                                 "mean accuracy": evals["mean_accuracy"]},
+                                                 y_title="validation", y_range=(0, 1)),
+        "recall": viz.training_curves_figure(*per_class_curves(snapshot, "recall"),
+                                             y_title="recall per class (validation)", colors=colors,
+                                             y_range=(0, 1.02)),
+    }
+    if snapshot.view is not None:
+        view = snapshot.view
+        out["share"] = viz.class_share_figure(
+            names, {"share of pixels": view.pixel_share, f"share of {title.lower()}": view.class_loss_share,
+                    "share of cross-entropy": view.class_ce_share},
+            colors={"share of pixels": "#9e9e9e", "share of cross-entropy": "#636efa"})
+    dfl, weights = dfl_parameter_curves(snapshot), recall_weight_curves(snapshot)
+    if dfl is not None:
+        out["state"] = viz.training_curves_figure(*dfl, y_title="learnable Dual Focal parameters")
+    elif weights is not None:
+        out["state"] = viz.training_curves_figure(*weights, y_title="recall-loss class weights 1 - R_c",
+                                                  colors=colors)
+    return out
+
+
+class ViewCache:
+    """Panels and figures of the latest snapshot, rebuilt only when there is a new validation.
+
+    Everything the live view draws is tied to a :class:`~segloss.evaluation.ValidationView`
+    (one every ``eval_every`` steps, compared by identity: a view is never modified), the
+    training-loss curve included, so between two validations a refresh re-sends identical
+    images and figures, which a browser does not redraw. One cache per viewer (not thread-safe).
+    """
+
+    def __init__(self) -> None:
+        self._panels: tuple = (None, None, None)  # (view, options, panels)
+        self._figures: tuple = (None, None)  # (view, figures)
+
+    def panels(self, snapshot: TrainerSnapshot, index: int, **options) -> list[Panel]:
+        """:func:`image_panels` of ``snapshot`` (same arguments), cached per view and options."""
+        key = (index, tuple(sorted(options.items())))
+        view, cached_key, panels = self._panels
+        if view is not snapshot.view or cached_key != key:
+            panels = image_panels(snapshot, index, **options)
+            self._panels = (snapshot.view, key, panels)
+        return panels
+
+    def figures(self, snapshot: TrainerSnapshot) -> dict:
+        """:func:`figures` of ``snapshot``, rebuilt when its view is new."""
+        view, built = self._figures
+        if built is None or view is not snapshot.view:
+            built = figures(snapshot)
+            self._figures = (snapshot.view, built)
+        return built

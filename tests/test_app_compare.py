@@ -1,0 +1,50 @@
+"""AppTest for the comparison page: the committed results render at once; a live run works."""
+
+import json
+
+from app_support import by_label, figures, open_page, trace_values
+
+from segloss import compare
+from ui.layout import ROOT
+
+COMMITTED = ROOT / "sample_data" / "compare_street" / "summary.json"
+
+
+def test_committed_results_render_with_rare_classes_first():
+    summary = compare.load_summary(COMMITTED)
+    app = open_page("pages/5_Compare.py")
+    assert not app.exception
+    bars, tradeoff = figures(app)[:2]
+    assert {t["name"] for t in bars["data"]} == set(summary["losses"])
+    first_class = bars["data"][0]["x"][0]
+    rarest = summary["class_names"][min(range(len(summary["pixel_share"])), key=summary["pixel_share"].__getitem__)]
+    assert first_class.startswith(rarest)
+    points = {t["name"]: (trace_values(t, "x")[0], trace_values(t, "y")[0]) for t in tradeoff["data"]}
+    for label, entry in summary["losses"].items():
+        assert abs(points[label][0] - entry["miou"]) < 1e-6 and abs(points[label][1] - entry["mean_accuracy"]) < 1e-6
+
+
+def test_switching_the_metric_changes_the_bars():
+    app = open_page("pages/5_Compare.py")
+    before = json.dumps(figures(app)[0]["data"][0]["y"])
+    by_label(app.radio, "Per-class metric").set_value("recall").run()
+    assert not app.exception and json.dumps(figures(app)[0]["data"][0]["y"]) != before
+
+
+def test_a_small_live_comparison_runs_and_shows_its_results():
+    app = open_page("pages/5_Compare.py")
+    by_label(app.multiselect, "Losses (registry defaults)").set_value(["ce", "focal"])
+    by_label(app.slider, "Steps per run").set_value(10)
+    by_label(app.selectbox, "Dataset").set_value("lesion")
+    app.button[0].click().run(timeout=180)
+    assert not app.exception
+    live = app.session_state["live_comparison"]
+    assert set(live["losses"]) == {"ce", "focal"} and live["dataset"] == "lesion"
+    assert len(figures(app)) == 4  # committed (2) + live (2)
+
+
+def test_an_empty_live_selection_is_an_error_not_a_traceback():
+    app = open_page("pages/5_Compare.py")
+    by_label(app.multiselect, "Losses (registry defaults)").set_value([])
+    app.button[0].click().run()
+    assert not app.exception and any("Pick at least one loss" in e.value for e in app.error)

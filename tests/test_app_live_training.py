@@ -1,0 +1,117 @@
+"""AppTest of the Live training page: start, advance by reruns, pause/resume/stop, every loss."""
+
+import time
+
+import pytest
+
+import segloss
+from app_support import by_label, figures, open_page
+
+PAGE = "pages/3_Live_training.py"
+KEY = "live_trainer"
+
+
+@pytest.fixture
+def app():
+    app = open_page(PAGE)
+    yield app
+    if KEY in app.session_state:
+        app.session_state[KEY].stop()  # never leave a training thread behind
+
+
+def small_and_fast(app, loss="ce"):
+    by_label(app.select_slider, "Image size (px)").set_value(32)
+    by_label(app.select_slider, "Batch size").set_value(2)
+    by_label(app.selectbox, "Loss").set_value(loss)
+    return app.run()
+
+
+def wait_for_steps(app, steps, timeout=60.0):
+    trainer = app.session_state[KEY]
+    deadline = time.monotonic() + timeout
+    while trainer.steps_done < steps and trainer.status == "running":
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"trainer at step {trainer.steps_done} after {timeout} s")
+        time.sleep(0.05)
+    return app.run()
+
+
+def wait_until_done(app, timeout=60.0):
+    trainer = app.session_state[KEY]
+    deadline = time.monotonic() + timeout
+    while trainer.is_alive():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"trainer still {trainer.status} at step {trainer.steps_done}")
+        time.sleep(0.05)
+    return app.run()
+
+
+def step_metric(app) -> int:
+    return int(by_label(app.metric, "Step").value.split("/")[0])
+
+
+def test_opens_idle_with_the_class_frequency_table():
+    app = open_page(PAGE)
+    assert not app.exception and KEY not in app.session_state
+    assert any("press **Start**" in info.value for info in app.info)
+    assert not by_label(app.button, "Start").disabled and by_label(app.button, "Pause").disabled
+    (table,) = app.dataframe
+    assert list(table.value["class"])[:3] == ["sky", "road", "sidewalk"]
+    assert table.value["pixel share"].sum() == pytest.approx(1.0)
+
+
+def test_start_advance_pause_resume_stop(app):
+    small_and_fast(app)
+    by_label(app.button, "Start").click().run()
+    trainer = app.session_state[KEY]
+    assert trainer.status == "running" and by_label(app.button, "Start").disabled
+    wait_for_steps(app, 12)
+    first = step_metric(app)
+    assert first >= 12 and not app.exception
+    assert len(app.get("image")) == 6 and len(figures(app)) == 4
+    wait_for_steps(app, first + 5)
+    assert step_metric(app) > first  # a rerun shows the thread's progress
+
+    by_label(app.button, "Pause").click().run()
+    assert trainer.status == "paused" and not by_label(app.button, "Resume").disabled
+    by_label(app.button, "Resume").click().run()
+    assert trainer.status == "running"
+    by_label(app.button, "Stop").click().run()
+    assert trainer.status == "stopped" and not trainer.is_alive()
+    assert app.get("progress")[0].proto.text.startswith("Stopped")
+    by_label(app.button, "Reset").click().run()
+    assert KEY not in app.session_state and not app.exception
+
+
+def test_changed_settings_start_a_new_run_and_same_settings_continue(app):
+    small_and_fast(app)
+    by_label(app.number_input, "Steps to train").set_value(10).run()
+    by_label(app.button, "Start").click().run()
+    first = app.session_state[KEY]
+    wait_until_done(app)
+    assert first.status == "finished" and by_label(app.metric, "Step").value == "10 / 10"
+    by_label(app.number_input, "Steps to train").set_value(20).run()
+    by_label(app.button, "Start").click().run()
+    assert app.session_state[KEY] is first  # same settings: the run continues to 20
+    wait_until_done(app)
+    assert first.steps_done == 20
+    by_label(app.number_input, "Seed").set_value(3).run()
+    assert any("differ from this run" in c.value for c in app.caption)
+    by_label(app.button, "Start").click().run()
+    assert app.session_state[KEY] is not first and app.session_state[KEY].config.seed == 3
+
+
+@pytest.mark.parametrize("name", sorted(segloss.LOSSES))
+def test_every_registry_loss_trains_and_renders(app, name):
+    small_and_fast(app, name)
+    if name == "dual_focal":
+        by_label(app.multiselect, "Learn by backpropagation").set_value(["gamma", "rho"]).run()
+    by_label(app.button, "Start").click().run()
+    wait_for_steps(app, 11)  # past the first validation after step 0
+    trainer = app.session_state[KEY]
+    assert not app.exception and trainer.status == "running", trainer.snapshot().message
+    charts = figures(app)
+    assert len(charts) == (5 if name in ("dual_focal", "recall") else 4)
+    assert len(app.get("image")) == 6
+    if name == "dual_focal":
+        assert [t["name"] for t in charts[-1]["data"]] == ["gamma", "rho"]

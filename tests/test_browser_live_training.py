@@ -1,0 +1,46 @@
+"""Live training in headless Chromium, opened by its own URL: Start, and the step counter and the
+per-pixel loss map move on their own (the fragment refreshes twice a second)."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from browser_support import ARTIFACTS
+
+pytestmark = pytest.mark.browser
+
+
+def step_counter(page) -> int:
+    """The number in the 'Step' metric ("123 / 500" -> 123)."""
+    label = page.get_by_test_id("stMetricLabel").get_by_text("Step", exact=True)
+    value = page.get_by_test_id("stMetric").filter(has=label).get_by_test_id("stMetricValue")
+    return int(value.inner_text().split("/")[0])
+
+
+def test_start_shows_the_step_counter_and_the_loss_map_changing(app_url, page):
+    page.goto(f"{app_url}/Live_training")
+    expect(page.get_by_test_id("stSidebar").get_by_text("Compute device")).to_be_visible(timeout=60_000)
+    page.get_by_role("button", name="Start").click()
+    images = page.locator(".st-key-live-images").get_by_test_id("stImage")
+    expect(images).to_have_count(5, timeout=60_000)
+    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(4, timeout=60_000)
+    loss_map = images.nth(3).locator("img")
+    expect(loss_map).to_be_visible()
+    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stMetricValue]')]"
+                           ".some(e => /^[1-9][0-9]* \\//.test(e.innerText))", timeout=60_000)
+    first_step, first_src, first_pixels = step_counter(page), loss_map.get_attribute("src"), loss_map.screenshot()
+    page.screenshot(path=str(ARTIFACTS / "live-training-1.png"), full_page=True)
+
+    # The validation view is recomputed every 10 steps; wait for a new one to reach the page.
+    page.wait_for_function("(src) => { const i = document.querySelectorAll('.st-key-live-images img')[3];"
+                           " return i && i.src !== src; }", arg=first_src, timeout=60_000)
+    page.wait_for_timeout(600)  # let the image finish painting before the screenshot
+    second_step, second_pixels = step_counter(page), loss_map.screenshot()
+    page.screenshot(path=str(ARTIFACTS / "live-training-2.png"), full_page=True)
+    assert second_step > first_step
+    assert second_pixels != first_pixels
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+
+    page.get_by_role("button", name="Stop").click()
+    expect(page.get_by_test_id("stProgress").get_by_text(re.compile("^Stopped"))).to_be_visible(timeout=30_000)

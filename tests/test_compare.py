@@ -1,0 +1,90 @@
+"""Loss comparisons: argument parsing, resumable runs, summaries and their files."""
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+
+from segloss import compare
+
+
+def test_parse_loss_reads_parameters_by_their_registry_kind():
+    choice = compare.parse_loss("dual_focal:gamma=2,learnable=gamma+rho")
+    assert choice.name == "dual_focal" and choice.params == {"gamma": 2.0, "learnable": ("gamma", "rho")}
+    assert compare.parse_loss("weighted_ce:scheme=inverse").params == {"scheme": "inverse"}
+    assert compare.parse_loss(" ce ").params == {}
+
+
+def test_split_losses_keeps_parameters_with_their_loss():
+    assert compare.split_losses("ce,focal:gamma=3,alpha=0.5,dual_focal:learnable=gamma+rho,recall") == [
+        "ce", "focal:gamma=3,alpha=0.5", "dual_focal:learnable=gamma+rho", "recall"]
+
+
+@pytest.mark.parametrize("text, message", [("dice", "unknown loss"), ("focal:gama=2", "param=value"),
+                                           ("focal:gamma=big", "must be a number"), ("focal:gamma", "param=value")])
+def test_parse_loss_rejects_bad_arguments(text, message):
+    with pytest.raises(ValueError, match=message):
+        compare.parse_loss(text)
+
+
+def test_summary_means_and_sample_std_over_seeds_hand_computed():
+    def run(seed, miou, iou):
+        return {"loss": "ce", "name": "ce", "params": {}, "seed": seed, "iou": iou, "recall": iou, "precision": iou,
+                "miou": miou, "mean_accuracy": miou, "overall_accuracy": miou, "pixel_share": [0.75, 0.25]}
+    summary = compare.summarise([run(0, 0.2, [0.1, float("nan")]), run(1, 0.4, [0.3, 0.5])], "lesion")
+    entry = summary["losses"]["ce"]
+    assert entry["miou"] == pytest.approx(0.3) and entry["miou_std"] == pytest.approx(np.std([0.2, 0.4], ddof=1))
+    assert entry["iou"] == pytest.approx([0.2, 0.5])  # NaN (undefined) seeds are left out, not counted as 0
+    assert summary["class_names"] == ["background", "organ", "lesion"]
+
+
+def test_tiny_comparison_writes_well_formed_files_and_resumes(tmp_path):
+    messages = []
+    kwargs = dict(dataset="lesion", steps=3, seeds=1, out_dir=tmp_path, image_size=32, val_size=2, batch_size=2)
+    summary = compare.run_comparison(["ce", "focal:gamma=3"], progress=lambda d, t, m: messages.append(m), **kwargs)
+    assert set(summary["losses"]) == {"ce", "focal:gamma=3"}
+    assert {p.name for p in tmp_path.iterdir()} == {"runs", "summary.json", "summary.csv", "per_class.csv"}
+    assert json.loads((tmp_path / "summary.json").read_text())["dataset"] == "lesion"
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "per_class.csv").read_text())))
+    assert len(rows) == 2 * 3 and {"loss", "class", "pixel_share", "iou_mean", "recall_std"} <= set(rows[0])
+    overall = list(csv.DictReader(io.StringIO((tmp_path / "summary.csv").read_text())))
+    assert [r["loss"] for r in overall] == ["ce", "focal:gamma=3"]
+    assert all(0 <= float(r["mean_accuracy_mean"]) <= 1 for r in overall)
+    messages.clear()
+    again = compare.run_comparison(["ce", "focal:gamma=3"], progress=lambda d, t, m: messages.append(m), **kwargs)
+    assert all("already done" in m for m in messages)  # finished runs are not redone
+    assert again["losses"]["ce"]["miou"] == summary["losses"]["ce"]["miou"]
+
+
+def test_same_seed_gives_every_loss_the_same_start():
+    first = compare.run_one(compare.parse_loss("ce"), 0, dataset="lesion", steps=1, batch_size=2, image_size=32,
+                            lr=1e-3, val_size=2)
+    second = compare.run_one(compare.parse_loss("ce"), 0, dataset="lesion", steps=1, batch_size=2, image_size=32,
+                             lr=1e-3, val_size=2)
+    assert first["miou"] == second["miou"] and first["iou"] == second["iou"]
+
+
+def test_load_summary_rejects_other_json(tmp_path):
+    path = tmp_path / "x.json"
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="not a segloss comparison summary"):
+        compare.load_summary(path)
+
+
+def test_cli_compare_end_to_end_on_a_tiny_budget(tmp_path):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "segloss", "compare", "--dataset", "lesion", "--losses", "ce,focal:gamma=1.5",
+           "--steps", "3", "--seeds", "1", "--image-size", "32", "--batch-size", "2", "--val-size", "2",
+           "--out", str(tmp_path / "cmp")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "focal:gamma=1.5" in done.stdout and "2/2" in done.stderr  # table and progress bar
+    summary = compare.load_summary(tmp_path / "cmp" / "summary.json")
+    assert list(summary["losses"]) == ["ce", "focal:gamma=1.5"]
+    bad_cmd = [arg if arg != "ce,focal:gamma=1.5" else "ce,dice" for arg in cmd]
+    bad = subprocess.run(bad_cmd, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "unknown loss 'dice'" in bad.stderr

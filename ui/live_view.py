@@ -1,0 +1,220 @@
+"""Streamlit helpers for the Live training page: settings, buttons, and the live panels.
+
+The trainer (:class:`segloss.training.Trainer`) lives in ``st.session_state[TRAINER_KEY]``,
+one per browser session, and trains in its own thread; the buttons act on it through
+``on_click`` callbacks (they run before the script, so the page always draws the state the
+click produced). Everything drawn comes from ``trainer.snapshot()`` through :mod:`segloss.live`
+and :mod:`segloss.viz`; nothing is computed here.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+import segloss
+from segloss import data, live, render, samples, viz
+from segloss.training import Trainer, TrainerConfig, TrainerSnapshot, choose_device
+from ui.live_session import session_keep_running
+from ui.widgets import loss_param_widgets
+
+TRAINER_KEY = "live_trainer"
+PREFIX = "live"
+LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
+BATCH_SIZES = (2, 4, 8, 16, 32)
+IMAGE_SIZES = (32, 48, 64, 96, 128)
+DEFAULTS = {"dataset": "street", "loss": "focal", "lr": 3e-3, "batch": 8, "size": 64, "steps": 500, "seed": 0}
+PIXELATED_CSS = "<style>.st-key-live-images img {image-rendering: pixelated;}</style>"
+COLORBAR_PNG = render.png_bytes(render.colorbar_rgb(256, 10))
+
+
+def _key(name: str) -> str:
+    return f"{PREFIX}:{name}"
+
+
+def _seed_widgets_from(config: TrainerConfig, total_steps: int | None) -> None:
+    """Back on this page after visiting another, Streamlit has forgotten the widgets' values;
+    show the settings of the run in progress instead of the defaults."""
+    values = {"dataset": config.dataset, "loss": config.loss, "lr": config.lr, "batch": config.batch_size,
+              "size": config.image_size, "seed": config.seed, "steps": total_steps or DEFAULTS["steps"]}
+    for name, value in values.items():
+        st.session_state.setdefault(_key(name), value)
+    for name, value in config.loss_params.items():
+        widget_value = list(value) if isinstance(value, tuple) else value  # a multiselect holds a list
+        st.session_state.setdefault(f"{PREFIX}:{config.loss}:{name}", widget_value)
+
+
+def read_settings() -> tuple[dict, int]:
+    """``(Trainer keyword arguments, steps to train)`` from the widgets' session state."""
+    state = st.session_state
+    loss = state.get(_key("loss"), DEFAULTS["loss"])
+    params = {}
+    for param in segloss.LOSSES[loss].params:
+        value = state.get(f"{PREFIX}:{loss}:{param.name}", param.default)
+        params[param.name] = tuple(value) if param.kind == "multichoice" else value
+    kwargs = {"dataset": state.get(_key("dataset"), DEFAULTS["dataset"]), "loss": loss, "loss_params": params,
+              "batch_size": int(state.get(_key("batch"), DEFAULTS["batch"])),
+              "image_size": int(state.get(_key("size"), DEFAULTS["size"])),
+              "lr": float(state.get(_key("lr"), DEFAULTS["lr"])),
+              "seed": int(state.get(_key("seed"), DEFAULTS["seed"]))}
+    return kwargs, int(state.get(_key("steps"), DEFAULTS["steps"]))
+
+
+def settings_widgets(trainer: Trainer | None) -> None:
+    """Dataset, loss and its parameters (from the registry), optimiser and run length."""
+    if trainer is not None and _key("dataset") not in st.session_state:
+        _seed_widgets_from(trainer.config, trainer.snapshot().total_steps)
+    for name in ("lr", "batch", "size", "steps", "seed", "dataset", "loss"):
+        st.session_state.setdefault(_key(name), DEFAULTS[name])
+    st.selectbox("Dataset", list(data.DATASETS), key=_key("dataset"), format_func=lambda n: data.DATASETS[n].title,
+                 help="Procedural scenes drawn fresh every step (see the class frequencies below).")
+    loss = st.selectbox("Loss", list(segloss.LOSSES), key=_key("loss"), format_func=lambda n: segloss.LOSSES[n].title)
+    spec = segloss.LOSSES[loss]
+    if spec.params:
+        with st.expander(f"{spec.title} parameters", expanded=True):
+            loss_param_widgets(spec, PREFIX)
+    st.select_slider("Learning rate (Adam)", LEARNING_RATES, key=_key("lr"), format_func=lambda v: f"{v:g}")
+    left, right = st.columns(2)
+    left.select_slider("Batch size", BATCH_SIZES, key=_key("batch"))
+    right.select_slider("Image size (px)", IMAGE_SIZES, key=_key("size"))
+    left.number_input("Steps to train", min_value=10, max_value=50_000, step=100, key=_key("steps"))
+    right.number_input("Seed", min_value=0, max_value=1_000_000, step=1, key=_key("seed"),
+                       help="Same seed: same initial weights and the same batches in the same order.")
+
+
+def wanted_config(kwargs: dict) -> TrainerConfig:
+    """The config a Trainer built from these settings would have (to compare with a running one)."""
+    return TrainerConfig(**kwargs, device=str(choose_device()))
+
+
+def _start() -> None:
+    kwargs, steps = read_settings()
+    trainer = st.session_state.get(TRAINER_KEY)
+    try:
+        if trainer is None or trainer.config != wanted_config(kwargs) or trainer.status == "failed":
+            if trainer is not None:
+                trainer.stop()
+            trainer = st.session_state[TRAINER_KEY] = Trainer(**kwargs)
+        if steps <= trainer.steps_done:
+            st.session_state[_key("notice")] = (f"Already at step {trainer.steps_done}: raise 'Steps to train' to "
+                                                "continue, or Reset to start over.")
+            return
+        trainer.start(total_steps=steps, keep_running=session_keep_running())
+    except (ValueError, TypeError, RuntimeError) as err:
+        st.session_state[_key("notice")] = f"Could not start: {err}"
+
+
+def _reset() -> None:
+    trainer = st.session_state.pop(TRAINER_KEY, None)
+    if trainer is not None:
+        trainer.stop()
+
+
+def buttons(trainer: Trainer | None) -> None:
+    """Start / Pause / Resume / Stop / Reset, enabled according to the trainer's status."""
+    status = trainer.status if trainer is not None else None
+    alive = trainer is not None and trainer.is_alive()
+    start, stop = st.columns(2)
+    start.button("Start", key=_key("start"), icon=":material/play_arrow:", type="primary", disabled=alive,
+                 on_click=_start, width="stretch",
+                 help="Train up to 'Steps to train'; continues the run if its settings are unchanged.")
+    stop.button("Stop", key=_key("stop"), icon=":material/stop:", disabled=not alive, width="stretch",
+                on_click=lambda: trainer.stop())
+    pause, resume = st.columns(2)
+    pause.button("Pause", key=_key("pause"), icon=":material/pause:", disabled=status != "running", width="stretch",
+                 on_click=lambda: trainer.pause())
+    resume.button("Resume", key=_key("resume"), icon=":material/resume:", disabled=status != "paused",
+                  width="stretch", on_click=lambda: trainer.resume())
+    st.button("Reset", key=_key("reset"), icon=":material/restart_alt:", disabled=trainer is None, width="stretch",
+              on_click=_reset, help="Discard this run (model, curves); Start then begins again from step 0.")
+    notice = st.session_state.pop(_key("notice"), None)
+    if notice:
+        st.warning(notice)
+
+
+def describe(config: TrainerConfig) -> str:
+    """One line naming a run's settings."""
+    def shown(value) -> str:
+        if isinstance(value, float):
+            return f"{value:g}"
+        return " + ".join(value) or "none" if isinstance(value, (tuple, list)) else str(value)
+
+    params = ", ".join(f"{k} = {shown(v)}" for k, v in config.loss_params.items())
+    return (f"**{segloss.LOSSES[config.loss].title}**{f' ({params})' if params else ''} on "
+            f"**{data.DATASETS[config.dataset].title}**: batch {config.batch_size} at {config.image_size} px, "
+            f"Adam lr {config.lr:g}, seed {config.seed}, on {config.device}.")
+
+
+def status_bar(snap: TrainerSnapshot) -> None:
+    """Progress bar, step counter and the latest numbers."""
+    total = snap.total_steps or max(snap.step, 1)
+    rate = f" · {snap.steps_per_second:.1f} steps/s" if snap.status == "running" else ""
+    st.progress(min(snap.step / total, 1.0), text=f"{snap.status.capitalize()}: step {snap.step} of {total}{rate}")
+    if snap.status == "failed":
+        st.error(f"Training failed: {snap.message}")
+    elif snap.message:
+        st.info(snap.message)
+    evals, history = snap.evaluations, snap.history
+    cols = st.columns(4)
+    cols[0].metric("Step", f"{snap.step} / {total}")
+    cols[1].metric("Training loss", f"{history['loss'][-1]:.4f}" if len(history["loss"]) else "–")
+    for col, key, label in ((cols[2], "miou", "mIoU (validation)"), (cols[3], "mean_accuracy", "Mean accuracy")):
+        values = evals[key]
+        col.metric(label, f"{values[-1]:.3f}" if len(values) else "–",
+                   delta=f"{values[-1] - values[0]:+.3f} since step {evals['step'][0]}" if len(values) > 1 else None)
+
+
+def _cache() -> live.ViewCache:
+    """This session's cache of panels and figures: rebuilt only when the trainer has new data."""
+    return st.session_state.setdefault(_key("view_cache"), live.ViewCache())
+
+
+def image_panels(snap: TrainerSnapshot) -> None:
+    """The validation image, its truth and prediction, and the two per-pixel loss maps."""
+    count = len(snap.val_images)
+    pick, scale, log = st.columns([2, 2, 1])
+    index = pick.slider("Validation image", 1, count, 1, key=_key("image")) - 1 if count > 1 else 0
+    shared = scale.radio("Loss-map colours", live.SCALES, horizontal=True, key=_key("scale"),
+                         format_func={"own": "each to its own range", "shared": "one shared range"}.get)
+    log_colour = log.toggle("log colour", key=_key("log"))
+    loss_title = segloss.LOSSES[snap.config.loss].title
+    panels = _cache().panels(snap, index, loss_title=loss_title, scale=shared, log=log_colour, min_side=1)
+    with st.container(key="live-images"):
+        st.html(PIXELATED_CSS)
+        for column, panel in zip(st.columns(5), panels):
+            column.image(panel.png, caption=f"{panel.title}: {panel.caption}", width="stretch", output_format="PNG")
+    view = snap.view
+    note, bar = st.columns([3, 2])
+    note.caption(f"Boundary pixels (another class among the 8 neighbours) are {view.boundary_pixel_share:.0%} of the "
+                 f"validation pixels but carry {view.boundary_loss_share:.0%} of the {loss_title.lower()} and "
+                 f"{view.boundary_ce_share:.0%} of the cross-entropy.")
+    bar.image(COLORBAR_PNG, width="stretch", output_format="PNG",
+              caption="loss maps, log scale: dark = top of range / 10⁴, bright = top of range" if log_colour
+              else "loss maps: dark = 0, bright = the top of the range in each caption")
+
+
+def charts(snap: TrainerSnapshot) -> None:
+    """Loss, mIoU / mean accuracy, per-class recall, loss share per class, and the loss's own state."""
+    figures = _cache().figures(snap)
+    left, right = st.columns(2)
+    for column, name in zip((left, right, left, right), ("loss", "validation", "recall", "share")):
+        if name in figures:
+            column.plotly_chart(figures[name], width="stretch", key=_key(f"{name}_fig"))
+    if "state" in figures:
+        st.plotly_chart(figures["state"], width="stretch", key=_key("state_fig"))
+    # data as a callable: the CSV is built only when someone clicks, not on every refresh
+    st.download_button("Validation metrics over time (CSV)", lambda: viz.table_csv(live.evaluation_table(snap)),
+                       file_name=f"live_{snap.config.dataset}_{snap.config.loss}.csv", mime="text/csv",
+                       key=_key("csv"))
+
+
+def frequency_table(dataset: str) -> None:
+    """The dataset's class-frequency table (colour swatches, shares, the weights weighted CE uses)."""
+    table = samples.frequency_table(dataset)
+    swatches = [f"background-color: {c}; color: {c}" for c in table["colour"]]  # the cell shows the colour
+    st.dataframe(pd.DataFrame(table).style.apply(lambda _: swatches, subset=["colour"])
+                 .format({"pixel share": "{:.2%}", "1 in N pixels": "{:,.0f}", "vs. largest": "{:.1f}x",
+                          "median-frequency weight": "{:.2f}", "inverse-frequency weight": "{:.3f}"}),
+                 hide_index=True, width="stretch")
+    st.download_button("Class frequencies (CSV)", viz.table_csv(table), file_name=f"{dataset}_class_frequencies.csv",
+                       mime="text/csv", key=_key("freq_csv"))
