@@ -24,6 +24,7 @@ from segloss.registry import LOSSES
 from segloss.training import TrainerSnapshot
 
 SCALES = ("own", "shared")  # loss maps: each on its own colour range, or both on one
+EARLY_ROWS = 50  # ViewCache redraws the loss curve on every refresh until it has this many points
 
 
 @dataclass(frozen=True)
@@ -198,8 +199,9 @@ class ViewCache:
 
     Everything the live view draws is tied to a :class:`~segloss.evaluation.ValidationView`
     (one every ``eval_every`` steps, compared by identity: a view is never modified), the
-    training-loss curve included, so between two validations a refresh re-sends identical
-    images and figures, which a browser does not redraw. One cache per viewer (not thread-safe).
+    training-loss curve included once it has :data:`EARLY_ROWS` points, so between two
+    validations a refresh re-sends identical images and figures, which a browser does not
+    redraw. One cache per viewer (not thread-safe).
     """
 
     def __init__(self) -> None:
@@ -216,9 +218,13 @@ class ViewCache:
         return panels
 
     def figures(self, snapshot: TrainerSnapshot) -> dict:
-        """:func:`figures` of ``snapshot``, rebuilt when its view is new."""
+        """:func:`figures` of ``snapshot``, rebuilt when its view is new; the loss curve also on
+        every call while it is short (so it is never empty during the first validation period)."""
         view, built = self._figures
         if built is None or view is not snapshot.view:
             built = figures(snapshot)
+            self._figures = (snapshot.view, built)
+        elif len(snapshot.history["step"]) < EARLY_ROWS:
+            built = {**built, "loss": loss_figure(snapshot)}
             self._figures = (snapshot.view, built)
         return built

@@ -82,3 +82,19 @@ def test_figures_and_table_cover_every_recorded_series(trained):
     assert figures["loss"].data[0].y.dtype == np.float32
     table = live.evaluation_table(snap)
     assert table["step"].tolist() == [0, 2, 4, 6] and len(table) == 4 + 3 * 9
+
+
+def test_view_cache_rebuilds_only_for_a_new_validation():
+    trainer = Trainer("street", "recall", **SMALL)
+    trainer.evaluate()
+    cache = live.ViewCache()
+    snap = trainer.snapshot()
+    first = cache.figures(snap)
+    panels = cache.panels(snap, 0, loss_title="Recall loss")
+    assert cache.panels(snap, 0, loss_title="Recall loss") is panels
+    assert cache.panels(snap, 1, loss_title="Recall loss") is not panels
+    assert cache.figures(trainer.snapshot())["recall"] is first["recall"]  # same view: same figure
+    trainer.step()
+    assert cache.figures(trainer.snapshot())["loss"] is not first["loss"]  # a short loss curve follows each step
+    trainer.validate()
+    assert cache.figures(trainer.snapshot())["recall"] is not first["recall"]
