@@ -50,6 +50,20 @@ def _float_like(logits: torch.Tensor) -> torch.Tensor:
                        device=logits.device)
 
 
+def _fold_small_images(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(N, C, *S)`` -> ``(1, C, N * prod(S))`` when images are small (e.g. ``(N, C)`` inputs).
+
+    The fused functions loop over images in Python; for many tiny images (or plain ``(N, C)``
+    classification-shaped inputs) that loop would dominate, so they are put side by side in one
+    image (a copy, cheap at these sizes). Large images are left alone: no copy of the logits.
+    """
+    n, c = logits.shape[:2]
+    pixels = logits[0, 0].numel() if logits.numel() else 0
+    if n == 1 or pixels >= 4096:
+        return logits, target
+    return logits.movedim(1, 0).reshape(1, c, -1), target.reshape(1, -1)
+
+
 def _focal_family(logits, target, *, gamma: float, class_scale, weight, ignore_index: int, reduction: str,
                   scale_name: str = "alpha", scale_from_counts=None):
     """Shared body of CE, focal and recall losses on the fused path (see :mod:`segloss._fused`).
@@ -72,7 +86,10 @@ def _focal_family(logits, target, *, gamma: float, class_scale, weight, ignore_i
         scale_from_counts = lambda n_c, tp_c: inner(n_c, tp_c).to(like.dtype) * w  # noqa: E731
     elif w is not None:
         class_scale = w if class_scale is None else class_scale * w
+    shape = target.shape
+    logits, target = _fold_small_images(logits, target)
     pixel_loss, counts = FocalFamily.apply(logits, target, ignore_index, float(gamma), class_scale, scale_from_counts)
+    pixel_loss = pixel_loss.reshape(shape)
     denominator = counts.sum().to(like.dtype) if w is None else (counts.to(like.dtype) * w).sum()
     return _reduce(pixel_loss, denominator, reduction)
 
@@ -225,8 +242,10 @@ def dual_focal_loss(
     like = _float_like(logits)
     w = class_vector(weight, logits.shape[1], "weight", like)
     params = (float(alpha), float(beta), float(gamma), float(rho))
+    shape = target.shape
+    logits, target = _fold_small_images(logits, target)
     value, _ = DualFocalFused.apply(logits, target, ignore_index, w, params, reduction)
-    return value
+    return value.reshape(shape) if reduction == "none" else value
 
 
 def _all_reduce_counts(counts: torch.Tensor) -> torch.Tensor:
