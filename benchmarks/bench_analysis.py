@@ -9,23 +9,13 @@ Usage: python benchmarks/bench_analysis.py [--repeats 5]
 """
 
 import argparse
-import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from segloss import analysis
-
-
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from timing import best_time
 
 
 def main() -> None:

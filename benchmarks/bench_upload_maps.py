@@ -11,23 +11,13 @@ Usage: python benchmarks/bench_upload_maps.py [--repeats 5] [--size 1024] [--cla
 """
 
 import argparse
-import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from segloss import pixel_maps
-
-
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from timing import best_time
 
 
 def main() -> None:
