@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from segloss.model import TinyUNet
@@ -75,15 +76,27 @@ def load_checkpoint(path: Path | str) -> tuple[TinyUNet, dict]:
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, image: np.ndarray) -> torch.Tensor:
+def predict_logits(model: nn.Module, image: np.ndarray, input_size: int | None = None) -> torch.Tensor:
     """Logits ``(C, H, W)`` of ``model`` for one float ``(H, W, 3)`` image in [0, 1].
 
     The model is deep-copied and put in eval mode first, so a model another thread is training
     (BatchNorm in training mode, weights changing) is neither disturbed nor half-updated mid-pass.
+    ``input_size``: the side the model was trained at (a checkpoint's ``image_size``); the image
+    is resized so its longer side has that length (objects at the scale the model learned), and
+    the logits are resized back to ``(H, W)`` bilinearly. None runs at the image's own size.
     """
     array = np.asarray(image, dtype=np.float32)
     if array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"image must be (H, W, 3), got shape {array.shape}")
+    if input_size is not None and (not isinstance(input_size, int) or input_size < 8):
+        raise ValueError(f"input_size must be an int >= 8, got {input_size!r}")
     frozen = copy.deepcopy(model).cpu().eval()
     x = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))[None]
-    return frozen(x)[0].float().contiguous()
+    height, width = array.shape[:2]
+    if input_size is None or max(height, width) == input_size:
+        return frozen(x)[0].float().contiguous()
+    scale = input_size / max(height, width)
+    size = (max(8, round(height * scale)), max(8, round(width * scale)))
+    small = F.interpolate(x, size=size, mode="bilinear", antialias=scale < 1, align_corners=False)
+    logits = frozen(small)
+    return F.interpolate(logits.float(), size=(height, width), mode="bilinear", align_corners=False)[0].contiguous()

@@ -166,3 +166,21 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
     (tmp_path / "text.pt").write_text("not a checkpoint")
     with pytest.raises(CheckpointError, match="weights-only"):
         load_checkpoint(tmp_path / "text.pt")
+
+
+def test_checkpoint_runs_at_its_training_scale_and_scores_better_there():
+    """The shipped 64 px street checkpoint on a 256 px sample: resized in, logits resized back."""
+    from segloss import checkpoints, data, metrics
+    from ui.layout import ROOT
+
+    (path,) = checkpoints.find_checkpoints(ROOT / "sample_data")
+    model, meta = checkpoints.load_checkpoint(path)
+    images, masks = data.make_batch("street", 2, 256, seed=777)
+    scores = {}
+    for size in (None, int(meta["image_size"])):
+        cm = sum(metrics.confusion_matrix(checkpoints.predict_logits(model, img.permute(1, 2, 0).numpy(), size)
+                                          .argmax(0), mask, 9) for img, mask in zip(images, masks))
+        scores[size] = metrics.metrics_from_confusion(cm)["miou"]
+    logits = checkpoints.predict_logits(model, images[0].permute(1, 2, 0).numpy(), 64)
+    assert logits.shape == (9, 256, 256)
+    assert scores[64] > scores[None] + 0.2 and scores[64] > 0.6

@@ -139,8 +139,8 @@ def _checkpoint(path: str, mtime: float):
 
 
 @st.cache_resource(max_entries=4, show_spinner="Running the model...")
-def _model_logits(model_key: str, _model, _image) -> torch.Tensor:
-    return checkpoints.predict_logits(_model, _image)
+def _model_logits(model_key: str, _model, _image, input_size: int | None) -> torch.Tensor:
+    return checkpoints.predict_logits(_model, _image, input_size)
 
 
 def _simulation_knobs(scene: Scene) -> tuple:
@@ -173,7 +173,8 @@ def _model_prediction(model, meta: dict, scene: Scene, scene_key: str, model_key
                  f"{scene.num_classes}; choose the classes it was trained on (Classes, left).", icon=":material/error:")
         return None
     try:
-        logits = _model_logits(f"{scene_key}:{model_key}", model, scene.image)
+        size = meta.get("image_size")  # run at the scale the model was trained at
+        logits = _model_logits(f"{scene_key}:{model_key}", model, scene.image, int(size) if size else None)
     except (RuntimeError, ValueError, MemoryError) as err:
         st.error(f"The model could not run on this image: {err}", icon=":material/error:")
         return None
@@ -232,5 +233,7 @@ def prediction_input(scene: Scene | None, scene_key: str | None) -> Prediction |
         return _model_prediction(model, meta, scene, scene_key, model_key, "checkpoint")
     step = getattr(trainer, "steps_done", 0)
     st.caption(f"The live-training model as of step {step} (refreshes when it has trained more).")
-    meta = {"dataset": getattr(getattr(trainer, "config", None), "dataset", None)}
-    return _model_prediction(live, meta, scene, scene_key, f"live:{id(trainer)}:{step}", "live model")
+    config = getattr(trainer, "config", None)
+    meta = {"dataset": getattr(config, "dataset", None), "image_size": getattr(config, "image_size", None)}
+    model = trainer.model_copy() if hasattr(trainer, "model_copy") else live  # between two steps, never half-updated
+    return _model_prediction(model, meta, scene, scene_key, f"live:{id(trainer)}:{step}", "live model")
