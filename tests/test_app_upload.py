@@ -70,7 +70,7 @@ def test_page_opens_with_instructions_and_no_charts():
     assert any("Try a sample" in i.value for i in app.info)
     options = [s.split(" (")[0] for s in app.radio[0].options]
     # the shipped sample_data/ checkpoint is offered; the live-trained model only once this session trained one
-    assert options == [upload_view.SOURCES[k].split(" (")[0] for k in ("simulate", "logits", "checkpoint")]
+    assert options == [upload_view.SOURCES[k].split(" (")[0] for k in ("simulate", "logits", "fit", "checkpoint")]
     captions = " ".join(c.value for c in app.caption)
     assert "Live training" in captions  # why the live-model option is hidden
 
@@ -178,7 +178,7 @@ def test_live_and_checkpoint_models_appear_when_available(tmp_path, monkeypatch)
                               config=SimpleNamespace(dataset="street"))
     app.session_state["live_trainer"] = trainer
     app.run()
-    assert len(app.radio[0].options) == 4
+    assert len(app.radio[0].options) == 5  # simulated, logits, fitted, checkpoint, live
     upload(app, "image", "scene.png", good_files()["image"])
     upload(app, "mask", "scene_mask.png", good_files()["mask"])
     choose(app, "Classes", "street")
@@ -191,6 +191,24 @@ def test_live_and_checkpoint_models_appear_when_available(tmp_path, monkeypatch)
                                                         config=SimpleNamespace(dataset="lesion"))
     app.run()  # a 3-class model against a 9-class mask: refused, with the reason
     assert not app.exception and "3 classes (lesion)" in app.error[0].value and not figures(app)
+
+
+def test_fitting_the_tiny_model_to_the_upload_on_request(monkeypatch):
+    from segloss import fitting
+
+    real = fitting.fit_to_image
+    monkeypatch.setattr(fitting, "fit_to_image", lambda *a, **k: real(*a, **{**k, "seconds": 1.0, "max_steps": 10}))
+    app = open_page(PAGE)
+    upload(app, "image", "scene.png", good_files()["image"])
+    upload(app, "mask", "scene_mask.png", good_files()["mask"])
+    choose(app, "Classes", "street")
+    choose(app, "Prediction", "fit")
+    assert not app.exception and not figures(app)  # nothing is trained until asked
+    [b for b in app.button if b.label == "Fit the tiny model to this image"][0].click().run()
+    assert_working(app)
+    assert app.session_state["fitted_model"][2]["steps"] <= 10
+    app.run()  # kept for this image: no refit on the next rerun
+    assert_working(app)
 
 
 def test_classes_inferred_from_a_colour_mask_and_single_class_masks_refused():

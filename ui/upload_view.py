@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import streamlit as st
 import torch
 
-from segloss import checkpoints, data, simulate
+from segloss import checkpoints, data, fitting, simulate
 from segloss.scene import (FROM_MASK, OFFER_IGNORE, OFFER_RESIZE, SAMPLE_DIR, Scene, SceneProblem,
                            sample_scene, scene_from_uploads)
 from segloss.uploads import IMAGE_FORMATS, MASK_FORMATS, MAX_UPLOAD_BYTES, UploadError, load_logits
@@ -24,6 +24,7 @@ IMAGE_TYPES = sorted({f.lower() for f in IMAGE_FORMATS} | {"jpg", "tif"})
 MASK_TYPES = sorted({f.lower() for f in MASK_FORMATS} | {"tif"})
 CLASS_CHOICES = (*data.DATASETS, FROM_MASK)
 SOURCES = {"simulate": "Simulated from the mask", "logits": "Your logits or probabilities (.npy/.npz)",
+           "fit": "Tiny U-Net fitted to this image (a few seconds)",
            "checkpoint": "Shipped checkpoint (tiny U-Net)", "live": "Model from the Live training page"}
 LIVE_KEY = "live_trainer"
 UPLOAD_MB = MAX_UPLOAD_BYTES // 2**20  # the loaders' limit, so the widget refuses larger files up front
@@ -181,12 +182,35 @@ def _model_prediction(model, meta: dict, scene: Scene, scene_key: str, model_key
     return Prediction(logits, f"{scene_key}:{model_key}", label)
 
 
+def _fitted_prediction(scene: Scene, scene_key: str) -> Prediction | None:
+    """Train a fresh tiny U-Net on this image for a few seconds (on request), then predict with it."""
+    fitted = st.session_state.get("fitted_model")
+    if fitted is None or fitted[0] != scene_key:
+        st.caption("Trains a fresh tiny U-Net on this image and mask only, for about five seconds.")
+        if not st.button("Fit the tiny model to this image", key="fit_button", icon=":material/model_training:"):
+            return None
+        bar = st.progress(0.0, text="Fitting...")
+        try:
+            model, info = fitting.fit_to_image(scene.image, scene.labels, scene.num_classes, seconds=5.0,
+                                               ignore_index=scene.ignore_index,
+                                               progress=lambda done, msg: bar.progress(done, text=msg))
+        except ValueError as err:
+            st.error(f"The model could not be fitted: {err}", icon=":material/error:")
+            return None
+        bar.progress(1.0, text=f"Fitted: {info['steps']} steps in {info['seconds']:.1f} s, loss {info['loss']:.3f}")
+        st.session_state["fitted_model"] = fitted = (scene_key, model, info)
+    _, model, info = fitted
+    st.caption(f"Fitted to this image: {info['steps']} steps at {info['size']} px, final loss {info['loss']:.3f}.")
+    meta = {"num_classes": scene.num_classes, "image_size": info["size"]}
+    return _model_prediction(model, meta, scene, scene_key, f"fit:{scene_key}:{id(model)}", "fitted model")
+
+
 def prediction_input(scene: Scene | None, scene_key: str | None) -> Prediction | None:
     """Where the prediction comes from, with that source's widgets; None until it is usable."""
     found = checkpoints.find_checkpoints(SAMPLE_DIR)
     trainer = st.session_state.get(LIVE_KEY)
     live = getattr(trainer, "model", None) if trainer is not None else None
-    options = ["simulate", "logits"] + (["checkpoint"] if found else []) + (["live"] if live is not None else [])
+    options = ["simulate", "logits", "fit"] + (["checkpoint"] if found else []) + (["live"] if live is not None else [])
     source = st.radio("Prediction", options, format_func=SOURCES.get, key="prediction_source")
     if not found:
         st.caption("No shipped checkpoint: a TinyUNet `*.pt` file in `sample_data/` adds that option.")
@@ -219,6 +243,8 @@ def prediction_input(scene: Scene | None, scene_key: str | None) -> Prediction |
             st.error(str(err), icon=":material/error:")
             return None
         return Prediction(loaded.logits, key, f"your {loaded.kind}")
+    if source == "fit":
+        return _fitted_prediction(scene, scene_key)
     if source == "checkpoint":
         path = (st.selectbox("Checkpoint", found, format_func=lambda p: str(p.relative_to(SAMPLE_DIR)))
                 if len(found) > 1 else found[0])
