@@ -19,15 +19,14 @@ classes' exponentials (no cancellation); ``log p_t = log1p(-(1 - p_t))`` when ``
 ``1 - p_t`` underflows float32 (margins above ~87) it is floored at ``1e-38``; the terms it
 multiplies are then below float32's resolution of the loss.
 
-``ChunkedRecompute`` is for Dual Focal Loss: the forward pass evaluates the reference formula
-block by block without keeping a graph; the backward pass recomputes each block under autograd.
-Memory is the gradient plus one block's temporaries; the values are the reference's exactly.
+``DualFocalFused`` is for Dual Focal Loss: its closed-form gradient is computed in the forward
+pass, block by block, into the one full-size buffer that backward returns (see its docstring).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import torch
 
@@ -167,60 +166,6 @@ class FocalFamily(torch.autograd.Function):
                     if out.data_ptr() != grad_flat[i, :, a:b].data_ptr():
                         grad_flat[i, :, a:b].copy_(out)
         return grad, None, None, None, None, None
-
-
-class ChunkedRecompute(torch.autograd.Function):
-    """Per-pixel values of a reference formula with block-wise recomputation in backward.
-
-    Args (of ``apply``): logits ``(N, C, *S)``; target ``(N, *S)``; ``ignore_index``;
-    ``class_scale`` ``(C,)`` or None (multiplies pixel ``i`` by ``class_scale[y_i]``); and
-    ``pixel_fn`` mapping float logits ``(1, C, B)`` and a safe target ``(1, B)`` to ``(1, B)``.
-    Returns ``(pixel_loss, counts)`` as :class:`FocalFamily` does.
-    """
-
-    @staticmethod
-    def forward(ctx, logits, target, ignore_index, class_scale, pixel_fn: Callable):
-        n, c = logits.shape[:2]
-        flat, labels = logits.reshape(n, c, -1), target.reshape(n, -1)
-        dtype, device = _compute_dtype(logits.dtype), logits.device
-        out = torch.empty(n, flat.shape[2], dtype=dtype, device=device)
-        counts = torch.zeros(c + 1, dtype=torch.int64, device=device)
-        scale = None if class_scale is None else class_scale.to(dtype)
-        with torch.no_grad(), torch.autocast(device.type, enabled=False):
-            for i in range(n):
-                for a, b in _blocks(flat.shape[2], c, device):
-                    valid = labels[i, a:b] != ignore_index
-                    label = torch.where(valid, labels[i, a:b], c).long()
-                    safe = torch.where(valid, label, 0)
-                    values = pixel_fn(flat[i:i + 1, :, a:b].to(dtype), safe.unsqueeze(0))[0]
-                    if not bool(torch.isfinite(values).all()):
-                        _raise_non_finite(logits)
-                    out[i, a:b] = values * (valid if scale is None else valid * scale[safe])
-                    counts += torch.bincount(label, minlength=c + 1)
-        ctx.save_for_backward(logits, target, scale)
-        ctx.ignore_index, ctx.pixel_fn = ignore_index, pixel_fn
-        ctx.mark_non_differentiable(counts)
-        return out.reshape(target.shape), counts[:c]
-
-    @staticmethod
-    def backward(ctx, grad_map, _grad_counts):
-        logits, target, scale = ctx.saved_tensors
-        n, c = logits.shape[:2]
-        flat, labels, upstream = logits.reshape(n, c, -1), target.reshape(n, -1), grad_map.reshape(n, -1)
-        dtype, device = _compute_dtype(logits.dtype), logits.device
-        grad = torch.empty_like(logits)
-        grad_flat = grad.view(n, c, -1)
-        with torch.enable_grad(), torch.autocast(device.type, enabled=False):
-            for i in range(n):
-                for a, b in _blocks(flat.shape[2], c, device):
-                    valid = labels[i, a:b] != ctx.ignore_index
-                    safe = torch.where(valid, labels[i, a:b], 0).long()
-                    weight = upstream[i, a:b].to(dtype) * (valid if scale is None else valid * scale[safe])
-                    block = flat[i:i + 1, :, a:b].detach().to(dtype).requires_grad_()
-                    values = ctx.pixel_fn(block, safe.unsqueeze(0))
-                    (block_grad,) = torch.autograd.grad(values, block, weight.unsqueeze(0))
-                    grad_flat[i, :, a:b] = block_grad[0]
-        return grad, None, None, None, None
 
 
 def _dual_focal_block(z: torch.Tensor, t: torch.Tensor, alpha: float, beta: float, gamma: float, rho: float,
