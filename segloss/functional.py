@@ -34,6 +34,7 @@ import torch.distributed as dist
 from segloss import reference
 from segloss._checks import check_logits_target, check_number, check_reduction, class_vector
 from segloss._fused import DualFocalFused, FocalFamily
+from segloss._reduction import reduce_map
 
 Number = float | torch.Tensor
 ClassWeights = torch.Tensor | Sequence[float] | None
@@ -91,22 +92,7 @@ def _focal_family(logits, target, *, gamma: float, class_scale, weight, ignore_i
     pixel_loss, counts = FocalFamily.apply(logits, target, ignore_index, float(gamma), class_scale, scale_from_counts)
     pixel_loss = pixel_loss.reshape(shape)
     denominator = counts.sum().to(like.dtype) if w is None else (counts.to(like.dtype) * w).sum()
-    return _reduce(pixel_loss, denominator, reduction)
-
-
-def _reduce(pixel_loss: torch.Tensor, denominator: torch.Tensor, reduction: str) -> torch.Tensor:
-    """Reduce a per-pixel map that is already weighted and 0 at ignored pixels.
-
-    ``"mean"`` divides by ``denominator`` (the number of valid pixels, or the sum of their class
-    weights); a zero denominator gives 0 (still in the graph, with zero gradient).
-    """
-    if reduction == "none":
-        return pixel_loss
-    total = pixel_loss.sum()
-    if reduction == "sum":
-        return total
-    has_any = denominator > 0
-    return torch.where(has_any, total / torch.where(has_any, denominator, 1.0), total * 0.0)
+    return reduce_map(pixel_loss, denominator, reduction)
 
 
 def cross_entropy(

@@ -18,6 +18,7 @@ import math
 import torch
 
 from segloss._checks import check_logits_target, check_number, check_reduction, class_vector
+from segloss._reduction import reduce_map
 
 Number = float | torch.Tensor
 
@@ -50,14 +51,7 @@ def reduce(pixel_loss, valid, safe, weight, reduction):
         denominator = torch.where(valid, pixel_weight, torch.zeros_like(pixel_weight)).sum()
     else:
         denominator = valid.sum().to(pixel_loss.dtype)
-    pixel_loss = torch.where(valid, pixel_loss, torch.zeros_like(pixel_loss))
-    if reduction == "none":
-        return pixel_loss
-    total = pixel_loss.sum()
-    if reduction == "sum":
-        return total
-    has_any = denominator > 0
-    return torch.where(has_any, total / torch.where(has_any, denominator, 1.0), total * 0.0)
+    return reduce_map(torch.where(valid, pixel_loss, torch.zeros_like(pixel_loss)), denominator, reduction)
 
 
 def log1m_probs(z: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:

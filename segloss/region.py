@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 
 from segloss._checks import check_logits_target, check_number, check_reduction, class_vector
+from segloss._reduction import safe_divide
 
 
 def _region_sums(logits, target, ignore_index, per_image):
@@ -53,8 +54,7 @@ def _reduce_classes(per_class, present, weight, reduction):
     total = (torch.where(present, per_class, torch.zeros_like(per_class)) * w).sum()
     if reduction == "sum":
         return total
-    denominator = w.sum()
-    return torch.where(denominator > 0, total / torch.where(denominator > 0, denominator, 1.0), total * 0.0)
+    return safe_divide(total, w.sum())
 
 
 def tversky_loss(logits, target, *, alpha=0.5, beta=0.5, gamma=1.0, smooth=1.0, per_image=False, weight=None,

@@ -1,0 +1,23 @@
+"""The one reduction rule every loss shares: "none" / "sum" / "mean" with a safe denominator."""
+
+from __future__ import annotations
+
+import torch
+
+
+def safe_divide(total: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+    """``total / denominator``, or 0 (still in the graph, with zero gradient) when the denominator is 0."""
+    has_any = denominator > 0
+    return torch.where(has_any, total / torch.where(has_any, denominator, 1.0), total * 0.0)
+
+
+def reduce_map(pixel_loss: torch.Tensor, denominator: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Reduce a per-pixel map that is already weighted and 0 at ignored pixels.
+
+    ``"mean"`` divides by ``denominator`` (the number of valid pixels, or the sum of their class
+    weights) through :func:`safe_divide`.
+    """
+    if reduction == "none":
+        return pixel_loss
+    total = pixel_loss.sum()
+    return total if reduction == "sum" else safe_divide(total, denominator)
