@@ -22,6 +22,11 @@ RECALLS = (0.0, 0.25, 0.5, 0.75, 0.9)
 STREET = data.DATASETS["street"]
 
 
+def overlays_gamma(spec) -> bool:
+    """Whether the gamma overlay applies: the loss has a gamma that takes every overlaid value."""
+    return "gamma" in spec.defaults and spec.param("gamma").low <= min(GAMMAS) and max(GAMMAS) <= spec.param("gamma").high
+
+
 @st.cache_data(max_entries=512, show_spinner=False)
 def curve(name: str, params: tuple, num_classes: int, spread: str, true_class: int = 0,
           recall: float = 0.0) -> np.ndarray:
@@ -57,10 +62,11 @@ with controls:
     params = {}
     for name in chosen:
         spec = segloss.LOSSES[name]
-        overlaid = bool(overlay) and "gamma" in spec.defaults
-        if spec.params:
+        overlaid = bool(overlay) and overlays_gamma(spec)
+        skip = ("learnable", "per_image", "gamma") if overlaid else ("learnable", "per_image")
+        if any(p.name not in skip for p in spec.params):
             with st.expander(f"{spec.title} parameters", expanded=False):
-                params[name] = loss_param_widgets(spec, "curves", skip=("gamma", "learnable") if overlaid else ("learnable",))
+                params[name] = loss_param_widgets(spec, "curves", skip=skip)
                 if spec.needs_class_counts:
                     params[name]["true_class"] = st.selectbox("Pixel's class (street counts)", range(len(STREET.class_names)),
                                                               index=6, format_func=STREET.class_names.__getitem__)
@@ -76,7 +82,7 @@ for name in chosen:
     if name == "recall":
         for r in recalls:
             curves[f"{spec.title}, R = {r:g}"] = curve(name, tuple(values.items()), num_classes, spread, recall=r)
-    elif overlay and "gamma" in spec.defaults:
+    elif overlay and overlays_gamma(spec):
         for g in overlay:
             label = f"{spec.title}, γ = {g:g}"
             curves[label] = curve(name, tuple({**values, "gamma": g}.items()), num_classes, spread)
@@ -97,7 +103,14 @@ with chart:
         st.download_button("Download curve data (CSV)", viz.table_csv({"p_t": P_T, **curves}),
                            file_name="loss_curves.csv", mime="text/csv")
     if overlay:
-        st.caption("Colour: gamma. Line style: solid focal, dotted Dual Focal. Focal with γ = 0 lies exactly on CE.")
+        st.caption("Colour: gamma. Line style: solid focal, dotted Dual Focal, dash-dot Dice + focal. Focal with γ = 0 "
+                   "lies exactly on CE.")
+    region = [segloss.LOSSES[n].title for n in chosen if not segloss.LOSSES[n].pixelwise]
+    if region:
+        st.caption(f"{', '.join(region)}: region losses have no loss per pixel. Their curve is the loss of an image of "
+                   f"{analysis.REGION_PIXELS} pixels of one class, every pixel at p_t (soft Dice: (1 - p_t)/(1 + p_t); "
+                   "Jaccard and Lovász: 1 - p_t, up to smoothing). A region loss is bounded by 1 and falls slowly: "
+                   "it does not punish confident mistakes the way cross-entropy does.")
     if "recall" in chosen:
         st.caption("Recall loss weighs a pixel by 1 - R of its class, where R is that class's recall in the current "
                    "batch: it does not depend on this pixel's p_t. Each curve is (1 - R) · CE for one batch recall R.")

@@ -14,10 +14,20 @@ from ui.widgets import loss_caption, loss_param_widgets
 
 page_setup("Gradients", ":material/gradient:")
 P_T = analysis.probability_grid(256)
-SWEEP_RANGES = {"gamma": (0.0, 5.0), "alpha": (0.0, 5.0), "beta": (0.0, 5.0), "rho": (1.0, 3.0), "recall": (0.0, 0.99)}
+SWEEP_RANGES = {"gamma": (0.0, 5.0), "alpha": (0.0, 5.0), "beta": (0.0, 5.0), "rho": (1.0, 3.0), "recall": (0.0, 0.99),
+                "smooth": (0.0, 50.0), "dice_weight": (0.0, 5.0)}
 COMPONENT_LABELS = {"norm": "‖dL/dz‖ (all logits)", "true": "|dL/dz_t| (true class)",
                     "false": "|dL/dz_c| (most probable false class)"}
-LOSS_NAMES = [n for n in segloss.LOSSES if analysis.sweepable_parameters(n)]
+# CE is the dashed reference of every chart; weighted CE's gradient is w_y times CE's
+LOSS_NAMES = [n for n in segloss.LOSSES if n != "ce" and not segloss.LOSSES[n].needs_class_counts]
+
+
+def sweep_range(spec, sweep: str) -> tuple[float, float]:
+    """The swept values' range: the page's usual range, within the parameter's own bounds."""
+    low, high = SWEEP_RANGES[sweep]
+    if sweep in spec.defaults:
+        low, high = max(low, spec.param(sweep).low), min(high, spec.param(sweep).high)
+    return low, high
 
 
 @st.cache_data(max_entries=64, show_spinner="Computing the gradient surface...")
@@ -27,8 +37,9 @@ def surface(name: str, sweep: str, values: tuple, num_classes: int, spread: str,
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def ce_magnitude(num_classes: int, spread: str, component: str) -> np.ndarray:
-    grads = analysis.logit_gradients(analysis.pixel_loss("ce"), P_T, num_classes, spread)
+def magnitude(name: str, num_classes: int, spread: str, component: str, params: tuple = ()) -> np.ndarray:
+    """One loss's gradient magnitude against p_t (no parameter swept)."""
+    grads = analysis.logit_gradients(analysis.pixel_loss(name, dict(params)), P_T, num_classes, spread)
     return analysis.gradient_magnitude(grads, component).astype(np.float32)
 
 
@@ -46,41 +57,62 @@ with controls:
     name = st.selectbox("Loss", LOSS_NAMES, index=LOSS_NAMES.index("focal"),
                         format_func=lambda n: segloss.LOSSES[n].title)
     spec = segloss.LOSSES[name]
-    sweep = st.selectbox("Parameter on the y axis", analysis.sweepable_parameters(name),
-                         help="recall: the batch recall R of the pixel's class (recall loss weighs by 1 - R).")
+    sweeps = analysis.sweepable_parameters(name)
+    sweep = st.selectbox("Parameter on the y axis", sweeps,
+                         help="recall: the batch recall R of the pixel's class (recall loss weighs by 1 - R).") if sweeps else None
     component = st.radio("Which gradient", analysis.COMPONENTS, format_func=COMPONENT_LABELS.get)
     num_classes = st.slider("Number of classes C", 2, 50, 19)
     spread = st.radio("The remaining 1 - p_t goes", analysis.SPREADS, horizontal=True,
                       format_func={"even": "evenly", "confusing": "mostly to one class"}.get)
-    log_color = st.toggle("log colour scale", value=True)
+    log_color = st.toggle("log colour scale", value=True, disabled=sweep is None)
     with st.expander("Other parameters"):
-        params = loss_param_widgets(spec, "gradients", skip=(sweep, "learnable"))
+        params = loss_param_widgets(spec, "gradients", skip=(sweep, "learnable", "per_image"))
 
-low, high = SWEEP_RANGES[sweep]
-values = tuple(float(v) for v in np.linspace(low, high, 64))
-z = surface(name, sweep, values, num_classes, spread, component, tuple(params.items()))
+ce = magnitude("ce", num_classes, spread, component)
 with chart:
-    fig = viz.heatmap_figure(P_T, np.asarray(values), z, x_title="p_t", y_title=sweep, color_title="gradient",
-                             log_color=log_color)
-    st.plotly_chart(fig, width="stretch", key="surface")
-    rows = [0, 16, 26, 40, 63]
-    picked = st.multiselect(f"Slices at {sweep} =", rows, default=rows, format_func=lambda i: f"{values[i]:.2f}")
-    slices = {f"{sweep} = {values[i]:.2f}": z[i] for i in picked}
-    ce = ce_magnitude(num_classes, spread, component)
-    left, right = st.columns(2)
-    left.plotly_chart(viz.curves_figure(P_T, {**slices, "cross-entropy": ce}, x_title="p_t", y_title="gradient",
-                                        log_y=True, dashed=["cross-entropy"], well_classified=analysis.WELL_CLASSIFIED,
-                                        height=380), width="stretch", key="slices")
-    ratios = {k: v / np.maximum(ce, 1e-30) for k, v in slices.items()}
-    right.plotly_chart(viz.curves_figure(P_T, ratios, x_title="p_t", y_title="gradient / CE gradient", log_y=True,
-                                         well_classified=analysis.WELL_CLASSIFIED, height=380, show_legend=False),
-                       width="stretch", key="ratios")
-    st.caption("Right: how strongly each setting scales a pixel's gradient compared with cross-entropy. Below 1 "
-               "means the pixel is down-weighted; focal loss at gamma = 2 gives an easy pixel (p_t = 0.9) about 3% "
-               "of CE's push, while its loss is 1% of CE's: loss and gradient tell different stories.")
-    st.download_button("Download surface (CSV)", viz.table_csv(
-        {sweep: np.repeat(values, len(P_T)), "p_t": np.tile(P_T, len(values)), "gradient": z.ravel()}),
-        file_name=f"gradient_surface_{name}.csv", mime="text/csv")
+    if sweep is None:
+        own = magnitude(name, num_classes, spread, component, tuple(params.items()))
+        curves = {spec.title: own, "cross-entropy": ce}
+        left, right = st.columns(2)
+        left.plotly_chart(viz.curves_figure(P_T, curves, x_title="p_t", y_title="gradient", log_y=True,
+                                            dashed=["cross-entropy"], well_classified=analysis.WELL_CLASSIFIED,
+                                            height=380), width="stretch", key="slices")
+        right.plotly_chart(viz.curves_figure(P_T, {spec.title: own / np.maximum(ce, 1e-30)}, x_title="p_t",
+                                             y_title="gradient / CE gradient", log_y=True, height=380,
+                                             well_classified=analysis.WELL_CLASSIFIED, show_legend=False),
+                           width="stretch", key="ratios")
+        st.caption(f"{spec.title} has no parameter to sweep: its gradient against p_t, next to cross-entropy's.")
+        table = {"p_t": P_T, "gradient": own}
+    else:
+        low, high = sweep_range(spec, sweep)
+        values = tuple(float(v) for v in np.linspace(low, high, 64))
+        z = surface(name, sweep, values, num_classes, spread, component, tuple(params.items()))
+        fig = viz.heatmap_figure(P_T, np.asarray(values), z, x_title="p_t", y_title=sweep, color_title="gradient",
+                                 log_color=log_color)
+        st.plotly_chart(fig, width="stretch", key="surface")
+        rows = [0, 16, 26, 40, 63]
+        picked = st.multiselect(f"Slices at {sweep} =", rows, default=rows, format_func=lambda i: f"{values[i]:.2f}")
+        slices = {f"{sweep} = {values[i]:.2f}": z[i] for i in picked}
+        left, right = st.columns(2)
+        left.plotly_chart(viz.curves_figure(P_T, {**slices, "cross-entropy": ce}, x_title="p_t", y_title="gradient",
+                                            log_y=True, dashed=["cross-entropy"],
+                                            well_classified=analysis.WELL_CLASSIFIED, height=380),
+                          width="stretch", key="slices")
+        ratios = {k: v / np.maximum(ce, 1e-30) for k, v in slices.items()}
+        right.plotly_chart(viz.curves_figure(P_T, ratios, x_title="p_t", y_title="gradient / CE gradient", log_y=True,
+                                             well_classified=analysis.WELL_CLASSIFIED, height=380, show_legend=False),
+                           width="stretch", key="ratios")
+        st.caption("Right: how strongly each setting scales a pixel's gradient compared with cross-entropy. Below 1 "
+                   "means the pixel is down-weighted; focal loss at gamma = 2 gives an easy pixel (p_t = 0.9) about "
+                   "3% of CE's push, while its loss is 1% of CE's: loss and gradient tell different stories.")
+        table = {sweep: np.repeat(values, len(P_T)), "p_t": np.tile(P_T, len(values)), "gradient": z.ravel()}
+    if not spec.pixelwise:
+        st.caption(f"{spec.title} scores regions, not pixels: here an image of {analysis.REGION_PIXELS} pixels of one "
+                   "class, every pixel at p_t, and the gradient of its loss with respect to their shared logits (the "
+                   "sum over the region, on the scale of one pixel's gradient under a pixel-wise loss). Soft Dice's "
+                   "and Jaccard's push vanishes at both ends of p_t, unlike cross-entropy's.")
+    st.download_button("Download the data (CSV)", viz.table_csv(table), file_name=f"gradients_{name}.csv",
+                       mime="text/csv")
 
 with st.container(border=True):
     loss_caption(spec)

@@ -24,8 +24,9 @@ st.title("Live training: watch a loss at work")
 st.markdown(
     "A tiny U-Net (0.2 M parameters) learns to segment procedurally drawn scenes, a fresh batch every step, "
     "with the loss you choose. On the right: a fixed validation image, its ground truth and the current "
-    "prediction, the **loss of every pixel** under your loss next to **cross-entropy on the same prediction**, "
-    "and how loss, mIoU, mean accuracy and each class's recall move as it learns."
+    "prediction, the **loss of every pixel** under your loss (or its **gradient**, where it pushes the network) next "
+    "to **cross-entropy on the same prediction**, and how loss, mIoU, mean accuracy and each class's recall move "
+    "as it learns."
 )
 
 trainer = st.session_state.get(live_view.TRAINER_KEY)  # after the buttons' callbacks have run
@@ -48,8 +49,9 @@ def live_panels() -> None:
     if snap.view is None:
         st.info("Evaluating the untrained model...", icon=":material/hourglass_top:")
         return
-    live_view.image_panels(snap)
-    live_view.charts(snap)
+    kind = live_view.map_kind(snap)
+    live_view.image_panels(snap, kind)
+    live_view.charts(snap, kind)
 
 
 with view:
@@ -81,6 +83,11 @@ with watch:
   loss scales each pixel's CE by (1 - p_t)^γ, so easy pixels fade and what remains sits on the hard ones.
   With *one shared range* you also see how much smaller it is in absolute terms. The bars give each class's
   share of the pixels against its share of each loss.
+- **Loss map or gradient map.** The gradient map shows |dL/dz| per pixel, where the loss actually pushes. Under
+  focal loss easy pixels keep about three times more of CE's gradient than of CE's loss (at p_t = 0.9, γ = 2:
+  3% against 1%), so the gradient map is less dark in the interiors. Region losses (Dice, Lovász...) have no
+  loss per pixel at all: their gradient map is the only map, and it glows on the small and badly-predicted
+  regions.
 - **The loss's own state.** Recall loss weighs each class by 1 - its recall on the current batch; the weight
   curves show which classes the model is missing right now. Learnable Dual Focal parameters drift toward
   their bounds (γ and ρ up, α and β down): minimising a loss over its own parameters is degenerate.

@@ -3,8 +3,9 @@ from ui.layout import page_setup; page_setup("Your image", ":material/upload:") 
 # Your image: upload an image and its mask (and, if you have them, your model's logits) and see
 # where each loss puts its weight, pixel by pixel. Every upload is validated by segloss.uploads
 # before use: a bad file shows an st.error saying what to fix, and the page keeps working. The
-# numbers come from segloss.pixel_maps (registry losses, reduction="none"); this file only lays
-# out widgets (inputs in ui.upload_view, outputs in ui.upload_results).
+# numbers come from segloss.pixel_maps (registry losses: reduction="none" loss maps, or gradient
+# maps |dL/dz| for every loss, region losses included); this file only lays out widgets (inputs in
+# ui.upload_view, outputs in ui.upload_results).
 
 import streamlit as st
 
@@ -29,7 +30,7 @@ with prediction_column:
     st.subheader("2. Prediction")
     prediction = upload_view.prediction_input(scene, scene_key)
     st.subheader("3. Losses")
-    losses = upload_results.loss_choice()
+    losses, kind = upload_results.loss_choice()
 
 for notice in scene.notices if scene is not None else ():
     st.info(notice, icon=":material/info:")
@@ -38,11 +39,12 @@ if scene is not None and prediction is not None and losses:
     try:
         # One cached call computes every map, the per-class table and the downsampled view.
         result = upload_results.compute(prediction.key, scene, prediction.logits,
-                                        tuple((name, tuple(sorted(values.items()))) for name, values in losses.items()))
+                                        tuple((name, tuple(sorted(values.items()))) for name, values in losses.items()),
+                                        kind)
     except (ValueError, TypeError, MemoryError) as err:  # e.g. a class weight the losses refuse
         st.error(f"The losses could not be computed on this input: {err}", icon=":material/error:")
         result = None
-    if result is not None:
+    if result is not None and kind == "loss":
         st.subheader("Per-pixel loss")
         upload_results.heatmaps(scene, result, prediction)
         st.subheader("Loss against loss")
@@ -52,5 +54,19 @@ if scene is not None and prediction is not None and losses:
         st.caption("Pixel share: the class's share of the scored pixels. Mean loss: its pixels' average loss. "
                    "Share of loss: its part of the image's total loss, per loss function. A rare class with a "
                    "large share of loss is where that loss spends its effort.")
+    elif result is not None:
+        st.subheader("Per-pixel gradient |dL/dz|: where each loss pushes")
+        upload_results.heatmaps(scene, result, prediction)
+        st.caption("A pixel's gradient, not its loss, moves the network. Under focal loss an easy pixel keeps a "
+                   "larger part of its gradient than of its loss (at p_t = 0.9 and gamma = 2: about 3% of CE's push "
+                   "for 1% of its loss), and region losses such as Dice push hardest on the pixels of small or "
+                   "badly-predicted regions.")
+        st.subheader("Gradient against gradient")
+        upload_results.comparison(scene, result)
+        st.subheader("Per class: who owns the pixels, who gets the push")
+        upload_results.table(scene, result)
+        st.caption("Mean |dL/dz|: its pixels' average gradient (times the number of pixels, so a pixel-wise loss "
+                   "shows each pixel's own gradient). Share of gradient: its part of the image's total gradient.")
 elif scene is not None and not losses:
-    st.info("Choose at least one loss.")
+    st.info("Choose at least one loss" + (" with a per-pixel loss, or switch to the gradient map." if kind == "loss"
+                                          else "."))

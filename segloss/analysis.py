@@ -7,23 +7,30 @@ autograd's, on exactly the code path a training loop uses.
 The synthetic pixel: C classes, the true class (index 0) has probability ``p_t``; the rest
 ``1 - p_t`` goes to the false classes either ``"even"``-ly or mostly (``CONFUSING_SHARE``) to one
 ``"confusing"`` class with the remainder spread evenly. Logits are ``log p`` in float64, so
-the loss sees exactly these probabilities.
+the loss sees exactly these probabilities. A region loss (Dice, Lovász...) has no loss per
+pixel; it sees an image of :data:`REGION_PIXELS` such pixels, all of the true class (see
+:func:`pixel_loss`): soft Dice then gives ``(1 - p_t) / (1 + p_t)``, Jaccard and Lovász
+``1 - p_t`` (up to smoothing).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
 from segloss import functional as SF
+from segloss import losses
 from segloss.registry import LOSSES, create_loss
 
 SPREADS = ("even", "confusing")
 CONFUSING_SHARE = 0.9
 COMPONENTS = ("norm", "true", "false")
 WELL_CLASSIFIED = 0.5  # p_t above this: the argmax is the true class whatever C is
+REGION_PIXELS = 100  # a region loss's synthetic image: this many pixels of one class, all alike
 
 PixelLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -59,13 +66,21 @@ def synthetic_probabilities(p_t: Sequence[float] | np.ndarray, num_classes: int,
     return torch.cat([p_t[:, None], false], dim=1)
 
 
-def pixel_loss(name: str, params: dict | None = None, *, class_counts=None, recall: float = 0.0) -> PixelLoss:
-    """The registry loss ``name`` as a per-pixel function ``(logits, target) -> (K,)``.
+def pixel_loss(name: str, params: dict | None = None, *, class_counts=None, recall: float = 0.0,
+               region_pixels: int = REGION_PIXELS) -> PixelLoss:
+    """The registry loss ``name`` as a function ``(logits (K, C), target (K,)) -> (K,)``.
 
-    Learnable Dual Focal parameters are held at their values. Recall loss weighs a pixel by
-    ``1 - R`` of its class, which depends on the batch, not on the pixel's ``p_t``: here the
-    recall is fixed at ``recall`` and the same :func:`~segloss.functional.recall_weighted_ce`
-    as in training is used.
+    Pixel-wise losses give each pixel's loss. Learnable Dual Focal parameters are held at their
+    values. Recall loss weighs a pixel by ``1 - R`` of its class, which depends on the batch,
+    not on the pixel's ``p_t``: here the recall is fixed at ``recall`` and the same
+    :func:`~segloss.functional.recall_weighted_ce` as in training is used.
+
+    Region losses (``spec.pixelwise`` False) have no per-pixel loss. For them entry k is the
+    loss of an image of ``region_pixels`` pixels, all of class ``target[k]`` with logits
+    ``logits[k]``: one region, scored on its own (``per_image``). Its gradient with respect to
+    ``logits[k]`` is the sum over the region's pixels, i.e. ``region_pixels`` times one pixel's
+    gradient: on the scale of a pixel-wise loss's per-pixel gradient (a pixel-wise loss gives
+    the same values and gradients either way).
     """
     params = {k: v for k, v in (params or {}).items() if k != "learnable"}
     if name == "recall":
@@ -73,8 +88,63 @@ def pixel_loss(name: str, params: dict | None = None, *, class_counts=None, reca
             weights = torch.full((logits.shape[1],), 1.0 - recall, dtype=logits.dtype)
             return SF.recall_weighted_ce(logits, target, weights, reduction="none")
         return recall_ce
-    kwargs = {"class_counts": class_counts} if LOSSES[name].needs_class_counts else {}
-    return create_loss(name, reduction="none", **params, **kwargs).double()
+    spec = LOSSES[name]
+    kwargs = {"class_counts": class_counts} if spec.needs_class_counts else {}
+    if spec.pixelwise:
+        return create_loss(name, reduction="none", **params, **kwargs).double()
+    module = create_loss(name, **{**params, "per_image": "image"}, **kwargs).double()
+    return uniform_region_loss(module, region_pixels)
+
+
+def uniform_region_loss(module: nn.Module, region_pixels: int = REGION_PIXELS) -> PixelLoss:
+    """``(logits (K, C), target (K,)) -> (K,)``: entry k is ``module``'s loss on an image of
+    ``region_pixels`` pixels, all with logits ``logits[k]`` and label ``target[k]``.
+
+    ``module`` is a registry module with reduction "mean" (region losses with
+    ``per_image=True``); see :func:`per_image_loss`.
+    """
+    if isinstance(region_pixels, bool) or not isinstance(region_pixels, int) or region_pixels < 1:
+        raise ValueError(f"region_pixels must be a positive int, got {region_pixels!r}")
+
+    def region_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        z = logits[:, :, None].expand(-1, -1, region_pixels)
+        t = target[:, None].expand(-1, region_pixels)
+        return per_image_loss(module, z, t)
+    return region_loss
+
+
+def per_image_loss(module: nn.Module, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Each image's own loss under ``module`` (a registry module built with reduction "mean").
+
+    Pixel-wise losses: the image's per-pixel map summed and divided as "mean" divides (by its
+    valid pixels, or by their class weights when the loss has ``weight``). Region
+    losses built with ``per_image=True``: the weighted mean of the image's per-class losses over
+    the classes present in it. Sums: the sum of their parts.
+
+    Args:
+        logits: float ``(N, C, *S)``. target: integer ``(N, *S)``.
+
+    Returns:
+        ``(N,)`` in the logits' dtype, differentiable.
+    """
+    if isinstance(module, losses.SumLoss):
+        return per_image_loss(module.pixel, logits, target) + module.dice_weight * per_image_loss(
+            module.region_part, logits, target)
+    each = copy.copy(module)  # same parameters and buffers, its own reduction
+    each.reduction = "none"
+    values = each(logits, target)
+    if isinstance(module, losses._RegionLoss):
+        if not module.per_image:
+            raise ValueError("per_image_loss needs a region loss built with per_image=True")
+        present = ~values.isnan()
+        w = present.to(values.dtype) * (1.0 if module.weight is None else module.weight.to(values.dtype))
+        return torch.where(present, values, 0.0).mul(w).sum(1) / w.sum(1).clamp_min(1e-12)
+    valid = target != module.ignore_index
+    per_pixel = valid.to(values.dtype)  # what "mean" divides by: valid pixels, or their class weights
+    if module.weight is not None:
+        per_pixel = per_pixel * module.weight.to(values.dtype)[torch.where(valid, target, 0).long()]
+    flat = per_pixel.reshape(len(target), -1)
+    return values.reshape(len(values), -1).sum(1) / flat.sum(1).clamp_min(1e-12)
 
 
 def loss_curve(loss: PixelLoss, p_t: np.ndarray, num_classes: int, spread: str = "even",
@@ -171,37 +241,47 @@ def sweepable_parameters(name: str) -> list[str]:
 
 
 def gradient_map(loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], logits: torch.Tensor,
-                 target: torch.Tensor, component: str = "norm") -> torch.Tensor:
+                 target: torch.Tensor, component: str = "norm", *, ignore_index: int | None = None) -> torch.Tensor:
     """Where a loss pushes the network: ``|dL/dz|`` at every pixel, for any loss.
 
     Region losses (Dice, Lovász...) have no per-pixel loss, but every loss has a per-pixel
-    gradient. ``loss`` is called on a detached copy of ``logits`` and must return a scalar
-    (a "mean" or "sum" reduction); its gradient is reduced over classes per pixel.
+    gradient. ``loss`` is called on a detached copy of ``logits`` (float32 or float64) and must return a
+    scalar. The gradient of a ``"mean"`` reduction (a module whose ``reduction`` is not
+    ``"sum"``, or a plain function) is multiplied by the number of valid pixels, so that a
+    pixel-wise loss without class weights gives exactly each pixel's own ``|dl_i/dz_i|`` and
+    the maps of different losses and batch sizes share one scale; a ``"sum"`` is taken as is.
 
     Args:
         loss: e.g. ``segloss.create_loss("dice")``.
         logits: float ``(N, C, *S)``. target: integer ``(N, *S)``.
         component: ``"norm"`` (over all classes), ``"true"`` (the target class's logit) or
             ``"false"`` (the largest false-class component).
+        ignore_index: label of ignored pixels; default the loss's ``ignore_index`` attribute, or 255.
 
     Returns:
-        float32 ``(N, *S)``, 0 where the loss does not depend on the pixel (e.g. ignored).
+        float32 ``(N, *S)`` (float64 for float64 logits), 0 where the loss does not depend on
+        the pixel (e.g. ignored).
 
     Raises:
         ValueError: the loss did not return a scalar, or an unknown component.
     """
     if component not in COMPONENTS:
         raise ValueError(f"component must be one of {COMPONENTS}, got {component!r}")
-    z = logits.detach().float().requires_grad_()
+    z = logits.detach()
+    z = (z if z.dtype == torch.float64 else z.float()).requires_grad_()
     with torch.enable_grad():
         value = loss(z, target)
         if value.dim() != 0:
             raise ValueError(f"the loss must return a scalar for a gradient map, got shape {tuple(value.shape)}; "
                              "build it with reduction='mean' or 'sum'")
         (grad,) = torch.autograd.grad(value, z)
+    if ignore_index is None:
+        ignore_index = getattr(loss, "ignore_index", 255)
+    if getattr(loss, "reduction", "mean") != "sum":
+        grad = grad * int((target != ignore_index).sum())
     if component == "norm":
         return grad.norm(dim=1)
-    safe = torch.where(target == getattr(loss, "ignore_index", 255), 0, target).long().unsqueeze(1)
+    safe = torch.where(target == ignore_index, 0, target).long().unsqueeze(1)
     true = grad.gather(1, safe).squeeze(1)
     if component == "true":
         return true.abs()

@@ -20,10 +20,11 @@ from functools import cached_property
 import numpy as np
 
 from segloss import data, render
+from segloss.evaluation import MAP_KINDS
 from segloss.registry import LOSSES
 from segloss.training import TrainerSnapshot
 
-SCALES = ("own", "shared")  # loss maps: each on its own colour range, or both on one
+SCALES = ("own", "shared")  # maps: each on its own colour range, or both on one
 EARLY_ROWS = 50  # ViewCache redraws the loss curve on every refresh until it has this many points
 
 
@@ -51,16 +52,33 @@ def _check_view(snapshot: TrainerSnapshot, index: int) -> None:
         raise ValueError(f"index must be an int in [0, {count}), got {index!r}")
 
 
-def image_panels(snapshot: TrainerSnapshot, index: int = 0, *, loss_title: str, scale: str = "own",
-                 log: bool = False, min_side: int = 256) -> list[Panel]:
-    """Input, ground truth, prediction, the training loss per pixel and CE per pixel for one image.
+def available_kinds(snapshot: TrainerSnapshot) -> tuple[str, ...]:
+    """The map kinds the snapshot's view holds for the training loss: ``("loss", "gradient")``
+    for a pixel-wise loss, ``("gradient",)`` for a region loss (no view yet: the loss's own)."""
+    if snapshot.view is not None:
+        return tuple(kind for kind in MAP_KINDS if snapshot.view.map(kind) is not None)
+    return MAP_KINDS if LOSSES[snapshot.config.loss].pixelwise else ("gradient",)
+
+
+def map_titles(loss_title: str, kind: str) -> tuple[str, str]:
+    """Panel titles of the training loss's map and cross-entropy's map of one kind."""
+    if kind == "loss":
+        return f"{loss_title} per pixel", "Cross-entropy per pixel"
+    return f"{loss_title}: gradient |dL/dz|", "Cross-entropy: gradient |dL/dz|"
+
+
+def image_panels(snapshot: TrainerSnapshot, index: int = 0, *, loss_title: str, kind: str = "loss",
+                 scale: str = "own", log: bool = False, min_side: int = 256) -> list[Panel]:
+    """Input, ground truth, prediction, then the training loss's and CE's maps for one image.
 
     Args:
         snapshot: a snapshot whose ``view`` is not None.
         index: which validation image, ``0 <= index < V``.
         loss_title: name of the training loss, for the panel title.
-        scale: ``"own"``: each loss map coloured up to its own 99th percentile (where does each
-            loss concentrate?); ``"shared"``: both up to the larger one (how much loss, in
+        kind: ``"loss"`` (loss per pixel) or ``"gradient"`` (``|dL/dz|`` per pixel, see
+            :func:`segloss.analysis.gradient_map`); region losses have only the gradient.
+        scale: ``"own"``: each map coloured up to its own 99th percentile (where does each
+            loss concentrate?); ``"shared"``: both up to the larger one (how much, in
             comparable colours).
         log: colour by log10 over 4 decades instead of linearly.
         min_side: upscale (nearest neighbour) until the short side is at least this.
@@ -69,15 +87,18 @@ def image_panels(snapshot: TrainerSnapshot, index: int = 0, *, loss_title: str, 
         Five :class:`Panel`.
 
     Raises:
-        TypeError / ValueError: not a snapshot, no view yet, bad index or scale.
+        TypeError / ValueError: not a snapshot, no view yet, bad index, scale or kind (a loss
+            map asked of a region loss).
     """
     _check_view(snapshot, index)
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     view, info = snapshot.view, data.get_dataset(snapshot.config.dataset)
+    if view.map(kind) is None:
+        raise ValueError(f"{loss_title} has no per-pixel loss map (a region loss); use kind='gradient'")
     target, prediction = snapshot.val_masks[index], view.predictions[index]
-    loss_map, ce_map = view.loss_map[index], view.ce_map[index]
-    top = {"loss": render.robust_max(loss_map), "ce": render.robust_max(ce_map)}
+    own, ce = view.map(kind).values[index], view.map(kind, "ce").values[index]
+    top = {"own": render.robust_max(own), "ce": render.robust_max(ce)}
     if scale == "shared":
         top = dict.fromkeys(top, max(top.values()))
     accuracy = float((prediction == target).mean())
@@ -87,14 +108,15 @@ def image_panels(snapshot: TrainerSnapshot, index: int = 0, *, loss_title: str, 
         caption = f"mean {values.mean():.3g}, max {values.max():.3g}; {scale_text} {top[key]:.3g}"
         return Panel(name, render.upscale(render.heatmap_rgb(values, top[key], log=log), min_side), caption)
 
+    own_title, ce_title = map_titles(loss_title, kind)
     return [
         Panel("Input", render.upscale(snapshot.val_images[index], min_side), f"validation image {index + 1}"),
         Panel("Ground truth", render.upscale(data.colorize(target, info.palette), min_side),
               f"{len(np.unique(target))} classes present"),
         Panel("Prediction", render.upscale(data.colorize(prediction, info.palette), min_side),
               f"step {view.step}: {accuracy:.1%} of pixels right"),
-        heat(loss_map, "loss", f"{loss_title} per pixel"),
-        heat(ce_map, "ce", "Cross-entropy per pixel"),
+        heat(own, "own", own_title),
+        heat(ce, "ce", ce_title),
     ]
 
 
@@ -155,13 +177,14 @@ def loss_figure(snapshot: TrainerSnapshot):
                                       y_title="training loss", log_y=True)
 
 
-def figures(snapshot: TrainerSnapshot) -> dict:
+def figures(snapshot: TrainerSnapshot, kind: str = "loss") -> dict:
     """The live view's plotly figures (built by :mod:`segloss.viz`), by name.
 
     ``loss``: training loss per step (log y); ``validation``: mIoU and mean accuracy;
     ``recall``: recall per class in palette colours; ``share``: each class's share of the pixels,
-    of the training loss and of cross-entropy on the latest validation (needs a view); and,
-    when the loss has state, ``state``: learnable Dual Focal parameters or recall-loss weights.
+    of the training loss's map and of cross-entropy's map of ``kind`` on the latest validation
+    (needs a view; a region loss shows its gradient); and, when the loss has state, ``state``:
+    learnable Dual Focal parameters or recall-loss weights.
     """
     from segloss import viz  # plotly is only needed for figures
 
@@ -181,10 +204,13 @@ def figures(snapshot: TrainerSnapshot) -> dict:
     }
     if snapshot.view is not None:
         view = snapshot.view
+        kind = kind if view.map(kind) is not None else "gradient"
+        what = "" if kind == "loss" else "gradient of "
+        ce_label = f"share of {what}cross-entropy"
         out["share"] = viz.class_share_figure(
-            names, {"share of pixels": view.pixel_share, f"share of {title.lower()}": view.class_loss_share,
-                    "share of cross-entropy": view.class_ce_share},
-            colors={"share of pixels": "#9e9e9e", "share of cross-entropy": "#636efa"})
+            names, {"share of pixels": view.pixel_share, f"share of {what}{title.lower()}": view.map(kind).class_share,
+                    ce_label: view.map(kind, "ce").class_share},
+            colors={"share of pixels": "#9e9e9e", ce_label: "#636efa"})
     dfl, weights = dfl_parameter_curves(snapshot), recall_weight_curves(snapshot)
     if dfl is not None:
         out["state"] = viz.training_curves_figure(*dfl, y_title="learnable Dual Focal parameters")
@@ -206,7 +232,7 @@ class ViewCache:
 
     def __init__(self) -> None:
         self._panels: tuple = (None, None, None)  # (view, options, panels)
-        self._figures: tuple = (None, None)  # (view, figures)
+        self._figures: tuple = (None, None, None)  # (view, kind, figures)
 
     def panels(self, snapshot: TrainerSnapshot, index: int, **options) -> list[Panel]:
         """:func:`image_panels` of ``snapshot`` (same arguments), cached per view and options."""
@@ -217,14 +243,14 @@ class ViewCache:
             self._panels = (snapshot.view, key, panels)
         return panels
 
-    def figures(self, snapshot: TrainerSnapshot) -> dict:
-        """:func:`figures` of ``snapshot``, rebuilt when its view is new; the loss curve also on
-        every call while it is short (so it is never empty during the first validation period)."""
-        view, built = self._figures
-        if built is None or view is not snapshot.view:
-            built = figures(snapshot)
-            self._figures = (snapshot.view, built)
+    def figures(self, snapshot: TrainerSnapshot, kind: str = "loss") -> dict:
+        """:func:`figures` of ``snapshot``, rebuilt when its view (or ``kind``) is new; the loss
+        curve also on every call while it is short (never empty during the first validation period)."""
+        view, built_kind, built = self._figures
+        if built is None or view is not snapshot.view or built_kind != kind:
+            built = figures(snapshot, kind)
+            self._figures = (snapshot.view, kind, built)
         elif len(snapshot.history["step"]) < EARLY_ROWS:
             built = {**built, "loss": loss_figure(snapshot)}
-            self._figures = (snapshot.view, built)
+            self._figures = (snapshot.view, kind, built)
         return built

@@ -241,6 +241,13 @@ class _RegionLoss(_PixelLoss):
     def _common(self) -> dict:
         return {**super()._common(), "per_image": self.per_image}
 
+    def _params(self) -> dict:
+        return {}
+
+    def extra_repr(self) -> str:
+        own = "".join(f"{name}={value}, " for name, value in self._params().items())
+        return f"{own}per_image={self.per_image}, " + super().extra_repr()
+
 
 class TverskyLoss(_RegionLoss):
     """(Focal) Tversky loss; see :func:`segloss.region.tversky_loss` (gamma = 1: plain Tversky)."""
@@ -249,7 +256,12 @@ class TverskyLoss(_RegionLoss):
         super().__init__(**common)
         for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma), ("smooth", smooth)):
             check_number(value, name, low=0.0)
+        if gamma == 0:
+            raise ValueError("gamma must be > 0 (gamma = 0 makes the loss a constant)")
         self.alpha, self.beta, self.gamma, self.smooth = float(alpha), float(beta), float(gamma), float(smooth)
+
+    def _params(self) -> dict:
+        return {"alpha": self.alpha, "beta": self.beta, "gamma": self.gamma, "smooth": self.smooth}
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return region.tversky_loss(logits, target, alpha=self.alpha, beta=self.beta, gamma=self.gamma,
@@ -263,6 +275,9 @@ class DiceLoss(_RegionLoss):
         super().__init__(**common)
         check_number(smooth, "smooth", low=0.0)
         self.smooth = float(smooth)
+
+    def _params(self) -> dict:
+        return {"smooth": self.smooth}
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return region.soft_dice_loss(logits, target, smooth=self.smooth, **self._common())
@@ -295,6 +310,13 @@ class SumLoss(nn.Module):
         if getattr(pixel, "reduction", "mean") == "none":
             raise ValueError("a sum with a region loss has no per-pixel map: use reduction 'mean' or 'sum'")
         self.pixel, self.region_part, self.dice_weight = pixel, region_part, float(dice_weight)
+
+    @property
+    def ignore_index(self) -> int:
+        return self.pixel.ignore_index
+
+    def extra_repr(self) -> str:
+        return f"dice_weight={self.dice_weight}"
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.pixel(logits, target) + self.dice_weight * self.region_part(logits, target)

@@ -1,8 +1,10 @@
-"""Per-pixel loss maps of several registry losses on one image, the per-class table, and the
-downsampling a screen needs.
+"""Per-pixel loss and gradient maps of several registry losses on one image, the per-class
+table, and the downsampling a screen needs.
 
-Every map is the registry loss itself with ``reduction="none"`` (``segloss.create_loss``), so
-it equals :mod:`segloss.functional`'s output for the same arguments. Weighted CE takes its
+Every loss map is the registry loss itself with ``reduction="none"`` (``segloss.create_loss``),
+so it equals :mod:`segloss.functional`'s output for the same arguments; every gradient map is
+``|dL/dz|`` of the same loss with reduction "mean" on the per-pixel scale
+(:func:`segloss.analysis.gradient_map`), which region losses (Dice, Lovász...) have too. Weighted CE takes its
 class weights from the image's own pixel counts; recall loss its weights ``1 - R_c`` from the
 prediction's recall on this image. Imports torch and numpy only::
 
@@ -22,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from segloss import metrics
+from segloss.evaluation import MAP_KINDS
 from segloss.registry import LOSSES, create_loss
 from segloss.weights import pixel_counts
 
@@ -69,15 +72,18 @@ def _loss_params(losses: Mapping[str, Mapping] | Sequence[str]) -> dict[str, dic
 
 @torch.no_grad()
 def loss_maps(logits, labels, losses: Mapping[str, Mapping] | Sequence[str] = DEFAULT_LOSSES, *,
-              ignore_index: int = 255, class_counts=None) -> dict[str, torch.Tensor]:
-    """Per-pixel maps of several registry losses on one image.
+              kind: str = "loss", ignore_index: int = 255, class_counts=None) -> dict[str, torch.Tensor]:
+    """Per-pixel loss (or gradient) maps of several registry losses on one image.
 
     Args:
         logits: float ``(C, H, W)`` (or ``(1, C, H, W)``), tensor or numpy.
         labels: integer ``(H, W)``, values in ``[0, C)`` or ``ignore_index``.
         losses: registry names, or name -> parameters (missing ones take the defaults). Recall
             loss uses this image's recall (momentum must be 0).
-        ignore_index: label of pixels that get loss 0.
+        kind: ``"loss"``: each pixel's loss (pixel-wise losses only); ``"gradient"``: each
+            pixel's ``|dL/dz|`` under the loss with reduction "mean", times the number of
+            valid pixels (:func:`segloss.analysis.gradient_map`), for every loss.
+        ignore_index: label of pixels that get 0.
         class_counts: pixels per class ``(C,)`` for losses that need them (weighted CE);
             default: this mask's own counts.
 
@@ -85,19 +91,33 @@ def loss_maps(logits, labels, losses: Mapping[str, Mapping] | Sequence[str] = DE
         name -> float32 ``(H, W)`` map, in the order given; exactly 0 at ignored pixels.
 
     Raises:
-        ValueError / TypeError: unknown loss or parameter, shapes that do not match, labels
-            out of range (messages from the registry and the loss functions).
+        ValueError / TypeError: unknown loss, kind or parameter, a loss map of a region loss,
+            shapes that do not match, labels out of range (messages from the registry and the
+            loss functions).
     """
+    from segloss.analysis import gradient_map  # analysis imports the registry
+
+    if kind not in MAP_KINDS:
+        raise ValueError(f"kind must be one of {MAP_KINDS}, got {kind!r}")
     logits = _as_logits(logits)
     labels = _as_labels(labels, logits.shape[1:])
     params = _loss_params(losses)
+    if kind == "loss":
+        region = [name for name in params if not LOSSES[name].pixelwise]
+        if region:
+            raise ValueError(f"{region} score whole regions and have no per-pixel loss map; ask for "
+                             "kind='gradient' (their gradient map)")
     num_classes = logits.shape[0]
     if class_counts is None and any(LOSSES[name].needs_class_counts for name in params):
         class_counts = pixel_counts(labels, num_classes, ignore_index)
     maps = {}
     for name, values in params.items():
         counts = class_counts if LOSSES[name].needs_class_counts else None
-        criterion = create_loss(name, class_counts=counts, ignore_index=ignore_index, reduction="none", **values)
+        reduction = "none" if kind == "loss" else "mean"
+        criterion = create_loss(name, class_counts=counts, ignore_index=ignore_index, reduction=reduction, **values)
+        if kind == "gradient":
+            maps[name] = gradient_map(criterion, logits[None], labels[None])[0].float()
+            continue
         values = criterion(logits[None], labels[None])
         if tuple(values.shape) != (1, *labels.shape):
             raise ValueError(f"{name} gives no per-pixel map: reduction='none' returned shape "
@@ -118,12 +138,13 @@ def prediction_metrics(logits, labels, *, ignore_index: int = 255) -> dict[str, 
 
 def class_table(maps: Mapping[str, torch.Tensor | np.ndarray], labels, num_classes: int, *,
                 class_names: Sequence[str] | None = None, titles: Mapping[str, str] | None = None,
-                logits=None, ignore_index: int = 255) -> dict[str, np.ndarray]:
-    """Which classes own the pixels, and which own each loss: one row per class.
+                logits=None, kind: str = "loss", ignore_index: int = 255) -> dict[str, np.ndarray]:
+    """Which classes own the pixels, and which own each loss (or gradient): one row per class.
 
     ``mean loss`` of class c is the sum of the map over its pixels divided by their number;
     ``share of loss`` is that sum over the map's total (each share column sums to 1, or is NaN
-    when the map is 0 everywhere).
+    when the map is 0 everywhere). For gradient maps (``kind="gradient"``) the columns are
+    ``mean |dL/dz|`` and ``share of gradient``.
 
     Args:
         maps: name -> ``(H, W)`` per-pixel loss (e.g. from :func:`loss_maps`).
@@ -137,11 +158,15 @@ def class_table(maps: Mapping[str, torch.Tensor | np.ndarray], labels, num_class
     Returns:
         Columns, each of length C: ``class``, ``pixels`` (int64), ``pixel share``, then
         ``<title>: mean loss`` and ``<title>: share of loss`` per map (float64, NaN where the
-        class has no pixel), then ``prediction recall`` and ``prediction IoU``.
+        class has no pixel; the gradient names for ``kind="gradient"``), then
+        ``prediction recall`` and ``prediction IoU``.
 
     Raises:
         ValueError: a map whose shape differs from ``labels``, wrong number of class names.
     """
+    if kind not in MAP_KINDS:
+        raise ValueError(f"kind must be one of {MAP_KINDS}, got {kind!r}")
+    mean_label, share_label = ("mean loss", "share of loss") if kind == "loss" else ("mean |dL/dz|", "share of gradient")
     labels = _as_labels(labels)
     names = tuple(class_names) if class_names is not None else tuple(f"class {k}" for k in range(num_classes))
     if len(names) != num_classes:
@@ -162,8 +187,8 @@ def class_table(maps: Mapping[str, torch.Tensor | np.ndarray], labels, num_class
         sums = torch.bincount(index, weights=values[valid].double(), minlength=num_classes).numpy()
         total = sums.sum()
         title = (titles or {}).get(name, LOSSES[name].title if name in LOSSES else name)
-        table[f"{title}: mean loss"] = np.where(has_pixels, sums / np.maximum(counts.numpy(), 1), np.nan)
-        table[f"{title}: share of loss"] = (np.where(has_pixels, sums / total, np.nan) if total > 0
+        table[f"{title}: {mean_label}"] = np.where(has_pixels, sums / np.maximum(counts.numpy(), 1), np.nan)
+        table[f"{title}: {share_label}"] = (np.where(has_pixels, sums / total, np.nan) if total > 0
                                             else np.full(num_classes, np.nan))
     if logits is not None:
         found = prediction_metrics(logits, labels, ignore_index=ignore_index)

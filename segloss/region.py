@@ -45,6 +45,17 @@ def _region_sums(logits, target, ignore_index, per_image):
     return tp, fp, fn, onehot.sum(dims) > 0
 
 
+def _safe_power(x: torch.Tensor, gamma: float) -> torch.Tensor:
+    """``x ** gamma`` for ``x >= 0`` with gradient 0 (not inf * 0 = NaN) where ``x == 0``.
+
+    Below gamma = 1 the derivative ``gamma x^(gamma-1)`` is infinite at 0: a perfectly scored
+    class, or an absent one (later masked out by ``torch.where``, whose gradient would still
+    carry the NaN), must not poison the whole gradient.
+    """
+    positive = x > 0
+    return torch.where(positive, torch.where(positive, x, 1.0) ** gamma, 0.0)
+
+
 def _reduce_classes(per_class, present, weight, reduction):
     """Weighted mean / sum over present classes; NaN for absent classes with ``"none"``."""
     if reduction == "none":
@@ -64,7 +75,8 @@ def tversky_loss(logits, target, *, alpha=0.5, beta=0.5, gamma=1.0, smooth=1.0, 
     Args:
         logits: float ``(N, C, *S)``. target: integer ``(N, *S)``.
         alpha: weight of false positives; beta: weight of false negatives (``>= 0``).
-        gamma: focal exponent (1: plain Tversky; Abraham & Khan use 4/3).
+        gamma: exponent on 1 - Tversky (1: plain Tversky; Abraham & Khan write it 1/γ and recommend
+            γ = 4/3, i.e. 0.75 here).
         smooth: ``s`` added to numerator and denominator (``>= 0``).
         per_image: score each image's regions separately, then average.
         weight, ignore_index, reduction: see the module docstring.
@@ -79,7 +91,7 @@ def tversky_loss(logits, target, *, alpha=0.5, beta=0.5, gamma=1.0, smooth=1.0, 
         raise ValueError("gamma must be > 0 (gamma = 0 makes the loss a constant)")
     tp, fp, fn, present = _region_sums(logits, target, ignore_index, per_image)
     score = (tp + smooth) / (tp + alpha * fp + beta * fn + smooth).clamp_min(1e-12)
-    per_class = (1.0 - score).clamp_min(0.0) ** gamma if gamma != 1 else 1.0 - score
+    per_class = _safe_power((1.0 - score).clamp_min(0.0), gamma) if gamma != 1 else 1.0 - score
     w = class_vector(weight, tp.shape[-1], "weight", tp)
     return _reduce_classes(per_class, present, w, reduction)
 

@@ -41,7 +41,13 @@ class ParamSpec:
 
 @dataclass(frozen=True)
 class LossSpec:
-    """Everything the app and ``create_loss`` know about one loss."""
+    """Everything the app and ``create_loss`` know about one loss.
+
+    ``pixelwise`` losses have a per-pixel loss map (``reduction="none"`` gives ``(N, *S)``);
+    region losses (Dice, Jaccard, Tversky, Lovász and the sums containing them) score whole
+    regions and have none, but every loss has a per-pixel gradient map
+    (:func:`segloss.analysis.gradient_map`).
+    """
 
     name: str
     title: str
@@ -52,6 +58,7 @@ class LossSpec:
     params: tuple[ParamSpec, ...]
     factory: Callable[..., nn.Module]
     needs_class_counts: bool = False
+    pixelwise: bool = True  # False: a region loss, no per-pixel map (reduction="none" gives per-class values)
     defaults: dict = field(init=False)
 
     def __post_init__(self) -> None:
@@ -75,6 +82,30 @@ def _weighted_ce(scheme, beta, *, class_counts=None, weight=None, **common):
     return losses.CrossEntropyLoss(weight=weight, **common)
 
 
+def _region_common(per_image: str, common: dict) -> dict:
+    return {**common, "per_image": per_image == "image"}
+
+
+def _dice_plus(pixel_factory):
+    def build(dice_weight, smooth, per_image, **params_and_common):
+        common = {k: params_and_common.pop(k) for k in ("weight", "ignore_index", "reduction")}
+        pixel = pixel_factory(**params_and_common, **common)
+        dice = losses.DiceLoss(smooth=smooth, **_region_common(per_image, common))
+        return losses.SumLoss(pixel, dice, dice_weight=dice_weight)
+    return build
+
+
+_SMOOTH = ParamSpec("smooth", "smoothing s", 1.0, "Added to numerator and denominator of each class's score: "
+                    "keeps the gradient finite for tiny regions and softens it.", low=0.0, high=100.0, step=0.5)
+_PER_IMAGE = ParamSpec("per_image", "Regions per", "batch", "batch: one region per class over the whole batch "
+                       "(pixels pooled); image: each image's regions scored separately, then averaged.",
+                       kind="choice", choices=("batch", "image"))
+_TVERSKY_ALPHA = ParamSpec("alpha", "alpha (false positives)", 0.3, "Weight of false positives FP_c.",
+                           low=0.0, high=1.0, step=0.05)
+_TVERSKY_BETA = ParamSpec("beta", "beta (false negatives)", 0.7, "Weight of false negatives FN_c; alpha = beta = "
+                          "0.5 is Dice, 1 and 1 is Jaccard.", low=0.0, high=1.0, step=0.05)
+_DICE_WEIGHT = ParamSpec("dice_weight", "Dice weight lambda", 1.0, "Weight of the Dice term added to the "
+                         "pixel-wise loss.", low=0.0, high=10.0, step=0.1)
 _GAMMA_HELP = "Focusing exponent: 0 gives cross-entropy; larger values down-weight easy pixels (p_t near 1) more."
 
 LOSSES: dict[str, LossSpec] = {
@@ -166,6 +197,106 @@ LOSSES: dict[str, LossSpec] = {
             ),
             factory=lambda momentum, **common: losses.RecallLoss(momentum=momentum, **common),
         ),
+        LossSpec(
+            name="dice",
+            title="Soft Dice loss",
+            formula=r"\mathcal{L}_{Dice} = \frac{1}{|P|}\sum_{c \in P}\Big[1 - \frac{2\sum_i p_{i,c} y_{i,c} + s}"
+            r"{\sum_i p_{i,c} + \sum_i y_{i,c} + s}\Big]",
+            summary="One minus the soft overlap of each class's predicted and true region, averaged over the "
+            "classes present: every class counts the same, however few pixels it has.",
+            citation="Milletari, Navab, Ahmadi. V-Net. 3DV 2016 (arXiv:1606.04797); multi-class mean as in "
+            "MONAI's DiceLoss.",
+            link="https://arxiv.org/abs/1606.04797",
+            params=(_SMOOTH, _PER_IMAGE),
+            factory=lambda smooth, per_image, **common: losses.DiceLoss(smooth=smooth,
+                                                                        **_region_common(per_image, common)),
+            pixelwise=False,
+        ),
+        LossSpec(
+            name="jaccard",
+            title="Soft Jaccard (IoU) loss",
+            formula=r"\mathcal{L}_{J} = \frac{1}{|P|}\sum_{c \in P}\Big[1 - \frac{TP_c + s}{TP_c + FP_c + FN_c + s}\Big],"
+            r"\quad TP_c = \sum_i p_{i,c} y_{i,c}",
+            summary="One minus the soft intersection over union of each class, averaged over the classes present.",
+            citation="Rahman & Wang. Optimizing Intersection-Over-Union in Deep Neural Networks for Image "
+            "Segmentation. ISVC 2016, doi:10.1007/978-3-319-50835-1_22.",
+            link="https://doi.org/10.1007/978-3-319-50835-1_22",
+            params=(_SMOOTH, _PER_IMAGE),
+            factory=lambda smooth, per_image, **common: losses.JaccardLoss(smooth=smooth,
+                                                                           **_region_common(per_image, common)),
+            pixelwise=False,
+        ),
+        LossSpec(
+            name="tversky",
+            title="Tversky loss",
+            formula=r"\mathcal{L}_{T} = \frac{1}{|P|}\sum_{c \in P}\Big[1 - \frac{TP_c + s}"
+            r"{TP_c + \alpha\,FP_c + \beta\,FN_c + s}\Big]",
+            summary="Dice with separate prices for false positives (alpha) and false negatives (beta): "
+            "beta > alpha trades precision for recall on small structures.",
+            citation="Salehi, Erdogmus, Gholipour. Tversky loss function for image segmentation using 3D fully "
+            "convolutional deep networks. MLMI 2017 (arXiv:1706.05721).",
+            link="https://arxiv.org/abs/1706.05721",
+            params=(_TVERSKY_ALPHA, _TVERSKY_BETA, _SMOOTH, _PER_IMAGE),
+            factory=lambda alpha, beta, smooth, per_image, **common: losses.TverskyLoss(
+                alpha=alpha, beta=beta, smooth=smooth, **_region_common(per_image, common)),
+            pixelwise=False,
+        ),
+        LossSpec(
+            name="focal_tversky",
+            title="Focal Tversky loss",
+            formula=r"\mathcal{L}_{FT} = \frac{1}{|P|}\sum_{c \in P}\big(1 - T_c\big)^{\gamma},\qquad "
+            r"T_c = \frac{TP_c + s}{TP_c + \alpha\,FP_c + \beta\,FN_c + s}",
+            summary="The Tversky loss of each class raised to a power: below 1 it keeps pushing classes that "
+            "are already mostly right (small 1 - T), above 1 it concentrates on the worst classes.",
+            citation="Abraham & Khan. A Novel Focal Tversky Loss Function with Improved Attention U-Net for "
+            "Lesion Segmentation. ISBI 2019 (arXiv:1810.07842); their exponent 1/γ with γ = 4/3 is 0.75 here.",
+            link="https://arxiv.org/abs/1810.07842",
+            params=(_TVERSKY_ALPHA, _TVERSKY_BETA,
+                    ParamSpec("gamma", "exponent", 0.75, "Exponent on 1 - Tversky (the paper's 1/γ; its "
+                              "recommended γ = 4/3 gives 0.75). 1 is the plain Tversky loss.",
+                              low=0.1, high=5.0, step=0.05),
+                    _SMOOTH, _PER_IMAGE),
+            factory=lambda alpha, beta, gamma, smooth, per_image, **common: losses.TverskyLoss(
+                alpha=alpha, beta=beta, gamma=gamma, smooth=smooth, **_region_common(per_image, common)),
+            pixelwise=False,
+        ),
+        LossSpec(
+            name="lovasz",
+            title="Lovász-Softmax loss",
+            formula=r"\mathcal{L}_{LS} = \frac{1}{|P|}\sum_{c \in P} \overline{\Delta_{J_c}}\big(m(c)\big),"
+            r"\qquad m_i(c) = |y_{i,c} - p_{i,c}|",
+            summary="The convex (Lovász) extension of each class's Jaccard loss, evaluated at the pixels' "
+            "errors: a tight surrogate of 1 - IoU that weights each error by how much it costs the IoU.",
+            citation="Berman, Rannen Triki, Blaschko. The Lovász-Softmax loss. CVPR 2018 (arXiv:1705.08790).",
+            link="https://arxiv.org/abs/1705.08790",
+            params=(_PER_IMAGE,),
+            factory=lambda per_image, **common: losses.LovaszSoftmaxLoss(**_region_common(per_image, common)),
+            pixelwise=False,
+        ),
+        LossSpec(
+            name="dice_ce",
+            title="Dice + cross-entropy",
+            formula=r"\mathcal{L} = \mathcal{L}_{CE} + \lambda\,\mathcal{L}_{Dice}",
+            summary="The nnU-Net default: cross-entropy's well-behaved per-pixel gradient plus Dice's "
+            "class-balanced region term, mixed by lambda.",
+            citation="Isensee et al. nnU-Net. Nature Methods 18 (2021), doi:10.1038/s41592-020-01008-z.",
+            link="https://doi.org/10.1038/s41592-020-01008-z",
+            params=(_DICE_WEIGHT, _SMOOTH, _PER_IMAGE),
+            factory=_dice_plus(losses.CrossEntropyLoss),
+            pixelwise=False,
+        ),
+        LossSpec(
+            name="dice_focal",
+            title="Dice + focal",
+            formula=r"\mathcal{L} = \mathcal{L}_{FL} + \lambda\,\mathcal{L}_{Dice}",
+            summary="Focal loss for the hard pixels plus Dice for the small regions, mixed by lambda.",
+            citation="Zhu et al. AnatomyNet. Medical Physics 46 (2019), arXiv:1808.05238.",
+            link="https://arxiv.org/abs/1808.05238",
+            params=(ParamSpec("gamma", "gamma", 2.0, _GAMMA_HELP, low=0.0, high=10.0, step=0.1),
+                    _DICE_WEIGHT, _SMOOTH, _PER_IMAGE),
+            factory=_dice_plus(lambda gamma, **common: losses.FocalLoss(gamma=gamma, **common)),
+            pixelwise=False,
+        ),
     )
 }
 
@@ -196,11 +327,13 @@ def create_loss(name: str, *, class_counts=None, weight=None, ignore_index: int 
     """Build a registry loss by name, with parameters checked against its spec.
 
     Args:
-        name: a key of :data:`LOSSES` (``"ce"``, ``"weighted_ce"``, ``"focal"``, ``"dual_focal"``,
-            ``"recall"``).
+        name: a key of :data:`LOSSES`: pixel-wise ``"ce"``, ``"weighted_ce"``, ``"focal"``,
+            ``"dual_focal"``, ``"recall"``; region ``"dice"``, ``"jaccard"``, ``"tversky"``,
+            ``"focal_tversky"``, ``"lovasz"``, ``"dice_ce"``, ``"dice_focal"``.
         class_counts: pixels per class ``(C,)``; required by losses with ``needs_class_counts``
             unless ``weight`` is given.
-        weight, ignore_index, reduction: passed to the module.
+        weight, ignore_index, reduction: passed to the module. Region losses give per-class
+            values with ``reduction="none"``; the sums (``dice_ce``, ``dice_focal``) refuse it.
         **params: the loss's parameters; missing ones take the spec's default.
 
     Raises:

@@ -186,7 +186,8 @@ class Trainer(BackgroundLoop):
             model = TinyUNet(in_channels=3, num_classes=self.num_classes, width=self.width)
         self.model = model.to(self.device)
         self.criterion = self._criterion_for("mean")
-        self.pixel_criterion = self._criterion_for("none")
+        # the per-pixel loss map; region losses have none (their view shows gradient maps)
+        self.pixel_criterion = self._criterion_for("none") if LOSSES[self.config.loss].pixelwise else None
         # fused: one kernel for all parameters (the CPU default is a dozen small ops per parameter)
         self.optimizer = torch.optim.Adam([*self.model.parameters(), *self.criterion.parameters()],
                                           lr=self.config.lr, fused=True)
@@ -261,11 +262,14 @@ class Trainer(BackgroundLoop):
             return {"step": self.steps_done, "loss": value, "seconds": now - start}
 
     def _compute_view(self) -> ValidationView:
-        self.pixel_criterion.load_state_dict(self.criterion.state_dict())
         self.model.eval()
-        self.pixel_criterion.eval()
+        self.criterion.eval()
+        if self.pixel_criterion is not None:
+            self.pixel_criterion.load_state_dict(self.criterion.state_dict())
+            self.pixel_criterion.eval()
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            return validate(self.model, self.pixel_criterion, self.val_images, self.val_masks, step=self.steps_done)
+            return validate(self.model, self.criterion, self.val_images, self.val_masks, step=self.steps_done,
+                            pixel_loss=self.pixel_criterion)
 
     def validate(self) -> ValidationView:
         """Evaluate on the fixed validation batch and keep the result as the latest view.

@@ -167,8 +167,9 @@ def _position(factor: int) -> dict:
 
 def loss_panels_figure(image: np.ndarray, panels: Mapping[str, np.ndarray], *, factor: int,
                        hover_text: np.ndarray, top_probs: np.ndarray, opacity: float = 0.6,
-                       shared_scale: bool = True, log_color: bool = False, height: int | None = None) -> go.Figure:
-    """Loss heatmaps side by side, each over the image, zoom linked; hover shows every loss.
+                       shared_scale: bool = True, log_color: bool = False, height: int | None = None,
+                       unit: str = "loss") -> go.Figure:
+    """Loss (or gradient) heatmaps side by side, each over the image, zoom linked; hover shows every map.
 
     Args:
         image: uint8 ``(h, w, 3)`` background, same grid as the maps.
@@ -180,6 +181,7 @@ def loss_panels_figure(image: np.ndarray, panels: Mapping[str, np.ndarray], *, f
         shared_scale: one colour scale for all panels, else one per panel.
         log_color: colour by log10 of the loss.
         height: figure height in px; default: square-ish panels on a ~1100 px wide chart.
+        unit: what the maps hold, for the colour bar (e.g. ``"loss"``, ``"|dL/dz|"``).
     """
     from plotly.subplots import make_subplots
 
@@ -187,13 +189,13 @@ def loss_panels_figure(image: np.ndarray, panels: Mapping[str, np.ndarray], *, f
     probs = np.moveaxis(np.asarray(top_probs, np.float32), 0, -1)
     k = probs.shape[-1]
     custom = np.concatenate([probs, np.stack([panels[t] for t in titles], axis=-1)], axis=-1).astype(np.float32)
-    block = f" (block of {factor}x{factor} px: losses are its mean, label and p its centre)" if factor > 1 else ""
+    block = f" (block of {factor}x{factor} px: values are its mean, label and p its centre)" if factor > 1 else ""
     template = ("x %{x}, y %{y}" + block + f"<br>label: %{{text}}<br>p(top-{k}): "
                 + ", ".join(f"%{{customdata[{i}]:.3f}}" for i in range(k))
                 + "".join(f"<br>{t}: %{{customdata[{k + j}]:.4g}}" for j, t in enumerate(titles)) + "<extra></extra>")
     fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.03)
     shown = {t: shown_values(panels[t], log_color) for t in titles}
-    unit = "log10 loss" if log_color else "loss"
+    unit = f"log10 {unit}" if log_color else unit
     uri = _png_uri(image)
     shared = color_range(list(panels.values()), log_color=log_color) if shared_scale else None
     for j, title in enumerate(titles, start=1):

@@ -115,6 +115,9 @@ def test_sweepable_parameters():
     assert analysis.sweepable_parameters("focal") == ["gamma", "alpha"]
     assert analysis.sweepable_parameters("recall") == ["recall"]
     assert analysis.sweepable_parameters("weighted_ce") == [] and analysis.sweepable_parameters("ce") == []
+    assert analysis.sweepable_parameters("tversky") == ["alpha", "beta", "smooth"]
+    assert analysis.sweepable_parameters("dice_focal") == ["gamma", "dice_weight", "smooth"]
+    assert analysis.sweepable_parameters("lovasz") == []
 
 
 def test_gradient_map_of_ce_is_the_norm_of_p_minus_onehot_and_zero_when_ignored():
@@ -138,7 +141,60 @@ def test_gradient_map_of_a_region_loss_matches_finite_differences():
         step = torch.zeros_like(logits)
         step[0, k, h, w] = eps
         numeric[k] = (dice(logits + step, target) - dice(logits - step, target)) / (2 * eps)
-    assert grad_map[0, h, w].item() == pytest.approx(numeric.norm().item(), rel=1e-4)
+    # scaled by the 16 valid pixels: the mean's gradient on the per-pixel scale
+    assert grad_map[0, h, w].item() == pytest.approx(16 * numeric.norm().item(), rel=1e-6)
+
+
+def test_gradient_map_of_a_mean_is_each_pixels_own_gradient():
+    logits, target = random_batch(2, 4, (5, 5), ignore_frac=0.3, seed=43)
+    for component in analysis.COMPONENTS:
+        by_sum = analysis.gradient_map(segloss.create_loss("focal", reduction="sum"), logits, target, component)
+        by_mean = analysis.gradient_map(segloss.create_loss("focal"), logits, target, component)
+        torch.testing.assert_close(by_mean, by_sum)
+
+
+@pytest.mark.parametrize("name, closed_form", [
+    ("dice", lambda p: (1 - p) / (1 + p)),
+    ("jaccard", lambda p: 1 - p),
+    ("lovasz", lambda p: 1 - p),
+    ("tversky", lambda p: 0.7 * (1 - p) / (p + 0.7 * (1 - p))),
+    ("focal_tversky", lambda p: (0.7 * (1 - p) / (p + 0.7 * (1 - p))) ** 0.75),
+    ("dice_ce", lambda p: -np.log(p) + 0.5 * (1 - p) / (1 + p)),
+])
+def test_region_loss_curves_are_the_closed_forms_of_one_uniform_region(name, closed_form):
+    p_t = analysis.probability_grid(33)
+    params = {"smooth": 0.0} if "smooth" in segloss.LOSSES[name].defaults else {}
+    if name == "dice_ce":
+        params["dice_weight"] = 0.5
+    for spread in analysis.SPREADS:
+        values = analysis.loss_curve(analysis.pixel_loss(name, params), p_t, 7, spread)
+        np.testing.assert_allclose(values, closed_form(p_t), rtol=1e-9, atol=1e-12)
+
+
+def test_region_loss_gradient_is_the_region_total_on_the_per_pixel_scale():
+    # Jaccard of a uniform region is 1 - p_t, so d/dz of the shared logits is -p_t (onehot - p)
+    p_t = np.array([0.05, 0.3, 0.7, 0.99])
+    grads = analysis.logit_gradients(analysis.pixel_loss("jaccard", {"smooth": 0.0}), p_t, 5, "confusing")
+    probs = analysis.synthetic_probabilities(p_t, 5, "confusing").numpy()
+    expected = -p_t[:, None] * (np.eye(5)[0] - probs)
+    np.testing.assert_allclose(grads, expected, rtol=1e-9, atol=1e-15)
+    # a pixel-wise loss is the same whether one pixel or a region of them
+    one = analysis.logit_gradients(analysis.pixel_loss("focal"), p_t, 5)
+    region = analysis.logit_gradients(analysis.uniform_region_loss(segloss.create_loss("focal").double(), 50), p_t, 5)
+    np.testing.assert_allclose(region, one, rtol=1e-9)
+
+
+def test_per_image_loss_splits_a_batch_into_its_images():
+    logits, target = random_batch(3, 4, (6, 6), ignore_frac=0.2, seed=44, dtype=torch.float64)
+    weight = [1.0, 2.0, 0.5, 1.0]
+    for name in ("focal", "dice", "dice_ce", "lovasz"):
+        extra = {"per_image": "image"} if not segloss.LOSSES[name].pixelwise else {}
+        module = segloss.create_loss(name, weight=weight, **extra).double()
+        each = analysis.per_image_loss(module, logits, target)
+        alone = torch.stack([module(logits[i:i + 1], target[i:i + 1]) for i in range(3)])
+        torch.testing.assert_close(each, alone, msg=name)
+    with pytest.raises(ValueError, match="per_image=True"):
+        analysis.per_image_loss(segloss.create_loss("dice"), logits, target)
 
 
 def test_focal_loss_and_gradient_maps_tell_different_stories_on_easy_pixels():

@@ -115,3 +115,23 @@ def test_every_registry_loss_trains_and_renders(app, name):
     assert len(app.get("image")) == 6
     if name == "dual_focal":
         assert [t["name"] for t in charts[-1]["data"]] == ["gamma", "rho"]
+
+
+def test_loss_map_gradient_map_toggle_and_region_losses_show_gradients(app):
+    small_and_fast(app, "focal")
+    by_label(app.button, "Start").click().run()
+    wait_for_steps(app, 11)
+    toggle = by_label(app.button_group, "Per-pixel maps")
+    toggle.set_value("gradient").run()
+    assert not app.exception
+    labels = " ".join(c.value for c in app.caption)
+    assert "of the focal loss's gradient" in labels and "cross-entropy's" in labels
+    share = figures(app)[3]
+    assert [t["name"] for t in share["data"]][1] == "share of gradient of focal loss"
+    by_label(app.button, "Stop").click().run()
+    by_label(app.button, "Reset").click().run()
+    small_and_fast(app, "lovasz")
+    by_label(app.button, "Start").click().run()
+    wait_for_steps(app, 11)
+    assert not app.exception and not [g for g in app.button_group if g.label == "Per-pixel maps"]
+    assert any("no loss per pixel" in c.value for c in app.caption)

@@ -84,11 +84,37 @@ def test_gradient_page_component_switch_changes_the_surface():
     assert figures(app)[0]["data"][0]["z"]["bdata"] != norm
 
 
-@pytest.mark.parametrize("name", [n for n in segloss.LOSSES if n in ("focal", "dual_focal", "recall")])
-def test_gradient_page_every_sweep_renders(name):
+@pytest.mark.parametrize("name", [n for n in segloss.LOSSES if n not in ("ce", "weighted_ce")])
+def test_gradient_page_every_loss_and_sweep_renders(name):
     app = open_page(GRADIENTS)
     by_label(app.selectbox, "Loss").set_value(name).run()
-    for sweep in by_label(app.selectbox, "Parameter on the y axis").options:
+    assert not app.exception, name
+    sweeps = [s for s in app.selectbox if s.label == "Parameter on the y axis"]
+    if not sweeps:  # nothing to sweep (Lovász): gradient and ratio curves against p_t
+        curves, ratios = figures(app)
+        assert [t["name"] for t in curves["data"]] == [segloss.LOSSES[name].title, "cross-entropy"]
+        assert np.isfinite(trace_values(ratios["data"][0])).all()
+        return
+    for sweep in sweeps[0].options:
         by_label(app.selectbox, "Parameter on the y axis").set_value(sweep).run()
         assert not app.exception, (name, sweep)
         assert np.isfinite(trace_values(figures(app)[0]["data"][0], "z")).all()
+        if sweep in segloss.LOSSES[name].defaults:  # swept within the parameter's own bounds
+            spec = segloss.LOSSES[name].param(sweep)
+            y = trace_values(figures(app)[0]["data"][0], "y")
+            assert spec.low <= y.min() and y.max() <= spec.high
+
+
+def test_region_losses_explain_their_curves_and_vanishing_gradients():
+    app = open_page(CURVES)
+    by_label(app.multiselect, "Losses").set_value(["ce", "dice", "jaccard"]).run()
+    assert not app.exception
+    curves = {t["name"]: trace_values(t) for t in figures(app)[0]["data"]}
+    p_t = trace_values(figures(app)[0]["data"][0], "x")
+    np.testing.assert_allclose(curves["Soft Jaccard (IoU) loss"], 1 - p_t, rtol=0.02, atol=0.01)  # smoothing 1
+    assert any("no loss per pixel" in c.value for c in app.caption)
+    app = open_page(GRADIENTS)
+    by_label(app.selectbox, "Loss").set_value("dice").run()
+    assert any("scores regions, not pixels" in c.value for c in app.caption)
+    ratio = trace_values(figures(app)[2]["data"][0])  # first slice / CE gradient
+    assert ratio[0] < 0.01 and ratio[-1] < 1  # a confident mistake barely moves soft Dice

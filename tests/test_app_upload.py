@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from app_support import figures, open_page, trace_values
+from app_support import by_label, figures, open_page, trace_values
 from segloss import functional as SF
 from segloss.model import TinyUNet
 from segloss.simulate import simulate_logits
@@ -119,6 +119,28 @@ def test_uploaded_logits_drive_the_maps():
     expected = SF.focal_loss(logits[None], torch.from_numpy(labels)[None], gamma=2.0, reduction="none")[0]
     focal = heatmaps(figures(app)[0])[1]
     np.testing.assert_allclose(decoded(focal, "z").reshape(SIZE, SIZE), expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_gradient_maps_show_every_loss_and_region_losses_wait_for_them():
+    from segloss import analysis, create_loss
+
+    app = open_with(**{"Classes": "street"})
+    by_label(app.multiselect, "Losses").set_value(["focal", "dice", "lovasz"]).run()
+    assert_working(app, charts=1)  # one loss map: nothing to compare it with
+    assert [t["name"] for t in heatmaps(figures(app)[0])] == ["Focal loss"]  # loss maps: pixel-wise only
+    assert any("Soft Dice loss, Lovász-Softmax loss: no loss per pixel" in i.value for i in app.info)
+    by_label(app.button_group, "Show").set_value("gradient").run()
+    assert_working(app)
+    traces = heatmaps(figures(app)[0])
+    assert [t["name"] for t in traces] == ["Focal loss", "Soft Dice loss", "Lovász-Softmax loss"]
+    assert traces[0]["colorbar"]["title"]["text"] == "|dL/dz|"
+    _, labels = street_pair()
+    logits = simulate_logits(labels, NUM_CLASSES, confidence=0.85, boundary_width=4.0, noise=0.5, noise_scale=4.0)
+    expected = analysis.gradient_map(create_loss("dice"), logits[None], torch.from_numpy(labels)[None].long())[0]
+    np.testing.assert_allclose(decoded(traces[1], "z").reshape(SIZE, SIZE), expected.numpy(), rtol=1e-4, atol=1e-7)
+    table = app.dataframe[0].value
+    assert "Soft Dice loss: share of gradient" in table.columns
+    assert any("who gets the push" in h.value for h in app.subheader)
 
 
 @pytest.fixture(scope="module")

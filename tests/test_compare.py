@@ -22,7 +22,7 @@ def test_split_losses_keeps_parameters_with_their_loss():
         "ce", "focal:gamma=3,alpha=0.5", "dual_focal:learnable=gamma+rho", "recall"]
 
 
-@pytest.mark.parametrize("text, message", [("dice", "unknown loss"), ("focal:gama=2", "param=value"),
+@pytest.mark.parametrize("text, message", [("dyce", "unknown loss"), ("focal:gama=2", "param=value"),
                                            ("focal:gamma=big", "must be a number"), ("focal:gamma", "param=value")])
 def test_parse_loss_rejects_bad_arguments(text, message):
     with pytest.raises(ValueError, match=message):
@@ -85,6 +85,6 @@ def test_cli_compare_end_to_end_on_a_tiny_budget(tmp_path):
     assert "focal:gamma=1.5" in done.stdout and "2/2" in done.stderr  # table and progress bar
     summary = compare.load_summary(tmp_path / "cmp" / "summary.json")
     assert list(summary["losses"]) == ["ce", "focal:gamma=1.5"]
-    bad_cmd = [arg if arg != "ce,focal:gamma=1.5" else "ce,dice" for arg in cmd]
+    bad_cmd = [arg if arg != "ce,focal:gamma=1.5" else "ce,dyce" for arg in cmd]
     bad = subprocess.run(bad_cmd, capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 2 and "unknown loss 'dice'" in bad.stderr
+    assert bad.returncode == 2 and "unknown loss 'dyce'" in bad.stderr

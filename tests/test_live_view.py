@@ -66,12 +66,31 @@ def test_image_panels_show_input_truth_prediction_and_both_maps(trained):
                                          "Cross-entropy per pixel"]
     assert all(p.rgb.shape == (64, 64, 3) and p.rgb.dtype == np.uint8 for p in panels)
     shared = live.image_panels(snap, 2, loss_title="Recall loss", scale="shared", min_side=1)
-    top = max(render.robust_max(snap.view.loss_map[2]), render.robust_max(snap.view.ce_map[2]))
+    top = max(render.robust_max(snap.view.map("loss").values[2]), render.robust_max(snap.view.map("loss", "ce").values[2]))
     assert f"{top:.3g}" in shared[3].caption and f"{top:.3g}" in shared[4].caption
     with pytest.raises(ValueError, match="index"):
         live.image_panels(snap, 3, loss_title="x")
     with pytest.raises(ValueError, match="scale"):
         live.image_panels(snap, 0, loss_title="x", scale="global")
+    gradient = live.image_panels(snap, 2, loss_title="Recall loss", kind="gradient", min_side=1)
+    assert [p.title for p in gradient[3:]] == ["Recall loss: gradient |dL/dz|", "Cross-entropy: gradient |dL/dz|"]
+    assert live.available_kinds(snap) == ("loss", "gradient")
+
+
+def test_a_region_loss_has_gradient_panels_and_gradient_shares_only():
+    trainer = Trainer("street", "dice", **SMALL)
+    snap = trainer.snapshot()
+    assert live.available_kinds(snap) == ("gradient",)  # known before the first validation
+    trainer.evaluate()
+    snap = trainer.snapshot()
+    assert live.available_kinds(snap) == ("gradient",)
+    with pytest.raises(ValueError, match="no per-pixel loss map"):
+        live.image_panels(snap, 0, loss_title="Soft Dice loss")
+    panels = live.image_panels(snap, 0, loss_title="Soft Dice loss", kind="gradient", min_side=1)
+    assert panels[3].title == "Soft Dice loss: gradient |dL/dz|"
+    share = live.figures(snap, "loss")["share"]  # falls back to the gradient
+    assert [trace.name for trace in share.data] == ["share of pixels", "share of gradient of soft dice loss",
+                                                     "share of gradient of cross-entropy"]
 
 
 def test_figures_and_table_cover_every_recorded_series(trained):
@@ -94,6 +113,8 @@ def test_view_cache_rebuilds_only_for_a_new_validation():
     assert cache.panels(snap, 0, loss_title="Recall loss") is panels
     assert cache.panels(snap, 1, loss_title="Recall loss") is not panels
     assert cache.figures(trainer.snapshot())["recall"] is first["recall"]  # same view: same figure
+    assert cache.figures(trainer.snapshot(), "gradient")["recall"] is not first["recall"]  # another kind
+    assert cache.panels(snap, 0, loss_title="Recall loss", kind="gradient") is not panels
     trainer.step()
     assert cache.figures(trainer.snapshot())["loss"] is not first["loss"]  # a short loss curve follows each step
     trainer.validate()

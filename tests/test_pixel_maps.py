@@ -184,3 +184,49 @@ def test_checkpoint_runs_at_its_training_scale_and_scores_better_there():
     logits = checkpoints.predict_logits(model, images[0].permute(1, 2, 0).numpy(), 64)
     assert logits.shape == (9, 256, 256)
     assert scores[64] > scores[None] + 0.2 and scores[64] > 0.6
+
+
+def test_gradient_maps_cover_region_losses_and_equal_the_analysis_gradient(image_case):
+    from segloss import analysis, create_loss
+
+    logits, labels = image_case
+    names = {"ce": {}, "focal": {"gamma": 2.0}, "dice": {"smooth": 0.5}, "lovasz": {}, "dice_ce": {}}
+    maps = pixel_maps.loss_maps(logits, labels, names, kind="gradient")
+    assert list(maps) == list(names)
+    for name, params in names.items():
+        expected = analysis.gradient_map(create_loss(name, **params), logits[None], labels[None])[0]
+        torch.testing.assert_close(maps[name], expected, msg=name)
+        assert bool((maps[name][labels == 255] == 0).all()) and maps[name].max() > 0
+    # a pixel-wise loss's gradient map is each pixel's own |dl/dz|: for CE, |softmax - onehot|
+    onehot = torch.nn.functional.one_hot(labels.clamp(max=3), 4).movedim(-1, 0)
+    ce = torch.where(labels != 255, (logits.softmax(0) - onehot).norm(dim=0), 0.0)
+    torch.testing.assert_close(maps["ce"], ce)
+    table = pixel_maps.class_table(maps, labels, 4, kind="gradient")
+    assert "Soft Dice loss: share of gradient" in table and "Soft Dice loss: mean |dL/dz|" in table
+    np.testing.assert_allclose(np.nansum(table["Lovász-Softmax loss: share of gradient"]), 1.0)
+
+
+def test_loss_maps_of_region_losses_are_refused_with_the_way_out(image_case):
+    logits, labels = image_case
+    with pytest.raises(ValueError, match=r"\['dice'\] score whole regions.*kind='gradient'"):
+        pixel_maps.loss_maps(logits, labels, ["ce", "dice"])
+    with pytest.raises(ValueError, match="kind must be one of"):
+        pixel_maps.loss_maps(logits, labels, ["ce"], kind="hessian")
+
+
+def test_focal_loss_and_gradient_maps_tell_different_stories():
+    # relative to CE, focal loss keeps 1% of an easy pixel's loss (p_t = 0.9, gamma = 2) but 2.9% of
+    # its gradient: the loss map understates how much easy pixels still push, and more so than on
+    # hard pixels (p_t = 0.3: 49% of the loss, ~100% of the gradient)
+    labels = torch.zeros(8, 8, dtype=torch.long)
+    logits = torch.zeros(3, 8, 8)
+    logits[0, :, :4] = np.log(0.9 / 0.05)  # easy: p_t = 0.9
+    logits[0, :, 4:] = np.log(0.3 / 0.35)  # hard: p_t = 0.3
+    losses = pixel_maps.loss_maps(logits, labels, ["ce", "focal"])
+    grads = pixel_maps.loss_maps(logits, labels, ["ce", "focal"], kind="gradient")
+    loss_share, grad_share = losses["focal"] / losses["ce"], grads["focal"] / grads["ce"]
+    easy, hard = (slice(None), slice(0, 4)), (slice(None), slice(4, 8))
+    torch.testing.assert_close(loss_share[easy], torch.full((8, 4), 0.01), rtol=1e-4, atol=0)
+    torch.testing.assert_close(grad_share[easy], torch.full((8, 4), 0.01 - 0.18 * np.log(0.9)), rtol=1e-4, atol=0)
+    gain = grad_share / loss_share
+    assert gain[easy].min() > 1.4 * gain[hard].max()

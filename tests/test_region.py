@@ -84,13 +84,18 @@ def test_ignored_pixels_are_left_out_and_absent_classes_are_nan_not_zero():
 
 
 @pytest.mark.parametrize("loss", [region.soft_dice_loss, region.soft_jaccard_loss, region.lovasz_softmax_loss,
-                                  lambda z, t, **k: region.tversky_loss(z, t, alpha=0.3, beta=0.7, gamma=1.5, **k)])
+                                  lambda z, t, **k: region.tversky_loss(z, t, alpha=0.3, beta=0.7, gamma=1.5, **k),
+                                  lambda z, t, **k: region.tversky_loss(z, t, alpha=0.3, beta=0.7, gamma=0.75, **k),
+                                  lambda z, t, **k: region.tversky_loss(z, t, alpha=0.0, beta=0.7, gamma=0.5, **k)])
 def test_region_losses_are_finite_at_saturated_logits_and_pass_gradcheck(loss):
     logits = torch.tensor([[[100.0, -100.0], [-100.0, 100.0], [-100.0, -100.0]]], requires_grad=True)
     target = torch.tensor([[1, 1]])
     value = loss(logits, target)
     value.backward()
     assert torch.isfinite(value) and torch.isfinite(logits.grad).all()
+    perfect = torch.tensor([[[100.0, -100.0], [-100.0, 100.0]]], requires_grad=True)  # 1 - score = 0 exactly
+    loss(perfect, torch.tensor([[0, 1]]), smooth=0.0).backward() if loss is not region.lovasz_softmax_loss else None
+    assert perfect.grad is None or torch.isfinite(perfect.grad).all()
     z, t = random_batch(2, 3, (3, 3), ignore_frac=0.2, dtype=torch.float64, seed=7)
     assert torch.autograd.gradcheck(lambda x: loss(x, t, weight=[1.0, 2.0, 0.5]), (z.requires_grad_(),))
 

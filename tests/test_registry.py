@@ -4,13 +4,52 @@ import pytest
 import torch
 
 import segloss
+from segloss import functional as SF
+from segloss import region
 from conftest import random_batch
 
 COUNTS = [1000, 200, 50, 5]
 
 
-def test_registry_lists_the_losses_of_the_design():
-    assert {"ce", "weighted_ce", "focal", "dual_focal", "recall"} <= set(segloss.LOSSES)
+REGION = {"dice", "jaccard", "tversky", "focal_tversky", "lovasz", "dice_ce", "dice_focal"}
+
+
+def test_registry_lists_the_losses_of_the_design_and_the_region_losses():
+    pixelwise = {"ce", "weighted_ce", "focal", "dual_focal", "recall"}
+    assert set(segloss.LOSSES) == pixelwise | REGION
+    assert {name for name, spec in segloss.LOSSES.items() if spec.pixelwise} == pixelwise
+
+
+def test_region_entries_are_the_region_functions_with_the_registry_parameters():
+    logits, target = random_batch(3, 4, (6, 6), ignore_frac=0.1, seed=33)
+    weight = torch.tensor([1.0, 2.0, 0.5, 1.5])
+    common = {"weight": weight, "ignore_index": 255}
+    cases = {
+        "dice": ({"smooth": 2.0, "per_image": "image"},
+                 region.soft_dice_loss(logits, target, smooth=2.0, per_image=True, **common)),
+        "jaccard": ({"smooth": 0.0}, region.soft_jaccard_loss(logits, target, smooth=0.0, **common)),
+        "tversky": ({"alpha": 0.2, "beta": 0.8},
+                    region.tversky_loss(logits, target, alpha=0.2, beta=0.8, **common)),
+        "focal_tversky": ({"gamma": 1.5}, region.tversky_loss(logits, target, alpha=0.3, beta=0.7, gamma=1.5,
+                                                               **common)),
+        "lovasz": ({"per_image": "image"}, region.lovasz_softmax_loss(logits, target, per_image=True, **common)),
+        "dice_ce": ({"dice_weight": 0.5},
+                    SF.cross_entropy(logits, target, **common) + 0.5 * region.soft_dice_loss(logits, target, **common)),
+        "dice_focal": ({"gamma": 1.0, "smooth": 3.0},
+                       SF.focal_loss(logits, target, gamma=1.0, **common)
+                       + region.soft_dice_loss(logits, target, smooth=3.0, **common)),
+    }
+    assert set(cases) == REGION
+    for name, (params, expected) in cases.items():
+        torch.testing.assert_close(segloss.create_loss(name, weight=weight, **params)(logits, target), expected,
+                                   msg=name)
+
+
+def test_a_sum_with_a_region_loss_has_no_per_pixel_map_and_says_so():
+    with pytest.raises(ValueError, match="no per-pixel map"):
+        segloss.create_loss("dice_ce", reduction="none")
+    per_class = segloss.create_loss("dice", reduction="none")(*random_batch(2, 4, (5, 5), seed=34))
+    assert per_class.shape == (4,)
 
 
 @pytest.mark.parametrize("name", sorted(segloss.LOSSES))
@@ -63,7 +102,10 @@ def test_create_loss_passes_parameters_through():
 
 
 @pytest.mark.parametrize("call, error, message", [
-    (lambda: segloss.create_loss("dice"), ValueError, "unknown loss 'dice'"),
+    (lambda: segloss.create_loss("dyce"), ValueError, "unknown loss 'dyce'"),
+    (lambda: segloss.create_loss("dice", per_image="pixel"), ValueError, r"per_image must be one of \('batch', 'image'\)"),
+    (lambda: segloss.create_loss("focal_tversky", gamma=0.0), ValueError, r"gamma must lie in \[0.1, 5.0\]"),
+    (lambda: segloss.create_loss("dice_ce", dice_weight=-1.0), ValueError, r"dice_weight must lie in \[0.0, 10.0\]"),
     (lambda: segloss.create_loss("focal", gama=2.0), ValueError, r"no parameter\(s\) \['gama'\]"),
     (lambda: segloss.create_loss("focal", gamma=100.0), ValueError, r"focal: gamma must lie in \[0.0, 10.0\]"),
     (lambda: segloss.create_loss("focal", gamma="big"), TypeError, "must be a number"),

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+import segloss
+from segloss import analysis
 from segloss import functional as SF
 from segloss.data import make_batch
 from segloss.metrics import confusion_matrix, metrics_from_confusion
@@ -80,10 +82,33 @@ def test_loss_map_is_the_registry_loss_with_reduction_none_and_ce_map_is_torch_c
     with torch.no_grad():
         logits = trainer.model.eval()(trainer.val_images)
     expected = SF.focal_loss(logits, trainer.val_masks, gamma=3.0, reduction="none")
-    np.testing.assert_allclose(view.loss_map, expected.numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(view.map("loss").values, expected.numpy(), rtol=1e-5, atol=1e-7)
     ce = torch.nn.functional.cross_entropy(logits, trainer.val_masks, reduction="none")
-    np.testing.assert_allclose(view.ce_map, ce.numpy(), rtol=1e-5, atol=1e-6)
-    assert not view.loss_map.flags.writeable
+    np.testing.assert_allclose(view.map("loss", "ce").values, ce.numpy(), rtol=1e-5, atol=1e-6)
+    assert not view.map("loss").values.flags.writeable
+    # gradient maps: |dl/dz| of each pixel; for CE that is |softmax - onehot|
+    onehot = torch.nn.functional.one_hot(trainer.val_masks, logits.shape[1]).movedim(-1, 1)
+    ce_grad = (logits.softmax(1) - onehot).norm(dim=1)
+    np.testing.assert_allclose(view.map("gradient", "ce").values, ce_grad.numpy(), rtol=1e-4, atol=1e-6)
+    focal_grad = analysis.gradient_map(segloss.create_loss("focal", gamma=3.0, reduction="sum"), logits,
+                                       trainer.val_masks)
+    np.testing.assert_allclose(view.map("gradient").values, focal_grad.numpy(), rtol=1e-4, atol=1e-7)
+    for key, pixel_map in view.maps.items():
+        assert pixel_map.class_share.sum() == pytest.approx(1.0) and 0 <= pixel_map.boundary_share <= 1, key
+
+
+@pytest.mark.parametrize("loss", ["dice", "lovasz", "dice_focal"])
+def test_region_losses_train_and_show_gradient_maps_but_no_loss_map(loss):
+    trainer = Trainer("street", loss, **SMALL)
+    for _ in range(2):
+        assert np.isfinite(trainer.step()["loss"])
+    view = trainer.validate()
+    assert view.map("loss") is None and view.map("loss", "ce") is not None
+    with torch.no_grad():
+        logits = trainer.model.eval()(trainer.val_images)
+    expected = analysis.gradient_map(segloss.create_loss(loss), logits, trainer.val_masks)
+    np.testing.assert_allclose(view.map("gradient").values, expected.numpy(), rtol=1e-4, atol=1e-7)
+    assert view.map("gradient").values.max() > 0
 
 
 def test_learnable_dfl_parameters_are_optimised_and_recorded():
@@ -211,7 +236,7 @@ def test_history_memory_stays_bounded_however_long_it_runs():
 
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"dataset": "mars"}, ValueError, "unknown dataset"),
-    ({"loss": "dice"}, ValueError, "unknown loss"),
+    ({"loss": "dyce"}, ValueError, "unknown loss"),
     ({"loss_params": {"gamma": 99.0}}, ValueError, "gamma must lie in"),
     ({"loss_params": {"delta": 1.0}}, ValueError, "no parameter"),
     ({"loss_params": [("gamma", 2.0)]}, TypeError, "loss_params must be a dict"),

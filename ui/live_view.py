@@ -169,33 +169,51 @@ def _cache() -> live.ViewCache:
     return st.session_state.setdefault(_key("view_cache"), live.ViewCache())
 
 
-def image_panels(snap: TrainerSnapshot) -> None:
-    """The validation image, its truth and prediction, and the two per-pixel loss maps."""
+MAP_LABELS = {"loss": "loss map", "gradient": "gradient map"}
+
+
+def map_kind(snap: TrainerSnapshot) -> str:
+    """The "loss map / gradient map" choice (a region loss has only the gradient map)."""
+    kinds = live.available_kinds(snap)
+    if len(kinds) == 1:
+        st.caption(f":material/info: {segloss.LOSSES[snap.config.loss].title} scores whole regions: it has no loss "
+                   "per pixel, so the maps show its gradient |dL/dz|, where it pushes the network.")
+        return kinds[0]
+    return st.segmented_control("Per-pixel maps", kinds, format_func=MAP_LABELS.get, key=_key("kind"),
+                                default="loss", help="Loss map: what each pixel costs. Gradient map: |dL/dz| at each "
+                                "pixel (scaled by the number of pixels), how hard the loss pushes its logits. They "
+                                "differ most on easy pixels under focal-style losses.") or "loss"
+
+
+def image_panels(snap: TrainerSnapshot, kind: str) -> None:
+    """The validation image, its truth and prediction, and the two per-pixel maps of ``kind``."""
     count = len(snap.val_images)
     pick, scale, log = st.columns([2, 2, 1])
     index = pick.slider("Validation image", 1, count, 1, key=_key("image")) - 1 if count > 1 else 0
-    shared = scale.radio("Loss-map colours", live.SCALES, horizontal=True, key=_key("scale"),
+    shared = scale.radio("Map colours", live.SCALES, horizontal=True, key=_key("scale"),
                          format_func={"own": "each to its own range", "shared": "one shared range"}.get)
     log_colour = log.toggle("log colour", key=_key("log"))
     loss_title = segloss.LOSSES[snap.config.loss].title
-    panels = _cache().panels(snap, index, loss_title=loss_title, scale=shared, log=log_colour, min_side=1)
+    panels = _cache().panels(snap, index, loss_title=loss_title, kind=kind, scale=shared, log=log_colour, min_side=1)
     with st.container(key="live-images"):
         st.html(PIXELATED_CSS)
         for column, panel in zip(st.columns(5), panels):
             column.image(panel.png, caption=f"{panel.title}: {panel.caption}", width="stretch", output_format="PNG")
     view = snap.view
+    what = "loss" if kind == "loss" else "gradient"
     note, bar = st.columns([3, 2])
     note.caption(f"Boundary pixels (another class among the 8 neighbours) are {view.boundary_pixel_share:.0%} of the "
-                 f"validation pixels but carry {view.boundary_loss_share:.0%} of the {loss_title.lower()} and "
-                 f"{view.boundary_ce_share:.0%} of the cross-entropy.")
+                 f"validation pixels but carry {view.map(kind).boundary_share:.0%} of the {loss_title.lower()}'s "
+                 f"{what} and {view.map(kind, 'ce').boundary_share:.0%} of cross-entropy's.")
     bar.image(COLORBAR_PNG, width="stretch", output_format="PNG",
-              caption="loss maps, log scale: dark = top of range / 10⁴, bright = top of range" if log_colour
-              else "loss maps: dark = 0, bright = the top of the range in each caption")
+              caption="log scale: dark = top of range / 10⁴, bright = top of range" if log_colour
+              else "dark = 0, bright = the top of the range in each caption")
 
 
-def charts(snap: TrainerSnapshot) -> None:
-    """Loss, mIoU / mean accuracy, per-class recall, loss share per class, and the loss's own state."""
-    figures = _cache().figures(snap)
+def charts(snap: TrainerSnapshot, kind: str) -> None:
+    """Loss, mIoU / mean accuracy, per-class recall, each class's share of the maps of ``kind``, and
+    the loss's own state."""
+    figures = _cache().figures(snap, kind)
     left, right = st.columns(2)
     for column, name in zip((left, right, left, right), ("loss", "validation", "recall", "share")):
         if name in figures:

@@ -16,6 +16,7 @@ import torch
 
 import segloss
 from segloss import pixel_maps, viz
+from segloss.evaluation import MAP_KINDS
 from segloss.scene import Scene
 from ui.upload_view import Prediction
 from ui.widgets import loss_param_widgets
@@ -25,6 +26,8 @@ PANEL_PIXELS = 4 * 192 * 192
 MAX_SIDE = 512
 COMPARISON_SIDE = 320
 COMPARISON_LABELS = {"difference": "difference A - B", "log_ratio": "log10 ratio A / B"}
+MAP_LABELS = {"loss": "loss map", "gradient": "gradient map"}
+SKIPPED = ("learnable", "momentum", "per_image")  # one image: no learning, no running average, one region set
 
 
 @dataclass
@@ -36,6 +39,11 @@ class Result:
     view: pixel_maps.DisplayView
     hover_text: np.ndarray
     titles: dict[str, str]
+    kind: str  # "loss" or "gradient"
+
+    @property
+    def unit(self) -> str:
+        return "loss" if self.kind == "loss" else "|dL/dz|"
 
 
 def panel_side(count: int) -> int:
@@ -43,35 +51,47 @@ def panel_side(count: int) -> int:
     return int(min(MAX_SIDE, max(128, (PANEL_PIXELS / max(count, 1)) ** 0.5)))
 
 
-def loss_choice() -> dict[str, dict]:
-    """Loss multiselect and each loss's parameters; name -> params (possibly empty)."""
+def loss_choice() -> tuple[dict[str, dict], str]:
+    """Loss multiselect, each loss's parameters and the map kind: ``(name -> params, kind)``.
+
+    In "loss map" mode the region losses chosen are left out with a note (they have no
+    per-pixel loss); the gradient map shows every loss.
+    """
     names = st.multiselect("Losses", list(segloss.LOSSES), default=list(pixel_maps.DEFAULT_LOSSES),
                            format_func=lambda n: segloss.LOSSES[n].title, key="upload_losses",
                            help="Weighted CE weighs classes by this mask's pixel counts; recall loss by the "
-                           "prediction's recall on this image.")
+                           "prediction's recall on this image. Region losses (Dice, Lovász...) have gradient maps only.")
+    kind = st.segmented_control("Show", MAP_KINDS, format_func=MAP_LABELS.get, default="loss", key="upload_kind",
+                                help="Loss map: what each pixel costs. Gradient map: |dL/dz| at each pixel (scaled by "
+                                "the number of pixels), how hard the loss pushes that pixel's logits.") or "loss"
     chosen = {}
     with st.expander("Loss parameters"):
         for name in names:
             spec = segloss.LOSSES[name]
-            if any(p.name not in ("learnable", "momentum") for p in spec.params):
+            if any(p.name not in SKIPPED for p in spec.params):
                 st.markdown(f"**{spec.title}**")
-            chosen[name] = loss_param_widgets(spec, "upload", skip=("learnable", "momentum"))
-    return chosen
+            chosen[name] = loss_param_widgets(spec, "upload", skip=SKIPPED)
+    region = [name for name in chosen if not segloss.LOSSES[name].pixelwise]
+    if kind == "loss" and region:
+        st.info(f"{', '.join(segloss.LOSSES[n].title for n in region)}: no loss per pixel (they score whole regions). "
+                "Switch to **gradient map** to see where they push.", icon=":material/info:")
+        chosen = {name: values for name, values in chosen.items() if name not in region}
+    return chosen, kind
 
 
-@st.cache_resource(max_entries=4, show_spinner="Computing the loss maps...")
-def compute(key: str, _scene: Scene, _logits: torch.Tensor, losses: tuple) -> Result:
-    """Maps, table and view; cached per ``key`` (scene + prediction, by content) and ``losses``
-    (``((name, ((param, value), ...)), ...)``). Arguments starting with ``_`` are not hashed."""
+@st.cache_resource(max_entries=4, show_spinner="Computing the maps...")
+def compute(key: str, _scene: Scene, _logits: torch.Tensor, losses: tuple, kind: str = "loss") -> Result:
+    """Maps, table and view; cached per ``key`` (scene + prediction, by content), ``losses``
+    (``((name, ((param, value), ...)), ...)``) and ``kind``. Arguments starting with ``_`` are not hashed."""
     params = {name: dict(values) for name, values in losses}
-    maps = pixel_maps.loss_maps(_logits, _scene.labels, params, ignore_index=_scene.ignore_index)
+    maps = pixel_maps.loss_maps(_logits, _scene.labels, params, kind=kind, ignore_index=_scene.ignore_index)
     titles = {name: segloss.LOSSES[name].title for name in maps}
     table = pixel_maps.class_table(maps, _scene.labels, _scene.num_classes, class_names=_scene.class_names,
-                                   logits=_logits, ignore_index=_scene.ignore_index)
+                                   logits=_logits, kind=kind, ignore_index=_scene.ignore_index)
     view = pixel_maps.display_view(_scene.image, _scene.labels, _logits, maps, max_side=panel_side(len(maps)),
                                    ignore_index=_scene.ignore_index)
     text = viz.pixel_hover_text(view.labels, view.top_classes, _scene.class_names, _scene.ignore_index)
-    return Result(maps, table, view, text, titles)
+    return Result(maps, table, view, text, titles, kind)
 
 
 def heatmaps(scene: Scene, result: Result, prediction: Prediction) -> None:
@@ -87,17 +107,17 @@ def heatmaps(scene: Scene, result: Result, prediction: Prediction) -> None:
     panels = {result.titles[name]: values for name, values in view.maps.items()}
     fig = viz.loss_panels_figure(view.image, panels, factor=view.factor, hover_text=result.hover_text,
                                  top_probs=view.top_probs, opacity=opacity, shared_scale=scale == "shared",
-                                 log_color=log_color)
+                                 log_color=log_color, unit=result.unit)
     st.plotly_chart(fig, width="stretch", key="upload_panels")
     full = {result.titles[name]: values.numpy() for name, values in result.maps.items()}
     st.download_button("Download the heatmaps (PNG, full resolution)", icon=":material/download:",
                        data=lambda: viz.heatmaps_png(scene.image, full, opacity=opacity,
                                                      shared_scale=scale == "shared", log_color=log_color),
-                       file_name=f"{scene.name}_loss_maps.png", mime="image/png", key="upload_png")
+                       file_name=f"{scene.name}_{result.kind}_maps.png", mime="image/png", key="upload_png")
     drawn = (f"drawn at {view.image.shape[1]} x {view.image.shape[0]}, each block of {view.factor} x {view.factor} "
-             "px coloured by its mean loss" if view.factor > 1 else "drawn at full resolution")
+             f"px coloured by its mean {result.unit}" if view.factor > 1 else "drawn at full resolution")
     st.caption(f"Prediction: {prediction.label}; {drawn}. Zoom into one panel and the others follow; hover a "
-               "pixel for its label, top-3 probabilities and every loss. The PNG is at full resolution.")
+               "pixel for its label, top-3 probabilities and every map's value. The PNG is at full resolution.")
 
 
 def comparison(scene: Scene, result: Result) -> None:
