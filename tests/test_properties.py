@@ -53,3 +53,35 @@ def test_every_loss_is_finite_in_value_and_gradient(case, name, data):
     assert torch.isfinite(z.grad.float()).all()
     if bool((target == 255).all()):
         assert torch.all(value == 0) and torch.all(z.grad == 0)
+
+
+REGION_PARAMS = {
+    "dice": {"smooth": [0.0, 1.0], "per_image": ["batch", "image"]},
+    "jaccard": {"smooth": [0.0, 1.0], "per_image": ["batch", "image"]},
+    "tversky": {"alpha": [0.0, 0.3, 1.0], "beta": [0.0, 0.7, 1.0], "smooth": [0.0, 1.0]},
+    "focal_tversky": {"alpha": [0.0, 0.3], "gamma": [0.1, 0.75, 2.0], "smooth": [0.0, 1.0],
+                      "per_image": ["batch", "image"]},
+    "lovasz": {"per_image": ["batch", "image"]},
+    "dice_ce": {"dice_weight": [0.0, 1.0, 10.0], "smooth": [0.0, 1.0]},
+    "dice_focal": {"gamma": [0.0, 2.0], "dice_weight": [1.0], "per_image": ["batch", "image"]},
+}
+
+
+@settings(max_examples=80, deadline=None)
+@given(case=segmentation_case(), name=st.sampled_from(sorted(REGION_PARAMS)), data=st.data())
+def test_every_region_loss_is_finite_and_bounded_in_value_and_gradient(case, name, data):
+    logits, target, c = case
+    params = {k: data.draw(st.sampled_from(v)) for k, v in REGION_PARAMS[name].items()}
+    weighted = data.draw(st.booleans())
+    weight = torch.linspace(0.5, 2.0, c) if weighted else None
+    reduction = data.draw(st.sampled_from(["mean", "sum"]))
+    module = segloss.create_loss(name, weight=weight, reduction=reduction, **params)
+    z = logits.clone().requires_grad_()
+    value = module(z, target)
+    assert value.shape == () and torch.isfinite(value)
+    if reduction == "mean" and name not in ("dice_ce", "dice_focal"):
+        assert -1e-6 <= value.item() <= 1 + 1e-6  # a mean of 1 - score per class
+    value.backward()
+    assert torch.isfinite(z.grad.float()).all()
+    if bool((target == 255).all()):
+        assert value.item() == 0 and torch.all(z.grad == 0)
