@@ -18,6 +18,7 @@ P_T = analysis.probability_grid(400)
 GAMMAS = (0.0, 0.5, 1.0, 2.0, 5.0)
 GAMMA_COLORS = dict(zip(GAMMAS, ("#636efa", "#00cc96", "#ab63fa", "#ef553b", "#ffa15a")))
 LOSS_DASHES = {"focal": "solid", "dual_focal": "dot"}
+OTHER_COLORS = ("#19d3f3", "#ff6692", "#8c564b", "#b6e880", "#ff97ff", "#7f7f7f", "#17becf")  # none of the gammas' colours
 RECALLS = (0.0, 0.25, 0.5, 0.75, 0.9)
 STREET = data.DATASETS["street"]
 
@@ -91,6 +92,9 @@ for name in chosen:
         label = spec.title + (f" ({STREET.class_names[true_class]} pixel, C = {len(STREET.class_names)})"
                               if spec.needs_class_counts else "")
         curves[label] = curve(name, tuple(values.items()), num_classes, spread, true_class)
+        if name != "ce":
+            others = sum(1 for style in styles.values() if style["color"] in OTHER_COLORS)
+            styles[label] = {"color": OTHER_COLORS[others % len(OTHER_COLORS)]}
 
 with chart:
     if not curves:
