@@ -13,7 +13,11 @@ little. kornia's ``focal_loss`` and MONAI's ``FocalLoss(use_softmax=True)`` (ben
 dependencies) run on the same inputs (ignored pixels set to class 0 for MONAI, which has no
 ignore index over a softmax).
 
-Usage: python benchmarks/bench_losses.py [--shape 8 19 256 256] [--rounds 2] [--repeats 5]
+With ``--compiled`` segloss's losses run through ``torch.compile``'d kernels
+(``segloss.use_compiled_kernels()``); their compilation happens in the warm-up, outside the
+measurement, and its time is printed in its own column.
+
+Usage: python benchmarks/bench_losses.py [--shape 8 19 256 256] [--rounds 2] [--repeats 5] [--compiled]
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import subprocess
 import sys
 import time
 
+COMPILED = ("ce", "focal", "recall")  # the losses use_compiled_kernels() changes
 LOSSES = {
     "torch F.cross_entropy": "torch_ce",
     "segloss cross_entropy": "ce",
@@ -68,23 +73,29 @@ def _loss_fn(key: str):
     }[key]
 
 
-def child(key: str, shape: list[int], repeats: int) -> dict:
+def child(key: str, shape: list[int], repeats: int, compiled: bool) -> dict:
     """Measure one loss in this (fresh) process: seconds per pass (``repeats > 0``) or peak bytes."""
     import torch
 
+    import segloss
+
+    segloss.use_compiled_kernels(compiled and key in COMPILED)
     torch.manual_seed(0)
     logits = (3 * torch.randn(*shape)).requires_grad_()
     target = torch.randint(0, shape[1], (shape[0], *shape[2:]))
     target[:, :8] = 255
     loss_fn = _loss_fn(key)
-    loss_fn(logits, target).backward()  # warm-up
+    start = time.perf_counter()
+    loss_fn(logits, target).backward()  # warm-up (and compilation)
+    warm_up = time.perf_counter() - start
     logits.grad = None
     with open("/proc/self/clear_refs", "w") as refs:
         refs.write("5")
     if repeats == 0:
         before = _read_status("VmRSS")
         loss_fn(logits, target).backward()
-        return {"extra_bytes": _read_status("VmHWM") - before, "logits_bytes": logits.numel() * 4}
+        return {"extra_bytes": _read_status("VmHWM") - before, "logits_bytes": logits.numel() * 4,
+                "warm_up": warm_up}
     times = []
     for _ in range(repeats):
         logits.grad = None
@@ -100,16 +111,18 @@ def main() -> None:
     parser.add_argument("--shape", type=int, nargs="+", default=[8, 19, 256, 256])
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the best is kept")
     parser.add_argument("--repeats", type=int, default=5, help="timed passes per child (median)")
+    parser.add_argument("--compiled", action="store_true", help="segloss.use_compiled_kernels() for segloss's losses")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.shape, args.repeats)))
+        print(json.dumps(child(args.child, args.shape, args.repeats, args.compiled)))
         return
     memory_env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
     best: dict[str, dict] = {key: {"seconds": float("inf"), "extra_bytes": float("inf")} for key in LOSSES.values()}
 
     def run_child(key: str, repeats: int, env: dict) -> dict:
-        cmd = [sys.executable, __file__, "--child", key, "--repeats", str(repeats), "--shape", *map(str, args.shape)]
+        cmd = [sys.executable, __file__, "--child", key, "--repeats", str(repeats), "--shape", *map(str, args.shape),
+               *(["--compiled"] if args.compiled else [])]
         return json.loads(subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout)
 
     for _ in range(args.rounds):
@@ -117,15 +130,19 @@ def main() -> None:
             memory = run_child(key, 0, memory_env)
             seconds = run_child(key, args.repeats, dict(os.environ))["seconds"]
             best[key] = {"seconds": min(seconds, best[key]["seconds"]), "logits_bytes": memory["logits_bytes"],
-                         "extra_bytes": min(memory["extra_bytes"], best[key]["extra_bytes"])}
+                         "extra_bytes": min(memory["extra_bytes"], best[key]["extra_bytes"]),
+                         "warm_up": memory["warm_up"]}
     base = best["torch_ce"]
-    print(f"forward + backward on float32 logits {tuple(args.shape)}, CPU, {os.cpu_count()} cores "
+    mode = "torch.compile'd kernels for CE/focal/recall" if args.compiled else "eager fused path"
+    print(f"forward + backward on float32 logits {tuple(args.shape)}, CPU, {os.cpu_count()} cores, segloss {mode} "
           f"(best of {args.rounds} rounds, median of {args.repeats} passes)")
-    print(f"{'loss':<26}{'ms':>9}{'time / torch CE':>17}{'extra mem / logits':>20}{'mem / torch CE':>16}")
+    print(f"{'loss':<26}{'ms':>9}{'time / torch CE':>17}{'extra mem / logits':>20}{'mem / torch CE':>16}"
+          f"{'first call s':>14}")
     for label, key in LOSSES.items():
         r = best[key]
         print(f"{label:<26}{r['seconds'] * 1e3:>9.1f}{r['seconds'] / base['seconds']:>17.2f}"
-              f"{r['extra_bytes'] / r['logits_bytes']:>20.2f}{r['extra_bytes'] / max(base['extra_bytes'], 1):>16.2f}")
+              f"{r['extra_bytes'] / r['logits_bytes']:>20.2f}{r['extra_bytes'] / max(base['extra_bytes'], 1):>16.2f}"
+              f"{r['warm_up']:>14.2f}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ This package imports torch and numpy only; it never imports streamlit.
 """
 
 from segloss import functional
+from segloss._compiled import compiled_kernels_enabled, use_compiled_kernels
 from segloss.losses import CrossEntropyLoss, DualFocalLoss, FocalLoss, RecallLoss
 from segloss.registry import LOSSES, LossSpec, ParamSpec, create_loss
 
@@ -24,5 +25,7 @@ __all__ = [
     "LossSpec",
     "ParamSpec",
     "create_loss",
+    "use_compiled_kernels",
+    "compiled_kernels_enabled",
 ]
 __version__ = "0.1.0"

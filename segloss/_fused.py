@@ -30,6 +30,8 @@ from collections.abc import Iterator
 
 import torch
 
+from segloss import _compiled
+
 
 def _blocks(num_pixels: int, num_classes: int, device: torch.device) -> Iterator[tuple[int, int]]:
     """Pixel ranges covering ``[0, num_pixels)``, about 2^19 (CPU) or 2^25 (GPU) elements each."""
@@ -82,6 +84,31 @@ def _focal_block(z: torch.Tensor, t: torch.Tensor, gamma: float, work: torch.Ten
     return -modulator * log_pt, coef, argmax, log_s
 
 
+def _eager_focal_pass(flat, labels, ignore_index, gamma, dtype, ranges, counts, count_hits: bool):
+    """``(loss, coef, argmax, log_s)`` ``(N, P)`` of logits ``(N, C, P)`` block by block with
+    :func:`_focal_block`; adds the valid-pixel counts (and argmax hits) to ``counts`` ``(2, C + 1)``."""
+    n, c, num_pixels = flat.shape
+    loss = torch.empty(n, num_pixels, dtype=dtype, device=flat.device)
+    coef = torch.ones_like(loss)
+    log_sums = torch.empty_like(loss)
+    argmaxes = torch.empty(n, num_pixels, dtype=_index_dtype(c), device=flat.device)
+    work = torch.empty(c, max((b - a for a, b in ranges), default=0), dtype=dtype, device=flat.device)
+    for i in range(n):
+        for a, b in ranges:
+            valid = labels[i, a:b] != ignore_index
+            label = torch.where(valid, labels[i, a:b], c).long()
+            safe = torch.where(valid, label, 0).unsqueeze(0)
+            block_loss, block_coef, argmax, log_s = _focal_block(flat[i, :, a:b].to(dtype), safe, gamma, work)
+            loss[i, a:b] = block_loss * valid
+            log_sums[i, a:b] = log_s
+            argmaxes[i, a:b] = argmax
+            coef[i, a:b] = valid if block_coef is None else block_coef * valid
+            counts[0] += torch.bincount(label, minlength=c + 1)
+            if count_hits:
+                counts[1] += torch.bincount(torch.where(argmax == label, label, c), minlength=c + 1)
+    return loss, coef, argmaxes, log_sums
+
+
 class FocalFamily(torch.autograd.Function):
     """Per-pixel ``-s (1 - p_t)^gamma log p_t`` with an analytic, in-place backward.
 
@@ -103,40 +130,29 @@ class FocalFamily(torch.autograd.Function):
         flat, labels = logits.reshape(n, c, -1), target.reshape(n, -1)
         num_pixels = flat.shape[2]
         dtype, device = _compute_dtype(logits.dtype), logits.device
-        loss = torch.empty(n, num_pixels, dtype=dtype, device=device)
-        coef = torch.ones_like(loss)
-        log_sums = torch.empty_like(loss)
-        argmaxes = torch.empty(n, num_pixels, dtype=_index_dtype(c), device=device)
         counts = torch.zeros(2, c + 1, dtype=torch.int64, device=device)  # valid pixels, argmax hits
         ranges = list(_blocks(num_pixels, c, device))
-        work = torch.empty(c, max((b - a for a, b in ranges), default=0), dtype=dtype, device=device)
         with torch.autocast(device.type, enabled=False):
-            for i in range(n):
-                for a, b in ranges:
-                    valid = labels[i, a:b] != ignore_index
-                    label = torch.where(valid, labels[i, a:b], c).long()
-                    safe = torch.where(valid, label, 0).unsqueeze(0)
-                    block_loss, block_coef, argmax, log_s = _focal_block(flat[i, :, a:b].to(dtype), safe, gamma, work)
-                    loss[i, a:b] = block_loss * valid
-                    log_sums[i, a:b] = log_s
-                    argmaxes[i, a:b] = argmax
-                    coef[i, a:b] = valid if block_coef is None else block_coef * valid
-                    counts[0] += torch.bincount(label, minlength=c + 1)
-                    if scale_from_counts is not None:
-                        counts[1] += torch.bincount(torch.where(argmax == label, label, c), minlength=c + 1)
-            del work
+            ctx.compiled = _compiled.compiled_kernels_enabled()
+            if ctx.compiled:  # maxes (float) are saved in place of the eager path's argmax indices
+                loss, coef, maxes, log_sums, hit = _compiled.focal_forward(flat, labels, ignore_index, gamma,
+                                                                           scale_from_counts is not None)
+                label = torch.where(labels != ignore_index, labels, c).reshape(-1)
+                counts[0] += torch.bincount(label, minlength=c + 1)
+                if hit is not None:
+                    counts[1] += torch.bincount(torch.where(hit.reshape(-1), label, c), minlength=c + 1)
+            else:
+                loss, coef, maxes, log_sums = _eager_focal_pass(flat, labels, ignore_index, gamma, dtype, ranges,
+                                                                   counts, scale_from_counts is not None)
             if not (bool(torch.isfinite(log_sums).all()) and bool(torch.isfinite(loss).all())):
                 _raise_non_finite(logits)
             if scale_from_counts is not None:
                 class_scale = scale_from_counts(counts[0, :c], counts[1, :c])
-            if class_scale is not None:
-                class_scale = class_scale.to(dtype)
-                for i in range(n):
-                    for a, b in ranges:
-                        scale = class_scale[torch.where(labels[i, a:b] != ignore_index, labels[i, a:b], 0).long()]
-                        loss[i, a:b] *= scale
-                        coef[i, a:b] *= scale
-        ctx.save_for_backward(logits, target, argmaxes, log_sums, coef)
+            if class_scale is not None:  # per pixel: (N, P), a 1/C of the logits
+                scale = class_scale.to(dtype)[torch.where(labels != ignore_index, labels, 0)]
+                loss.mul_(scale)
+                coef.mul_(scale)
+        ctx.save_for_backward(logits, target, maxes, log_sums, coef)
         ctx.ignore_index = ignore_index
         ctx.mark_non_differentiable(counts)
         return loss.reshape(target.shape), counts[0, :c]
@@ -147,6 +163,10 @@ class FocalFamily(torch.autograd.Function):
         n, c = logits.shape[:2]
         dtype, device = log_sums.dtype, logits.device
         flat, labels, upstream = logits.reshape(n, c, -1), target.reshape(n, -1), grad_map.reshape(n, -1)
+        if ctx.compiled:  # argmaxes holds the maxes themselves
+            with torch.autocast(device.type, enabled=False):
+                grad = _compiled.focal_backward(flat, labels, ctx.ignore_index, argmaxes, log_sums, coef, upstream)
+                return grad.reshape(logits.shape), None, None, None, None, None
         grad = torch.empty_like(logits)
         grad_flat = grad.view(n, c, -1)
         with torch.autocast(device.type, enabled=False):

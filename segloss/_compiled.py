@@ -1,0 +1,118 @@
+"""``torch.compile``'d kernels for the fused losses: one generated loop per pass, opt-in.
+
+The eager fused path (:mod:`segloss._fused`) runs a dozen torch ops per block of pixels; here
+the same formulas are traced once by ``torch.compile`` (inductor), which fuses each pass into a
+single loop over the logits: the forward reads them (max, sums and every per-pixel
+quantity in one or two sweeps) and the backward reads them once and writes the gradient once.
+Nothing of the logits' size is created but the gradient, as on the eager path.
+
+It costs a compilation at the first call per dtype and number of dimensions (seconds to tens
+of seconds; inductor caches the generated code on disk, so later processes start faster), and
+needs a C++ compiler on CPU. So it is off by default (the app and short scripts would pay the
+start-up on every new shape) and turned on with :func:`segloss.use_compiled_kernels` by training
+loops that run many steps on one input size. Shapes are compiled as dynamic, and ``gamma``
+is a tensor, so new sizes and parameter values do not recompile.
+
+The formulas are :func:`segloss._fused._focal_block`'s (see :class:`~segloss._fused.FocalFamily`
+for the derivation); the tests compare both paths with the autograd oracle.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+
+import torch
+
+_STATE = {"enabled": False}
+_LOCK = threading.Lock()
+
+
+def use_compiled_kernels(enabled: bool = True) -> None:
+    """Run CE, weighted CE, focal and recall loss through ``torch.compile``'d kernels (or not).
+
+    Process-wide. The first loss call afterwards compiles (seconds to tens of seconds, once per
+    dtype and number of dimensions); see :mod:`segloss._compiled`. On the benchmark shape
+    ``(8, 19, 256, 256)`` forward + backward then takes less time than torch's own
+    cross-entropy (``benchmarks/bench_losses.py --compiled``).
+
+    Raises:
+        TypeError: ``enabled`` is not a bool.
+    """
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled must be a bool, got {enabled!r}")
+    _STATE["enabled"] = enabled
+
+
+def compiled_kernels_enabled() -> bool:
+    """Whether :func:`use_compiled_kernels` is on."""
+    return _STATE["enabled"]
+
+
+def _onehot_mask(z: torch.Tensor, safe: torch.Tensor) -> torch.Tensor:
+    classes = torch.arange(z.shape[1], device=z.device).view(1, -1, 1)
+    return classes == safe.unsqueeze(1)
+
+
+def _focal_forward(z: torch.Tensor, target: torch.Tensor, ignore_index: int, gamma: torch.Tensor,
+                   with_hits: bool):
+    """``(loss, coef, m, log_s, hit)``, each ``(N, P)``, for logits ``(N, C, P)``: ``m`` the max
+    over classes, ``log_s = log sum exp(z - m)``, ``hit`` whether ``argmax(z) == target`` (None
+    unless ``with_hits``; torch's first-index tie rule, found with sums, since an index
+    reduction would slow the whole loop); loss and coef are 0 at ignored pixels, the class scale
+    is not applied."""
+    z = z if z.dtype == torch.float64 else z.float()
+    valid = target != ignore_index
+    safe = torch.where(valid, target, 0)
+    # every reduction reads z itself: a shared full-size intermediate would be materialised
+    m = z.amax(dim=1, keepdim=True)
+    shifted_t = (z.gather(1, safe.unsqueeze(1)) - m).squeeze(1)
+    s_others = torch.where(_onehot_mask(z, safe), 0.0, torch.exp(z - m)).sum(1)
+    log_s = torch.log(s_others + shifted_t.exp())
+    log1m_pt = s_others.clamp_min(1e-38).log() - log_s  # log(1 - p_t)
+    one_minus = log1m_pt.exp()
+    log_pt = torch.where(one_minus < 0.5, torch.log1p(-one_minus), shifted_t - log_s)
+    ratio = torch.where(one_minus > 1e-6, log_pt / one_minus, -1.0 - 0.5 * one_minus)  # log(p_t) / (1 - p_t)
+    gamma = gamma.to(z.dtype)
+    modulator = torch.where(gamma == 0, 1.0, torch.exp(gamma * log1m_pt))
+    coef = modulator * (1.0 - gamma * ratio * torch.exp(log_pt))
+    loss = -modulator * log_pt
+    hit = None
+    if with_hits:  # the target is a maximum and no earlier class ties with it
+        classes = torch.arange(z.shape[1], device=z.device).view(1, -1, 1)
+        earlier_ties = ((z == m) & (classes < safe.unsqueeze(1))).sum(1)
+        hit = valid & (shifted_t == 0) & (earlier_ties == 0)
+    return torch.where(valid, loss, 0.0), torch.where(valid, coef, 0.0), m.squeeze(1), log_s, hit
+
+
+def _focal_backward(z: torch.Tensor, target: torch.Tensor, ignore_index: int, m: torch.Tensor,
+                    log_s: torch.Tensor, coef: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
+    """``coef * upstream * (softmax(z) - onehot(target))`` ``(N, C, P)`` in the logits' dtype; 0 at
+    ignored pixels (their ``coef`` is 0). ``upstream`` ``(N, P)`` may be an expanded scalar."""
+    out_dtype = z.dtype
+    z = z if z.dtype == torch.float64 else z.float()
+    safe = torch.where(target != ignore_index, target, 0)
+    w = (coef * upstream.to(coef.dtype)).unsqueeze(1).to(z.dtype)
+    probs = torch.exp((z - m.unsqueeze(1).to(z.dtype)) - log_s.unsqueeze(1))
+    grad = w * probs - torch.where(_onehot_mask(z, safe), w, 0.0)
+    return grad.to(out_dtype)
+
+
+@functools.cache
+def _compiled(name: str):
+    function = {"focal_forward": _focal_forward, "focal_backward": _focal_backward}[name]
+    return torch.compile(function, dynamic=True)
+
+
+def focal_forward(z: torch.Tensor, target: torch.Tensor, ignore_index: int, gamma: float, with_hits: bool = False):
+    """Compiled :func:`_focal_forward` (``z`` ``(N, C, P)``, ``target`` ``(N, P)``)."""
+    gamma = torch.tensor(float(gamma), dtype=torch.float64, device=z.device)
+    with _LOCK:  # the first call compiles, which must not run twice at once
+        return _compiled("focal_forward")(z, target, ignore_index, gamma, with_hits)
+
+
+def focal_backward(z: torch.Tensor, target: torch.Tensor, ignore_index: int, m: torch.Tensor,
+                   log_s: torch.Tensor, coef: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
+    """Compiled :func:`_focal_backward`."""
+    with _LOCK:
+        return _compiled("focal_backward")(z, target, ignore_index, m, log_s, coef, upstream)
