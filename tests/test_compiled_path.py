@@ -11,7 +11,7 @@ import segloss
 import segloss.functional as SF
 from conftest import random_batch
 from segloss import _compiled
-from test_fast_path import CASES, both
+from test_fast_path import CASES, both, saturated_batch
 
 COMPILED_CASES = [(name, kwargs) for name, kwargs in CASES if name != "dual_focal_loss"]
 
@@ -41,12 +41,7 @@ def test_compiled_path_equals_reference_in_value_and_gradient(compiled, name, kw
 
 @pytest.mark.parametrize("name, kwargs", COMPILED_CASES)
 def test_compiled_path_equals_reference_at_saturated_float32_logits(compiled, name, kwargs):
-    g = torch.Generator().manual_seed(3)
-    winner = torch.randint(0, 4, (4, 16), generator=g)
-    logits = torch.nn.functional.one_hot(winner, 4).movedim(-1, 1).float() * 120 - 60
-    logits += torch.randn(logits.shape, generator=g)
-    target = torch.randint(0, 4, (4, 16), generator=g)
-    (fast, fast_grad), (ref, ref_grad) = both(name, logits, target, "none", kwargs)
+    (fast, fast_grad), (ref, ref_grad) = both(name, *saturated_batch(), "none", kwargs)
     assert torch.isfinite(fast).all() and torch.isfinite(fast_grad).all()
     torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(fast_grad, ref_grad, rtol=1e-4, atol=1e-6)
