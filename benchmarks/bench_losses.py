@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 
-COMPILED = ("ce", "focal", "recall")  # the losses use_compiled_kernels() changes
+COMPILED = ("ce", "focal", "dual_focal", "recall")  # the losses use_compiled_kernels() changes
 LOSSES = {
     "torch F.cross_entropy": "torch_ce",
     "segloss cross_entropy": "ce",
@@ -133,7 +133,7 @@ def main() -> None:
                          "extra_bytes": min(memory["extra_bytes"], best[key]["extra_bytes"]),
                          "warm_up": memory["warm_up"]}
     base = best["torch_ce"]
-    mode = "torch.compile'd kernels for CE/focal/recall" if args.compiled else "eager fused path"
+    mode = "torch.compile'd kernels (use_compiled_kernels)" if args.compiled else "eager fused path"
     print(f"forward + backward on float32 logits {tuple(args.shape)}, CPU, {os.cpu_count()} cores, segloss {mode} "
           f"(best of {args.rounds} rounds, median of {args.repeats} passes)")
     print(f"{'loss':<26}{'ms':>9}{'time / torch CE':>17}{'extra mem / logits':>20}{'mem / torch CE':>16}"

@@ -98,9 +98,76 @@ def _focal_backward(z: torch.Tensor, target: torch.Tensor, ignore_index: int, m:
     return grad.to(out_dtype)
 
 
+def _dual_focal(z: torch.Tensor, labels: torch.Tensor, ignore_index: int, class_scale: torch.Tensor,
+                grad_scale: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, gamma: torch.Tensor,
+                rho: torch.Tensor, gamma_is_one: bool, grad_out: torch.Tensor) -> torch.Tensor:
+    """Dual Focal Loss ``(B,)`` of a block ``z`` ``(C, B)`` with labels ``(B,)``, times
+    ``keep = class_scale[label]`` (0 at ignored pixels); its gradient times ``keep * grad_scale``
+    is written into ``grad_out`` ``(C, B)``.
+
+    :func:`segloss._fused._dual_focal_block`'s closed form (see its docstring), written with
+    masks instead of scatters and with few transcendental functions per element: ``a`` is the
+    first index of the maximum (a min reduction), ``log(1 - p_a)`` always comes from the
+    log-sum-exp of the other classes (no underflow at any margin), and ``r_c = p_c / (rho - p_c)``
+    is a division (``c`` not in ``{t, a}``, so ``p_c <= 1/2``). Parameters are 0-d float64
+    tensors (no recompilation per value); ``gamma_is_one`` skips ``p^gamma``.
+    """
+    f64 = torch.float64
+    z = z if z.dtype == torch.float64 else z.float()
+    valid = labels != ignore_index
+    t = torch.where(valid, labels, 0)
+    keep = torch.where(valid, class_scale.to(z.dtype)[t], 0.0)
+    c = z.shape[0]
+    classes = torch.arange(c, device=z.device).view(-1, 1)
+    m = z.amax(dim=0)
+    a = torch.where(z == m, classes, c).amin(dim=0)
+    is_a, is_t = classes == a, classes == t
+    shifted = z - m
+    m2 = torch.where(is_a, -torch.inf, shifted).amax(dim=0)  # the largest other class (-inf if C = 1)
+    m2 = torch.where(torch.isfinite(m2), m2, 0.0)
+    log_s_not_a = m2 + torch.log(torch.where(is_a, 0.0, torch.exp(shifted - m2.unsqueeze(0))).sum(0))
+    log_s = torch.nn.functional.softplus(log_s_not_a)  # log(1 + s_not_a)
+    log1m_pa = log_s_not_a - log_s
+    t_is_a = t == a
+    log_pt = (z.gather(0, t.unsqueeze(0))[0] - m) - log_s
+    p_t = log_pt.exp()
+    log1m_pt = torch.where(t_is_a, log1m_pa, torch.log1p(-torch.where(t_is_a, 0.0, p_t)))
+    alpha, beta, gamma, rho = (v.to(z.dtype) for v in (alpha, beta, gamma, rho))
+    log_rho_pa = torch.logaddexp(log1m_pa, torch.log(rho - 1.0))  # log(rho - p_a); log(0) = -inf at rho = 1
+    log_p = shifted - log_s
+    p = log_p.exp()
+    false_sum = torch.where(is_t, 0.0, torch.where(is_a, log_rho_pa, torch.log1p((rho - 1.0) - p))).sum(0)
+    powers = torch.where(is_t, 0.0, p if gamma_is_one else torch.exp(gamma * log_p))  # p_c^gamma, c != t
+    power_sum = powers.sum(0)
+    modulator = torch.exp(gamma * log1m_pt)
+    loss = (-log_pt - beta * false_sum + alpha * (modulator + power_sum)) * keep
+    # gradient: K in float64 (it may hold cancelling huge terms), p_k K as exp(log p_k + log|K|)
+    ratios = torch.where(is_t | is_a, 0.0, p / (rho - p))  # r_c, c not in {t, a}
+    r_sum = ratios.sum(0)
+    ag = (alpha * gamma).to(f64)
+    beta64 = beta.to(f64)
+    k1 = 1.0 - beta64 * r_sum.to(f64) - ag * power_sum.to(f64)
+    log_pa = -log_s.to(f64)
+    log_ra = (log_pa - log_rho_pa.to(f64)).clamp(max=700.0)
+    r_a = torch.where(t_is_a, 0.0, torch.exp(log_ra))
+    log_tq = ((gamma.to(f64) - 1.0) * log1m_pt.to(f64) + log_pt.to(f64)).clamp(max=700.0)
+    k = k1 - beta64 * r_a + ag * torch.exp(log_tq)
+    shift = (log_s.to(f64) - torch.log(k.abs().clamp_min(1e-300))).to(z.dtype)
+    general = torch.sign(k).to(z.dtype) * torch.exp(shifted - shift) + beta * ratios + (alpha * gamma) * powers
+    p_t64, log_pt64 = p_t.to(f64), log_pt.to(f64)
+    pt_ra = torch.where(t_is_a, 0.0, torch.exp((log_pt64 + log_ra).clamp(max=700.0)))
+    g_t = p_t64 * k1 - beta64 * pt_ra - 1.0 - ag * modulator.to(f64) * p_t64
+    v_a = torch.exp(log_pa + log1m_pa.to(f64) - log_rho_pa.to(f64))
+    g_a = (torch.exp(log_pa) * k1 + beta64 * v_a + ag * torch.exp(gamma.to(f64) * log_pa)
+           + ag * torch.exp(log_pa + log_tq))
+    grad = torch.where(is_t, g_t.to(z.dtype), torch.where(is_a, g_a.to(z.dtype), general))
+    grad_out.copy_(grad * (keep * grad_scale.to(z.dtype)))
+    return loss
+
+
 @functools.cache
 def _compiled(name: str):
-    function = {"focal_forward": _focal_forward, "focal_backward": _focal_backward}[name]
+    function = {"focal_forward": _focal_forward, "focal_backward": _focal_backward, "dual_focal": _dual_focal}[name]
     return torch.compile(function, dynamic=True)
 
 
@@ -116,3 +183,15 @@ def focal_backward(z: torch.Tensor, target: torch.Tensor, ignore_index: int, m: 
     """Compiled :func:`_focal_backward`."""
     with _LOCK:
         return _compiled("focal_backward")(z, target, ignore_index, m, log_s, coef, upstream)
+
+
+def dual_focal_params(params, device: torch.device) -> tuple:
+    """``(alpha, beta, gamma, rho)`` floats as the kernel's arguments (make them once per call)."""
+    return (*(torch.tensor(float(v), dtype=torch.float64, device=device) for v in params), float(params[2]) == 1.0)
+
+
+def dual_focal(z: torch.Tensor, labels: torch.Tensor, ignore_index: int, class_scale: torch.Tensor,
+               grad_scale: torch.Tensor, params: tuple, grad_out: torch.Tensor) -> torch.Tensor:
+    """Compiled :func:`_dual_focal`; ``params`` from :func:`dual_focal_params`."""
+    with _LOCK:
+        return _compiled("dual_focal")(z, labels, ignore_index, class_scale, grad_scale, *params, grad_out)

@@ -33,9 +33,11 @@ import torch
 from segloss import _compiled
 
 
-def _blocks(num_pixels: int, num_classes: int, device: torch.device) -> Iterator[tuple[int, int]]:
-    """Pixel ranges covering ``[0, num_pixels)``, about 2^19 (CPU) or 2^25 (GPU) elements each."""
-    budget = (1 << 19) if device.type == "cpu" else (1 << 25)
+def _blocks(num_pixels: int, num_classes: int, device: torch.device, compiled: bool = False
+            ) -> Iterator[tuple[int, int]]:
+    """Pixel ranges covering ``[0, num_pixels)``, about 2^19 (CPU) or 2^25 (GPU) elements each
+    (2^18 on CPU for the compiled Dual Focal kernel, whose per-pixel temporaries are float64)."""
+    budget = ((1 << 18) if compiled else (1 << 19)) if device.type == "cpu" else (1 << 25)
     size = max(1024, budget // max(num_classes, 1))
     for start in range(0, num_pixels, size):
         yield start, min(num_pixels, start + size)
@@ -297,37 +299,40 @@ class DualFocalFused(torch.autograd.Function):
         dtype, device = _compute_dtype(logits.dtype), logits.device
         out = torch.empty(n, flat.shape[2], dtype=dtype, device=device)
         grad = torch.empty(logits.shape, dtype=dtype, device=device) if ctx.needs_input_grad[0] else None
-        counts = torch.zeros(c + 1, dtype=torch.int64, device=device)
         scale = None if class_scale is None else class_scale.to(dtype)
-        ranges = list(_blocks(flat.shape[2], c, device))
-        work = torch.empty(3, c, max((b - a for a, b in ranges), default=0), dtype=dtype, device=device)
+        counts = torch.bincount(torch.where(labels != ignore_index, labels, c).reshape(-1), minlength=c + 1)[:c]
+        factor = 1.0
+        if reduction == "mean":
+            denominator = counts.sum().to(dtype) if scale is None else (counts.to(dtype) * scale).sum()
+            factor = torch.where(denominator > 0, 1.0 / denominator.clamp_min(1e-30), 0.0)
+        compiled = _compiled.compiled_kernels_enabled()
+        if compiled:
+            kernel_params = _compiled.dual_focal_params(params, device)
+            kernel_scale = torch.ones(c, dtype=dtype, device=device) if scale is None else scale
+            factor = torch.as_tensor(factor, dtype=dtype, device=device)
+        ranges = list(_blocks(flat.shape[2], c, device, compiled=compiled))
+        work = None if compiled else torch.empty(3, c, max((b - a for a, b in ranges), default=0), dtype=dtype,
+                                                 device=device)
         with torch.no_grad(), torch.autocast(device.type, enabled=False):
             for i in range(n):
                 for a, b in ranges:
-                    valid = labels[i, a:b] != ignore_index
-                    label = torch.where(valid, labels[i, a:b], c).long()
-                    safe = torch.where(valid, label, 0)
                     block_grad = None if grad is None else grad.view(n, c, -1)[i, :, a:b]
-                    values = _dual_focal_block(flat[i, :, a:b].to(dtype), safe, *params, work, block_grad)
-                    if not bool(torch.isfinite(values).all()):
-                        _raise_non_finite(logits)
-                    keep = valid if scale is None else valid * scale[safe]
-                    out[i, a:b] = values * keep
+                    if compiled:  # labels, weights and the scale are applied inside the kernel
+                        out[i, a:b] = _compiled.dual_focal(
+                            flat[i, :, a:b], labels[i, a:b], ignore_index, kernel_scale, factor, kernel_params,
+                            block_grad if block_grad is not None else torch.empty(c, b - a, dtype=dtype, device=device))
+                        continue
+                    valid = labels[i, a:b] != ignore_index
+                    safe = torch.where(valid, labels[i, a:b], 0)
+                    keep = valid.to(dtype) if scale is None else valid * scale[safe]
+                    values = _dual_focal_block(flat[i, :, a:b].to(dtype), safe, *params, work, block_grad) * keep
                     if block_grad is not None:
-                        block_grad.mul_(keep)
-                    counts += torch.bincount(label, minlength=c + 1)
+                        block_grad.mul_(keep * factor)
+                    out[i, a:b] = values
+            if not bool(torch.isfinite(out).all()):
+                _raise_non_finite(logits)
             del work
-            counts = counts[:c]
-            if reduction == "none":
-                value = out.reshape(target.shape)
-            else:
-                value = out.sum()
-                if reduction == "mean":
-                    denominator = counts.sum().to(dtype) if scale is None else (counts.to(dtype) * scale).sum()
-                    factor = torch.where(denominator > 0, 1.0 / denominator.clamp_min(1e-30), 0.0)
-                    value = value * factor
-                    if grad is not None:
-                        grad.mul_(factor)
+            value = out.reshape(target.shape) if reduction == "none" else out.sum() * factor
         if grad is not None:
             ctx.save_for_backward(grad)
         ctx.reduction = reduction

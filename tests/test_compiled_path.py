@@ -13,7 +13,7 @@ from conftest import random_batch
 from segloss import _compiled
 from test_fast_path import CASES, both, saturated_batch
 
-COMPILED_CASES = [(name, kwargs) for name, kwargs in CASES if name != "dual_focal_loss"]
+COMPILED_CASES = CASES
 
 
 @pytest.fixture
