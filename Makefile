@@ -28,3 +28,4 @@ test: $(STAMP) browser-deps
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_losses.py
+	$(BIN)/python benchmarks/bench_losses.py --compiled

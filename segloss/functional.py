@@ -18,10 +18,13 @@ Shared conventions of every loss here:
 
 How it runs: CE, weighted CE, focal and recall loss go through one fused autograd function
 (:mod:`segloss._fused`) with an analytic backward that keeps nothing of the logits' size but
-the gradient, working block by block; Dual Focal Loss evaluates :mod:`segloss.reference`'s
-formula block by block and recomputes each block under autograd in backward. A loss parameter
-given as a tensor that requires a gradient (e.g. a learnable gamma) takes the plain autograd
-path of :mod:`segloss.reference`, which is also the oracle the tests compare against.
+the gradient; Dual Focal Loss computes its closed-form gradient in the forward pass into the
+one full-size buffer backward returns. Both work block by block with torch ops, or, after
+:func:`segloss.use_compiled_kernels`, through ``torch.compile``'d kernels
+(:mod:`segloss._compiled`: faster than torch's own cross-entropy, at a compilation cost on the
+first call). A loss parameter given as a tensor that requires a gradient (e.g. a learnable
+gamma) takes the plain autograd path of :mod:`segloss.reference`, which is also the oracle the
+tests compare against.
 """
 
 from __future__ import annotations
