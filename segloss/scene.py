@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from segloss import data
+from segloss.samples import SAMPLE_DIR, SAMPLE_SIZE
 from segloss.uploads import (
     MaskError,
     UploadError,
@@ -29,13 +30,11 @@ from segloss.uploads import (
     resolve_out_of_range,
 )
 
-SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
 #: The Upload page computes on at most this many pixels (1024 x 1024); larger images are downscaled.
 PAGE_PIXEL_BUDGET = 1024 * 1024
 FROM_MASK = "mask"  # classes: inferred from the mask instead of a dataset's
 MASK_SUFFIXES = ("_mask", "-mask", "_label", "_labels", "_gt", "_seg")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
-SAMPLE_SIZE = 256
 OFFER_RESIZE, OFFER_IGNORE = "resize", "ignore"
 
 
