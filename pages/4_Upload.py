@@ -16,7 +16,8 @@ st.title("Your image: where each loss puts its weight")
 st.markdown(
     "Upload an image and its class mask, or **try a sample**. Pick where the prediction comes from: your own "
     "model's logits, a prediction **simulated** from the mask (turn its confidence, boundary softness and noise, "
-    "or make it miss a class), or a trained tiny U-Net. Each heatmap shows the loss of every pixel; the table "
+    "or make it miss a class), or a trained tiny U-Net. Each heatmap shows the loss of every pixel (or its gradient, "
+    "where the loss pushes; region losses such as Dice have only that); the table "
     "shows which classes own the pixels and which own each loss, the class-imbalance story in numbers."
 )
 

@@ -50,6 +50,15 @@ def test_upload_page_draws_heatmaps_from_real_file_inputs_and_reports_a_bad_file
     page.wait_for_timeout(500)
     table.screenshot(path=str(ARTIFACTS / "upload-table.png"))
 
+    # the gradient map: same panels, now |dL/dz|, in the real segmented control
+    page.get_by_test_id("stButtonGroup").get_by_text("gradient map").click()
+    expect(page.get_by_text("where each loss pushes")).to_be_visible(timeout=60_000)
+    charts = wait_for_charts(page, 2)
+    expect(charts.first.locator("g.heatmaplayer")).to_have_count(4)
+    expect(charts.first.get_by_text("|dL/dz|").first).to_be_attached()  # the colour bar's title
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    page.screenshot(path=str(ARTIFACTS / "upload-gradient-maps.png"), full_page=True)
+
     inputs.nth(1).set_input_files(str(tmp_path / "mask_text.png"))
     alert = page.get_by_test_id("stAlert").filter(has_text="not a recognised image")
     expect(alert).to_be_visible(timeout=60_000)
