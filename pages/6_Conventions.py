@@ -1,8 +1,9 @@
 """Library conventions: why "focal loss" gives different numbers in different libraries.
 
 One input, every library's focal loss (reproduced in ``segloss.conventions``, no library needed),
-the two "means" of weighted cross-entropy and the three formulas called "Dual Focal Loss", side by
-side with the reason for each difference and, where one is exact, the factor that converts it.
+the two "means" of weighted cross-entropy, the three formulas called "Dual Focal Loss" and the
+soft Dice losses of MONAI and smp (``segloss.dice_conventions``), side by side with the reason for
+each difference and, where one is exact, the factor that converts it.
 """
 
 import numpy as np
@@ -41,12 +42,15 @@ def dual_focal_curves(num_classes: int, spread: str, gamma: float) -> dict[str, 
     return {name: values.astype(np.float32) for name, values in curves.items()}
 
 
-st.title("Same input, different “focal loss”")
+st.title("Same input, different “focal loss” (and Dice)")
 st.markdown(
     "Libraries agree on the name and disagree on the function: **softmax** or one-vs-all **sigmoid**, what "
     "**alpha** weighs (the positives, every class but the background, or one value per class) and what "
     "**“mean”** divides by (valid pixels, all N·C·H·W elements, or per-class means summed). Below, every "
-    "convention runs on the same logits and labels; the ratio is to segloss's value for the same kind of loss."
+    "convention runs on the same logits and labels; the ratio is to segloss's value for the same kind of loss. "
+    "**Dice** has the same problem: regions per image or per batch, absent classes skipped, counted as 0 or "
+    "scored, smoothing 1, 1e-5 or 0, and V-Net's squared denominator. Pick the sample scene, where some classes "
+    "are absent from some images, to see them split."
 )
 
 controls, results = st.columns([1, 2.8], gap="large")

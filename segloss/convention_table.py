@@ -1,7 +1,8 @@
 """Every convention of :mod:`segloss.conventions` on one input, side by side, and what converts them.
 
 :func:`compare_conventions` evaluates each library's "focal loss", the two weighted-CE means and
-the three "Dual Focal" formulas on the same ``(logits, target)`` and returns one
+the three "Dual Focal" formulas and the soft Dice losses (:mod:`segloss.dice_conventions`) on the
+same ``(logits, target)`` and returns one
 :class:`ConventionRow` per convention: its value, its ratio to segloss's value for the same kind
 of loss, the reason in one sentence, and, only where one is exact, the factor that turns it into
 another row's value (``value * factor == that row's value``, up to float rounding).
@@ -18,12 +19,14 @@ import numpy as np
 import torch
 
 from segloss import conventions as cv
+from segloss import dice_conventions as dc
 from segloss import functional as SF
+from segloss import region
 from segloss._checks import check_logits_target, check_number
 from segloss.analysis import synthetic_probabilities
 from segloss.weights import inverse_frequency, pixel_counts
 
-GROUPS = ("focal", "weighted CE", "dual focal")
+GROUPS = ("focal", "weighted CE", "dual focal", "dice")
 SEGLOSS = "segloss 0.1 (this repo)"
 KORNIA = "kornia 0.9.0 (kornia.losses.focal_loss)"
 MONAI = "MONAI 1.6.1 (monai.losses.FocalLoss, to_onehot_y=True)"
@@ -32,6 +35,8 @@ SMP = "segmentation_models_pytorch 0.3.x/0.4 (losses.FocalLoss)"
 TORCH_CE = "torch 2.x (F.cross_entropy)"
 TAO = "Tao, Dong, Xu, ICML 2023, arXiv:2305.13665"
 PORT = "github CoinCheung/pytorch-loss (2019), after arXiv:1909.11932"
+MONAI_DICE = "MONAI 1.6.1 (monai.losses.DiceLoss, softmax=True, to_onehot_y=True)"
+SMP_DICE = "segmentation_models_pytorch 0.3.x/0.4 (losses.DiceLoss, multiclass)"
 
 
 @dataclass(frozen=True)
@@ -167,6 +172,7 @@ def compare_conventions(logits: torch.Tensor, target: torch.Tensor, *, gamma: fl
         ("dual focal", "2019 port: -Σ log(1-(p-y)²)", PORT, cv.port_2019_dual_focal_loss(z, target, **kw),
          "A third formula with no CE term, bounded by -C log 1e-5 per pixel.", None, "", ""),
     ]
+    specs += _dice_specs(z, target, ignore_index)
     references = {}
     rows = []
     for group, name, library, value, reason, factor, formula, converts_to in specs:
@@ -176,6 +182,33 @@ def compare_conventions(logits: torch.Tensor, target: torch.Tensor, *, gamma: fl
         rows.append(ConventionRow(group, name, library, value, ratio, reason, factor,
                                   formula if factor is not None else "", converts_to if factor is not None else ""))
     return rows
+
+
+def _dice_specs(z: torch.Tensor, target: torch.Tensor, ignore_index: int) -> list[tuple]:
+    """The "dice" group's rows (see :func:`compare_conventions`)."""
+    c = z.shape[1]
+    present = int((torch.bincount(target[target != ignore_index].reshape(-1), minlength=c) > 0).sum())
+    ours, ours0 = "segloss dice, s=1", "segloss dice, s=0"
+    kw = {"ignore_index": ignore_index}
+    return [
+        ("dice", ours, SEGLOSS, region.soft_dice_loss(z, target, smooth=1.0, **kw),
+         "Reference: one region per class over the whole batch, 1 - (2 TP + 1) / (Σp + Σy + 1), averaged over the "
+         "classes present in the labels.", None, "", ""),
+        ("dice", ours0, SEGLOSS, region.soft_dice_loss(z, target, smooth=0.0, **kw),
+         "Without smoothing: tiny regions swing more, their gradient is unbounded as Σp + Σy -> 0.", None, "", ""),
+        ("dice", "smp DiceLoss multiclass (smooth=0)", SMP_DICE, dc.smp_dice_loss(z, target, **kw),
+         "Absent classes count as 0 in a mean over all C classes, which lowers the value by |present| / C.",
+         c / present if present else None, "C / |present classes|", ours0),
+        ("dice", "MONAI DiceLoss (defaults: per image)", MONAI_DICE, dc.monai_dice_loss(z, target, **kw),
+         "Each image's classes are scored separately and averaged over N·C, absent ones included: a class missing "
+         "from an image but predicted there costs about 1, and s = 1e-5.", None, "", ""),
+        ("dice", "MONAI DiceLoss batch=True", MONAI_DICE, dc.monai_dice_loss(z, target, batch=True, **kw),
+         "Pooled over the batch like ours, but every class counts, absent ones too, and s = 1e-5.", None, "", ""),
+        ("dice", "MONAI DiceLoss batch=True, squared_pred=True (V-Net)", MONAI_DICE,
+         dc.monai_dice_loss(z, target, batch=True, squared_pred=True, **kw),
+         "V-Net's denominator Σp² + Σy² (Milletari et al. 2016): unsure predictions (p < 1) shrink it, so the same "
+         "prediction scores a higher Dice.", None, "", ""),
+    ]
 
 
 def conversion_text(row: ConventionRow) -> str:

@@ -19,10 +19,10 @@ def test_page_renders_table_ratio_bars_and_dual_focal_curves_in_float32():
     app = open_page(PAGE)
     assert not app.exception
     values = table_values(app)
-    assert len(values) == 15  # nothing ignored by default: MONAI without ignore_index is shown too
+    assert len(values) == 21  # nothing ignored by default: MONAI without ignore_index is shown too
     assert any(name.startswith("kornia focal_loss, α=None — kornia 0.9.0") for name in values)
     bars, curves = figures(app)
-    assert {trace["name"] for trace in bars["data"]} == {"focal", "weighted CE", "dual focal"}
+    assert {trace["name"] for trace in bars["data"]} == {"focal", "weighted CE", "dual focal", "dice"}
     assert [trace["name"] for trace in curves["data"]] == [
         "Hossain et al. 2021 (segloss, α=β=γ=ρ=1)", "Tao et al. 2023 (γ=2)", "2019 port: -Σ log(1-(p-y)²)",
         "cross-entropy"]
@@ -48,7 +48,7 @@ def test_ignored_pixels_and_gamma_change_values_and_drop_the_monai_row_without_i
     before = table_values(app)
     by_label(app.slider, "Share of pixels labelled ignore (255)").set_value(0.3).run()
     ignored = table_values(app)
-    assert not app.exception and len(ignored) == 14 and ignored != before
+    assert not app.exception and len(ignored) == 20 and ignored != before
     assert "ignored" in app.caption[0].value
     by_label(app.slider, "gamma (γ)").set_value(0.0).run()
     assert table_values(app) != ignored
@@ -66,7 +66,7 @@ def test_upload_inputs_in_the_session_are_offered_and_used():
     radio.set_value("upload").run()
     assert not app.exception
     assert "N = 1, C = 4, 120 pixels" in app.caption[0].value
-    assert len(table_values(app)) == 15
+    assert len(table_values(app)) == 21
 
 
 def test_unusable_upload_inputs_show_an_error_not_an_exception():

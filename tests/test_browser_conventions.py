@@ -9,7 +9,7 @@ pytestmark = pytest.mark.browser
 
 
 def test_conventions_page_by_direct_url_shows_table_and_charts(app_url, page):
-    page.set_viewport_size({"width": 1400, "height": 3600})  # the whole page in one screenshot
+    page.set_viewport_size({"width": 1400, "height": 4200})  # the whole page in one screenshot
     page.goto(f"{app_url}/Conventions")
     expect(page.get_by_test_id("stSidebar").get_by_text("Compute device")).to_be_visible(timeout=60_000)
     charts = page.get_by_test_id("stPlotlyChart")
@@ -19,7 +19,7 @@ def test_conventions_page_by_direct_url_shows_table_and_charts(app_url, page):
     expect(charts.nth(1).locator("g.trace")).to_have_count(4)  # three "Dual Focal" formulas and CE
     table = page.get_by_test_id("stTable")
     expect(table).to_have_count(1)
-    expect(table.locator("tbody tr")).to_have_count(15)  # no pixel ignored: MONAI without ignore_index too
+    expect(table.locator("tbody tr")).to_have_count(21)  # no pixel ignored: MONAI without ignore_index too
     expect(table.get_by_text("kornia focal_loss, α=None", exact=False)).to_be_visible()
     expect(page.get_by_text("Same input, different “focal loss”")).to_be_visible()
     expect(page.get_by_test_id("stException")).to_have_count(0)

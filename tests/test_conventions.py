@@ -18,6 +18,7 @@ from monai.losses import FocalLoss as MonaiFocalLoss
 from conftest import random_batch
 from segloss import analysis, convention_inputs, convention_table
 from segloss import conventions as cv
+from segloss import dice_conventions, region
 from segloss import functional as SF
 
 
@@ -294,3 +295,28 @@ def test_a_batch_without_valid_pixels_gives_rows_without_factors():
     rows = convention_table.compare_conventions(logits, torch.full_like(target, 255))
     assert all(row.factor is None for row in rows)
     assert convention_table.rows_as_columns(rows)["conversion"] == [""] * len(rows)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"batch": True}, {"include_background": False},
+                                    {"batch": True, "squared_pred": True}, {"smooth_nr": 0.5, "smooth_dr": 2.0}])
+def test_monai_dice_reproduction_matches_monai_1_6_1(kwargs):
+    from monai.losses import DiceLoss
+
+    logits, target = random_batch(3, 4, (6, 6), scale=2.0, seed=21)
+    target[target == 3] = 0  # class 3 absent: MONAI still scores it
+    ours = dice_conventions.monai_dice_loss(logits, target, **kwargs)
+    monai = DiceLoss(softmax=True, to_onehot_y=True, **kwargs)(logits, target.unsqueeze(1))
+    torch.testing.assert_close(ours.float(), monai, rtol=1e-5, atol=1e-6)
+
+
+def test_smp_dice_reproduction_matches_hand_computation():
+    # one image, 3 classes, 2 pixels with labels 0 and 1 (class 2 absent); p per pixel given
+    probs = torch.tensor([[0.7, 0.2, 0.1], [0.3, 0.6, 0.1]], dtype=torch.float64)
+    logits = probs.log().T.unsqueeze(0)  # (1, C=3, 2)
+    target = torch.tensor([[0, 1]])
+    dice0 = 2 * 0.7 / (0.7 + 0.3 + 1)  # TP = 0.7, sum p = 1.0, sum y = 1
+    dice1 = 2 * 0.6 / (0.2 + 0.6 + 1)
+    expected = ((1 - dice0) + (1 - dice1) + 0.0) / 3  # absent class 2: 0 in a mean over C = 3
+    assert dice_conventions.smp_dice_loss(logits, target).item() == pytest.approx(expected, rel=1e-9)
+    ours = region.soft_dice_loss(logits, target, smooth=0.0).item()
+    assert ours == pytest.approx(((1 - dice0) + (1 - dice1)) / 2, rel=1e-9)  # present classes only
