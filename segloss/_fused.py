@@ -33,11 +33,15 @@ import torch
 from segloss import _compiled
 
 
-def _blocks(num_pixels: int, num_classes: int, device: torch.device, compiled: bool = False
+CPU_BLOCK = 1 << 19  # elements per block: the CE family's work buffer
+CPU_BLOCK_DUAL_FOCAL = 1 << 17  # Dual Focal, eager: three work buffers
+CPU_BLOCK_DUAL_FOCAL_COMPILED = 1 << 18  # Dual Focal, compiled: the kernel's float64 per-pixel temporaries
+
+
+def _blocks(num_pixels: int, num_classes: int, device: torch.device, cpu_budget: int = CPU_BLOCK
             ) -> Iterator[tuple[int, int]]:
-    """Pixel ranges covering ``[0, num_pixels)``, about 2^19 (CPU) or 2^25 (GPU) elements each
-    (2^18 on CPU for the compiled Dual Focal kernel, whose per-pixel temporaries are float64)."""
-    budget = ((1 << 18) if compiled else (1 << 19)) if device.type == "cpu" else (1 << 25)
+    """Pixel ranges covering ``[0, num_pixels)``, about ``cpu_budget`` (CPU) or 2^25 (GPU) elements each."""
+    budget = cpu_budget if device.type == "cpu" else (1 << 25)
     size = max(1024, budget // max(num_classes, 1))
     for start in range(0, num_pixels, size):
         yield start, min(num_pixels, start + size)
@@ -310,7 +314,8 @@ class DualFocalFused(torch.autograd.Function):
             kernel_params = _compiled.dual_focal_params(params, device)
             kernel_scale = torch.ones(c, dtype=dtype, device=device) if scale is None else scale
             factor = torch.as_tensor(factor, dtype=dtype, device=device)
-        ranges = list(_blocks(flat.shape[2], c, device, compiled=compiled))
+        ranges = list(_blocks(flat.shape[2], c, device,
+                              CPU_BLOCK_DUAL_FOCAL_COMPILED if compiled else CPU_BLOCK_DUAL_FOCAL))
         work = None if compiled else torch.empty(3, c, max((b - a for a, b in ranges), default=0), dtype=dtype,
                                                  device=device)
         with torch.no_grad(), torch.autocast(device.type, enabled=False):
