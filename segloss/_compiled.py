@@ -100,17 +100,18 @@ def _focal_backward(z: torch.Tensor, target: torch.Tensor, ignore_index: int, m:
 
 def _dual_focal(z: torch.Tensor, labels: torch.Tensor, ignore_index: int, class_scale: torch.Tensor,
                 grad_scale: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, gamma: torch.Tensor,
-                rho: torch.Tensor, gamma_is_one: bool, grad_out: torch.Tensor) -> torch.Tensor:
-    """Dual Focal Loss ``(B,)`` of a block ``z`` ``(C, B)`` with labels ``(B,)``, times
-    ``keep = class_scale[label]`` (0 at ignored pixels); its gradient times ``keep * grad_scale``
-    is written into ``grad_out`` ``(C, B)``.
+                rho: torch.Tensor, gamma_is_one: bool, grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(loss, tiny)``: Dual Focal Loss ``(B,)`` of a block ``z`` ``(C, B)`` with labels ``(B,)``, times
+    ``keep = class_scale[label]`` (0 at ignored pixels), and whether any pixel's other classes
+    underflow (``sum_{c != a} exp(z_c - m) < 1e-30``, margins above ~69: the caller then redoes
+    the block with :func:`segloss._fused._dual_focal_block`, which works in log space there).
+    The gradient times ``keep * grad_scale`` is written into ``grad_out`` ``(C, B)``.
 
     :func:`segloss._fused._dual_focal_block`'s closed form (see its docstring), written with
     masks instead of scatters and with few transcendental functions per element: ``a`` is the
-    first index of the maximum (a min reduction), ``log(1 - p_a)`` always comes from the
-    log-sum-exp of the other classes (no underflow at any margin), and ``r_c = p_c / (rho - p_c)``
-    is a division (``c`` not in ``{t, a}``, so ``p_c <= 1/2``). Parameters are 0-d float64
-    tensors (no recompilation per value); ``gamma_is_one`` skips ``p^gamma``.
+    first index of the maximum (a min reduction) and ``r_c = p_c / (rho - p_c)`` is a division
+    (``c`` not in ``{t, a}``, so ``p_c <= 1/2``). Parameters are 0-d float64 tensors (no
+    recompilation per value); ``gamma_is_one`` skips ``p^gamma``.
     """
     f64 = torch.float64
     z = z if z.dtype == torch.float64 else z.float()
@@ -123,10 +124,10 @@ def _dual_focal(z: torch.Tensor, labels: torch.Tensor, ignore_index: int, class_
     a = torch.where(z == m, classes, c).amin(dim=0)
     is_a, is_t = classes == a, classes == t
     shifted = z - m
-    m2 = torch.where(is_a, -torch.inf, shifted).amax(dim=0)  # the largest other class (-inf if C = 1)
-    m2 = torch.where(torch.isfinite(m2), m2, 0.0)
-    log_s_not_a = m2 + torch.log(torch.where(is_a, 0.0, torch.exp(shifted - m2.unsqueeze(0))).sum(0))
-    log_s = torch.nn.functional.softplus(log_s_not_a)  # log(1 + s_not_a)
+    s_not_a = torch.where(is_a, 0.0, torch.exp(shifted)).sum(0)  # 1 - p_a without cancellation
+    tiny = (s_not_a < 1e-30).any()  # the other classes underflow: the caller redoes the block in log space
+    log_s_not_a = torch.log(s_not_a.clamp_min(1e-38))
+    log_s = torch.log1p(s_not_a)
     log1m_pa = log_s_not_a - log_s
     t_is_a = t == a
     log_pt = (z.gather(0, t.unsqueeze(0))[0] - m) - log_s
@@ -162,7 +163,7 @@ def _dual_focal(z: torch.Tensor, labels: torch.Tensor, ignore_index: int, class_
            + ag * torch.exp(log_pa + log_tq))
     grad = torch.where(is_t, g_t.to(z.dtype), torch.where(is_a, g_a.to(z.dtype), general))
     grad_out.copy_(grad * (keep * grad_scale.to(z.dtype)))
-    return loss
+    return loss, tiny
 
 
 @functools.cache
@@ -191,7 +192,7 @@ def dual_focal_params(params, device: torch.device) -> tuple:
 
 
 def dual_focal(z: torch.Tensor, labels: torch.Tensor, ignore_index: int, class_scale: torch.Tensor,
-               grad_scale: torch.Tensor, params: tuple, grad_out: torch.Tensor) -> torch.Tensor:
+               grad_scale: torch.Tensor, params: tuple, grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Compiled :func:`_dual_focal`; ``params`` from :func:`dual_focal_params`."""
     with _LOCK:
         return _compiled("dual_focal")(z, labels, ignore_index, class_scale, grad_scale, *params, grad_out)

@@ -323,10 +323,13 @@ class DualFocalFused(torch.autograd.Function):
                 for a, b in ranges:
                     block_grad = None if grad is None else grad.view(n, c, -1)[i, :, a:b]
                     if compiled:  # labels, weights and the scale are applied inside the kernel
-                        out[i, a:b] = _compiled.dual_focal(
+                        values, tiny = _compiled.dual_focal(
                             flat[i, :, a:b], labels[i, a:b], ignore_index, kernel_scale, factor, kernel_params,
                             block_grad if block_grad is not None else torch.empty(c, b - a, dtype=dtype, device=device))
-                        continue
+                        if not bool(tiny):
+                            out[i, a:b] = values
+                            continue
+                        work = torch.empty(3, c, b - a, dtype=dtype, device=device)  # margins > ~69: eager, log space
                     valid = labels[i, a:b] != ignore_index
                     safe = torch.where(valid, labels[i, a:b], 0)
                     keep = valid.to(dtype) if scale is None else valid * scale[safe]

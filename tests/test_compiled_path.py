@@ -81,3 +81,19 @@ def test_compiled_kernels_are_reused_across_shapes_and_gammas(compiled):
         torch.testing.assert_close(z.grad, ref.grad, rtol=1e-9, atol=1e-12)
     forward = _compiled._compiled("focal_forward")
     assert forward is _compiled._compiled("focal_forward")  # one compiled function, dynamic shapes
+
+
+def test_compiled_dual_focal_redoes_underflowing_blocks_in_log_space(compiled, monkeypatch):
+    from segloss import _fused
+
+    calls = []
+    eager = _fused._dual_focal_block
+    monkeypatch.setattr(_fused, "_dual_focal_block", lambda *a, **k: calls.append(1) or eager(*a, **k))
+    logits, target = random_batch(2, 4, (5, 5), scale=2.0, seed=14, dtype=torch.float64)
+    both("dual_focal_loss", logits, target, "mean", {})
+    assert not calls  # ordinary margins: the compiled kernel alone
+    logits[0, 0] = 90.0  # margins of ~90: the other classes' exponentials underflow float32
+    (fast, fast_grad), (ref, ref_grad) = both("dual_focal_loss", logits.float(), target, "mean", {"rho": 1.0})
+    assert calls
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fast_grad, ref_grad, rtol=1e-4, atol=1e-6)
