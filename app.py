@@ -34,8 +34,15 @@ st.subheader("The losses")
 st.caption(
     "Notation: pixel i, softmax probabilities p, true class y, p_t = p_{i,y_i}; V = non-ignored pixels."
 )
-for spec in segloss.LOSSES.values():
-    with st.container(border=True):
-        loss_caption(spec)
-        params = ", ".join(f"{p.name} = {p.default!r}" for p in spec.params) or "none"
-        st.caption(f"Registry name `{spec.name}`; parameters (defaults): {params}.")
+GROUPS = {True: ("Pixel-wise losses", "Each pixel has its own loss: the per-pixel maps show it."),
+          False: ("Region losses", "They score whole regions (a class's pixels over the image or batch): no loss "
+                  "per pixel, so the app shows their gradient map, where each pixel is pushed. Their curves are for "
+                  "an image of one class, every pixel at p_t.")}
+for pixelwise, (heading, note) in GROUPS.items():
+    st.markdown(f"#### {heading}")
+    st.caption(note)
+    for spec in (spec for spec in segloss.LOSSES.values() if spec.pixelwise == pixelwise):
+        with st.container(border=True):
+            loss_caption(spec)
+            params = ", ".join(f"{p.name} = {p.default!r}" for p in spec.params) or "none"
+            st.caption(f"Registry name `{spec.name}`; parameters (defaults): {params}.")
