@@ -12,7 +12,7 @@ Commands (``python -m segloss <command> --help`` for their options):
 - ``samples``: (re)write ``sample_data/``'s image/mask pairs and ``datasets.json``.
 - ``compare``: train under several losses and seeds and write per-class results; the committed
   ``sample_data/compare_street`` is exactly ``python -m segloss compare --out sample_data/compare_street``
-  (defaults: street, ce,weighted_ce,focal,dual_focal,recall, 400 steps, 3 seeds).
+  (defaults: street, ce,weighted_ce,focal,dual_focal,recall,dice,dice_ce,lovasz, 400 steps, 3 seeds).
 
 A command is a function ``add_<name>(subparsers)`` that registers its parser and sets
 ``func``; add one to :data:`COMMANDS` to extend the CLI.

@@ -27,7 +27,7 @@ import numpy as np
 from segloss.registry import LOSSES
 from segloss.training import Trainer
 
-DEFAULT_LOSSES = ("ce", "weighted_ce", "focal", "dual_focal", "recall")
+DEFAULT_LOSSES = ("ce", "weighted_ce", "focal", "dual_focal", "recall", "dice", "dice_ce", "lovasz")
 PER_CLASS = ("iou", "recall", "precision")
 SUMMARY = ("miou", "mean_accuracy", "overall_accuracy")
 

@@ -25,7 +25,7 @@ def per_class_figure(summary: dict, metric: str = "iou", height: int = 420) -> g
         std = np.asarray(entry[f"{metric}_std"], dtype=np.float32)[order]
         fig.add_trace(go.Bar(x=names, y=mean, name=label, error_y={"type": "data", "array": std, "visible": True}))
     fig.update_layout(barmode="group", height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                      legend={"orientation": "h", "y": 1.08, "x": 0})
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})  # above: never over bars
     fig.update_yaxes(title=f"per-class {METRIC_TITLES[metric]} (mean over seeds)", range=[0, 1])
     fig.update_xaxes(title="class (rarest first, pixel share)")
     return fig
