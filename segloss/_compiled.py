@@ -11,7 +11,8 @@ of seconds; inductor caches the generated code on disk, so later processes start
 needs a C++ compiler on CPU. So it is off by default (the app and short scripts would pay the
 start-up on every new shape) and turned on with :func:`segloss.use_compiled_kernels` by training
 loops that run many steps on one input size. Shapes are compiled as dynamic, and ``gamma``
-is a tensor, so new sizes and parameter values do not recompile.
+is a tensor, so new sizes and parameter values do not recompile; each input dtype, a batch of
+one image (dynamo specialises sizes 0 and 1) and recall loss's hit count are variants of their own.
 
 The formulas are :func:`segloss._fused._focal_block`'s (see :class:`~segloss._fused.FocalFamily`
 for the derivation); the tests compare both paths with the autograd oracle.
@@ -25,6 +26,7 @@ import threading
 import torch
 
 _STATE = {"enabled": False}
+RECOMPILE_LIMIT = 64  # per kernel; past it dynamo would run the Python formulas uncompiled (full-size temporaries)
 _LOCK = threading.Lock()
 
 
@@ -32,7 +34,9 @@ def use_compiled_kernels(enabled: bool = True) -> None:
     """Run CE, weighted CE, focal and recall loss through ``torch.compile``'d kernels (or not).
 
     Process-wide. The first loss call afterwards compiles (seconds to tens of seconds, once per
-    dtype and number of dimensions); see :mod:`segloss._compiled`. On the benchmark shape
+    input dtype, for a batch of one image or more, and for recall loss); see
+    :mod:`segloss._compiled`. Turning it on raises ``torch._dynamo.config.recompile_limit`` to at
+    least :data:`RECOMPILE_LIMIT`, so these variants never fall back to uncompiled code. On the benchmark shape
     ``(8, 19, 256, 256)`` forward + backward then takes less time than torch's own
     cross-entropy (``benchmarks/bench_losses.py --compiled``).
 
@@ -41,6 +45,10 @@ def use_compiled_kernels(enabled: bool = True) -> None:
     """
     if not isinstance(enabled, bool):
         raise TypeError(f"enabled must be a bool, got {enabled!r}")
+    if enabled:  # one variant per dtype, batch of 1 or more, recall or not: more than dynamo's default 8
+        import torch._dynamo.config as dynamo_config
+
+        dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, RECOMPILE_LIMIT)
     _STATE["enabled"] = enabled
 
 
@@ -177,14 +185,18 @@ def focal_forward(z: torch.Tensor, target: torch.Tensor, ignore_index: int, gamm
     """Compiled :func:`_focal_forward` (``z`` ``(N, C, P)``, ``target`` ``(N, P)``)."""
     gamma = torch.tensor(float(gamma), dtype=torch.float64, device=z.device)
     with _LOCK:  # the first call compiles, which must not run twice at once
-        return _compiled("focal_forward")(z, target, ignore_index, gamma, with_hits)
+        # detached and int64: requires_grad and the label dtype would each be another compiled variant
+        return _compiled("focal_forward")(z.detach(), target.long(), ignore_index, gamma, with_hits)
 
 
 def focal_backward(z: torch.Tensor, target: torch.Tensor, ignore_index: int, m: torch.Tensor,
                    log_s: torch.Tensor, coef: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
-    """Compiled :func:`_focal_backward`."""
+    """Compiled :func:`_focal_backward`; an upstream expanded from a scalar (a "mean" or "sum") is
+    passed as ``(1, 1)``, so its zero strides are not another compiled variant."""
+    if upstream.numel() and all(stride == 0 for stride in upstream.stride()):
+        upstream = upstream.reshape(-1)[:1].reshape(1, 1)
     with _LOCK:
-        return _compiled("focal_backward")(z, target, ignore_index, m, log_s, coef, upstream)
+        return _compiled("focal_backward")(z.detach(), target.long(), ignore_index, m, log_s, coef, upstream)
 
 
 def dual_focal_params(params, device: torch.device) -> tuple:
@@ -196,4 +208,6 @@ def dual_focal(z: torch.Tensor, labels: torch.Tensor, ignore_index: int, class_s
                grad_scale: torch.Tensor, params: tuple, grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Compiled :func:`_dual_focal`; ``params`` from :func:`dual_focal_params`."""
     with _LOCK:
-        return _compiled("dual_focal")(z, labels, ignore_index, class_scale, grad_scale, *params, grad_out)
+        # labels copied (a block of int64): a view would expose its base's batch size to the guards
+        return _compiled("dual_focal")(z.detach(), labels.long().contiguous(), ignore_index, class_scale, grad_scale,
+                                       *params, grad_out)

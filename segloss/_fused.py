@@ -310,12 +310,16 @@ class DualFocalFused(torch.autograd.Function):
             denominator = counts.sum().to(dtype) if scale is None else (counts.to(dtype) * scale).sum()
             factor = torch.where(denominator > 0, 1.0 / denominator.clamp_min(1e-30), 0.0)
         compiled = _compiled.compiled_kernels_enabled()
+        ranges = list(_blocks(flat.shape[2], c, device,
+                              CPU_BLOCK_DUAL_FOCAL_COMPILED if compiled else CPU_BLOCK_DUAL_FOCAL))
         if compiled:
+            # without a gradient to fill, the kernel writes into a block-sized scratch view (strided like
+            # a block of the gradient, so it is the same compiled variant)
+            widest = max((b - a for a, b in ranges), default=1)
+            scratch = None if grad is not None else torch.empty(c, 2 * widest, dtype=dtype, device=device)
             kernel_params = _compiled.dual_focal_params(params, device)
             kernel_scale = torch.ones(c, dtype=dtype, device=device) if scale is None else scale
             factor = torch.as_tensor(factor, dtype=dtype, device=device)
-        ranges = list(_blocks(flat.shape[2], c, device,
-                              CPU_BLOCK_DUAL_FOCAL_COMPILED if compiled else CPU_BLOCK_DUAL_FOCAL))
         work = None if compiled else torch.empty(3, c, max((b - a for a, b in ranges), default=0), dtype=dtype,
                                                  device=device)
         with torch.no_grad(), torch.autocast(device.type, enabled=False):
@@ -325,7 +329,7 @@ class DualFocalFused(torch.autograd.Function):
                     if compiled:  # labels, weights and the scale are applied inside the kernel
                         values, tiny = _compiled.dual_focal(
                             flat[i, :, a:b], labels[i, a:b], ignore_index, kernel_scale, factor, kernel_params,
-                            block_grad if block_grad is not None else torch.empty(c, b - a, dtype=dtype, device=device))
+                            block_grad if block_grad is not None else scratch[:, : b - a])
                         if not bool(tiny):
                             out[i, a:b] = values
                             continue

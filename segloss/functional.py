@@ -55,12 +55,14 @@ def _float_like(logits: torch.Tensor) -> torch.Tensor:
 
 
 def _fold_small_images(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(N, C, *S)`` -> ``(1, C, N * prod(S))`` when images are small (e.g. ``(N, C)`` inputs).
+    """``(N, C, *S)`` -> ``(1, C, N * prod(S))`` when images are small (e.g. ``(N, C)`` inputs);
+    labels of any integer dtype (a uint8 mask from a PNG) become int64 indices.
 
     The fused functions loop over images in Python; for many tiny images (or plain ``(N, C)``
     classification-shaped inputs) that loop would dominate, so they are put side by side in one
     image (a copy, cheap at these sizes). Large images are left alone: no copy of the logits.
     """
+    target = target.long()
     n, c = logits.shape[:2]
     pixels = logits[0, 0].numel() if logits.numel() else 0
     if n == 1 or pixels >= 4096:

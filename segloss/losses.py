@@ -315,6 +315,10 @@ class SumLoss(nn.Module):
     def ignore_index(self) -> int:
         return self.pixel.ignore_index
 
+    @property
+    def reduction(self) -> str:
+        return self.pixel.reduction
+
     def extra_repr(self) -> str:
         return f"dice_weight={self.dice_weight}"
 

@@ -103,7 +103,7 @@ _PER_IMAGE = ParamSpec("per_image", "Regions per", "batch", "batch: one region p
 _TVERSKY_ALPHA = ParamSpec("alpha", "alpha (false positives)", 0.3, "Weight of false positives FP_c.",
                            low=0.0, high=1.0, step=0.05)
 _TVERSKY_BETA = ParamSpec("beta", "beta (false negatives)", 0.7, "Weight of false negatives FN_c; alpha = beta = "
-                          "0.5 is Dice, 1 and 1 is Jaccard.", low=0.0, high=1.0, step=0.05)
+                          "0.5 is Dice (with half its smoothing), 1 and 1 is Jaccard.", low=0.0, high=1.0, step=0.05)
 _DICE_WEIGHT = ParamSpec("dice_weight", "Dice weight lambda", 1.0, "Weight of the Dice term added to the "
                          "pixel-wise loss.", low=0.0, high=10.0, step=0.1)
 _GAMMA_HELP = "Focusing exponent: 0 gives cross-entropy; larger values down-weight easy pixels (p_t near 1) more."

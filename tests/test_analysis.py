@@ -213,3 +213,15 @@ def test_gradient_map_rejects_per_pixel_losses_and_unknown_components():
         analysis.gradient_map(segloss.create_loss("ce", reduction="none"), logits, target)
     with pytest.raises(ValueError, match="component must be one of"):
         analysis.gradient_map(segloss.create_loss("ce"), logits, target, "max")
+
+
+def test_gradient_map_of_a_summed_compound_loss_is_not_rescaled():
+    logits, target = random_batch(2, 4, (8, 8), seed=45)
+    by_sum = analysis.gradient_map(segloss.create_loss("dice_ce", reduction="sum"), logits, target)
+    by_mean = analysis.gradient_map(segloss.create_loss("dice_ce"), logits, target)
+    assert segloss.create_loss("dice_ce", reduction="sum").reduction == "sum"
+    # "sum": the CE part's per-pixel gradient as is; the Dice part is the same in both
+    z = logits.clone().requires_grad_()
+    segloss.create_loss("dice_ce", reduction="sum")(z, target).backward()
+    torch.testing.assert_close(by_sum, z.grad.norm(dim=1))
+    assert by_mean.mean() < 10 * by_sum.mean()

@@ -97,3 +97,16 @@ def test_compiled_dual_focal_redoes_underflowing_blocks_in_log_space(compiled, m
     assert calls
     torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(fast_grad, ref_grad, rtol=1e-4, atol=1e-6)
+
+
+def test_compiled_path_takes_uint8_labels_and_stays_within_its_recompile_budget(compiled):
+    import torch._dynamo.config as dynamo_config
+
+    assert dynamo_config.recompile_limit >= _compiled.RECOMPILE_LIMIT
+    logits, target = random_batch(2, 4, (6, 6), scale=3.0, dtype=torch.float64, seed=16)
+    for name in ("cross_entropy", "focal_loss", "dual_focal_loss", "recall_weighted_ce"):
+        kwargs = {"recall_weights": torch.tensor([0.2, 0.0, 1.0, 0.7])} if name == "recall_weighted_ce" else {}
+        (wide, wide_grad), _ = both(name, logits, target, "mean", kwargs)
+        (narrow, narrow_grad), _ = both(name, logits, target.to(torch.uint8), "mean", kwargs)
+        torch.testing.assert_close(narrow, wide)
+        torch.testing.assert_close(narrow_grad, wide_grad)

@@ -124,3 +124,13 @@ def test_fast_focal_equals_reference_on_random_inputs(n, c, pixels, seed, scale,
     (fast, fast_grad), (ref, ref_grad) = both("focal_loss", logits, target, "mean", {"gamma": gamma})
     torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(fast_grad, ref_grad, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("name, kwargs", CASES)
+@pytest.mark.parametrize("label_dtype", [torch.uint8, torch.int16, torch.int32])
+def test_any_integer_label_dtype_gives_the_int64_result(name, kwargs, label_dtype):
+    logits, target = random_batch(2, 4, (6, 6), scale=3.0, ignore_frac=0.0, dtype=torch.float64, seed=15)
+    (wide, wide_grad), _ = both(name, logits, target, "mean", kwargs)
+    (narrow, narrow_grad), _ = both(name, logits, target.to(label_dtype), "mean", kwargs)
+    torch.testing.assert_close(narrow, wide, rtol=0, atol=0)
+    torch.testing.assert_close(narrow_grad, wide_grad, rtol=0, atol=0)
