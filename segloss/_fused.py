@@ -207,7 +207,8 @@ def _dual_focal_block(z: torch.Tensor, t: torch.Tensor, alpha: float, beta: floa
     with the entries at ``t`` and ``a`` set from per-pixel closed forms. ``r_a`` (``rho = 1``,
     confidently wrong) and ``(1 - p_t)^(gamma - 1)`` (``gamma < 1``, confidently right) can
     overflow, but only multiplied by probabilities that cancel them, so ``K`` is formed in
-    float64 and ``p_k K`` as ``exp((z_k - m) - (log s - log|K|))``. ``work`` is ``(3, C, >= B)``.
+    float64 as ``e^L K_s`` (``L`` the largest log-magnitude of its terms: no overflow at any
+    margin) and ``p_k K`` as ``exp((z_k - m) - (log s - L - log|K_s|))``. ``work`` is ``(3, C, >= B)``.
     """
     c, b = z.shape
     t2 = t.unsqueeze(0)
@@ -257,23 +258,26 @@ def _dual_focal_block(z: torch.Tensor, t: torch.Tensor, alpha: float, beta: floa
     ag = alpha * gamma
     log_pa = -log_s.to(f64)
     k1 = 1.0 - beta * r_sum.to(f64) - ag * power_sum.to(f64)
-    log_ra = (log_pa - log_rho_pa.to(f64)).clamp(max=700.0)
-    r_a = torch.where(is_a, 0.0, torch.exp(log_ra))
-    log_tq = ((gamma - 1.0) * log1m_pt.to(f64) + log_pt.to(f64)).clamp(max=700.0)
-    t_q = torch.exp(log_tq) * ag if ag != 0 else torch.zeros_like(k1)
-    k = k1 - beta * r_a + t_q
-    shift = (log_s.to(f64) - torch.log(k.abs().clamp_min(1e-300))).to(z.dtype)
+    log_ra = log_pa - log_rho_pa.to(f64)  # log r_a: beyond float64's range as a number at margins > ~700
+    log_tq = (gamma - 1.0) * log1m_pt.to(f64) + log_pt.to(f64)
+    # K = e^L K_s with L the largest of the log-magnitudes of its big terms: no overflow at any margin
+    minus_inf = torch.full_like(k1, -math.inf)
+    log_ra_term = torch.where(is_a, minus_inf, log_ra)  # r_a is not a term when a = t
+    log_tq_term = log_tq if ag != 0 else minus_inf
+    big = torch.maximum(torch.maximum(log_ra_term, log_tq_term), torch.zeros_like(k1))
+    k_scaled = k1 * torch.exp(-big) - beta * torch.exp(log_ra_term - big) + ag * torch.exp(log_tq_term - big)
+    shift = (log_s.to(f64) - big - torch.log(k_scaled.abs().clamp_min(1e-300))).to(z.dtype)
     torch.sub(shifted, shift, out=grad_out).exp_()
-    if bool((k < 0).any()):
-        grad_out.mul_(torch.sign(k).to(z.dtype))
+    if bool((k_scaled < 0).any()):
+        grad_out.mul_(torch.sign(k_scaled).to(z.dtype))
     grad_out.add_(logs, alpha=beta).add_(probs, alpha=ag)
     # entries at t and at a from their closed forms
     p_t64, log_pt64 = p_t.to(f64), log_pt.to(f64)
-    pt_ra = torch.where(is_a, 0.0, torch.exp((log_pt64 + log_ra).clamp(max=700.0)))
+    pt_ra = torch.where(is_a, 0.0, torch.exp((log_pt64 + log_ra).clamp(max=0.0)))  # p_t <= 1 - p_a: <= 1
     g_t = p_t64 * k1 - beta * pt_ra - 1.0 - ag * modulator.to(f64) * p_t64
     p_a = torch.exp(log_pa)
     v_a = torch.exp(log_pa + log1m_pa.to(f64) - log_rho_pa.to(f64))
-    pa_tq = ag * torch.exp(log_pa + log_tq) if ag != 0 else torch.zeros_like(k1)
+    pa_tq = ag * torch.exp((log_pa + log_tq).clamp(max=700.0)) if ag != 0 else torch.zeros_like(k1)  # a != t
     g_a = p_a * k1 + beta * v_a + ag * torch.exp(gamma * log_pa) + pa_tq
     grad_out.scatter_(0, a2, torch.where(is_a, g_t, g_a).to(z.dtype).unsqueeze(0))
     grad_out.scatter_(0, t2, g_t.to(z.dtype).unsqueeze(0))

@@ -134,3 +134,16 @@ def test_any_integer_label_dtype_gives_the_int64_result(name, kwargs, label_dtyp
     (narrow, narrow_grad), _ = both(name, logits, target.to(label_dtype), "mean", kwargs)
     torch.testing.assert_close(narrow, wide, rtol=0, atol=0)
     torch.testing.assert_close(narrow_grad, wide_grad, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("gamma", [0.5, 1.0, 2.0])
+def test_fused_dual_focal_gradient_is_right_at_margins_beyond_float64_exp(gamma):
+    # margins of ~800: r_a = p_a / (1 - p_a) and (1 - p_t)^(gamma - 1) exceed float64 as numbers
+    logits = torch.tensor([[-240.0, 593.0, -336.0, -146.0], [900.0, -100.0, 50.0, 10.0],
+                           [-900.0, 100.0, 50.0, 10.0], [0.5, -0.2, 3.0, 1.0]], dtype=torch.float64)
+    for labels in ([3, 0, 0, 2], [1, 3, 2, 0]):
+        (fast, fast_grad), (ref, ref_grad) = both("dual_focal_loss", logits, torch.tensor(labels), "sum",
+                                                  {"gamma": gamma})
+        torch.testing.assert_close(fast, ref, rtol=1e-12, atol=0)
+        torch.testing.assert_close(fast_grad, ref_grad, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(fast_grad.sum(dim=1), torch.zeros(4, dtype=torch.float64), rtol=0, atol=1e-9)
