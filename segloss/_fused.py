@@ -90,10 +90,11 @@ def _focal_block(z: torch.Tensor, t: torch.Tensor, gamma: float, work: torch.Ten
     return -modulator * log_pt, coef, argmax, log_s
 
 
-def _eager_focal_pass(flat, labels, ignore_index, gamma, dtype, ranges, counts, count_hits: bool):
+def _eager_focal_pass(flat, labels, ignore_index, gamma, dtype, counts, count_hits: bool):
     """``(loss, coef, argmax, log_s)`` ``(N, P)`` of logits ``(N, C, P)`` block by block with
     :func:`_focal_block`; adds the valid-pixel counts (and argmax hits) to ``counts`` ``(2, C + 1)``."""
     n, c, num_pixels = flat.shape
+    ranges = list(_blocks(num_pixels, c, flat.device))
     loss = torch.empty(n, num_pixels, dtype=dtype, device=flat.device)
     coef = torch.ones_like(loss)
     log_sums = torch.empty_like(loss)
@@ -134,10 +135,8 @@ class FocalFamily(torch.autograd.Function):
     def forward(ctx, logits, target, ignore_index, gamma, class_scale, scale_from_counts):
         n, c = logits.shape[:2]
         flat, labels = logits.reshape(n, c, -1), target.reshape(n, -1)
-        num_pixels = flat.shape[2]
         dtype, device = _compute_dtype(logits.dtype), logits.device
         counts = torch.zeros(2, c + 1, dtype=torch.int64, device=device)  # valid pixels, argmax hits
-        ranges = list(_blocks(num_pixels, c, device))
         with torch.autocast(device.type, enabled=False):
             ctx.compiled = _compiled.compiled_kernels_enabled()
             if ctx.compiled:  # maxes (float) are saved in place of the eager path's argmax indices
@@ -148,8 +147,8 @@ class FocalFamily(torch.autograd.Function):
                 if hit is not None:
                     counts[1] += torch.bincount(torch.where(hit.reshape(-1), label, c), minlength=c + 1)
             else:
-                loss, coef, maxes, log_sums = _eager_focal_pass(flat, labels, ignore_index, gamma, dtype, ranges,
-                                                                   counts, scale_from_counts is not None)
+                loss, coef, maxes, log_sums = _eager_focal_pass(flat, labels, ignore_index, gamma, dtype, counts,
+                                                                   scale_from_counts is not None)
             if not (bool(torch.isfinite(log_sums).all()) and bool(torch.isfinite(loss).all())):
                 _raise_non_finite(logits)
             if scale_from_counts is not None:
