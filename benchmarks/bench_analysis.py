@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from segloss import analysis
+from segloss.explain import analysis
 from timing import best_time
 
 

@@ -25,7 +25,7 @@ def child(name: str, shape: list[int], compiled: bool) -> dict:
     import torch.nn.functional as F
 
     import segloss
-    import segloss.functional as SF
+    import segloss.losses.functional as SF
 
     fn = (lambda z, t, reduction: F.cross_entropy(z, t, ignore_index=255, reduction=reduction)) if name == "torch_ce" \
         else (lambda z, t, reduction: getattr(SF, name)(z, t, reduction=reduction))

@@ -53,7 +53,7 @@ def _loss_fn(key: str):
     import torch
     import torch.nn.functional as F
 
-    import segloss.functional as SF
+    import segloss.losses.functional as SF
 
     if key == "kornia_focal":
         from kornia.losses import focal_loss

@@ -10,7 +10,7 @@ shared machine makes single windows noisy):
    second (what the page's fragment does first).
 4. ``+ live view at 2 Hz``: the reader also does what the page's fragment does with each
    snapshot: the five image panels (PNG) and the plotly figures through the same
-   :class:`segloss.live.ViewCache` (rebuilt when the trainer has validated again), and every figure
+   :class:`segloss.figures.live.ViewCache` (rebuilt when the trainer has validated again), and every figure
    serialised to JSON as ``st.plotly_chart`` does on each call. Streamlit's own websocket and
    protobuf work comes on top.
 
@@ -30,9 +30,9 @@ import time
 import plotly.io
 import torch
 
-from segloss import live
-from segloss.registry import LOSSES
-from segloss.training import Trainer
+from segloss.figures import live
+from segloss.losses.registry import LOSSES
+from segloss.train.trainer import Trainer
 
 
 CACHE = live.ViewCache()

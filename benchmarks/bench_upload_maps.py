@@ -1,7 +1,7 @@
 """Time of the Upload page's computation on a 1024 x 1024 image with 19-class logits.
 
 What the page computes once per (image, prediction, losses): the per-pixel maps of four
-registry losses (CE, focal, Dual Focal, recall; ``segloss.pixel_maps.loss_maps``), the
+registry losses (CE, focal, Dual Focal, recall; ``segloss.uploads.pixel_maps.loss_maps``), the
 per-class table (``class_table``, with the prediction's recall and IoU) and the downsampled
 view it draws (``display_view`` at 192 px per side, as for four panels). Baseline, measured in
 the same run: one ``torch.nn.functional.cross_entropy(reduction="none")`` forward on the same
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from segloss import pixel_maps
+from segloss.uploads import pixel_maps
 from timing import best_time
 
 

@@ -9,7 +9,9 @@ import numpy as np
 import streamlit as st
 
 import segloss
-from segloss import analysis, data, viz
+from segloss.explain import analysis
+from segloss.train import data
+from segloss.figures import plots
 from ui.layout import page_setup
 from ui.widgets import loss_caption, loss_param_widgets
 
@@ -100,11 +102,11 @@ with chart:
     if not curves:
         st.info("Pick at least one loss on the left.")
     else:
-        fig = viz.curves_figure(P_T, curves, x_title="p_t (probability of the true class)", y_title="loss per pixel",
+        fig = plots.curves_figure(P_T, curves, x_title="p_t (probability of the true class)", y_title="loss per pixel",
                                 log_x=log_x, log_y=log_y, well_classified=analysis.WELL_CLASSIFIED,
                                 dashed=[segloss.LOSSES["ce"].title], styles=styles)
         st.plotly_chart(fig, width="stretch", key="curves")
-        st.download_button("Download curve data (CSV)", viz.table_csv({"p_t": P_T, **curves}),
+        st.download_button("Download curve data (CSV)", plots.table_csv({"p_t": P_T, **curves}),
                            file_name="loss_curves.csv", mime="text/csv")
     if overlay:
         st.caption("Colour: gamma. Line style: solid focal, dotted Dual Focal, dash-dot Dice + focal. Focal with γ = 0 "
@@ -122,7 +124,7 @@ with chart:
         dfl = {k: v for k, v in params.get("dual_focal", {}).items() if k in ("alpha", "beta", "rho", "gamma")}
         gamma = dfl.pop("gamma", None) or st.select_slider("gamma for the terms", GAMMAS, value=1.0)
         terms = analysis.dual_focal_terms(P_T, num_classes, spread, gamma=gamma, **dfl)
-        st.plotly_chart(viz.curves_figure(P_T, terms, x_title="p_t", y_title="term value", log_x=log_x,
+        st.plotly_chart(plots.curves_figure(P_T, terms, x_title="p_t", y_title="term value", log_x=log_x,
                                           well_classified=analysis.WELL_CLASSIFIED), width="stretch", key="terms")
         st.caption("The false-class term depends on how 1 - p_t is spread: switch the spread above and watch it "
                    "change while cross-entropy stays put.")

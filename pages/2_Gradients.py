@@ -8,7 +8,8 @@ import numpy as np
 import streamlit as st
 
 import segloss
-from segloss import analysis, viz
+from segloss.explain import analysis
+from segloss.figures import plots
 from ui.layout import page_setup
 from ui.widgets import loss_caption, loss_param_widgets
 
@@ -74,10 +75,10 @@ with chart:
         own = magnitude(name, num_classes, spread, component, tuple(params.items()))
         curves = {spec.title: own, "cross-entropy": ce}
         left, right = st.columns(2)
-        left.plotly_chart(viz.curves_figure(P_T, curves, x_title="p_t", y_title="gradient", log_y=True,
+        left.plotly_chart(plots.curves_figure(P_T, curves, x_title="p_t", y_title="gradient", log_y=True,
                                             dashed=["cross-entropy"], well_classified=analysis.WELL_CLASSIFIED,
                                             height=380), width="stretch", key="slices")
-        right.plotly_chart(viz.curves_figure(P_T, {spec.title: own / np.maximum(ce, 1e-30)}, x_title="p_t",
+        right.plotly_chart(plots.curves_figure(P_T, {spec.title: own / np.maximum(ce, 1e-30)}, x_title="p_t",
                                              y_title="gradient / CE gradient", log_y=True, height=380,
                                              well_classified=analysis.WELL_CLASSIFIED, show_legend=False),
                            width="stretch", key="ratios")
@@ -87,19 +88,19 @@ with chart:
         low, high = sweep_range(spec, sweep)
         values = tuple(float(v) for v in np.linspace(low, high, 64))
         z = surface(name, sweep, values, num_classes, spread, component, tuple(params.items()))
-        fig = viz.heatmap_figure(P_T, np.asarray(values), z, x_title="p_t", y_title=sweep, color_title="gradient",
+        fig = plots.heatmap_figure(P_T, np.asarray(values), z, x_title="p_t", y_title=sweep, color_title="gradient",
                                  log_color=log_color)
         st.plotly_chart(fig, width="stretch", key="surface")
         rows = [0, 16, 26, 40, 63]
         picked = st.multiselect(f"Slices at {sweep} =", rows, default=rows, format_func=lambda i: f"{values[i]:.2f}")
         slices = {f"{sweep} = {values[i]:.2f}": z[i] for i in picked}
         left, right = st.columns(2)
-        left.plotly_chart(viz.curves_figure(P_T, {**slices, "cross-entropy": ce}, x_title="p_t", y_title="gradient",
+        left.plotly_chart(plots.curves_figure(P_T, {**slices, "cross-entropy": ce}, x_title="p_t", y_title="gradient",
                                             log_y=True, dashed=["cross-entropy"],
                                             well_classified=analysis.WELL_CLASSIFIED, height=380),
                           width="stretch", key="slices")
         ratios = {k: v / np.maximum(ce, 1e-30) for k, v in slices.items()}
-        right.plotly_chart(viz.curves_figure(P_T, ratios, x_title="p_t", y_title="gradient / CE gradient", log_y=True,
+        right.plotly_chart(plots.curves_figure(P_T, ratios, x_title="p_t", y_title="gradient / CE gradient", log_y=True,
                                              well_classified=analysis.WELL_CLASSIFIED, height=380, show_legend=False),
                            width="stretch", key="ratios")
         st.caption("Right: how strongly each setting scales a pixel's gradient compared with cross-entropy. Below 1 "
@@ -111,7 +112,7 @@ with chart:
                    "class, every pixel at p_t, and the gradient of its loss with respect to their shared logits (the "
                    "sum over the region, on the scale of one pixel's gradient under a pixel-wise loss). Soft Dice's "
                    "and Jaccard's push vanishes at both ends of p_t, unlike cross-entropy's.")
-    st.download_button("Download the data (CSV)", viz.table_csv(table), file_name=f"gradients_{name}.csv",
+    st.download_button("Download the data (CSV)", plots.table_csv(table), file_name=f"gradients_{name}.csv",
                        mime="text/csv")
 
 with st.container(border=True):

@@ -2,19 +2,19 @@ from ui.layout import page_setup; page_setup("Live training", ":material/model_t
 
 # Live training: a tiny U-Net learns a sample dataset under the loss you pick, and you watch what
 # the loss does pixel by pixel. Streamlit concepts used here:
-# - st.session_state holds one segloss.training.Trainer per browser session (two tabs never share a
+# - st.session_state holds one segloss.train.trainer.Trainer per browser session (two tabs never share a
 #   model); it trains in its own thread, so it keeps going while you look at other pages, and it
 #   stops by itself when the tab closes (ui.live_session watches the session).
 # - @st.fragment(run_every=...) redraws only the live panels, twice a second, while training runs.
-#   Images and charts are rebuilt only when the trainer has validated again (segloss.live.ViewCache):
+#   Images and charts are rebuilt only when the trainer has validated again (segloss.figures.live.ViewCache):
 #   an unchanged chart costs neither the server nor the browser a redraw.
 # - The buttons act through on_click callbacks, which run before the script: the page always draws
-#   the state the click produced. All numbers come from segloss (live, viz); ui.live_view lays out.
+#   the state the click produced. All numbers come from segloss.figures (live, plots); ui.live_view lays out.
 
 import streamlit as st
 
 import segloss
-from segloss import data
+from segloss.train import data
 from ui import live_view
 from ui.widgets import loss_caption
 

@@ -1,9 +1,9 @@
 from ui.layout import page_setup; page_setup("Your image", ":material/upload:")  # noqa: E402, E702, I001
 
 # Your image: upload an image and its mask (and, if you have them, your model's logits) and see
-# where each loss puts its weight, pixel by pixel. Every upload is validated by segloss.uploads
+# where each loss puts its weight, pixel by pixel. Every upload is validated by segloss.uploads.loaders
 # before use: a bad file shows an st.error saying what to fix, and the page keeps working. The
-# numbers come from segloss.pixel_maps (registry losses: reduction="none" loss maps, or gradient
+# numbers come from segloss.uploads.pixel_maps (registry losses: reduction="none" loss maps, or gradient
 # maps |dL/dz| for every loss, region losses included); this file only lays out widgets (inputs in
 # ui.upload_view, outputs in ui.upload_results).
 

@@ -7,7 +7,9 @@ and can run a smaller comparison live.
 import streamlit as st
 
 import segloss
-from segloss import compare, compare_figures, data
+from segloss.train import compare
+from segloss.figures import compare as compare_figures
+from segloss.train import data
 from ui.layout import ROOT, page_setup
 
 page_setup("Compare losses", ":material/leaderboard:")

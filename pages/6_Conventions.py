@@ -1,8 +1,8 @@
 """Library conventions: why "focal loss" gives different numbers in different libraries.
 
-One input, every library's focal loss (reproduced in ``segloss.conventions``, no library needed),
+One input, every library's focal loss (reproduced in ``segloss.explain.conventions``, no library needed),
 the two "means" of weighted cross-entropy, the three formulas called "Dual Focal Loss" and the
-soft Dice losses of MONAI and smp (``segloss.dice_conventions``), side by side with the reason for
+soft Dice losses of MONAI and smp (``segloss.explain.dice_conventions``), side by side with the reason for
 each difference and, where one is exact, the factor that converts it.
 """
 
@@ -10,7 +10,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from segloss import analysis, convention_inputs, convention_table, data, viz
+from segloss.explain import analysis
+from segloss.uploads import convention_inputs
+from segloss.explain import convention_table
+from segloss.train import data
+from segloss.figures import plots
 from ui.layout import page_setup
 
 page_setup("Library conventions", ":material/compare_arrows:")
@@ -85,7 +89,7 @@ with results:
     st.caption(f"Input: N = {summary['N']}, C = {summary['C']}, {summary['pixels']:,} pixels, "
                f"|V| = {summary['valid']:,} valid ({summary['ignored']:,} ignored), "
                f"N·C·H·W = {summary['elements']:,} elements.")
-    st.plotly_chart(viz.ratio_bars_figure(columns["name"], columns["ratio"], columns["group"]),
+    st.plotly_chart(plots.ratio_bars_figure(columns["name"], columns["ratio"], columns["group"]),
                     width="stretch", key="ratios")
 
 table = pd.DataFrame({"convention — what it mirrors": [f"{name} — {library}" for name, library in
@@ -117,9 +121,18 @@ with left:
                "p_j, and so Tao's curve, jumps where p_t passes the probability of a false class.")
 with right:
     curves = dual_focal_curves(num_classes, spread, gamma)
-    fig = viz.curves_figure(P_T, curves, x_title="p_t (probability of the true class)", y_title="loss per pixel",
+    fig = plots.curves_figure(P_T, curves, x_title="p_t (probability of the true class)", y_title="loss per pixel",
                             log_y=log_y, well_classified=analysis.WELL_CLASSIFIED, dashed=["cross-entropy"],
                             styles=dict(zip(curves, CURVE_STYLES)))
     st.plotly_chart(fig, width="stretch", key="dual_focal_curves")
-    st.download_button("Download curve data (CSV)", viz.table_csv({"p_t": P_T, **curves}),
+    st.download_button("Download curve data (CSV)", plots.table_csv({"p_t": P_T, **curves}),
                        file_name="dual_focal_curves.csv", mime="text/csv")
+
+st.subheader("Recall loss: the paper's weights and the authors' code")
+st.markdown(
+    "Tian et al. (ICRA 2022) weight class c by **1 - R_c = FN_c / N_c**, from the batch's argmax; segloss "
+    "follows the paper, so a class with no false negatives in the batch contributes **0**. The authors' code "
+    "(PotatoTian/recall-semseg) starts each class's counter at 1, so such a class keeps a weight of **1/N_c** "
+    "instead, and it divides by every pixel of the batch, ignored ones included. The difference is small for "
+    "large classes and large batches, and largest for a rare class that the model already gets right."
+)

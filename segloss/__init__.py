@@ -1,22 +1,32 @@
 """segloss: class-imbalance losses for semantic segmentation, and the views that explain them.
 
-Functions live in :mod:`segloss.functional` (``import segloss.functional as SF``); the
-``nn.Module`` forms and the registry are re-exported here::
+The public API (what ``pip install segloss`` gives a training loop)::
 
     import segloss
+    from segloss import functional as SF          # the loss functions (segloss/losses/functional.py)
     criterion = segloss.create_loss("dual_focal", gamma=2.0)
-    loss = criterion(logits, target)          # logits (N, C, H, W), target (N, H, W)
+    loss = criterion(logits, target)               # logits (N, C, H, W), target (N, H, W)
+    segloss.analysis.gradient_map(criterion, logits, target)   # (N, H, W) |dL/dz| per pixel
 
-This package imports torch and numpy only; it never imports streamlit.
+The package is built in wings whose imports run one way (``tests/test_layout.py`` checks it)::
+
+    kernels <- losses <- explain <- train <- uploads <- figures      (<- ui <- pages, outside)
+
+``import segloss`` loads ``losses`` and ``kernels`` only (torch and numpy); ``segloss.analysis``
+(curves, gradient surfaces and maps, in :mod:`segloss.explain.analysis`) is loaded on first use.
+Nothing here imports streamlit.
 """
 
-from segloss import functional
-from segloss._compiled import compiled_kernels_enabled, use_compiled_kernels
-from segloss.losses import CrossEntropyLoss, DualFocalLoss, FocalLoss, RecallLoss
-from segloss.registry import LOSSES, LossSpec, ParamSpec, create_loss
+import importlib
+
+from segloss.kernels.compiled import compiled_kernels_enabled, use_compiled_kernels
+from segloss.losses import functional
+from segloss.losses.modules import CrossEntropyLoss, DualFocalLoss, FocalLoss, RecallLoss
+from segloss.losses.registry import LOSSES, LossSpec, ParamSpec, create_loss
 
 __all__ = [
     "functional",
+    "analysis",
     "CrossEntropyLoss",
     "FocalLoss",
     "DualFocalLoss",
@@ -29,3 +39,18 @@ __all__ = [
     "compiled_kernels_enabled",
 ]
 __version__ = "0.1.0"
+
+_LAZY = {"analysis": "segloss.explain.analysis"}
+
+
+def __getattr__(name: str):
+    """``segloss.analysis``: :mod:`segloss.explain.analysis`, imported on first use."""
+    if name in _LAZY:
+        module = importlib.import_module(_LAZY[name])
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'segloss' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_LAZY])

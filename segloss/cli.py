@@ -27,8 +27,8 @@ import sys
 import time
 from collections.abc import Sequence
 
-from segloss.data import DATASETS
-from segloss.registry import LOSSES
+from segloss.train.data import DATASETS
+from segloss.losses.registry import LOSSES
 
 
 def _loss_param(text: str) -> tuple[str, object]:
@@ -43,8 +43,8 @@ def _loss_param(text: str) -> tuple[str, object]:
 
 
 def _run_checkpoint(args: argparse.Namespace) -> int:
-    from segloss.export import save_checkpoint, summary_line
-    from segloss.training import Trainer
+    from segloss.train.export import save_checkpoint, summary_line
+    from segloss.train.trainer import Trainer
 
     params = dict(args.param or [])
     spec = LOSSES[args.loss]
@@ -80,7 +80,7 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
 
 def add_checkpoint(subparsers) -> None:
     parser = subparsers.add_parser("checkpoint", help="train the tiny U-Net and save a weights-only checkpoint",
-                                   description="Train segloss.model.TinyUNet with a registry loss on a sample "
+                                   description="Train segloss.train.model.TinyUNet with a registry loss on a sample "
                                    "dataset and save it (torch.load(path, weights_only=True) reads it).")
     parser.add_argument("--dataset", default="street", choices=sorted(DATASETS))
     parser.add_argument("--loss", default="ce", choices=sorted(LOSSES))
@@ -100,7 +100,7 @@ def add_checkpoint(subparsers) -> None:
 
 
 def _run_samples(args: argparse.Namespace) -> int:
-    from segloss.samples import write_samples
+    from segloss.train.samples import write_samples
 
     manifest = write_samples(args.out, image_size=args.image_size)
     count = sum(len(entry["samples"]) for entry in manifest.values())
@@ -109,7 +109,7 @@ def _run_samples(args: argparse.Namespace) -> int:
 
 
 def add_samples(subparsers) -> None:
-    from segloss.samples import SAMPLE_DIR, SAMPLE_SIZE
+    from segloss.train.samples import SAMPLE_DIR, SAMPLE_SIZE
 
     parser = subparsers.add_parser("samples", help="write sample image/mask pairs and datasets.json",
                                    description="Render the shipped sample pairs of every dataset and their "
@@ -120,7 +120,7 @@ def add_samples(subparsers) -> None:
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    from segloss.compare import run_comparison, split_losses
+    from segloss.train.compare import run_comparison, split_losses
 
     width = 30
 
@@ -145,7 +145,7 @@ def _run_compare(args: argparse.Namespace) -> int:
 
 
 def add_compare(subparsers) -> None:
-    from segloss.compare import DEFAULT_LOSSES
+    from segloss.train.compare import DEFAULT_LOSSES
 
     parser = subparsers.add_parser("compare", help="train under several losses and compare them per class",
                                    description="Each (loss, seed) trains the tiny U-Net from the same initial "

@@ -1,7 +1,26 @@
-"""Shared test helpers: small random segmentation batches, a live app server and a browser."""
+"""Shared test helpers: small random segmentation batches, a live app server and a browser.
+
+Without CUDA the Triton kernels run in triton's interpreter (``TRITON_INTERPRET=1``, set here
+before anything imports triton), and tests marked ``gpu`` are deselected, visibly, by marker.
+"""
+
+import os
 
 import pytest
 import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deselect ``@pytest.mark.gpu`` tests where CUDA is missing (reported as deselected, not skipped)."""
+    if torch.cuda.is_available():
+        return
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if gpu:
+        config.hook.pytest_deselected(items=gpu)
+        items[:] = [item for item in items if not item.get_closest_marker("gpu")]
 
 
 def random_batch(n=2, c=4, spatial=(5, 6), *, scale=3.0, ignore_frac=0.0, dtype=torch.float32, seed=0):

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 import segloss
-import segloss.losses
+import segloss.losses.modules
 from conftest import random_batch
 
-from segloss import analysis
+from segloss.explain import analysis
 
 
 def test_synthetic_probabilities_hold_p_t_and_sum_to_one():
@@ -133,7 +133,7 @@ def test_gradient_map_of_ce_is_the_norm_of_p_minus_onehot_and_zero_when_ignored(
 
 def test_gradient_map_of_a_region_loss_matches_finite_differences():
     logits, target = random_batch(1, 3, (4, 4), dtype=torch.float64, seed=41)
-    dice = segloss.losses.DiceLoss()
+    dice = segloss.losses.modules.DiceLoss()
     grad_map = analysis.gradient_map(dice, logits, target)
     eps, (h, w) = 1e-6, (1, 2)
     numeric = torch.zeros(3, dtype=torch.float64)

@@ -4,7 +4,7 @@ import json
 
 from app_support import by_label, figures, open_page, trace_values
 
-from segloss import compare
+from segloss.train import compare
 from ui.layout import ROOT
 
 COMMITTED = ROOT / "sample_data" / "compare_street" / "summary.json"

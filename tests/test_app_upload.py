@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from app_support import by_label, figures, open_page, trace_values
-from segloss import functional as SF
-from segloss.model import TinyUNet
-from segloss.simulate import simulate_logits
+from segloss.losses import functional as SF
+from segloss.train.model import TinyUNet
+from segloss.uploads.simulate import simulate_logits
 from ui import upload_view
 from upload_files import NUM_CLASSES, SIZE, bad_files, good_files, street_pair
 
@@ -122,7 +122,8 @@ def test_uploaded_logits_drive_the_maps():
 
 
 def test_gradient_maps_show_every_loss_and_region_losses_wait_for_them():
-    from segloss import analysis, create_loss
+    from segloss import create_loss
+    from segloss.explain import analysis
 
     app = open_with(**{"Classes": "street"})
     by_label(app.multiselect, "Losses").set_value(["focal", "dice", "lovasz"]).run()
@@ -216,7 +217,7 @@ def test_live_and_checkpoint_models_appear_when_available(tmp_path, monkeypatch)
 
 
 def test_fitting_the_tiny_model_to_the_upload_on_request(monkeypatch):
-    from segloss import fitting
+    from segloss.train import fitting
 
     real = fitting.fit_to_image
     monkeypatch.setattr(fitting, "fit_to_image", lambda *a, **k: real(*a, **{**k, "seconds": 1.0, "max_steps": 10}))
@@ -235,7 +236,7 @@ def test_fitting_the_tiny_model_to_the_upload_on_request(monkeypatch):
 
 def test_classes_inferred_from_a_colour_mask_and_single_class_masks_refused():
     from upload_files import png
-    from segloss.data import DATASETS, colorize
+    from segloss.train.data import DATASETS, colorize
 
     image, labels = street_pair()
     colour = colorize(labels, DATASETS["street"].palette)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from segloss import compare
+from segloss.train import compare
 
 
 def test_parse_loss_reads_parameters_by_their_registry_kind():

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import segloss
-import segloss.functional as SF
+import segloss.losses.functional as SF
 from conftest import random_batch
-from segloss import _compiled
+from segloss.kernels import compiled as _compiled
 from test_fast_path import CASES, both, saturated_batch
 
 COMPILED_CASES = CASES
@@ -77,18 +77,18 @@ def test_compiled_kernels_are_reused_across_shapes_and_gammas(compiled):
         z = logits.requires_grad_()
         SF.focal_loss(z, target, gamma=gamma).backward()
         ref = logits.detach().clone().requires_grad_()
-        segloss.reference.focal_loss(ref, target, gamma=gamma).backward()
+        segloss.losses.reference.focal_loss(ref, target, gamma=gamma).backward()
         torch.testing.assert_close(z.grad, ref.grad, rtol=1e-9, atol=1e-12)
     forward = _compiled._compiled("focal_forward")
     assert forward is _compiled._compiled("focal_forward")  # one compiled function, dynamic shapes
 
 
 def test_compiled_dual_focal_redoes_underflowing_blocks_in_log_space(compiled, monkeypatch):
-    from segloss import _fused
+    from segloss.kernels import cpu
 
     calls = []
-    eager = _fused._dual_focal_block
-    monkeypatch.setattr(_fused, "_dual_focal_block", lambda *a, **k: calls.append(1) or eager(*a, **k))
+    eager = cpu._dual_focal_block
+    monkeypatch.setattr(cpu, "_dual_focal_block", lambda *a, **k: calls.append(1) or eager(*a, **k))
     logits, target = random_batch(2, 4, (5, 5), scale=2.0, seed=14, dtype=torch.float64)
     both("dual_focal_loss", logits, target, "mean", {})
     assert not calls  # ordinary margins: the compiled kernel alone

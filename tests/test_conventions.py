@@ -1,4 +1,4 @@
-"""Other libraries' conventions (segloss.conventions, segloss.convention_table, segloss.convention_inputs).
+"""Other libraries' conventions (segloss.explain.conventions, segloss.explain.convention_table, segloss.uploads.convention_inputs).
 
 kornia and MONAI are installed beside our torch and are compared directly on random inputs;
 torchvision and segmentation_models_pytorch cannot be installed here (their wheels need another
@@ -16,10 +16,13 @@ import torch.nn.functional as F
 from monai.losses import FocalLoss as MonaiFocalLoss
 
 from conftest import random_batch
-from segloss import analysis, convention_inputs, convention_table
-from segloss import conventions as cv
-from segloss import dice_conventions, region
-from segloss import functional as SF
+from segloss.explain import analysis
+from segloss.uploads import convention_inputs
+from segloss.explain import convention_table
+from segloss.explain import conventions as cv
+from segloss.explain import dice_conventions
+from segloss.losses import region
+from segloss.losses import functional as SF
 
 
 def sigmoid(x):
@@ -320,3 +323,21 @@ def test_smp_dice_reproduction_matches_hand_computation():
     assert dice_conventions.smp_dice_loss(logits, target).item() == pytest.approx(expected, rel=1e-9)
     ours = region.soft_dice_loss(logits, target, smooth=0.0).item()
     assert ours == pytest.approx(((1 - dice0) + (1 - dice1)) / 2, rel=1e-9)  # present classes only
+
+
+def test_smp_dice_versions_place_the_smoothing_differently():
+    # same input; smooth = 1: smp 0.4+ scores (2I + 2s) / (P + G + 2s), smp 0.3 (2I + s) / (P + G + s)
+    probs = torch.tensor([[0.7, 0.2, 0.1], [0.3, 0.6, 0.1]], dtype=torch.float64)
+    logits = probs.log().T.unsqueeze(0)
+    target = torch.tensor([[0, 1]])
+    new0, new1 = (2 * 0.7 + 2) / (1.0 + 1 + 2), (2 * 0.6 + 2) / (0.8 + 1 + 2)
+    old0, old1 = (2 * 0.7 + 1) / (1.0 + 1 + 1), (2 * 0.6 + 1) / (0.8 + 1 + 1)
+    got_new = dice_conventions.smp_dice_loss(logits, target, smooth=1.0).item()
+    got_old = dice_conventions.smp_dice_loss(logits, target, smooth=1.0, version="0.3").item()
+    assert got_new == pytest.approx(((1 - new0) + (1 - new1)) / 3, rel=1e-12)
+    assert got_old == pytest.approx(((1 - old0) + (1 - old1)) / 3, rel=1e-12)
+    assert got_new != pytest.approx(got_old, rel=1e-3)
+    assert dice_conventions.smp_dice_loss(logits, target, version="0.3").item() == pytest.approx(
+        dice_conventions.smp_dice_loss(logits, target).item(), rel=1e-12)  # the same at smooth 0
+    with pytest.raises(ValueError, match="version must be one of"):
+        dice_conventions.smp_dice_loss(logits, target, version="0.5")

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from segloss import data
-from segloss.data import DATASETS, class_frequencies, colorize, make_batch
-from segloss.weights import pixel_counts as class_pixel_counts
+from segloss.train import data
+from segloss.train.data import DATASETS, class_frequencies, colorize, make_batch
+from segloss.losses.weights import pixel_counts as class_pixel_counts
 
 
 @pytest.mark.parametrize("name", sorted(DATASETS))

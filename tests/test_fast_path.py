@@ -1,12 +1,13 @@
-"""The fused losses (segloss._fused behind segloss.functional) equal the reference autograd path."""
+"""The fused losses (segloss.kernels.cpu behind segloss.functional) equal the reference autograd path."""
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import segloss.functional as SF
-from segloss import _fused, reference
+import segloss.losses.functional as SF
+from segloss.kernels import cpu
+from segloss.losses import reference
 from conftest import random_batch
 
 CASES = [
@@ -76,7 +77,7 @@ def test_fast_path_equals_reference_for_half_precision_inputs(name, kwargs, dtyp
 def test_block_boundaries_do_not_change_results(name, kwargs, monkeypatch):
     logits, target = random_batch(2, 4, (50, 3), scale=3.0, ignore_frac=0.2, dtype=torch.float64, seed=6)
     (whole, whole_grad), _ = both(name, logits, target, "none", kwargs)
-    monkeypatch.setattr(_fused, "_blocks", lambda n, c, device, *_: ((a, min(n, a + 7)) for a in range(0, n, 7)))
+    monkeypatch.setattr(cpu, "_blocks", lambda n, c, device, *_: ((a, min(n, a + 7)) for a in range(0, n, 7)))
     (blocked, blocked_grad), _ = both(name, logits, target, "none", kwargs)
     torch.testing.assert_close(blocked, whole, rtol=1e-12, atol=0)
     torch.testing.assert_close(blocked_grad, whole_grad, rtol=1e-12, atol=0)

@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
-from segloss import checkpoints, data, metrics
-from segloss.fitting import fit_to_image
+from segloss.train import checkpoints
+from segloss.train import data
+from segloss.train import metrics
+from segloss.train.fitting import fit_to_image
 
 
 def test_fitting_to_one_image_learns_it_within_its_budget():

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-import segloss.functional as SF
+import segloss.losses.functional as SF
 from conftest import random_batch
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import segloss.functional as SF
+import segloss.losses.functional as SF
 from conftest import random_batch
 
 ALL_LOSSES = [SF.cross_entropy, SF.focal_loss, SF.dual_focal_loss, SF.recall_loss]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from segloss.history import BoundedHistory
+from segloss.train.history import BoundedHistory
 
 
 @pytest.mark.parametrize("n", [1, 7, 8, 9, 33, 1000])

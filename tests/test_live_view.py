@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from segloss import live, render
-from segloss.evaluation import boundary_mask, class_shares
-from segloss.training import Trainer
+from segloss.figures import live
+from segloss.figures import render
+from segloss.train.evaluation import boundary_mask, class_shares
+from segloss.train.trainer import Trainer
 
 SMALL = {"batch_size": 2, "image_size": 32, "lr": 3e-3, "val_size": 3}
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import segloss
-import segloss.functional as SF
+import segloss.losses.functional as SF
 from conftest import random_batch
 
 CASES = [

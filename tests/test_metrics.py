@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from segloss.metrics import confusion_matrix, metrics_from_confusion
+from segloss.train.metrics import confusion_matrix, metrics_from_confusion
 
 NAN = float("nan")
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from segloss.data import make_batch
-from segloss.model import TinyUNet, count_parameters
+from segloss.train.data import make_batch
+from segloss.train.model import TinyUNet, count_parameters
 
 
 @pytest.mark.parametrize("height, width", [(64, 64), (32, 48), (37, 50), (96, 40)])

@@ -1,4 +1,4 @@
-"""segloss.pixel_maps (+ the Upload page's scene, checkpoint and PNG helpers): maps equal the
+"""segloss.uploads.pixel_maps (+ the Upload page's scene, checkpoint and PNG helpers): maps equal the
 functional losses, table columns add up, downsampling keeps shapes and means."""
 
 import io
@@ -9,12 +9,13 @@ import torch
 from PIL import Image
 
 from conftest import random_batch
-from segloss import functional as SF
-from segloss import pixel_maps, viz
-from segloss.checkpoints import CheckpointError, find_checkpoints, load_checkpoint, predict_logits
-from segloss.model import TinyUNet
-from segloss.scene import find_sample_pairs, sample_scene
-from segloss.weights import class_weights, pixel_counts
+from segloss.losses import functional as SF
+from segloss.uploads import pixel_maps
+from segloss.figures import plots
+from segloss.train.checkpoints import CheckpointError, find_checkpoints, load_checkpoint, predict_logits
+from segloss.train.model import TinyUNet
+from segloss.uploads.scene import find_sample_pairs, sample_scene
+from segloss.losses.weights import class_weights, pixel_counts
 
 
 @pytest.fixture
@@ -128,10 +129,10 @@ def test_bad_arguments_raise_clear_errors(image_case):
 
 
 def test_hover_text_and_png_sheet():
-    text = viz.pixel_hover_text(np.array([[0, 255]]), np.array([[[1, 0]], [[0, 1]]]), ["a", "b"])
+    text = plots.pixel_hover_text(np.array([[0, 255]]), np.array([[[1, 0]], [[0, 1]]]), ["a", "b"])
     assert text.tolist() == [["a<br>top-2: b, a", "ignored<br>top-2: a, b"]]
     maps = {"CE": np.random.rand(20, 30).astype(np.float32), "Focal": np.full((20, 30), np.nan, np.float32)}
-    sheet = Image.open(io.BytesIO(viz.heatmaps_png(np.random.rand(20, 30, 3), maps, log_color=True)))
+    sheet = Image.open(io.BytesIO(plots.heatmaps_png(np.random.rand(20, 30, 3), maps, log_color=True)))
     assert sheet.size == (2 * 30 + 8, 20 + 16 + 4) and sheet.mode == "RGB"  # panels, gap, title row
 
 
@@ -170,7 +171,9 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
 
 def test_checkpoint_runs_at_its_training_scale_and_scores_better_there():
     """The shipped 64 px street checkpoint on a 256 px sample: resized in, logits resized back."""
-    from segloss import checkpoints, data, metrics
+    from segloss.train import checkpoints
+    from segloss.train import data
+    from segloss.train import metrics
     from ui.layout import ROOT
 
     (path,) = checkpoints.find_checkpoints(ROOT / "sample_data")
@@ -187,7 +190,8 @@ def test_checkpoint_runs_at_its_training_scale_and_scores_better_there():
 
 
 def test_gradient_maps_cover_region_losses_and_equal_the_analysis_gradient(image_case):
-    from segloss import analysis, create_loss
+    from segloss import create_loss
+    from segloss.explain import analysis
 
     logits, labels = image_case
     names = {"ce": {}, "focal": {"gamma": 2.0}, "dice": {"smooth": 0.5}, "lovasz": {}, "dice_ce": {}}

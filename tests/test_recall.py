@@ -6,7 +6,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import segloss
-import segloss.functional as SF
+import segloss.losses.functional as SF
 from conftest import random_batch
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from monai.losses import DiceLoss, TverskyLoss
 
-from segloss import region
+from segloss.losses import region
 from conftest import random_batch
 
 
@@ -109,3 +109,58 @@ def test_per_image_scores_each_image_and_bad_parameters_are_rejected():
         region.tversky_loss(logits, target, alpha=-1.0)
     with pytest.raises(ValueError, match="Expected target size"):
         region.soft_dice_loss(logits, target[:, :2])
+
+
+def _berman_lovasz_per_image(probs, labels, ignore_index=255):
+    """Berman et al.'s reference ``lovasz_softmax(per_image=True, classes="present")``, in plain Python.
+
+    ``probs`` (N, C, P) float64, ``labels`` (N, P): per image, for each class present, the errors
+    ``|fg - p_c|`` sorted down, dotted with the Lovász gradient of the sorted ground truth; the
+    mean over that image's present classes; then the mean over images.
+    """
+    image_losses = []
+    for p, y in zip(probs, labels):
+        keep = [i for i, v in enumerate(y.tolist()) if v != ignore_index]
+        class_losses = []
+        for c in range(p.shape[0]):
+            fg = [1.0 if y[i] == c else 0.0 for i in keep]
+            if sum(fg) == 0:
+                continue
+            errors = [abs(f - float(p[c, i])) for f, i in zip(fg, keep)]
+            order = sorted(range(len(errors)), key=lambda k: -errors[k])
+            gts, inter, union, previous, total = sum(fg), sum(fg), sum(fg), 0.0, 0.0
+            for k in order:
+                inter -= fg[k]
+                union += 1.0 - fg[k]
+                jaccard = 1.0 - inter / union
+                total += errors[k] * (jaccard - previous)
+                previous = jaccard
+            class_losses.append(total)
+        image_losses.append(sum(class_losses) / len(class_losses))
+    return sum(image_losses) / len(image_losses)
+
+
+def test_lovasz_per_image_averages_each_images_classes_then_the_images():
+    # image 0 holds 2 classes, image 1 holds 4: pooling (image, class) pairs would weigh image 1 double
+    logits = torch.randn(2, 4, 5, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    target = torch.zeros(2, 5, 6, dtype=torch.long)
+    target[0, :, 3:] = 1
+    target[1] = torch.arange(30).reshape(5, 6) % 4
+    target[1, 0, 0] = 255
+    expected = _berman_lovasz_per_image(logits.softmax(1).reshape(2, 4, -1), target.reshape(2, -1))
+    got = region.lovasz_softmax_loss(logits, target, per_image=True)
+    assert got.item() == pytest.approx(expected, rel=1e-12)
+    pooled = region.lovasz_softmax_loss(logits, target, per_image=True, reduction="none")
+    assert got.item() != pytest.approx(pooled[~pooled.isnan()].mean().item(), rel=1e-4)
+
+
+def test_per_image_mean_skips_images_without_valid_pixels():
+    logits = torch.randn(3, 3, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    target = torch.randint(0, 3, (3, 4, 4), generator=torch.Generator().manual_seed(6))
+    target[2] = 255
+    for loss in (region.soft_dice_loss, region.lovasz_softmax_loss):
+        both = loss(logits[:2], target[:2], per_image=True)
+        assert loss(logits, target, per_image=True).item() == pytest.approx(both.item(), rel=1e-12)
+        per_class = loss(logits[:2], target[:2], per_image=True, reduction="none")
+        means = [row[~row.isnan()].mean() for row in per_class]
+        assert both.item() == pytest.approx(float(sum(means) / 2), rel=1e-12)

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import segloss
-from segloss import functional as SF
-from segloss import region
+from segloss.losses import functional as SF
+from segloss.losses import region
 from conftest import random_batch
 
 COUNTS = [1000, 200, 50, 5]
@@ -97,7 +97,7 @@ def test_create_loss_passes_parameters_through():
     expected = segloss.functional.focal_loss(logits, target, gamma=3.0, alpha=[0.1, 0.2, 0.3, 0.4], reduction="sum")
     torch.testing.assert_close(focal(logits, target), expected)
     weighted = segloss.create_loss("weighted_ce", scheme="inverse", class_counts=COUNTS)
-    weight = segloss.weights.inverse_frequency(COUNTS)
+    weight = segloss.losses.weights.inverse_frequency(COUNTS)
     torch.testing.assert_close(weighted(logits, target), segloss.functional.cross_entropy(logits, target, weight=weight))
 
 

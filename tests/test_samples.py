@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from segloss import data
-from segloss.samples import SAMPLE_DIR, frequency_table, load_pair, read_manifest, write_samples
-from segloss.uploads import load_mask
+from segloss.train import data
+from segloss.train.samples import SAMPLE_DIR, frequency_table, load_pair, read_manifest, write_samples
+from segloss.uploads.loaders import load_mask
 
 
 def test_written_samples_round_trip_to_the_generator_output(tmp_path):

@@ -1,11 +1,11 @@
-"""segloss.simulate: the simulated prediction does what each knob says, by seed."""
+"""segloss.uploads.simulate: the simulated prediction does what each knob says, by seed."""
 
 import numpy as np
 import pytest
 import torch
 
-from segloss import functional as SF
-from segloss.simulate import gaussian_blur, most_common_neighbour, simulate_logits, smooth_noise
+from segloss.losses import functional as SF
+from segloss.uploads.simulate import gaussian_blur, most_common_neighbour, simulate_logits, smooth_noise
 
 
 def squares(size=48):

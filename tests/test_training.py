@@ -10,12 +10,12 @@ import pytest
 import torch
 
 import segloss
-from segloss import analysis
-from segloss import functional as SF
-from segloss.data import make_batch
-from segloss.metrics import confusion_matrix, metrics_from_confusion
-from segloss.model import TinyUNet
-from segloss.training import Trainer
+from segloss.explain import analysis
+from segloss.losses import functional as SF
+from segloss.train.data import make_batch
+from segloss.train.metrics import confusion_matrix, metrics_from_confusion
+from segloss.train.model import TinyUNet
+from segloss.train.trainer import Trainer
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "sample_data" / "tinyunet_street_ce.pt"
 SMALL = {"batch_size": 2, "image_size": 32, "lr": 3e-3, "val_size": 2}  # fast settings for thread tests

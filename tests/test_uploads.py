@@ -1,4 +1,4 @@
-"""Tests for segloss.uploads: bad uploads give an UploadError naming the problem, good ones
+"""Tests for segloss.uploads.loaders: bad uploads give an UploadError naming the problem, good ones
 round-trip exactly, and a pickled payload is never executed."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-import segloss._upload_decode as decode
-from segloss.uploads import (
+import segloss.uploads.decode as decode
+from segloss.uploads.loaders import (
     HARD_PIXEL_LIMIT,
     MAX_UPLOAD_BYTES,
     ImageError,

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from segloss import weights
+from segloss.losses import weights
 
 
 def test_pixel_counts_ignore_the_ignore_label():

@@ -10,7 +10,7 @@ import zlib
 import numpy as np
 from PIL import Image
 
-from segloss.data import make_batch
+from segloss.train.data import make_batch
 
 SIZE = 96
 NUM_CLASSES = 9  # the street dataset

@@ -7,7 +7,7 @@ closes, the server's ``WebsocketSessionManager.disconnect_session`` removes the 
 its active sessions (keeping it a while for a reconnect), so
 ``Runtime.instance().is_active_session(session_id)`` turns False; it is documented as safe to
 call from any thread. :func:`session_keep_running` wraps that check into the plain
-``keep_running() -> bool`` callable that :meth:`segloss.training.Trainer.start` polls between
+``keep_running() -> bool`` callable that :meth:`segloss.train.trainer.Trainer.start` polls between
 steps, so the trainer thread ends by itself and segloss never imports streamlit.
 
 A reload or a short network drop reconnects the same session; ``grace_s`` keeps training

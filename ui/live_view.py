@@ -1,10 +1,10 @@
 """Streamlit helpers for the Live training page: settings, buttons, and the live panels.
 
-The trainer (:class:`segloss.training.Trainer`) lives in ``st.session_state[TRAINER_KEY]``,
+The trainer (:class:`segloss.train.trainer.Trainer`) lives in ``st.session_state[TRAINER_KEY]``,
 one per browser session, and trains in its own thread; the buttons act on it through
 ``on_click`` callbacks (they run before the script, so the page always draws the state the
-click produced). Everything drawn comes from ``trainer.snapshot()`` through :mod:`segloss.live`
-and :mod:`segloss.viz`; nothing is computed here.
+click produced). Everything drawn comes from ``trainer.snapshot()`` through :mod:`segloss.figures.live`
+and :mod:`segloss.figures.plots`; nothing is computed here.
 """
 
 from __future__ import annotations
@@ -13,8 +13,12 @@ import pandas as pd
 import streamlit as st
 
 import segloss
-from segloss import data, live, render, samples, viz
-from segloss.training import Trainer, TrainerConfig, TrainerSnapshot, choose_device
+from segloss.train import data
+from segloss.figures import live
+from segloss.figures import render
+from segloss.train import samples
+from segloss.figures import plots
+from segloss.train.trainer import Trainer, TrainerConfig, TrainerSnapshot, choose_device
 from ui.live_session import session_keep_running
 from ui.widgets import loss_param_widgets
 
@@ -221,7 +225,7 @@ def charts(snap: TrainerSnapshot, kind: str) -> None:
     if "state" in figures:
         st.plotly_chart(figures["state"], width="stretch", key=_key("state_fig"))
     # data as a callable: the CSV is built only when someone clicks, not on every refresh
-    st.download_button("Validation metrics over time (CSV)", lambda: viz.table_csv(live.evaluation_table(snap)),
+    st.download_button("Validation metrics over time (CSV)", lambda: plots.table_csv(live.evaluation_table(snap)),
                        file_name=f"live_{snap.config.dataset}_{snap.config.loss}.csv", mime="text/csv",
                        key=_key("csv"))
 
@@ -234,5 +238,5 @@ def frequency_table(dataset: str) -> None:
                  .format({"pixel share": "{:.2%}", "1 in N pixels": "{:,.0f}", "vs. largest": "{:.1f}x",
                           "median-frequency weight": "{:.2f}", "inverse-frequency weight": "{:.3f}"}),
                  hide_index=True, width="stretch")
-    st.download_button("Class frequencies (CSV)", viz.table_csv(table), file_name=f"{dataset}_class_frequencies.csv",
+    st.download_button("Class frequencies (CSV)", plots.table_csv(table), file_name=f"{dataset}_class_frequencies.csv",
                        mime="text/csv", key=_key("freq_csv"))

@@ -1,7 +1,7 @@
 """Streamlit helpers for the Upload page's outputs: loss heatmaps, their comparison, the table.
 
-All numbers come from :mod:`segloss.pixel_maps` (the registry losses with ``reduction="none"``)
-and all figures from :mod:`segloss.viz`; this module only lays them out. The maps and the
+All numbers come from :mod:`segloss.uploads.pixel_maps` (the registry losses with ``reduction="none"``)
+and all figures from :mod:`segloss.figures.plots`; this module only lays them out. The maps and the
 downsampled views are cached per (scene, prediction, losses), so moving the opacity slider
 redraws without recomputing.
 """
@@ -15,9 +15,10 @@ import streamlit as st
 import torch
 
 import segloss
-from segloss import pixel_maps, viz
-from segloss.evaluation import MAP_KINDS
-from segloss.scene import Scene
+from segloss.uploads import pixel_maps
+from segloss.figures import plots
+from segloss.train.evaluation import MAP_KINDS
+from segloss.uploads.scene import Scene
 from ui.upload_view import Prediction
 from ui.widgets import loss_param_widgets
 
@@ -90,7 +91,7 @@ def compute(key: str, _scene: Scene, _logits: torch.Tensor, losses: tuple, kind:
                                    logits=_logits, kind=kind, ignore_index=_scene.ignore_index)
     view = pixel_maps.display_view(_scene.image, _scene.labels, _logits, maps, max_side=panel_side(len(maps)),
                                    ignore_index=_scene.ignore_index)
-    text = viz.pixel_hover_text(view.labels, view.top_classes, _scene.class_names, _scene.ignore_index)
+    text = plots.pixel_hover_text(view.labels, view.top_classes, _scene.class_names, _scene.ignore_index)
     return Result(maps, table, view, text, titles, kind)
 
 
@@ -105,13 +106,13 @@ def heatmaps(scene: Scene, result: Result, prediction: Prediction) -> None:
                           "under focal loss sit orders of magnitude below hard ones).")
     view = result.view
     panels = {result.titles[name]: values for name, values in view.maps.items()}
-    fig = viz.loss_panels_figure(view.image, panels, factor=view.factor, hover_text=result.hover_text,
+    fig = plots.loss_panels_figure(view.image, panels, factor=view.factor, hover_text=result.hover_text,
                                  top_probs=view.top_probs, opacity=opacity, shared_scale=scale == "shared",
                                  log_color=log_color, unit=result.unit)
     st.plotly_chart(fig, width="stretch", key="upload_panels")
     full = {result.titles[name]: values.numpy() for name, values in result.maps.items()}
     st.download_button("Download the heatmaps (PNG, full resolution)", icon=":material/download:",
-                       data=lambda: viz.heatmaps_png(scene.image, full, opacity=opacity,
+                       data=lambda: plots.heatmaps_png(scene.image, full, opacity=opacity,
                                                      shared_scale=scale == "shared", log_color=log_color),
                        file_name=f"{scene.name}_{result.kind}_maps.png", mime="image/png", key="upload_png")
     drawn = (f"drawn at {view.image.shape[1]} x {view.image.shape[0]}, each block of {view.factor} x {view.factor} "
@@ -137,9 +138,9 @@ def comparison(scene: Scene, result: Result) -> None:
     values = pixel_maps.compare_maps(a, b, mode)
     view = pixel_maps.display_view(scene.image, scene.labels, None, {"a": a, "b": b, "v": values},
                                    max_side=COMPARISON_SIDE, ignore_index=scene.ignore_index)
-    text = viz.pixel_hover_text(view.labels, view.top_classes, scene.class_names, scene.ignore_index)
+    text = plots.pixel_hover_text(view.labels, view.top_classes, scene.class_names, scene.ignore_index)
     title = f"{result.titles[first]} {'-' if mode == 'difference' else '/'} {result.titles[second]}"
-    fig = viz.comparison_figure(view.image, view.maps["v"], factor=view.factor, hover_text=text,
+    fig = plots.comparison_figure(view.image, view.maps["v"], factor=view.factor, hover_text=text,
                                 title="A - B" if mode == "difference" else "log10 A/B",
                                 first=(result.titles[first], view.maps["a"]),
                                 second=(result.titles[second], view.maps["b"]))
@@ -153,5 +154,5 @@ def table(scene: Scene, result: Result) -> None:
     st.dataframe(result.table, hide_index=True, key="upload_table",
                  column_config={k: st.column_config.NumberColumn(format="%.3g") for k in result.table
                                 if k not in ("class", "pixels")})
-    st.download_button("Download the table (CSV)", viz.table_csv(result.table), file_name=f"{scene.name}_per_class.csv",
+    st.download_button("Download the table (CSV)", plots.table_csv(result.table), file_name=f"{scene.name}_per_class.csv",
                        mime="text/csv", icon=":material/download:", key="upload_csv")

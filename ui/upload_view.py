@@ -15,10 +15,13 @@ from dataclasses import dataclass
 import streamlit as st
 import torch
 
-from segloss import checkpoints, data, fitting, simulate
-from segloss.scene import (FROM_MASK, OFFER_IGNORE, OFFER_RESIZE, SAMPLE_DIR, Scene, SceneProblem,
+from segloss.train import checkpoints
+from segloss.train import data
+from segloss.train import fitting
+from segloss.uploads import simulate
+from segloss.uploads.scene import (FROM_MASK, OFFER_IGNORE, OFFER_RESIZE, SAMPLE_DIR, Scene, SceneProblem,
                            sample_scene, scene_from_uploads)
-from segloss.uploads import IMAGE_FORMATS, MASK_FORMATS, MAX_UPLOAD_BYTES, UploadError, load_logits
+from segloss.uploads.loaders import IMAGE_FORMATS, MASK_FORMATS, MAX_UPLOAD_BYTES, UploadError, load_logits
 
 IMAGE_TYPES = sorted({f.lower() for f in IMAGE_FORMATS} | {"jpg", "tif"})
 MASK_TYPES = sorted({f.lower() for f in MASK_FORMATS} | {"tif"})

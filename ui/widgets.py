@@ -1,10 +1,10 @@
-"""Widgets built from the loss registry, so a loss added to ``segloss.registry`` shows up everywhere."""
+"""Widgets built from the loss registry, so a loss added to ``segloss.losses.registry`` shows up everywhere."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from segloss.registry import LossSpec
+from segloss.losses.registry import LossSpec
 
 
 def loss_param_widgets(spec: LossSpec, key: str, *, skip: tuple[str, ...] = (), container=st) -> dict:

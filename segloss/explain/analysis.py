@@ -1,0 +1,288 @@
+"""Curves and gradient surfaces of the losses, computed by autograd through :mod:`segloss.functional`.
+
+Nothing here re-implements a formula: every value is the registry loss itself evaluated on a
+synthetic batch of pixels whose softmax probabilities are chosen, and every gradient is
+autograd's, on exactly the code path a training loop uses.
+
+The synthetic pixel: C classes, the true class (index 0) has probability ``p_t``; the rest
+``1 - p_t`` goes to the false classes either ``"even"``-ly or mostly (``CONFUSING_SHARE``) to one
+``"confusing"`` class with the remainder spread evenly. Logits are ``log p`` in float64, so
+the loss sees exactly these probabilities. A region loss (Dice, Lovász...) has no loss per
+pixel; it sees an image of :data:`REGION_PIXELS` such pixels, all of the true class (see
+:func:`pixel_loss`): soft Dice then gives ``(1 - p_t) / (1 + p_t)``, Jaccard and Lovász
+``1 - p_t`` (up to smoothing).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from segloss.losses import functional as SF
+from segloss.losses import modules
+from segloss.losses.registry import LOSSES, create_loss
+
+SPREADS = ("even", "confusing")
+CONFUSING_SHARE = 0.9
+COMPONENTS = ("norm", "true", "false")
+WELL_CLASSIFIED = 0.5  # p_t above this: the argmax is the true class whatever C is
+REGION_PIXELS = 100  # a region loss's synthetic image: this many pixels of one class, all alike
+
+PixelLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def probability_grid(num_points: int = 256, low: float = 1e-3, high: float = 1 - 1e-3) -> np.ndarray:
+    """``num_points`` values of ``p_t`` in ``[low, high]``, denser near both ends (logit-spaced)."""
+    if num_points < 2 or not 0 < low < high < 1:
+        raise ValueError(f"need num_points >= 2 and 0 < low < high < 1, got {num_points}, {low}, {high}")
+    logit = np.linspace(np.log(low / (1 - low)), np.log(high / (1 - high)), num_points)
+    return 1.0 / (1.0 + np.exp(-logit))
+
+
+def synthetic_probabilities(p_t: Sequence[float] | np.ndarray, num_classes: int, spread: str = "even") -> torch.Tensor:
+    """Softmax probabilities ``(K, C)`` float64 with ``p[:, 0] = p_t`` and ``1 - p_t`` spread as said.
+
+    Raises:
+        ValueError: ``num_classes < 2``, unknown ``spread``, or ``p_t`` outside ``(0, 1)``.
+    """
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    if spread not in SPREADS:
+        raise ValueError(f"spread must be one of {SPREADS}, got {spread!r}")
+    p_t = torch.as_tensor(np.asarray(p_t, dtype=np.float64))
+    if p_t.dim() != 1 or not bool(((p_t > 0) & (p_t < 1)).all()):
+        raise ValueError("p_t must be a 1-D sequence of values strictly between 0 and 1")
+    rest = (1.0 - p_t)[:, None]
+    n_false = num_classes - 1
+    if spread == "even" or n_false == 1:
+        false = rest.expand(-1, n_false) / n_false
+    else:
+        others = rest * (1 - CONFUSING_SHARE) / (n_false - 1)
+        false = torch.cat([rest * CONFUSING_SHARE, others.expand(-1, n_false - 1)], dim=1)
+    return torch.cat([p_t[:, None], false], dim=1)
+
+
+def pixel_loss(name: str, params: dict | None = None, *, class_counts=None, recall: float = 0.0,
+               region_pixels: int = REGION_PIXELS) -> PixelLoss:
+    """The registry loss ``name`` as a function ``(logits (K, C), target (K,)) -> (K,)``.
+
+    Pixel-wise losses give each pixel's loss. Learnable Dual Focal parameters are held at their
+    values. Recall loss weighs a pixel by ``1 - R`` of its class, which depends on the batch,
+    not on the pixel's ``p_t``: here the recall is fixed at ``recall`` and the same
+    :func:`~segloss.functional.recall_weighted_ce` as in training is used.
+
+    Region losses (``spec.pixelwise`` False) have no per-pixel loss. For them entry k is the
+    loss of an image of ``region_pixels`` pixels, all of class ``target[k]`` with logits
+    ``logits[k]``: one region, scored on its own (``per_image``). Its gradient with respect to
+    ``logits[k]`` is the sum over the region's pixels, i.e. ``region_pixels`` times one pixel's
+    gradient: on the scale of a pixel-wise loss's per-pixel gradient (a pixel-wise loss gives
+    the same values and gradients either way).
+    """
+    params = {k: v for k, v in (params or {}).items() if k != "learnable"}
+    if name == "recall":
+        def recall_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            weights = torch.full((logits.shape[1],), 1.0 - recall, dtype=logits.dtype)
+            return SF.recall_weighted_ce(logits, target, weights, reduction="none")
+        return recall_ce
+    spec = LOSSES[name]
+    kwargs = {"class_counts": class_counts} if spec.needs_class_counts else {}
+    if spec.pixelwise:
+        return create_loss(name, reduction="none", **params, **kwargs).double()
+    module = create_loss(name, **{**params, "per_image": "image"}, **kwargs).double()
+    return uniform_region_loss(module, region_pixels)
+
+
+def uniform_region_loss(module: nn.Module, region_pixels: int = REGION_PIXELS) -> PixelLoss:
+    """``(logits (K, C), target (K,)) -> (K,)``: entry k is ``module``'s loss on an image of
+    ``region_pixels`` pixels, all with logits ``logits[k]`` and label ``target[k]``.
+
+    ``module`` is a registry module with reduction "mean" (region losses with
+    ``per_image=True``); see :func:`per_image_loss`.
+    """
+    if isinstance(region_pixels, bool) or not isinstance(region_pixels, int) or region_pixels < 1:
+        raise ValueError(f"region_pixels must be a positive int, got {region_pixels!r}")
+
+    def region_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        z = logits[:, :, None].expand(-1, -1, region_pixels)
+        t = target[:, None].expand(-1, region_pixels)
+        return per_image_loss(module, z, t)
+    return region_loss
+
+
+def per_image_loss(module: nn.Module, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Each image's own loss under ``module`` (a registry module built with reduction "mean").
+
+    Pixel-wise losses: the image's per-pixel map summed and divided as "mean" divides (by its
+    valid pixels, or by their class weights when the loss has ``weight``). Region
+    losses built with ``per_image=True``: the weighted mean of the image's per-class losses over
+    the classes present in it. Sums: the sum of their parts.
+
+    Args:
+        logits: float ``(N, C, *S)``. target: integer ``(N, *S)``.
+
+    Returns:
+        ``(N,)`` in the logits' dtype, differentiable.
+    """
+    if isinstance(module, modules.SumLoss):
+        return per_image_loss(module.pixel, logits, target) + module.dice_weight * per_image_loss(
+            module.region_part, logits, target)
+    each = copy.copy(module)  # same parameters and buffers, its own reduction
+    each.reduction = "none"
+    values = each(logits, target)
+    if isinstance(module, modules._RegionLoss):
+        if not module.per_image:
+            raise ValueError("per_image_loss needs a region loss built with per_image=True")
+        present = ~values.isnan()
+        w = present.to(values.dtype) * (1.0 if module.weight is None else module.weight.to(values.dtype))
+        return torch.where(present, values, 0.0).mul(w).sum(1) / w.sum(1).clamp_min(1e-12)
+    valid = target != module.ignore_index
+    per_pixel = valid.to(values.dtype)  # what "mean" divides by: valid pixels, or their class weights
+    if module.weight is not None:
+        per_pixel = per_pixel * module.weight.to(values.dtype)[torch.where(valid, target, 0).long()]
+    flat = per_pixel.reshape(len(target), -1)
+    return values.reshape(len(values), -1).sum(1) / flat.sum(1).clamp_min(1e-12)
+
+
+def loss_curve(loss: PixelLoss, p_t: np.ndarray, num_classes: int, spread: str = "even",
+               true_class: int = 0) -> np.ndarray:
+    """Loss of one pixel against its true-class probability: ``(K,)`` float64.
+
+    ``true_class`` picks which class index the pixel belongs to (it matters only for losses
+    with class weights); the probabilities are rotated so that class holds ``p_t``.
+    """
+    if not 0 <= true_class < num_classes:
+        raise ValueError(f"true_class must lie in [0, {num_classes}), got {true_class}")
+    probs = torch.roll(synthetic_probabilities(p_t, num_classes, spread), true_class, dims=1)
+    target = torch.full((len(probs),), true_class, dtype=torch.long)
+    with torch.no_grad():
+        return loss(probs.log(), target).numpy()
+
+
+def dual_focal_terms(p_t: np.ndarray, num_classes: int, spread: str = "even", *, alpha: float = 1.0,
+                     beta: float = 1.0, gamma: float = 1.0, rho: float = 1.0) -> dict[str, np.ndarray]:
+    """The three terms of Dual Focal Loss against ``p_t``, each from the loss itself.
+
+    ``true-class CE`` is DFL with alpha = beta = 0; the false-class and focal-style terms are
+    what beta and alpha add to it. Their sum is the full loss.
+    """
+    probs = synthetic_probabilities(p_t, num_classes, spread)
+    z, target = probs.log(), torch.zeros(len(probs), dtype=torch.long)
+    def dfl(a: float, b: float) -> np.ndarray:
+        return SF.dual_focal_loss(z, target, alpha=a, beta=b, gamma=gamma, rho=rho, reduction="none").numpy()
+    ce = dfl(0.0, 0.0)
+    return {"true-class CE": ce, "false-class term": dfl(0.0, beta) - ce, "focal-style term": dfl(alpha, 0.0) - ce}
+
+
+def logit_gradients(loss: PixelLoss, p_t: np.ndarray, num_classes: int, spread: str = "even") -> np.ndarray:
+    """``dL/dz`` of each synthetic pixel, ``(K, C)`` float64 (class 0 true, class 1 most confusing)."""
+    probs = synthetic_probabilities(p_t, num_classes, spread)
+    logits = probs.log().requires_grad_()
+    loss(logits, torch.zeros(len(probs), dtype=torch.long)).sum().backward()
+    return logits.grad.numpy()
+
+
+def gradient_magnitude(grads: np.ndarray, component: str = "norm") -> np.ndarray:
+    """Reduce ``(..., C)`` logit gradients to one magnitude per pixel.
+
+    ``"norm"``: Euclidean norm over classes; ``"true"``: ``|dL/dz_t|``; ``"false"``:
+    ``|dL/dz_c|`` of the most probable false class (class 1 of the synthetic pixel).
+    """
+    if component == "norm":
+        return np.linalg.norm(grads, axis=-1)
+    if component == "true":
+        return np.abs(grads[..., 0])
+    if component == "false":
+        return np.abs(grads[..., 1])
+    raise ValueError(f"component must be one of {COMPONENTS}, got {component!r}")
+
+
+def gradient_surface(name: str, p_t: np.ndarray, sweep: str, values: Sequence[float], num_classes: int,
+                     spread: str = "even", component: str = "norm", params: dict | None = None,
+                     class_counts=None) -> np.ndarray:
+    """Gradient magnitude over ``p_t`` (columns) and a swept parameter (rows): ``(len(values), K)``.
+
+    Args:
+        name: registry loss name.
+        p_t: ``(K,)`` true-class probabilities.
+        sweep: the parameter swept along the rows (e.g. ``"gamma"``; ``"recall"`` for recall loss).
+        values: its values.
+        num_classes, spread: the synthetic pixel (see module docstring).
+        component: see :func:`gradient_magnitude`.
+        params: the loss's other parameters.
+
+    Returns:
+        float32 ``(len(values), K)``, ready for a heatmap.
+    """
+    rows = []
+    for value in values:
+        if sweep == "recall":
+            loss = pixel_loss(name, params, class_counts=class_counts, recall=float(value))
+        else:
+            loss = pixel_loss(name, {**(params or {}), sweep: float(value)}, class_counts=class_counts)
+        rows.append(gradient_magnitude(logit_gradients(loss, p_t, num_classes, spread), component))
+    return np.asarray(rows, dtype=np.float32)
+
+
+def sweepable_parameters(name: str) -> list[str]:
+    """Parameters of a loss that shape its gradient and a surface can sweep.
+
+    ``recall`` (the batch recall ``R``) for recall loss; none for (weighted) cross-entropy, whose
+    only parameters pick class weights.
+    """
+    if name == "recall":
+        return ["recall"]
+    if LOSSES[name].needs_class_counts:
+        return []
+    return [p.name for p in LOSSES[name].params if p.kind == "float"]
+
+
+def gradient_map(loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], logits: torch.Tensor,
+                 target: torch.Tensor, component: str = "norm", *, ignore_index: int | None = None) -> torch.Tensor:
+    """Where a loss pushes the network: ``|dL/dz|`` at every pixel, for any loss.
+
+    Region losses (Dice, Lovász...) have no per-pixel loss, but every loss has a per-pixel
+    gradient. ``loss`` is called on a detached copy of ``logits`` (float32 or float64) and must return a
+    scalar. The gradient of a ``"mean"`` reduction (a module whose ``reduction`` is not
+    ``"sum"``, or a plain function) is multiplied by the number of valid pixels, so that a
+    pixel-wise loss without class weights gives exactly each pixel's own ``|dl_i/dz_i|`` and
+    the maps of different losses and batch sizes share one scale; a ``"sum"`` is taken as is.
+
+    Args:
+        loss: e.g. ``segloss.create_loss("dice")``.
+        logits: float ``(N, C, *S)``. target: integer ``(N, *S)``.
+        component: ``"norm"`` (over all classes), ``"true"`` (the target class's logit) or
+            ``"false"`` (the largest false-class component).
+        ignore_index: label of ignored pixels; default the loss's ``ignore_index`` attribute, or 255.
+
+    Returns:
+        float32 ``(N, *S)`` (float64 for float64 logits), 0 where the loss does not depend on
+        the pixel (e.g. ignored).
+
+    Raises:
+        ValueError: the loss did not return a scalar, or an unknown component.
+    """
+    if component not in COMPONENTS:
+        raise ValueError(f"component must be one of {COMPONENTS}, got {component!r}")
+    z = logits.detach()
+    z = (z if z.dtype == torch.float64 else z.float()).requires_grad_()
+    with torch.enable_grad():
+        value = loss(z, target)
+        if value.dim() != 0:
+            raise ValueError(f"the loss must return a scalar for a gradient map, got shape {tuple(value.shape)}; "
+                             "build it with reduction='mean' or 'sum'")
+        (grad,) = torch.autograd.grad(value, z)
+    if ignore_index is None:
+        ignore_index = getattr(loss, "ignore_index", 255)
+    if getattr(loss, "reduction", "mean") != "sum":
+        grad = grad * int((target != ignore_index).sum())
+    if component == "norm":
+        return grad.norm(dim=1)
+    safe = torch.where(target == ignore_index, 0, target).long().unsqueeze(1)
+    true = grad.gather(1, safe).squeeze(1)
+    if component == "true":
+        return true.abs()
+    return grad.abs().scatter(1, safe, 0.0).amax(dim=1)

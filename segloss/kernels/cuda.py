@@ -1,0 +1,250 @@
+"""The CUDA backend of the pixel-wise losses: Triton kernels behind two autograd functions.
+
+The default for CUDA tensors (float32, bfloat16, float16) when triton is importable; float64
+logits keep the eager path (:mod:`segloss.kernels.cpu`, device-agnostic). Per call:
+
+- forward: one kernel reads each logit once and writes the loss map (``"none"``) or per-program
+  partial sums; recall loss's argmax counts come from the same pass (its weights multiply
+  per-class loss sums afterwards). One host-device synchronisation reads the flags back (labels
+  outside ``[0, C)``, non-finite logits) so that bad input raises ``ValueError``.
+- backward: one kernel reads the logits again and writes ``dL/dz`` once, in the logits' dtype
+  and layout (channels_last stays channels_last), times the upstream gradient. Nothing of the
+  logits' size is kept between the two; extra memory is the gradient itself.
+
+Under ``TRITON_INTERPRET=1`` the same kernels run on CPU tensors (slowly): that is how the tests
+check them without a GPU (:func:`run_on_cpu_for_tests`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+try:  # triton ships with CUDA builds of torch; CPU-only installs may lack it
+    from segloss.kernels import triton_pixelwise as _tk
+except ImportError:  # pragma: no cover - depends on the install
+    _tk = None
+
+TILE_ELEMENTS = 4096  # logits per tile: BLOCK_C * BLOCK_P
+MAX_PROGRAMS = 1024  # forward programs (each loops over tiles); bounds the partial-sum buffers
+_CPU_FOR_TESTS = False
+KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def available() -> bool:
+    """True if the Triton kernels can be used (triton imports)."""
+    return _tk is not None
+
+
+def run_on_cpu_for_tests(enabled: bool = True) -> None:
+    """Route CPU tensors through the Triton kernels too (needs ``TRITON_INTERPRET=1``; tests only)."""
+    global _CPU_FOR_TESTS
+    _CPU_FOR_TESTS = bool(enabled)
+
+
+def handles(logits: torch.Tensor) -> bool:
+    """Whether a loss on ``logits`` runs here: CUDA (or the interpreter in tests), a kernel dtype."""
+    if _tk is None or logits.dtype not in KERNEL_DTYPES:
+        return False
+    return logits.is_cuda or (_CPU_FOR_TESTS and logits.device.type == "cpu")
+
+
+def _blocks(num_classes: int) -> tuple[int, int]:
+    block_c = max(2, 1 << (num_classes - 1).bit_length())
+    return block_c, max(1, TILE_ELEMENTS // block_c)
+
+
+def _pixels_view(tensor: torch.Tensor, n: int, c: int | None) -> torch.Tensor:
+    """``(N, C, P)`` (or ``(N, P)``) view of ``tensor`` without a copy when its strides allow."""
+    pixels = math.prod(tensor.shape[1 if c is None else 2:])
+    shape = (n, pixels) if c is None else (n, c, pixels)
+    try:
+        return tensor.view(shape)
+    except RuntimeError:  # spatial dims that cannot be merged (e.g. a transposed H and W): one copy
+        return tensor.reshape(shape)
+
+
+def _strides(view: torch.Tensor) -> tuple[int, ...]:
+    return tuple(view.stride()) if view.numel() else (0,) * view.dim()
+
+
+def _grad_buffer(logits: torch.Tensor, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradient ``(N, C, *S)`` in the logits' layout and its ``(N, C, P)`` view."""
+    n, c = logits.shape[:2]
+    grad = torch.empty_like(logits)  # keeps a dense layout (contiguous or channels_last)
+    pixels = flat.shape[2]
+    try:
+        return grad, grad.view(n, c, pixels)
+    except RuntimeError:
+        grad = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)
+        return grad, grad.view(n, c, pixels)
+
+
+class _Launch:
+    """Shapes, views and block sizes of one call, shared by forward and backward."""
+
+    def __init__(self, logits: torch.Tensor, target: torch.Tensor) -> None:
+        self.n, self.c = logits.shape[:2]
+        self.flat = _pixels_view(logits, self.n, self.c)
+        self.labels = _pixels_view(target, self.n, None)
+        self.pixels = self.flat.shape[2]
+        self.total = self.n * self.pixels
+        self.block_c, self.block_p = _blocks(self.c)
+        self.tiles = -(-self.total // self.block_p)
+        # tiles per forward program: a power of two (a compile-time loop bound, few variants)
+        self.steps = 1 << max(0, (-(-self.tiles // MAX_PROGRAMS) - 1).bit_length())
+        self.programs = max(1, -(-self.tiles // self.steps))
+
+    def common(self):
+        s_n, s_c, s_p = _strides(self.flat)
+        y_n, y_p = _strides(self.labels)
+        return (self.total, self.pixels, self.c, s_n, s_c, s_p, y_n, y_p)
+
+    def buffers(self, device, per_class: bool, write_map: bool):
+        g, c = self.programs, self.c
+        part_loss = torch.empty((g, c) if per_class else (g,), dtype=torch.float32, device=device)
+        part_count = torch.empty(g, 2, c, dtype=torch.int32, device=device)
+        flags = torch.empty(g, 2, dtype=torch.int32, device=device)
+        loss_map = torch.empty(self.total if write_map else 1, dtype=torch.float32, device=device)
+        return part_loss, part_count, flags, loss_map
+
+
+def _raise_bad_input(flags: torch.Tensor, logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> None:
+    """The one synchronisation of a call: read the flags, raise ``ValueError`` on bad input."""
+    bad_labels, non_finite = flags.sum(dim=0).tolist()
+    if bad_labels:
+        num_classes = logits.shape[1]
+        bad = (target != ignore_index) & ((target < 0) | (target >= num_classes))
+        values = torch.unique(target[bad])[:8].tolist()
+        raise ValueError(f"target holds labels outside [0, {num_classes}) that are not "
+                         f"ignore_index={ignore_index}: {values}")
+    if non_finite:
+        n_nan, n_inf = int(torch.isnan(logits).sum()), int(torch.isinf(logits).sum())
+        raise ValueError(f"logits contain {n_nan} NaN and {n_inf} Inf values (shape {tuple(logits.shape)}); "
+                         "check the model output or the learning rate")
+
+
+def _mean_factor(reduction: str, valid_counts: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """1 / (valid pixels, or the sum of their weights) for ``"mean"`` (0 when that is 0), else 1."""
+    if reduction != "mean":
+        return torch.ones((), dtype=torch.float32, device=valid_counts.device)
+    counts = valid_counts.to(torch.float32)
+    denominator = counts.sum() if weight is None else (counts * weight.to(torch.float32)).sum()
+    return torch.where(denominator > 0, 1.0 / denominator.clamp_min(1e-30), 0.0)
+
+
+def _upstream(grad_out: torch.Tensor, reduction: str, factor: torch.Tensor) -> torch.Tensor:
+    """A device scalar (upstream x mean factor) or the per-pixel upstream map, float32 and flat."""
+    if reduction == "none":
+        return grad_out.to(torch.float32).contiguous().view(-1)
+    return (grad_out.to(torch.float32) * factor).reshape(1)
+
+
+class FocalFamilyTriton(torch.autograd.Function):
+    """CE, weighted CE, focal and recall loss: ``-s (1 - p_t)^gamma log p_t`` per pixel.
+
+    Args (of ``apply``): logits ``(N, C, *S)``; target ``(N, *S)``; ``ignore_index``; ``gamma``
+    (float); ``class_scale`` ``(C,)`` float32 or None (alpha x weight); ``weight`` ``(C,)`` or
+    None (the "mean" denominator's weights); ``scale_from_counts`` or None (recall loss: called
+    with the ``(C,)`` valid-pixel and argmax-hit counts, returns the class scale); ``reduction``.
+    Returns the loss (scalar, or the ``(N, *S)`` float32 map).
+    """
+
+    @staticmethod
+    def forward(ctx, logits, target, ignore_index, gamma, class_scale, weight, scale_from_counts, reduction):
+        launch = _Launch(logits, target)
+        device = logits.device
+        per_class = scale_from_counts is not None
+        write_map = reduction == "none"
+        part_loss, part_count, flags, loss_map = launch.buffers(device, per_class, write_map)
+        scale = class_scale if class_scale is not None and not per_class else None
+        if launch.total:
+            _tk.focal_forward_kernel[(launch.programs,)](
+                launch.flat, launch.labels, scale if scale is not None else part_loss, loss_map, part_loss,
+                part_count, flags, *launch.common(), ignore_index, float(gamma), launch.programs,
+                BLOCK_C=launch.block_c, BLOCK_P=launch.block_p, NUM_STEPS=launch.steps,
+                HAS_SCALE=scale is not None, WRITE_MAP=write_map, PER_CLASS=per_class, GAMMA_ZERO=gamma == 0)
+            _raise_bad_input(flags, logits, target, ignore_index)
+        counts = part_count.sum(dim=0, dtype=torch.int64) if launch.total else torch.zeros(
+            2, launch.c, dtype=torch.int64, device=device)
+        if per_class:
+            scale = scale_from_counts(counts[0], counts[1]).to(device=device, dtype=torch.float32)
+            total = (part_loss.sum(dim=0) * scale).sum()
+        else:
+            total = part_loss.sum()
+        factor = _mean_factor(reduction, counts[0], weight)
+        if write_map:
+            value = loss_map.view(target.shape)
+            if per_class:
+                safe = torch.where(target != ignore_index, target, 0).long()
+                value = value * scale[safe]
+        else:
+            value = total * factor
+        ctx.save_for_backward(logits, target, scale, factor)
+        ctx.ignore_index, ctx.gamma, ctx.reduction = ignore_index, float(gamma), reduction
+        return value
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        logits, target, scale, factor = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return (None,) * 8
+        launch = _Launch(logits, target)
+        grad, grad_view = _grad_buffer(logits, launch.flat)
+        if launch.total:
+            up = _upstream(grad_out, ctx.reduction, factor)
+            _tk.focal_backward_kernel[(launch.tiles,)](
+                launch.flat, launch.labels, scale if scale is not None else up, up, grad_view, *launch.common(),
+                *_strides(grad_view), ctx.ignore_index, ctx.gamma, BLOCK_C=launch.block_c, BLOCK_P=launch.block_p,
+                HAS_SCALE=scale is not None, UP_MAP=ctx.reduction == "none", GAMMA_ZERO=ctx.gamma == 0)
+        return grad, None, None, None, None, None, None, None
+
+
+class DualFocalTriton(torch.autograd.Function):
+    """Dual Focal Loss (Hossain et al. 2021) per pixel; see :func:`segloss.functional.dual_focal_loss`.
+
+    Args (of ``apply``): logits ``(N, C, *S)``; target ``(N, *S)``; ``ignore_index``; ``weight``
+    ``(C,)`` float32 or None; ``params`` ``(alpha, beta, gamma, rho)`` floats; ``reduction``.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, target, ignore_index, weight, params, reduction):
+        launch = _Launch(logits, target)
+        device = logits.device
+        write_map = reduction == "none"
+        part_loss, part_count, flags, loss_map = launch.buffers(device, False, write_map)
+        alpha, beta, gamma, rho = (float(v) for v in params)
+        log_rho_minus_1 = math.log(rho - 1.0) if rho > 1 else 0.0
+        if launch.total:
+            _tk.dual_focal_forward_kernel[(launch.programs,)](
+                launch.flat, launch.labels, weight if weight is not None else part_loss, loss_map, part_loss,
+                part_count, flags, *launch.common(), ignore_index, launch.programs, alpha, beta, gamma, rho,
+                log_rho_minus_1, BLOCK_C=launch.block_c, BLOCK_P=launch.block_p, NUM_STEPS=launch.steps,
+                HAS_WEIGHT=weight is not None,
+                WRITE_MAP=write_map, RHO_ONE=rho == 1)
+            _raise_bad_input(flags, logits, target, ignore_index)
+        counts = part_count[:, 0].sum(dim=0, dtype=torch.int64) if launch.total else torch.zeros(
+            launch.c, dtype=torch.int64, device=device)
+        factor = _mean_factor(reduction, counts, weight)
+        value = loss_map.view(target.shape) if write_map else part_loss.sum() * factor
+        ctx.save_for_backward(logits, target, weight, factor)
+        ctx.ignore_index, ctx.params, ctx.reduction = ignore_index, (alpha, beta, gamma, rho), reduction
+        return value
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        logits, target, weight, factor = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return (None,) * 6
+        launch = _Launch(logits, target)
+        grad, grad_view = _grad_buffer(logits, launch.flat)
+        alpha, beta, gamma, rho = ctx.params
+        if launch.total:
+            up = _upstream(grad_out, ctx.reduction, factor)
+            _tk.dual_focal_backward_kernel[(launch.tiles,)](
+                launch.flat, launch.labels, weight if weight is not None else up, up, grad_view, *launch.common(),
+                *_strides(grad_view), ctx.ignore_index, alpha, beta, gamma, rho,
+                math.log(rho - 1.0) if rho > 1 else 0.0, BLOCK_C=launch.block_c, BLOCK_P=launch.block_p,
+                HAS_WEIGHT=weight is not None, UP_MAP=ctx.reduction == "none", RHO_ONE=rho == 1)
+        return grad, None, None, None, None, None

@@ -1,0 +1,288 @@
+"""Triton kernels of the pixel-wise losses: one tile of pixels with all its classes per step.
+
+Every kernel sees the logits as ``(N, C, P)`` through three strides (contiguous NCHW has a pixel
+stride of 1, channels_last a class stride of 1) and walks the ``N * P`` pixels in tiles of
+``BLOCK_P``; a tile loads the ``(BLOCK_C, BLOCK_P)`` block of logits once (``BLOCK_C`` the
+next power of two >= C, padded classes read as -inf), so along pixels the loads are coalesced.
+All math is float32, whatever the logits' dtype; gradients are stored in the logits' dtype.
+
+Forward kernels run at most ``MAX_PROGRAMS`` programs, each walking ``NUM_STEPS`` tiles (a power
+of two, so that few variants are compiled); they write the per-pixel map (``reduction="none"``) and per-program partial sums
+(deterministic: they are summed by torch afterwards, never with float atomics): the loss, the
+valid pixels per class, argmax hits per class (recall loss), and two flags, labels outside
+``[0, C)`` that are not ``ignore_index`` and pixels with non-finite logits, read back once per
+call. Backward kernels recompute the per-pixel quantities from the logits and write
+``dL/dz`` once, scaled by the upstream gradient (a device scalar or a per-pixel map), so no
+state of the logits' size lives between forward and backward and any upstream (AMP's loss
+scale, a second backward) is exact.
+
+The formulas are those of :mod:`segloss.kernels.cpu` (see ``LOSS_MATH.md``):
+
+- focal family (CE: gamma = 0): ``FL = -s (1 - p_t)^gamma log p_t``,
+  ``dFL/dz_k = c (p_k - [k = t])``, ``c = s (1 - p_t)^gamma [1 - gamma p_t log(p_t) / (1 - p_t)]``;
+- Dual Focal: the closed form of :func:`segloss.kernels.cpu._dual_focal_block`, with every
+  product of a possibly huge factor (``r_a``, ``(1 - p_t)^(gamma - 1)``) and a probability that
+  cancels it taken as one ``exp`` of a sum of logs (each such product is <= 1).
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _log1m(x):
+    """``log(1 - x)`` for ``0 <= x <= 1/2``, accurate for tiny ``x`` (``log(u) x / (u - 1)``, u = 1 - x)."""
+    u = 1.0 - x
+    d = u - 1.0  # exact for x <= 1/2
+    safe = tl.where(d == 0.0, -1.0, d)
+    return tl.where(d == 0.0, -x, tl.log(u) * (-x) / safe)
+
+
+@triton.jit
+def _tile(z_ptr, y_ptr, tile, total, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index,
+          BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+    """Load one tile: logits ``(BLOCK_C, BLOCK_P)`` float32 (padded classes -inf), labels and masks."""
+    offs = tile.to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P).to(tl.int64)
+    in_range = offs < total
+    n = offs // P
+    p = offs - n * P
+    y = tl.load(y_ptr + n * y_n + p * y_p, mask=in_range, other=ignore_index).to(tl.int64)
+    labelled = in_range & (y != ignore_index)
+    ok = (y >= 0) & (y < C)
+    valid = labelled & ok
+    bad = tl.sum((labelled & (ok == 0)).to(tl.int32), axis=0)
+    cls = tl.arange(0, BLOCK_C)
+    cls_ok = cls < C
+    ptrs = z_ptr + n[None, :] * s_n + cls.to(tl.int64)[:, None] * s_c + p[None, :] * s_p
+    z = tl.load(ptrs, mask=cls_ok[:, None] & in_range[None, :], other=0.0).to(tl.float32)
+    z = tl.where(cls_ok[:, None], z, float("-inf"))
+    is_t = (cls[:, None] == y[None, :]) & valid[None, :]
+    return offs, in_range, valid, bad, cls, cls_ok, z, y, is_t
+
+
+@triton.jit
+def _focal_pixel(z, is_t, gamma, GAMMA_ZERO: tl.constexpr):
+    """Per pixel of a tile: ``(loss, coef, e, s, finite)`` with ``e = exp(z - m)`` ``(BLOCK_C, BLOCK_P)``
+    and ``s`` its column sums; the loss and ``coef`` carry no scale yet."""
+    m = tl.max(z, axis=0)
+    e = tl.exp(z - m[None, :])
+    s_others = tl.sum(tl.where(is_t, 0.0, e), axis=0)
+    e_t = tl.sum(tl.where(is_t, e, 0.0), axis=0)
+    s = s_others + e_t
+    log_s = tl.log(s)
+    z_t = tl.sum(tl.where(is_t, z, 0.0), axis=0)
+    log_pt = (z_t - m) - log_s
+    finite = ((m - m) == 0.0) & ((log_s - log_s) == 0.0)
+    if GAMMA_ZERO:
+        loss = -log_pt
+        coef = tl.full(log_pt.shape, 1.0, tl.float32)
+    else:
+        one_minus = s_others / s  # 1 - p_t without cancellation
+        log1m_pt = tl.log(tl.maximum(s_others, 1.2e-38)) - log_s  # 1e-38 would be a float64 constant
+        log_pt = tl.where(one_minus < 0.5, _log1m(tl.minimum(one_minus, 0.5)), log_pt)
+        safe_one_minus = tl.where(one_minus > 1e-6, one_minus, 1.0)
+        ratio = tl.where(one_minus > 1e-6, log_pt / safe_one_minus, -1.0 - 0.5 * one_minus)
+        modulator = tl.exp(gamma * log1m_pt)
+        coef = modulator * (1.0 - gamma * ratio * tl.exp(log_pt))
+        loss = -modulator * log_pt
+    return loss, coef, e, s, finite
+
+
+@triton.jit
+def focal_forward_kernel(z_ptr, y_ptr, scale_ptr, map_ptr, part_loss_ptr, part_count_ptr, flags_ptr,
+                         total, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index, gamma, programs,
+                         BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, NUM_STEPS: tl.constexpr,
+                         HAS_SCALE: tl.constexpr, WRITE_MAP: tl.constexpr, PER_CLASS: tl.constexpr,
+                         GAMMA_ZERO: tl.constexpr):
+    """Loss of the focal family; per program: loss sum (or per-class sums), class counts, flags.
+
+    ``part_loss`` ``(G,)`` (``(G, C)`` with ``PER_CLASS``), ``part_count`` ``(G, 2, C)`` int32:
+    valid pixels per class and, with ``PER_CLASS`` (recall loss), those whose argmax is their
+    label; ``flags`` ``(G, 2)`` int32: bad labels, pixels with non-finite logits.
+    """
+    pid = tl.program_id(0)
+    cls = tl.arange(0, BLOCK_C)
+    acc_class = tl.zeros((BLOCK_C,), tl.float32)
+    acc_loss = tl.zeros((BLOCK_P,), tl.float32)
+    acc_n = tl.zeros((BLOCK_C,), tl.int32)
+    acc_tp = tl.zeros((BLOCK_C,), tl.int32)
+    acc_bad = tl.zeros((1,), tl.int32)
+    acc_nonfinite = tl.zeros((1,), tl.int32)
+    for step in range(0, NUM_STEPS):
+        tile = pid + step * programs  # past the last tile: every pixel masked
+        offs, in_range, valid, bad, cls, cls_ok, z, y, is_t = _tile(
+            z_ptr, y_ptr, tile, total, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index, BLOCK_C, BLOCK_P)
+        loss, coef, e, s, finite = _focal_pixel(z, is_t, gamma, GAMMA_ZERO)
+        if HAS_SCALE:
+            loss = loss * tl.load(scale_ptr + tl.where(valid, y, 0), mask=valid, other=0.0)
+        loss = tl.where(valid, loss, 0.0)
+        if WRITE_MAP:
+            tl.store(map_ptr + offs, loss, mask=in_range)
+        if PER_CLASS:
+            acc_class += tl.sum(tl.where(is_t, loss[None, :], 0.0), axis=1)
+            hit = valid & (tl.argmax(z, axis=0, tie_break_left=True) == y)
+            acc_tp += tl.sum((is_t & hit[None, :]).to(tl.int32), axis=1)
+        else:
+            acc_loss += loss
+        acc_n += tl.sum(is_t.to(tl.int32), axis=1)
+        acc_bad += bad
+        acc_nonfinite += tl.sum((in_range & (finite == 0)).to(tl.int32), axis=0)
+    cls_ok = cls < C
+    if PER_CLASS:
+        tl.store(part_loss_ptr + pid * C + cls, acc_class, mask=cls_ok)
+    else:
+        tl.store(part_loss_ptr + pid + tl.arange(0, 1), tl.sum(acc_loss, axis=0) + tl.zeros((1,), tl.float32))
+    tl.store(part_count_ptr + pid * 2 * C + cls, acc_n, mask=cls_ok)
+    tl.store(part_count_ptr + pid * 2 * C + C + cls, acc_tp, mask=cls_ok)
+    tl.store(flags_ptr + pid * 2 + tl.arange(0, 1), acc_bad)
+    tl.store(flags_ptr + pid * 2 + 1 + tl.arange(0, 1), acc_nonfinite)
+
+
+@triton.jit
+def focal_backward_kernel(z_ptr, y_ptr, scale_ptr, up_ptr, g_ptr,
+                          total, P, C, s_n, s_c, s_p, y_n, y_p, g_n, g_c, g_p, ignore_index, gamma,
+                          BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, HAS_SCALE: tl.constexpr,
+                          UP_MAP: tl.constexpr, GAMMA_ZERO: tl.constexpr):
+    """``dL/dz = w c (softmax(z) - onehot)``, ``w`` the upstream (scalar x mean factor, or a map)."""
+    tile = tl.program_id(0)
+    offs, in_range, valid, bad, cls, cls_ok, z, y, is_t = _tile(
+        z_ptr, y_ptr, tile, total, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index, BLOCK_C, BLOCK_P)
+    loss, coef, e, s, finite = _focal_pixel(z, is_t, gamma, GAMMA_ZERO)
+    if HAS_SCALE:
+        coef = coef * tl.load(scale_ptr + tl.where(valid, y, 0), mask=valid, other=0.0)
+    if UP_MAP:
+        coef = coef * tl.load(up_ptr + offs, mask=valid, other=0.0).to(tl.float32)
+    else:
+        coef = coef * tl.load(up_ptr).to(tl.float32)
+    coef = tl.where(valid, coef, 0.0)
+    grad = e * (coef / s)[None, :] - tl.where(is_t, coef[None, :], 0.0)
+    n = offs // P
+    p = offs - n * P
+    ptrs = g_ptr + n[None, :] * g_n + cls.to(tl.int64)[:, None] * g_c + p[None, :] * g_p
+    tl.store(ptrs, grad.to(g_ptr.dtype.element_ty), mask=cls_ok[:, None] & in_range[None, :])
+
+
+@triton.jit
+def _dual_focal_pixel(z, is_t, cls, cls_ok, alpha, beta, gamma, rho, log_rho_minus_1,
+                      RHO_ONE: tl.constexpr, WANT_GRAD: tl.constexpr):
+    """Dual Focal Loss of a tile's pixels and (``WANT_GRAD``) its gradient ``(BLOCK_C, BLOCK_P)``.
+
+    ``DFL = -log p_t - beta sum_{c != t} log(rho - p_c) + alpha ((1 - p_t)^gamma + sum_{c != t} p_c^gamma)``.
+    """
+    m = tl.max(z, axis=0)
+    a = tl.argmax(z, axis=0, tie_break_left=True)
+    is_a = (cls[:, None] == a[None, :])
+    shifted = z - m[None, :]
+    e = tl.exp(shifted)
+    log_s = tl.log(tl.sum(e, axis=0))
+    finite = ((m - m) == 0.0) & ((log_s - log_s) == 0.0)
+    # log(1 - p_a) in log space: the log-sum-exp of the other classes (no underflow at any margin)
+    z_not_a = tl.where(is_a | (cls_ok[:, None] == 0), float("-inf"), z)
+    m2 = tl.max(z_not_a, axis=0)
+    log_s_not_a = (m2 - m) + tl.log(tl.sum(tl.exp(z_not_a - m2[None, :]), axis=0))
+    log1m_pa = log_s_not_a - log_s
+    log_p = shifted - log_s[None, :]
+    probs = tl.exp(log_p)
+    t_is_a = tl.sum((is_t & is_a).to(tl.int32), axis=0) > 0
+    log_pt = tl.sum(tl.where(is_t, log_p, 0.0), axis=0)
+    p_t = tl.exp(log_pt)
+    log1m_pt = tl.where(t_is_a, log1m_pa, _log1m(tl.minimum(tl.where(t_is_a, 0.0, p_t), 0.5)))
+    # log(rho - p_c): at the argmax from log(1 - p_a)
+    if RHO_ONE:
+        log_rho_pa = log1m_pa
+        log_rho_p = _log1m(tl.minimum(tl.where(is_a, 0.0, probs), 0.5))
+    else:
+        big = tl.maximum(log1m_pa, log_rho_minus_1)
+        log_rho_pa = big + tl.log(1.0 + tl.exp(-tl.abs(log1m_pa - log_rho_minus_1)))
+        log_rho_p = tl.log(rho - probs)
+    log_rho_p = tl.where(is_a, log_rho_pa[None, :], log_rho_p)
+    other = (is_t == 0) & cls_ok[:, None]
+    false_sum = tl.sum(tl.where(other, log_rho_p, 0.0), axis=0)
+    powers = tl.where(other, tl.exp(gamma * log_p), 0.0)  # p_c^gamma, c != t
+    power_sum = tl.sum(powers, axis=0)
+    modulator = tl.exp(gamma * log1m_pt)
+    loss = -log_pt - beta * false_sum + alpha * (modulator + power_sum)
+    grad = probs
+    if WANT_GRAD:
+        ag = alpha * gamma
+        rest = other & (is_a == 0)  # classes other than t and a
+        r = tl.where(rest, tl.exp(log_p - log_rho_p), 0.0)
+        k1m1 = -beta * tl.sum(r, axis=0) - ag * power_sum  # K's bounded part, minus 1
+        log_ra = -log_s - log_rho_pa  # log r_a (log p_a = -log s)
+        log_tq = (gamma - 1.0) * log1m_pt + log_pt  # log[(1 - p_t)^(gamma - 1) p_t]
+        not_a = tl.where(t_is_a, 0.0, 1.0)
+        # k not in {t, a}: p_k K + beta r_k + alpha gamma p_k^gamma, the big products as exp of sums (<= 1)
+        g_rest = (probs * (1.0 + k1m1)[None, :] - (beta * not_a)[None, :] * tl.exp(tl.minimum(log_p + log_ra[None, :], 0.0))
+                  + ag * tl.exp(tl.minimum(log_p + log_tq[None, :], 0.0)) + beta * r + ag * powers)
+        p_a = tl.exp(-log_s)
+        v_a = tl.exp(-log_s + log1m_pa - log_rho_pa)  # p_a (1 - p_a) / (rho - p_a)
+        pw_a = tl.exp(-gamma * log_s)
+        g_a = p_a * (1.0 + k1m1) + beta * v_a + ag * pw_a + ag * tl.exp(tl.minimum(-log_s + log_tq, 0.0))
+        g_t = (-tl.exp(log1m_pt) + p_t * k1m1 - beta * not_a * tl.exp(tl.minimum(log_pt + log_ra, 0.0))
+               - ag * modulator * p_t)
+        grad = tl.where(is_t, g_t[None, :], tl.where(is_a, g_a[None, :], g_rest))
+    return loss, grad, finite
+
+
+@triton.jit
+def dual_focal_forward_kernel(z_ptr, y_ptr, weight_ptr, map_ptr, part_loss_ptr, part_count_ptr, flags_ptr,
+                              total, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index, programs,
+                              alpha, beta, gamma, rho, log_rho_minus_1,
+                              BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, NUM_STEPS: tl.constexpr,
+                              HAS_WEIGHT: tl.constexpr, WRITE_MAP: tl.constexpr, RHO_ONE: tl.constexpr):
+    """Dual Focal Loss; per program: loss sum, class counts ``(G, 2, C)`` (second row 0), flags."""
+    pid = tl.program_id(0)
+    cls = tl.arange(0, BLOCK_C)
+    acc_loss = tl.zeros((BLOCK_P,), tl.float32)
+    acc_n = tl.zeros((BLOCK_C,), tl.int32)
+    acc_bad = tl.zeros((1,), tl.int32)
+    acc_nonfinite = tl.zeros((1,), tl.int32)
+    for step in range(0, NUM_STEPS):
+        tile = pid + step * programs  # past the last tile: every pixel masked
+        offs, in_range, valid, bad, cls, cls_ok, z, y, is_t = _tile(
+            z_ptr, y_ptr, tile, total, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index, BLOCK_C, BLOCK_P)
+        loss, grad, finite = _dual_focal_pixel(z, is_t, cls, cls_ok, alpha, beta, gamma, rho, log_rho_minus_1,
+                                               RHO_ONE, False)
+        if HAS_WEIGHT:
+            loss = loss * tl.load(weight_ptr + tl.where(valid, y, 0), mask=valid, other=0.0)
+        loss = tl.where(valid, loss, 0.0)
+        if WRITE_MAP:
+            tl.store(map_ptr + offs, loss, mask=in_range)
+        acc_loss += loss
+        acc_n += tl.sum(is_t.to(tl.int32), axis=1)
+        acc_bad += bad
+        acc_nonfinite += tl.sum((in_range & (finite == 0)).to(tl.int32), axis=0)
+    cls_ok = cls < C
+    tl.store(part_loss_ptr + pid + tl.arange(0, 1), tl.sum(acc_loss, axis=0) + tl.zeros((1,), tl.float32))
+    tl.store(part_count_ptr + pid * 2 * C + cls, acc_n, mask=cls_ok)
+    tl.store(part_count_ptr + pid * 2 * C + C + cls, tl.zeros((BLOCK_C,), tl.int32), mask=cls_ok)
+    tl.store(flags_ptr + pid * 2 + tl.arange(0, 1), acc_bad)
+    tl.store(flags_ptr + pid * 2 + 1 + tl.arange(0, 1), acc_nonfinite)
+
+
+@triton.jit
+def dual_focal_backward_kernel(z_ptr, y_ptr, weight_ptr, up_ptr, g_ptr,
+                               total, P, C, s_n, s_c, s_p, y_n, y_p, g_n, g_c, g_p, ignore_index,
+                               alpha, beta, gamma, rho, log_rho_minus_1,
+                               BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, HAS_WEIGHT: tl.constexpr,
+                               UP_MAP: tl.constexpr, RHO_ONE: tl.constexpr):
+    """Dual Focal Loss's closed-form gradient, scaled by class weight and upstream."""
+    tile = tl.program_id(0)
+    offs, in_range, valid, bad, cls, cls_ok, z, y, is_t = _tile(
+        z_ptr, y_ptr, tile, total, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index, BLOCK_C, BLOCK_P)
+    loss, grad, finite = _dual_focal_pixel(z, is_t, cls, cls_ok, alpha, beta, gamma, rho, log_rho_minus_1,
+                                           RHO_ONE, True)
+    if UP_MAP:
+        w = tl.load(up_ptr + offs, mask=valid, other=0.0).to(tl.float32)
+    else:
+        w = tl.zeros((BLOCK_P,), tl.float32) + tl.load(up_ptr).to(tl.float32)
+    if HAS_WEIGHT:
+        w = w * tl.load(weight_ptr + tl.where(valid, y, 0), mask=valid, other=0.0)
+    w = tl.where(valid, w, 0.0)
+    grad = grad * w[None, :]
+    n = offs // P
+    p = offs - n * P
+    ptrs = g_ptr + n[None, :] * g_n + cls.to(tl.int64)[:, None] * g_c + p[None, :] * g_p
+    tl.store(ptrs, grad.to(g_ptr.dtype.element_ty), mask=cls_ok[:, None] & in_range[None, :])

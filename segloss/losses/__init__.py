@@ -1,0 +1,12 @@
+"""The loss core: what a training loop imports (torch and numpy only).
+
+- :mod:`~segloss.losses.functional`: the public loss functions (``from segloss import functional as SF``).
+- :mod:`~segloss.losses.modules`: their ``nn.Module`` forms (also ``segloss.FocalLoss`` etc.).
+- :mod:`~segloss.losses.region`: soft Dice, Jaccard, Tversky, Focal Tversky, Lovász-Softmax.
+- :mod:`~segloss.losses.registry`: ``LOSSES`` and ``create_loss``, from which every page builds its widgets.
+- :mod:`~segloss.losses.weights`: class-weight schemes (inverse, median frequency, effective number).
+- :mod:`~segloss.losses.reference`: plain autograd implementations, the oracle the fast paths are tested against.
+- ``_checks`` (argument validation with messages naming shapes and values), ``_reduction``.
+
+How a pixel-wise loss runs (CPU blocks, ``torch.compile``) lives in :mod:`segloss.kernels`.
+"""

@@ -1,0 +1,155 @@
+"""Argument validation shared by every loss.
+
+Every check raises ``TypeError`` (wrong kind of object or dtype) or ``ValueError`` (wrong
+shape or value) with a message that names the offending shapes, dtypes or values, so a user
+sees what to fix without reading our source.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def check_reduction(reduction: str) -> None:
+    """Raise ``ValueError`` unless ``reduction`` is one of ``REDUCTIONS``."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def check_logits_target(logits: torch.Tensor, target: torch.Tensor, ignore_index: int,
+                        check_finite: bool = True, check_labels: bool = True) -> None:
+    """Validate a ``(N, C, *spatial)`` logits / ``(N, *spatial)`` target pair.
+
+    ``check_finite=False`` skips the scan for NaN/Inf (a full pass over the logits) for callers
+    that detect them on the way, as the fused losses do; ``check_labels=False`` skips the label
+    range check (a host-device synchronisation on CUDA) for the CUDA kernels, which count bad
+    labels in their own pass and raise the same error.
+
+    Raises:
+        TypeError: if either is not a tensor, logits are not floating point, target is not an
+            integer tensor, or ``ignore_index`` is not an int.
+        ValueError: if the shapes disagree, ``C < 2``, a label lies outside ``[0, C)`` and is
+            not ``ignore_index``, or the logits hold NaN or Inf.
+    """
+    if not isinstance(logits, torch.Tensor) or not isinstance(target, torch.Tensor):
+        raise TypeError(
+            f"logits and target must be torch.Tensor, got {type(logits).__name__} and "
+            f"{type(target).__name__}"
+        )
+    if not logits.is_floating_point():
+        raise TypeError(f"logits must be a floating point tensor, got dtype {logits.dtype}")
+    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+        raise TypeError(
+            f"target must hold integer class indices (e.g. torch.long), got dtype {target.dtype}"
+        )
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+        raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
+    if logits.dim() < 2:
+        raise ValueError(
+            f"logits must have shape (N, C, *spatial), got {tuple(logits.shape)}"
+        )
+    num_classes = logits.shape[1]
+    if num_classes < 2:
+        raise ValueError(
+            f"logits need at least 2 classes along dim 1, got shape {tuple(logits.shape)}; "
+            "for binary segmentation pass 2 channels (background, foreground)"
+        )
+    expected = (logits.shape[0], *logits.shape[2:])
+    if tuple(target.shape) != expected:
+        raise ValueError(
+            f"Expected target size {expected} for logits of size {tuple(logits.shape)}, "
+            f"got {tuple(target.shape)}"
+        )
+    if logits.device != target.device:
+        raise ValueError(
+            f"logits and target must be on the same device, got {logits.device} and "
+            f"{target.device}"
+        )
+    if check_labels and target.numel() > 0:
+        bad = (target != ignore_index) & ((target < 0) | (target >= num_classes))
+        if bool(bad.any()):
+            values = torch.unique(target[bad])[:8].tolist()
+            raise ValueError(
+                f"target holds labels outside [0, {num_classes}) that are not "
+                f"ignore_index={ignore_index}: {values}"
+            )
+    if check_finite and logits.numel() > 0 and not bool(torch.isfinite(logits).all()):
+        n_nan = int(torch.isnan(logits).sum())
+        n_inf = int(torch.isinf(logits).sum())
+        raise ValueError(
+            f"logits contain {n_nan} NaN and {n_inf} Inf values (shape {tuple(logits.shape)}); "
+            "check the model output or the learning rate"
+        )
+
+
+def class_vector(
+    value: torch.Tensor | Sequence[float] | None,
+    num_classes: int,
+    name: str,
+    like: torch.Tensor,
+) -> torch.Tensor | None:
+    """Return a per-class vector as a float tensor on ``like``'s device and dtype.
+
+    Args:
+        value: None, a 1-D tensor or a sequence of ``num_classes`` finite, non-negative numbers.
+        num_classes: C, the length ``value`` must have.
+        name: the argument's name, for error messages.
+        like: a tensor whose device and dtype the result takes.
+
+    Raises:
+        TypeError: if ``value`` is not a tensor or a sequence of numbers.
+        ValueError: if its length is not ``num_classes`` or it holds a negative or non-finite entry.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, torch.Tensor):
+        try:
+            value = torch.as_tensor(value, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(f"{name} must be a 1-D tensor or a sequence of numbers, got {value!r}") from err
+    if value.dim() != 1 or value.numel() != num_classes:
+        raise ValueError(
+            f"{name} must have one entry per class: expected shape ({num_classes},), "
+            f"got {tuple(value.shape)}"
+        )
+    if value.is_complex() or not bool(torch.isfinite(value).all()) or bool((value < 0).any()):
+        raise ValueError(f"{name} entries must be finite and >= 0, got {value.tolist()}")
+    return value.to(device=like.device, dtype=like.dtype)
+
+
+def check_number(
+    value: float | torch.Tensor,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+) -> None:
+    """Raise unless ``value`` is a finite real number within ``[low, high]``.
+
+    A 0-dim tensor (e.g. a learnable ``nn.Parameter``) is accepted as well as a Python number.
+
+    Raises:
+        TypeError: if ``value`` is not a real number or a 0-dim tensor.
+        ValueError: if it is NaN, infinite or out of range.
+    """
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise TypeError(f"{name} must be a number or a 0-dim tensor, got shape {tuple(value.shape)}")
+        number = float(value.detach())
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    else:
+        number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {number}")
+    if low is not None and (number < low or (not low_inclusive and number == low)):
+        sign = ">=" if low_inclusive else ">"
+        raise ValueError(f"{name} must be {sign} {low}, got {number}")
+    if high is not None and number > high:
+        raise ValueError(f"{name} must be <= {high}, got {number}")

@@ -1,0 +1,367 @@
+"""Class-imbalance losses for semantic segmentation, as pure functions.
+
+Notation (see ``LOSS_MATH.md``): pixel ``i``, logits ``z_i`` over ``C`` classes,
+``p_i = softmax(z_i)``, label ``y_i``, ``p_t = p_{i, y_i}``, ``V`` the valid (non-ignored) pixels.
+
+Shared conventions of every loss here:
+
+- ``logits``: float ``(N, C, *spatial)`` of any float dtype; half precision is computed in
+  float32 (float64 stays float64). ``target``: integer ``(N, *spatial)`` with values in
+  ``[0, C)`` or ``ignore_index``.
+- ``weight``: optional per-class weights ``(C,)``; pixel ``i`` is scaled by ``weight[y_i]``.
+- ``reduction="none"`` returns the per-pixel map ``(N, *spatial)``, exactly 0 at ignored pixels;
+  ``"sum"`` sums it; ``"mean"`` divides the sum by ``|V|``, or by ``sum_{i in V} weight[y_i]``
+  when ``weight`` is given (torch's convention). A batch without valid pixels gives 0, still in
+  the autograd graph with zero gradient.
+- All math is written to stay finite at saturated logits (e.g. +-100): ``1 - p`` and
+  ``log(1 - p)`` are formed from log-probabilities, never from a rounded ``p``.
+
+How it runs: on CUDA tensors (float32, bfloat16, float16) every pixel-wise loss runs as Triton
+kernels (:mod:`segloss.kernels.cuda`: one read of the logits for the loss, one read and one
+write for the gradient). Elsewhere, CE, weighted CE, focal and recall loss go through one fused autograd function
+(:mod:`segloss.kernels.cpu`) with an analytic backward that keeps nothing of the logits' size but
+the gradient; Dual Focal Loss computes its closed-form gradient in the forward pass into the
+one full-size buffer backward returns. Both work block by block with torch ops, or, after
+:func:`segloss.use_compiled_kernels`, through ``torch.compile``'d kernels
+(:mod:`segloss.kernels.compiled`: faster than torch's own cross-entropy, at a compilation cost on the
+first call). A loss parameter given as a tensor that requires a gradient (e.g. a learnable
+gamma) takes the plain autograd path of :mod:`segloss.losses.reference`, which is also the oracle the
+tests compare against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.distributed as dist
+
+from segloss.losses import reference
+from segloss.losses._checks import check_logits_target, check_number, check_reduction, class_vector
+from segloss.kernels import cuda
+from segloss.kernels.cpu import DualFocalFused, FocalFamily
+from segloss.losses._reduction import reduce_map
+
+Number = float | torch.Tensor
+ClassWeights = torch.Tensor | Sequence[float] | None
+
+
+def _needs_autograd(*params) -> bool:
+    """True if a hyper-parameter is a tensor that wants a gradient (the fused path gives none)."""
+    return any(isinstance(p, torch.Tensor) and p.requires_grad for p in params)
+
+
+def _float_like(logits: torch.Tensor) -> torch.Tensor:
+    """An empty tensor with the compute dtype (float32, or float64 for float64 logits) and device."""
+    return torch.empty(0, dtype=torch.float64 if logits.dtype == torch.float64 else torch.float32,
+                       device=logits.device)
+
+
+def _fold_small_images(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(N, C, *S)`` -> ``(1, C, N * prod(S))`` when images are small (e.g. ``(N, C)`` inputs);
+    labels of any integer dtype (a uint8 mask from a PNG) become int64 indices.
+
+    The fused functions loop over images in Python; for many tiny images (or plain ``(N, C)``
+    classification-shaped inputs) that loop would dominate, so they are put side by side in one
+    image (a copy, cheap at these sizes). Large images are left alone: no copy of the logits.
+    """
+    target = target.long()
+    n, c = logits.shape[:2]
+    pixels = logits[0, 0].numel() if logits.numel() else 0
+    if n == 1 or pixels >= 4096:
+        return logits, target
+    return logits.movedim(1, 0).reshape(1, c, -1), target.reshape(1, -1)
+
+
+def _focal_family(logits, target, *, gamma: float, class_scale, weight, ignore_index: int, reduction: str,
+                  scale_name: str = "alpha", scale_from_counts=None):
+    """Shared body of CE, focal and recall losses on the fused path (see :mod:`segloss.kernels.cpu`).
+
+    ``class_scale`` (focal's alpha, recall weights) multiplies the loss but, unlike ``weight``,
+    not the "mean" denominator: None, a number, or a ``(C,)`` vector indexed by the target.
+    ``scale_from_counts(n_c, tp_c) -> (C,)`` computes it from the batch's counts instead.
+    """
+    check_reduction(reduction)
+    on_gpu = cuda.handles(logits)
+    check_logits_target(logits, target, ignore_index, check_finite=False, check_labels=not on_gpu)
+    like = _float_like(logits)
+    num_classes = logits.shape[1]
+    w = class_vector(weight, num_classes, "weight", like)
+    if isinstance(class_scale, (int, float)) or (isinstance(class_scale, torch.Tensor) and class_scale.dim() == 0):
+        class_scale = torch.full((num_classes,), float(class_scale), dtype=like.dtype, device=logits.device)
+    elif class_scale is not None:
+        class_scale = class_vector(class_scale, num_classes, scale_name, like)
+    if scale_from_counts is not None and w is not None:
+        inner = scale_from_counts
+        scale_from_counts = lambda n_c, tp_c: inner(n_c, tp_c).to(like.dtype) * w  # noqa: E731
+    elif w is not None:
+        class_scale = w if class_scale is None else class_scale * w
+    if on_gpu:
+        return cuda.FocalFamilyTriton.apply(logits, target, ignore_index, float(gamma), class_scale, w,
+                                            scale_from_counts, reduction)
+    shape = target.shape
+    logits, target = _fold_small_images(logits, target)
+    pixel_loss, counts = FocalFamily.apply(logits, target, ignore_index, float(gamma), class_scale, scale_from_counts)
+    pixel_loss = pixel_loss.reshape(shape)
+    denominator = counts.sum().to(like.dtype) if w is None else (counts.to(like.dtype) * w).sum()
+    return reduce_map(pixel_loss, denominator, reduction)
+
+
+def cross_entropy(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    weight: ClassWeights = None,
+    ignore_index: int = 255,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Cross-entropy ``CE_i = -w_{y_i} log p_t``.
+
+    Gives the same numbers as ``torch.nn.functional.cross_entropy`` with the same arguments,
+    except that a batch without valid pixels gives 0 instead of NaN.
+
+    Args:
+        logits: float ``(N, C, *spatial)``.
+        target: integer ``(N, *spatial)``, values in ``[0, C)`` or ``ignore_index``.
+        weight: optional class weights ``(C,)``.
+        ignore_index: label of pixels that contribute nothing.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per-pixel map ``(N, *spatial)``).
+
+    Returns:
+        A scalar, or the per-pixel map for ``reduction="none"``.
+
+    Raises:
+        TypeError: non-tensor inputs, float target, non-float logits.
+        ValueError: shape mismatch, labels out of range, NaN/Inf logits, bad weight or reduction.
+
+    Example:
+        >>> logits = torch.randn(2, 3, 4, 4)
+        >>> target = torch.randint(0, 3, (2, 4, 4))
+        >>> cross_entropy(logits, target).shape
+        torch.Size([])
+    """
+    return _focal_family(logits, target, gamma=0.0, class_scale=None, weight=weight, ignore_index=ignore_index,
+                         reduction=reduction)
+
+
+def focal_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    gamma: Number = 2.0,
+    alpha: Number | ClassWeights = None,
+    weight: ClassWeights = None,
+    ignore_index: int = 255,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Softmax focal loss (Lin et al., ICCV 2017, arXiv:1708.02002).
+
+    ``FL_i = -alpha_{y_i} (1 - p_t)^gamma log p_t``, times ``weight[y_i]`` when given.
+    ``gamma = 0`` with ``alpha = None`` is exactly cross-entropy. ``alpha`` is part of the
+    formula, not of the "mean" normalisation: None (1), a scalar that scales every pixel (the
+    paper's 0.25 weighted positives against negatives in the *sigmoid* form; in this softmax form a
+    scalar is a global scale), or a per-class vector ``(C,)`` indexed by the target class.
+    ``(1 - p_t)^gamma`` is computed as ``exp(gamma * logsumexp_{c != t} log p_c)``, so it is finite
+    with finite gradients at saturated logits and for ``0 < gamma < 1``.
+
+    Args:
+        logits: float ``(N, C, *spatial)``.
+        target: integer ``(N, *spatial)``.
+        gamma: focusing parameter, ``>= 0`` (a number or a 0-dim tensor).
+        alpha: None, a scalar ``>= 0``, or per-class ``(C,)``.
+        weight, ignore_index, reduction: as in :func:`cross_entropy`.
+
+    Returns:
+        A scalar, or the per-pixel map ``(N, *spatial)`` for ``reduction="none"``.
+
+    Raises:
+        TypeError, ValueError: as in :func:`cross_entropy`; also a negative or non-finite
+            ``gamma``/``alpha`` or an ``alpha`` vector of the wrong length.
+    """
+    check_number(gamma, "gamma", low=0.0)
+    if _needs_autograd(gamma, alpha):
+        return reference.focal_loss(logits, target, gamma=gamma, alpha=alpha, weight=weight,
+                                    ignore_index=ignore_index, reduction=reduction)
+    if isinstance(alpha, (int, float)) or (isinstance(alpha, torch.Tensor) and alpha.dim() == 0):
+        check_number(alpha, "alpha", low=0.0)
+    return _focal_family(logits, target, gamma=float(gamma), class_scale=alpha, weight=weight,
+                         ignore_index=ignore_index, reduction=reduction)
+
+
+def dual_focal_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    alpha: Number = 1.0,
+    beta: Number = 1.0,
+    gamma: Number = 1.0,
+    rho: Number = 1.0,
+    weight: ClassWeights = None,
+    ignore_index: int = 255,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Dual Focal Loss (Hossain, Betts, Paplinski; Neurocomputing 2021, doi:10.1016/j.neucom.2021.07.055).
+
+    Per pixel, summed over classes, with one-hot ``y`` and softmax ``p``::
+
+        DFL = sum_c [ -y_c log p_c  -  beta (1 - y_c) log(rho - p_c)  +  alpha |y_c - p_c|^gamma ]
+
+    term 1 is CE on the true class, term 2 penalises probability on the false classes, term 3 is
+    an additive focal-style term. At the authors' defaults (all 1)
+    ``DFL = -log p_t - sum_{c != t} log(1 - p_c) + 2 (1 - p_t)``. The pixel value is multiplied
+    by ``weight[y_i]`` when given. ``log(1 - p_c)`` and ``|y_c - p_c|^gamma`` are formed from
+    log-probabilities, so values and gradients stay finite at saturated logits.
+
+    Args:
+        logits: float ``(N, C, *spatial)``.
+        target: integer ``(N, *spatial)``.
+        alpha: weight of the focal-style term, ``>= 0``.
+        beta: weight of the false-class term, ``>= 0``.
+        gamma: exponent of the focal-style term, ``>= 0``.
+        rho: offset of the false-class term, ``>= 1`` (``rho - p_c`` must stay positive).
+        weight, ignore_index, reduction: as in :func:`cross_entropy`.
+        Each of alpha, beta, gamma, rho may be a 0-dim tensor (e.g. a learnable parameter).
+
+    Returns:
+        A scalar, or the per-pixel map ``(N, *spatial)`` for ``reduction="none"``.
+
+    Raises:
+        TypeError, ValueError: as in :func:`cross_entropy`; also ``rho < 1`` or a negative or
+            non-finite alpha, beta or gamma.
+    """
+    for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
+        check_number(value, name, low=0.0)
+    check_number(rho, "rho", low=1.0)
+    if _needs_autograd(alpha, beta, gamma, rho):
+        return reference.dual_focal_loss(logits, target, alpha=alpha, beta=beta, gamma=gamma, rho=rho,
+                                         weight=weight, ignore_index=ignore_index, reduction=reduction)
+    check_reduction(reduction)
+    on_gpu = cuda.handles(logits)
+    check_logits_target(logits, target, ignore_index, check_finite=False, check_labels=not on_gpu)
+    like = _float_like(logits)
+    w = class_vector(weight, logits.shape[1], "weight", like)
+    params = (float(alpha), float(beta), float(gamma), float(rho))
+    if on_gpu:
+        return cuda.DualFocalTriton.apply(logits, target, ignore_index, w, params, reduction)
+    shape = target.shape
+    logits, target = _fold_small_images(logits, target)
+    value, _ = DualFocalFused.apply(logits, target, ignore_index, w, params, reduction)
+    return value.reshape(shape) if reduction == "none" else value
+
+
+def _all_reduce_counts(counts: torch.Tensor) -> torch.Tensor:
+    """Sum ``counts`` over all replicas when ``torch.distributed`` is initialised."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        counts = counts.clone()
+        dist.all_reduce(counts, op=dist.ReduceOp.SUM)
+    return counts
+
+
+def _weights_from_counts(n_c: torch.Tensor, tp_c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(1 - TP_c / N_c, present_c)``, the counts all-reduced under ``torch.distributed`` first.
+
+    Classes absent from the (global) batch get weight 1 and ``present = False``.
+    """
+    n_c, tp_c = _all_reduce_counts(torch.stack([n_c, tp_c]))
+    present = n_c > 0
+    return torch.where(present, (n_c - tp_c).float() / n_c.clamp_min(1).float(), 1.0), present
+
+
+@torch.no_grad()
+def batch_recall_weights(
+    logits: torch.Tensor, target: torch.Tensor, *, ignore_index: int = 255
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Recall-loss class weights ``1 - R_c = FN_c / N_c`` of the current batch.
+
+    ``TP_c`` and ``N_c`` are counted over valid pixels from the argmax of ``logits``; under an
+    initialised ``torch.distributed`` they are all-reduced, so every replica gets the global
+    batch's recall. The weights carry no gradient.
+
+    Args:
+        logits: float ``(N, C, *spatial)``.
+        target: integer ``(N, *spatial)``.
+        ignore_index: label excluded from the counts.
+
+    Returns:
+        ``(weights, present)``: float32 ``(C,)`` weights (1 for classes absent from the batch,
+        whose recall is undefined) and a boolean ``(C,)`` mask of the classes present.
+    """
+    check_logits_target(logits, target, ignore_index)
+    num_classes = logits.shape[1]
+    label = torch.where(target != ignore_index, target, num_classes).long().flatten()
+    hits = torch.where(logits.argmax(dim=1).flatten() == label, label, num_classes)
+    n_c = torch.bincount(label, minlength=num_classes + 1)[:num_classes]
+    tp_c = torch.bincount(hits, minlength=num_classes + 1)[:num_classes]
+    return _weights_from_counts(n_c, tp_c)
+
+
+def recall_family(logits, target, *, choose_weights=None, weight=None, ignore_index: int = 255,
+                  reduction: str = "mean") -> torch.Tensor:
+    """Recall loss in one fused pass: the argmax hits are counted in the same pass as the CE.
+
+    ``choose_weights(batch_weights, present) -> weights`` (both ``(C,)``) lets a caller replace
+    the batch's weights, e.g. :class:`segloss.RecallLoss`'s running average; None uses them as
+    they are (the paper's instantaneous recall).
+    """
+    def scale_from_counts(n_c: torch.Tensor, tp_c: torch.Tensor) -> torch.Tensor:
+        batch_weights, present = _weights_from_counts(n_c, tp_c)
+        used = batch_weights if choose_weights is None else choose_weights(batch_weights, present)
+        return used.detach()
+
+    return _focal_family(logits, target, gamma=0.0, class_scale=None, weight=weight, ignore_index=ignore_index,
+                         reduction=reduction, scale_from_counts=scale_from_counts)
+
+
+def recall_weighted_ce(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    recall_weights: torch.Tensor,
+    *,
+    weight: ClassWeights = None,
+    ignore_index: int = 255,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Cross-entropy with every pixel scaled by ``recall_weights[y_i]`` (detached).
+
+    The building block of :func:`recall_loss` and :class:`segloss.RecallLoss`, which pass the
+    batch's or a running average of ``1 - R_c``. ``"mean"`` divides by ``|V|`` (or the sum of
+    ``weight[y_i]``), not by the recall weights: the recall weights act like a per-class
+    learning rate, as in the paper.
+    """
+    if not isinstance(recall_weights, torch.Tensor) or recall_weights.dim() != 1:
+        raise TypeError(f"recall_weights must be a 1-D tensor (C,), got {recall_weights!r}")
+    return _focal_family(logits, target, gamma=0.0, class_scale=recall_weights.detach(), weight=weight,
+                         ignore_index=ignore_index, reduction=reduction, scale_name="recall_weights")
+
+
+def recall_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    weight: ClassWeights = None,
+    ignore_index: int = 255,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Recall loss (Tian et al., ICRA 2022, arXiv:2106.14917), instantaneous batch recall.
+
+    ``RecallCE_i = -(1 - R_{y_i}) log p_t`` with ``R_c = TP_c / N_c`` from the argmax of this
+    batch over valid pixels (all-reduced under ``torch.distributed``); the weights carry no
+    gradient, so the gradient is CE's scaled per class. Early in training (low recall) it is
+    close to CE; a class predicted perfectly in the batch contributes 0. For a running average
+    of the weights use :class:`segloss.RecallLoss` with ``momentum > 0``.
+
+    This follows the paper's ``1 - R_c``. The authors' code (github PotatoTian/recall-semseg)
+    starts each class's counter at 1, so a class with no false negatives keeps weight ``1/N_c``
+    there instead of 0 (it also divides by all N*H*W pixels, ignored ones included); on large
+    batches the two differ little, on small classes in small batches they do.
+
+    Args:
+        logits, target, weight, ignore_index, reduction: as in :func:`cross_entropy`.
+
+    Returns:
+        A scalar, or the per-pixel map ``(N, *spatial)`` for ``reduction="none"``.
+
+    Raises:
+        TypeError, ValueError: as in :func:`cross_entropy`.
+    """
+    return recall_family(logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction)

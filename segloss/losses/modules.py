@@ -1,0 +1,326 @@
+"""``nn.Module`` wrappers of :mod:`segloss.functional`: drop-in losses for any training loop.
+
+Each module stores its hyper-parameters (class weights as buffers, so ``.to(device)`` moves
+them) and calls the functional form. Two hold state: :class:`DualFocalLoss` can make its
+parameters learnable, :class:`RecallLoss` can keep a running average of its class weights.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+import torch
+from torch import nn
+
+from segloss.losses import functional as SF
+from segloss.losses import region
+from segloss.losses._checks import check_number, check_reduction
+
+
+def _weight_buffer(values, name: str) -> torch.Tensor | None:
+    """Class weights as a float32 tensor buffer (validated again, against C, at call time)."""
+    if values is None:
+        return None
+    if isinstance(values, (int, float)):
+        raise TypeError(f"{name} must be a per-class sequence or tensor, got the number {values!r}")
+    tensor = torch.as_tensor(values, dtype=torch.float32).detach().clone()
+    if tensor.dim() != 1:
+        raise ValueError(f"{name} must be 1-D (one entry per class), got shape {tuple(tensor.shape)}")
+    return tensor
+
+
+class _PixelLoss(nn.Module):
+    """Common state: class ``weight`` buffer, ``ignore_index`` and ``reduction``."""
+
+    def __init__(self, weight=None, ignore_index: int = 255, reduction: str = "mean") -> None:
+        super().__init__()
+        check_reduction(reduction)
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+            raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
+        self.register_buffer("weight", _weight_buffer(weight, "weight"))
+        self.ignore_index = ignore_index
+        self.reduction = reduction
+
+    def _common(self) -> dict:
+        return {"weight": self.weight, "ignore_index": self.ignore_index, "reduction": self.reduction}
+
+    def extra_repr(self) -> str:
+        return f"ignore_index={self.ignore_index}, reduction={self.reduction!r}"
+
+
+class CrossEntropyLoss(_PixelLoss):
+    """Cross-entropy; see :func:`segloss.functional.cross_entropy`.
+
+    Example:
+        >>> loss = CrossEntropyLoss(weight=[1.0, 2.0, 5.0])
+        >>> loss(torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8))).shape
+        torch.Size([])
+    """
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return SF.cross_entropy(logits, target, **self._common())
+
+
+class FocalLoss(_PixelLoss):
+    """Softmax focal loss ``-alpha_t (1 - p_t)^gamma log p_t``; see :func:`segloss.functional.focal_loss`.
+
+    Args:
+        gamma: focusing parameter ``>= 0``.
+        alpha: None, a scalar, or a per-class sequence (stored as a buffer).
+        weight, ignore_index, reduction: as in :class:`CrossEntropyLoss`.
+    """
+
+    def __init__(self, gamma: float = 2.0, alpha=None, weight=None, ignore_index: int = 255,
+                 reduction: str = "mean") -> None:
+        super().__init__(weight, ignore_index, reduction)
+        check_number(gamma, "gamma", low=0.0)
+        self.gamma = float(gamma)
+        if alpha is None or isinstance(alpha, (int, float)):
+            if alpha is not None:
+                check_number(alpha, "alpha", low=0.0)
+            self.register_buffer("alpha", None)
+            self.scalar_alpha = alpha
+        else:
+            self.register_buffer("alpha", _weight_buffer(alpha, "alpha"))
+            self.scalar_alpha = None
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        alpha = self.alpha if self.alpha is not None else self.scalar_alpha
+        return SF.focal_loss(logits, target, gamma=self.gamma, alpha=alpha, **self._common())
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma}, " + super().extra_repr()
+
+
+DFL_PARAMETERS = ("alpha", "beta", "gamma", "rho")
+DFL_DEFAULT_BOUNDS = {"alpha": (1e-3, 10.0), "beta": (1e-3, 10.0), "gamma": (0.05, 10.0), "rho": (1.0, 10.0)}
+
+
+class DualFocalLoss(_PixelLoss):
+    """Dual Focal Loss; see :func:`segloss.functional.dual_focal_loss`.
+
+    Any of ``alpha``, ``beta``, ``gamma``, ``rho`` named in ``learnable`` becomes an
+    ``nn.Parameter`` (reachable through ``.parameters()``, so an optimizer tunes it by
+    backpropagation), stored unconstrained as ``u`` and used as
+    ``value = low + (high - low) * sigmoid(u)``: always positive and inside ``bounds[name]``
+    (defaults in ``DFL_DEFAULT_BOUNDS``). A starting value on a bound starts just inside it.
+
+    What the gradient does to them, plainly: minimising the loss it also tunes is degenerate.
+    ``dDFL/dgamma = alpha * sum_c |y_c - p_c|^gamma log|y_c - p_c| <= 0`` so gamma grows toward
+    its upper bound and the focal-style term fades; ``dDFL/dalpha = sum_c |y_c - p_c|^gamma >= 0``
+    and ``dDFL/dbeta = -sum_{c != t} log(rho - p_c) >= 0`` (for rho < 2) push alpha and beta toward
+    their lower bounds; ``dDFL/drho < 0`` pushes rho upward. The bounds are what keeps them finite;
+    watch them (``current_params()``) rather than trust them.
+
+    Args:
+        alpha, beta, gamma, rho: starting values (``rho >= 1``; others ``>= 0``).
+        weight, ignore_index, reduction: as in :class:`CrossEntropyLoss`.
+        learnable: names of the parameters to learn, e.g. ``("gamma",)``.
+        bounds: optional ``{name: (low, high)}`` overriding ``DFL_DEFAULT_BOUNDS``.
+
+    Raises:
+        ValueError: unknown names in ``learnable``/``bounds``, empty or invalid bounds, a value
+            outside its bounds, ``rho < 1``.
+    """
+
+    def __init__(self, alpha: float = 1.0, beta: float = 1.0, gamma: float = 1.0, rho: float = 1.0,
+                 weight=None, ignore_index: int = 255, reduction: str = "mean",
+                 learnable: Iterable[str] = (), bounds: Mapping[str, tuple[float, float]] | None = None) -> None:
+        super().__init__(weight, ignore_index, reduction)
+        if isinstance(learnable, str):
+            learnable = (learnable,)
+        learnable = tuple(learnable)
+        for name in (*learnable, *(bounds or {})):
+            if name not in DFL_PARAMETERS:
+                raise ValueError(f"unknown Dual Focal parameter {name!r}; choose from {DFL_PARAMETERS}")
+        self.bounds = {**DFL_DEFAULT_BOUNDS, **{k: tuple(map(float, v)) for k, v in (bounds or {}).items()}}
+        self.learnable = learnable
+        values = {"alpha": alpha, "beta": beta, "gamma": gamma, "rho": rho}
+        for name, value in values.items():
+            check_number(value, name, low=1.0 if name == "rho" else 0.0)
+            if name in learnable:
+                low, high = self.bounds[name]
+                if not (math.isfinite(low) and math.isfinite(high) and low < high):
+                    raise ValueError(f"bounds for {name} must be finite with low < high, got {(low, high)}")
+                if name == "rho" and low < 1.0:
+                    raise ValueError(f"rho's lower bound must be >= 1, got {low}")
+                if low < 0.0:
+                    raise ValueError(f"{name}'s lower bound must be >= 0, got {low}")
+                check_number(value, name, low=low, high=high)
+                fraction = min(max((value - low) / (high - low), 1e-4), 1.0 - 1e-4)
+                raw = torch.tensor(math.log(fraction / (1.0 - fraction)), dtype=torch.float32)
+                self.register_parameter(f"raw_{name}", nn.Parameter(raw))
+            else:
+                setattr(self, f"fixed_{name}", float(value))
+
+    def value(self, name: str) -> torch.Tensor | float:
+        """The parameter as used by the loss: a 0-dim tensor if learnable, else a float."""
+        if name in self.learnable:
+            low, high = self.bounds[name]
+            return low + (high - low) * torch.sigmoid(getattr(self, f"raw_{name}"))
+        return getattr(self, f"fixed_{name}")
+
+    def current_params(self) -> dict[str, float]:
+        """Current values of alpha, beta, gamma, rho as floats (for logging and plots)."""
+        return {name: float(torch.as_tensor(self.value(name)).detach()) for name in DFL_PARAMETERS}
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        params = {name: self.value(name) for name in DFL_PARAMETERS}
+        return SF.dual_focal_loss(logits, target, **params, **self._common())
+
+    def extra_repr(self) -> str:
+        fixed = ", ".join(f"{n}={self.value(n)}" for n in DFL_PARAMETERS if n not in self.learnable)
+        return f"{fixed}, learnable={self.learnable}, " + super().extra_repr()
+
+
+class RecallLoss(_PixelLoss):
+    """Recall loss: CE reweighted per class by ``1 - recall``; see :func:`segloss.functional.recall_loss`.
+
+    With ``momentum = m > 0`` the module keeps running class weights ``class_weights`` (a
+    buffer, 1 at start): in training mode, for each class present in the batch,
+    ``w_c <- m * w_c + (1 - m) * (1 - R_c)``; absent classes keep their weight. In eval mode the
+    running weights are used as they are. ``m = 0`` is the paper's instantaneous recall (the
+    buffer then holds the last training batch's weights). Under ``torch.distributed`` the counts
+    are all-reduced, so every replica holds the same weights.
+
+    Args:
+        momentum: ``m`` in ``[0, 1)``.
+        num_classes: C, to allocate ``class_weights`` up front; otherwise it is sized on the
+            first call.
+        weight, ignore_index, reduction: as in :class:`CrossEntropyLoss`.
+    """
+
+    def __init__(self, momentum: float = 0.0, weight=None, ignore_index: int = 255,
+                 reduction: str = "mean", num_classes: int | None = None) -> None:
+        super().__init__(weight, ignore_index, reduction)
+        check_number(momentum, "momentum", low=0.0, high=1.0)
+        if momentum >= 1.0:
+            raise ValueError(f"momentum must be < 1 (1 would never update), got {momentum}")
+        self.momentum = float(momentum)
+        size = 0 if num_classes is None else int(num_classes)
+        self.register_buffer("class_weights", torch.ones(size))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        stored = state_dict.get(prefix + "class_weights")
+        if stored is not None and self.class_weights.numel() == 0:
+            self.class_weights = torch.empty_like(stored, device=self.class_weights.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _choose_weights(self, batch_weights: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """The EMA rule (training) or the stored weights (eval with momentum); see the class docstring."""
+        if self.training:
+            with torch.no_grad():
+                blended = self.momentum * self.class_weights + (1.0 - self.momentum) * batch_weights
+                self.class_weights.copy_(torch.where(present, blended, self.class_weights))
+            return self.class_weights
+        return self.class_weights if self.momentum > 0 else batch_weights
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        num_classes = logits.shape[1] if isinstance(logits, torch.Tensor) and logits.dim() >= 2 else None
+        if num_classes is not None and self.class_weights.numel() == 0:
+            self.class_weights = torch.ones(num_classes, device=logits.device)
+        if num_classes is not None and self.class_weights.numel() != num_classes:
+            raise ValueError(
+                f"RecallLoss holds weights for {self.class_weights.numel()} classes, "
+                f"got logits with {num_classes} (shape {tuple(logits.shape)})"
+            )
+        return SF.recall_family(logits, target, choose_weights=self._choose_weights, **self._common())
+
+    def extra_repr(self) -> str:
+        return f"momentum={self.momentum}, " + super().extra_repr()
+
+
+class _RegionLoss(_PixelLoss):
+    """Common state of the region losses (see :mod:`segloss.losses.region`): weight, ignore_index, reduction, per_image."""
+
+    def __init__(self, per_image: bool = False, weight=None, ignore_index: int = 255, reduction: str = "mean") -> None:
+        super().__init__(weight, ignore_index, reduction)
+        self.per_image = bool(per_image)
+
+    def _common(self) -> dict:
+        return {**super()._common(), "per_image": self.per_image}
+
+    def _params(self) -> dict:
+        return {}
+
+    def extra_repr(self) -> str:
+        own = "".join(f"{name}={value}, " for name, value in self._params().items())
+        return f"{own}per_image={self.per_image}, " + super().extra_repr()
+
+
+class TverskyLoss(_RegionLoss):
+    """(Focal) Tversky loss; see :func:`segloss.losses.region.tversky_loss` (gamma = 1: plain Tversky)."""
+
+    def __init__(self, alpha: float = 0.3, beta: float = 0.7, gamma: float = 1.0, smooth: float = 1.0, **common) -> None:
+        super().__init__(**common)
+        for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma), ("smooth", smooth)):
+            check_number(value, name, low=0.0)
+        if gamma == 0:
+            raise ValueError("gamma must be > 0 (gamma = 0 makes the loss a constant)")
+        self.alpha, self.beta, self.gamma, self.smooth = float(alpha), float(beta), float(gamma), float(smooth)
+
+    def _params(self) -> dict:
+        return {"alpha": self.alpha, "beta": self.beta, "gamma": self.gamma, "smooth": self.smooth}
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return region.tversky_loss(logits, target, alpha=self.alpha, beta=self.beta, gamma=self.gamma,
+                                   smooth=self.smooth, **self._common())
+
+
+class DiceLoss(_RegionLoss):
+    """Soft Dice loss; see :func:`segloss.losses.region.soft_dice_loss`."""
+
+    def __init__(self, smooth: float = 1.0, **common) -> None:
+        super().__init__(**common)
+        check_number(smooth, "smooth", low=0.0)
+        self.smooth = float(smooth)
+
+    def _params(self) -> dict:
+        return {"smooth": self.smooth}
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return region.soft_dice_loss(logits, target, smooth=self.smooth, **self._common())
+
+
+class JaccardLoss(DiceLoss):
+    """Soft Jaccard (IoU) loss; see :func:`segloss.losses.region.soft_jaccard_loss`."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return region.soft_jaccard_loss(logits, target, smooth=self.smooth, **self._common())
+
+
+class LovaszSoftmaxLoss(_RegionLoss):
+    """Lovász-Softmax loss; see :func:`segloss.losses.region.lovasz_softmax_loss`."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return region.lovasz_softmax_loss(logits, target, **self._common())
+
+
+class SumLoss(nn.Module):
+    """``pixel_loss + dice_weight * region_loss``, the common compound losses (e.g. Dice + CE).
+
+    Both parts share ``ignore_index`` and class weights; ``reduction`` must be "mean" or "sum"
+    (a region loss has no per-pixel map to add).
+    """
+
+    def __init__(self, pixel: nn.Module, region_part: nn.Module, dice_weight: float = 1.0) -> None:
+        super().__init__()
+        check_number(dice_weight, "dice_weight", low=0.0)
+        if getattr(pixel, "reduction", "mean") == "none":
+            raise ValueError("a sum with a region loss has no per-pixel map: use reduction 'mean' or 'sum'")
+        self.pixel, self.region_part, self.dice_weight = pixel, region_part, float(dice_weight)
+
+    @property
+    def ignore_index(self) -> int:
+        return self.pixel.ignore_index
+
+    @property
+    def reduction(self) -> str:
+        return self.pixel.reduction
+
+    def extra_repr(self) -> str:
+        return f"dice_weight={self.dice_weight}"
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.pixel(logits, target) + self.dice_weight * self.region_part(logits, target)

@@ -1,0 +1,173 @@
+"""Region losses: soft Dice, soft Jaccard, Tversky, Focal Tversky and Lovász-Softmax.
+
+They score whole regions, not pixels, so they have no per-pixel loss map (their per-pixel
+*gradient* map is in :mod:`segloss.analysis`). Conventions shared with :mod:`segloss.functional`:
+logits ``(N, C, *S)`` of any float dtype computed in float32 (float64 kept), ``target``
+``(N, *S)`` with ``ignore_index`` pixels left out of every sum, optional class ``weight``
+``(C,)``, finite for saturated logits.
+
+Per class ``c``, over the valid pixels of the batch (or of each image with ``per_image=True``),
+with ``p`` the softmax and ``y`` the one-hot target::
+
+    TP_c = sum p_c y_c,   FP_c = sum p_c (1 - y_c),   FN_c = sum (1 - p_c) y_c
+    Dice_c = (2 TP_c + s) / (2 TP_c + FP_c + FN_c + s)          Jaccard_c = (TP_c + s) / (TP_c + FP_c + FN_c + s)
+    Tversky_c = (TP_c + s) / (TP_c + a FP_c + b FN_c + s)        (a = b = 1/2: Dice; a = b = 1: Jaccard)
+
+and the loss of a class is ``1 - score`` (``(1 - Tversky)^gamma`` for Focal Tversky). Classes
+are averaged over those present in the target (a class absent from the target has no region to
+score; with smoothing its score would reward predicting nothing or punish noise), weighted by
+``weight[c]`` if given. ``reduction="none"`` returns the per-class losses ``(C,)`` (``(N, C)``
+per image), NaN for absent classes; ``"mean"`` the weighted mean over present classes (per
+image: each image's mean over its present classes, then the mean over images, as Berman et al.'s
+reference Lovász code, kornia and smp do); ``"sum"`` their sum.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from segloss.losses._checks import check_logits_target, check_number, check_reduction, class_vector
+from segloss.losses._reduction import safe_divide
+
+
+def _region_sums(logits, target, ignore_index, per_image):
+    """``(TP, FP, FN, present)``, each ``(C,)`` or ``(N, C)``; validated, float32/float64."""
+    check_logits_target(logits, target, ignore_index)
+    z = logits if logits.dtype == torch.float64 else logits.float()
+    n, c = z.shape[:2]
+    valid = (target != ignore_index).reshape(n, 1, -1).to(z.dtype)
+    probs = z.softmax(dim=1).reshape(n, c, -1) * valid
+    safe = torch.where(target != ignore_index, target, 0).reshape(n, 1, -1).long()
+    onehot = torch.zeros_like(probs).scatter_(1, safe, 1.0) * valid
+    dims = (2,) if per_image else (0, 2)
+    tp = (probs * onehot).sum(dims)
+    fp = probs.sum(dims) - tp
+    fn = onehot.sum(dims) - tp
+    return tp, fp, fn, onehot.sum(dims) > 0
+
+
+def _safe_power(x: torch.Tensor, gamma: float) -> torch.Tensor:
+    """``x ** gamma`` for ``x >= 0`` with gradient 0 (not inf * 0 = NaN) where ``x == 0``.
+
+    Below gamma = 1 the derivative ``gamma x^(gamma-1)`` is infinite at 0: a perfectly scored
+    class, or an absent one (later masked out by ``torch.where``, whose gradient would still
+    carry the NaN), must not poison the whole gradient.
+    """
+    positive = x > 0
+    return torch.where(positive, torch.where(positive, x, 1.0) ** gamma, 0.0)
+
+
+def _reduce_classes(per_class, present, weight, reduction):
+    """Reduce per-class losses ``(C,)`` (over the batch) or ``(N, C)`` (per image).
+
+    ``"none"``: the losses, NaN for absent classes. ``"sum"``: the sum over present classes (and
+    images). ``"mean"``: the weighted mean over present classes; per image, each image's mean
+    first, then the mean over the images that hold a valid pixel (Berman et al.'s
+    ``per_image=True``, also kornia's and smp's), so an image with two classes counts as much
+    as one with ten.
+    """
+    if reduction == "none":
+        return torch.where(present, per_class, torch.full_like(per_class, float("nan")))
+    w = torch.ones_like(per_class) if weight is None else weight.expand_as(per_class)
+    w = torch.where(present, w, torch.zeros_like(w))
+    weighted = torch.where(present, per_class, torch.zeros_like(per_class)) * w
+    if reduction == "sum":
+        return weighted.sum()
+    if per_class.dim() == 1:
+        return safe_divide(weighted.sum(), w.sum())
+    image_weight = w.sum(dim=1)
+    image_loss = safe_divide(weighted.sum(dim=1), image_weight)
+    scored = (image_weight > 0).to(per_class.dtype)
+    return safe_divide((image_loss * scored).sum(), scored.sum())
+
+
+def tversky_loss(logits, target, *, alpha=0.5, beta=0.5, gamma=1.0, smooth=1.0, per_image=False, weight=None,
+                 ignore_index=255, reduction="mean"):
+    """(Focal) Tversky loss ``(1 - Tversky_c)^gamma`` (Salehi et al. 2017; Abraham & Khan 2019).
+
+    Args:
+        logits: float ``(N, C, *S)``. target: integer ``(N, *S)``.
+        alpha: weight of false positives; beta: weight of false negatives (``>= 0``).
+        gamma: exponent on 1 - Tversky (1: plain Tversky; Abraham & Khan write it 1/γ and recommend
+            γ = 4/3, i.e. 0.75 here).
+        smooth: ``s`` added to numerator and denominator (``>= 0``).
+        per_image: score each image's regions separately, then average.
+        weight, ignore_index, reduction: see the module docstring.
+
+    Raises:
+        TypeError, ValueError: bad tensors (as the pixel losses) or parameters.
+    """
+    check_reduction(reduction)
+    for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma), ("smooth", smooth)):
+        check_number(value, name, low=0.0)
+    if gamma == 0:
+        raise ValueError("gamma must be > 0 (gamma = 0 makes the loss a constant)")
+    tp, fp, fn, present = _region_sums(logits, target, ignore_index, per_image)
+    score = (tp + smooth) / (tp + alpha * fp + beta * fn + smooth).clamp_min(1e-12)
+    per_class = _safe_power((1.0 - score).clamp_min(0.0), gamma) if gamma != 1 else 1.0 - score
+    w = class_vector(weight, tp.shape[-1], "weight", tp)
+    return _reduce_classes(per_class, present, w, reduction)
+
+
+def soft_dice_loss(logits, target, *, smooth=1.0, per_image=False, weight=None, ignore_index=255, reduction="mean"):
+    """Soft Dice loss ``1 - (2 TP + s) / (2 TP + FP + FN + s)`` per class (Milletari et al. 2016).
+
+    Equal to :func:`tversky_loss` with ``alpha = beta = 1/2`` and smoothing ``s / 2``; the
+    smoothing convention is MONAI's ``DiceLoss(smooth_nr=s, smooth_dr=s)``.
+    """
+    check_number(smooth, "smooth", low=0.0)
+    return tversky_loss(logits, target, alpha=0.5, beta=0.5, smooth=smooth / 2, per_image=per_image, weight=weight,
+                        ignore_index=ignore_index, reduction=reduction)
+
+
+def soft_jaccard_loss(logits, target, *, smooth=1.0, per_image=False, weight=None, ignore_index=255,
+                      reduction="mean"):
+    """Soft Jaccard (IoU) loss ``1 - (TP + s) / (TP + FP + FN + s)`` per class (Rahman & Wang 2016)."""
+    return tversky_loss(logits, target, alpha=1.0, beta=1.0, smooth=smooth, per_image=per_image, weight=weight,
+                        ignore_index=ignore_index, reduction=reduction)
+
+
+def _lovasz_grad(sorted_labels: torch.Tensor) -> torch.Tensor:
+    """Gradient of the Lovász extension of the Jaccard loss w.r.t. sorted errors (Berman et al., alg. 1)."""
+    gts = sorted_labels.sum()
+    intersection = gts - sorted_labels.cumsum(0)
+    union = gts + (1.0 - sorted_labels).cumsum(0)
+    jaccard = 1.0 - intersection / union
+    if sorted_labels.numel() > 1:
+        jaccard[1:] = jaccard[1:] - jaccard[:-1].clone()
+    return jaccard
+
+
+def lovasz_softmax_loss(logits, target, *, per_image=False, weight=None, ignore_index=255, reduction="mean"):
+    """Lovász-Softmax loss (Berman, Rannen Triki, Blaschko, CVPR 2018, arXiv:1705.08790).
+
+    Per class, the Lovász extension of the Jaccard loss evaluated at the errors
+    ``|y_c - p_c|`` of the valid pixels, sorted in decreasing order; averaged over the classes
+    present in the target (the authors' ``classes="present"``). ``per_image=True`` follows the
+    authors' reference code (also kornia's and smp's ``per_image``): each image's mean over its
+    own present classes, then the mean over images; ``per_image=False`` pools the batch.
+    """
+    check_reduction(reduction)
+    check_logits_target(logits, target, ignore_index)
+    z = logits if logits.dtype == torch.float64 else logits.float()
+    n, c = z.shape[:2]
+    probs = z.softmax(dim=1).reshape(n, c, -1)
+    labels = target.reshape(n, -1)
+    groups = [(probs[i:i + 1], labels[i:i + 1]) for i in range(n)] if per_image else [(probs, labels)]
+    rows, present_rows = [], []
+    for p, y in groups:
+        keep = y != ignore_index
+        p = p.permute(1, 0, 2)[:, keep]  # (C, valid pixels)
+        y = y[keep]
+        losses, present = [], []
+        for cls in range(c):
+            fg = (y == cls).to(z.dtype)
+            errors, order = (fg - p[cls]).abs().sort(descending=True)
+            losses.append(torch.dot(errors, _lovasz_grad(fg[order])) if fg.numel() else z.sum() * 0.0)
+            present.append(bool(fg.sum() > 0))
+        rows.append(torch.stack(losses))
+        present_rows.append(torch.tensor(present, device=z.device))
+    per_class = torch.stack(rows) if per_image else rows[0]
+    present = torch.stack(present_rows) if per_image else present_rows[0]
+    w = class_vector(weight, c, "weight", per_class)
+    return _reduce_classes(per_class, present, w, reduction)

@@ -1,0 +1,353 @@
+"""The loss registry: one ``LossSpec`` per loss, from which pages build their widgets.
+
+A loss added here (and in :mod:`segloss.functional`) appears on every page. Each spec carries
+the title, a LaTeX formula, the citation, and its parameters with default, range, step and help
+text; ``create_loss(name, **params)`` validates the parameters against the spec and builds the
+``nn.Module``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from segloss.losses import modules
+from segloss.losses.weights import SCHEMES, class_weights
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One hyper-parameter of a loss.
+
+    ``kind`` is ``"float"`` (a number in ``[low, high]``), ``"choice"`` (one of ``choices``) or
+    ``"multichoice"`` (a tuple of ``choices``). ``per_class_ok`` means a ``(C,)`` vector is also
+    accepted through :func:`create_loss` (not offered as a widget).
+    """
+
+    name: str
+    label: str
+    default: object
+    help: str
+    kind: str = "float"
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    choices: tuple = ()
+    per_class_ok: bool = False
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """Everything the app and ``create_loss`` know about one loss.
+
+    ``pixelwise`` losses have a per-pixel loss map (``reduction="none"`` gives ``(N, *S)``);
+    region losses (Dice, Jaccard, Tversky, Lovász and the sums containing them) score whole
+    regions and have none, but every loss has a per-pixel gradient map
+    (:func:`segloss.analysis.gradient_map`).
+    """
+
+    name: str
+    title: str
+    formula: str  # LaTeX, renderable by st.latex / KaTeX
+    summary: str
+    citation: str
+    link: str
+    params: tuple[ParamSpec, ...]
+    factory: Callable[..., nn.Module]
+    needs_class_counts: bool = False
+    pixelwise: bool = True  # False: a region loss, no per-pixel map (reduction="none" gives per-class values)
+    defaults: dict = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "defaults", {p.name: p.default for p in self.params})
+
+    def param(self, name: str) -> ParamSpec:
+        for spec in self.params:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+
+def _weighted_ce(scheme, beta, *, class_counts=None, weight=None, **common):
+    if weight is None:
+        if class_counts is None:
+            raise ValueError(
+                "weighted_ce needs class_counts (pixels per class, e.g. "
+                "segloss.losses.weights.pixel_counts(train_masks, C)) or an explicit weight vector"
+            )
+        weight = class_weights(scheme, class_counts, beta)
+    return modules.CrossEntropyLoss(weight=weight, **common)
+
+
+def _region_common(per_image: str, common: dict) -> dict:
+    return {**common, "per_image": per_image == "image"}
+
+
+def _dice_plus(pixel_factory):
+    def build(dice_weight, smooth, per_image, **params_and_common):
+        common = {k: params_and_common.pop(k) for k in ("weight", "ignore_index", "reduction")}
+        pixel = pixel_factory(**params_and_common, **common)
+        dice = modules.DiceLoss(smooth=smooth, **_region_common(per_image, common))
+        return modules.SumLoss(pixel, dice, dice_weight=dice_weight)
+    return build
+
+
+_SMOOTH = ParamSpec("smooth", "smoothing s", 1.0, "Added to numerator and denominator of each class's score: "
+                    "keeps the gradient finite for tiny regions and softens it.", low=0.0, high=100.0, step=0.5)
+_PER_IMAGE = ParamSpec("per_image", "Regions per", "batch", "batch: one region per class over the whole batch "
+                       "(pixels pooled); image: each image's regions scored separately, then averaged.",
+                       kind="choice", choices=("batch", "image"))
+_TVERSKY_ALPHA = ParamSpec("alpha", "alpha (false positives)", 0.3, "Weight of false positives FP_c.",
+                           low=0.0, high=1.0, step=0.05)
+_TVERSKY_BETA = ParamSpec("beta", "beta (false negatives)", 0.7, "Weight of false negatives FN_c; alpha = beta = "
+                          "0.5 is Dice (with half its smoothing), 1 and 1 is Jaccard.", low=0.0, high=1.0, step=0.05)
+_DICE_WEIGHT = ParamSpec("dice_weight", "Dice weight lambda", 1.0, "Weight of the Dice term added to the "
+                         "pixel-wise loss.", low=0.0, high=10.0, step=0.1)
+_GAMMA_HELP = "Focusing exponent: 0 gives cross-entropy; larger values down-weight easy pixels (p_t near 1) more."
+
+LOSSES: dict[str, LossSpec] = {
+    spec.name: spec
+    for spec in (
+        LossSpec(
+            name="ce",
+            title="Cross-entropy",
+            formula=r"\mathcal{L}_{CE} = -\frac{1}{|V|}\sum_{i \in V} \log p_{i,y_i}",
+            summary="The baseline: every pixel's negative log-probability of its true class, averaged.",
+            citation="Standard cross-entropy; same numbers as torch.nn.functional.cross_entropy.",
+            link="https://pytorch.org/docs/stable/generated/torch.nn.functional.cross_entropy.html",
+            params=(),
+            factory=lambda **common: modules.CrossEntropyLoss(**common),
+        ),
+        LossSpec(
+            name="weighted_ce",
+            title="Weighted cross-entropy",
+            formula=r"\mathcal{L}_{wCE} = -\frac{\sum_{i \in V} w_{y_i} \log p_{i,y_i}}{\sum_{i \in V} w_{y_i}}",
+            summary="Cross-entropy with fixed class weights from pixel counts, so rare classes count more.",
+            citation="Median frequency: Eigen & Fergus, ICCV 2015 (arXiv:1411.4734). Effective number: "
+            "Cui et al., CVPR 2019 (arXiv:1901.05555).",
+            link="https://arxiv.org/abs/1901.05555",
+            params=(
+                ParamSpec("scheme", "Weight scheme", "median", "inverse: 1/n_c; median: median(n)/n_c; "
+                          "effective: (1-b)/(1-b^n_c).", kind="choice", choices=SCHEMES),
+                ParamSpec("beta", "Effective-number b", 0.999, "Only for the 'effective' scheme: "
+                          "b -> 1 approaches inverse frequency, b = 0 gives equal weights.",
+                          low=0.9, high=0.99999, step=0.0001),
+            ),
+            factory=_weighted_ce,
+            needs_class_counts=True,
+        ),
+        LossSpec(
+            name="focal",
+            title="Focal loss",
+            formula=r"\mathcal{L}_{FL} = -\alpha_{y_i}\,(1 - p_t)^{\gamma} \log p_t",
+            summary="Cross-entropy scaled by (1 - p_t)^gamma: well-classified pixels fade out of the loss.",
+            citation="Lin, Goyal, Girshick, He, Dollár. Focal Loss for Dense Object Detection. ICCV 2017 "
+            "(arXiv:1708.02002).",
+            link="https://arxiv.org/abs/1708.02002",
+            params=(
+                ParamSpec("gamma", "gamma", 2.0, _GAMMA_HELP, low=0.0, high=10.0, step=0.1),
+                ParamSpec("alpha", "alpha", 1.0, "Scales the loss. A scalar is a global scale in this "
+                          "softmax form (the paper's 0.25 balanced positives/negatives in the sigmoid "
+                          "form); through create_loss a per-class vector is accepted too.",
+                          low=0.0, high=10.0, step=0.05, per_class_ok=True),
+            ),
+            factory=lambda gamma, alpha, **common: modules.FocalLoss(gamma=gamma, alpha=alpha, **common),
+        ),
+        LossSpec(
+            name="dual_focal",
+            title="Dual Focal loss",
+            formula=r"\mathcal{L}_{DFL} = \sum_{c} \Big[-y_c \log p_c \;-\; \beta\,(1 - y_c)\log(\rho - p_c)"
+            r" \;+\; \alpha\,|y_c - p_c|^{\gamma}\Big]",
+            summary="CE on the true class, a penalty on probability given to false classes, and an additive "
+            "focal-style term whose gradient does not vanish as p approaches y.",
+            citation="Hossain, Betts, Paplinski. Dual Focal Loss to address class imbalance in semantic "
+            "segmentation. Neurocomputing 462 (2021), doi:10.1016/j.neucom.2021.07.055.",
+            link="https://doi.org/10.1016/j.neucom.2021.07.055",
+            params=(
+                ParamSpec("alpha", "alpha", 1.0, "Weight of the focal-style term alpha |y - p|^gamma.",
+                          low=0.0, high=10.0, step=0.1),
+                ParamSpec("beta", "beta", 1.0, "Weight of the false-class term -beta log(rho - p_c).",
+                          low=0.0, high=10.0, step=0.1),
+                ParamSpec("gamma", "gamma", 1.0, "Exponent of the focal-style term.", low=0.0, high=10.0, step=0.1),
+                ParamSpec("rho", "rho", 1.0, "Offset in log(rho - p_c); must be >= 1. Larger rho softens the "
+                          "false-class penalty.", low=1.0, high=10.0, step=0.05),
+                ParamSpec("learnable", "Learn by backpropagation", (), "Parameters made nn.Parameters, kept "
+                          "inside bounds. Minimising the loss drives gamma and rho up, alpha and beta down.",
+                          kind="multichoice", choices=modules.DFL_PARAMETERS),
+            ),
+            factory=lambda alpha, beta, gamma, rho, learnable, **common: modules.DualFocalLoss(
+                alpha=alpha, beta=beta, gamma=gamma, rho=rho, learnable=learnable, **common),
+        ),
+        LossSpec(
+            name="recall",
+            title="Recall loss",
+            formula=r"\mathcal{L}_{R} = -\sum_{c}\sum_{i:\,y_i = c} (1 - R_c) \log p_{i,c},\qquad R_c = \frac{TP_c}{N_c}",
+            summary="Cross-entropy reweighted per class by the batch's recall: classes the model misses "
+            "weigh more, classes it gets right fade.",
+            citation="Tian, Mithun, Seymour, Chiu, Kira. Striking the Right Balance: Recall Loss for "
+            "Semantic Segmentation. ICRA 2022 (arXiv:2106.14917).",
+            link="https://arxiv.org/abs/2106.14917",
+            params=(
+                ParamSpec("momentum", "Weight momentum", 0.0, "0: the paper's instantaneous batch recall. "
+                          "m > 0: running average w <- m w + (1-m) w_batch over the classes present.",
+                          low=0.0, high=0.99, step=0.01),
+            ),
+            factory=lambda momentum, **common: modules.RecallLoss(momentum=momentum, **common),
+        ),
+        LossSpec(
+            name="dice",
+            title="Soft Dice loss",
+            formula=r"\mathcal{L}_{Dice} = \frac{1}{|P|}\sum_{c \in P}\Big[1 - \frac{2\sum_i p_{i,c} y_{i,c} + s}"
+            r"{\sum_i p_{i,c} + \sum_i y_{i,c} + s}\Big]",
+            summary="One minus the soft overlap of each class's predicted and true region, averaged over the "
+            "classes present: every class counts the same, however few pixels it has.",
+            citation="Milletari, Navab, Ahmadi. V-Net. 3DV 2016 (arXiv:1606.04797); multi-class mean as in "
+            "MONAI's DiceLoss.",
+            link="https://arxiv.org/abs/1606.04797",
+            params=(_SMOOTH, _PER_IMAGE),
+            factory=lambda smooth, per_image, **common: modules.DiceLoss(smooth=smooth,
+                                                                        **_region_common(per_image, common)),
+            pixelwise=False,
+        ),
+        LossSpec(
+            name="jaccard",
+            title="Soft Jaccard (IoU) loss",
+            formula=r"\mathcal{L}_{J} = \frac{1}{|P|}\sum_{c \in P}\Big[1 - \frac{TP_c + s}{TP_c + FP_c + FN_c + s}\Big],"
+            r"\quad TP_c = \sum_i p_{i,c} y_{i,c}",
+            summary="One minus the soft intersection over union of each class, averaged over the classes present.",
+            citation="Rahman & Wang. Optimizing Intersection-Over-Union in Deep Neural Networks for Image "
+            "Segmentation. ISVC 2016, doi:10.1007/978-3-319-50835-1_22.",
+            link="https://doi.org/10.1007/978-3-319-50835-1_22",
+            params=(_SMOOTH, _PER_IMAGE),
+            factory=lambda smooth, per_image, **common: modules.JaccardLoss(smooth=smooth,
+                                                                           **_region_common(per_image, common)),
+            pixelwise=False,
+        ),
+        LossSpec(
+            name="tversky",
+            title="Tversky loss",
+            formula=r"\mathcal{L}_{T} = \frac{1}{|P|}\sum_{c \in P}\Big[1 - \frac{TP_c + s}"
+            r"{TP_c + \alpha\,FP_c + \beta\,FN_c + s}\Big]",
+            summary="Dice with separate prices for false positives (alpha) and false negatives (beta): "
+            "beta > alpha trades precision for recall on small structures.",
+            citation="Salehi, Erdogmus, Gholipour. Tversky loss function for image segmentation using 3D fully "
+            "convolutional deep networks. MLMI 2017 (arXiv:1706.05721).",
+            link="https://arxiv.org/abs/1706.05721",
+            params=(_TVERSKY_ALPHA, _TVERSKY_BETA, _SMOOTH, _PER_IMAGE),
+            factory=lambda alpha, beta, smooth, per_image, **common: modules.TverskyLoss(
+                alpha=alpha, beta=beta, smooth=smooth, **_region_common(per_image, common)),
+            pixelwise=False,
+        ),
+        LossSpec(
+            name="focal_tversky",
+            title="Focal Tversky loss",
+            formula=r"\mathcal{L}_{FT} = \frac{1}{|P|}\sum_{c \in P}\big(1 - T_c\big)^{\gamma},\qquad "
+            r"T_c = \frac{TP_c + s}{TP_c + \alpha\,FP_c + \beta\,FN_c + s}",
+            summary="The Tversky loss of each class raised to a power: below 1 it keeps pushing classes that "
+            "are already mostly right (small 1 - T), above 1 it concentrates on the worst classes.",
+            citation="Abraham & Khan. A Novel Focal Tversky Loss Function with Improved Attention U-Net for "
+            "Lesion Segmentation. ISBI 2019 (arXiv:1810.07842); their exponent 1/γ with γ = 4/3 is 0.75 here.",
+            link="https://arxiv.org/abs/1810.07842",
+            params=(_TVERSKY_ALPHA, _TVERSKY_BETA,
+                    ParamSpec("gamma", "exponent", 0.75, "Exponent on 1 - Tversky (the paper's 1/γ; its "
+                              "recommended γ = 4/3 gives 0.75). 1 is the plain Tversky loss.",
+                              low=0.1, high=5.0, step=0.05),
+                    _SMOOTH, _PER_IMAGE),
+            factory=lambda alpha, beta, gamma, smooth, per_image, **common: modules.TverskyLoss(
+                alpha=alpha, beta=beta, gamma=gamma, smooth=smooth, **_region_common(per_image, common)),
+            pixelwise=False,
+        ),
+        LossSpec(
+            name="lovasz",
+            title="Lovász-Softmax loss",
+            formula=r"\mathcal{L}_{LS} = \frac{1}{|P|}\sum_{c \in P} \overline{\Delta_{J_c}}\big(m(c)\big),"
+            r"\qquad m_i(c) = |y_{i,c} - p_{i,c}|",
+            summary="The convex (Lovász) extension of each class's Jaccard loss, evaluated at the pixels' "
+            "errors: a tight surrogate of 1 - IoU that weights each error by how much it costs the IoU.",
+            citation="Berman, Rannen Triki, Blaschko. The Lovász-Softmax loss. CVPR 2018 (arXiv:1705.08790).",
+            link="https://arxiv.org/abs/1705.08790",
+            params=(_PER_IMAGE,),
+            factory=lambda per_image, **common: modules.LovaszSoftmaxLoss(**_region_common(per_image, common)),
+            pixelwise=False,
+        ),
+        LossSpec(
+            name="dice_ce",
+            title="Dice + cross-entropy",
+            formula=r"\mathcal{L} = \mathcal{L}_{CE} + \lambda\,\mathcal{L}_{Dice}",
+            summary="The nnU-Net default: cross-entropy's well-behaved per-pixel gradient plus Dice's "
+            "class-balanced region term, mixed by lambda.",
+            citation="Isensee et al. nnU-Net. Nature Methods 18 (2021), doi:10.1038/s41592-020-01008-z.",
+            link="https://doi.org/10.1038/s41592-020-01008-z",
+            params=(_DICE_WEIGHT, _SMOOTH, _PER_IMAGE),
+            factory=_dice_plus(modules.CrossEntropyLoss),
+            pixelwise=False,
+        ),
+        LossSpec(
+            name="dice_focal",
+            title="Dice + focal",
+            formula=r"\mathcal{L} = \mathcal{L}_{FL} + \lambda\,\mathcal{L}_{Dice}",
+            summary="Focal loss for the hard pixels plus Dice for the small regions, mixed by lambda.",
+            citation="Zhu et al. AnatomyNet. Medical Physics 46 (2019), arXiv:1808.05238.",
+            link="https://arxiv.org/abs/1808.05238",
+            params=(ParamSpec("gamma", "gamma", 2.0, _GAMMA_HELP, low=0.0, high=10.0, step=0.1),
+                    _DICE_WEIGHT, _SMOOTH, _PER_IMAGE),
+            factory=_dice_plus(lambda gamma, **common: modules.FocalLoss(gamma=gamma, **common)),
+            pixelwise=False,
+        ),
+    )
+}
+
+
+def _check_param(loss: str, spec: ParamSpec, value):
+    where = f"{loss}: {spec.name}"
+    if spec.kind == "choice":
+        if value not in spec.choices:
+            raise ValueError(f"{where} must be one of {spec.choices}, got {value!r}")
+        return value
+    if spec.kind == "multichoice":
+        value = (value,) if isinstance(value, str) else tuple(value)
+        unknown = [v for v in value if v not in spec.choices]
+        if unknown:
+            raise ValueError(f"{where} takes names from {spec.choices}, got unknown {unknown}")
+        return value
+    if spec.per_class_ok and isinstance(value, (Sequence, torch.Tensor)) and not isinstance(value, str):
+        return value  # a per-class vector, validated against C by the loss itself
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{where} must be a number, got {value!r}")
+    if not (spec.low <= value <= spec.high):
+        raise ValueError(f"{where} must lie in [{spec.low}, {spec.high}], got {value}")
+    return float(value)
+
+
+def create_loss(name: str, *, class_counts=None, weight=None, ignore_index: int = 255,
+                reduction: str = "mean", **params) -> nn.Module:
+    """Build a registry loss by name, with parameters checked against its spec.
+
+    Args:
+        name: a key of :data:`LOSSES`: pixel-wise ``"ce"``, ``"weighted_ce"``, ``"focal"``,
+            ``"dual_focal"``, ``"recall"``; region ``"dice"``, ``"jaccard"``, ``"tversky"``,
+            ``"focal_tversky"``, ``"lovasz"``, ``"dice_ce"``, ``"dice_focal"``.
+        class_counts: pixels per class ``(C,)``; required by losses with ``needs_class_counts``
+            unless ``weight`` is given.
+        weight, ignore_index, reduction: passed to the module. Region losses give per-class
+            values with ``reduction="none"``; the sums (``dice_ce``, ``dice_focal``) refuse it.
+        **params: the loss's parameters; missing ones take the spec's default.
+
+    Raises:
+        ValueError: unknown loss or parameter, value out of the spec's range, missing counts.
+        TypeError: a parameter of the wrong type.
+    """
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; choose from {sorted(LOSSES)}")
+    spec = LOSSES[name]
+    unknown = sorted(set(params) - set(spec.defaults))
+    if unknown:
+        raise ValueError(f"{name} has no parameter(s) {unknown}; it takes {sorted(spec.defaults) or 'none'}")
+    values = {p.name: _check_param(name, p, params.get(p.name, p.default)) for p in spec.params}
+    common = {"weight": weight, "ignore_index": ignore_index, "reduction": reduction}
+    if spec.needs_class_counts:
+        common["class_counts"] = class_counts
+    return spec.factory(**values, **common)

@@ -1,0 +1,218 @@
+"""The Triton kernels (segloss.kernels.cuda) equal the autograd reference in value and gradient.
+
+Without a GPU they run in triton's interpreter on CPU tensors (``TRITON_INTERPRET=1``, set by
+conftest), routed there by ``cuda.run_on_cpu_for_tests``; with one they run on CUDA. Shapes are
+small: the interpreter executes every program in Python.
+"""
+
+import pytest
+import torch
+
+from segloss import functional as SF
+from segloss.kernels import cuda
+from segloss.losses import reference
+from conftest import random_batch
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+CASES = [
+    ("cross_entropy", {}),
+    ("cross_entropy", {"weight": [0.5, 2.0, 1.0, 3.0]}),
+    ("focal_loss", {"gamma": 2.0}),
+    ("focal_loss", {"gamma": 0.5, "alpha": [0.1, 0.5, 1.0, 2.0], "weight": [1.0, 2.0, 0.5, 1.0]}),
+    ("focal_loss", {"gamma": 5.0, "alpha": 0.25}),
+    ("recall_loss", {}),
+    ("recall_loss", {"weight": [1.0, 2.0, 0.5, 1.0]}),
+    ("dual_focal_loss", {}),
+    ("dual_focal_loss", {"alpha": 0.5, "beta": 2.0, "gamma": 0.5, "rho": 1.5, "weight": [1.0, 3.0, 1.0, 0.2]}),
+    ("dual_focal_loss", {"alpha": 2.0, "beta": 0.5, "gamma": 3.0, "rho": 1.0}),
+    ("dual_focal_loss", {"alpha": 1.0, "beta": 1.0, "gamma": 0.0, "rho": 4.0}),
+]
+
+
+@pytest.fixture(autouse=True)
+def triton_path():
+    assert cuda.available(), "triton is not importable: the CUDA kernels cannot be tested"
+    cuda.run_on_cpu_for_tests(True)
+    yield
+    cuda.run_on_cpu_for_tests(False)
+
+
+def reference_recall_loss(logits, target, *, weight=None, ignore_index=255, reduction="mean"):
+    """Recall loss by hand: ``1 - TP_c / N_c`` counted from the argmax in float64, then the reference CE."""
+    valid = target != ignore_index
+    hits = (logits.argmax(dim=1) == target) & valid
+    recall_weights = torch.ones(logits.shape[1], dtype=torch.float64)
+    for c in range(logits.shape[1]):
+        n_c = int((valid & (target == c)).sum())
+        if n_c:
+            recall_weights[c] = 1.0 - int((hits & (target == c)).sum()) / n_c
+    return reference.recall_weighted_ce(logits, target, recall_weights, weight=weight, ignore_index=ignore_index,
+                                        reduction=reduction)
+
+
+def _reference(name):
+    return reference_recall_loss if name == "recall_loss" else getattr(reference, name)
+
+
+def kernel_and_reference(name, logits, target, reduction, kwargs, upstream=None):
+    """``((value, grad) of the kernel path, (value, grad) of the float64 reference on the CPU))``."""
+    results = []
+    for loss, z0, y in ((getattr(SF, name), logits.to(DEVICE), target.to(DEVICE)),
+                        (_reference(name), logits.double().cpu(), target.cpu())):
+        z = z0.detach().clone().requires_grad_()
+        value = loss(z, y, reduction=reduction, **kwargs)
+        weight = upstream.to(value.device, value.dtype) if upstream is not None and reduction == "none" else 1.0
+        (value * weight).sum().backward()
+        results.append((value.detach().double().cpu(), z.grad.double().cpu()))
+    return results
+
+
+def assert_matches(name, logits, target, reduction, kwargs, upstream=None, rtol=1e-5, atol=1e-6):
+    (value, grad), (ref, ref_grad) = kernel_and_reference(name, logits, target, reduction, kwargs, upstream)
+    assert torch.isfinite(value).all() and torch.isfinite(grad).all()
+    torch.testing.assert_close(value, ref, rtol=rtol, atol=atol)
+    torch.testing.assert_close(grad, ref_grad, rtol=rtol, atol=atol)
+
+
+def test_losses_take_the_kernel_path(monkeypatch):
+    calls = []
+    for fn in (cuda.FocalFamilyTriton, cuda.DualFocalTriton):
+        original = fn.apply
+        monkeypatch.setattr(fn, "apply", lambda *a, _o=original, _n=fn.__name__: calls.append(_n) or _o(*a))
+    logits, target = random_batch(2, 3, (4, 4))
+    for name in ("cross_entropy", "focal_loss", "recall_loss", "dual_focal_loss"):
+        getattr(SF, name)(logits.to(DEVICE), target.to(DEVICE))
+    assert calls == ["FocalFamilyTriton"] * 3 + ["DualFocalTriton"]
+    SF.cross_entropy(logits.double().to(DEVICE), target.to(DEVICE))  # float64 keeps the eager path
+    assert len(calls) == 4
+
+
+@pytest.mark.parametrize("name, kwargs", CASES)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_kernels_equal_reference_on_images_with_ignored_pixels(name, kwargs, reduction):
+    logits, target = random_batch(2, 4, (5, 7), scale=4.0, ignore_frac=0.2, seed=1)
+    upstream = torch.randn(target.shape, generator=torch.Generator().manual_seed(2))
+    assert_matches(name, logits, target, reduction, kwargs, upstream)
+
+
+@pytest.mark.parametrize("name, kwargs", [CASES[0], CASES[3], CASES[5], CASES[8]])
+@pytest.mark.parametrize("spatial", [(), (11,), (2, 3, 5)])
+def test_kernels_take_n_c_and_volumes(name, kwargs, spatial):
+    logits, target = random_batch(6 if not spatial else 2, 4, spatial, scale=3.0, ignore_frac=0.2, seed=3)
+    assert_matches(name, logits, target, "mean", kwargs)
+
+
+@pytest.mark.parametrize("name, kwargs", [CASES[2], CASES[5], CASES[7]])
+def test_kernels_take_channels_last_and_transposed_inputs(name, kwargs):
+    logits, target = random_batch(2, 4, (6, 5), scale=3.0, ignore_frac=0.1, seed=4)
+    assert_matches(name, logits.to(memory_format=torch.channels_last), target, "mean", kwargs)
+    assert_matches(name, logits.transpose(2, 3), target.transpose(1, 2), "none", kwargs,
+                   upstream=torch.rand(2, 5, 6))
+    z = logits.to(DEVICE).to(memory_format=torch.channels_last).requires_grad_()
+    getattr(SF, name)(z, target.to(DEVICE), **kwargs).backward()
+    assert z.grad.is_contiguous(memory_format=torch.channels_last)  # the gradient keeps the layout
+
+
+@pytest.mark.parametrize("name, kwargs", [CASES[0], CASES[2], CASES[5], CASES[7], CASES[9]])
+def test_kernels_are_finite_and_right_at_saturated_logits(name, kwargs):
+    g = torch.Generator().manual_seed(5)
+    winner = torch.randint(0, 4, (2, 16), generator=g)
+    for margin in (60.0, 200.0):  # 200: every other class underflows float32
+        logits = torch.nn.functional.one_hot(winner, 4).movedim(-1, 1).float() * margin - margin / 2
+        logits += torch.randn(logits.shape, generator=g)
+        target = torch.randint(0, 4, (2, 16), generator=g)
+        assert_matches(name, logits, target, "none", kwargs, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name, kwargs", [CASES[1], CASES[3], CASES[5], CASES[8]])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_logits_are_computed_in_float32_with_a_gradient_in_their_dtype(name, kwargs, dtype):
+    logits, target = random_batch(2, 4, (6, 6), scale=5.0, ignore_frac=0.1, dtype=dtype, seed=6)
+    (value, _), (ref, _) = kernel_and_reference(name, logits, target, "sum", kwargs)
+    torch.testing.assert_close(value, ref, rtol=1e-5, atol=1e-5)  # the same half inputs, computed in float32
+    z = logits.to(DEVICE).clone().requires_grad_()
+    getattr(SF, name)(z, target.to(DEVICE), reduction="sum", **kwargs).backward()
+    ref_z = logits.detach().double().requires_grad_()
+    _reference(name)(ref_z, target, reduction="sum", **kwargs).backward()
+    assert z.grad.dtype == dtype
+    torch.testing.assert_close(z.grad.double().cpu(), ref_z.grad, rtol=1e-2, atol=1e-2)  # half's rounding
+
+
+@pytest.mark.parametrize("num_classes", [2, 3, 150, 1024])
+def test_kernels_take_two_to_a_thousand_classes(num_classes):
+    logits, target = random_batch(1, num_classes, (3, 3), scale=3.0, ignore_frac=0.1, seed=num_classes)
+    for name, kwargs in (("focal_loss", {"gamma": 2.0}), ("dual_focal_loss", {"rho": 1.5})):
+        assert_matches(name, logits, target, "mean", kwargs)
+
+
+@pytest.mark.parametrize("name, kwargs", [CASES[0], CASES[5], CASES[7]])
+def test_all_ignored_batch_gives_zero_with_zero_gradient(name, kwargs):
+    logits, target = random_batch(2, 4, (3, 3), seed=7)
+    target[:] = 255
+    z = logits.to(DEVICE).clone().requires_grad_()
+    value = getattr(SF, name)(z, target.to(DEVICE), **kwargs)
+    value.backward()
+    assert value.item() == 0.0 and torch.count_nonzero(z.grad) == 0
+
+
+def test_empty_batch_gives_zero():
+    z = torch.zeros(0, 4, 3, 3, device=DEVICE, requires_grad=True)
+    value = SF.focal_loss(z, torch.zeros(0, 3, 3, dtype=torch.long, device=DEVICE))
+    value.backward()
+    assert value.item() == 0.0 and z.grad.shape == z.shape
+
+
+def test_scaled_upstream_and_a_second_backward_are_exact():
+    logits, target = random_batch(2, 4, (4, 4), scale=3.0, seed=8)
+    z = logits.to(DEVICE).clone().requires_grad_()
+    loss = SF.dual_focal_loss(z, target.to(DEVICE), gamma=2.0)
+    (loss * 1024.0).backward(retain_graph=True)  # AMP's GradScaler scales the loss like this
+    first = z.grad.clone()
+    z.grad = None
+    loss.backward()
+    torch.testing.assert_close(first, z.grad * 1024.0)
+    ref = logits.detach().double().requires_grad_()
+    reference.dual_focal_loss(ref, target, gamma=2.0).backward()
+    torch.testing.assert_close(z.grad.double().cpu(), ref.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_bad_labels_and_non_finite_logits_raise_clear_errors():
+    logits, target = random_batch(1, 4, (3, 3), seed=9)
+    target[0, 0, 0] = 7
+    with pytest.raises(ValueError, match=r"outside \[0, 4\).*ignore_index=255: \[7\]"):
+        SF.cross_entropy(logits.to(DEVICE), target.to(DEVICE))
+    target[0, 0, 0] = 1
+    logits[0, 2, 1, 1] = float("nan")
+    with pytest.raises(ValueError, match="logits contain 1 NaN and 0 Inf"):
+        SF.dual_focal_loss(logits.to(DEVICE), target.to(DEVICE))
+
+
+def test_recall_loss_uses_the_batchs_argmax_recall():
+    logits, target = random_batch(2, 3, (4, 4), scale=2.0, seed=10)
+    logits_dev, target_dev = logits.to(DEVICE), target.to(DEVICE)
+    weights, _ = SF.batch_recall_weights(logits_dev, target_dev)
+    by_hand = SF.cross_entropy(logits_dev, target_dev, reduction="none") * weights[target_dev]
+    torch.testing.assert_close(SF.recall_loss(logits_dev, target_dev, reduction="none"), by_hand)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["cross_entropy", "focal_loss", "recall_loss", "dual_focal_loss"])
+def test_one_synchronisation_per_call_on_cuda(name):
+    logits, target = random_batch(2, 19, (64, 64), seed=11)
+    z = logits.cuda().requires_grad_()
+    y = target.cuda()
+    getattr(SF, name)(z, y).backward()  # warm-up: compilation may synchronise
+    torch.cuda.synchronize()
+    syncs = []
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        import warnings
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            getattr(SF, name)(z, y).backward()
+        syncs = [w for w in caught if "synchroniz" in str(w.message)]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert len(syncs) <= 1, [str(w.message) for w in syncs]
