@@ -127,15 +127,22 @@ def soft_jaccard_loss(logits, target, *, smooth=1.0, per_image=False, weight=Non
                         ignore_index=ignore_index, reduction=reduction)
 
 
-def _lovasz_grad(sorted_labels: torch.Tensor) -> torch.Tensor:
-    """Gradient of the Lovász extension of the Jaccard loss w.r.t. sorted errors (Berman et al., alg. 1)."""
-    gts = sorted_labels.sum()
-    intersection = gts - sorted_labels.cumsum(0)
-    union = gts + (1.0 - sorted_labels).cumsum(0)
+def _lovasz_per_class(errors: torch.Tensor, fg: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Lovász extension of the Jaccard loss for every row at once (Berman et al., alg. 1).
+
+    ``errors``, ``fg`` (the class's 0/1 ground truth) and ``valid`` are ``(R, P)``; one batched sort
+    orders each row's errors downwards with the invalid pixels last (key -1, error 0), so they
+    change no cumulative sum that a valid pixel's term uses. Returns ``(R,)``.
+    """
+    key = torch.where(valid, errors, -1.0)
+    key, order = key.sort(dim=1, descending=True)
+    fg_sorted = fg.gather(1, order)
+    gts = fg_sorted.sum(dim=1, keepdim=True)
+    intersection = gts - fg_sorted.cumsum(dim=1)
+    union = gts + (1.0 - fg_sorted).cumsum(dim=1)
     jaccard = 1.0 - intersection / union
-    if sorted_labels.numel() > 1:
-        jaccard[1:] = jaccard[1:] - jaccard[:-1].clone()
-    return jaccard
+    grad = torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], dim=1)
+    return (key.clamp_min(0.0) * grad).sum(dim=1)
 
 
 def lovasz_softmax_loss(logits, target, *, per_image=False, weight=None, ignore_index=255, reduction="mean"):
@@ -152,22 +159,15 @@ def lovasz_softmax_loss(logits, target, *, per_image=False, weight=None, ignore_
     z = logits if logits.dtype == torch.float64 else logits.float()
     n, c = z.shape[:2]
     probs = z.softmax(dim=1).reshape(n, c, -1)
-    labels = target.reshape(n, -1)
-    groups = [(probs[i:i + 1], labels[i:i + 1]) for i in range(n)] if per_image else [(probs, labels)]
-    rows, present_rows = [], []
-    for p, y in groups:
-        keep = y != ignore_index
-        p = p.permute(1, 0, 2)[:, keep]  # (C, valid pixels)
-        y = y[keep]
-        losses, present = [], []
-        for cls in range(c):
-            fg = (y == cls).to(z.dtype)
-            errors, order = (fg - p[cls]).abs().sort(descending=True)
-            losses.append(torch.dot(errors, _lovasz_grad(fg[order])) if fg.numel() else z.sum() * 0.0)
-            present.append(bool(fg.sum() > 0))
-        rows.append(torch.stack(losses))
-        present_rows.append(torch.tensor(present, device=z.device))
-    per_class = torch.stack(rows) if per_image else rows[0]
-    present = torch.stack(present_rows) if per_image else present_rows[0]
+    labels = target.reshape(n, 1, probs.shape[2])
+    if not per_image:  # the batch as one image: (1, C, N * P)
+        probs, labels = probs.movedim(1, 0).reshape(1, c, -1), labels.movedim(1, 0).reshape(1, 1, -1)
+    valid = (labels != ignore_index).expand_as(probs)
+    fg = ((labels == torch.arange(c, device=labels.device).view(1, c, 1)) & valid).to(z.dtype)
+    per_class = _lovasz_per_class((fg - probs).abs().flatten(0, 1), fg.flatten(0, 1),
+                                  valid.flatten(0, 1)).view(-1, c)
+    present = fg.sum(dim=2) > 0
+    if not per_image:
+        per_class, present = per_class[0], present[0]
     w = class_vector(weight, c, "weight", per_class)
     return _reduce_classes(per_class, present, w, reduction)

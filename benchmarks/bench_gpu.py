@@ -1,0 +1,173 @@
+"""Forward + backward of every loss on a CUDA device, against torch's CE and a copy of the logits.
+
+For each shape and dtype: torch ``F.cross_entropy`` (the baseline of the "x torch CE" column),
+a device copy of the logits (``logits.clone()``: one read and one write, the bandwidth floor of
+any loss that writes a gradient), every segloss loss (CE, weighted CE, focal with scalar and
+per-class alpha, Dual Focal at the authors' defaults and with rho = 1.5, recall, soft Dice,
+Lovász) and the contenders kornia ``focal_loss`` and MONAI ``FocalLoss(use_softmax=True)`` /
+``DiceLoss(softmax=True)`` where installed (given targets without an ignore label, which they
+do not take). Time: CUDA events around ``loss(logits, target).backward()``, the median of
+``--repeats`` after ``--warmup`` calls (the first call compiles the Triton kernels). Memory:
+``torch.cuda.max_memory_allocated`` during one forward + backward, above what was allocated
+before it, in units of the logits' size (the gradient alone is 1.0x).
+
+Usage: python benchmarks/bench_gpu.py [--shapes 8x19x512x1024 2x19x1024x2048 16x150x256x256]
+                                      [--dtypes float32 bfloat16] [--repeats 20] [--json out.json]
+Without CUDA it says so and exits (nothing is measured, nothing guessed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import segloss  # noqa: E402
+from segloss import functional as SF  # noqa: E402
+from segloss.losses import region  # noqa: E402
+
+
+def segloss_losses(num_classes: int, device: str) -> dict:
+    weight = torch.linspace(0.5, 2.0, num_classes, device=device)
+    alpha = torch.linspace(0.25, 1.0, num_classes, device=device)
+    return {
+        "segloss cross_entropy": lambda z, y: SF.cross_entropy(z, y),
+        "segloss cross_entropy (weight)": lambda z, y: SF.cross_entropy(z, y, weight=weight),
+        "segloss focal_loss (gamma 2)": lambda z, y: SF.focal_loss(z, y, gamma=2.0),
+        "segloss focal_loss (alpha per class)": lambda z, y: SF.focal_loss(z, y, gamma=2.0, alpha=alpha),
+        "segloss dual_focal_loss": lambda z, y: SF.dual_focal_loss(z, y),
+        "segloss dual_focal_loss (rho 1.5, gamma 2)": lambda z, y: SF.dual_focal_loss(z, y, gamma=2.0, rho=1.5),
+        "segloss recall_loss": lambda z, y: SF.recall_loss(z, y),
+        "segloss DualFocalLoss(learnable gamma)": segloss.DualFocalLoss(learnable=("gamma",)).to(device),
+        "segloss RecallLoss(momentum 0.9)": segloss.RecallLoss(momentum=0.9, num_classes=num_classes).to(device),
+        "segloss soft Dice": lambda z, y: region.soft_dice_loss(z, y),
+        "segloss Lovász-Softmax": lambda z, y: region.lovasz_softmax_loss(z, y),
+    }
+
+
+def contenders() -> dict:
+    found = {}
+    try:
+        from kornia.losses import focal_loss as kornia_focal
+
+        found["kornia focal_loss"] = lambda z, y: kornia_focal(z, y, alpha=0.25, gamma=2.0, reduction="mean")
+    except ImportError:
+        pass
+    try:
+        from monai.losses import DiceLoss, FocalLoss
+
+        monai_focal = FocalLoss(use_softmax=True, to_onehot_y=True, gamma=2.0)
+        monai_dice = DiceLoss(softmax=True, to_onehot_y=True)
+        found["MONAI FocalLoss(use_softmax)"] = lambda z, y: monai_focal(z, y.unsqueeze(1))
+        found["MONAI DiceLoss(softmax)"] = lambda z, y: monai_dice(z, y.unsqueeze(1))
+    except ImportError:
+        pass
+    return found
+
+
+def measure(fn, logits: torch.Tensor, target: torch.Tensor, repeats: int, warmup: int) -> tuple[float, float]:
+    """``(median ms, peak extra memory / logits)`` of ``fn(logits, target).backward()``."""
+    z = logits.detach().requires_grad_()
+
+    def step():
+        z.grad = None
+        out = fn(z, target)
+        if out.requires_grad:
+            out.backward()
+        return out
+
+    for _ in range(warmup):
+        step()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        step()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    z.grad = None
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    step()
+    torch.cuda.synchronize()
+    extra = (torch.cuda.max_memory_allocated() - base) / (logits.numel() * logits.element_size())
+    z.grad = None
+    return statistics.median(times), extra
+
+
+def copy_floor(logits: torch.Tensor, repeats: int) -> float:
+    def clone(z, y):
+        return z.clone()
+
+    return measure(clone, logits.detach(), None, repeats, 3)[0]
+
+
+def run(shapes, dtypes, repeats: int, warmup: int) -> list[dict]:
+    rows = []
+    for shape in shapes:
+        n, c, *spatial = shape
+        for dtype in dtypes:
+            g = torch.Generator(device="cuda").manual_seed(0)
+            logits = torch.randn(n, c, *spatial, device="cuda", dtype=dtype, generator=g) * 3
+            target = torch.randint(0, c, (n, *spatial), device="cuda", generator=g)
+            floor = copy_floor(logits, repeats)
+            torch_ce, torch_mem = measure(lambda z, y: F.cross_entropy(z, y), logits, target, repeats, warmup)
+            entries = {"torch F.cross_entropy": (torch_ce, torch_mem), "device copy of the logits": (floor, 1.0)}
+            for name, fn in {**segloss_losses(c, "cuda"), **contenders()}.items():
+                if "Lovász" in name and logits.numel() > 2e8:
+                    continue  # sorts C x pixels: minutes per call at this size
+                try:
+                    entries[name] = measure(fn, logits, target, repeats, warmup)
+                except Exception as err:  # a contender that cannot take this dtype: say so in the table
+                    entries[name] = (float("nan"), float("nan"))
+                    print(f"{name} on {shape} {dtype}: {type(err).__name__}: {err}", file=sys.stderr)
+            for name, (ms, mem) in entries.items():
+                rows.append({"shape": "x".join(map(str, shape)), "dtype": str(dtype).replace("torch.", ""),
+                             "loss": name, "ms": ms, "x_torch_ce": ms / torch_ce, "x_copy": ms / floor,
+                             "extra_memory": mem})
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}")
+    key = None
+    for row in rows:
+        if (row["shape"], row["dtype"]) != key:
+            key = (row["shape"], row["dtype"])
+            print(f"\n({row['shape']}) {row['dtype']}\n| loss | ms | x torch CE | x copy | extra memory / logits |")
+            print("|---|---|---|---|---|")
+        print(f"| {row['loss']} | {row['ms']:.3f} | {row['x_torch_ce']:.2f} | {row['x_copy']:.2f} "
+              f"| {row['extra_memory']:.2f} |")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shapes", nargs="+", default=["8x19x512x1024", "2x19x1024x2048", "16x150x256x256"])
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("no CUDA device: nothing measured (the GPU figures need a GPU)")
+        return 0
+    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes]
+    rows = run(shapes, [getattr(torch, d) for d in args.dtypes], args.repeats, args.warmup)
+    print_table(rows)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
