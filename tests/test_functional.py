@@ -120,3 +120,13 @@ def test_bad_reduction_and_weight_are_rejected(loss):
         loss(logits, target, weight=torch.ones(4))
     with pytest.raises(ValueError, match="finite and >= 0"):
         loss(logits, target, weight=[1.0, -1.0, 1.0])
+
+
+def test_a_weight_tensor_is_checked_once_and_again_after_an_in_place_change():
+    logits, target = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))
+    weight = torch.tensor([1.0, 2.0, 0.5])
+    first = SF.cross_entropy(logits, target, weight=weight)
+    assert SF.cross_entropy(logits, target, weight=weight) == first  # validated once, reused
+    weight[1] = float("nan")  # bumps the tensor's version: validated again
+    with pytest.raises(ValueError, match="weight entries must be finite and >= 0"):
+        SF.cross_entropy(logits, target, weight=weight)

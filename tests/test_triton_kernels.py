@@ -216,3 +216,45 @@ def test_one_synchronisation_per_call_on_cuda(name):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert len(syncs) <= 1, [str(w.message) for w in syncs]
+
+
+REGION_CASES = [
+    ("dice", {}), ("dice", {"smooth": 0.0, "per_image": "image"}), ("jaccard", {"per_image": "image"}),
+    ("tversky", {"alpha": 0.3, "beta": 0.7}), ("focal_tversky", {"gamma": 0.75, "per_image": "image"}),
+    ("dice_ce", {}), ("dice_focal", {"gamma": 2.0}),
+]
+
+
+@pytest.mark.parametrize("name, params", REGION_CASES)
+def test_region_losses_on_the_kernel_path_equal_the_torch_path(name, params):
+    import segloss
+
+    logits, target = random_batch(3, 4, (5, 6), scale=3.0, ignore_frac=0.2, seed=12)
+    target[1][target[1] == 3] = 0  # class 3 absent from image 1
+    criterion = segloss.create_loss(name, **params)
+    z = logits.to(DEVICE).clone().requires_grad_()
+    value = criterion(z, target.to(DEVICE))
+    value.backward()
+    cuda.run_on_cpu_for_tests(False)
+    ref = logits.double().requires_grad_()
+    ref_value = criterion(ref, target)  # float64 on the CPU: the torch implementation
+    ref_value.backward()
+    torch.testing.assert_close(value.double().cpu(), ref_value.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(z.grad.double().cpu(), ref.grad, rtol=1e-4, atol=1e-7)
+
+
+def test_region_sums_need_no_one_hot_and_take_channels_last_and_half_precision():
+    from segloss.losses import region
+
+    logits, target = random_batch(2, 5, (6, 7), scale=3.0, ignore_frac=0.1, seed=13)
+    for z0 in (logits.to(memory_format=torch.channels_last), logits.to(torch.bfloat16)):
+        z = z0.to(DEVICE).clone().requires_grad_()
+        region.soft_dice_loss(z, target.to(DEVICE), per_image=True).backward()
+        ref = z0.detach().double().requires_grad_()
+        cuda.run_on_cpu_for_tests(False)
+        region.soft_dice_loss(ref, target, per_image=True).backward()
+        cuda.run_on_cpu_for_tests(True)
+        assert z.grad.dtype == z0.dtype
+        torch.testing.assert_close(z.grad.double().cpu(), ref.grad, rtol=1e-2, atol=1e-4)
+    with pytest.raises(ValueError, match=r"outside \[0, 5\)"):
+        region.soft_dice_loss(logits.to(DEVICE), torch.full_like(target, 9).to(DEVICE))

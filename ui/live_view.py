@@ -97,7 +97,7 @@ def _start() -> None:
     try:
         if trainer is None or trainer.config != wanted_config(kwargs) or trainer.status == "failed":
             if trainer is not None:
-                trainer.stop()
+                trainer.close()  # stops it and its prefetching processes (GPU)
             trainer = st.session_state[TRAINER_KEY] = Trainer(**kwargs)
         if steps <= trainer.steps_done:
             st.session_state[_key("notice")] = (f"Already at step {trainer.steps_done}: raise 'Steps to train' to "

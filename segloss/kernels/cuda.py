@@ -248,3 +248,53 @@ class DualFocalTriton(torch.autograd.Function):
                 math.log(rho - 1.0) if rho > 1 else 0.0, BLOCK_C=launch.block_c, BLOCK_P=launch.block_p,
                 HAS_WEIGHT=weight is not None, UP_MAP=ctx.reduction == "none", RHO_ONE=rho == 1)
         return grad, None, None, None, None, None
+
+
+REGION_PROGRAMS_PER_IMAGE = 64  # forward programs per image (each loops over tiles)
+
+
+class RegionSumsTriton(torch.autograd.Function):
+    """Per-class sums of the region losses, ``(N or 1, 3, C)`` float32: ``sum p y``, ``sum p``, ``sum y``.
+
+    Args (of ``apply``): logits ``(N, C, *S)``; target ``(N, *S)``; ``ignore_index``;
+    ``per_image`` (sums per image, else over the batch). Sums run over valid pixels, with no
+    one-hot tensor; backward turns the sums' gradients into ``dL/dz`` in one pass.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, target, ignore_index, per_image):
+        launch = _Launch(logits, target)
+        n, c, device = launch.n, launch.c, logits.device
+        tiles_per_image = -(-launch.pixels // launch.block_p)
+        steps = 1 << max(0, (-(-tiles_per_image // REGION_PROGRAMS_PER_IMAGE) - 1).bit_length())
+        programs = max(1, -(-tiles_per_image // steps))
+        part = torch.zeros(n, programs, 3, c, dtype=torch.float32, device=device)
+        flags = torch.zeros(n, programs, 2, dtype=torch.int32, device=device)
+        if launch.total:
+            s_n, s_c, s_p = _strides(launch.flat)
+            y_n, y_p = _strides(launch.labels)
+            _tk.region_sums_kernel[(programs, n)](
+                launch.flat, launch.labels, part, flags, launch.pixels, c, s_n, s_c, s_p, y_n, y_p, ignore_index,
+                programs, BLOCK_C=launch.block_c, BLOCK_P=launch.block_p, NUM_STEPS=steps)
+            _raise_bad_input(flags.view(-1, 2), logits, target, ignore_index)
+        sums = part.sum(dim=1)
+        ctx.save_for_backward(logits, target)
+        ctx.ignore_index, ctx.per_image = ignore_index, per_image
+        return sums if per_image else sums.sum(dim=0, keepdim=True)
+
+    @staticmethod
+    def backward(ctx, grad_sums):
+        logits, target = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None
+        launch = _Launch(logits, target)
+        grad, grad_view = _grad_buffer(logits, launch.flat)
+        if launch.total:
+            a = grad_sums[:, 1].to(torch.float32).contiguous()
+            b = grad_sums[:, 0].to(torch.float32).contiguous()
+            _tk.region_backward_kernel[(launch.tiles,)](
+                launch.flat, launch.labels, a, b, grad_view, *launch.common(), *_strides(grad_view),
+                launch.c if ctx.per_image else 0, ctx.ignore_index, BLOCK_C=launch.block_c, BLOCK_P=launch.block_p)
+        else:
+            grad.zero_()
+        return grad, None, None, None

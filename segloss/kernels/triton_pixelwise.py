@@ -286,3 +286,77 @@ def dual_focal_backward_kernel(z_ptr, y_ptr, weight_ptr, up_ptr, g_ptr,
     p = offs - n * P
     ptrs = g_ptr + n[None, :] * g_n + cls.to(tl.int64)[:, None] * g_c + p[None, :] * g_p
     tl.store(ptrs, grad.to(g_ptr.dtype.element_ty), mask=cls_ok[:, None] & in_range[None, :])
+
+
+@triton.jit
+def region_sums_kernel(z_ptr, y_ptr, part_ptr, flags_ptr, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index, programs,
+                       BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, NUM_STEPS: tl.constexpr):
+    """Per image ``n`` (grid axis 1) and program: ``sum p_c y_c``, ``sum p_c``, ``sum y_c`` over valid pixels.
+
+    ``part`` ``(N, programs, 3, C)`` float32; ``flags`` ``(N, programs, 2)`` int32 (bad labels,
+    pixels with non-finite logits). No one-hot tensor is formed: ``y`` enters as a comparison.
+    """
+    pid = tl.program_id(0)
+    n = tl.program_id(1).to(tl.int64)
+    cls = tl.arange(0, BLOCK_C)
+    cls_ok = cls < C
+    acc_tp = tl.zeros((BLOCK_C,), tl.float32)
+    acc_p = tl.zeros((BLOCK_C,), tl.float32)
+    acc_g = tl.zeros((BLOCK_C,), tl.float32)
+    acc_bad = tl.zeros((1,), tl.int32)
+    acc_nonfinite = tl.zeros((1,), tl.int32)
+    for step in range(0, NUM_STEPS):
+        p = (pid + step * programs).to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P).to(tl.int64)
+        in_range = p < P
+        y = tl.load(y_ptr + n * y_n + p * y_p, mask=in_range, other=ignore_index).to(tl.int64)
+        labelled = in_range & (y != ignore_index)
+        ok = (y >= 0) & (y < C)
+        valid = labelled & ok
+        ptrs = z_ptr + n * s_n + cls.to(tl.int64)[:, None] * s_c + p[None, :] * s_p
+        z = tl.load(ptrs, mask=cls_ok[:, None] & in_range[None, :], other=0.0).to(tl.float32)
+        z = tl.where(cls_ok[:, None], z, float("-inf"))
+        m = tl.max(z, axis=0)
+        e = tl.exp(z - m[None, :])
+        s = tl.sum(e, axis=0)
+        probs = tl.where(valid[None, :], e / s[None, :], 0.0)
+        is_t = (cls[:, None] == y[None, :]) & valid[None, :]
+        acc_tp += tl.sum(tl.where(is_t, probs, 0.0), axis=1)
+        acc_p += tl.sum(probs, axis=1)
+        acc_g += tl.sum(is_t.to(tl.float32), axis=1)
+        acc_bad += tl.sum((labelled & (ok == 0)).to(tl.int32), axis=0)
+        finite = ((m - m) == 0.0) & ((s - s) == 0.0)
+        acc_nonfinite += tl.sum((in_range & (finite == 0)).to(tl.int32), axis=0)
+    base = (n * programs + pid) * 3 * C
+    tl.store(part_ptr + base + cls, acc_tp, mask=cls_ok)
+    tl.store(part_ptr + base + C + cls, acc_p, mask=cls_ok)
+    tl.store(part_ptr + base + 2 * C + cls, acc_g, mask=cls_ok)
+    flag = (n * programs + pid) * 2
+    tl.store(flags_ptr + flag + tl.arange(0, 1), acc_bad)
+    tl.store(flags_ptr + flag + 1 + tl.arange(0, 1), acc_nonfinite)
+
+
+@triton.jit
+def region_backward_kernel(z_ptr, y_ptr, a_ptr, b_ptr, g_ptr, total, P, C, s_n, s_c, s_p, y_n, y_p,
+                           g_n, g_c, g_p, coef_n, ignore_index, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+    """``dL/dz`` from the gradients of the sums: ``a_c = dL/d(sum p_c)``, ``b_c = dL/d(sum p_c y_c)``.
+
+    Per valid pixel, ``g_c = a_c + b_c [c = y]`` and ``dL/dz_k = p_k (g_k - sum_c p_c g_c)``;
+    ``a``, ``b`` are ``(N, C)`` (``coef_n`` 0: one row for the whole batch).
+    """
+    tile = tl.program_id(0)
+    offs, in_range, valid, bad, cls, cls_ok, z, y, is_t = _tile(
+        z_ptr, y_ptr, tile, total, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index, BLOCK_C, BLOCK_P)
+    n = offs // P
+    p = offs - n * P
+    m = tl.max(z, axis=0)
+    e = tl.exp(z - m[None, :])
+    probs = e / tl.sum(e, axis=0)[None, :]
+    coef_ptrs = n[None, :] * coef_n + cls.to(tl.int64)[:, None]
+    mask = cls_ok[:, None] & valid[None, :]
+    a = tl.load(a_ptr + coef_ptrs, mask=mask, other=0.0)
+    b = tl.load(b_ptr + coef_ptrs, mask=mask & is_t, other=0.0)
+    g = a + b
+    grad = probs * (g - tl.sum(probs * g, axis=0)[None, :])
+    grad = tl.where(valid[None, :], grad, 0.0)
+    ptrs = g_ptr + n[None, :] * g_n + cls.to(tl.int64)[:, None] * g_c + p[None, :] * g_p
+    tl.store(ptrs, grad.to(g_ptr.dtype.element_ty), mask=cls_ok[:, None] & in_range[None, :])

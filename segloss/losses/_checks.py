@@ -8,6 +8,7 @@ sees what to fix without reading our source.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Sequence
 
 import torch
@@ -70,15 +71,22 @@ def check_logits_target(logits: torch.Tensor, target: torch.Tensor, ignore_index
             f"logits and target must be on the same device, got {logits.device} and "
             f"{target.device}"
         )
+    flags = {}
     if check_labels and target.numel() > 0:
+        flags["labels"] = ((target != ignore_index) & ((target < 0) | (target >= num_classes))).any()
+    if check_finite and logits.numel() > 0:
+        flags["finite"] = ~torch.isfinite(logits).all()
+    if not flags:
+        return
+    found = dict(zip(flags, torch.stack(list(flags.values())).tolist()))  # one host-device synchronisation
+    if found.get("labels"):
         bad = (target != ignore_index) & ((target < 0) | (target >= num_classes))
-        if bool(bad.any()):
-            values = torch.unique(target[bad])[:8].tolist()
-            raise ValueError(
-                f"target holds labels outside [0, {num_classes}) that are not "
-                f"ignore_index={ignore_index}: {values}"
-            )
-    if check_finite and logits.numel() > 0 and not bool(torch.isfinite(logits).all()):
+        values = torch.unique(target[bad])[:8].tolist()
+        raise ValueError(
+            f"target holds labels outside [0, {num_classes}) that are not "
+            f"ignore_index={ignore_index}: {values}"
+        )
+    if found.get("finite"):
         n_nan = int(torch.isnan(logits).sum())
         n_inf = int(torch.isinf(logits).sum())
         raise ValueError(
@@ -117,9 +125,31 @@ def class_vector(
             f"{name} must have one entry per class: expected shape ({num_classes},), "
             f"got {tuple(value.shape)}"
         )
-    if value.is_complex() or not bool(torch.isfinite(value).all()) or bool((value < 0).any()):
-        raise ValueError(f"{name} entries must be finite and >= 0, got {value.tolist()}")
+    if not _already_checked(value):
+        if value.is_complex() or not bool((torch.isfinite(value) & (value >= 0)).all()):
+            raise ValueError(f"{name} entries must be finite and >= 0, got {value.tolist()}")
+        _remember_checked(value)
     return value.to(device=like.device, dtype=like.dtype)
+
+
+_CHECKED: dict[int, tuple[weakref.ref, int]] = {}  # id -> (tensor, version) of class vectors found valid
+
+
+def _already_checked(value: torch.Tensor) -> bool:
+    """True if this very tensor, unchanged since (same version), was validated before.
+
+    A module's class-weight buffer is then checked once, not on every call: on CUDA each check
+    is a host-device synchronisation.
+    """
+    entry = _CHECKED.get(id(value))
+    return entry is not None and entry[0]() is value and entry[1] == value._version
+
+
+def _remember_checked(value: torch.Tensor) -> None:
+    if value.requires_grad or value.device.type == "meta":
+        return
+    key = id(value)
+    _CHECKED[key] = (weakref.ref(value, lambda _ref, key=key: _CHECKED.pop(key, None)), value._version)
 
 
 def check_number(

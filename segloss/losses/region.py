@@ -26,12 +26,24 @@ from __future__ import annotations
 
 import torch
 
+from segloss.kernels import cuda
 from segloss.losses._checks import check_logits_target, check_number, check_reduction, class_vector
 from segloss.losses._reduction import safe_divide
 
 
 def _region_sums(logits, target, ignore_index, per_image):
-    """``(TP, FP, FN, present)``, each ``(C,)`` or ``(N, C)``; validated, float32/float64."""
+    """``(TP, FP, FN, present)``, each ``(C,)`` or ``(N, C)``; validated, float32/float64.
+
+    On CUDA the sums come from one Triton pass (no one-hot tensor) and their gradient from a
+    second (:class:`segloss.kernels.cuda.RegionSumsTriton`); elsewhere from torch ops.
+    """
+    if cuda.handles(logits):
+        check_logits_target(logits, target, ignore_index, check_finite=False, check_labels=False)
+        sums = cuda.RegionSumsTriton.apply(logits, target, ignore_index, bool(per_image))
+        if not per_image:
+            sums = sums[0]
+        tp, total_p, total_g = sums.unbind(dim=-2)
+        return tp, total_p - tp, total_g - tp, total_g > 0
     check_logits_target(logits, target, ignore_index)
     z = logits if logits.dtype == torch.float64 else logits.float()
     n, c = z.shape[:2]

@@ -92,10 +92,13 @@ def run_one(choice: LossChoice, seed: int, *, dataset: str, steps: int, batch_si
     """Train one (loss, seed) for ``steps`` steps and evaluate on the held-out batch."""
     trainer = Trainer(dataset=dataset, loss=choice.name, loss_params=choice.params, batch_size=batch_size,
                       image_size=image_size, lr=lr, seed=seed, device=device, val_size=val_size)
-    for _ in range(steps):
-        trainer.step()
-    metrics = trainer.evaluate()
-    view = trainer.validate()
+    try:
+        for _ in range(steps):
+            trainer.step()
+        metrics = trainer.evaluate()
+        view = trainer.validate()
+    finally:
+        trainer.close()  # the prefetching processes of a GPU run
     return {"loss": choice.label, "name": choice.name, "params": {k: list(v) if isinstance(v, tuple) else v
                                                                     for k, v in choice.params.items()},
             "seed": seed, "steps": steps, **{k: np.asarray(metrics[k]).tolist() for k in PER_CLASS},
