@@ -54,7 +54,12 @@ st.markdown(
 committed, live = st.tabs(["Committed results", "Run a small comparison"])
 with committed:
     if COMMITTED.exists():
-        show(committed_summary(str(COMMITTED), COMMITTED.stat().st_mtime), "committed")
+        try:
+            summary = committed_summary(str(COMMITTED), COMMITTED.stat().st_mtime)
+        except ValueError as err:
+            st.error(f"The committed comparison cannot be shown: {err}", icon=":material/error:")
+        else:
+            show(summary, "committed")
     else:
         st.info("No committed result set yet: run `python -m segloss compare --out sample_data/compare_street`.")
 

@@ -191,9 +191,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = argv
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        out = getattr(args, "out", None)
+        kept = f"; finished runs are kept in {out}/runs and the same command resumes" if args.command == "compare" else ""
+        print(f"\ninterrupted{kept}", file=sys.stderr)
+        return 130
     except (ValueError, TypeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except RuntimeError as err:  # e.g. training diverged (the loss became NaN)
+    except (RuntimeError, OSError) as err:  # e.g. training diverged (the loss became NaN), a full disk
         print(f"error: {err}", file=sys.stderr)
         return 1

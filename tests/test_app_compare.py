@@ -48,3 +48,21 @@ def test_an_empty_live_selection_is_an_error_not_a_traceback():
     by_label(app.multiselect, "Losses (registry defaults)").set_value([])
     app.button[0].click().run()
     assert not app.exception and any("Pick at least one loss" in e.value for e in app.error)
+
+
+def test_a_corrupt_committed_summary_gives_an_error_not_a_traceback(monkeypatch):
+    import streamlit as st
+
+    from segloss.train import run_files
+
+    def corrupt(path):
+        raise run_files.RunFileError(f"{path} is not a readable comparison summary (JSONDecodeError); run it again")
+
+    monkeypatch.setattr(compare, "read_summary", corrupt)
+    st.cache_data.clear()  # the page caches the summary by path and mtime
+    try:
+        app = open_page("pages/5_Compare.py")
+        assert not app.exception
+        assert any("cannot be shown" in e.value and "summary.json" in e.value for e in app.error)
+    finally:
+        st.cache_data.clear()

@@ -60,7 +60,7 @@ def test_dfl_learnable_equals_fixed_at_the_same_values():
 @pytest.mark.parametrize("kwargs, message", [
     ({"learnable": ("delta",)}, "unknown Dual Focal parameter 'delta'"),
     ({"learnable": ("gamma",), "bounds": {"gamma": (3.0, 1.0)}}, "low < high"),
-    ({"learnable": ("gamma",), "gamma": 20.0}, "gamma must be <= 10.0"),
+    ({"learnable": ("gamma",), "gamma": 20.0}, "gamma must be <= 10, got 20"),
     ({"learnable": ("rho",), "bounds": {"rho": (0.5, 2.0)}}, "rho's lower bound must be >= 1"),
     ({"rho": 0.5}, "rho must be >= 1.0"),
 ])

@@ -51,12 +51,45 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+DOUBLE_BACKWARD = ("segloss's fast losses have an analytic first derivative only: backward with create_graph=True "
+                   "(double backward, Hessian-vector products) is not supported; use the autograd implementations "
+                   "in segloss.losses.reference for that")
+
+
+def refuse_double_backward() -> None:
+    """Raise if this backward is asked to build a graph (``create_graph=True``): the analytic
+    gradients here are not differentiable, and a silent graph-less gradient would be wrong."""
+    if torch.is_grad_enabled():
+        raise RuntimeError(DOUBLE_BACKWARD)
+
+
 def _raise_non_finite(logits: torch.Tensor) -> None:
+    """The ``ValueError`` for a loss that came out NaN or infinite: NaN/Inf logits, or finite logits
+    so large that the loss itself overflows float32."""
     n_nan, n_inf = int(torch.isnan(logits).sum()), int(torch.isinf(logits).sum())
+    if n_nan or n_inf:
+        raise ValueError(
+            f"logits contain {n_nan} NaN and {n_inf} Inf values (shape {tuple(logits.shape)}); "
+            "check the model output or the learning rate"
+        )
+    largest = float(logits.detach().abs().max()) if logits.numel() else 0.0
     raise ValueError(
-        f"logits contain {n_nan} NaN and {n_inf} Inf values (shape {tuple(logits.shape)}); "
-        "check the model output or the learning rate"
+        f"the loss overflows float32 although the logits are finite: they reach {largest:.3g} in magnitude "
+        f"(shape {tuple(logits.shape)}); logits beyond about 1e37 have no meaningful loss, scale them down"
     )
+
+
+def gradient_buffer(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A gradient for ``logits`` ``(N, C, *S)`` and its ``(N, C, P)`` view: the logits' layout when
+    its spatial dims merge into one stride (contiguous, channels_last), else a contiguous buffer."""
+    n, c = logits.shape[:2]
+    pixels = math.prod(logits.shape[2:])
+    grad = torch.empty_like(logits)
+    try:
+        return grad, grad.view(n, c, pixels)
+    except RuntimeError:  # e.g. swapped H and W: empty_like kept strides that cannot be merged
+        grad = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)
+        return grad, grad.view(n, c, pixels)
 
 
 def _index_dtype(num_classes: int) -> torch.dtype:
@@ -164,6 +197,7 @@ class FocalFamily(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_map, _grad_counts):
+        refuse_double_backward()
         logits, target, argmaxes, log_sums, coef = ctx.saved_tensors
         n, c = logits.shape[:2]
         dtype, device = log_sums.dtype, logits.device
@@ -172,8 +206,7 @@ class FocalFamily(torch.autograd.Function):
             with torch.autocast(device.type, enabled=False):
                 grad = _compiled.focal_backward(flat, labels, ctx.ignore_index, argmaxes, log_sums, coef, upstream)
                 return grad.reshape(logits.shape), None, None, None, None, None
-        grad = torch.empty_like(logits)
-        grad_flat = grad.view(n, c, -1)
+        grad, grad_flat = gradient_buffer(logits)
         with torch.autocast(device.type, enabled=False):
             for i in range(n):
                 for a, b in _blocks(flat.shape[2], c, device):
@@ -356,6 +389,7 @@ class DualFocalFused(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, upstream, _grad_counts):
+        refuse_double_backward()
         (grad,) = ctx.saved_tensors
         n, c = grad.shape[:2]
         if ctx.reduction != "none":

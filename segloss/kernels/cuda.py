@@ -21,6 +21,8 @@ import math
 
 import torch
 
+from segloss.kernels.cpu import _raise_non_finite, gradient_buffer, refuse_double_backward
+
 try:  # triton ships with CUDA builds of torch; CPU-only installs may lack it
     from segloss.kernels import triton_pixelwise as _tk
 except ImportError:  # pragma: no cover - depends on the install
@@ -69,18 +71,6 @@ def _strides(view: torch.Tensor) -> tuple[int, ...]:
     return tuple(view.stride()) if view.numel() else (0,) * view.dim()
 
 
-def _grad_buffer(logits: torch.Tensor, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The gradient ``(N, C, *S)`` in the logits' layout and its ``(N, C, P)`` view."""
-    n, c = logits.shape[:2]
-    grad = torch.empty_like(logits)  # keeps a dense layout (contiguous or channels_last)
-    pixels = flat.shape[2]
-    try:
-        return grad, grad.view(n, c, pixels)
-    except RuntimeError:
-        grad = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)
-        return grad, grad.view(n, c, pixels)
-
-
 class _Launch:
     """Shapes, views and block sizes of one call, shared by forward and backward."""
 
@@ -120,9 +110,7 @@ def _raise_bad_input(flags: torch.Tensor, logits: torch.Tensor, target: torch.Te
         raise ValueError(f"target holds labels outside [0, {num_classes}) that are not "
                          f"ignore_index={ignore_index}: {values}")
     if non_finite:
-        n_nan, n_inf = int(torch.isnan(logits).sum()), int(torch.isinf(logits).sum())
-        raise ValueError(f"logits contain {n_nan} NaN and {n_inf} Inf values (shape {tuple(logits.shape)}); "
-                         "check the model output or the learning rate")
+        _raise_non_finite(logits)
 
 
 def _mean_factor(reduction: str, valid_counts: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
@@ -187,11 +175,12 @@ class FocalFamilyTriton(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
+        refuse_double_backward()
         logits, target, scale, factor = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return (None,) * 8
         launch = _Launch(logits, target)
-        grad, grad_view = _grad_buffer(logits, launch.flat)
+        grad, grad_view = gradient_buffer(logits)
         if launch.total:
             up = _upstream(grad_out, ctx.reduction, factor)
             _tk.focal_backward_kernel[(launch.tiles,)](
@@ -234,11 +223,12 @@ class DualFocalTriton(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
+        refuse_double_backward()
         logits, target, weight, factor = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return (None,) * 6
         launch = _Launch(logits, target)
-        grad, grad_view = _grad_buffer(logits, launch.flat)
+        grad, grad_view = gradient_buffer(logits)
         alpha, beta, gamma, rho = ctx.params
         if launch.total:
             up = _upstream(grad_out, ctx.reduction, factor)
@@ -284,11 +274,12 @@ class RegionSumsTriton(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_sums):
+        refuse_double_backward()
         logits, target = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return None, None, None, None
         launch = _Launch(logits, target)
-        grad, grad_view = _grad_buffer(logits, launch.flat)
+        grad, grad_view = gradient_buffer(logits)
         if launch.total:
             a = grad_sums[:, 1].to(torch.float32).contiguous()
             b = grad_sums[:, 0].to(torch.float32).contiguous()

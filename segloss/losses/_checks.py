@@ -11,7 +11,11 @@ import math
 import weakref
 from collections.abc import Sequence
 
+import numpy as np
 import torch
+
+MAX_EXPONENT = 1000.0  # focal / Dual Focal / Tversky exponents: beyond it every power is 0 or 1 anyway
+MAX_SCALE = 1e12  # class weights, alphas, betas, rho: products with losses and pixel counts stay finite in float32
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -126,8 +130,8 @@ def class_vector(
             f"got {tuple(value.shape)}"
         )
     if not _already_checked(value):
-        if value.is_complex() or not bool((torch.isfinite(value) & (value >= 0)).all()):
-            raise ValueError(f"{name} entries must be finite and >= 0, got {value.tolist()}")
+        if value.is_complex() or not bool((torch.isfinite(value) & (value >= 0) & (value <= MAX_SCALE)).all()):
+            raise ValueError(f"{name} entries must be finite, >= 0 and <= {MAX_SCALE:g}, got {value.tolist()}")
         _remember_checked(value)
     return value.to(device=like.device, dtype=like.dtype)
 
@@ -172,6 +176,9 @@ def check_number(
         if value.numel() != 1:
             raise TypeError(f"{name} must be a number or a 0-dim tensor, got shape {tuple(value.shape)}")
         number = float(value.detach())
+    elif isinstance(value, (np.integer, np.floating)) or (isinstance(value, np.ndarray) and value.ndim == 0
+                                                          and value.dtype.kind in "iuf"):
+        number = float(value)  # numpy scalars (e.g. np.float32(2.0)) are numbers too
     elif isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     else:
@@ -182,4 +189,4 @@ def check_number(
         sign = ">=" if low_inclusive else ">"
         raise ValueError(f"{name} must be {sign} {low}, got {number}")
     if high is not None and number > high:
-        raise ValueError(f"{name} must be <= {high}, got {number}")
+        raise ValueError(f"{name} must be <= {high:g}, got {number:g}")

@@ -37,7 +37,8 @@ import torch
 import torch.distributed as dist
 
 from segloss.losses import reference
-from segloss.losses._checks import check_logits_target, check_number, check_reduction, class_vector
+from segloss.losses._checks import (MAX_EXPONENT, MAX_SCALE, check_logits_target, check_number, check_reduction,
+                                    class_vector)
 from segloss.kernels import cuda
 from segloss.kernels.cpu import DualFocalFused, FocalFamily
 from segloss.losses._reduction import reduce_map
@@ -47,8 +48,17 @@ ClassWeights = torch.Tensor | Sequence[float] | None
 
 
 def _needs_autograd(*params) -> bool:
-    """True if a hyper-parameter is a tensor that wants a gradient (the fused path gives none)."""
-    return any(isinstance(p, torch.Tensor) and p.requires_grad for p in params)
+    """True where only plain autograd (:mod:`segloss.losses.reference`) gives the right answer.
+
+    That is when a hyper-parameter or class weight is a tensor that wants a gradient (the fast
+    paths differentiate with respect to the logits only), or inside a ``torch.func`` transform
+    (``grad``, ``vmap``, ``jacrev``...), which custom autograd functions without a functorch rule
+    cannot take part in.
+    """
+    if any(isinstance(p, torch.Tensor) and p.requires_grad for p in params):
+        return True
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return bool(active is not None and active())
 
 
 def _float_like(logits: torch.Tensor) -> torch.Tensor:
@@ -140,6 +150,8 @@ def cross_entropy(
         >>> cross_entropy(logits, target).shape
         torch.Size([])
     """
+    if _needs_autograd(weight):
+        return reference.cross_entropy(logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
     return _focal_family(logits, target, gamma=0.0, class_scale=None, weight=weight, ignore_index=ignore_index,
                          reduction=reduction)
 
@@ -178,12 +190,12 @@ def focal_loss(
         TypeError, ValueError: as in :func:`cross_entropy`; also a negative or non-finite
             ``gamma``/``alpha`` or an ``alpha`` vector of the wrong length.
     """
-    check_number(gamma, "gamma", low=0.0)
-    if _needs_autograd(gamma, alpha):
+    check_number(gamma, "gamma", low=0.0, high=MAX_EXPONENT)
+    if _needs_autograd(gamma, alpha, weight):
         return reference.focal_loss(logits, target, gamma=gamma, alpha=alpha, weight=weight,
                                     ignore_index=ignore_index, reduction=reduction)
     if isinstance(alpha, (int, float)) or (isinstance(alpha, torch.Tensor) and alpha.dim() == 0):
-        check_number(alpha, "alpha", low=0.0)
+        check_number(alpha, "alpha", low=0.0, high=MAX_SCALE)
     return _focal_family(logits, target, gamma=float(gamma), class_scale=alpha, weight=weight,
                          ignore_index=ignore_index, reduction=reduction)
 
@@ -229,10 +241,11 @@ def dual_focal_loss(
         TypeError, ValueError: as in :func:`cross_entropy`; also ``rho < 1`` or a negative or
             non-finite alpha, beta or gamma.
     """
-    for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
-        check_number(value, name, low=0.0)
-    check_number(rho, "rho", low=1.0)
-    if _needs_autograd(alpha, beta, gamma, rho):
+    for name, value in (("alpha", alpha), ("beta", beta)):
+        check_number(value, name, low=0.0, high=MAX_SCALE)
+    check_number(gamma, "gamma", low=0.0, high=MAX_EXPONENT)
+    check_number(rho, "rho", low=1.0, high=MAX_SCALE)
+    if _needs_autograd(alpha, beta, gamma, rho, weight):
         return reference.dual_focal_loss(logits, target, alpha=alpha, beta=beta, gamma=gamma, rho=rho,
                                          weight=weight, ignore_index=ignore_index, reduction=reduction)
     check_reduction(reduction)
@@ -308,6 +321,12 @@ def recall_family(logits, target, *, choose_weights=None, weight=None, ignore_in
         used = batch_weights if choose_weights is None else choose_weights(batch_weights, present)
         return used.detach()
 
+    if _needs_autograd(weight):  # the counts from the argmax first, then plain autograd
+        batch_weights, present = batch_recall_weights(logits, target, ignore_index=ignore_index)
+        used = batch_weights if choose_weights is None else choose_weights(batch_weights, present)
+        return reference.recall_weighted_ce(logits, target, used.detach(), weight=weight, ignore_index=ignore_index,
+                                            reduction=reduction)
+
     return _focal_family(logits, target, gamma=0.0, class_scale=None, weight=weight, ignore_index=ignore_index,
                          reduction=reduction, scale_from_counts=scale_from_counts)
 
@@ -330,6 +349,9 @@ def recall_weighted_ce(
     """
     if not isinstance(recall_weights, torch.Tensor) or recall_weights.dim() != 1:
         raise TypeError(f"recall_weights must be a 1-D tensor (C,), got {recall_weights!r}")
+    if _needs_autograd(weight):
+        return reference.recall_weighted_ce(logits, target, recall_weights.detach(), weight=weight,
+                                            ignore_index=ignore_index, reduction=reduction)
     return _focal_family(logits, target, gamma=0.0, class_scale=recall_weights.detach(), weight=weight,
                          ignore_index=ignore_index, reduction=reduction, scale_name="recall_weights")
 

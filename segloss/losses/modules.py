@@ -24,7 +24,10 @@ def _weight_buffer(values, name: str) -> torch.Tensor | None:
         return None
     if isinstance(values, (int, float)):
         raise TypeError(f"{name} must be a per-class sequence or tensor, got the number {values!r}")
-    tensor = torch.as_tensor(values, dtype=torch.float32).detach().clone()
+    try:
+        tensor = torch.as_tensor(values, dtype=torch.float32).detach().clone()
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(f"{name} must be a 1-D tensor or a sequence of numbers, got {values!r}") from err
     if tensor.dim() != 1:
         raise ValueError(f"{name} must be 1-D (one entry per class), got shape {tuple(tensor.shape)}")
     return tensor
@@ -198,11 +201,18 @@ class RecallLoss(_PixelLoss):
         if momentum >= 1.0:
             raise ValueError(f"momentum must be < 1 (1 would never update), got {momentum}")
         self.momentum = float(momentum)
+        if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
+                                        or num_classes < 2):
+            raise ValueError(f"num_classes must be None (set on the first call) or an int >= 2, got {num_classes!r}")
         size = 0 if num_classes is None else int(num_classes)
         self.register_buffer("class_weights", torch.ones(size))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         stored = state_dict.get(prefix + "class_weights")
+        if isinstance(stored, torch.Tensor) and (stored.dim() != 1 or not stored.is_floating_point()
+                                                 or not bool(((stored >= 0) & (stored <= 1)).all())):
+            raise ValueError(f"{prefix}class_weights in the state dict must be a 1-D float vector of recall "
+                             f"weights in [0, 1] (no NaN), got {stored.tolist() if stored.numel() <= 16 else stored.shape}")
         if stored is not None and self.class_weights.numel() == 0:
             self.class_weights = torch.empty_like(stored, device=self.class_weights.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -24,6 +24,8 @@ reference Lovász code, kornia and smp do); ``"sum"`` their sum.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from segloss.kernels import cuda
@@ -47,9 +49,10 @@ def _region_sums(logits, target, ignore_index, per_image):
     check_logits_target(logits, target, ignore_index)
     z = logits if logits.dtype == torch.float64 else logits.float()
     n, c = z.shape[:2]
-    valid = (target != ignore_index).reshape(n, 1, -1).to(z.dtype)
-    probs = z.softmax(dim=1).reshape(n, c, -1) * valid
-    safe = torch.where(target != ignore_index, target, 0).reshape(n, 1, -1).long()
+    pixels = math.prod(z.shape[2:])  # explicit: N = 0 leaves -1 undetermined
+    valid = (target != ignore_index).reshape(n, 1, pixels).to(z.dtype)
+    probs = z.softmax(dim=1).reshape(n, c, pixels) * valid
+    safe = torch.where(target != ignore_index, target, 0).reshape(n, 1, pixels).long()
     onehot = torch.zeros_like(probs).scatter_(1, safe, 1.0) * valid
     dims = (2,) if per_image else (0, 2)
     tp = (probs * onehot).sum(dims)
@@ -170,7 +173,7 @@ def lovasz_softmax_loss(logits, target, *, per_image=False, weight=None, ignore_
     check_logits_target(logits, target, ignore_index)
     z = logits if logits.dtype == torch.float64 else logits.float()
     n, c = z.shape[:2]
-    probs = z.softmax(dim=1).reshape(n, c, -1)
+    probs = z.softmax(dim=1).reshape(n, c, math.prod(z.shape[2:]))
     labels = target.reshape(n, 1, probs.shape[2])
     if not per_image:  # the batch as one image: (1, C, N * P)
         probs, labels = probs.movedim(1, 0).reshape(1, c, -1), labels.movedim(1, 0).reshape(1, 1, -1)

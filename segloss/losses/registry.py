@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -313,7 +314,9 @@ def _check_param(loss: str, spec: ParamSpec, value):
         if unknown:
             raise ValueError(f"{where} takes names from {spec.choices}, got unknown {unknown}")
         return value
-    if spec.per_class_ok and isinstance(value, (Sequence, torch.Tensor)) and not isinstance(value, str):
+    if isinstance(value, np.ndarray) and value.ndim == 0 or isinstance(value, (np.integer, np.floating)):
+        value = value.item()  # numpy scalars are numbers
+    if spec.per_class_ok and isinstance(value, (Sequence, torch.Tensor, np.ndarray)) and not isinstance(value, str):
         return value  # a per-class vector, validated against C by the loss itself
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{where} must be a number, got {value!r}")

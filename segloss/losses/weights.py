@@ -43,7 +43,10 @@ def pixel_counts(target, num_classes: int, ignore_index: int = 255) -> torch.Ten
 
 
 def _as_counts(counts: torch.Tensor | Sequence[float]) -> torch.Tensor:
-    counts = torch.as_tensor(counts, dtype=torch.float64)
+    try:
+        counts = torch.as_tensor(counts, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(f"counts must be a 1-D vector of pixel counts (numbers), got {counts!r}") from err
     if counts.dim() != 1 or counts.numel() < 1:
         raise ValueError(f"counts must be a non-empty 1-D vector, got shape {tuple(counts.shape)}")
     if not bool(torch.isfinite(counts).all()) or bool((counts < 0).any()):

@@ -4,7 +4,8 @@ Each (loss, seed) run is a :class:`segloss.train.trainer.Trainer` with that seed
 every loss the same initial weights and the same batches in the same order. Runs are
 evaluated on the trainer's fixed held-out batch (its own seed, never trained on) and each is
 written to ``DIR/runs/<label>__seed<k>.json`` as it finishes, so an interrupted comparison
-resumes where it stopped. The summary gives, per loss, the mean and the standard deviation
+resumes where it stopped (files are written atomically and validated when read back, see
+:mod:`segloss.train.run_files`). The summary gives, per loss, the mean and the standard deviation
 over seeds of per-class IoU / recall / precision, mIoU, mean accuracy (mean per-class recall)
 and overall accuracy, plus each class's pixel share, as ``summary.json``, ``summary.csv`` (one
 row per loss) and ``per_class.csv`` (one row per loss and class).
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from segloss.losses.registry import LOSSES
+from segloss.train.run_files import check_writable, read_run, read_summary, write_atomic
 from segloss.train.trainer import Trainer
 
 DEFAULT_LOSSES = ("ce", "weighted_ce", "focal", "dual_focal", "recall", "dice", "dice_ce", "lovasz")
@@ -124,14 +126,17 @@ def run_comparison(losses: Sequence[str | LossChoice], *, dataset: str = "street
     choices = [c if isinstance(c, LossChoice) else parse_loss(c) for c in losses]
     if not choices or seeds < 1 or steps < 1:
         raise ValueError(f"need at least one loss, seeds >= 1 and steps >= 1, got {len(choices)}, {seeds}, {steps}")
-    out = Path(out_dir) if out_dir is not None else None
+    repeated = sorted({c.label for c in choices if [d.label for d in choices].count(c.label) > 1})
+    if repeated:
+        raise ValueError(f"losses listed more than once: {repeated}; list each loss once")
+    out = None if out_dir is None else check_writable(out_dir)  # before anything trains
     config = {"dataset": dataset, "steps": steps, "batch_size": batch_size, "image_size": image_size, "lr": lr,
               "val_size": val_size}
     runs, total = [], len(choices) * seeds
     for index, (choice, seed) in enumerate((c, s) for c in choices for s in range(seeds)):
         path = None if out is None else _run_file(out, choice, seed)
         if path is not None and path.exists():
-            stored = json.loads(path.read_text())
+            stored = read_run(path)
             if stored.get("config") == config:
                 runs.append(stored)
                 if progress:
@@ -141,8 +146,7 @@ def run_comparison(losses: Sequence[str | LossChoice], *, dataset: str = "street
             progress(index, total, f"training {choice.label} seed {seed}")
         result = {**run_one(choice, seed, device=device, **config), "config": config}
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(result))
+            write_atomic(path, json.dumps(result))
         runs.append(result)
         if progress:
             progress(index + 1, total, f"{choice.label} seed {seed}: mIoU {result['miou']:.3f}")
@@ -201,19 +205,17 @@ def summary_tables(summary: dict) -> tuple[str, str]:
 def write_summary(summary: dict, out_dir: Path) -> None:
     """Write ``summary.json``, ``summary.csv`` and ``per_class.csv`` into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_atomic(out_dir / "summary.json", json.dumps(summary, indent=1))
     overall, per_class = summary_tables(summary)
-    (out_dir / "summary.csv").write_text(overall)
-    (out_dir / "per_class.csv").write_text(per_class)
+    write_atomic(out_dir / "summary.csv", overall)
+    write_atomic(out_dir / "per_class.csv", per_class)
 
 
 def load_summary(path: str | Path) -> dict:
     """Read a ``summary.json`` written by :func:`run_comparison`.
 
     Raises:
-        ValueError: if the file is not such a summary.
+        ValueError (:class:`~segloss.train.run_files.RunFileError`): the file is unreadable or not
+            such a summary; the message names it and how to rewrite it.
     """
-    summary = json.loads(Path(path).read_text())
-    if not isinstance(summary, dict) or not {"losses", "class_names", "pixel_share"} <= set(summary):
-        raise ValueError(f"{path} is not a segloss comparison summary")
-    return summary
+    return read_summary(Path(path))

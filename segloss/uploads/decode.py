@@ -22,6 +22,10 @@ PIXEL_BUDGET = 4_194_304
 HARD_PIXEL_LIMIT = 64_000_000
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 MAX_INFERRED_COLOURS = 64
+MAX_NPZ_ENTRIES = 64  # a .npz of one image's logits holds one array, or a few
+ORIENTATIONS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+                5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+                8: Image.Transpose.ROTATE_90}  # EXIF orientation -> the transpose a viewer applies (PIL's own table)
 IMAGE_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "WEBP", "GIF")
 MASK_FORMATS = ("PNG", "TIFF", "BMP")
 LOGITS_NAMES = ("logits", "probs", "probabilities")
@@ -103,6 +107,20 @@ def open_image(data: bytes, what: str, error: type[UploadError]) -> Image.Image:
     return img
 
 
+def orientation(img: Image.Image) -> int:
+    """The EXIF orientation tag (1-8) of an opened image; 1 when absent or unreadable."""
+    try:
+        value = int(img.getexif().get(0x0112, 1))
+    except Exception:  # a malformed EXIF block is no reason to refuse the pixels
+        return 1
+    return value if value in ORIENTATIONS else 1
+
+
+def upright(img: Image.Image, tag: int) -> Image.Image:
+    """``img`` turned as a photo viewer shows it for EXIF orientation ``tag``."""
+    return img.transpose(ORIENTATIONS[tag]) if tag in ORIENTATIONS else img
+
+
 def fit_budget(w: int, h: int, budget: int) -> tuple[int, int]:
     """Largest ``(W', H')`` with the aspect ratio of ``(w, h)`` and ``W' * H' <= budget``."""
     if w * h <= budget:
@@ -122,24 +140,35 @@ def _high_depth(arr: np.ndarray, mode: str) -> np.ndarray:
 
 
 def decode_image(data: bytes, budget: int) -> tuple[np.ndarray, tuple[int, int], list[str]]:
-    """float32 ``(H, W, 3)`` in [0, 1] at most ``budget`` pixels, original ``(W, H)``, notes."""
+    """float32 ``(H, W, 3)`` in [0, 1] at most ``budget`` pixels, original ``(W, H)``, notes.
+
+    The EXIF orientation is applied (a phone photo comes out as it is shown), so ``(W, H)`` is
+    the upright size. High-depth images (16/32-bit, float) are resized before they become
+    floats, so a large one costs no more memory than its budget.
+    """
     img = open_image(data, "image", ImageError)
-    original = img.size
+    tag = orientation(img)
+    stored = img.size
+    original = stored[::-1] if tag in (5, 6, 7, 8) else stored
     notes = ["The image is animated; its first frame is used."] if getattr(
         img, "is_animated", False) else []
-    target = fit_budget(*original, budget)
-    if target != original:
+    if tag != 1:
+        notes.append(f"The image carries EXIF orientation {tag}; it was turned upright as a photo viewer shows "
+                     "it, so its mask must be upright too.")
+    target = fit_budget(*stored, budget)
+    if target != stored:
+        shown = target[::-1] if tag in (5, 6, 7, 8) else target
         notes.append(f"The image is {original[0]} x {original[1]} ({math.prod(original) / 1e6:.1f}"
                      f" MP), above the {budget / 1e6:.1f} MP budget; it was downscaled to "
-                     f"{target[0]} x {target[1]} (aspect ratio kept). Its mask must be resized "
+                     f"{shown[0]} x {shown[1]} (aspect ratio kept). Its mask must be resized "
                      "the same way (nearest neighbour).")
         if img.format == "JPEG":
             img.draft("RGB", target)  # decode at a reduced DCT scale, still >= target
     img.load()  # truncated or corrupt data fails here
     if img.mode.startswith("I") or img.mode == "F":
-        grey = Image.fromarray(_high_depth(np.asarray(img), img.mode))
-        if grey.size != target:
-            grey = grey.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        if img.size != target:
+            img = img.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        grey = upright(Image.fromarray(_high_depth(np.asarray(img), img.mode)), tag)
         array = np.repeat(np.asarray(grey, dtype=np.float32)[..., None], 3, axis=2)
     else:
         if img.mode[-1] in "Aa" or "transparency" in img.info:  # composite on black
@@ -149,7 +178,7 @@ def decode_image(data: bytes, budget: int) -> tuple[np.ndarray, tuple[int, int],
         img = img.convert("RGB")
         if img.size != target:
             img = img.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
-        array = np.asarray(img, dtype=np.float32) / 255.0
+        array = np.asarray(upright(img, tag), dtype=np.float32) / 255.0
     return np.clip(array, 0.0, 1.0), original, notes
 
 
@@ -191,8 +220,10 @@ def _colour_labels(rgb: np.ndarray, palette, ignore_index: int, unknown_as_ignor
     return lut[inverse].reshape(codes.shape), palette
 
 
-def decode_mask(data: bytes, palette, ignore_index: int, unknown_as_ignore: bool):
-    """int64 ``(H, W)`` labels, "index" or "color", and the palette used (None for index)."""
+def decode_mask(data: bytes, palette, ignore_index: int, unknown_as_ignore: bool, budget: int):
+    """int64 ``(H, W)`` labels, "index" or "color", the palette used (None for index), the upright
+    ``(W, H)`` as uploaded, and notes. A mask above ``budget`` pixels is resized (nearest
+    neighbour, labels kept) before its pixels become an array; EXIF orientation is applied."""
     img = open_image(data, "mask", MaskError)
     if img.format in ("JPEG", "MPO") or img.info.get("compression") in ("jpeg", "tiff_jpeg"):
         raise MaskError("The mask is JPEG-compressed; lossy compression invents new label values "
@@ -200,19 +231,31 @@ def decode_mask(data: bytes, palette, ignore_index: int, unknown_as_ignore: bool
     if img.format not in MASK_FORMATS:
         raise MaskError(f"The mask is a {img.format} file; masks must be lossless "
                         f"{', '.join(MASK_FORMATS)}. Save it as PNG and upload it again.")
+    tag = orientation(img)
+    stored = img.size
+    original = stored[::-1] if tag in (5, 6, 7, 8) else stored
+    notes = [] if tag == 1 else [f"The mask carries EXIF orientation {tag}; it was turned upright."]
     img.load()
     if img.mode in ("LA", "PA"):
         img = img.getchannel(0)
+    target = fit_budget(*stored, budget)
+    if target != stored:
+        img = img.resize(target, Image.Resampling.NEAREST)
+        shown = target[::-1] if tag in (5, 6, 7, 8) else target
+        notes.append(f"The mask is {original[0]} x {original[1]} ({math.prod(original) / 1e6:.1f} MP), above the "
+                     f"{budget / 1e6:.1f} MP budget; it was downscaled to {shown[0]} x {shown[1]} "
+                     "(nearest neighbour: labels are kept, thin structures may thin out).")
+    img = upright(img, tag)
     if img.mode in ("1", "L", "P") or img.mode.startswith("I"):
-        return np.asarray(img).astype(np.int64), "index", None  # mode P: indices are labels
+        return np.asarray(img).astype(np.int64), "index", None, original, notes  # mode P: indices are labels
     if img.mode not in ("RGB", "RGBA"):
         raise MaskError(f"The mask has image mode {img.mode}; upload a single-channel index mask "
                         "(mode L, P, I or I;16) or an RGB colour mask.")
     rgb = np.asarray(img.convert("RGB"))
     mapped = _colour_labels(rgb, palette, ignore_index, unknown_as_ignore)
     if mapped is None:
-        return rgb[..., 0].astype(np.int64), "index", None
-    return mapped[0], "color", mapped[1]
+        return rgb[..., 0].astype(np.int64), "index", None, original, notes
+    return mapped[0], "color", mapped[1], original, notes
 
 
 def _npy(data: bytes, where: str) -> np.ndarray:
@@ -235,23 +278,65 @@ def _npy(data: bytes, where: str) -> np.ndarray:
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 
+def _zip_entries(data: bytes) -> int:
+    """Entries declared by a zip's end-of-central-directory record (read before zipfile parses
+    the directory, whose size it would otherwise trust); -1 if the record is not found."""
+    end = data.rfind(b"PK\x05\x06", max(0, len(data) - 65_557))
+    if end < 0 or end + 22 > len(data):
+        return -1
+    entries = struct.unpack("<H", data[end + 10:end + 12])[0]
+    if entries == 0xFFFF:  # zip64: the count is in the zip64 record, which the locator points to
+        locator = data.rfind(b"PK\x06\x07", max(0, end - 20), end)
+        if locator >= 0:
+            offset = struct.unpack("<Q", data[locator + 8:locator + 16])[0]
+            if data[offset:offset + 4] == b"PK\x06\x06":
+                return int(struct.unpack("<Q", data[offset + 32:offset + 40])[0])
+    return int(entries)
+
+
+def _short_list(names, limit: int = 8) -> str:
+    names = list(names)
+    more = f" and {len(names) - limit:,} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
+    """A member's bytes, inflating at most ``limit + 1``: the declared size is never trusted."""
+    with zf.open(info) as member:
+        data = member.read(limit + 1)
+    if len(data) > limit:
+        raise LogitsError(f"Array {info.filename[:-4]!r} of the .npz inflates to more than {limit // 2**20} MB "
+                          f"(it declares {info.file_size:,} bytes); save smaller logits.")
+    return data
+
+
 def read_array(data: bytes) -> np.ndarray:
-    """The array in a ``.npy`` file, or the logits array of a ``.npz``; refuse pickles."""
+    """The array in a ``.npy`` file, or the logits array of a ``.npz``; refuse pickles.
+
+    A ``.npz`` is checked before it is inflated: at most MAX_NPZ_ENTRIES entries (counted from
+    the zip's end record), and the chosen array inflated with a limit of MAX_UPLOAD_BYTES,
+    whatever its header declares.
+    """
     if data.startswith(b"\x93NUMPY"):
         return _npy(data, "The .npy file")
     if data.startswith(b"PK"):
+        entries = _zip_entries(data)
+        if entries > MAX_NPZ_ENTRIES:
+            raise LogitsError(f"The .npz file holds {entries:,} entries; a logits file holds one array (or a "
+                              f"few, at most {MAX_NPZ_ENTRIES}). Save the logits with np.savez(f, logits=array).")
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            infos = {i.filename[:-4]: i for i in zf.infolist() if i.filename.endswith(".npy")}
+            members = zf.infolist()
+            infos = {i.filename[:-4]: i for i in members if i.filename.endswith(".npy")}
             if not infos:
-                names = [i.filename for i in zf.infolist()][:8]
+                names = [i.filename for i in members]
                 torch_file = any(n.endswith(".pkl") for n in names)
-                raise LogitsError(f"The zip file holds no .npy arrays (found {names})"
+                raise LogitsError(f"The zip file holds no .npy arrays (found {_short_list(names)})"
                                   f"{'; it looks like a torch.save file' if torch_file else ''}. "
                                   "Save the logits with np.save or np.savez instead.")
             named = [n for n in LOGITS_NAMES if n in infos]
             if len(infos) > 1 and not named:
                 raise LogitsError(f"The .npz file holds {len(infos)} arrays "
-                                  f"({', '.join(sorted(infos))}) and none is named 'logits', "
+                                  f"({_short_list(sorted(infos))}) and none is named 'logits', "
                                   "'probs' or 'probabilities'; save one array, or name it: "
                                   "np.savez(f, logits=...).")
             name = named[0] if named else next(iter(infos))
@@ -259,7 +344,7 @@ def read_array(data: bytes) -> np.ndarray:
                 raise LogitsError(f"Array {name!r} of the .npz expands to "
                                   f"{infos[name].file_size / 2**20:.0f} MB, above the "
                                   f"{MAX_UPLOAD_BYTES // 2**20} MB limit; save smaller logits.")
-            return _npy(zf.read(infos[name]), f"Array {name!r} of the .npz file")
+            return _npy(_read_member(zf, infos[name], MAX_UPLOAD_BYTES), f"Array {name!r} of the .npz file")
     if data[:1] == b"\x80":
         raise LogitsError("The logits file is a Python pickle (e.g. from torch.save or "
                           "pickle.dump), not a .npy/.npz array. Pickles can run code when "

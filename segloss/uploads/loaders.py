@@ -46,6 +46,7 @@ from segloss.uploads.decode import (
 )
 
 MAX_INFERRED_CLASSES = 1024
+GREY_PHOTO_CLASSES = 64  # an inferred index mask with more classes, most values used, reads like a grey photo
 KINDS = ("auto", "logits", "probabilities")
 Source = bytes | str | os.PathLike
 
@@ -71,7 +72,8 @@ class LoadedImage:
 
 @dataclass
 class LoadedMask:
-    """``labels``: int64 ``(H, W)``; ``mode``: "index" or "color"; ``out_of_range``: pixels."""
+    """``labels``: int64 ``(H, W)``; ``mode``: "index" or "color"; ``out_of_range``: pixels;
+    ``original_size``: upright ``(W, H)`` as uploaded (``labels`` is smaller if it was downscaled)."""
 
     labels: np.ndarray
     num_classes: int
@@ -79,6 +81,7 @@ class LoadedMask:
     palette_used: tuple[RGB, ...] | None
     out_of_range: int
     notice: str | None = None
+    original_size: tuple[int, int] | None = None
 
 
 @dataclass
@@ -126,7 +129,7 @@ def load_image(source: Source, *, pixel_budget: int = PIXEL_BUDGET) -> LoadedIma
 
 def load_mask(source: Source, *, num_classes: int | None = None,
               palette: Sequence[Sequence[int]] | None = None, ignore_index: int = 255,
-              unknown_as_ignore: bool = False) -> LoadedMask:
+              unknown_as_ignore: bool = False, pixel_budget: int = PIXEL_BUDGET) -> LoadedMask:
     """Read a class mask: an index mask (PNG/TIFF/BMP, mode L/P/I/I;16) or an RGB colour mask.
 
     Index masks hold the labels (for mode P the palette indices, not the colours). Colour masks
@@ -141,6 +144,8 @@ def load_mask(source: Source, *, num_classes: int | None = None,
         palette: ``(r, g, b)`` per class, for colour masks.
         ignore_index: label of pixels that are not scored.
         unknown_as_ignore: map colours not in ``palette`` to ``ignore_index`` instead of raising.
+        pixel_budget: larger masks are downscaled (nearest neighbour) before their labels are
+            read, with a notice; EXIF orientation is applied as for images.
 
     Returns:
         LoadedMask with ``labels`` int64 ``(H, W)`` and ``out_of_range``, the number of pixels
@@ -160,9 +165,10 @@ def load_mask(source: Source, *, num_classes: int | None = None,
         if not palette or any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in palette):
             raise ValueError(f"palette must be a non-empty sequence of (r, g, b) in 0..255, "
                              f"got {palette[:4]!r}")
+    budget = _positive_int(pixel_budget, "pixel_budget")
     data = read_upload(source, "mask", MaskError)
-    labels, mode, used = guarded(MaskError, "mask", decode_mask, data, palette, ignore_index,
-                                 unknown_as_ignore)
+    labels, mode, used, original, notes = guarded(MaskError, "mask", decode_mask, data, palette, ignore_index,
+                                                  unknown_as_ignore, budget)
     valid = labels != ignore_index
     if not valid.any():
         raise MaskError(f"Every pixel of the mask equals ignore_index={ignore_index}; there is "
@@ -177,11 +183,17 @@ def load_mask(source: Source, *, num_classes: int | None = None,
             raise MaskError(f"The mask's largest label is {top}, i.e. {num_classes:,} classes: "
                             "this looks like an intensity or depth image, not class indices. "
                             "Upload an index mask, or pass num_classes if that is right.")
-    notice = (f"The mask only holds 0 and {ignore_index}; {ignore_index} is ignored. If it "
-              "marks the foreground, save the mask with labels 0 and 1."
-              if top == 0 and not valid.all() else None)
+        if used is None and num_classes > GREY_PHOTO_CLASSES:
+            distinct = np.unique(labels[valid]).size
+            if distinct > 0.5 * num_classes:
+                notes.append(f"The mask holds {distinct} distinct values from {low} to {top}, so it is read as "
+                             f"{num_classes} classes: that looks like a grey photo (intensities), not class "
+                             "labels. If so, upload an index mask with labels 0..C-1, or choose a dataset.")
+    if top == 0 and not valid.all():
+        notes.append(f"The mask only holds 0 and {ignore_index}; {ignore_index} is ignored. If it "
+                     "marks the foreground, save the mask with labels 0 and 1.")
     out_of_range = int(np.count_nonzero(valid & (labels >= num_classes)))
-    return LoadedMask(labels, num_classes, mode, used, out_of_range, notice)
+    return LoadedMask(labels, num_classes, mode, used, out_of_range, " ".join(notes) or None, original)
 
 
 def resolve_out_of_range(labels: np.ndarray, num_classes: int, ignore_index: int = 255, *,

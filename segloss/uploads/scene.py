@@ -20,6 +20,7 @@ import numpy as np
 
 from segloss.train import data
 from segloss.train.samples import SAMPLE_DIR, SAMPLE_SIZE
+from segloss.uploads.simulate import MAX_LOGIT_ELEMENTS
 from segloss.uploads.loaders import (
     MaskError,
     UploadError,
@@ -92,15 +93,12 @@ def scene_from_uploads(image_bytes: bytes, mask_bytes: bytes, classes: str = FRO
         ValueError: ``classes`` is neither ``"mask"`` nor a dataset.
     """
     info = None if classes == FROM_MASK else data.get_dataset(classes)
-    try:
-        image = load_image(image_bytes, pixel_budget=pixel_budget)
-    except UploadError as err:
-        return SceneProblem(str(err))
     palette = None if info is None else info.palette
     num_classes = None if info is None else info.num_classes
     offers: set[str] = set()
+    mask_args = dict(num_classes=num_classes, palette=palette, ignore_index=ignore_index, pixel_budget=pixel_budget)
     try:
-        mask = load_mask(mask_bytes, num_classes=num_classes, palette=palette, ignore_index=ignore_index)
+        mask = load_mask(mask_bytes, **mask_args)
     except MaskError as err:
         if palette is None or "not in the palette" not in str(err):
             return SceneProblem(str(err))
@@ -108,11 +106,19 @@ def scene_from_uploads(image_bytes: bytes, mask_bytes: bytes, classes: str = FRO
         if not out_of_range_as_ignore:
             return SceneProblem(str(err), frozenset(offers))
         try:
-            mask = load_mask(mask_bytes, num_classes=num_classes, palette=palette, ignore_index=ignore_index,
-                             unknown_as_ignore=True)
+            mask = load_mask(mask_bytes, unknown_as_ignore=True, **mask_args)
         except UploadError as err2:
             return SceneProblem(str(err2), frozenset(offers))
+    # every map of the page costs pixels x classes: many classes get fewer pixels
+    budget = max(1, min(pixel_budget, MAX_LOGIT_ELEMENTS // max(mask.num_classes, 1)))
+    try:
+        image = load_image(image_bytes, pixel_budget=budget)
+    except UploadError as err:
+        return SceneProblem(str(err))
     notices = [n for n in (image.notice, mask.notice) if n]
+    if budget < pixel_budget and image.downscaled:
+        notices.append(f"With {mask.num_classes} classes the page works on at most {budget:,} pixels "
+                       f"({MAX_LOGIT_ELEMENTS // 2**20} M logits), so the image was downscaled further.")
     labels = mask.labels
     if mask.out_of_range:
         offers.add(OFFER_IGNORE)
@@ -122,17 +128,16 @@ def scene_from_uploads(image_bytes: bytes, mask_bytes: bytes, classes: str = FRO
             return SceneProblem(str(err), frozenset(offers))
     height, width = image.array.shape[:2]
     if labels.shape != (height, width):
-        if image.downscaled and labels.shape == image.original_size[::-1]:
+        if image.original_size == mask.original_size:  # one geometry, downscaled: follow the image
             labels = resize_mask_nearest(labels, (width, height))
             notices.append(f"The mask was resized to {width} x {height} with the image (nearest neighbour).")
         else:
             offers.add(OFFER_RESIZE)
+            mw, mh = mask.original_size
             if not resize_mask:
-                try:
-                    check_same_size(image.array, labels)
-                except MaskError as err:
-                    return SceneProblem(str(err), frozenset(offers))
-            mh, mw = labels.shape
+                iw, ih = image.original_size
+                return SceneProblem(f"Image is {iw} x {ih} but mask is {mw} x {mh}; resize the mask (nearest "
+                                    "neighbour) or upload a matching pair.", frozenset(offers))
             labels = resize_mask_nearest(labels, (width, height))
             notices.append(f"The {mw} x {mh} mask was resized to the image's {width} x {height} (nearest "
                            "neighbour).")

@@ -35,6 +35,10 @@ MAX_NOISE_SCALE = 32.0
 PROBABILITY_FLOOR = 1e-8
 
 
+#: Most logits (pixels x classes) one simulated prediction may have: the Upload page's maps take
+#: several float32 copies of them, so this bounds its memory whatever the mask declares.
+MAX_LOGIT_ELEMENTS = 32 * 1024 * 1024
+
 def _as_labels(labels, num_classes: int, ignore_index: int) -> torch.Tensor:
     labels = torch.as_tensor(labels)
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
@@ -182,10 +186,16 @@ def simulate_logits(labels, num_classes: int, *, confidence: float = 0.9, bounda
 
     Raises:
         TypeError: non-integer labels or class indices, non-numeric knobs.
-        ValueError: a knob outside its range, labels outside ``[0, C)``, ``missed_to == missed_class``.
+        ValueError: a knob outside its range, labels outside ``[0, C)``, ``missed_to == missed_class``,
+            or more than MAX_LOGIT_ELEMENTS logits (pixels x classes).
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    pixels = math.prod(np.shape(labels))
+    if pixels * num_classes > MAX_LOGIT_ELEMENTS:
+        raise ValueError(f"{num_classes} classes x {pixels:,} pixels = {pixels * num_classes:,} logits, above the "
+                         f"budget of {MAX_LOGIT_ELEMENTS:,} (each takes several float32 copies); downscale the mask "
+                         f"to at most {MAX_LOGIT_ELEMENTS // num_classes:,} pixels or use fewer classes")
     labels = _as_labels(labels, num_classes, ignore_index)
     confidence = _number(confidence, "confidence", 0.0, 1.0, open_low=True, open_high=True)
     width = _number(boundary_width, "boundary_width", 0.0, MAX_BOUNDARY_WIDTH)

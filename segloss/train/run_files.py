@@ -1,0 +1,109 @@
+"""The comparison's files on disk: written atomically, read back validated.
+
+A run file (``DIR/runs/<label>__seed<k>.json``) or ``summary.json`` is written to a temporary
+file in the same folder, flushed to disk and renamed over the old one, so a full disk or an
+interrupt leaves either the old file or the new one, never a truncated one. Reading checks
+that the JSON parses and holds what a finished run (or a summary) holds, and a bad file is named
+in the error with what to do about it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+RUN_KEYS = ("loss", "name", "params", "seed", "steps", "config", "pixel_share", "iou", "recall", "precision",
+            "miou", "mean_accuracy", "overall_accuracy")
+SUMMARY_KEYS = ("dataset", "class_names", "pixel_share", "losses")
+
+
+class RunFileError(ValueError):
+    """A comparison file that cannot be used; the message names the file and the fix."""
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` all at once (temporary file + fsync + rename).
+
+    Raises:
+        OSError: the folder cannot be written (no space, no permission); ``path`` is unchanged.
+    """
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def check_writable(folder: str | Path) -> Path:
+    """Create ``folder`` if needed and prove a file can be written there (before any training).
+
+    Raises:
+        RunFileError: an empty name, or a folder that cannot be created or written.
+    """
+    if not str(folder).strip():
+        raise RunFileError("--out is empty: give the folder to write the runs and the summary into")
+    folder = Path(folder)
+    try:
+        (folder / "runs").mkdir(parents=True, exist_ok=True)
+        write_atomic(folder / "runs" / ".write-test", "")
+        (folder / "runs" / ".write-test").unlink()
+    except OSError as err:
+        raise RunFileError(f"cannot write into {folder} ({type(err).__name__}: {err.strerror or err}); "
+                           "pick a folder you can write to") from err
+    return folder
+
+
+def _load_json(path: Path, what: str, fix: str):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RunFileError(f"{path} is not a readable {what} ({type(err).__name__}: {err}); {fix}") from err
+
+
+def read_run(path: Path, num_classes: int | None = None) -> dict:
+    """A finished run from its file, checked.
+
+    Raises:
+        RunFileError: unreadable JSON, not an object, missing keys or per-class lists of the wrong length.
+    """
+    fix = "delete it and run the same command again to redo that run"
+    run = _load_json(path, "run file", fix)
+    if not isinstance(run, dict):
+        raise RunFileError(f"{path} holds a {type(run).__name__}, not a run (a JSON object); {fix}")
+    missing = [key for key in RUN_KEYS if key not in run]
+    if missing:
+        raise RunFileError(f"{path} lacks {missing}: not a finished run; {fix}")
+    lengths = {len(run[key]) if isinstance(run[key], list) else -1 for key in ("pixel_share", "iou", "recall",
+                                                                                 "precision")}
+    if len(lengths) != 1 or -1 in lengths or (num_classes is not None and lengths != {num_classes}):
+        raise RunFileError(f"{path} has per-class lists of lengths {sorted(lengths)}, expected "
+                           f"{num_classes if num_classes is not None else 'equal ones'}; {fix}")
+    return run
+
+
+def read_summary(path: Path) -> dict:
+    """A ``summary.json``, checked.
+
+    Raises:
+        RunFileError: unreadable JSON or not a segloss comparison summary.
+    """
+    fix = "run `python -m segloss compare` again with the same --out to rewrite it from the run files"
+    summary = _load_json(path, "comparison summary", fix)
+    if not isinstance(summary, dict) or not set(SUMMARY_KEYS) <= set(summary):
+        raise RunFileError(f"{path} is not a segloss comparison summary (needs {list(SUMMARY_KEYS)}); {fix}")
+    if not isinstance(summary["losses"], dict) or not summary["losses"]:
+        raise RunFileError(f"{path} holds no losses; {fix}")
+    names = summary["class_names"]
+    for label, entry in summary["losses"].items():
+        if not isinstance(entry, dict) or not all(
+                isinstance(entry.get(k), list) and len(entry[k]) == len(names) for k in ("iou", "recall", "precision")):
+            raise RunFileError(f"{path}: the entry of loss {label!r} is incomplete; {fix}")
+    return summary

@@ -1,0 +1,86 @@
+"""The comparison never loses work: atomic files, validated reads that name the bad file, output
+checked before training, clean Ctrl-C (issue: "The comparison CLI loses work")."""
+
+import errno
+import json
+import os
+
+import pytest
+
+from segloss import cli
+from segloss.train import compare, run_files
+
+TINY = dict(dataset="lesion", steps=2, seeds=1, image_size=32, val_size=2, batch_size=2)
+
+
+@pytest.fixture
+def finished(tmp_path):
+    """A comparison folder with one finished run of "ce"."""
+    compare.run_comparison(["ce"], out_dir=tmp_path, **TINY)
+    return tmp_path, next((tmp_path / "runs").glob("*.json"))
+
+
+@pytest.mark.parametrize("content, problem", [
+    ('{"loss": "ce", "name": "ce", "params": {}, "seed": 0, "ste', "not a readable run file"),
+    ("[1, 2, 3]", "holds a list, not a run"),
+    ('{"loss": "ce", "seed": 0}', "lacks"),
+])
+def test_a_damaged_run_file_is_named_with_the_fix(finished, content, problem):
+    folder, run = finished
+    run.write_text(content)
+    with pytest.raises(ValueError, match=f"{run.name}.*{problem}.*delete it and run the same command again"):
+        compare.run_comparison(["ce"], out_dir=folder, **TINY)
+    assert cli.main(["compare", "--losses", "ce", "--out", str(folder), "--dataset", "lesion", "--steps", "2",
+                     "--seeds", "1", "--image-size", "32", "--batch-size", "2", "--val-size", "2", "--quiet"]) == 2
+
+
+def test_a_failed_write_leaves_the_old_file_whole(finished, monkeypatch):
+    folder, _ = finished
+    summary = folder / "summary.json"
+    before = summary.read_bytes()
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        run_files.write_atomic(summary, json.dumps({"half": "written"}))
+    assert summary.read_bytes() == before
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]  # no temporary left behind
+    assert compare.load_summary(summary)["dataset"] == "lesion"
+
+
+def test_an_unusable_output_folder_is_refused_before_any_training(tmp_path, monkeypatch):
+    monkeypatch.setattr(compare, "run_one", lambda *a, **k: pytest.fail("trained before checking --out"))
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match="cannot write into .*a_file/out.*pick a folder you can write to"):
+        compare.run_comparison(["ce"], out_dir=blocker / "out", **TINY)
+    with pytest.raises(ValueError, match="--out is empty"):
+        compare.run_comparison(["ce"], out_dir="", **TINY)
+
+
+def test_a_loss_listed_twice_is_refused():
+    with pytest.raises(ValueError, match=r"losses listed more than once: \['ce'\]"):
+        compare.run_comparison(["ce", "focal", "ce"], out_dir=None, **TINY)
+
+
+def test_ctrl_c_prints_how_to_resume_without_a_traceback(tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(compare, "run_one", interrupted)
+    status = cli.main(["compare", "--losses", "ce", "--out", str(tmp_path / "cmp"), "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 130
+    assert "interrupted; finished runs are kept in" in err and "Traceback" not in err
+
+
+def test_a_corrupt_summary_is_named_and_the_page_says_what_to_do(tmp_path):
+    path = tmp_path / "summary.json"
+    path.write_bytes(b"\x00" * 1024)  # what a full disk left behind
+    with pytest.raises(ValueError, match="summary.json is not a readable comparison summary.*run `python -m segloss"):
+        compare.load_summary(path)
+    path.write_text(json.dumps({"dataset": "x", "class_names": ["a"], "pixel_share": [1], "losses": {"ce": {}}}))
+    with pytest.raises(ValueError, match="the entry of loss 'ce' is incomplete"):
+        compare.load_summary(path)

@@ -1,0 +1,125 @@
+"""Odd tensors and hostile arguments: the losses give the right gradient or a clear error, never a
+crash deep inside or a silent wrong number (issue: "Hold up under load, hostile files and odd tensors")."""
+
+import numpy as np
+import pytest
+import torch
+
+import segloss
+from segloss import functional as SF
+from segloss.losses import reference, region
+from conftest import random_batch
+
+PIXELWISE = ["cross_entropy", "focal_loss", "dual_focal_loss"]
+
+
+def _recall_reference(logits, target, **kwargs):
+    weights, _ = SF.batch_recall_weights(logits.detach(), target)
+    return reference.recall_weighted_ce(logits, target, weights, **kwargs)
+
+
+@pytest.mark.parametrize("name", PIXELWISE + ["recall_loss"])
+@pytest.mark.parametrize("shape", [(1, 3, 70, 60), (2, 3, 4, 5, 6)])
+def test_inputs_whose_spatial_dims_cannot_be_merged_get_the_right_gradient(name, shape):
+    logits, target = random_batch(shape[0], shape[1], shape[2:], scale=2.0, ignore_frac=0.1, seed=1)
+    if len(shape) == 4:  # swapped H and W, N = 1, 4200 pixels
+        logits, target = logits.transpose(2, 3), target.transpose(1, 2)
+    else:  # a permuted volume
+        logits, target = logits.permute(0, 1, 4, 2, 3), target.permute(0, 3, 1, 2)
+    z = logits.clone().requires_grad_() if logits.is_contiguous() else logits.requires_grad_()
+    getattr(SF, name)(z, target).backward()
+    ref = logits.detach().double().requires_grad_()
+    (_recall_reference if name == "recall_loss" else getattr(reference, name))(ref, target).backward()
+    torch.testing.assert_close(z.grad.double(), ref.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_gradient_map_and_dice_ce_take_transposed_inputs():
+    logits, target = random_batch(1, 3, (70, 60), seed=2)
+    logits, target = logits.transpose(2, 3), target.transpose(1, 2)
+    criterion = segloss.create_loss("dice_ce")
+    assert segloss.analysis.gradient_map(criterion, logits, target).shape == target.shape
+    z = logits.requires_grad_()
+    criterion(z, target).backward()
+    assert torch.isfinite(z.grad).all()
+
+
+@pytest.mark.parametrize("name", PIXELWISE + ["recall_loss"])
+def test_a_class_weight_that_requires_grad_gets_autograds_gradient(name):
+    logits, target = random_batch(2, 4, (5, 5), scale=2.0, ignore_frac=0.1, dtype=torch.float64, seed=3)
+    weight = torch.tensor([0.5, 1.0, 2.0, 1.5], dtype=torch.float64, requires_grad=True)
+    getattr(SF, name)(logits, target, weight=weight).backward()
+    ref_weight = weight.detach().clone().requires_grad_()
+    (_recall_reference if name == "recall_loss" else getattr(reference, name))(
+        logits, target, weight=ref_weight).backward()
+    torch.testing.assert_close(weight.grad, ref_weight.grad, rtol=1e-9, atol=1e-12)
+    assert weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", PIXELWISE + ["recall_loss"])
+def test_double_backward_is_refused_with_a_clear_error(name):
+    logits, target = random_batch(2, 3, (4, 4), seed=4)
+    z = logits.requires_grad_()
+    loss = getattr(SF, name)(z, target)
+    with pytest.raises(RuntimeError, match="create_graph=True.*segloss.losses.reference"):
+        torch.autograd.grad(loss, z, create_graph=True)
+
+
+@pytest.mark.parametrize("name", PIXELWISE + ["recall_loss"])
+def test_torch_func_grad_takes_the_autograd_path_and_agrees(name):
+    logits, target = random_batch(2, 3, (4, 4), dtype=torch.float64, seed=5)
+    got = torch.func.grad(lambda z: getattr(SF, name)(z, target))(logits)
+    z = logits.clone().requires_grad_()
+    getattr(SF, name)(z, target).backward()
+    torch.testing.assert_close(got, z.grad, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("loss", [region.soft_dice_loss, region.soft_jaccard_loss, region.tversky_loss,
+                                  region.lovasz_softmax_loss])
+@pytest.mark.parametrize("per_image", [False, True])
+def test_region_losses_of_an_empty_batch_are_zero_like_the_pixel_losses(loss, per_image):
+    z = torch.zeros(0, 4, 3, 3, requires_grad=True)
+    value = loss(z, torch.zeros(0, 3, 3, dtype=torch.long), per_image=per_image)
+    value.backward()
+    assert value.item() == 0.0 and z.grad.shape == z.shape
+    assert SF.focal_loss(z, torch.zeros(0, 3, 3, dtype=torch.long)).item() == 0.0
+
+
+def test_finite_logits_that_overflow_the_loss_are_named_as_such():
+    logits = torch.tensor([[3e38, -3e38]]).reshape(1, 2, 1, 1)
+    target = torch.tensor([[[1]]])
+    with pytest.raises(ValueError, match=r"overflows float32 although the logits are finite: they reach 3e\+38"):
+        SF.cross_entropy(logits, target)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda z, t: SF.cross_entropy(z, t, weight=[1.0, 3e38, 1.0]), r"weight entries must be finite, >= 0 and <= 1e\+12"),
+    (lambda z, t: SF.focal_loss(z, t, gamma=1e300), r"gamma must be <= 1000"),
+    (lambda z, t: SF.focal_loss(z, t, alpha=3.4e38), r"alpha must be <= 1e\+12"),
+    (lambda z, t: SF.dual_focal_loss(z, t, gamma=1e300), r"gamma must be <= 1000"),
+    (lambda z, t: SF.dual_focal_loss(z, t, rho=1e30), r"rho must be <= 1e\+12"),
+])
+def test_parameters_beyond_float32s_reach_are_refused_with_their_bound(call, message):
+    logits, target = random_batch(1, 3, (4, 4), seed=6)
+    with pytest.raises(ValueError, match=message):
+        call(logits, target)
+
+
+def test_recall_loss_module_checks_its_class_count_and_the_state_it_loads():
+    with pytest.raises(ValueError, match="num_classes must be None .* or an int >= 2, got -3"):
+        segloss.RecallLoss(num_classes=-3)
+    module = segloss.RecallLoss(momentum=0.5, num_classes=3)
+    with pytest.raises(ValueError, match=r"class_weights in the state dict must be .* in \[0, 1\]"):
+        module.load_state_dict({"class_weights": torch.tensor([0.5, float("nan"), 0.2])})
+    module.load_state_dict({"class_weights": torch.tensor([0.5, 0.1, 0.2])})
+    assert module.class_weights.tolist() == pytest.approx([0.5, 0.1, 0.2])
+
+
+def test_create_loss_takes_numpy_numbers_and_vectors_and_names_bad_strings():
+    logits, target = random_batch(1, 3, (4, 4), seed=7)
+    focal = segloss.create_loss("focal", gamma=np.float32(2.0), alpha=np.array([0.2, 0.5, 1.0]))
+    expected = SF.focal_loss(logits, target, gamma=2.0, alpha=[0.2, 0.5, 1.0])
+    torch.testing.assert_close(focal(logits, target), expected)
+    with pytest.raises(TypeError, match="alpha must be a 1-D tensor or a sequence of numbers"):
+        segloss.create_loss("focal", alpha=["a", "b", "c"])(logits, target)
+    with pytest.raises(TypeError, match="counts must be a 1-D vector of pixel counts"):
+        segloss.create_loss("weighted_ce", class_counts=["many", "few", "none"])
