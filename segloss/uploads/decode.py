@@ -122,12 +122,14 @@ def upright(img: Image.Image, tag: int) -> Image.Image:
 
 
 def fit_budget(w: int, h: int, budget: int) -> tuple[int, int]:
-    """Largest ``(W', H')`` with the aspect ratio of ``(w, h)`` and ``W' * H' <= budget``."""
+    """Largest ``(W', H')`` with about the aspect ratio of ``(w, h)`` and ``W' * H' <= budget``
+    (a side never goes below 1 pixel, so a 1 x 64,000,000 line becomes 1 x ``budget``)."""
     if w * h <= budget:
         return w, h
     scale = math.sqrt(budget / (w * h))
-    nw = max(1, int(w * scale))
-    return nw, max(1, min(int(h * scale), budget // nw))
+    nw = max(1, min(int(w * scale), budget))
+    nh = max(1, min(int(h * scale), budget // nw))
+    return min(nw, budget // nh), nh
 
 
 def _high_depth(arr: np.ndarray, mode: str) -> np.ndarray:
@@ -166,8 +168,8 @@ def decode_image(data: bytes, budget: int) -> tuple[np.ndarray, tuple[int, int],
             img.draft("RGB", target)  # decode at a reduced DCT scale, still >= target
     img.load()  # truncated or corrupt data fails here
     if img.mode.startswith("I") or img.mode == "F":
-        if img.size != target:
-            img = img.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        if img.size != target:  # (no reducing_gap: PIL's reduce() refuses I;16)
+            img = img.resize(target, Image.Resampling.LANCZOS)
         grey = upright(Image.fromarray(_high_depth(np.asarray(img), img.mode)), tag)
         array = np.repeat(np.asarray(grey, dtype=np.float32)[..., None], 3, axis=2)
     else:
