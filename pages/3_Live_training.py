@@ -5,7 +5,9 @@ from ui.layout import page_setup; page_setup("Live training", ":material/model_t
 # - st.session_state holds one segloss.train.trainer.Trainer per browser session (two tabs never share a
 #   model); it trains in its own thread, so it keeps going while you look at other pages, and it
 #   stops by itself when the tab closes (ui.live_session watches the session).
-# - @st.fragment(run_every=...) redraws only the live panels, twice a second, while training runs.
+# - @st.fragment(run_every=...) redraws only the live panels while training runs, every 2 s or once per
+#   validation (every 10 steps), whichever is later (ui.live_view.refresh_seconds): watching then costs
+#   the trainer little, even with several sessions training on one server (benchmarks/bench_live_load.py).
 #   Images and charts are rebuilt only when the trainer has validated again (segloss.figures.live.ViewCache):
 #   an unchanged chart costs neither the server nor the browser a redraw.
 # - The buttons act through on_click callbacks, which run before the script: the page always draws
@@ -17,8 +19,6 @@ import segloss
 from segloss.train import data
 from ui import live_view
 from ui.widgets import loss_caption
-
-REFRESH_SECONDS = 0.5
 
 st.title("Live training: watch a loss at work")
 st.markdown(
@@ -38,13 +38,14 @@ with controls:
 
 trainer = st.session_state.get(live_view.TRAINER_KEY)
 shown_status = trainer.status if trainer is not None else None
+refresh = live_view.refresh_seconds(trainer.snapshot()) if shown_status == "running" else None
 
 
 def live_panels() -> None:
     """Progress, the validation image, prediction, loss maps and curves, from one snapshot."""
     snap = trainer.snapshot()
-    if snap.status != shown_status:
-        st.rerun()  # the buttons and the refresh rate follow the status: redraw the whole page
+    if snap.status != shown_status or live_view.refresh_is_off(refresh, snap):
+        st.rerun()  # the buttons and the refresh schedule follow the status and the rate: redraw the whole page
     live_view.status_bar(snap)
     if snap.view is None:
         st.info("Evaluating the untrained model...", icon=":material/hourglass_top:")
@@ -63,7 +64,7 @@ with view:
         if trainer.config != live_view.wanted_config(wanted):
             st.caption(":material/info: The settings on the left differ from this run; Start (after Stop) begins a "
                        "new run with them.")
-        st.fragment(run_every=REFRESH_SECONDS if shown_status == "running" else None)(live_panels)()
+        st.fragment(run_every=refresh)(live_panels)()
 
 st.divider()
 watch, table = st.columns([3, 2], gap="large")

@@ -135,3 +135,20 @@ def test_loss_map_gradient_map_toggle_and_region_losses_show_gradients(app):
     wait_for_steps(app, 11)
     assert not app.exception and not [g for g in app.button_group if g.label == "Per-pixel maps"]
     assert any("no loss per pixel" in c.value for c in app.caption)
+
+
+def test_the_live_view_refreshes_every_two_seconds_or_once_per_validation_whichever_is_later():
+    from types import SimpleNamespace
+
+    from ui import live_view
+
+    def snap(rate, status="running"):
+        return SimpleNamespace(steps_per_second=rate, status=status)
+
+    assert live_view.refresh_seconds(snap(15.0)) == 2.0  # 10 steps take 0.67 s: every 2 s
+    assert live_view.refresh_seconds(snap(2.5)) == 4.0  # one validation every 4 s: no faster
+    assert live_view.refresh_seconds(snap(0.1)) == 10.0  # bounded
+    assert live_view.refresh_seconds(snap(0.0)) == 2.0  # no rate yet
+    assert not live_view.refresh_is_off(2.0, snap(12.0))
+    assert live_view.refresh_is_off(2.0, snap(2.0))  # 5 s wanted: set the schedule again
+    assert not live_view.refresh_is_off(None, snap(2.0)) and not live_view.refresh_is_off(2.0, snap(2.0, "paused"))

@@ -1,5 +1,5 @@
 """Live training in headless Chromium, opened by its own URL: Start, and the step counter and the
-per-pixel loss map move on their own (the fragment refreshes twice a second)."""
+per-pixel loss map move on their own (the fragment refreshes every 2 s, or once per validation when that is slower)."""
 
 import re
 

@@ -149,6 +149,25 @@ def describe(config: TrainerConfig) -> str:
             f"Adam lr {config.lr:g}, seed {config.seed}, on {config.device}.")
 
 
+MIN_REFRESH_SECONDS, MAX_REFRESH_SECONDS = 2.0, 10.0
+
+
+def refresh_seconds(snap: TrainerSnapshot, eval_every: int = 10) -> float:
+    """Seconds between live-view refreshes: 2 s, or the time of one validation (``eval_every``
+    steps at the current rate) when that is longer, at most 10 s. The maps and charts change only
+    when the trainer validates, so refreshing faster would cost it steps for nothing."""
+    per_validation = eval_every / snap.steps_per_second if snap.steps_per_second > 0 else MIN_REFRESH_SECONDS
+    return float(min(MAX_REFRESH_SECONDS, max(MIN_REFRESH_SECONDS, per_validation)))
+
+
+def refresh_is_off(current: float | None, snap: TrainerSnapshot) -> bool:
+    """True when the rate has moved so far that the refresh schedule should be set again (a full rerun)."""
+    if current is None or snap.status != "running" or snap.steps_per_second <= 0:
+        return False
+    wanted = refresh_seconds(snap)
+    return abs(wanted - current) > 0.5 * current
+
+
 def status_bar(snap: TrainerSnapshot) -> None:
     """Progress bar, step counter and the latest numbers."""
     total = snap.total_steps or max(snap.step, 1)
