@@ -123,3 +123,17 @@ def test_create_loss_takes_numpy_numbers_and_vectors_and_names_bad_strings():
         segloss.create_loss("focal", alpha=["a", "b", "c"])(logits, target)
     with pytest.raises(TypeError, match="counts must be a 1-D vector of pixel counts"):
         segloss.create_loss("weighted_ce", class_counts=["many", "few", "none"])
+
+
+@pytest.mark.parametrize("name", PIXELWISE + ["recall_loss"])
+def test_torch_func_vmap_over_a_stack_of_logits_equals_a_loop(name):
+    import warnings
+
+    g = torch.Generator().manual_seed(8)
+    stacked = torch.randn(3, 2, 3, 4, 4, generator=g, dtype=torch.float64)
+    target = torch.randint(0, 3, (2, 4, 4), generator=g)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch's "no batching rule, slower" notes
+        got = torch.func.vmap(lambda z: getattr(SF, name)(z, target))(stacked)
+    expected = torch.stack([getattr(SF, name)(z, target) for z in stacked])
+    torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)

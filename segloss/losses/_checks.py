@@ -78,7 +78,7 @@ def check_logits_target(logits: torch.Tensor, target: torch.Tensor, ignore_index
     flags = {}
     if check_labels and target.numel() > 0:
         flags["labels"] = ((target != ignore_index) & ((target < 0) | (target >= num_classes))).any()
-    if check_finite and logits.numel() > 0:
+    if check_finite and logits.numel() > 0 and not _vmapped(logits):
         flags["finite"] = ~torch.isfinite(logits).all()
     if not flags:
         return
@@ -97,6 +97,21 @@ def check_logits_target(logits: torch.Tensor, target: torch.Tensor, ignore_index
             f"logits contain {n_nan} NaN and {n_inf} Inf values (shape {tuple(logits.shape)}); "
             "check the model output or the learning rate"
         )
+
+
+def _vmapped(tensor: torch.Tensor) -> bool:
+    """True for a tensor batched by ``torch.func.vmap``, whose values cannot be read on the host
+    (the NaN/Inf scan is skipped there: a NaN logit then gives a NaN loss, as in torch's losses)."""
+    functorch = getattr(torch._C, "_functorch", None)
+    check = getattr(functorch, "is_batchedtensor", None)
+    while check is not None:
+        if check(tensor):
+            return True
+        unwrap = getattr(functorch, "get_unwrapped", None)
+        if unwrap is None or not functorch.is_functorch_wrapped_tensor(tensor):
+            return False
+        tensor = unwrap(tensor)
+    return False
 
 
 def class_vector(
@@ -129,7 +144,7 @@ def class_vector(
             f"{name} must have one entry per class: expected shape ({num_classes},), "
             f"got {tuple(value.shape)}"
         )
-    if not _already_checked(value):
+    if not _vmapped(value) and not _already_checked(value):
         if value.is_complex() or not bool((torch.isfinite(value) & (value >= 0) & (value <= MAX_SCALE)).all()):
             raise ValueError(f"{name} entries must be finite, >= 0 and <= {MAX_SCALE:g}, got {value.tolist()}")
         _remember_checked(value)
