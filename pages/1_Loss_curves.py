@@ -22,6 +22,7 @@ GAMMA_COLORS = dict(zip(GAMMAS, ("#636efa", "#00cc96", "#ab63fa", "#ef553b", "#f
 LOSS_DASHES = {"focal": "solid", "dual_focal": "dot"}
 OTHER_COLORS = ("#19d3f3", "#ff6692", "#8c564b", "#b6e880", "#ff97ff", "#7f7f7f", "#17becf")  # none of the gammas' colours
 RECALLS = (0.0, 0.25, 0.5, 0.75, 0.9)
+RECALL_COLORS = dict(zip(RECALLS, ("#3e2723", "#5d4037", "#8d6e63", "#a1887f", "#bcaaa4")))  # browns: no gamma colour
 STREET = data.DATASETS["street"]
 
 
@@ -84,7 +85,9 @@ for name in chosen:
     true_class = values.pop("true_class", 0)
     if name == "recall":
         for r in recalls:
-            curves[f"{spec.title}, R = {r:g}"] = curve(name, tuple(values.items()), num_classes, spread, recall=r)
+            label = f"{spec.title}, R = {r:g}"
+            curves[label] = curve(name, tuple(values.items()), num_classes, spread, recall=r)
+            styles[label] = {"color": RECALL_COLORS[r], "dash": "longdash"}
     elif overlay and overlays_gamma(spec):
         for g in overlay:
             label = f"{spec.title}, γ = {g:g}"
@@ -109,8 +112,9 @@ with chart:
         st.download_button("Download curve data (CSV)", plots.table_csv({"p_t": P_T, **curves}),
                            file_name="loss_curves.csv", mime="text/csv")
     if overlay:
-        st.caption("Colour: gamma. Line style: solid focal, dotted Dual Focal, dash-dot Dice + focal. Focal with γ = 0 "
-                   "lies exactly on CE.")
+        st.caption("Colour: gamma. Line style: solid focal, dotted Dual Focal, dash-dot Dice + focal"
+                   + (", long dashes in browns recall loss (dark: low batch recall)" if "recall" in chosen else "")
+                   + ". Focal with γ = 0 lies exactly on CE.")
     region = [segloss.LOSSES[n].title for n in chosen if not segloss.LOSSES[n].pixelwise]
     if region:
         st.caption(f"{', '.join(region)}: region losses have no loss per pixel. Their curve is the loss of an image of "

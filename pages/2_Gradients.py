@@ -23,6 +23,21 @@ COMPONENT_LABELS = {"norm": "‖dL/dz‖ (all logits)", "true": "|dL/dz_t| (true
 LOSS_NAMES = [n for n in segloss.LOSSES if n != "ce" and not segloss.LOSSES[n].needs_class_counts]
 
 
+ROUND_VALUES = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0)
+PREFERRED_SLICES = {"gamma": (0.0, 0.5, 1.0, 2.0, 5.0), "recall": (0.0, 0.25, 0.5, 0.75, 0.9),
+                    "rho": (1.0, 1.25, 1.5, 2.0, 3.0), "smooth": (0.0, 1.0, 5.0, 10.0, 50.0)}
+
+
+def sweep_values(low: float, high: float, sweep: str, count: int = 64) -> tuple[tuple[float, ...], list[int]]:
+    """The swept values (``count`` evenly spaced, plus round values) and the rows of up to five
+    round values to slice at (e.g. gamma 0, 0.5, 1, 2, 5)."""
+    wanted = [v for v in PREFERRED_SLICES.get(sweep, (0.0, 0.5, 1.0, 2.0, 5.0)) if low <= v <= high]
+    if len(wanted) < 3:
+        wanted = [v for v in ROUND_VALUES if low <= v <= high][:5]
+    values = tuple(sorted(set(np.round(np.linspace(low, high, count), 6).tolist()) | set(wanted)))
+    return values, [values.index(v) for v in wanted]
+
+
 def sweep_range(spec, sweep: str) -> tuple[float, float]:
     """The swept values' range: the page's usual range, within the parameter's own bounds."""
     low, high = SWEEP_RANGES[sweep]
@@ -37,7 +52,7 @@ def surface(name: str, sweep: str, values: tuple, num_classes: int, spread: str,
     return analysis.gradient_surface(name, P_T, sweep, values, num_classes, spread, component, dict(params))
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@st.cache_data(max_entries=64, show_spinner="Computing the gradients...")
 def magnitude(name: str, num_classes: int, spread: str, component: str, params: tuple = ()) -> np.ndarray:
     """One loss's gradient magnitude against p_t (no parameter swept)."""
     grads = analysis.logit_gradients(analysis.pixel_loss(name, dict(params)), P_T, num_classes, spread)
@@ -66,8 +81,11 @@ with controls:
     spread = st.radio("The remaining 1 - p_t goes", analysis.SPREADS, horizontal=True,
                       format_func={"even": "evenly", "confusing": "mostly to one class"}.get)
     log_color = st.toggle("log colour scale", value=True, disabled=sweep is None)
-    with st.expander("Other parameters"):
-        params = loss_param_widgets(spec, "gradients", skip=(sweep, "learnable", "per_image"))
+    skip = (sweep, "learnable", "per_image")
+    params = {}
+    if any(p.name not in skip for p in spec.params):  # an expander with nothing in it would only confuse
+        with st.expander("Other parameters"):
+            params = loss_param_widgets(spec, "gradients", skip=skip)
 
 ce = magnitude("ce", num_classes, spread, component)
 with chart:
@@ -86,14 +104,13 @@ with chart:
         table = {"p_t": P_T, "gradient": own}
     else:
         low, high = sweep_range(spec, sweep)
-        values = tuple(float(v) for v in np.linspace(low, high, 64))
+        values, rows = sweep_values(low, high, sweep)
         z = surface(name, sweep, values, num_classes, spread, component, tuple(params.items()))
         fig = plots.heatmap_figure(P_T, np.asarray(values), z, x_title="p_t", y_title=sweep, color_title="gradient",
                                  log_color=log_color)
         st.plotly_chart(fig, width="stretch", key="surface")
-        rows = [0, 16, 26, 40, 63]
-        picked = st.multiselect(f"Slices at {sweep} =", rows, default=rows, format_func=lambda i: f"{values[i]:.2f}")
-        slices = {f"{sweep} = {values[i]:.2f}": z[i] for i in picked}
+        picked = st.multiselect(f"Slices at {sweep} =", rows, default=rows, format_func=lambda i: f"{values[i]:g}")
+        slices = {f"{sweep} = {values[i]:g}": z[i] for i in picked}
         left, right = st.columns(2)
         left.plotly_chart(plots.curves_figure(P_T, {**slices, "cross-entropy": ce}, x_title="p_t", y_title="gradient",
                                             log_y=True, dashed=["cross-entropy"],
@@ -103,9 +120,11 @@ with chart:
         right.plotly_chart(plots.curves_figure(P_T, ratios, x_title="p_t", y_title="gradient / CE gradient", log_y=True,
                                              well_classified=analysis.WELL_CLASSIFIED, height=380, show_legend=False),
                            width="stretch", key="ratios")
-        st.caption("Right: how strongly each setting scales a pixel's gradient compared with cross-entropy. Below 1 "
-                   "means the pixel is down-weighted; focal loss at gamma = 2 gives an easy pixel (p_t = 0.9) about "
-                   "3% of CE's push, while its loss is 1% of CE's: loss and gradient tell different stories.")
+        easy = int(np.argmin(np.abs(P_T - 0.9)))
+        shown = [f"{sweep} = {values[i]:g}: {z[i][easy] / max(float(ce[easy]), 1e-30):.2%}" for i in picked]
+        st.caption(f"Right: how strongly each setting scales a pixel's gradient compared with cross-entropy; below 1 "
+                   f"the pixel is down-weighted. An easy pixel (p_t = 0.9) keeps, of CE's push, under {spec.title}: "
+                   + "; ".join(shown) + ".")
         table = {sweep: np.repeat(values, len(P_T)), "p_t": np.tile(P_T, len(values)), "gradient": z.ravel()}
     if not spec.pixelwise:
         st.caption(f"{spec.title} scores regions, not pixels: here an image of {analysis.REGION_PIXELS} pixels of one "

@@ -118,3 +118,58 @@ def test_region_losses_explain_their_curves_and_vanishing_gradients():
     assert any("scores regions, not pixels" in c.value for c in app.caption)
     ratio = trace_values(figures(app)[2]["data"][0])  # first slice / CE gradient
     assert ratio[0] < 0.01 and ratio[-1] < 1  # a confident mistake barely moves soft Dice
+
+
+def test_log_x_axis_ends_at_p_t_one_and_shades_from_one_half():
+    for log in (False, True):
+        app = open_page(CURVES)
+        by_label(app.toggle, "log x axis").set_value(log).run()
+        layout = figures(app)[0]["layout"]
+        rect = next(s for s in layout["shapes"] if s.get("type") == "rect")
+        if log:  # plotly places shapes on a log axis in log10 units
+            assert layout["xaxis"]["type"] == "log"
+            low, high = layout["xaxis"]["range"]
+            assert high <= 0.0 and low >= -3.01  # p_t in [1e-3, 1), not up to 10
+            assert rect["x0"] == pytest.approx(np.log10(0.5)) and rect["x1"] <= 0.0
+        else:
+            assert rect["x0"] == pytest.approx(0.5)
+
+
+def test_axes_print_plain_numbers_or_powers_never_si_prefixes():
+    app = open_page(CURVES)
+    for fig in figures(app):
+        for axis in ("xaxis", "yaxis"):
+            assert fig["layout"][axis]["exponentformat"] == "power"
+
+
+def test_recall_curves_take_their_own_colours_and_the_legend_goes_under_the_chart():
+    app = open_page(CURVES)
+    by_label(app.multiselect, "Losses").set_value(["ce", "focal", "dual_focal", "recall"]).run()
+    fig = figures(app)[0]
+    colours = {t["name"]: t["line"].get("color") for t in fig["data"]}
+    recall = [c for n, c in colours.items() if n.startswith("Recall loss")]
+    gamma = {c for n, c in colours.items() if "γ =" in n}
+    assert len(recall) == 5 and len(set(recall)) == 5 and not set(recall) & gamma
+    assert len(fig["data"]) == 16
+    assert fig["layout"]["legend"]["yanchor"] == "top" and fig["layout"]["legend"]["y"] < 0  # under the plot
+    assert fig["layout"]["height"] > 460  # grown by the legend's rows, not squeezed
+
+
+def test_gradient_slices_sit_at_round_values_and_the_caption_names_the_loss():
+    app = open_page(GRADIENTS)
+    slices = figures(app)[1]
+    names = [t["name"] for t in slices["data"]]
+    assert names == ["gamma = 0", "gamma = 0.5", "gamma = 1", "gamma = 2", "gamma = 5", "cross-entropy"]
+    by_label(app.selectbox, "Loss").set_value("dual_focal").run()
+    caption = next(c.value for c in app.caption if c.value.startswith("Right:"))
+    assert "Dual Focal" in caption and "focal loss at gamma" not in caption
+
+
+def test_gradient_ratio_axis_follows_the_data_and_dice_has_no_empty_expander():
+    app = open_page(GRADIENTS)
+    by_label(app.selectbox, "Loss").set_value("recall").run()
+    ratios = figures(app)[2]
+    low, _ = ratios["layout"]["yaxis"]["range"]
+    assert low > -3  # recall's ratios are 1 - R >= 0.01: no axis down to 1e-7
+    by_label(app.selectbox, "Loss").set_value("dice").run()
+    assert not app.exception and not [e for e in app.expander if e.label == "Other parameters"]

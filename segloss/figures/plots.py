@@ -19,6 +19,17 @@ def _f32(values) -> np.ndarray:
     return np.asarray(values, dtype=np.float32)
 
 
+def plain_numbers(fig: go.Figure) -> go.Figure:
+    """Axis labels as plain numbers or powers of ten, never SI prefixes ("100µ") on unitless
+    values, and full labels between decades on log axes (not the bare digits "2, 5")."""
+    fig.update_xaxes(exponentformat="power", minorloglabels="complete")
+    fig.update_yaxes(exponentformat="power", minorloglabels="complete")
+    return fig
+
+
+LEGEND_COLUMNS = 3  # legend entries per row under a chart with many curves
+
+
 def curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x_title: str, y_title: str,
                   log_x: bool = False, log_y: bool = False, well_classified: float | None = None,
                   dashed: Sequence[str] = (), styles: Mapping[str, dict] | None = None, log_floor: float = 1e-7,
@@ -26,34 +37,46 @@ def curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x_title: s
     """Line chart of several named curves over a shared x.
 
     Args:
-        x: ``(K,)`` abscissa.
+        x: ``(K,)`` abscissa (positive where ``log_x``).
         curves: name -> ``(K,)`` values (non-positive values are dropped on a log y axis).
         well_classified: if given, shade ``x >= well_classified`` as the well-classified region.
         dashed: names drawn dashed (e.g. reference curves).
         styles: optional name -> plotly ``line`` dict (colour, dash), e.g. one colour per gamma.
-        log_floor: lowest value shown on a log y axis (values below it would flatten the rest).
+        log_floor: lowest value a log y axis may show; the axis starts at the data's smallest
+            positive value when that is higher.
+        height: of the plotting area; a legend of more than four entries goes under the chart
+            and the figure grows by its rows, so many curves never squeeze the plot.
     """
     fig = go.Figure()
     x32 = _f32(x)
-    highest = 0.0
+    highest, lowest = 0.0, np.inf
     for name, values in curves.items():
         y = _f32(values)
         if log_y:
             y = np.where(y > 0, y, np.nan).astype(np.float32)
-        highest = max(highest, float(np.nanmax(y)) if np.isfinite(y).any() else 0.0)
+        if np.isfinite(y).any():
+            highest = max(highest, float(np.nanmax(y)))
+            lowest = min(lowest, float(np.nanmin(np.where(y > 0, y, np.nan))) if (y > 0).any() else np.inf)
         line = {"dash": "dash" if name in dashed else "solid", "width": 2, **(styles or {}).get(name, {})}
         fig.add_trace(go.Scatter(x=x32, y=y, mode="lines", name=name, line=line))
+    x_low, x_high = float(np.min(x)), float(np.max(x))
     if well_classified is not None:
-        fig.add_vrect(x0=well_classified, x1=float(np.max(x)), fillcolor=WELL_CLASSIFIED_COLOR, line_width=0,
+        # on a log axis, shapes and annotations are placed in log10 units
+        x0, x1 = (np.log10(well_classified), np.log10(x_high)) if log_x else (well_classified, x_high)
+        fig.add_vrect(x0=x0, x1=x1, fillcolor=WELL_CLASSIFIED_COLOR, line_width=0,
                       annotation_text="well-classified", annotation_position="top left")
-    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10}, hovermode="x unified",
-                      showlegend=show_legend, legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
-    fig.update_xaxes(title=x_title, type="log" if log_x else "linear")
+    fig.update_layout(**_legend_layout(height, len(curves) if show_legend else 1), hovermode="x unified",
+                      showlegend=show_legend)
+    if log_x:
+        fig.update_xaxes(title=x_title, type="log", range=[np.log10(x_low), np.log10(x_high)])
+    else:
+        fig.update_xaxes(title=x_title, type="linear")
     if log_y and highest > log_floor:
-        fig.update_yaxes(title=y_title, type="log", range=[np.log10(log_floor), np.log10(highest) + 0.3])
+        low = max(log_floor, lowest) if np.isfinite(lowest) else log_floor
+        fig.update_yaxes(title=y_title, type="log", range=[np.log10(low) - 0.2, np.log10(highest) + 0.3])
     else:
         fig.update_yaxes(title=y_title, type="log" if log_y else "linear")
-    return fig
+    return plain_numbers(fig)
 
 
 def heatmap_figure(x: np.ndarray, y: np.ndarray, z: np.ndarray, *, x_title: str, y_title: str,
@@ -70,7 +93,7 @@ def heatmap_figure(x: np.ndarray, y: np.ndarray, z: np.ndarray, *, x_title: str,
     fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10})
     fig.update_xaxes(title=x_title)
     fig.update_yaxes(title=y_title)
-    return fig
+    return plain_numbers(fig)
 
 
 def table_csv(columns: Mapping[str, Sequence]) -> str:
@@ -286,9 +309,19 @@ def heatmaps_png(image: np.ndarray, maps: Mapping[str, np.ndarray], *, opacity: 
     return buffer.getvalue()
 
 
-def _legend_layout(height: int) -> dict:
-    return {"height": height, "margin": {"l": 10, "r": 10, "t": 30, "b": 10}, "uirevision": "keep",
-            "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0}}
+def _legend_layout(height: int, entries: int = 1) -> dict:
+    """Height, margins and legend: up to four entries in a row above the plot; more go under it,
+    ``LEGEND_COLUMNS`` to a row, and the figure grows by those rows instead of squeezing the plot."""
+    if entries <= 4:
+        return {"height": height, "margin": {"l": 10, "r": 10, "t": 30, "b": 10}, "uirevision": "keep",
+                "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0}}
+    rows = -(-entries // LEGEND_COLUMNS)
+    return {"height": height + 22 * rows, "margin": {"l": 10, "r": 10, "t": 20, "b": 10 + 22 * rows},
+            "uirevision": "keep", "legend": {"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0,
+                                             "entrywidth": 1 / LEGEND_COLUMNS, "entrywidthmode": "fraction"}}
+
+
+AXIS_NUMBERS = {"exponentformat": "power", "minorloglabels": "complete"}  # see plain_numbers
 
 
 def training_curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x_title: str = "step",
@@ -311,12 +344,13 @@ def training_curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x
     traces = [{"type": "scatter", "x": x32, "y": _f32(values), "mode": mode, "name": name, "marker": {"size": 4},
                "line": {"width": 2, **({"color": colors[name]} if colors and name in colors else {})}}
               for name, values in curves.items()]
-    y_axis = {"title": {"text": y_title}, "type": "log" if log_y else "linear"}
+    y_axis = {"title": {"text": y_title}, "type": "log" if log_y else "linear", **AXIS_NUMBERS}
     if log_y:
-        y_axis["dtick"] = "D2"  # label 1, 2 and 5 per decade, not every digit
+        y_axis["dtick"] = "D2"  # ticks at 1, 2 and 5 per decade, each labelled in full (0.2, 0.5, 1)
     if y_range is not None:
         y_axis["range"] = list(y_range)
-    layout = {**_legend_layout(height), "hovermode": "x unified", "xaxis": {"title": {"text": x_title}},
+    layout = {**_legend_layout(height, len(traces)), "hovermode": "x unified",
+              "xaxis": {"title": {"text": x_title}, **AXIS_NUMBERS},
               "yaxis": y_axis, "showlegend": True}  # even for one series: the legend names it
     return go.Figure({"data": traces, "layout": layout})
 
@@ -339,7 +373,7 @@ def class_share_figure(class_names: Sequence[str], shares: Mapping[str, np.ndarr
         if colors and name in colors:
             trace["marker"] = {"color": colors[name]}
         traces.append(trace)
-    layout = {**_legend_layout(height), "barmode": "group",
+    layout = {**_legend_layout(height, len(shares)), "barmode": "group",
               "yaxis": {"title": {"text": "share (log scale)"}, "type": "log", "tickformat": ".1%"}}
     return go.Figure({"data": traces, "layout": layout})
 
