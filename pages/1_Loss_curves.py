@@ -13,6 +13,7 @@ from segloss.explain import analysis
 from segloss.train import data
 from segloss.figures import plots
 from ui.layout import page_setup
+from ui.url_state import PageState, Preset, preset_buttons
 from ui.widgets import loss_caption, loss_param_widgets
 
 page_setup("Loss curves", ":material/show_chart:")
@@ -51,18 +52,38 @@ st.markdown(
     "drowning out the few hard ones. Try a log y axis to see by how many orders of magnitude."
 )
 
+LESSONS = (
+    Preset("Focal vs CE: easy pixels", {"losses": ["ce", "focal"], "gammas": [0.0, 2.0], "logy": True,
+                                          "logx": False, "spread": "even"},
+           "In the shaded region focal loss with γ = 2 costs a pixel at p_t = 0.9 a hundred times less than "
+           "cross-entropy, while the hard pixels on the left keep almost all of theirs. That is how focal loss "
+           "stops the many easy background pixels from drowning out the few hard ones."),
+    Preset("Dice: confident mistakes", {"losses": ["ce", "dice"], "gammas": [], "logy": False,
+                                                   "logx": False},
+           "Soft Dice is bounded by 1: a region the model gets confidently wrong (p_t near 0) costs hardly more "
+           "than an uncertain one, while cross-entropy grows without bound there. Dice counts overlap, not how "
+           "wrong each pixel is."),
+    Preset("Recall: batch recall", {"losses": ["ce", "recall"], "gammas": [],
+                                                   "recalls": list(RECALLS), "logy": False, "logx": False},
+           "Recall loss is cross-entropy scaled by 1 - R of the pixel's class, R its recall in the current batch. "
+           "A class the model already finds (R near 1) stops counting, whatever this pixel's own p_t."),
+)
+
+url = PageState("curves")
+preset_buttons(url, LESSONS)
 controls, chart = st.columns([1, 2.4], gap="large")
 with controls:
-    chosen = st.multiselect("Losses", list(segloss.LOSSES), default=["ce", "focal"],
-                            format_func=lambda n: segloss.LOSSES[n].title)
-    overlay = st.multiselect("Overlay gamma values", GAMMAS, default=list(GAMMAS),
+    chosen = st.multiselect("Losses", list(segloss.LOSSES), format_func=lambda n: segloss.LOSSES[n].title,
+                            key=url.bind("losses", ["ce", "focal"], "multi", choices=list(segloss.LOSSES)))
+    overlay = st.multiselect("Overlay gamma values", GAMMAS, key=url.bind("gammas", list(GAMMAS), "multi", choices=GAMMAS),
                              help="One curve per gamma for every loss with a gamma; empty: use each loss's slider.")
-    num_classes = st.slider("Number of classes C", 2, 50, 19)
+    num_classes = st.slider("Number of classes C", 2, 50, key=url.bind("C", 19, "int", low=2, high=50))
     spread = st.radio("The remaining 1 - p_t goes", analysis.SPREADS, horizontal=True,
+                      key=url.bind("spread", "even", "choice", choices=analysis.SPREADS),
                       format_func={"even": "evenly to the false classes",
                                    "confusing": f"{analysis.CONFUSING_SHARE:.0%} to one confusing class"}.get)
-    log_x = st.toggle("log x axis")
-    log_y = st.toggle("log y axis", value=True)
+    log_x = st.toggle("log x axis", key=url.bind("logx", False, "bool"))
+    log_y = st.toggle("log y axis", key=url.bind("logy", True, "bool"))
     params = {}
     for name in chosen:
         spec = segloss.LOSSES[name]
@@ -70,13 +91,16 @@ with controls:
         skip = ("learnable", "per_image", "gamma") if overlaid else ("learnable", "per_image")
         if any(p.name not in skip for p in spec.params):
             with st.expander(f"{spec.title} parameters", expanded=False):
-                params[name] = loss_param_widgets(spec, "curves", skip=skip)
+                params[name] = loss_param_widgets(spec, "curves", skip=skip, url=url)
                 if spec.needs_class_counts:
-                    params[name]["true_class"] = st.selectbox("Pixel's class (street counts)", range(len(STREET.class_names)),
-                                                              index=6, format_func=STREET.class_names.__getitem__)
+                    classes = range(len(STREET.class_names))
+                    params[name]["true_class"] = st.selectbox(
+                        "Pixel's class (street counts)", classes, format_func=STREET.class_names.__getitem__,
+                        key=url.bind(f"{name}.class", 6, "choice", choices=classes))
     recalls = RECALLS
     if "recall" in chosen:
-        recalls = st.multiselect("Batch recall R of the pixel's class", RECALLS, default=list(RECALLS))
+        recalls = st.multiselect("Batch recall R of the pixel's class", RECALLS,
+                                 key=url.bind("recalls", list(RECALLS), "multi", choices=RECALLS))
 
 curves: dict[str, np.ndarray] = {}
 styles: dict[str, dict] = {}  # one colour per gamma, one dash per loss, so the same gamma reads across losses
@@ -124,9 +148,10 @@ with chart:
     if "recall" in chosen:
         st.caption("Recall loss weighs a pixel by 1 - R of its class, where R is that class's recall in the current "
                    "batch: it does not depend on this pixel's p_t. Each curve is (1 - R) · CE for one batch recall R.")
-    if "dual_focal" in chosen and st.toggle("Show Dual Focal's three terms separately"):
+    if "dual_focal" in chosen and st.toggle("Show Dual Focal's three terms separately", key=url.bind("terms", False, "bool")):
         dfl = {k: v for k, v in params.get("dual_focal", {}).items() if k in ("alpha", "beta", "rho", "gamma")}
-        gamma = dfl.pop("gamma", None) or st.select_slider("gamma for the terms", GAMMAS, value=1.0)
+        gamma = dfl.pop("gamma", None) or st.select_slider("gamma for the terms", GAMMAS,
+                                                           key=url.bind("terms_gamma", 1.0, "choice", choices=GAMMAS))
         terms = analysis.dual_focal_terms(P_T, num_classes, spread, gamma=gamma, **dfl)
         st.plotly_chart(plots.curves_figure(P_T, terms, x_title="p_t", y_title="term value", log_x=log_x,
                                           well_classified=analysis.WELL_CLASSIFIED), width="stretch", key="terms")
@@ -136,3 +161,6 @@ with chart:
 for name in chosen:
     with st.container(border=True):
         loss_caption(segloss.LOSSES[name])
+
+url.publish()
+url.link_control()

@@ -11,6 +11,7 @@ import segloss
 from segloss.explain import analysis
 from segloss.figures import plots
 from ui.layout import page_setup
+from ui.url_state import PageState, Preset, preset_buttons
 from ui.widgets import loss_caption, loss_param_widgets
 
 page_setup("Gradients", ":material/gradient:")
@@ -68,24 +69,49 @@ st.markdown(
     "Dual Focal Loss also pushes down probability on the false classes."
 )
 
+LESSONS = (
+    Preset("Focal: gradient vs loss", {"loss": "focal", "sweep": "gamma", "component": "norm",
+                                                               "spread": "even"},
+           "Read the ratio chart at p_t = 0.9: with γ = 2 an easy pixel keeps about 3% of cross-entropy's push, "
+           "though its loss is 1% of CE's. Loss curves and gradients tell different stories; training follows "
+           "the gradient."),
+    Preset("Dual Focal: false classes", {"loss": "dual_focal", "sweep": "beta", "component": "false",
+                                                        "spread": "confusing"},
+           "The false-class component is the push on the most probable wrong class. Raise β (y axis) and watch it "
+           "grow where p_t is high: Dual Focal keeps lowering a confusing class even for pixels already right."),
+    Preset("Dice: confident mistakes", {"loss": "dice", "sweep": "smooth", "component": "norm",
+                                                        "spread": "even"},
+           "On the left (p_t near 0, confidently wrong) soft Dice's gradient falls far below cross-entropy's: a "
+           "region it scores as lost gives almost no signal. More smoothing (y axis) flattens it further."),
+)
+
+url = PageState("gradients")
+preset_buttons(url, LESSONS)
 controls, chart = st.columns([1, 2.4], gap="large")
 with controls:
-    name = st.selectbox("Loss", LOSS_NAMES, index=LOSS_NAMES.index("focal"),
-                        format_func=lambda n: segloss.LOSSES[n].title)
+    name = st.selectbox("Loss", LOSS_NAMES, format_func=lambda n: segloss.LOSSES[n].title,
+                        key=url.bind("loss", "focal", "choice", choices=LOSS_NAMES))
     spec = segloss.LOSSES[name]
     sweeps = analysis.sweepable_parameters(name)
-    sweep = st.selectbox("Parameter on the y axis", sweeps,
-                         help="recall: the batch recall R of the pixel's class (recall loss weighs by 1 - R).") if sweeps else None
-    component = st.radio("Which gradient", analysis.COMPONENTS, format_func=COMPONENT_LABELS.get)
-    num_classes = st.slider("Number of classes C", 2, 50, 19)
+    sweep = None
+    if sweeps:
+        sweep_key = url.bind("sweep", sweeps[0], "choice", choices=sweeps)
+        if st.session_state[sweep_key] not in sweeps:  # the previous loss's parameter: take this loss's first
+            st.session_state[sweep_key] = sweeps[0]
+        sweep = st.selectbox("Parameter on the y axis", sweeps, key=sweep_key,
+                             help="recall: the batch recall R of the pixel's class (recall loss weighs by 1 - R).")
+    component = st.radio("Which gradient", analysis.COMPONENTS, format_func=COMPONENT_LABELS.get,
+                         key=url.bind("component", "norm", "choice", choices=analysis.COMPONENTS))
+    num_classes = st.slider("Number of classes C", 2, 50, key=url.bind("C", 19, "int", low=2, high=50))
     spread = st.radio("The remaining 1 - p_t goes", analysis.SPREADS, horizontal=True,
-                      format_func={"even": "evenly", "confusing": "mostly to one class"}.get)
-    log_color = st.toggle("log colour scale", value=True, disabled=sweep is None)
+                      format_func={"even": "evenly", "confusing": "mostly to one class"}.get,
+                      key=url.bind("spread", "even", "choice", choices=analysis.SPREADS))
+    log_color = st.toggle("log colour scale", disabled=sweep is None, key=url.bind("logc", True, "bool"))
     skip = (sweep, "learnable", "per_image")
     params = {}
     if any(p.name not in skip for p in spec.params):  # an expander with nothing in it would only confuse
         with st.expander("Other parameters"):
-            params = loss_param_widgets(spec, "gradients", skip=skip)
+            params = loss_param_widgets(spec, "gradients", skip=skip, url=url)
 
 ce = magnitude("ce", num_classes, spread, component)
 with chart:
@@ -136,3 +162,6 @@ with chart:
 
 with st.container(border=True):
     loss_caption(spec)
+
+url.publish()
+url.link_control()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import streamlit as st
 
 from segloss.losses.registry import LossSpec
+from ui.url_state import PageState
 
 
-def loss_param_widgets(spec: LossSpec, key: str, *, skip: tuple[str, ...] = (), container=st) -> dict:
+def loss_param_widgets(spec: LossSpec, key: str, *, skip: tuple[str, ...] = (), container=st,
+                       url: PageState | None = None) -> dict:
     """One widget per parameter of ``spec`` (slider, selectbox or multiselect), keyed by ``key``.
 
     Args:
@@ -15,6 +17,8 @@ def loss_param_widgets(spec: LossSpec, key: str, *, skip: tuple[str, ...] = (), 
         key: prefix for widget keys, unique per place on the page.
         skip: parameter names not to offer (e.g. one the page sweeps or overlays).
         container: where to draw (``st``, ``st.sidebar``, a column...).
+        url: the page's :class:`~ui.url_state.PageState`: each parameter then lives in the query
+            string too, as ``<loss>.<parameter>`` (e.g. ``dual_focal.gamma=2``).
 
     Returns:
         ``{name: value}`` for the parameters drawn.
@@ -24,6 +28,12 @@ def loss_param_widgets(spec: LossSpec, key: str, *, skip: tuple[str, ...] = (), 
         if param.name in skip:
             continue
         widget_key = f"{key}:{spec.name}:{param.name}"
+        if url is not None:
+            kind = {"float": "float", "choice": "choice"}.get(param.kind, "multi")
+            url.bind(f"{spec.name}.{param.name}", param.default if kind != "multi" else list(param.default), kind,
+                     choices=param.choices or (), low=param.low, high=param.high, key=widget_key)
+            values[param.name] = _bound_widget(container, param, widget_key)
+            continue
         if param.kind == "float":
             values[param.name] = container.slider(
                 param.label, min_value=float(param.low), max_value=float(param.high), value=float(param.default),
@@ -38,6 +48,16 @@ def loss_param_widgets(spec: LossSpec, key: str, *, skip: tuple[str, ...] = (), 
                 param.label, param.choices, default=list(param.default), help=param.help, key=widget_key,
             ))
     return values
+
+
+def _bound_widget(container, param, widget_key: str):
+    """A parameter's widget whose value is already in session state (no default argument)."""
+    if param.kind == "float":
+        return container.slider(param.label, min_value=float(param.low), max_value=float(param.high),
+                                step=float(param.step), help=param.help, key=widget_key, format="%.4g")
+    if param.kind == "choice":
+        return container.selectbox(param.label, param.choices, help=param.help, key=widget_key)
+    return tuple(container.multiselect(param.label, param.choices, help=param.help, key=widget_key))
 
 
 def loss_caption(spec: LossSpec) -> None:

@@ -1,0 +1,95 @@
+"""Settings that travel: a page's view lives in its query string, a crafted link reproduces it,
+hostile values are ignored with a notice, and one-click lessons set a page up."""
+
+import numpy as np
+from streamlit.testing.v1 import AppTest
+
+from app_support import ROOT, by_label, figures, trace_values
+
+CURVES = "pages/1_Loss_curves.py"
+GRADIENTS = "pages/2_Gradients.py"
+
+
+def plain(query_params) -> dict:
+    """AppTest's query parameters (lists of values) as name -> value."""
+    return {k: (v[-1] if isinstance(v, list) else v) for k, v in dict(query_params).items()}
+
+
+def open_with(path: str, query: dict) -> AppTest:
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
+    app.switch_page(path)
+    for name, value in query.items():
+        app.query_params[name] = value
+    return app.run()
+
+
+def test_a_crafted_link_shows_the_same_widgets_and_charts():
+    query = {"losses": "ce,dual_focal", "gammas": "2", "C": "5", "spread": "confusing", "dual_focal.rho": "1.5"}
+    app = open_with(CURVES, query)
+    assert not app.exception
+    assert by_label(app.multiselect, "Losses").value == ["ce", "dual_focal"]
+    assert by_label(app.slider, "Number of classes C").value == 5
+    assert by_label(app.radio, "The remaining 1 - p_t goes").value == "confusing"
+    names = [t["name"] for t in figures(app)[0]["data"]]
+    assert names == ["Cross-entropy", "Dual Focal loss, γ = 2"]
+    # the same view built by hand gives the same curve
+    by_hand = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
+    by_hand.switch_page(CURVES)
+    by_hand.run()
+    by_label(by_hand.multiselect, "Losses").set_value(["ce", "dual_focal"]).run()
+    by_label(by_hand.multiselect, "Overlay gamma values").set_value([2.0]).run()
+    by_label(by_hand.slider, "Number of classes C").set_value(5).run()
+    by_label(by_hand.radio, "The remaining 1 - p_t goes").set_value("confusing").run()
+    by_label(by_hand.slider, "rho").set_value(1.5).run()
+    ours = trace_values(figures(app)[0]["data"][1])
+    theirs = trace_values(figures(by_hand)[0]["data"][1])
+    np.testing.assert_array_equal(ours, theirs)  # NaN where the log axis drops a value, in both
+    assert plain(by_hand.query_params) == query  # building the view by hand writes the same link
+
+
+def test_hostile_or_invalid_values_are_ignored_with_a_notice():
+    query = {"C": "1e309", "losses": "__import__('os')", "spread": "x" * 5000, "logy": "maybe", "gammas": "2,7"}
+    app = open_with(CURVES, query)
+    assert not app.exception
+    assert by_label(app.slider, "Number of classes C").value == 19  # defaults stand
+    assert by_label(app.multiselect, "Losses").value == ["ce", "focal"]
+    notice = next(c.value for c in app.caption if "Ignored in the link" in c.value)
+    for name in ("C=", "losses=", "spread=", "logy=", "gammas="):
+        assert name in notice
+    assert len(notice) < 800  # a 5000-character value is not echoed back
+
+
+def test_changing_a_widget_writes_the_query_string_without_defaults():
+    app = open_with(GRADIENTS, {})
+    assert not app.exception and plain(app.query_params) == {}
+    by_label(app.selectbox, "Loss").set_value("dual_focal").run()
+    by_label(app.radio, "Which gradient").set_value("false").run()
+    link = plain(app.query_params)
+    assert link["loss"] == "dual_focal" and link["component"] == "false" and "C" not in link  # defaults omitted
+    again = open_with(GRADIENTS, link)  # the link, opened in a fresh session, shows the same view
+    for label in ("Loss", "Parameter on the y axis"):
+        assert by_label(again.selectbox, label).value == by_label(app.selectbox, label).value
+    assert by_label(again.radio, "Which gradient").value == "false"
+    assert figures(again)[0]["data"][0]["z"] == figures(app)[0]["data"][0]["z"]
+
+
+def test_a_lesson_sets_the_page_up_and_says_what_to_look_at():
+    app = open_with(CURVES, {})
+    next(b for b in app.button if b.label == "Dice: confident mistakes").click().run()
+    assert by_label(app.multiselect, "Losses").value == ["ce", "dice"]
+    assert by_label(app.toggle, "log y axis").value is False
+    assert any("Soft Dice is bounded by 1" in i.value for i in app.info)
+    assert [t["name"] for t in figures(app)[0]["data"]] == ["Cross-entropy", "Soft Dice loss"]
+
+
+def test_gradient_lessons_and_links_switch_loss_and_swept_parameter_together():
+    app = open_with(GRADIENTS, {"loss": "dual_focal", "sweep": "rho", "component": "true"})
+    assert not app.exception and not [c for c in app.caption if "Ignored" in c.value]
+    assert by_label(app.selectbox, "Parameter on the y axis").value == "rho"
+    next(b for b in app.button if b.label == "Dice: confident mistakes").click().run()
+    assert not app.exception
+    assert by_label(app.selectbox, "Loss").value == "dice"
+    assert by_label(app.selectbox, "Parameter on the y axis").value == "smooth"
+    assert not [c for c in app.caption if "Ignored" in c.value]
+    by_label(app.selectbox, "Loss").set_value("focal").run()  # smooth is not focal's: its first parameter
+    assert by_label(app.selectbox, "Parameter on the y axis").value == "gamma"
