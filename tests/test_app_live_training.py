@@ -152,3 +152,27 @@ def test_the_live_view_refreshes_every_two_seconds_or_once_per_validation_whiche
     assert not live_view.refresh_is_off(2.0, snap(12.0))
     assert live_view.refresh_is_off(2.0, snap(2.0))  # 5 s wanted: set the schedule again
     assert not live_view.refresh_is_off(None, snap(2.0)) and not live_view.refresh_is_off(2.0, snap(2.0, "paused"))
+
+
+def test_step_button_takes_one_step_and_updates_the_maps_and_the_model_downloads(app):
+    import io
+
+    import torch
+
+    small_and_fast(app)
+    by_label(app.button, "Step").click().run()
+    assert not app.exception
+    trainer = app.session_state[KEY]
+    assert trainer.steps_done == 1 and trainer.view is not None and trainer.status != "running"
+    assert step_metric(app) == 1
+    by_label(app.button, "Step").click().run()
+    assert trainer.steps_done == 2 and int(trainer.snapshot().evaluations["step"][-1]) == 2  # maps of step 2
+    model = trainer.model_copy()
+    from segloss.train import export
+
+    blob = torch.load(io.BytesIO(export.checkpoint_bytes(trainer)), weights_only=True)  # what the button serves
+    assert blob["meta"]["steps"] == 2
+    assert all(torch.equal(blob["model_state"][k], v) for k, v in model.state_dict().items())
+    labels = [b.label for b in app.get("download_button")]
+    assert "Download the model (.pt, weights only)" in labels
+    assert sum(label.endswith("(PNG)") for label in labels) == 2  # the two maps

@@ -258,3 +258,15 @@ def test_sample_then_back_to_the_uploaded_files():
     back.click().run()
     assert_working(app)
     assert app.dataframe[0].value["pixels"].sum() == SIZE * SIZE
+
+
+def test_the_table_shows_one_column_per_loss_and_switches_between_share_and_mean():
+    app = open_with(**{"Classes": "street"})
+    assert_working(app)
+    columns = list(app.dataframe[0].value.columns)
+    assert sum(c.endswith(": share of loss") for c in columns) == 4 and not any(c.endswith(": mean loss") for c in columns)
+    by_label_radio = next(r for r in app.radio if r.label == "Per loss, show")
+    by_label_radio.set_value("mean loss").run()
+    columns = list(app.dataframe[0].value.columns)
+    assert sum(c.endswith(": mean loss") for c in columns) == 4 and not any(c.endswith(": share of loss") for c in columns)
+    assert len(columns) == 3 + 4 + 2  # class, pixels, pixel share; four losses; recall and IoU

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import segloss.uploads.decode as decode
+from segloss.uploads import loaders
 from segloss.uploads.loaders import (
     HARD_PIXEL_LIMIT,
     MAX_UPLOAD_BYTES,
@@ -421,3 +422,12 @@ def test_probabilities_become_log_probabilities():
     _check(forced, "CHW", "logits", expected=probs)
     with pytest.raises(ValueError, match="kind"):
         load_logits(npy(probs), kind="softmax")
+
+
+def test_a_mask_that_is_no_image_names_the_lossless_formats_only():
+    with pytest.raises(loaders.MaskError) as err:
+        loaders.load_mask(b"this is a text file, not a mask")
+    message = str(err.value)
+    assert "PNG, TIFF, BMP" in message and "JPEG" not in message
+    with pytest.raises(loaders.ImageError, match="JPEG"):
+        loaders.load_image(b"this is a text file, not an image")

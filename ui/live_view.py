@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 import segloss
-from segloss.train import data
+from segloss.train import data, export
 from segloss.figures import live
 from segloss.figures import render
 from segloss.train import samples
@@ -108,6 +108,22 @@ def _start() -> None:
         st.session_state[_key("notice")] = f"Could not start: {err}"
 
 
+def _step_once() -> None:
+    """One optimisation step of the run in these settings (a new run if they changed), then a
+    validation, so the maps show what that single step did."""
+    kwargs, _ = read_settings()
+    trainer = st.session_state.get(TRAINER_KEY)
+    try:
+        if trainer is None or trainer.config != wanted_config(kwargs) or trainer.status == "failed":
+            if trainer is not None:
+                trainer.close()
+            trainer = st.session_state[TRAINER_KEY] = Trainer(**kwargs)
+        trainer.step()
+        trainer.evaluate()
+    except (ValueError, TypeError, RuntimeError) as err:
+        st.session_state[_key("notice")] = f"Could not step: {err}"
+
+
 def _reset() -> None:
     trainer = st.session_state.pop(TRAINER_KEY, None)
     if trainer is not None:
@@ -129,8 +145,18 @@ def buttons(trainer: Trainer | None) -> None:
                  on_click=lambda: trainer.pause())
     resume.button("Resume", key=_key("resume"), icon=":material/resume:", disabled=status != "paused",
                   width="stretch", on_click=lambda: trainer.resume())
-    st.button("Reset", key=_key("reset"), icon=":material/restart_alt:", disabled=trainer is None, width="stretch",
-              on_click=_reset, help="Discard this run (model, curves); Start then begins again from step 0.")
+    step, reset = st.columns(2)
+    step.button("Step", key=_key("step"), icon=":material/skip_next:", disabled=status == "running", width="stretch",
+                on_click=_step_once, help="One optimisation step (on the next batch), then the maps are updated: "
+                "follow a loss one step at a time.")
+    reset.button("Reset", key=_key("reset"), icon=":material/restart_alt:", disabled=trainer is None, width="stretch",
+                 on_click=_reset, help="Discard this run (model, curves); Start then begins again from step 0.")
+    if trainer is not None and trainer.steps_done > 0:
+        st.download_button("Download the model (.pt, weights only)", lambda: export.checkpoint_bytes(trainer),
+                           file_name=f"tinyunet_{trainer.config.dataset}_{trainer.config.loss}_step{trainer.steps_done}.pt",
+                           mime="application/octet-stream", key=_key("model"), icon=":material/download:",
+                           width="stretch", help="Load it with torch.load(f, weights_only=True); the Upload page "
+                           "takes it too.")
     notice = st.session_state.pop(_key("notice"), None)
     if notice:
         st.warning(notice)
@@ -222,6 +248,10 @@ def image_panels(snap: TrainerSnapshot, kind: str) -> None:
         st.html(PIXELATED_CSS)
         for column, panel in zip(st.columns(5), panels):
             column.image(panel.png, caption=f"{panel.title}: {panel.caption}", width="stretch", output_format="PNG")
+    down_loss, down_ce, _ = st.columns([1, 1, 2])
+    for column, panel, name in ((down_loss, panels[3], "train"), (down_ce, panels[4], "ce")):
+        column.download_button(f"{panel.title} (PNG)", panel.png, mime="image/png", key=_key(f"png_{name}"),
+                               file_name=f"{kind}_map_{name}_step{snap.step}.png", icon=":material/download:")
     view = snap.view
     what = "loss" if kind == "loss" else "gradient"
     note, bar = st.columns([3, 2])

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 import torch
 
@@ -150,9 +151,18 @@ def comparison(scene: Scene, result: Result) -> None:
 
 
 def table(scene: Scene, result: Result) -> None:
-    """The per-class table (pixel share, mean loss and share of loss per loss) and its CSV."""
-    st.dataframe(result.table, hide_index=True, key="upload_table",
-                 column_config={k: st.column_config.NumberColumn(format="%.3g") for k in result.table
-                                if k not in ("class", "pixels")})
+    """The per-class table: pixel share, then one column per loss (its share of the loss, or its
+    mean per pixel), the prediction's recall and IoU; shares in percent, "–" for an absent class.
+    The CSV holds every column."""
+    share, mean = ("share of loss", "mean loss") if result.kind == "loss" else ("share of gradient", "mean |dL/dz|")
+    shown = st.radio("Per loss, show", (share, mean), horizontal=True, key="upload_table_metric",
+                     help="Share: the part of the loss's total that the class's pixels carry (each column sums "
+                     "to 100%). Mean: the loss of an average pixel of the class.")
+    columns = [k for k in result.table if ": " not in k or k.endswith(f": {shown}")]
+    frame = pd.DataFrame({k: result.table[k] for k in columns})
+    percent = [k for k in columns if k == "pixel share" or k.endswith(f": {share}") or k.startswith("prediction")]
+    formats = {k: ("{:.1%}" if k in percent else "{:.3g}") for k in columns if k not in ("class", "pixels")}
+    st.dataframe(frame.style.format(formats, na_rep="–"), hide_index=True, key="upload_table")
+    st.caption("– : the class has no pixel in this mask. Shares are of the pixels / of each loss's total.")
     st.download_button("Download the table (CSV)", plots.table_csv(result.table), file_name=f"{scene.name}_per_class.csv",
                        mime="text/csv", icon=":material/download:", key="upload_csv")

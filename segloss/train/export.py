@@ -20,6 +20,7 @@ To use it::
 from __future__ import annotations
 
 import math
+import io
 import os
 from pathlib import Path
 
@@ -65,6 +66,13 @@ def checkpoint_dict(trainer: Trainer, command: str | None = None) -> dict:
         "validation_images": len(trainer.val_images),
     }
     return {"model_state": state, "meta": _plain(meta)}
+
+
+def checkpoint_bytes(trainer: Trainer, command: str | None = None) -> bytes:
+    """:func:`checkpoint_dict` as the bytes of a ``.pt`` file (a download), weights only."""
+    buffer = io.BytesIO()
+    torch.save(checkpoint_dict(trainer, command), buffer)
+    return buffer.getvalue()
 
 
 def save_checkpoint(trainer: Trainer, path: str | os.PathLike, command: str | None = None) -> dict:

@@ -84,8 +84,9 @@ def guarded(error: type[UploadError], what: str, fn: Callable, *args):
         raise error(f"The {what} declares more pixels than can be decoded safely ({exc}); the "
                     f"limit is {HARD_PIXEL_LIMIT:,} pixels: downscale it first.") from exc
     except Image.UnidentifiedImageError as exc:
+        formats = MASK_FORMATS if what == "mask" else IMAGE_FORMATS  # masks refuse lossy formats
         raise error(f"The {what} upload is not a recognised image (it starts with {args[0][:8]!r})"
-                    f"; upload a {', '.join(IMAGE_FORMATS)} file.") from exc
+                    f"; upload a {', '.join(formats)} file.") from exc
     except Exception as exc:
         raise error(f"The {what} could not be decoded ({type(exc).__name__}: {exc}); the file is "
                     "probably truncated or corrupt: export it again.") from exc
