@@ -35,6 +35,8 @@ with prediction_column:
 
 for notice in scene.notices if scene is not None else ():
     st.info(notice, icon=":material/info:")
+if scene is not None and prediction is not None:
+    upload_view.share_with_conventions(scene, prediction)  # "Your image" on the Library conventions page
 
 if scene is not None and prediction is not None and losses:
     try:

@@ -24,10 +24,14 @@ def committed_summary(path: str, mtime: float) -> dict:
 def show(summary: dict, key: str) -> None:
     """Charts and tables of one comparison summary."""
     cfg = summary.get("config", {})
-    st.caption(f"Dataset **{summary['dataset']}**, {cfg.get('steps', '?')} steps of batch {cfg.get('batch_size', '?')} "
-               f"at {cfg.get('image_size', '?')} px, lr {cfg.get('lr', '?')}; seeds per loss: "
-               f"{len(next(iter(summary['losses'].values()))['seeds'])}; metrics on a held-out batch of "
-               f"{cfg.get('val_size', '?')} images. Error bars: standard deviation over seeds.")
+    seeds = len(next(iter(summary["losses"].values()))["seeds"])
+    dataset = data.DATASETS[summary["dataset"]].title if summary["dataset"] in data.DATASETS else summary["dataset"]
+    spread = ("Error bars and ±: standard deviation over seeds." if seeds > 1 else
+              "One seed: no spread to show; run several seeds to see how much of a gap is noise.")
+    st.caption(f"Dataset **{dataset}**, {cfg.get('steps', '?')} steps of batch {cfg.get('batch_size', '?')} "
+               f"at {cfg.get('image_size', '?')} px, lr {cfg.get('lr', '?')}; seeds per loss: {seeds}; metrics on "
+               f"a held-out batch of {cfg.get('val_size', '?')} images, whose pixel shares label the classes (the "
+               f"Live training page's table counts 64 other samples, so its shares differ a little). {spread}")
     left, right = st.columns(2)
     metric = left.radio("Per-class metric", list(compare_figures.METRIC_TITLES), horizontal=True, key=f"{key}:metric",
                         format_func=compare_figures.METRIC_TITLES.get)
@@ -36,7 +40,13 @@ def show(summary: dict, key: str) -> None:
     right.caption("Up and to the right is better. The recall-loss paper trades a little mIoU for mean accuracy "
                   "(recall on rare classes); see whether that happens here.")
     overall, per_class = compare.summary_tables(summary)
-    st.dataframe([{"loss": label, **{f"{k} (mean ± std)": f"{e[k]:.3f} ± {e[k + '_std']:.3f}" for k in compare.SUMMARY}}
+
+    def cell(entry: dict, k: str) -> str:
+        return f"{entry[k]:.3f} ± {entry[k + '_std']:.3f}" if seeds > 1 else f"{entry[k]:.3f}"
+
+    suffix = " (mean ± std)" if seeds > 1 else ""
+    st.dataframe([{"loss": compare_figures.loss_title(label, e),
+                   **{f"{title}{suffix}": cell(e, k) for k, title in compare_figures.SUMMARY_TITLES.items()}}
                   for label, e in summary["losses"].items()], hide_index=True, width="stretch")
     one, two = st.columns(2)
     one.download_button("Summary (CSV)", overall, file_name="summary.csv", mime="text/csv", key=f"{key}:csv1")
@@ -65,7 +75,7 @@ with committed:
 
 with live:
     with st.form("live-compare"):
-        dataset = st.selectbox("Dataset", list(data.DATASETS))
+        dataset = st.selectbox("Dataset", list(data.DATASETS), format_func=lambda k: data.DATASETS[k].title)
         losses = st.multiselect("Losses (registry defaults)", list(segloss.LOSSES), default=["ce", "recall"],
                                 format_func=lambda n: segloss.LOSSES[n].title)
         steps = st.slider("Steps per run", 10, 300, 60, step=10)

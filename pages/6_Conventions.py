@@ -15,6 +15,7 @@ from segloss.uploads import convention_inputs
 from segloss.explain import convention_table
 from segloss.train import data
 from segloss.figures import plots
+from ui import upload_view
 from ui.layout import page_setup
 
 page_setup("Library conventions", ":material/compare_arrows:")
@@ -59,7 +60,7 @@ st.markdown(
 
 controls, results = st.columns([1, 2.8], gap="large")
 with controls:
-    uploaded = st.session_state.get("upload_inputs")
+    uploaded = st.session_state.get(upload_view.UPLOAD_INPUTS)
     options = [key for key in SOURCES if key != "upload" or uploaded is not None]
     source = st.radio("Input", options, format_func=SOURCES.get,
                       help="The Upload page offers its image here once it has logits for it.")

@@ -4,6 +4,7 @@ import json
 
 from app_support import by_label, figures, open_page, trace_values
 
+from segloss.figures import compare as compare_figures
 from segloss.train import compare
 from ui.layout import ROOT
 
@@ -15,12 +16,14 @@ def test_committed_results_render_with_rare_classes_first():
     app = open_page("pages/5_Compare.py")
     assert not app.exception
     bars, tradeoff = figures(app)[:2]
-    assert {t["name"] for t in bars["data"]} == set(summary["losses"])
+    titles = {compare_figures.loss_title(label, e) for label, e in summary["losses"].items()}
+    assert {t["name"] for t in bars["data"]} == titles and "Cross-entropy" in titles  # titles, not registry keys
     first_class = bars["data"][0]["x"][0]
     rarest = summary["class_names"][min(range(len(summary["pixel_share"])), key=summary["pixel_share"].__getitem__)]
     assert first_class.startswith(rarest)
     points = {t["name"]: (trace_values(t, "x")[0], trace_values(t, "y")[0]) for t in tradeoff["data"]}
     for label, entry in summary["losses"].items():
+        label = compare_figures.loss_title(label, entry)
         assert abs(points[label][0] - entry["miou"]) < 1e-6 and abs(points[label][1] - entry["mean_accuracy"]) < 1e-6
 
 
@@ -66,3 +69,24 @@ def test_a_corrupt_committed_summary_gives_an_error_not_a_traceback(monkeypatch)
         assert any("cannot be shown" in e.value and "summary.json" in e.value for e in app.error)
     finally:
         st.cache_data.clear()
+
+
+def test_a_one_seed_run_shows_no_spread_and_tables_use_titles():
+    app = open_page("pages/5_Compare.py")
+    by_label(app.multiselect, "Losses (registry defaults)").set_value(["ce", "dual_focal"])
+    by_label(app.slider, "Steps per run").set_value(10)
+    app.button[0].click().run(timeout=180)
+    assert not app.exception
+    live_table = app.dataframe[-1].value
+    assert list(live_table["loss"]) == ["Cross-entropy", "Dual Focal loss"]
+    assert "mIoU" in live_table.columns and not any("±" in str(v) for v in live_table["mIoU"])
+    assert any("One seed: no spread" in c.value for c in app.caption)
+    bars = figures(app)[2]
+    assert not any(t["error_y"]["visible"] for t in bars["data"])
+    committed = app.dataframe[0].value
+    assert "mIoU (mean ± std)" in committed.columns and "miou (mean ± std)" not in committed.columns
+
+
+def test_loss_titles_name_the_parameters_that_were_set():
+    assert compare_figures.loss_title("focal:gamma=3", {"name": "focal", "params": {"gamma": 3.0}}) == "Focal loss (gamma 3)"
+    assert compare_figures.loss_title("ce", {"name": "ce", "params": {}}) == "Cross-entropy"

@@ -76,3 +76,17 @@ def test_unusable_upload_inputs_show_an_error_not_an_exception():
     by_label(app.radio, "Input").set_value("upload").run()
     assert not app.exception
     assert any("cannot be used here" in error.value for error in app.error)
+
+
+def test_the_upload_page_offers_its_image_to_this_page_in_the_same_session():
+    app = open_page("pages/4_Upload.py")
+    app.button[0].click().run()  # "Try a sample": a street scene with a simulated prediction
+    assert not app.exception
+    stored = app.session_state["upload_inputs"]
+    assert stored["logits"].shape[1:] == stored["labels"].shape
+    app.switch_page(PAGE).run()
+    radio = by_label(app.radio, "Input")
+    assert radio.options[-1] == "Your image from the Upload page"
+    radio.set_value("upload").run()
+    assert not app.exception
+    assert "C = 9" in app.caption[0].value

@@ -266,3 +266,12 @@ def prediction_input(scene: Scene | None, scene_key: str | None) -> Prediction |
     meta = {"dataset": getattr(config, "dataset", None), "image_size": getattr(config, "image_size", None)}
     model = trainer.model_copy() if hasattr(trainer, "model_copy") else live  # between two steps, never half-updated
     return _model_prediction(model, meta, scene, scene_key, f"live:{id(trainer)}:{step}", "live model")
+
+
+UPLOAD_INPUTS = "upload_inputs"  # read by the Library conventions page
+
+
+def share_with_conventions(scene: Scene, prediction: Prediction) -> None:
+    """Offer this image and prediction to the Library conventions page (by reference, no copy)."""
+    st.session_state[UPLOAD_INPUTS] = {"logits": prediction.logits, "labels": scene.labels, "name": scene.name,
+                                       "prediction": prediction.label, "ignore_index": scene.ignore_index}

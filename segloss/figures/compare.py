@@ -5,7 +5,22 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+from segloss.losses.registry import LOSSES
+
 METRIC_TITLES = {"iou": "IoU", "recall": "recall", "precision": "precision"}
+SUMMARY_TITLES = {"miou": "mIoU", "mean_accuracy": "mean accuracy", "overall_accuracy": "overall accuracy"}
+SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "star", "hexagon", "cross", "pentagon", "triangle-down")
+
+
+def loss_title(label: str, entry: dict) -> str:
+    """A comparison's loss as a reader names it: the registry title, with the parameters that were set
+    (``"focal:gamma=3"`` -> ``"Focal loss (gamma 3)"``; ``"ce"`` -> ``"Cross-entropy"``)."""
+    spec = LOSSES.get(entry.get("name", label))
+    title = spec.title if spec is not None else label
+    params = entry.get("params") or {}
+    shown = ", ".join(f"{k} {'+'.join(v) if isinstance(v, (list, tuple)) else f'{v:g}' if isinstance(v, float) else v}"
+                      for k, v in params.items())
+    return f"{title} ({shown})" if shown else title
 
 
 def class_order(summary: dict) -> list[int]:
@@ -23,25 +38,30 @@ def per_class_figure(summary: dict, metric: str = "iou", height: int = 420) -> g
     for label, entry in summary["losses"].items():
         mean = np.asarray(entry[metric], dtype=np.float32)[order]
         std = np.asarray(entry[f"{metric}_std"], dtype=np.float32)[order]
-        fig.add_trace(go.Bar(x=names, y=mean, name=label, error_y={"type": "data", "array": std, "visible": True}))
+        fig.add_trace(go.Bar(x=names, y=mean, name=loss_title(label, entry),
+                             error_y={"type": "data", "array": std, "visible": len(entry["seeds"]) > 1}))
     fig.update_layout(barmode="group", height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10},
                       legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})  # above: never over bars
     fig.update_yaxes(title=f"per-class {METRIC_TITLES[metric]} (mean over seeds)", range=[0, 1])
-    fig.update_xaxes(title="class (rarest first, pixel share)")
+    fig.update_xaxes(title="class (rarest first, pixel share of the held-out images)")
     return fig
 
 
 def tradeoff_figure(summary: dict, height: int = 420) -> go.Figure:
-    """mIoU (x) against mean accuracy (y) per loss, with the seeds' standard deviation as error bars."""
+    """mIoU (x) against mean accuracy (y) per loss, one marker shape each, named in the legend (labels
+    next to the points would sit on the error bars), with the seeds' standard deviation as error bars."""
     fig = go.Figure()
-    for label, entry in summary["losses"].items():
+    for k, (label, entry) in enumerate(summary["losses"].items()):
+        spread = len(entry["seeds"]) > 1
         fig.add_trace(go.Scatter(
-            x=np.float32([entry["miou"]]), y=np.float32([entry["mean_accuracy"]]), mode="markers+text", name=label,
-            text=[label], textposition="top center", marker={"size": 12},
-            error_x={"type": "data", "array": np.float32([entry["miou_std"]]), "visible": True},
-            error_y={"type": "data", "array": np.float32([entry["mean_accuracy_std"]]), "visible": True},
+            x=np.float32([entry["miou"]]), y=np.float32([entry["mean_accuracy"]]), mode="markers",
+            name=loss_title(label, entry), marker={"size": 12, "symbol": SYMBOLS[k % len(SYMBOLS)]},
+            hovertemplate="%{fullData.name}<br>mIoU %{x:.3f}<br>mean accuracy %{y:.3f}<extra></extra>",
+            error_x={"type": "data", "array": np.float32([entry["miou_std"]]), "visible": spread},
+            error_y={"type": "data", "array": np.float32([entry["mean_accuracy_std"]]), "visible": spread},
         ))
-    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10}, showlegend=False)
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10}, showlegend=True,
+                      legend={"orientation": "v", "x": 1.02, "y": 1, "font": {"size": 11}})
     fig.update_xaxes(title="mIoU")
     fig.update_yaxes(title="mean accuracy (mean per-class recall)")
     return fig
