@@ -23,12 +23,21 @@ loop (`pip install -e .`, then `import segloss`).
 """
 )
 
+EXPLORE = {"pages/1_Loss_curves.py": "Loss against p_t, gammas overlaid, any loss.",
+           "pages/2_Gradients.py": "Where each loss pushes: |dL/dz| over p_t and a parameter.",
+           "pages/3_Live_training.py": "A tiny U-Net learning under your loss, pixel by pixel.",
+           "pages/4_Upload.py": "Your image and mask as loss and gradient heatmaps.",
+           "pages/5_Compare.py": "Per-class results of every loss on the same data.",
+           "pages/6_Conventions.py": "Why libraries' focal and Dice losses disagree."}
 pages = [page for page in available_pages() if page[0] != "app.py"]
 if pages:
     st.subheader("Explore")
-    columns = st.columns(len(pages))
-    for column, (path, label, icon) in zip(columns, pages):
-        column.page_link(path, label=label, icon=icon)
+    per_row = 2  # two cards a row: whole labels down to a 1024 px window (three cut "Library conventions")
+    for start in range(0, len(pages), per_row):
+        for column, (path, label, icon) in zip(st.columns(per_row), pages[start:start + per_row]):
+            with column.container(border=True):
+                st.page_link(path, label=label, icon=icon)
+                st.caption(EXPLORE.get(path, ""))
 
 st.subheader("The losses")
 st.caption(

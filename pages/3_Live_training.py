@@ -67,13 +67,11 @@ with view:
         st.fragment(run_every=refresh)(live_panels)()
 
 st.divider()
-watch, table = st.columns([3, 2], gap="large")
-with watch:
-    st.subheader("What to watch for")
-    st.markdown(
-        """
+st.subheader("What to watch for")
+st.markdown(
+    """
 - **Rare classes.** Poles, traffic signs and pedestrians own well under 2% of a street scene's pixels, the
-  lesion about 1% of an ultrasound image (table on the right). Follow their lines in *recall per class*:
+  lesion about 1% of an ultrasound image (table below). Follow their lines in *recall per class*:
   with cross-entropy they tend to rise last, while mIoU already looks fine, because the big classes own most
   of the average loss. Check whether focal, Dual Focal, recall loss or weighted CE lift them sooner, and what
   it costs: weighted CE typically paints rare-class colours too generously (lower precision).
@@ -93,13 +91,12 @@ with watch:
   curves show which classes the model is missing right now. Learnable Dual Focal parameters drift toward
   their bounds (γ and ρ up, α and β down): minimising a loss over its own parameters is degenerate.
 """
-    )
-with table:
-    dataset = trainer.config.dataset if trainer is not None else wanted["dataset"]
-    st.subheader(f"Class frequencies: {data.DATASETS[dataset].title}")
-    live_view.frequency_table(dataset)
-    st.caption("Pixel shares over 64 generated samples. The weight columns are what weighted cross-entropy uses "
-               "(median-frequency and inverse-frequency schemes).")
+)
+dataset = trainer.config.dataset if trainer is not None else wanted["dataset"]
+st.subheader(f"Class frequencies: {data.DATASETS[dataset].title}")
+live_view.frequency_table(dataset)
+st.caption("Pixel shares over 64 generated samples. The weight columns are what weighted cross-entropy uses "
+           "(median-frequency and inverse-frequency schemes).")
 
 with st.container(border=True):
     loss_caption(segloss.LOSSES[trainer.config.loss if trainer is not None else wanted["loss"]])

@@ -36,3 +36,28 @@ def test_page_opens_by_direct_url_with_shared_sidebar(app_url, page, path, label
     expect(page.get_by_test_id("stException")).to_have_count(0)
     page.wait_for_timeout(300)
     page.screenshot(path=str(ARTIFACTS / f"page-{label.replace(' ', '_').lower()}.png"), full_page=True)
+
+
+@pytest.mark.parametrize("width, height", [(1400, 1000), (1024, 768)])
+def test_home_page_links_show_their_whole_labels(browser, app_url, width, height):
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.goto(app_url)
+    main = page.get_by_test_id("stMain")
+    links = main.get_by_test_id("stPageLink")
+    expect(links).to_have_count(len(PAGES) - 1, timeout=60_000)
+    cut = page.evaluate("() => [...document.querySelectorAll('[data-testid=stMain] [data-testid=stPageLink] p')]"
+                        ".filter(p => p.scrollWidth > p.clientWidth + 1).map(p => p.innerText)")
+    page.screenshot(path=str(ARTIFACTS / f"home-{width}.png"), full_page=True)
+    context.close()
+    assert cut == []
+
+
+def test_the_class_frequency_table_shows_every_column(app_url, page):
+    page.goto(f"{app_url}/Live_training")
+    grid = page.get_by_test_id("stDataFrame").first
+    expect(grid).to_be_visible(timeout=60_000)
+    page.wait_for_timeout(1000)
+    overflow = page.evaluate("() => { const s = document.querySelector('[data-testid=stDataFrame] .dvn-scroller');"
+                             " return s ? s.scrollWidth - s.clientWidth : -1; }")
+    assert 0 <= overflow <= 1  # no column hidden behind a horizontal scroll
