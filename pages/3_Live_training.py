@@ -18,6 +18,7 @@ import streamlit as st
 import segloss
 from segloss.train import data
 from ui import live_view
+from ui.url_state import PageState
 from ui.widgets import loss_caption
 
 st.title("Live training: watch a loss at work")
@@ -30,9 +31,10 @@ st.markdown(
 )
 
 trainer = st.session_state.get(live_view.TRAINER_KEY)  # after the buttons' callbacks have run
+url = PageState("live")
 controls, view = st.columns([1.25, 3], gap="large")
 with controls:
-    live_view.settings_widgets(trainer)
+    live_view.settings_widgets(trainer, url)
     live_view.buttons(trainer)
     wanted, _ = live_view.read_settings()
 
@@ -100,3 +102,6 @@ st.caption("Pixel shares over 64 generated samples. The weight columns are what 
 
 with st.container(border=True):
     loss_caption(segloss.LOSSES[trainer.config.loss if trainer is not None else wanted["loss"]])
+
+url.publish()
+url.link_control()

@@ -11,6 +11,7 @@ from segloss.train import compare
 from segloss.figures import compare as compare_figures
 from segloss.train import data
 from ui.layout import ROOT, page_setup
+from ui.url_state import PageState
 
 page_setup("Compare losses", ":material/leaderboard:")
 COMMITTED = ROOT / "sample_data" / "compare_street" / "summary.json"
@@ -21,8 +22,8 @@ def committed_summary(path: str, mtime: float) -> dict:
     return compare.load_summary(path)
 
 
-def show(summary: dict, key: str) -> None:
-    """Charts and tables of one comparison summary."""
+def show(summary: dict, key: str, url: PageState | None = None) -> None:
+    """Charts and tables of one comparison summary (its metric choice in the link when ``url`` is given)."""
     cfg = summary.get("config", {})
     seeds = len(next(iter(summary["losses"].values()))["seeds"])
     dataset = data.DATASETS[summary["dataset"]].title if summary["dataset"] in data.DATASETS else summary["dataset"]
@@ -33,7 +34,9 @@ def show(summary: dict, key: str) -> None:
                f"a held-out batch of {cfg.get('val_size', '?')} images, whose pixel shares label the classes (the "
                f"Live training page's table counts 64 other samples, so its shares differ a little). {spread}")
     left, right = st.columns(2)
-    metric = left.radio("Per-class metric", list(compare_figures.METRIC_TITLES), horizontal=True, key=f"{key}:metric",
+    metric_key = f"{key}:metric" if url is None else url.bind(
+        "metric", "iou", "choice", choices=tuple(compare_figures.METRIC_TITLES), key=f"{key}:metric")
+    metric = left.radio("Per-class metric", list(compare_figures.METRIC_TITLES), horizontal=True, key=metric_key,
                         format_func=compare_figures.METRIC_TITLES.get)
     left.plotly_chart(compare_figures.per_class_figure(summary, metric), width="stretch", key=f"{key}:bars")
     right.plotly_chart(compare_figures.tradeoff_figure(summary), width="stretch", key=f"{key}:tradeoff")
@@ -61,6 +64,7 @@ st.markdown(
     "data, model or budget differ from the paper's."
 )
 
+url = PageState("compare")
 committed, live = st.tabs(["Committed results", "Run a small comparison"])
 with committed:
     if COMMITTED.exists():
@@ -69,7 +73,7 @@ with committed:
         except ValueError as err:
             st.error(f"The committed comparison cannot be shown: {err}", icon=":material/error:")
         else:
-            show(summary, "committed")
+            show(summary, "committed", url)
     else:
         st.info("No committed result set yet: run `python -m segloss compare --out sample_data/compare_street`.")
 
@@ -91,3 +95,6 @@ with live:
         st.session_state["live_comparison"] = summary
     if "live_comparison" in st.session_state:
         show(st.session_state["live_comparison"], "live")
+
+url.publish()
+url.link_control()

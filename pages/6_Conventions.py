@@ -17,6 +17,7 @@ from segloss.train import data
 from segloss.figures import plots
 from ui import upload_view
 from ui.layout import page_setup
+from ui.url_state import PageState
 
 page_setup("Library conventions", ":material/compare_arrows:")
 SOURCES = {"sample": "Sample scene, simulated prediction", "random": "Random logits",
@@ -58,24 +59,34 @@ st.markdown(
     "are absent from some images, to see them split."
 )
 
+url = PageState("conventions")
 controls, results = st.columns([1, 2.8], gap="large")
 with controls:
     uploaded = st.session_state.get(upload_view.UPLOAD_INPUTS)
     options = [key for key in SOURCES if key != "upload" or uploaded is not None]
-    source = st.radio("Input", options, format_func=SOURCES.get,
+    source_key = url.bind("input", "sample", "choice", choices=options)
+    if st.session_state[source_key] not in options:  # "upload" in a link, but nothing uploaded in this session
+        st.session_state[source_key] = "sample"
+    source = st.radio("Input", options, format_func=SOURCES.get, key=source_key,
                       help="The Upload page offers its image here once it has logits for it.")
     if source != "upload":
-        seed = int(st.number_input("Seed", min_value=0, max_value=10_000, value=0, step=1))
+        seed = int(st.number_input("Seed", min_value=0, max_value=10_000, step=1,
+                                   key=url.bind("seed", 0, "int", low=0, high=10_000)))
         if source == "sample":
-            knobs = (st.selectbox("Dataset", list(data.DATASETS), format_func=lambda k: data.DATASETS[k].title),
-                     st.slider("Simulated confidence", 0.2, 0.99, 0.7, 0.01,
+            knobs = (st.selectbox("Dataset", list(data.DATASETS), format_func=lambda k: data.DATASETS[k].title,
+                                  key=url.bind("dataset", "street", "choice", choices=list(data.DATASETS))),
+                     st.slider("Simulated confidence", 0.2, 0.99, step=0.01,
+                               key=url.bind("confidence", 0.7, "float", low=0.2, high=0.99),
                                help="True-class probability of the simulated prediction away from class edges."))
         else:
-            knobs = (st.slider("Classes C", 2, 20, 5), st.slider("Logit scale", 0.5, 8.0, 2.0, 0.5))
-        ignore_share = st.slider("Share of pixels labelled ignore (255)", 0.0, 0.9, 0.0, 0.05,
+            knobs = (st.slider("Classes C", 2, 20, key=url.bind("C", 5, "int", low=2, high=20)),
+                     st.slider("Logit scale", 0.5, 8.0, step=0.5, key=url.bind("scale", 2.0, "float", low=0.5, high=8.0)))
+        ignore_share = st.slider("Share of pixels labelled ignore (255)", 0.0, 0.9, step=0.05,
+                                 key=url.bind("ignored", 0.0, "float", low=0.0, high=0.9),
                                  help="With none ignored, N·C·H·W / |V| is exactly C.")
-    gamma = st.slider("gamma (γ)", 0.0, 5.0, 2.0, 0.5)
-    alpha = st.slider("alpha (α)", 0.05, 0.95, 0.25, 0.05, help="Given to every library; each reads it its own way.")
+    gamma = st.slider("gamma (γ)", 0.0, 5.0, step=0.5, key=url.bind("gamma", 2.0, "float", low=0.0, high=5.0))
+    alpha = st.slider("alpha (α)", 0.05, 0.95, step=0.05, key=url.bind("alpha", 0.25, "float", low=0.05, high=0.95),
+                      help="Given to every library; each reads it its own way.")
 
 if source == "upload":
     try:
@@ -114,10 +125,11 @@ st.markdown(
 )
 left, right = st.columns([1, 2.8], gap="large")
 with left:
-    num_classes = st.slider("Classes C of the pixel", 2, 50, 5)
+    num_classes = st.slider("Classes C of the pixel", 2, 50, key=url.bind("dfl_C", 5, "int", low=2, high=50))
     spread = st.radio("The remaining 1 - p_t goes", analysis.SPREADS, horizontal=True,
-                      format_func={"even": "evenly", "confusing": "mostly to one class"}.get)
-    log_y = st.toggle("log y axis")
+                      format_func={"even": "evenly", "confusing": "mostly to one class"}.get,
+                      key=url.bind("spread", "even", "choice", choices=analysis.SPREADS))
+    log_y = st.toggle("log y axis", key=url.bind("logy", False, "bool"))
     st.caption(f"Tao et al.'s γ is the γ above ({gamma:g}); Hossain's parameters stay at the authors' 1. "
                "p_j, and so Tao's curve, jumps where p_t passes the probability of a false class.")
 with right:
@@ -137,3 +149,6 @@ st.markdown(
     "instead, and it divides by every pixel of the batch, ignored ones included. The difference is small for "
     "large classes and large batches, and largest for a rare class that the model already gets right."
 )
+
+url.publish()
+url.link_control()

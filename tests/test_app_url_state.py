@@ -93,3 +93,21 @@ def test_gradient_lessons_and_links_switch_loss_and_swept_parameter_together():
     assert not [c for c in app.caption if "Ignored" in c.value]
     by_label(app.selectbox, "Loss").set_value("focal").run()  # smooth is not focal's: its first parameter
     assert by_label(app.selectbox, "Parameter on the y axis").value == "gamma"
+
+
+def test_links_set_up_the_live_training_conventions_and_compare_pages():
+    live = open_with("pages/3_Live_training.py", {"loss": "dual_focal", "dual_focal.gamma": "2", "batch": "4",
+                                                   "steps": "120", "lr": "0.01"})
+    assert not live.exception and "live_trainer" not in live.session_state  # set up, not started
+    assert by_label(live.selectbox, "Loss").value == "dual_focal"
+    assert by_label(live.select_slider, "Batch size").value == 4
+    assert by_label(live.number_input, "Steps to train").value == 120
+    assert by_label(live.slider, "gamma").value == 2.0
+    conventions = open_with("pages/6_Conventions.py", {"input": "random", "C": "7", "gamma": "1", "input2": "x"})
+    assert not conventions.exception
+    assert by_label(conventions.slider, "Classes C").value == 7 and by_label(conventions.slider, "gamma (γ)").value == 1.0
+    assert "C = 7" in conventions.caption[0].value
+    upload_only = open_with("pages/6_Conventions.py", {"input": "upload"})  # nothing uploaded in this session
+    assert not upload_only.exception and by_label(upload_only.radio, "Input").value == "sample"
+    comparison = open_with("pages/5_Compare.py", {"metric": "recall"})
+    assert not comparison.exception and by_label(comparison.radio, "Per-class metric").value == "recall"

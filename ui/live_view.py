@@ -20,6 +20,7 @@ from segloss.train import samples
 from segloss.figures import plots
 from segloss.train.trainer import Trainer, TrainerConfig, TrainerSnapshot, choose_device
 from ui.live_session import session_keep_running
+from ui.url_state import PageState
 from ui.widgets import loss_param_widgets
 
 TRAINER_KEY = "live_trainer"
@@ -64,19 +65,29 @@ def read_settings() -> tuple[dict, int]:
     return kwargs, int(state.get(_key("steps"), DEFAULTS["steps"]))
 
 
-def settings_widgets(trainer: Trainer | None) -> None:
-    """Dataset, loss and its parameters (from the registry), optimiser and run length."""
+def settings_widgets(trainer: Trainer | None, url: PageState | None = None) -> None:
+    """Dataset, loss and its parameters (from the registry), optimiser and run length; with ``url``
+    they also live in the query string (a link sets up a run, it does not start it)."""
     if trainer is not None and _key("dataset") not in st.session_state:
         _seed_widgets_from(trainer.config, trainer.snapshot().total_steps)
+    kinds = {"dataset": ("choice", {"choices": tuple(data.DATASETS)}),
+             "loss": ("choice", {"choices": tuple(segloss.LOSSES)}),
+             "lr": ("choice", {"choices": LEARNING_RATES}), "batch": ("choice", {"choices": BATCH_SIZES}),
+             "size": ("choice", {"choices": IMAGE_SIZES}), "steps": ("int", {"low": 10, "high": 50_000}),
+             "seed": ("int", {"low": 0, "high": 1_000_000})}
     for name in ("lr", "batch", "size", "steps", "seed", "dataset", "loss"):
-        st.session_state.setdefault(_key(name), DEFAULTS[name])
+        if url is not None:
+            kind, limits = kinds[name]
+            url.bind(name, DEFAULTS[name], kind, key=_key(name), **limits)
+        else:
+            st.session_state.setdefault(_key(name), DEFAULTS[name])
     st.selectbox("Dataset", list(data.DATASETS), key=_key("dataset"), format_func=lambda n: data.DATASETS[n].title,
                  help="Procedural scenes drawn fresh every step (see the class frequencies below).")
     loss = st.selectbox("Loss", list(segloss.LOSSES), key=_key("loss"), format_func=lambda n: segloss.LOSSES[n].title)
     spec = segloss.LOSSES[loss]
     if spec.params:
         with st.expander(f"{spec.title} parameters", expanded=True):
-            loss_param_widgets(spec, PREFIX)
+            loss_param_widgets(spec, PREFIX, url=url)
     st.select_slider("Learning rate (Adam)", LEARNING_RATES, key=_key("lr"), format_func=lambda v: f"{v:g}")
     left, right = st.columns(2)
     left.select_slider("Batch size", BATCH_SIZES, key=_key("batch"))
