@@ -10,8 +10,10 @@ from ui.layout import page_setup; page_setup("Your image", ":material/upload:") 
 import streamlit as st
 
 from ui import upload_results, upload_view
+from ui.url_state import PageState
 
-upload_view.keep_widget_state()  # before any widget: values survive runs that do not draw them
+url = PageState("upload")
+upload_view.keep_widget_state(url)  # before any widget: values survive runs that do not draw them (and links)
 st.title("Your image: where each loss puts its weight")
 st.markdown(
     "Upload an image and its class mask, or **try a sample**. Pick where the prediction comes from: your own "
@@ -31,7 +33,7 @@ with prediction_column:
     st.subheader("2. Prediction")
     prediction = upload_view.prediction_input(scene, scene_key)
     st.subheader("3. Losses")
-    losses, kind = upload_results.loss_choice()
+    losses, kind = upload_results.loss_choice(url)
 
 for notice in scene.notices if scene is not None else ():
     st.info(notice, icon=":material/info:")
@@ -73,3 +75,6 @@ if scene is not None and prediction is not None and losses:
 elif scene is not None and not losses:
     st.info("Choose at least one loss" + (" with a per-pixel loss, or switch to the gradient map." if kind == "loss"
                                           else "."))
+
+url.publish()
+url.link_control()

@@ -17,7 +17,7 @@ from segloss.train import data
 from segloss.figures import plots
 from ui import upload_view
 from ui.layout import page_setup
-from ui.url_state import PageState
+from ui.url_state import PageState, Preset, preset_buttons
 
 page_setup("Library conventions", ":material/compare_arrows:")
 SOURCES = {"sample": "Sample scene, simulated prediction", "random": "Random logits",
@@ -59,7 +59,23 @@ st.markdown(
     "are absent from some images, to see them split."
 )
 
+LESSONS = (
+    Preset("Ignored pixels and 'mean'", {"input": "random", "ignored": 0.5, "gamma": 2.0, "alpha": 0.25},
+           "Half the pixels are labelled ignore: a mean over valid pixels (segloss, torch) and a mean over every "
+           "N·C·H·W element (torchvision-style sigmoid losses) now differ by a factor of about 2C. Read the "
+           "'exact conversion' column: the factor is the count of elements over the valid pixels."),
+    Preset("Absent classes split Dice", {"input": "sample", "dataset": "street", "ignored": 0.0},
+           "Some street classes are absent from some images. Look at the Dice rows: MONAI per image scores an "
+           "absent class the model predicts anywhere as a full loss, smp counts it as 0 in a mean over all C, "
+           "segloss leaves it out. Same input, three numbers."),
+    Preset("What alpha means", {"input": "random", "gamma": 0.0, "alpha": 0.75, "ignored": 0.0},
+           "At γ = 0 every focal loss is a cross-entropy up to its α: one scales positives, kornia scales every "
+           "class but the background, segloss takes α per class or as a global factor. The ratios show which "
+           "constant each library multiplies in."),
+)
+
 url = PageState("conventions")
+preset_buttons(url, LESSONS)
 controls, results = st.columns([1, 2.8], gap="large")
 with controls:
     uploaded = st.session_state.get(upload_view.UPLOAD_INPUTS)

@@ -106,8 +106,31 @@ def test_links_set_up_the_live_training_conventions_and_compare_pages():
     conventions = open_with("pages/6_Conventions.py", {"input": "random", "C": "7", "gamma": "1", "input2": "x"})
     assert not conventions.exception
     assert by_label(conventions.slider, "Classes C").value == 7 and by_label(conventions.slider, "gamma (γ)").value == 1.0
-    assert "C = 7" in conventions.caption[0].value
+    assert "C = 7" in next(c.value for c in conventions.caption if c.value.startswith("Input:"))
     upload_only = open_with("pages/6_Conventions.py", {"input": "upload"})  # nothing uploaded in this session
     assert not upload_only.exception and by_label(upload_only.radio, "Input").value == "sample"
     comparison = open_with("pages/5_Compare.py", {"metric": "recall"})
     assert not comparison.exception and by_label(comparison.radio, "Per-class metric").value == "recall"
+
+
+def test_a_link_to_an_upload_view_opens_on_the_sample_with_its_knobs():
+    app = open_with("pages/4_Upload.py", {"sample": "1", "classes": "lesion", "confidence": "0.5",
+                                          "losses": "ce,dice", "kind": "gradient", "missed": "77"})
+    assert not app.exception and not app.error
+    assert app.session_state["upload_mode"] == "sample" and app.session_state["sample_index"] == 1
+    assert any(c.value.startswith("Sample **lesion_") and "Ultrasound lesion" in c.value for c in app.caption)
+    assert by_label(app.slider, "Confidence (true-class p away from edges)").value == 0.5
+    assert by_label(app.selectbox, "The model misses this class").value == -1  # 77: not a class of this scene
+    assert by_label(app.multiselect, "Losses").value == ["ce", "dice"]
+    assert any("who gets the push" in h.value for h in app.subheader)  # gradient maps
+    link = plain(app.query_params)
+    assert link["sample"] == "1" and link["kind"] == "gradient" and "missed" not in link
+
+
+def test_a_conventions_lesson_sets_its_input():
+    app = open_with("pages/6_Conventions.py", {})
+    next(b for b in app.button if b.label == "Ignored pixels and 'mean'").click().run()
+    assert not app.exception
+    assert by_label(app.radio, "Input").value == "random"
+    assert by_label(app.slider, "Share of pixels labelled ignore (255)").value == 0.5
+    assert any("Half the pixels are labelled ignore" in i.value for i in app.info)

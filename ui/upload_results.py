@@ -20,6 +20,7 @@ from segloss.uploads import pixel_maps
 from segloss.figures import plots
 from segloss.train.evaluation import MAP_KINDS
 from segloss.uploads.scene import Scene
+from ui.url_state import PageState
 from ui.upload_view import Prediction
 from ui.widgets import loss_param_widgets
 
@@ -53,17 +54,23 @@ def panel_side(count: int) -> int:
     return int(min(MAX_SIDE, max(128, (PANEL_PIXELS / max(count, 1)) ** 0.5)))
 
 
-def loss_choice() -> tuple[dict[str, dict], str]:
+def loss_choice(url: PageState | None = None) -> tuple[dict[str, dict], str]:
     """Loss multiselect, each loss's parameters and the map kind: ``(name -> params, kind)``.
 
     In "loss map" mode the region losses chosen are left out with a note (they have no
     per-pixel loss); the gradient map shows every loss.
     """
-    names = st.multiselect("Losses", list(segloss.LOSSES), default=list(pixel_maps.DEFAULT_LOSSES),
+    if url is not None:
+        url.bind("losses", list(pixel_maps.DEFAULT_LOSSES), "multi", choices=list(segloss.LOSSES), key="upload_losses")
+        url.bind("kind", "loss", "choice", choices=MAP_KINDS, key="upload_kind")
+    else:
+        st.session_state.setdefault("upload_losses", list(pixel_maps.DEFAULT_LOSSES))
+        st.session_state.setdefault("upload_kind", "loss")
+    names = st.multiselect("Losses", list(segloss.LOSSES),
                            format_func=lambda n: segloss.LOSSES[n].title, key="upload_losses",
                            help="Weighted CE weighs classes by this mask's pixel counts; recall loss by the "
                            "prediction's recall on this image. Region losses (Dice, Lovász...) have gradient maps only.")
-    kind = st.segmented_control("Show", MAP_KINDS, format_func=MAP_LABELS.get, default="loss", key="upload_kind",
+    kind = st.segmented_control("Show", MAP_KINDS, format_func=MAP_LABELS.get, key="upload_kind",
                                 help="Loss map: what each pixel costs. Gradient map: |dL/dz| at each pixel (scaled by "
                                 "the number of pixels), how hard the loss pushes that pixel's logits.") or "loss"
     chosen = {}

@@ -23,6 +23,8 @@ from segloss.uploads.scene import (FROM_MASK, OFFER_IGNORE, OFFER_RESIZE, SAMPLE
                            sample_scene, scene_from_uploads)
 from segloss.uploads.loaders import IMAGE_FORMATS, MASK_FORMATS, MAX_UPLOAD_BYTES, UploadError, load_logits
 
+from ui.url_state import PageState
+
 IMAGE_TYPES = sorted({f.lower() for f in IMAGE_FORMATS} | {"jpg", "tif"})
 MASK_TYPES = sorted({f.lower() for f in MASK_FORMATS} | {"tif"})
 CLASS_CHOICES = (*data.DATASETS, FROM_MASK)
@@ -66,14 +68,40 @@ def _sample(dataset: str, index: int) -> Scene:
     return sample_scene(dataset, index, SAMPLE_DIR)
 
 
-def keep_widget_state() -> None:
+URL_FIELDS = {  # kept widget -> (name in the link, kind, limits)
+    "sim_confidence": ("confidence", "float", {"low": 0.05, "high": 0.99}),
+    "sim_width": ("softness", "float", {"low": 0.0, "high": 32.0}),
+    "sim_noise": ("noise", "float", {"low": 0.0, "high": 4.0}),
+    "sim_scale": ("blob", "float", {"low": 0.0, "high": 32.0}),
+    "sim_missed": ("missed", "int", {"low": -1, "high": 1023}),
+    "sim_to": ("to", "int", {"low": -1, "high": 1023}),
+    "sim_seed": ("sim_seed", "int", {"low": 0, "high": 2**31 - 1}),
+    "upload_opacity": ("opacity", "float", {"low": 0.0, "high": 1.0}),
+    "upload_scale": ("colours", "choice", {"choices": ("shared", "per loss")}),
+    "upload_log": ("log", "bool", {}),
+}
+SAMPLE_LINK = "upload_sample_link"  # the sample shown, as the link names it (-1: none)
+
+
+def keep_widget_state(url: PageState | None = None) -> None:
     """Call first: re-assigning a widget's key keeps its value while the widget is not drawn.
 
     The widgets concerned take their defaults from here (not a ``value=`` argument), which is
-    what Streamlit asks for when a key is also set through ``st.session_state``.
+    what Streamlit asks for when a key is also set through ``st.session_state``. With ``url``
+    they (and the class choice, and which sample is shown) also live in the link; an uploaded
+    file cannot, so a link to an upload opens with the same settings and asks for the files.
     """
     for key, default in KEPT.items():
+        if url is not None and key in URL_FIELDS:
+            short, kind, limits = URL_FIELDS[key]
+            url.bind(short, default, kind, key=key, **limits)
         st.session_state[key] = st.session_state.get(key, default)
+    if url is not None:
+        url.bind("classes", CLASS_CHOICES[0], "choice", choices=CLASS_CHOICES, key="upload_classes")
+        url.bind("sample", -1, "int", low=-1, high=1_000_000, key=SAMPLE_LINK)
+        if "upload_mode" not in st.session_state and st.session_state[SAMPLE_LINK] >= 0:
+            st.session_state["upload_mode"] = "sample"  # a link to a sample opens on it
+            st.session_state["sample_index"] = st.session_state[SAMPLE_LINK]
 
 
 def _set_mode(mode: str) -> None:
@@ -97,7 +125,9 @@ def scene_input() -> tuple[Scene, str] | None:
                                  key="upload_mask", on_change=_set_mode, args=("upload",), max_upload_size=UPLOAD_MB)
     st.button("Try a sample", icon=":material/science:", on_click=_set_mode, args=("sample",),
               help="Loads an image and mask of the chosen dataset (again: the next sample).")
-    if st.session_state.get("upload_mode") == "sample":
+    in_sample = st.session_state.get("upload_mode") == "sample"
+    st.session_state[SAMPLE_LINK] = st.session_state.get("sample_index", 0) if in_sample else -1
+    if in_sample:
         dataset = classes if classes != FROM_MASK else "street"
         index = st.session_state.get("sample_index", 0)
         scene = _sample(dataset, index)
@@ -156,6 +186,9 @@ def _simulation_knobs(scene: Scene) -> tuple:
                       help="Smooth random errors: blobs of wrong class.")
     scale = c2.slider("Noise blob size (px)", 0.0, 32.0, step=0.5, key="sim_scale")
     names, classes = scene.class_names, [-1, *range(scene.num_classes)]  # -1: none (None would draw empty)
+    for key in ("sim_missed", "sim_to"):  # a class index from a link or another scene that this one lacks
+        if st.session_state.get(key) not in classes:
+            st.session_state[key] = -1
     missed = c1.selectbox("The model misses this class", classes, key="sim_missed",
                           format_func=lambda k: "no class" if k < 0 else names[k])
     to = c2.selectbox("...and gives its probability to", classes, disabled=missed < 0, key="sim_to",
