@@ -244,12 +244,14 @@ class RecallLoss(_PixelLoss):
 class _RegionLoss(_PixelLoss):
     """Common state of the region losses (see :mod:`segloss.losses.region`): weight, ignore_index, reduction, per_image."""
 
-    def __init__(self, per_image: bool = False, weight=None, ignore_index: int = 255, reduction: str = "mean") -> None:
+    def __init__(self, per_image: bool = False, weight=None, ignore_index: int = 255, reduction: str = "mean",
+                 sync_distributed: bool = True) -> None:
         super().__init__(weight, ignore_index, reduction)
         self.per_image = bool(per_image)
+        self.sync_distributed = bool(sync_distributed)  # the global batch's loss under torch.distributed
 
     def _common(self) -> dict:
-        return {**super()._common(), "per_image": self.per_image}
+        return {**super()._common(), "per_image": self.per_image, "sync_distributed": self.sync_distributed}
 
     def _params(self) -> dict:
         return {}

@@ -33,7 +33,25 @@ from segloss.losses._checks import check_logits_target, check_number, check_redu
 from segloss.losses._reduction import safe_divide
 
 
-def _region_sums(logits, target, ignore_index, per_image):
+def _replicas() -> int:
+    """Processes in the default ``torch.distributed`` group (1 when it is not initialised)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return 1
+    return torch.distributed.get_world_size()
+
+
+def global_sum(values: torch.Tensor) -> torch.Tensor:
+    """``values`` summed over every replica, differentiably: the backward pass sums the replicas'
+    gradients too, so after DistributedDataParallel averages them each parameter gets the gradient
+    of the loss on the whole batch. The identity in a single process."""
+    if _replicas() == 1:
+        return values
+    from torch.distributed.nn.functional import all_reduce  # differentiable all-reduce (SUM)
+
+    return all_reduce(values)
+
+
+def _region_sums(logits, target, ignore_index, per_image, sync=True):
     """``(TP, FP, FN, present)``, each ``(C,)`` or ``(N, C)``; validated, float32/float64.
 
     On CUDA the sums come from one Triton pass (no one-hot tensor) and their gradient from a
@@ -44,6 +62,8 @@ def _region_sums(logits, target, ignore_index, per_image):
         sums = cuda.RegionSumsTriton.apply(logits, target, ignore_index, bool(per_image))
         if not per_image:
             sums = sums[0]
+        if sync and not per_image:
+            sums = global_sum(sums)
         tp, total_p, total_g = sums.unbind(dim=-2)
         return tp, total_p - tp, total_g - tp, total_g > 0
     check_logits_target(logits, target, ignore_index)
@@ -55,10 +75,11 @@ def _region_sums(logits, target, ignore_index, per_image):
     safe = torch.where(target != ignore_index, target, 0).reshape(n, 1, pixels).long()
     onehot = torch.zeros_like(probs).scatter_(1, safe, 1.0) * valid
     dims = (2,) if per_image else (0, 2)
-    tp = (probs * onehot).sum(dims)
-    fp = probs.sum(dims) - tp
-    fn = onehot.sum(dims) - tp
-    return tp, fp, fn, onehot.sum(dims) > 0
+    sums = torch.stack([(probs * onehot).sum(dims), probs.sum(dims), onehot.sum(dims)])
+    if sync and not per_image:
+        sums = global_sum(sums)
+    tp, total_p, total_g = sums.unbind(0)
+    return tp, total_p - tp, total_g - tp, total_g > 0
 
 
 def _safe_power(x: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -72,7 +93,7 @@ def _safe_power(x: torch.Tensor, gamma: float) -> torch.Tensor:
     return torch.where(positive, torch.where(positive, x, 1.0) ** gamma, 0.0)
 
 
-def _reduce_classes(per_class, present, weight, reduction):
+def _reduce_classes(per_class, present, weight, reduction, sync=True):
     """Reduce per-class losses ``(C,)`` (over the batch) or ``(N, C)`` (per image).
 
     ``"none"``: the losses, NaN for absent classes. ``"sum"``: the sum over present classes (and
@@ -81,23 +102,26 @@ def _reduce_classes(per_class, present, weight, reduction):
     ``per_image=True``, also kornia's and smp's), so an image with two classes counts as much
     as one with ten.
     """
-    if reduction == "none":
+    if reduction == "none":  # this replica's own regions
         return torch.where(present, per_class, torch.full_like(per_class, float("nan")))
     w = torch.ones_like(per_class) if weight is None else weight.expand_as(per_class)
     w = torch.where(present, w, torch.zeros_like(w))
     weighted = torch.where(present, per_class, torch.zeros_like(per_class)) * w
+    if per_class.dim() == 1:  # over the batch: the sums were global already
+        return weighted.sum() if reduction == "sum" else safe_divide(weighted.sum(), w.sum())
     if reduction == "sum":
-        return weighted.sum()
-    if per_class.dim() == 1:
-        return safe_divide(weighted.sum(), w.sum())
+        return global_sum(weighted.sum()) if sync else weighted.sum()
     image_weight = w.sum(dim=1)
     image_loss = safe_divide(weighted.sum(dim=1), image_weight)
     scored = (image_weight > 0).to(per_class.dtype)
-    return safe_divide((image_loss * scored).sum(), scored.sum())
+    total, count = (image_loss * scored).sum(), scored.sum()
+    if sync:  # the mean over every replica's images
+        total, count = global_sum(torch.stack([total, count])).unbind(0)
+    return safe_divide(total, count)
 
 
 def tversky_loss(logits, target, *, alpha=0.5, beta=0.5, gamma=1.0, smooth=1.0, per_image=False, weight=None,
-                 ignore_index=255, reduction="mean"):
+                 ignore_index=255, reduction="mean", sync_distributed=True):
     """(Focal) Tversky loss ``(1 - Tversky_c)^gamma`` (Salehi et al. 2017; Abraham & Khan 2019).
 
     Args:
@@ -108,6 +132,10 @@ def tversky_loss(logits, target, *, alpha=0.5, beta=0.5, gamma=1.0, smooth=1.0, 
         smooth: ``s`` added to numerator and denominator (``>= 0``).
         per_image: score each image's regions separately, then average.
         weight, ignore_index, reduction: see the module docstring.
+        sync_distributed: under ``torch.distributed``, score the global batch: the per-class sums
+            (or, per image, the mean over images) are all-reduced differentiably, so every replica
+            gets the loss of the whole batch and, after DistributedDataParallel's averaging, its
+            gradient (exact; False: each replica scores its own shard, a different loss).
 
     Raises:
         TypeError, ValueError: bad tensors (as the pixel losses) or parameters.
@@ -117,14 +145,15 @@ def tversky_loss(logits, target, *, alpha=0.5, beta=0.5, gamma=1.0, smooth=1.0, 
         check_number(value, name, low=0.0)
     if gamma == 0:
         raise ValueError("gamma must be > 0 (gamma = 0 makes the loss a constant)")
-    tp, fp, fn, present = _region_sums(logits, target, ignore_index, per_image)
+    tp, fp, fn, present = _region_sums(logits, target, ignore_index, per_image, sync_distributed)
     score = (tp + smooth) / (tp + alpha * fp + beta * fn + smooth).clamp_min(1e-12)
     per_class = _safe_power((1.0 - score).clamp_min(0.0), gamma) if gamma != 1 else 1.0 - score
     w = class_vector(weight, tp.shape[-1], "weight", tp)
-    return _reduce_classes(per_class, present, w, reduction)
+    return _reduce_classes(per_class, present, w, reduction, sync_distributed)
 
 
-def soft_dice_loss(logits, target, *, smooth=1.0, per_image=False, weight=None, ignore_index=255, reduction="mean"):
+def soft_dice_loss(logits, target, *, smooth=1.0, per_image=False, weight=None, ignore_index=255, reduction="mean",
+                   sync_distributed=True):
     """Soft Dice loss ``1 - (2 TP + s) / (2 TP + FP + FN + s)`` per class (Milletari et al. 2016).
 
     Equal to :func:`tversky_loss` with ``alpha = beta = 1/2`` and smoothing ``s / 2``; the
@@ -132,14 +161,14 @@ def soft_dice_loss(logits, target, *, smooth=1.0, per_image=False, weight=None, 
     """
     check_number(smooth, "smooth", low=0.0)
     return tversky_loss(logits, target, alpha=0.5, beta=0.5, smooth=smooth / 2, per_image=per_image, weight=weight,
-                        ignore_index=ignore_index, reduction=reduction)
+                        ignore_index=ignore_index, reduction=reduction, sync_distributed=sync_distributed)
 
 
 def soft_jaccard_loss(logits, target, *, smooth=1.0, per_image=False, weight=None, ignore_index=255,
-                      reduction="mean"):
+                      reduction="mean", sync_distributed=True):
     """Soft Jaccard (IoU) loss ``1 - (TP + s) / (TP + FP + FN + s)`` per class (Rahman & Wang 2016)."""
     return tversky_loss(logits, target, alpha=1.0, beta=1.0, smooth=smooth, per_image=per_image, weight=weight,
-                        ignore_index=ignore_index, reduction=reduction)
+                        ignore_index=ignore_index, reduction=reduction, sync_distributed=sync_distributed)
 
 
 def _lovasz_per_class(errors: torch.Tensor, fg: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -160,7 +189,8 @@ def _lovasz_per_class(errors: torch.Tensor, fg: torch.Tensor, valid: torch.Tenso
     return (key.clamp_min(0.0) * grad).sum(dim=1)
 
 
-def lovasz_softmax_loss(logits, target, *, per_image=False, weight=None, ignore_index=255, reduction="mean"):
+def lovasz_softmax_loss(logits, target, *, per_image=False, weight=None, ignore_index=255, reduction="mean",
+                        sync_distributed=True):
     """Lovász-Softmax loss (Berman, Rannen Triki, Blaschko, CVPR 2018, arXiv:1705.08790).
 
     Per class, the Lovász extension of the Jaccard loss evaluated at the errors
@@ -168,6 +198,11 @@ def lovasz_softmax_loss(logits, target, *, per_image=False, weight=None, ignore_
     present in the target (the authors' ``classes="present"``). ``per_image=True`` follows the
     authors' reference code (also kornia's and smp's ``per_image``): each image's mean over its
     own present classes, then the mean over images; ``per_image=False`` pools the batch.
+
+    Under ``torch.distributed`` (``sync_distributed``): per image it is exact, the mean over every
+    replica's images (all-reduced differentiably). Over the batch it is not: the Lovász extension
+    sorts the errors of all pixels together, and each replica sorts only its own shard's (exact
+    would mean gathering every pixel's errors on every replica).
     """
     check_reduction(reduction)
     check_logits_target(logits, target, ignore_index)
@@ -185,4 +220,4 @@ def lovasz_softmax_loss(logits, target, *, per_image=False, weight=None, ignore_
     if not per_image:
         per_class, present = per_class[0], present[0]
     w = class_vector(weight, c, "weight", per_class)
-    return _reduce_classes(per_class, present, w, reduction)
+    return _reduce_classes(per_class, present, w, reduction, sync_distributed and bool(per_image))

@@ -1,0 +1,88 @@
+"""Region losses under DistributedDataParallel score the global batch: two gloo processes, each
+with half the batch (shards holding different classes), give every replica the loss of one
+process on the whole batch, and after DDP's averaging the model's gradient of that process."""
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import segloss
+
+CASES = {  # name -> create_loss parameters
+    "dice": {}, "jaccard": {}, "tversky": {"alpha": 0.3, "beta": 0.7}, "focal_tversky": {},
+    "dice_image": {"per_image": "image"}, "lovasz_image": {"per_image": "image"},
+}
+
+
+def criterion(case: str, sync: bool = True) -> torch.nn.Module:
+    name = case.replace("_image", "")
+    module = segloss.create_loss(name, **CASES[case])
+    module.sync_distributed = sync
+    return module
+
+
+def batch():
+    """The whole batch: 4 images; images 0-1 hold classes 0 and 1, images 2-3 classes 0, 2 and 3."""
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(4, 3, 8, 8, generator=g, dtype=torch.float64)
+    target = torch.zeros(4, 8, 8, dtype=torch.long)
+    target[:2, :, 4:] = 1
+    target[2:, :4, :] = 2
+    target[2:, 6:, 6:] = 3
+    target[0, 0, 0] = 255
+    return images, target
+
+
+def model():
+    torch.manual_seed(7)
+    return torch.nn.Conv2d(3, 4, 3, padding=1).double()
+
+
+def _worker(rank, world_size, init_file, out_dir, sync):
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        images, target = batch()
+        mine = slice(2 * rank, 2 * rank + 2)
+        net = torch.nn.parallel.DistributedDataParallel(model())
+        out = {}
+        for case in CASES:
+            net.zero_grad()
+            loss = criterion(case, sync)(net(images[mine]), target[mine])
+            loss.backward()
+            out[case] = {"loss": loss.detach(), "grads": [p.grad.clone() for p in net.parameters()]}
+        torch.save(out, f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def run(tmp_path, sync: bool) -> list[dict]:
+    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path), sync), nprocs=2, join=True)
+    return [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+
+
+def whole_batch() -> dict:
+    images, target = batch()
+    net = model()
+    out = {}
+    for case in CASES:
+        net.zero_grad()
+        loss = criterion(case)(net(images), target)
+        loss.backward()
+        out[case] = {"loss": loss.detach(), "grads": [p.grad.clone() for p in net.parameters()]}
+    return out
+
+
+def test_every_replica_gets_the_whole_batchs_loss_and_gradient(tmp_path):
+    expected = whole_batch()
+    for rank, result in enumerate(run(tmp_path, sync=True)):
+        for case in CASES:
+            torch.testing.assert_close(result[case]["loss"], expected[case]["loss"], rtol=0, atol=1e-6,
+                                       msg=f"{case}, rank {rank}: loss")
+            for got, want in zip(result[case]["grads"], expected[case]["grads"]):
+                torch.testing.assert_close(got, want, rtol=0, atol=1e-6, msg=f"{case}, rank {rank}: gradient")
+
+
+def test_without_the_switch_each_replica_scores_only_its_shard(tmp_path):
+    expected = whole_batch()
+    result = run(tmp_path, sync=False)[0]
+    assert abs(float(result["dice"]["loss"] - expected["dice"]["loss"])) > 1e-3  # the test above can fail
