@@ -35,8 +35,13 @@ def test_start_shows_the_step_counter_and_the_loss_map_changing(app_url, page):
     # The validation view is recomputed every 10 steps; wait for a new one to reach the page.
     page.wait_for_function("(src) => { const i = document.querySelectorAll('.st-key-live-images img')[3];"
                            " return i && i.src !== src; }", arg=first_src, timeout=60_000)
-    page.wait_for_timeout(600)  # let the image finish painting before the screenshot
-    second_step, second_pixels = step_counter(page), loss_map.screenshot()
+    second_pixels = loss_map.screenshot()
+    for _ in range(40):  # the new image may take a refresh (2 s) to be painted
+        if second_pixels != first_pixels:
+            break
+        page.wait_for_timeout(500)
+        second_pixels = loss_map.screenshot()
+    second_step = step_counter(page)
     page.screenshot(path=str(ARTIFACTS / "live-training-2.png"), full_page=True)
     assert second_step > first_step
     assert second_pixels != first_pixels

@@ -164,3 +164,29 @@ def test_per_image_mean_skips_images_without_valid_pixels():
         per_class = loss(logits[:2], target[:2], per_image=True, reduction="none")
         means = [row[~row.isnan()].mean() for row in per_class]
         assert both.item() == pytest.approx(float(sum(means) / 2), rel=1e-12)
+
+
+def test_generalized_dice_matches_monai_over_the_batch():
+    from monai.losses import GeneralizedDiceLoss
+
+    logits, target = random_batch(3, 4, (6, 6), scale=2.0, seed=31)
+    target[target == 3] = 0  # class 3 absent: it takes the largest finite weight, as in MONAI
+    ours = region.generalized_dice_loss(logits.double(), target)
+    monai = GeneralizedDiceLoss(softmax=True, to_onehot_y=True, batch=True)(logits.double(), target.unsqueeze(1))
+    torch.testing.assert_close(ours, monai.to(ours.dtype), rtol=1e-9, atol=1e-12)
+
+
+def test_generalized_dice_hand_computed_per_image_and_weights_carry_no_gradient():
+    # one image, 2 pixels of class 0 and 1 of class 1; p given per pixel
+    probs = torch.tensor([[0.8, 0.2], [0.6, 0.4], [0.3, 0.7]], dtype=torch.float64)
+    logits = probs.log().T.reshape(1, 2, 3).requires_grad_()
+    target = torch.tensor([[0, 0, 1]])
+    w0, w1 = 1 / 2**2, 1 / 1**2
+    tp0, tp1 = 0.8 + 0.6, 0.7
+    p0, p1 = 0.8 + 0.6 + 0.3, 0.2 + 0.4 + 0.7
+    expected = 1 - 2 * (w0 * tp0 + w1 * tp1) / (w0 * (p0 + 2) + w1 * (p1 + 1))
+    got = region.generalized_dice_loss(logits, target, smooth=0.0, per_image=True)
+    assert got.item() == pytest.approx(expected, rel=1e-12)
+    got.backward()
+    assert torch.isfinite(logits.grad).all()
+    assert region.generalized_dice_loss(logits, target, smooth=0.0, per_image=True, reduction="none").shape == (1,)

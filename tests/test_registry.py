@@ -11,7 +11,7 @@ from conftest import random_batch
 COUNTS = [1000, 200, 50, 5]
 
 
-REGION = {"dice", "jaccard", "tversky", "focal_tversky", "lovasz", "dice_ce", "dice_focal"}
+REGION = {"generalized_dice", "dice", "jaccard", "tversky", "focal_tversky", "lovasz", "dice_ce", "dice_focal"}
 
 
 def test_registry_lists_the_losses_of_the_design_and_the_region_losses():
@@ -33,6 +33,7 @@ def test_region_entries_are_the_region_functions_with_the_registry_parameters():
         "focal_tversky": ({"gamma": 1.5}, region.tversky_loss(logits, target, alpha=0.3, beta=0.7, gamma=1.5,
                                                                **common)),
         "lovasz": ({"per_image": "image"}, region.lovasz_softmax_loss(logits, target, per_image=True, **common)),
+        "generalized_dice": ({"smooth": 0.5}, region.generalized_dice_loss(logits, target, smooth=0.5, **common)),
         "dice_ce": ({"dice_weight": 0.5},
                     SF.cross_entropy(logits, target, **common) + 0.5 * region.soft_dice_loss(logits, target, **common)),
         "dice_focal": ({"gamma": 1.0, "smooth": 3.0},

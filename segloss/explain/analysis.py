@@ -136,6 +136,8 @@ def per_image_loss(module: nn.Module, logits: torch.Tensor, target: torch.Tensor
     if isinstance(module, modules._RegionLoss):
         if not module.per_image:
             raise ValueError("per_image_loss needs a region loss built with per_image=True")
+        if values.dim() == 1:  # a loss of the whole image, with no per-class terms (generalized Dice)
+            return values
         present = ~values.isnan()
         w = present.to(values.dtype) * (1.0 if module.weight is None else module.weight.to(values.dtype))
         return torch.where(present, values, 0.0).mul(w).sum(1) / w.sum(1).clamp_min(1e-12)

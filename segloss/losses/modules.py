@@ -302,6 +302,16 @@ class JaccardLoss(DiceLoss):
         return region.soft_jaccard_loss(logits, target, smooth=self.smooth, **self._common())
 
 
+class GeneralizedDiceLoss(DiceLoss):
+    """Generalized Dice loss; see :func:`segloss.losses.region.generalized_dice_loss`."""
+
+    def __init__(self, smooth: float = 1e-5, **common) -> None:
+        super().__init__(smooth=smooth, **common)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return region.generalized_dice_loss(logits, target, smooth=self.smooth, **self._common())
+
+
 class LovaszSoftmaxLoss(_RegionLoss):
     """Lovász-Softmax loss; see :func:`segloss.losses.region.lovasz_softmax_loss`."""
 

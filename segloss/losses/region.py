@@ -1,4 +1,4 @@
-"""Region losses: soft Dice, soft Jaccard, Tversky, Focal Tversky and Lovász-Softmax.
+"""Region losses: soft Dice, soft Jaccard, Tversky, Focal Tversky, Generalized Dice and Lovász-Softmax.
 
 They score whole regions, not pixels, so they have no per-pixel loss map (their per-pixel
 *gradient* map is in :mod:`segloss.analysis`). Conventions shared with :mod:`segloss.functional`:
@@ -169,6 +169,55 @@ def soft_jaccard_loss(logits, target, *, smooth=1.0, per_image=False, weight=Non
     """Soft Jaccard (IoU) loss ``1 - (TP + s) / (TP + FP + FN + s)`` per class (Rahman & Wang 2016)."""
     return tversky_loss(logits, target, alpha=1.0, beta=1.0, smooth=smooth, per_image=per_image, weight=weight,
                         ignore_index=ignore_index, reduction=reduction, sync_distributed=sync_distributed)
+
+
+def generalized_dice_loss(logits, target, *, smooth=1e-5, per_image=False, weight=None, ignore_index=255,
+                          reduction="mean", sync_distributed=True):
+    """Generalized Dice loss (Sudre, Li, Vercauteren, Ourselin, Cardoso; DLMIA 2017, arXiv:1707.03237).
+
+    One overlap over all classes, each weighted by the inverse square of its region's size::
+
+        GDL = 1 - (2 sum_c w_c TP_c + s) / (sum_c w_c (P_c + G_c) + s),    w_c = 1 / G_c^2
+
+    with ``G_c = sum_i y_{i,c}``, ``P_c = sum_i p_{i,c}``, ``TP_c = sum_i p_{i,c} y_{i,c}`` over the
+    valid pixels of the batch (or of each image). A class absent from the target has no finite
+    weight; it takes the largest finite weight (MONAI's ``GeneralizedDiceLoss`` does the same over
+    the batch), so predicting it anywhere still costs. ``weight`` multiplies ``w_c``.
+
+    Args:
+        smooth: ``s`` (MONAI's default 1e-5).
+        per_image: one loss per image, then their mean over the images with a valid pixel.
+        reduction: ``"mean"`` or ``"sum"`` over images; the loss has no per-class terms, so
+            ``"none"`` gives the per-image losses ``(N,)`` (NaN for an image without a valid
+            pixel), or the batch's ``(1,)``.
+        sync_distributed: as in :func:`tversky_loss`.
+
+    Raises:
+        ValueError: a negative ``smooth``; bad tensors as the other losses.
+    """
+    check_reduction(reduction)
+    check_number(smooth, "smooth", low=0.0)
+    tp, fp, fn, present = _region_sums(logits, target, ignore_index, per_image, sync_distributed)
+    truth, predicted = tp + fn, tp + fp
+    inverse = 1.0 / truth.clamp_min(1e-30) ** 2
+    finite = torch.where(present, inverse, torch.zeros_like(inverse))
+    largest = finite.amax(dim=-1, keepdim=True)
+    w = torch.where(present, inverse, largest)
+    extra = class_vector(weight, tp.shape[-1], "weight", tp)
+    if extra is not None:
+        w = w * extra
+    w = w.detach()  # weights from the labels: no gradient (as in the paper and MONAI)
+    score = (2.0 * (w * tp).sum(-1) + smooth) / ((w * (predicted + truth)).sum(-1) + smooth).clamp_min(1e-30)
+    loss = 1.0 - score
+    if reduction == "none":
+        return torch.where(present.any(dim=-1), loss, float("nan")) if per_image else loss.reshape(1)
+    if not per_image:
+        return loss
+    scored = present.any(dim=-1).to(loss.dtype)
+    total, count = (loss * scored).sum(), scored.sum()
+    if sync_distributed:
+        total, count = global_sum(torch.stack([total, count])).unbind(0)
+    return total if reduction == "sum" else safe_divide(total, count)
 
 
 def _lovasz_per_class(errors: torch.Tensor, fg: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -214,6 +214,23 @@ LOSSES: dict[str, LossSpec] = {
             pixelwise=False,
         ),
         LossSpec(
+            name="generalized_dice",
+            title="Generalized Dice loss",
+            formula=r"\mathcal{L}_{GD} = 1 - \frac{2\sum_c w_c\,TP_c + s}{\sum_c w_c\,(P_c + G_c) + s},"
+            r"\quad w_c = \frac{1}{G_c^{2}}",
+            summary="One Dice over all classes, each weighted by one over the square of its true region's size: "
+            "a rare class's overlap counts as much as a common one's.",
+            citation="Sudre, Li, Vercauteren, Ourselin, Cardoso. Generalised Dice overlap as a deep learning loss "
+            "function for highly unbalanced segmentations. DLMIA 2017 (arXiv:1707.03237); absent classes as in "
+            "MONAI's GeneralizedDiceLoss.",
+            link="https://arxiv.org/abs/1707.03237",
+            params=(ParamSpec("smooth", "smoothing s", 1e-5, "Added to numerator and denominator (MONAI's 1e-5).",
+                              low=0.0, high=10.0, step=1e-5), _PER_IMAGE),
+            factory=lambda smooth, per_image, **common: modules.GeneralizedDiceLoss(
+                smooth=smooth, **_region_common(per_image, common)),
+            pixelwise=False,
+        ),
+        LossSpec(
             name="jaccard",
             title="Soft Jaccard (IoU) loss",
             formula=r"\mathcal{L}_{J} = \frac{1}{|P|}\sum_{c \in P}\Big[1 - \frac{TP_c + s}{TP_c + FP_c + FN_c + s}\Big],"
