@@ -387,3 +387,6 @@ def recall_loss(
         TypeError, ValueError: as in :func:`cross_entropy`.
     """
     return recall_family(logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
+
+
+from segloss.losses.ohem import ohem_cross_entropy, ohem_mask  # noqa: E402  (public: SF.ohem_cross_entropy)

@@ -65,6 +65,23 @@ class CrossEntropyLoss(_PixelLoss):
         return SF.cross_entropy(logits, target, **self._common())
 
 
+class OhemCrossEntropyLoss(_PixelLoss):
+    """Cross-entropy on the hardest pixels (OHEM); see :func:`segloss.losses.ohem.ohem_cross_entropy`."""
+
+    def __init__(self, threshold: float = 0.7, min_kept: float = 0.1, **common) -> None:
+        super().__init__(**common)
+        check_number(threshold, "threshold", low=0.0, high=1.0, low_inclusive=False)
+        check_number(min_kept, "min_kept", low=0.0, high=1.0)
+        self.threshold, self.min_kept = float(threshold), float(min_kept)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return SF.ohem_cross_entropy(logits, target, threshold=self.threshold, min_kept=self.min_kept,
+                                     **self._common())
+
+    def extra_repr(self) -> str:
+        return f"threshold={self.threshold}, min_kept={self.min_kept}"
+
+
 class FocalLoss(_PixelLoss):
     """Softmax focal loss ``-alpha_t (1 - p_t)^gamma log p_t``; see :func:`segloss.functional.focal_loss`.
 

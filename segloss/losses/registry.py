@@ -214,6 +214,23 @@ LOSSES: dict[str, LossSpec] = {
             pixelwise=False,
         ),
         LossSpec(
+            name="ohem",
+            title="OHEM cross-entropy",
+            formula=r"\mathcal{L}_{OHEM} = -\frac{1}{|K|}\sum_{i \in K} \log p_{i,y_i},\quad "
+            r"K = \{i \in V : p_{i,y_i} < \max(\tau, p_{(k)})\}",
+            summary="Cross-entropy on the hard pixels only: those whose true-class probability is below the "
+            "threshold, and at least the hardest share min_kept; easy pixels get no loss and no gradient.",
+            citation="Shrivastava, Gupta, Girshick. Training Region-based Object Detectors with Online Hard Example "
+            "Mining. CVPR 2016 (arXiv:1604.03540); per-pixel form of mmsegmentation's OHEMPixelSampler.",
+            link="https://arxiv.org/abs/1604.03540",
+            params=(ParamSpec("threshold", "threshold on p_t", 0.7, "Pixels whose true-class probability is below "
+                              "it are kept.", low=0.05, high=1.0, step=0.05),
+                    ParamSpec("min_kept", "kept at least (share)", 0.1, "Share of the valid pixels always kept "
+                              "(the hardest), whatever the threshold.", low=0.0, high=1.0, step=0.05)),
+            factory=lambda threshold, min_kept, **common: modules.OhemCrossEntropyLoss(
+                threshold=threshold, min_kept=min_kept, **common),
+        ),
+        LossSpec(
             name="generalized_dice",
             title="Generalized Dice loss",
             formula=r"\mathcal{L}_{GD} = 1 - \frac{2\sum_c w_c\,TP_c + s}{\sum_c w_c\,(P_c + G_c) + s},"

@@ -1,0 +1,78 @@
+"""Online hard example mining for segmentation: cross-entropy on the hardest pixels only.
+
+Shrivastava, Gupta, Girshick, "Training Region-based Object Detectors with Online Hard Example
+Mining", CVPR 2016 (arXiv:1604.03540), in the per-pixel form segmentation codebases use (PSPNet's
+and mmsegmentation's ``OHEMPixelSampler``): a pixel is kept when the probability of its true class
+is below a threshold; if that keeps too few, the threshold rises to the probability of the
+``k``-th hardest pixel, so that at least ``k`` are kept::
+
+    threshold = max(thresh, p_(k)),   kept_i = [p_t,i < threshold],   k = ceil(min_kept |V|)
+    OHEM = sum_{i kept} w_{y_i} CE_i / sum_{i kept} w_{y_i}
+
+with ``p_(k)`` the ``k``-th smallest ``p_t`` over the valid pixels (all images of the batch
+together). ``min_kept`` is a share of the valid pixels here (mmsegmentation takes a count, 100,000
+by default, made for 512 x 1024 crops). The kept set carries no gradient: the gradient is CE's on
+the kept pixels and 0 elsewhere.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from segloss.losses._checks import check_logits_target, check_number, check_reduction
+from segloss.losses._reduction import reduce_map
+
+
+@torch.no_grad()
+def ohem_mask(logits: torch.Tensor, target: torch.Tensor, *, threshold: float = 0.7, min_kept: float = 0.1,
+              ignore_index: int = 255) -> torch.Tensor:
+    """The pixels OHEM keeps: boolean ``(N, *S)``, False at ignored pixels.
+
+    Args:
+        logits: float ``(N, C, *S)``; target: integer ``(N, *S)``.
+        threshold: keep pixels whose true-class probability is below it, in (0, 1].
+        min_kept: keep at least this share of the valid pixels (the hardest), in [0, 1].
+
+    Raises:
+        ValueError, TypeError: bad tensors or parameters.
+    """
+    check_logits_target(logits, target, ignore_index)
+    check_number(threshold, "threshold", low=0.0, high=1.0, low_inclusive=False)
+    check_number(min_kept, "min_kept", low=0.0, high=1.0)
+    valid = target != ignore_index
+    safe = torch.where(valid, target, 0).long().unsqueeze(1)
+    p_t = logits.detach().float().log_softmax(dim=1).gather(1, safe).squeeze(1).exp()
+    p_t = torch.where(valid, p_t, torch.full_like(p_t, math.inf))  # ignored pixels sort last, never kept
+    count = int(valid.sum())
+    k = min(count, math.ceil(float(min_kept) * count))
+    limit = torch.as_tensor(float(threshold), dtype=p_t.dtype, device=p_t.device)
+    if k > 0:
+        kth = p_t.flatten().kthvalue(k).values
+        limit = torch.maximum(limit, torch.nextafter(kth, torch.full_like(kth, math.inf)))  # the k-th is kept too
+    return valid & (p_t < limit)
+
+
+def ohem_cross_entropy(logits: torch.Tensor, target: torch.Tensor, *, threshold: float = 0.7, min_kept: float = 0.1,
+                       weight=None, ignore_index: int = 255, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy over the pixels :func:`ohem_mask` keeps (see the module docstring).
+
+    ``reduction="none"`` gives the per-pixel map, CE at kept pixels and exactly 0 elsewhere (the
+    app shows which pixels were kept); ``"mean"`` divides by the kept pixels (or their class
+    weights); a batch with nothing kept gives 0.
+
+    Raises:
+        ValueError, TypeError: bad tensors or parameters.
+    """
+    from segloss.losses.functional import cross_entropy  # the fused CE (functional imports this module)
+
+    check_reduction(reduction)
+    kept = ohem_mask(logits, target, threshold=threshold, min_kept=min_kept, ignore_index=ignore_index)
+    pixel = cross_entropy(logits, target, weight=weight, ignore_index=ignore_index, reduction="none")
+    pixel = torch.where(kept, pixel, torch.zeros_like(pixel))
+    denominator = kept.sum().to(pixel.dtype)
+    if weight is not None:
+        w = torch.as_tensor(weight, dtype=pixel.dtype, device=pixel.device)
+        denominator = (w[torch.where(kept, target, 0).long()] * kept).sum()
+    return reduce_map(pixel, denominator, reduction)
