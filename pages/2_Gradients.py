@@ -17,7 +17,8 @@ from ui.widgets import loss_caption, loss_param_widgets
 page_setup("Gradients", ":material/gradient:")
 P_T = analysis.probability_grid(256)
 SWEEP_RANGES = {"gamma": (0.0, 5.0), "alpha": (0.0, 5.0), "beta": (0.0, 5.0), "rho": (1.0, 3.0), "recall": (0.0, 0.99),
-                "smooth": (0.0, 50.0), "dice_weight": (0.0, 5.0), "threshold": (0.05, 1.0), "min_kept": (0.0, 1.0)}
+                "smooth": (0.0, 50.0), "dice_weight": (0.0, 5.0), "threshold": (0.05, 1.0), "min_kept": (0.0, 1.0),
+                "label_smoothing": (0.0, 0.5)}
 COMPONENT_LABELS = {"norm": "‖dL/dz‖ (all logits)", "true": "|dL/dz_t| (true class)",
                     "false": "|dL/dz_c| (most probable false class)"}
 # CE is the dashed reference of every chart; weighted CE's gradient is w_y times CE's

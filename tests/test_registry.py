@@ -15,7 +15,7 @@ REGION = {"generalized_dice", "dice", "jaccard", "tversky", "focal_tversky", "lo
 
 
 def test_registry_lists_the_losses_of_the_design_and_the_region_losses():
-    pixelwise = {"ce", "weighted_ce", "focal", "dual_focal", "recall", "ohem"}
+    pixelwise = {"ce", "weighted_ce", "focal", "dual_focal", "recall", "ohem", "label_smoothing_ce"}
     assert set(segloss.LOSSES) == pixelwise | REGION
     assert {name for name, spec in segloss.LOSSES.items() if spec.pixelwise} == pixelwise
 

@@ -258,3 +258,18 @@ def test_region_sums_need_no_one_hot_and_take_channels_last_and_half_precision()
         torch.testing.assert_close(z.grad.double().cpu(), ref.grad, rtol=1e-2, atol=1e-4)
     with pytest.raises(ValueError, match=r"outside \[0, 5\)"):
         region.soft_dice_loss(logits.to(DEVICE), torch.full_like(target, 9).to(DEVICE))
+
+
+def test_label_smoothing_on_the_kernel_path_equals_torch():
+    import torch.nn.functional as F
+
+    logits, target = random_batch(2, 4, (5, 6), scale=3.0, ignore_frac=0.2, seed=14)
+    weight = torch.tensor([0.5, 2.0, 1.0, 3.0])
+    z = logits.to(DEVICE).clone().requires_grad_()
+    value = SF.cross_entropy(z, target.to(DEVICE), weight=weight.to(DEVICE), label_smoothing=0.1)
+    value.backward()
+    ref = logits.double().requires_grad_()
+    expected = F.cross_entropy(ref, target, weight=weight.double(), ignore_index=255, label_smoothing=0.1)
+    expected.backward()
+    torch.testing.assert_close(value.double().cpu(), expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(z.grad.double().cpu(), ref.grad, rtol=1e-5, atol=1e-6)

@@ -41,6 +41,7 @@ from segloss.losses._checks import (MAX_EXPONENT, MAX_SCALE, check_logits_target
                                     class_vector)
 from segloss.kernels import cuda
 from segloss.kernels.cpu import DualFocalFused, FocalFamily
+from segloss.kernels.smoothing import SmoothingTerm
 from segloss.losses._reduction import reduce_map
 
 Number = float | torch.Tensor
@@ -124,11 +125,16 @@ def cross_entropy(
     weight: ClassWeights = None,
     ignore_index: int = 255,
     reduction: str = "mean",
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
-    """Cross-entropy ``CE_i = -w_{y_i} log p_t``.
+    """Cross-entropy ``CE_i = -w_{y_i} log p_t``, optionally with label smoothing.
 
     Gives the same numbers as ``torch.nn.functional.cross_entropy`` with the same arguments,
-    except that a batch without valid pixels gives 0 instead of NaN.
+    except that a batch without valid pixels gives 0 instead of NaN. With ``label_smoothing=eps``
+    (Szegedy et al., CVPR 2016, arXiv:1512.00567) the target is ``(1 - eps) onehot + eps / C``:
+    ``CE_i = (1 - eps) w_{y_i} (-log p_t) + (eps / C) sum_c w_c (-log p_c)``, and "mean" divides
+    by the sum of ``w_{y_i}`` over valid pixels, as torch does (ignored pixels contribute to
+    neither term; see :mod:`segloss.kernels.smoothing`).
 
     Args:
         logits: float ``(N, C, *spatial)``.
@@ -150,10 +156,41 @@ def cross_entropy(
         >>> cross_entropy(logits, target).shape
         torch.Size([])
     """
+    if label_smoothing:
+        return _smoothed(lambda: cross_entropy(logits, target, weight=weight, ignore_index=ignore_index,
+                                               reduction="none"),
+                         logits, target, label_smoothing, weight, ignore_index, reduction)
     if _needs_autograd(weight):
         return reference.cross_entropy(logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
     return _focal_family(logits, target, gamma=0.0, class_scale=None, weight=weight, ignore_index=ignore_index,
                          reduction=reduction)
+
+
+def _smoothed(pixel_loss, logits, target, eps, weight, ignore_index: int, reduction: str) -> torch.Tensor:
+    """``(1 - eps) pixel_loss() + eps S`` reduced as torch reduces a label-smoothed CE.
+
+    ``pixel_loss()`` gives the unsmoothed per-pixel map (weighted by ``w_y``, 0 at ignored pixels);
+    ``S`` is the smoothing term of :mod:`segloss.kernels.smoothing` (plain autograd when the
+    class weights want a gradient).
+    """
+    check_number(eps, "label_smoothing", low=0.0, high=1.0)
+    check_reduction(reduction)
+    check_logits_target(logits, target, ignore_index, check_finite=False)
+    like = _float_like(logits)
+    w = class_vector(weight, logits.shape[1], "weight", like)
+    valid = target != ignore_index
+    if _needs_autograd(weight):
+        log_probs = (logits if logits.dtype == torch.float64 else logits.float()).log_softmax(dim=1)
+        w_c = torch.ones(logits.shape[1], dtype=log_probs.dtype, device=logits.device) if w is None else w
+        shape = (1, -1) + (1,) * (logits.dim() - 2)
+        term = -(log_probs * w_c.reshape(shape)).sum(dim=1) / logits.shape[1]
+        term = torch.where(valid, term, 0.0)
+    else:
+        term = SmoothingTerm.apply(logits, target, ignore_index, w)
+    pixel = (1.0 - eps) * pixel_loss() + eps * term
+    safe = torch.where(valid, target, 0).long()
+    denominator = valid.sum().to(pixel.dtype) if w is None else (w.to(pixel.dtype)[safe] * valid).sum()
+    return reduce_map(pixel, denominator, reduction)
 
 
 def focal_loss(
@@ -165,8 +202,13 @@ def focal_loss(
     weight: ClassWeights = None,
     ignore_index: int = 255,
     reduction: str = "mean",
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """Softmax focal loss (Lin et al., ICCV 2017, arXiv:1708.02002).
+
+    With ``label_smoothing=eps`` the focal term is mixed with cross-entropy's smoothing term as
+    label smoothing mixes CE: ``(1 - eps) FL_i + (eps / C) sum_c w_c (-log p_c)`` (the uniform part
+    of the target is not focused; libraries that smooth focal loss do not agree on more).
 
     ``FL_i = -alpha_{y_i} (1 - p_t)^gamma log p_t``, times ``weight[y_i]`` when given.
     ``gamma = 0`` with ``alpha = None`` is exactly cross-entropy. ``alpha`` is part of the
@@ -194,6 +236,10 @@ def focal_loss(
     if _needs_autograd(gamma, alpha, weight):
         return reference.focal_loss(logits, target, gamma=gamma, alpha=alpha, weight=weight,
                                     ignore_index=ignore_index, reduction=reduction)
+    if label_smoothing:
+        return _smoothed(lambda: focal_loss(logits, target, gamma=gamma, alpha=alpha, weight=weight,
+                                            ignore_index=ignore_index, reduction="none"),
+                         logits, target, label_smoothing, weight, ignore_index, reduction)
     if isinstance(alpha, (int, float)) or (isinstance(alpha, torch.Tensor) and alpha.dim() == 0):
         check_number(alpha, "alpha", low=0.0, high=MAX_SCALE)
     return _focal_family(logits, target, gamma=float(gamma), class_scale=alpha, weight=weight,

@@ -53,16 +53,22 @@ class _PixelLoss(nn.Module):
 
 
 class CrossEntropyLoss(_PixelLoss):
-    """Cross-entropy; see :func:`segloss.functional.cross_entropy`.
+    """Cross-entropy, optionally label-smoothed; see :func:`segloss.functional.cross_entropy`.
 
     Example:
-        >>> loss = CrossEntropyLoss(weight=[1.0, 2.0, 5.0])
+        >>> loss = CrossEntropyLoss(weight=[1.0, 2.0, 5.0], label_smoothing=0.1)
         >>> loss(torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8))).shape
         torch.Size([])
     """
 
+    def __init__(self, weight=None, ignore_index: int = 255, reduction: str = "mean",
+                 label_smoothing: float = 0.0) -> None:
+        super().__init__(weight, ignore_index, reduction)
+        check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
+        self.label_smoothing = float(label_smoothing)
+
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return SF.cross_entropy(logits, target, **self._common())
+        return SF.cross_entropy(logits, target, label_smoothing=self.label_smoothing, **self._common())
 
 
 class OhemCrossEntropyLoss(_PixelLoss):
@@ -92,10 +98,11 @@ class FocalLoss(_PixelLoss):
     """
 
     def __init__(self, gamma: float = 2.0, alpha=None, weight=None, ignore_index: int = 255,
-                 reduction: str = "mean") -> None:
+                 reduction: str = "mean", label_smoothing: float = 0.0) -> None:
         super().__init__(weight, ignore_index, reduction)
         check_number(gamma, "gamma", low=0.0)
-        self.gamma = float(gamma)
+        check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
+        self.gamma, self.label_smoothing = float(gamma), float(label_smoothing)
         if alpha is None or isinstance(alpha, (int, float)):
             if alpha is not None:
                 check_number(alpha, "alpha", low=0.0)
@@ -107,7 +114,8 @@ class FocalLoss(_PixelLoss):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         alpha = self.alpha if self.alpha is not None else self.scalar_alpha
-        return SF.focal_loss(logits, target, gamma=self.gamma, alpha=alpha, **self._common())
+        return SF.focal_loss(logits, target, gamma=self.gamma, alpha=alpha, label_smoothing=self.label_smoothing,
+                             **self._common())
 
     def extra_repr(self) -> str:
         return f"gamma={self.gamma}, " + super().extra_repr()

@@ -154,8 +154,11 @@ LOSSES: dict[str, LossSpec] = {
                           "softmax form (the paper's 0.25 balanced positives/negatives in the sigmoid "
                           "form); through create_loss a per-class vector is accepted too.",
                           low=0.0, high=10.0, step=0.05, per_class_ok=True),
+                ParamSpec("label_smoothing", "label smoothing", 0.0, "Mixes in cross-entropy's uniform "
+                          "smoothing term: (1 - eps) FL + eps (1/C) sum_c -log p_c.", low=0.0, high=0.5, step=0.05),
             ),
-            factory=lambda gamma, alpha, **common: modules.FocalLoss(gamma=gamma, alpha=alpha, **common),
+            factory=lambda gamma, alpha, label_smoothing, **common: modules.FocalLoss(
+                gamma=gamma, alpha=alpha, label_smoothing=label_smoothing, **common),
         ),
         LossSpec(
             name="dual_focal",
@@ -212,6 +215,21 @@ LOSSES: dict[str, LossSpec] = {
             factory=lambda smooth, per_image, **common: modules.DiceLoss(smooth=smooth,
                                                                         **_region_common(per_image, common)),
             pixelwise=False,
+        ),
+        LossSpec(
+            name="label_smoothing_ce",
+            title="Label-smoothing cross-entropy",
+            formula=r"\mathcal{L}_{LS} = \frac{1}{|V|}\sum_{i \in V}\Big[-(1-\varepsilon)\log p_{i,y_i}"
+            r" - \frac{\varepsilon}{C}\sum_c \log p_{i,c}\Big]",
+            summary="Cross-entropy against a softened target, 1 - eps on the true class and eps/C on every class: "
+            "it never asks for p_t = 1, so confident pixels keep a small push back and logits stay bounded.",
+            citation="Szegedy, Vanhoucke, Ioffe, Shlens, Wojna. Rethinking the Inception Architecture. CVPR 2016 "
+            "(arXiv:1512.00567); same numbers as torch's F.cross_entropy(label_smoothing=eps).",
+            link="https://arxiv.org/abs/1512.00567",
+            params=(ParamSpec("label_smoothing", "smoothing eps", 0.1, "Share of the target spread evenly over the "
+                              "C classes.", low=0.0, high=0.5, step=0.01),),
+            factory=lambda label_smoothing, **common: modules.CrossEntropyLoss(label_smoothing=label_smoothing,
+                                                                                 **common),
         ),
         LossSpec(
             name="ohem",

@@ -1,0 +1,67 @@
+"""Label-smoothing cross-entropy equals torch's F.cross_entropy(label_smoothing=...) for every
+combination of ignore_index, class weights and reduction (torch itself once had bugs exactly
+there: pytorch#73205, #69339, #72056), in value and gradient, on the fused path."""
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import segloss
+from segloss import functional as SF
+from segloss.kernels import smoothing
+from conftest import random_batch
+
+WEIGHT = torch.tensor([0.5, 2.0, 1.0, 3.0], dtype=torch.float64)
+
+
+@pytest.mark.parametrize("eps, weighted, ignored, reduction", list(itertools.product(
+    (0.1, 0.5, 1.0), (False, True), (False, True), ("mean", "sum", "none"))))
+def test_label_smoothing_equals_torch_in_value_and_gradient(eps, weighted, ignored, reduction):
+    logits, target = random_batch(2, 4, (5, 6), scale=3.0, ignore_frac=0.25 if ignored else 0.0,
+                                  dtype=torch.float64, seed=51)
+    weight = WEIGHT if weighted else None
+    ours, theirs = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    value = SF.cross_entropy(ours, target, weight=weight, reduction=reduction, label_smoothing=eps)
+    expected = F.cross_entropy(theirs, target, weight=weight, ignore_index=255, reduction=reduction,
+                               label_smoothing=eps)
+    torch.testing.assert_close(value, expected, rtol=1e-12, atol=1e-12)
+    upstream = torch.randn(value.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    (value * upstream).sum().backward()
+    (expected * upstream).sum().backward()
+    torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_label_smoothing_runs_on_the_fused_path_with_a_weight_gradient_when_asked(monkeypatch):
+    calls = []
+    original = smoothing.SmoothingTerm.apply
+    monkeypatch.setattr(smoothing.SmoothingTerm, "apply", lambda *a: calls.append(1) or original(*a))
+    logits, target = random_batch(2, 4, (5, 6), dtype=torch.float64, seed=52)
+    SF.cross_entropy(logits, target, label_smoothing=0.1)
+    assert calls  # the blockwise smoothing term, not a log_softmax of the logits' size
+    weight = WEIGHT.clone().requires_grad_()
+    SF.cross_entropy(logits, target, weight=weight, label_smoothing=0.2).backward()
+    reference = WEIGHT.clone().requires_grad_()  # torch refuses a weight gradient: the formula by hand
+    log_p = logits.log_softmax(1)
+    true = -log_p.gather(1, target.unsqueeze(1)).squeeze(1) * reference[target]
+    uniform = -(log_p * reference.reshape(1, -1, 1, 1)).sum(1) / 4
+    ((0.8 * true + 0.2 * uniform).sum() / reference[target].sum()).backward()
+    torch.testing.assert_close(weight.grad, reference.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_smoothed_focal_is_the_mix_of_focal_and_the_smoothing_term_and_registry_entries_work():
+    logits, target = random_batch(2, 4, (5, 6), scale=3.0, ignore_frac=0.2, dtype=torch.float64, seed=53)
+    eps, c = 0.2, 4
+    valid = target != 255
+    focal_map = SF.focal_loss(logits, target, gamma=2.0, reduction="none")
+    uniform = -logits.log_softmax(1).sum(1) / c
+    expected = (((1 - eps) * focal_map + eps * torch.where(valid, uniform, 0.0)).sum() / valid.sum())
+    got = segloss.create_loss("focal", gamma=2.0, label_smoothing=eps)(logits, target)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    smoothed = segloss.create_loss("label_smoothing_ce", label_smoothing=0.1)(logits, target)
+    torch.testing.assert_close(smoothed, F.cross_entropy(logits, target, ignore_index=255, label_smoothing=0.1))
+    all_ignored = torch.full_like(target, 255)
+    assert SF.cross_entropy(logits, all_ignored, label_smoothing=0.1).item() == 0.0  # not NaN
+    with pytest.raises(ValueError, match="label_smoothing must be <= 1"):
+        SF.cross_entropy(logits, target, label_smoothing=1.5)
