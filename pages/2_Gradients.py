@@ -42,7 +42,7 @@ def sweep_values(low: float, high: float, sweep: str, count: int = 64) -> tuple[
 
 def sweep_range(spec, sweep: str) -> tuple[float, float]:
     """The swept values' range: the page's usual range, within the parameter's own bounds."""
-    low, high = SWEEP_RANGES[sweep]
+    low, high = SWEEP_RANGES.get(sweep) or (spec.param(sweep).low, spec.param(sweep).high)  # a new loss's own bounds
     if sweep in spec.defaults:
         low, high = max(low, spec.param(sweep).low), min(high, spec.param(sweep).high)
     return low, high

@@ -112,7 +112,7 @@ def test_gradient_components_and_bad_arguments():
 
 
 def test_sweepable_parameters():
-    assert analysis.sweepable_parameters("focal") == ["gamma", "alpha"]
+    assert analysis.sweepable_parameters("focal") == ["gamma", "alpha", "label_smoothing"]
     assert analysis.sweepable_parameters("recall") == ["recall"]
     assert analysis.sweepable_parameters("weighted_ce") == [] and analysis.sweepable_parameters("ce") == []
     assert analysis.sweepable_parameters("tversky") == ["alpha", "beta", "smooth"]

@@ -6,12 +6,13 @@ import torch
 import segloss
 from segloss.losses import functional as SF
 from segloss.losses import region
+from segloss.losses.unified_focal import unified_focal_loss
 from conftest import random_batch
 
 COUNTS = [1000, 200, 50, 5]
 
 
-REGION = {"generalized_dice", "dice", "jaccard", "tversky", "focal_tversky", "lovasz", "dice_ce", "dice_focal"}
+REGION = {"generalized_dice", "unified_focal", "dice", "jaccard", "tversky", "focal_tversky", "lovasz", "dice_ce", "dice_focal"}
 
 
 def test_registry_lists_the_losses_of_the_design_and_the_region_losses():
@@ -34,6 +35,7 @@ def test_region_entries_are_the_region_functions_with_the_registry_parameters():
                                                                **common)),
         "lovasz": ({"per_image": "image"}, region.lovasz_softmax_loss(logits, target, per_image=True, **common)),
         "generalized_dice": ({"smooth": 0.5}, region.generalized_dice_loss(logits, target, smooth=0.5, **common)),
+        "unified_focal": ({"delta": 0.7}, unified_focal_loss(logits, target, delta=0.7)),  # takes no class weights
         "dice_ce": ({"dice_weight": 0.5},
                     SF.cross_entropy(logits, target, **common) + 0.5 * region.soft_dice_loss(logits, target, **common)),
         "dice_focal": ({"gamma": 1.0, "smooth": 3.0},
@@ -42,7 +44,8 @@ def test_region_entries_are_the_region_functions_with_the_registry_parameters():
     }
     assert set(cases) == REGION
     for name, (params, expected) in cases.items():
-        torch.testing.assert_close(segloss.create_loss(name, weight=weight, **params)(logits, target), expected,
+        weights = {} if name == "unified_focal" else {"weight": weight}
+        torch.testing.assert_close(segloss.create_loss(name, **weights, **params)(logits, target), expected,
                                    msg=name)
 
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from segloss.losses import functional as SF
-from segloss.losses import region
+from segloss.losses import region, unified_focal
 from segloss.losses._checks import check_number, check_reduction
 
 
@@ -335,6 +335,29 @@ class GeneralizedDiceLoss(DiceLoss):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return region.generalized_dice_loss(logits, target, smooth=self.smooth, **self._common())
+
+
+class UnifiedFocalLoss(_RegionLoss):
+    """Asymmetric Unified Focal loss; see :func:`segloss.losses.unified_focal.unified_focal_loss`."""
+
+    def __init__(self, tversky_weight: float = 0.5, delta: float = 0.6, gamma: float = 0.5, background: int = 0,
+                 per_image: bool = True, **common) -> None:
+        if common.get("weight") is not None:
+            raise ValueError("the unified focal loss takes no class weights: delta weighs the rare classes "
+                             "against the background")
+        super().__init__(per_image=per_image, **common)
+        for name, value in (("tversky_weight", tversky_weight), ("delta", delta), ("gamma", gamma)):
+            check_number(value, name, low=0.0, high=1.0)
+        self.tversky_weight, self.delta, self.gamma = float(tversky_weight), float(delta), float(gamma)
+        self.background = int(background)
+
+    def _params(self) -> dict:
+        return {"tversky_weight": self.tversky_weight, "delta": self.delta, "gamma": self.gamma,
+                "background": self.background}
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        common = {k: v for k, v in self._common().items() if k != "weight"}
+        return unified_focal.unified_focal_loss(logits, target, **self._params(), **common)
 
 
 class LovaszSoftmaxLoss(_RegionLoss):

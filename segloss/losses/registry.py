@@ -249,6 +249,30 @@ LOSSES: dict[str, LossSpec] = {
                 threshold=threshold, min_kept=min_kept, **common),
         ),
         LossSpec(
+            name="unified_focal",
+            title="Unified Focal loss (asymmetric)",
+            formula=r"\mathcal{L}_{aUF} = \lambda\,\mathcal{L}_{aFT} + (1-\lambda)\,\mathcal{L}_{aF},\quad "
+            r"\mathcal{L}_{aF} = \tfrac{1}{|V|}\sum_i \big[(1-\delta)(1-p_{i,b})^{\gamma}\mathrm{CE}_{i,b} + "
+            r"\delta\,\mathrm{CE}_{i,\mathrm{rare}}\big],\ "
+            r"\mathcal{L}_{aFT} = \tfrac{1}{|P|}\Big[(1-TI_b) + \sum_{c \neq b}(1-TI_c)^{1-\gamma}\Big]",
+            summary="Focal and focal-Tversky terms in one, both asymmetric: the background's easy pixels are "
+            "suppressed, the rare classes are not, and their poorly matched regions are enhanced.",
+            citation="Yeung, Sala, Schönlieb, Rundo. Unified Focal loss. Computerized Medical Imaging and Graphics "
+            "2022 (arXiv:2102.04525); multi-class here, binary as the authors' code.",
+            link="https://arxiv.org/abs/2102.04525",
+            params=(ParamSpec("tversky_weight", "lambda (Tversky share)", 0.5, "Weight of the focal-Tversky term; "
+                              "1 - lambda goes to the focal term.", low=0.0, high=1.0, step=0.05),
+                    ParamSpec("delta", "delta", 0.6, "Weight of the rare classes (and of false negatives).",
+                              low=0.0, high=1.0, step=0.05),
+                    ParamSpec("gamma", "gamma", 0.5, "Background suppression and rare-class enhancement.",
+                              low=0.0, high=1.0, step=0.05),
+                    ParamSpec("per_image", "Regions per", "image", "image: the authors' Tversky regions per image; "
+                              "batch: pooled.", kind="choice", choices=("batch", "image"))),
+            factory=lambda tversky_weight, delta, gamma, per_image, **common: modules.UnifiedFocalLoss(
+                tversky_weight=tversky_weight, delta=delta, gamma=gamma, per_image=per_image == "image", **common),
+            pixelwise=False,
+        ),
+        LossSpec(
             name="generalized_dice",
             title="Generalized Dice loss",
             formula=r"\mathcal{L}_{GD} = 1 - \frac{2\sum_c w_c\,TP_c + s}{\sum_c w_c\,(P_c + G_c) + s},"

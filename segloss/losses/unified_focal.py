@@ -1,0 +1,80 @@
+"""Asymmetric Unified Focal loss, multi-class (Yeung, Sala, Schönlieb, Rundo; CMIG 2022, arXiv:2102.04525).
+
+The authors' binary loss (their code, github mlyg/unified-focal-loss) mixes a pixel-wise and a
+region term, both asymmetric: the background is suppressed, the rare class is not::
+
+    AUF = lam AFT + (1 - lam) AF
+    AF  = mean_i [ (1 - delta) (1 - p_b)^gamma (-y_b log p_b) + delta sum_{c rare} (-y_c log p_c) ]
+    AFT = mean over images and classes of  1 - TI_b  (background),  (1 - TI_c)^(1 - gamma)  (rare)
+    TI_c = (TP_c + s) / (TP_c + delta FN_c + (1 - delta) FP_c + s)
+
+Multi-class here: class ``background`` (default 0) is suppressed, every other class is a rare
+one; with two classes it is the authors' loss (checked against a transcription of their code).
+Their code averages the Tversky term over both classes of every image; with C classes segloss
+averages over the classes present in each image (an absent class has no region to score), then
+over images. MONAI's ``AsymmetricUnifiedFocalLoss`` is binary only (MONAI #8603).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from segloss.losses import functional as SF
+from segloss.losses._checks import check_number, check_reduction
+from segloss.losses._reduction import safe_divide
+from segloss.losses.region import _region_sums, _safe_power, global_sum
+
+
+def unified_focal_loss(logits, target, *, tversky_weight=0.5, delta=0.6, gamma=0.5, background=0, smooth=1e-6,
+                       per_image=True, ignore_index=255, reduction="mean", sync_distributed=True) -> torch.Tensor:
+    """Asymmetric Unified Focal loss (see the module docstring).
+
+    Args:
+        logits: float ``(N, C, *S)``; target: integer ``(N, *S)``.
+        tversky_weight: ``lam``, the Tversky term's share, in [0, 1] (the authors' ``weight``).
+        delta: weight of rare classes in AF and of false negatives in TI, in [0, 1].
+        gamma: background suppression in AF and rare-class enhancement in AFT, in [0, 1].
+        background: the suppressed class.
+        smooth: ``s`` of the Tversky index (the authors' 1e-6).
+        per_image: Tversky regions per image (the authors') or over the batch.
+        reduction: ``"mean"`` or ``"sum"`` (over images for the Tversky term); ``"none"`` gives
+            per-image losses ``(N,)`` (with ``per_image``).
+
+    Raises:
+        ValueError, TypeError: bad tensors or parameters.
+    """
+    check_reduction(reduction)
+    for name, value in (("tversky_weight", tversky_weight), ("delta", delta), ("gamma", gamma)):
+        check_number(value, name, low=0.0, high=1.0)
+    check_number(smooth, "smooth", low=0.0)
+    num_classes = logits.shape[1] if isinstance(logits, torch.Tensor) and logits.dim() >= 2 else 0
+    if isinstance(background, bool) or not isinstance(background, int) or not 0 <= background < max(num_classes, 1):
+        raise ValueError(f"background must be a class index in [0, {num_classes}), got {background!r}")
+    # AF: focal on background pixels, plain CE on the others (one fused pass each)
+    is_background = target == background
+    focal = SF.focal_loss(logits, target, gamma=float(gamma), ignore_index=ignore_index, reduction="none")
+    ce = SF.cross_entropy(logits, target, ignore_index=ignore_index, reduction="none")
+    pixel = torch.where(is_background, (1.0 - delta) * focal, delta * ce)
+    valid = (target != ignore_index).to(pixel.dtype)
+    # AFT: asymmetric focal Tversky from the region sums
+    tp, fp, fn, present = _region_sums(logits, target, ignore_index, per_image, sync_distributed)
+    index = (tp + smooth) / (tp + delta * fn + (1.0 - delta) * fp + smooth).clamp_min(1e-30)
+    rare = torch.arange(tp.shape[-1], device=tp.device) != background
+    per_class = torch.where(rare, _safe_power((1.0 - index).clamp_min(0.0), 1.0 - gamma), 1.0 - index)
+    counted = present.to(per_class.dtype)
+    region = safe_divide((per_class * counted).sum(-1), counted.sum(-1))  # (N,) or ()
+    if per_image:
+        n = logits.shape[0]
+        af_image = safe_divide(pixel.reshape(n, -1).sum(1), valid.reshape(n, -1).sum(1))
+        each = tversky_weight * region + (1.0 - tversky_weight) * af_image
+        if reduction == "none":
+            return torch.where(present.any(-1), each, float("nan"))
+        scored = present.any(-1).to(each.dtype)
+        total, count = (each * scored).sum(), scored.sum()
+        if sync_distributed:
+            total, count = global_sum(torch.stack([total, count])).unbind(0)
+        return total if reduction == "sum" else safe_divide(total, count)
+    af = safe_divide(global_sum(pixel.sum()) if sync_distributed else pixel.sum(),
+                     global_sum(valid.sum()) if sync_distributed else valid.sum())
+    value = tversky_weight * region + (1.0 - tversky_weight) * af
+    return value.reshape(1) if reduction == "none" else value
