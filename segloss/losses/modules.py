@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from segloss.losses import functional as SF
-from segloss.losses import region, unified_focal
+from segloss.losses import boundary, region, unified_focal
 from segloss.losses._checks import check_number, check_reduction
 
 
@@ -86,6 +86,20 @@ class OhemCrossEntropyLoss(_PixelLoss):
 
     def extra_repr(self) -> str:
         return f"threshold={self.threshold}, min_kept={self.min_kept}"
+
+
+class BoundaryLoss(_PixelLoss):
+    """Boundary loss (Kervadec et al.); see :func:`segloss.losses.boundary.boundary_loss`. Pass the
+    masks' ``distance_maps`` (computed once per mask) as a third argument, or let it compute them."""
+
+    def __init__(self, foreground_only: bool = True, ignore_index: int = 255, reduction: str = "mean") -> None:
+        super().__init__(None, ignore_index, reduction)
+        self.foreground_only = bool(foreground_only)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, distance_maps: torch.Tensor | None = None):
+        return boundary.boundary_loss(logits, target, distance_maps=distance_maps,
+                                      foreground_only=self.foreground_only, ignore_index=self.ignore_index,
+                                      reduction=self.reduction)
 
 
 class FocalLoss(_PixelLoss):

@@ -1,0 +1,86 @@
+"""Boundary loss (Kervadec, Bouchtiba, Desrosiers, Granger, Dolz, Ben Ayed; MIDL 2019 / MedIA 2021,
+arXiv:1812.07032): the softmax weighted by each class's signed distance to its region's boundary.
+
+Per pixel ``i`` and class ``c``, ``phi_c(i)`` is the Euclidean distance to the boundary of class
+``c``'s ground-truth region, positive outside it and negative inside (the authors' ``one_hot2dist``:
+``edt(outside) * outside - (edt(inside) - 1) * inside``, with scipy's
+``ndimage.distance_transform_edt``, the transform their code uses). The loss is::
+
+    L_B = (1 / (|V| |K|)) sum_{i in V} sum_{c in K} p_c(i) phi_c(i)
+
+over the classes ``K`` scored (the authors score the foreground: every class but 0). It is
+smallest when probability sits inside each region; it has no upper bound of 1 and can be
+negative, which is why it is used next to a region loss, e.g. ``alpha GDL + (1 - alpha) L_B`` with
+``alpha`` decreasing during training (the authors' schedule). Distance maps depend on the masks
+only: compute them once per mask with :func:`signed_distance_maps` (in a data loader) and pass
+them, or let the loss compute them (on the CPU, one synchronisation per call on a GPU).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from segloss.losses._checks import check_logits_target, check_reduction
+from segloss.losses._reduction import reduce_map
+
+
+def signed_distance_maps(target, num_classes: int, *, ignore_index: int = 255) -> torch.Tensor:
+    """``phi`` float32 ``(N, C, *S)`` for integer labels ``(N, *S)`` (on ``target``'s device).
+
+    Ignored pixels count as outside every class; a class absent from an image gets 0 there.
+
+    Raises:
+        ValueError: ``num_classes`` below 2; TypeError: non-integer labels.
+    """
+    from scipy.ndimage import distance_transform_edt  # a well-kept exact EDT (Maurer et al.'s algorithm)
+
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    labels = torch.as_tensor(target)
+    if labels.is_floating_point() or labels.dtype == torch.bool:
+        raise TypeError(f"target must hold integer labels, got dtype {labels.dtype}")
+    array = labels.detach().cpu().numpy()
+    out = np.zeros((array.shape[0], num_classes, *array.shape[1:]), dtype=np.float32)
+    for n in range(array.shape[0]):
+        for c in range(num_classes):
+            inside = array[n] == c
+            if array[n].ndim == 0 or not inside.any():
+                continue  # a single pixel has no boundary; an absent class no region
+            outside = ~inside
+            if outside.any():
+                out[n, c] = distance_transform_edt(outside) * outside - (distance_transform_edt(inside) - 1.0) * inside
+            else:  # the class fills the image: distances to the image's border
+                padded = distance_transform_edt(np.pad(inside, 1))[(slice(1, -1),) * inside.ndim]
+                out[n, c] = -(padded - 1.0)
+    return torch.from_numpy(out).to(labels.device)
+
+
+def boundary_loss(logits: torch.Tensor, target: torch.Tensor, *, distance_maps: torch.Tensor | None = None,
+                  foreground_only: bool = True, ignore_index: int = 255, reduction: str = "mean") -> torch.Tensor:
+    """Boundary loss ``sum_c p_c phi_c`` averaged over valid pixels and scored classes.
+
+    Args:
+        logits: float ``(N, C, *S)``; target: integer ``(N, *S)``.
+        distance_maps: ``(N, C, *S)`` from :func:`signed_distance_maps` (computed here if None).
+        foreground_only: score classes ``1..C-1`` (the authors'), else all ``C``.
+        reduction: ``"none"`` gives the per-pixel map ``(N, *S)`` (0 at ignored pixels).
+
+    Raises:
+        ValueError: distance maps of another shape; bad tensors as the other losses.
+    """
+    check_reduction(reduction)
+    check_logits_target(logits, target, ignore_index)
+    if distance_maps is None:
+        distance_maps = signed_distance_maps(target, logits.shape[1], ignore_index=ignore_index)
+    if tuple(distance_maps.shape) != tuple(logits.shape):
+        raise ValueError(f"distance_maps must have the logits' shape {tuple(logits.shape)}, "
+                         f"got {tuple(distance_maps.shape)}")
+    z = logits if logits.dtype == torch.float64 else logits.float()
+    probs = z.softmax(dim=1)
+    phi = distance_maps.to(device=z.device, dtype=z.dtype)
+    scored = slice(1, None) if foreground_only else slice(None)
+    count = logits.shape[1] - 1 if foreground_only else logits.shape[1]
+    valid = target != ignore_index
+    pixel = torch.where(valid, (probs[:, scored] * phi[:, scored]).sum(dim=1) / count, 0.0)
+    return reduce_map(pixel, valid.sum().to(pixel.dtype), reduction)
