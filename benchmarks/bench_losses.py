@@ -36,6 +36,10 @@ LOSSES = {
     "segloss focal_loss": "focal",
     "segloss dual_focal_loss": "dual_focal",
     "segloss recall_loss": "recall",
+    "segloss label-smoothing CE (0.1)": "label_smoothing",
+    "segloss OHEM CE": "ohem",
+    "segloss generalized Dice": "generalized_dice",
+    "segloss unified focal": "unified_focal",
     "kornia focal_loss": "kornia_focal",
     "MONAI FocalLoss(softmax)": "monai_focal",
 }
@@ -54,6 +58,8 @@ def _loss_fn(key: str):
     import torch.nn.functional as F
 
     import segloss.losses.functional as SF
+    from segloss.losses import region
+    from segloss.losses.unified_focal import unified_focal_loss
 
     if key == "kornia_focal":
         from kornia.losses import focal_loss
@@ -70,6 +76,10 @@ def _loss_fn(key: str):
         "focal": lambda z, t: SF.focal_loss(z, t, gamma=2.0),
         "dual_focal": SF.dual_focal_loss,
         "recall": SF.recall_loss,
+        "label_smoothing": lambda z, t: SF.cross_entropy(z, t, label_smoothing=0.1),
+        "ohem": SF.ohem_cross_entropy,
+        "generalized_dice": region.generalized_dice_loss,
+        "unified_focal": unified_focal_loss,
     }[key]
 
 

@@ -166,5 +166,24 @@ st.markdown(
     "large classes and large batches, and largest for a rare class that the model already gets right."
 )
 
+st.subheader("Same name, other definitions: the newer losses")
+st.markdown(
+    "- **Label smoothing** (segloss `label_smoothing_ce`, focal's `label_smoothing`): segloss gives torch's numbers, "
+    "class weights on both terms and the \"mean\" divided by the true classes' weights; torch itself got this "
+    "wrong with `ignore_index` and weights in earlier releases (pytorch#73205, #69339, #72056). On focal loss, "
+    "segloss mixes in CE's uniform term unfocused; other ports focus it too.\n"
+    "- **OHEM**: mmsegmentation's `OHEMPixelSampler` keeps at least `min_kept` pixels as a *count* (100,000 by "
+    "default, for 512 x 1024 crops); segloss takes a *share* of the valid pixels. Some codebases keep the top-k "
+    "losses without any threshold.\n"
+    "- **Generalized Dice**: MONAI's `GeneralizedDiceLoss` gives an absent class the largest finite weight, over "
+    "the whole batch even per image; segloss does the same per batch and per image. The paper weighs by "
+    "1/G_c^2; some ports use 1/G_c.\n"
+    "- **Unified Focal**: MONAI's `AsymmetricUnifiedFocalLoss` is binary only; the authors' code averages the "
+    "Tversky term over both classes of every image. segloss's multi-class form suppresses one background class "
+    "and averages over the classes present.\n"
+    "- **Boundary loss** (library only so far): the authors score the foreground classes (`idc=[1]`) with "
+    "distance maps `edt(outside) - (edt(inside) - 1)`; segloss does the same by default (`foreground_only`)."
+)
+
 url.publish()
 url.link_control()

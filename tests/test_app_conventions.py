@@ -90,3 +90,10 @@ def test_the_upload_page_offers_its_image_to_this_page_in_the_same_session():
     radio.set_value("upload").run()
     assert not app.exception
     assert "C = 9" in next(c.value for c in app.caption if c.value.startswith("Input:"))
+
+
+def test_the_newer_losses_other_definitions_are_named():
+    app = open_page(PAGE)
+    text = " ".join(m.value for m in app.markdown)
+    for name in ("OHEMPixelSampler", "GeneralizedDiceLoss", "AsymmetricUnifiedFocalLoss", "pytorch#73205"):
+        assert name in text
