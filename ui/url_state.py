@@ -155,11 +155,9 @@ def preset_buttons(url: PageState, presets: Sequence[Preset], on_apply: Callable
     lesson_key = f"{url.page}:lesson"
 
     def apply(preset: Preset) -> None:
+        keys = {f.short: f.key for f in url.fields}  # the fields this page bound on its last run
         for short, value in preset.values.items():
-            field = next(f for f in url.fields if f.short == short) if any(
-                f.short == short for f in url.fields) else None
-            key = field.key if field is not None else f"{url.page}:{short}"
-            st.session_state[key] = value
+            st.session_state[keys.get(short, f"{url.page}:{short.replace('.', ':')}")] = value
         st.session_state[lesson_key] = preset.title
         if on_apply is not None:
             on_apply()

@@ -175,7 +175,7 @@ def _smoothed(pixel_loss, logits, target, eps, weight, ignore_index: int, reduct
     """
     check_number(eps, "label_smoothing", low=0.0, high=1.0)
     check_reduction(reduction)
-    check_logits_target(logits, target, ignore_index, check_finite=False)
+    base = pixel_loss()  # validates logits and target (once: the smoothing term below relies on it)
     like = _float_like(logits)
     w = class_vector(weight, logits.shape[1], "weight", like)
     valid = target != ignore_index
@@ -187,7 +187,7 @@ def _smoothed(pixel_loss, logits, target, eps, weight, ignore_index: int, reduct
         term = torch.where(valid, term, 0.0)
     else:
         term = SmoothingTerm.apply(logits, target, ignore_index, w)
-    pixel = (1.0 - eps) * pixel_loss() + eps * term
+    pixel = (1.0 - eps) * base + eps * term
     safe = torch.where(valid, target, 0).long()
     denominator = valid.sum().to(pixel.dtype) if w is None else (w.to(pixel.dtype)[safe] * valid).sum()
     return reduce_map(pixel, denominator, reduction)
