@@ -25,6 +25,7 @@ OTHER_COLORS = ("#19d3f3", "#ff6692", "#8c564b", "#b6e880", "#ff97ff", "#7f7f7f"
 RECALLS = (0.0, 0.25, 0.5, 0.75, 0.9)
 RECALL_COLORS = dict(zip(RECALLS, ("#3e2723", "#5d4037", "#8d6e63", "#a1887f", "#bcaaa4")))  # browns: no gamma colour
 STREET = data.DATASETS["street"]
+SHIFTS = tuple(range(-10, 11))  # pixels by which the predicted square's boundary is off
 
 
 def overlays_gamma(spec) -> bool:
@@ -34,14 +35,25 @@ def overlays_gamma(spec) -> bool:
 
 @st.cache_data(max_entries=512, show_spinner=False)
 def curve(name: str, params: tuple, num_classes: int, spread: str, true_class: int = 0,
-          recall: float = 0.0) -> np.ndarray:
+          recall: float = 0.0, depth: float = analysis.BOUNDARY_DEPTH) -> np.ndarray:
     """One loss curve; cached per argument set (streamlit reruns the script on every widget change)."""
     counts = None
     if segloss.LOSSES[name].needs_class_counts:  # weights come from the street scenes' pixel counts, so C is theirs
         counts = data.class_frequencies("street")
         num_classes = len(counts)
-    loss = analysis.pixel_loss(name, dict(params), class_counts=counts, recall=recall)
+    true_class = true_class or analysis.picture_class(name)
+    loss = analysis.pixel_loss(name, dict(params), class_counts=counts, recall=recall, depth=depth)
     return analysis.loss_curve(loss, P_T, num_classes, spread, true_class).astype(np.float32)
+
+
+@st.cache_data(max_entries=64, show_spinner="Scoring shifted boundaries...")
+def shifted(chosen: tuple, params: tuple, num_classes: int) -> dict[str, np.ndarray]:
+    """Every chosen loss (without class counts) of a square predicted ``k`` pixels too big or too small."""
+    given = dict(params)
+    losses = {segloss.LOSSES[n].title: segloss.create_loss(n, **{k: v for k, v in given.get(n, {}).items()
+                                                                 if k not in ("true_class", "learnable")})
+              for n in chosen if not segloss.LOSSES[n].needs_class_counts}
+    return analysis.boundary_shift_losses(losses, SHIFTS, num_classes)
 
 
 st.title("Loss against the true-class probability")
@@ -89,7 +101,7 @@ with controls:
         spec = segloss.LOSSES[name]
         overlaid = bool(overlay) and overlays_gamma(spec)
         skip = ("learnable", "per_image", "gamma") if overlaid else ("learnable", "per_image")
-        if any(p.name not in skip for p in spec.params):
+        if any(p.name not in skip and not p.schedule_only for p in spec.params):
             with st.expander(f"{spec.title} parameters", expanded=False):
                 params[name] = loss_param_widgets(spec, "curves", skip=skip, url=url)
                 if spec.needs_class_counts:
@@ -101,6 +113,12 @@ with controls:
     if "recall" in chosen:
         recalls = st.multiselect("Batch recall R of the pixel's class", RECALLS,
                                  key=url.bind("recalls", list(RECALLS), "multi", choices=RECALLS))
+    depth = analysis.BOUNDARY_DEPTH
+    if "boundary" in chosen:
+        depth = st.slider("Boundary loss: pixels between the pixel and its region's edge", 0, 20,
+                          key=url.bind("depth", analysis.BOUNDARY_DEPTH, "int", low=0, high=20),
+                          help="The boundary loss weighs probabilities by distances: deeper inside its region, a "
+                               "pixel's right answer earns more and a wrong one costs more.")
 
 curves: dict[str, np.ndarray] = {}
 styles: dict[str, dict] = {}  # one colour per gamma, one dash per loss, so the same gamma reads across losses
@@ -120,7 +138,7 @@ for name in chosen:
     else:
         label = spec.title + (f" ({STREET.class_names[true_class]} pixel, C = {len(STREET.class_names)})"
                               if spec.needs_class_counts else "")
-        curves[label] = curve(name, tuple(values.items()), num_classes, spread, true_class)
+        curves[label] = curve(name, tuple(values.items()), num_classes, spread, true_class, depth=depth)
         if name != "ce":
             others = sum(1 for style in styles.values() if style["color"] in OTHER_COLORS)
             styles[label] = {"color": OTHER_COLORS[others % len(OTHER_COLORS)]}
@@ -139,12 +157,21 @@ with chart:
         st.caption("Colour: gamma. Line style: solid focal, dotted Dual Focal, dash-dot Dice + focal"
                    + (", long dashes in browns recall loss (dark: low batch recall)" if "recall" in chosen else "")
                    + ". Focal with γ = 0 lies exactly on CE.")
-    region = [segloss.LOSSES[n].title for n in chosen if not segloss.LOSSES[n].pixelwise]
+    region = [segloss.LOSSES[n].title for n in chosen
+              if not segloss.LOSSES[n].pixelwise and n not in analysis.BOUNDARY_LOSSES]
     if region:
         st.caption(f"{', '.join(region)}: region losses have no loss per pixel. Their curve is the loss of an image of "
                    f"{analysis.REGION_PIXELS} pixels of one class, every pixel at p_t (soft Dice: (1 - p_t)/(1 + p_t); "
                    "Jaccard and Lovász: 1 - p_t, up to smoothing). A region loss is bounded by 1 and falls slowly: "
                    "it does not punish confident mistakes the way cross-entropy does.")
+    if "boundary" in chosen:
+        st.caption(f"Boundary loss: a foreground pixel {depth} pixel(s) inside its region, the confusing class's "
+                   "region just across the boundary. It is linear in the probabilities and negative where the pixel is "
+                   "mostly right" + (": a log y axis shows only its positive part." if log_y else "."))
+    if "dice_boundary" in chosen:
+        st.caption(f"Generalized Dice + boundary: the loss of an image of {analysis.REGION_PIXELS} pixels of one foreground "
+                   "class at p_t, with the weights of the first epoch; the image has no other class, so its boundary "
+                   "term uses the distances to the image's border. Its schedule shows on the Live training page.")
     if "recall" in chosen:
         st.caption("Recall loss weighs a pixel by 1 - R of its class, where R is that class's recall in the current "
                    "batch: it does not depend on this pixel's p_t. Each curve is (1 - R) · CE for one batch recall R.")
@@ -157,6 +184,22 @@ with chart:
                                           well_classified=analysis.WELL_CLASSIFIED), width="stretch", key="terms")
         st.caption("The false-class term depends on how 1 - p_t is spread: switch the spread above and watch it "
                    "change while cross-entropy stays put.")
+
+if any(name in analysis.BOUNDARY_LOSSES for name in chosen):
+    st.subheader("Loss when the predicted boundary is off by k pixels")
+    shift = shifted(tuple(chosen), tuple((n, dict(p)) for n, p in params.items()), num_classes)
+    st.plotly_chart(plots.curves_figure(np.asarray(SHIFTS), shift, x_title="k: predicted square grown by k pixels "
+                                        "(negative: shrunk)", y_title="loss of the image", height=380,
+                                        dashed=[segloss.LOSSES["ce"].title],
+                                        styles={k: v for k, v in styles.items() if k in shift}),
+                    width="stretch", key="shift")
+    st.caption(f"A {2 * analysis.SHIFT_HALF_WIDTH} px square of class 1 on background, predicted with confidence "
+               f"{analysis.SHIFT_CONFIDENCE} as a square k pixels "
+               "too big or too small. Pixel-wise losses and Dice grow with the number of wrong pixels, about linearly "
+               "in k; the boundary loss with their distances to the true boundary, about as k squared: it measures "
+               "how far the contour is off, not only how many pixels are wrong."
+               + (" Losses that need class counts are left out." if any(segloss.LOSSES[n].needs_class_counts
+                                                                         for n in chosen) else ""))
 
 for name in chosen:
     with st.container(border=True):

@@ -18,7 +18,7 @@ page_setup("Gradients", ":material/gradient:")
 P_T = analysis.probability_grid(256)
 SWEEP_RANGES = {"gamma": (0.0, 5.0), "alpha": (0.0, 5.0), "beta": (0.0, 5.0), "rho": (1.0, 3.0), "recall": (0.0, 0.99),
                 "smooth": (0.0, 50.0), "dice_weight": (0.0, 5.0), "threshold": (0.05, 1.0), "min_kept": (0.0, 1.0),
-                "label_smoothing": (0.0, 0.5)}
+                "label_smoothing": (0.0, 0.5), "depth": (0.0, 10.0), "boundary_weight": (0.0, 1.0)}
 COMPONENT_LABELS = {"norm": "‖dL/dz‖ (all logits)", "true": "|dL/dz_t| (true class)",
                     "false": "|dL/dz_c| (most probable false class)"}
 # CE is the dashed reference of every chart; weighted CE's gradient is w_y times CE's
@@ -27,7 +27,8 @@ LOSS_NAMES = [n for n in segloss.LOSSES if n != "ce" and not segloss.LOSSES[n].n
 
 ROUND_VALUES = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0)
 PREFERRED_SLICES = {"gamma": (0.0, 0.5, 1.0, 2.0, 5.0), "recall": (0.0, 0.25, 0.5, 0.75, 0.9),
-                    "rho": (1.0, 1.25, 1.5, 2.0, 3.0), "smooth": (0.0, 1.0, 5.0, 10.0, 50.0)}
+                    "rho": (1.0, 1.25, 1.5, 2.0, 3.0), "smooth": (0.0, 1.0, 5.0, 10.0, 50.0),
+                    "depth": (0.0, 1.0, 2.0, 5.0, 10.0), "boundary_weight": (0.0, 0.01, 0.1, 0.5, 1.0)}
 
 
 def sweep_values(low: float, high: float, sweep: str, count: int = 64) -> tuple[tuple[float, ...], list[int]]:
@@ -57,7 +58,8 @@ def surface(name: str, sweep: str, values: tuple, num_classes: int, spread: str,
 @st.cache_data(max_entries=64, show_spinner="Computing the gradients...")
 def magnitude(name: str, num_classes: int, spread: str, component: str, params: tuple = ()) -> np.ndarray:
     """One loss's gradient magnitude against p_t (no parameter swept)."""
-    grads = analysis.logit_gradients(analysis.pixel_loss(name, dict(params)), P_T, num_classes, spread)
+    grads = analysis.logit_gradients(analysis.pixel_loss(name, dict(params)), P_T, num_classes, spread,
+                                     analysis.picture_class(name))
     return analysis.gradient_magnitude(grads, component).astype(np.float32)
 
 
@@ -100,7 +102,8 @@ with controls:
         if st.session_state[sweep_key] not in sweeps:  # the previous loss's parameter: take this loss's first
             st.session_state[sweep_key] = sweeps[0]
         sweep = st.selectbox("Parameter on the y axis", sweeps, key=sweep_key,
-                             help="recall: the batch recall R of the pixel's class (recall loss weighs by 1 - R).")
+                             help="recall: the batch recall R of the pixel's class (recall loss weighs by 1 - R). "
+                                  "depth: pixels between the pixel and its region's edge (boundary loss).")
     component = st.radio("Which gradient", analysis.COMPONENTS, format_func=COMPONENT_LABELS.get,
                          key=url.bind("component", "norm", "choice", choices=analysis.COMPONENTS))
     num_classes = st.slider("Number of classes C", 2, 50, key=url.bind("C", 19, "int", low=2, high=50))
@@ -110,7 +113,7 @@ with controls:
     log_color = st.toggle("log colour scale", disabled=sweep is None, key=url.bind("logc", True, "bool"))
     skip = (sweep, "learnable", "per_image")
     params = {}
-    if any(p.name not in skip for p in spec.params):  # an expander with nothing in it would only confuse
+    if any(p.name not in skip and not p.schedule_only for p in spec.params):  # an expander with nothing in it would only confuse
         with st.expander("Other parameters"):
             params = loss_param_widgets(spec, "gradients", skip=skip, url=url)
 
@@ -153,6 +156,10 @@ with chart:
                    f"the pixel is down-weighted. An easy pixel (p_t = 0.9) keeps, of CE's push, under {spec.title}: "
                    + "; ".join(shown) + ".")
         table = {sweep: np.repeat(values, len(P_T)), "p_t": np.tile(P_T, len(values)), "gradient": z.ravel()}
+    if name == "boundary":
+        st.caption("Boundary loss: a foreground pixel (class 1) lying `depth` pixels inside its region, the confusing "
+                   "class's region just across the boundary. Its push grows with the distances and does not fade for "
+                   "confident pixels the way cross-entropy's does: the loss is linear in the probabilities.")
     if not spec.pixelwise:
         st.caption(f"{spec.title} scores regions, not pixels: here an image of {analysis.REGION_PIXELS} pixels of one "
                    "class, every pixel at p_t, and the gradient of its loss with respect to their shared logits (the "

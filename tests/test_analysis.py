@@ -225,3 +225,52 @@ def test_gradient_map_of_a_summed_compound_loss_is_not_rescaled():
     segloss.create_loss("dice_ce", reduction="sum")(z, target).backward()
     torch.testing.assert_close(by_sum, z.grad.norm(dim=1))
     assert by_mean.mean() < 10 * by_sum.mean()
+
+
+@pytest.mark.parametrize("num_classes", [2, 3, 7])
+def test_boundary_pixel_is_a_foreground_pixel_inside_its_region_next_to_the_confusing_class(num_classes):
+    """(1/|K|) [ -d p_t + (d + 1) p_confusing ], K the foreground classes; with C = 2 the confusing
+    class is the (unscored) background."""
+    p_t = analysis.probability_grid(9)
+    for depth in (0, 2, 5):
+        got = analysis.loss_curve(analysis.pixel_loss("boundary", depth=depth), p_t, num_classes, "confusing",
+                                  true_class=analysis.picture_class("boundary"))
+        confusing = (1 - p_t) * (analysis.CONFUSING_SHARE if num_classes > 2 else 1.0)
+        across = confusing if num_classes > 2 else 0.0
+        np.testing.assert_allclose(got, (-depth * p_t + (depth + 1) * across) / (num_classes - 1), rtol=1e-10,
+                                   atol=1e-12)
+
+
+def test_gradients_with_the_pixel_in_another_class_come_back_in_true_class_order():
+    p_t = analysis.probability_grid(7)
+    ce = analysis.pixel_loss("ce")
+    np.testing.assert_allclose(analysis.logit_gradients(ce, p_t, 5, "confusing", true_class=3),
+                               analysis.logit_gradients(ce, p_t, 5, "confusing"), rtol=1e-12, atol=1e-15)
+    surface = analysis.gradient_surface("boundary", p_t, "depth", [0.0, 4.0], 4, component="true")
+    assert analysis.sweepable_parameters("boundary") == ["depth"]
+    assert (surface[1] > surface[0]).all()  # deeper inside its region: a stronger push on the true class
+    assert analysis.sweepable_parameters("dice_boundary") == ["boundary_weight"]  # not the schedule's step
+
+
+def test_a_shifted_boundary_costs_the_boundary_loss_about_k_squared_and_the_others_about_k():
+    losses = {name: segloss.create_loss(name) for name in ("ce", "dice", "boundary")}
+    values = analysis.boundary_shift_losses(losses, [-8, -4, 0, 4, 8], 5)
+    for name, curve in values.items():
+        excess = curve - curve[2]
+        assert excess.argmin() == 2 and (np.delete(excess, 2) > 0).all(), name  # best at the true boundary
+        grown, shrunk = excess[4] / excess[3], excess[0] / excess[1]
+        if name == "boundary":
+            assert grown > 3.5 and shrunk > 3, (grown, shrunk)  # distances add up: about k^2
+        else:
+            assert grown < 2.5 and shrunk < 2.5, (name, grown, shrunk)  # wrong pixels add up: about k
+    with pytest.raises(ValueError, match="shifts must lie"):
+        analysis.boundary_shift_losses(losses, [-12], 5)
+
+
+def test_per_image_loss_of_the_scheduled_sum_is_each_images_own_loss():
+    module = segloss.create_loss("dice_boundary", region="dice", per_image="image", boundary_weight=0.5).double()
+    module.schedule_step()
+    logits, target = random_batch(3, 4, (6, 6), seed=91)
+    each = analysis.per_image_loss(module, logits.double(), target)
+    for n in range(3):
+        torch.testing.assert_close(each[n], module(logits[n:n + 1].double(), target[n:n + 1]))

@@ -111,10 +111,13 @@ def test_every_registry_loss_trains_and_renders(app, name):
     trainer = app.session_state[KEY]
     assert not app.exception and trainer.status == "running", trainer.snapshot().message
     charts = figures(app)
-    assert len(charts) == (5 if name in ("dual_focal", "recall") else 4)
+    assert len(charts) == (5 if name in ("dual_focal", "recall", "dice_boundary") else 4)
     assert len(app.get("image")) == 6
     if name == "dual_focal":
         assert [t["name"] for t in charts[-1]["data"]] == ["gamma", "rho"]
+    if name == "dice_boundary":  # the schedule moved weight once per 10 steps
+        assert [t["name"] for t in charts[-1]["data"]] == ["region weight", "boundary weight"]
+        assert trainer.criterion.current_weights()["boundary"] > 0.01
 
 
 def test_loss_map_gradient_map_toggle_and_region_losses_show_gradients(app):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import segloss
+from segloss.losses import region
 from segloss.losses.boundary import boundary_loss, signed_distance_maps
 
 
@@ -57,3 +58,44 @@ def test_distance_maps_of_another_shape_are_refused():
     target = torch.zeros(1, 4, 4, dtype=torch.long)
     with pytest.raises(ValueError, match="distance_maps must have the logits' shape"):
         boundary_loss(logits, target, distance_maps=torch.zeros(1, 3, 4, 5))
+
+
+def test_registry_boundary_is_the_function_and_refuses_class_weights():
+    g = torch.Generator().manual_seed(72)
+    logits = torch.randn(2, 4, 7, 7, generator=g, dtype=torch.float64)
+    target = torch.randint(0, 4, (2, 7, 7), generator=g)
+    torch.testing.assert_close(segloss.create_loss("boundary")(logits, target), boundary_loss(logits, target))
+    torch.testing.assert_close(segloss.create_loss("boundary", classes="all", reduction="none")(logits, target),
+                               boundary_loss(logits, target, foreground_only=False, reduction="none"))
+    with pytest.raises(ValueError, match="takes no class weights"):
+        segloss.create_loss("boundary", weight=[1.0, 2.0, 1.0, 1.0])
+
+
+def test_dice_boundary_follows_the_authors_steal_weight_schedule_and_keeps_it_in_the_state_dict():
+    """StealWeight: (a, b) -> (max(0.1, a - s), b + s) per epoch, from (1, b0)."""
+    loss = segloss.create_loss("dice_boundary", boundary_weight=0.01, steal=0.05)
+    expected_a, expected_b = 1.0, 0.01
+    for _ in range(25):
+        assert loss.current_weights() == pytest.approx({"region": expected_a, "boundary": expected_b}, abs=1e-6)
+        loss.schedule_step()
+        expected_a, expected_b = max(0.1, expected_a - 0.05), expected_b + 0.05
+    assert loss.current_weights()["region"] == pytest.approx(0.1)  # the floor
+    resumed = segloss.create_loss("dice_boundary", boundary_weight=0.01, steal=0.05)
+    resumed.load_state_dict(loss.state_dict())
+    assert resumed.current_weights() == loss.current_weights()
+    g = torch.Generator().manual_seed(73)
+    logits = torch.randn(2, 3, 8, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(0, 3, (2, 8, 8), generator=g)
+    a, b = loss.current_weights().values()
+    expected = a * region.generalized_dice_loss(logits, target) + b * boundary_loss(logits, target)
+    torch.testing.assert_close(loss.double()(logits, target), expected)
+    with pytest.raises(ValueError, match="no per-pixel map"):
+        segloss.create_loss("dice_boundary", reduction="none")
+
+
+def test_distance_maps_skip_absent_classes_and_labels_beyond_num_classes():
+    target = torch.full((1, 5, 5), 255, dtype=torch.long)
+    target[0, 1:3, 1:3] = 1
+    phi = signed_distance_maps(target, 3)
+    assert phi[0, 0].abs().sum() == 0 and phi[0, 2].abs().sum() == 0
+    assert phi[0, 1, 1, 1] == 0 and phi[0, 1, 0, 0] == pytest.approx(2 ** 0.5)

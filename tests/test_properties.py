@@ -13,6 +13,9 @@ LOSS_PARAMS = {
     "dual_focal": {"gamma": st.sampled_from([0.0, 0.4, 1.0, 3.0]), "rho": st.sampled_from([1.0, 1.001, 2.0]),
                    "beta": st.sampled_from([0.0, 1.0, 4.0])},
     "recall": {"momentum": st.sampled_from([0.0, 0.9])},
+    "label_smoothing_ce": {"label_smoothing": st.sampled_from([0.0, 0.1, 0.5])},
+    "ohem": {"threshold": st.sampled_from([0.05, 0.7, 1.0]), "min_kept": st.sampled_from([0.0, 0.1, 1.0])},
+    "boundary": {"classes": st.sampled_from(["foreground", "all"])},
 }
 
 
@@ -64,7 +67,12 @@ REGION_PARAMS = {
     "lovasz": {"per_image": ["batch", "image"]},
     "dice_ce": {"dice_weight": [0.0, 1.0, 10.0], "smooth": [0.0, 1.0]},
     "dice_focal": {"gamma": [0.0, 2.0], "dice_weight": [1.0], "per_image": ["batch", "image"]},
+    "generalized_dice": {"smooth": [0.0, 1e-5, 1.0], "per_image": ["batch", "image"]},
+    "unified_focal": {"delta": [0.0, 0.6, 1.0], "gamma": [0.0, 0.5, 1.0], "per_image": ["batch", "image"]},
+    "dice_boundary": {"region": ["generalized_dice", "dice"], "boundary_weight": [0.0, 1.0],
+                      "classes": ["foreground", "all"], "per_image": ["batch", "image"]},
 }
+UNBOUNDED = {"dice_ce", "dice_focal", "unified_focal", "dice_boundary"}  # sums with a pixel-wise term
 
 
 @settings(max_examples=80, deadline=None)
@@ -72,14 +80,14 @@ REGION_PARAMS = {
 def test_every_region_loss_is_finite_and_bounded_in_value_and_gradient(case, name, data):
     logits, target, c = case
     params = {k: data.draw(st.sampled_from(v)) for k, v in REGION_PARAMS[name].items()}
-    weighted = data.draw(st.booleans())
+    weighted = data.draw(st.booleans()) and name != "unified_focal"  # its delta weighs the classes
     weight = torch.linspace(0.5, 2.0, c) if weighted else None
     reduction = data.draw(st.sampled_from(["mean", "sum"]))
     module = segloss.create_loss(name, weight=weight, reduction=reduction, **params)
     z = logits.clone().requires_grad_()
     value = module(z, target)
     assert value.shape == () and torch.isfinite(value)
-    if reduction == "mean" and name not in ("dice_ce", "dice_focal"):
+    if reduction == "mean" and name not in UNBOUNDED:
         assert -1e-6 <= value.item() <= 1 + 1e-6  # a mean of 1 - score per class
     value.backward()
     assert torch.isfinite(z.grad.float()).all()

@@ -6,17 +6,19 @@ import torch
 import segloss
 from segloss.losses import functional as SF
 from segloss.losses import region
+from segloss.losses.boundary import boundary_loss
 from segloss.losses.unified_focal import unified_focal_loss
 from conftest import random_batch
 
 COUNTS = [1000, 200, 50, 5]
 
 
-REGION = {"generalized_dice", "unified_focal", "dice", "jaccard", "tversky", "focal_tversky", "lovasz", "dice_ce", "dice_focal"}
+REGION = {"generalized_dice", "unified_focal", "dice", "jaccard", "tversky", "focal_tversky", "lovasz", "dice_ce", "dice_focal",
+          "dice_boundary"}
 
 
 def test_registry_lists_the_losses_of_the_design_and_the_region_losses():
-    pixelwise = {"ce", "weighted_ce", "focal", "dual_focal", "recall", "ohem", "label_smoothing_ce"}
+    pixelwise = {"ce", "weighted_ce", "focal", "dual_focal", "recall", "ohem", "label_smoothing_ce", "boundary"}
     assert set(segloss.LOSSES) == pixelwise | REGION
     assert {name for name, spec in segloss.LOSSES.items() if spec.pixelwise} == pixelwise
 
@@ -41,6 +43,9 @@ def test_region_entries_are_the_region_functions_with_the_registry_parameters():
         "dice_focal": ({"gamma": 1.0, "smooth": 3.0},
                        SF.focal_loss(logits, target, gamma=1.0, **common)
                        + region.soft_dice_loss(logits, target, smooth=3.0, **common)),
+        "dice_boundary": ({"boundary_weight": 0.3, "region": "dice"},
+                          region.soft_dice_loss(logits, target, **common)
+                          + 0.3 * boundary_loss(logits, target, ignore_index=255)),  # the boundary term takes no weights
     }
     assert set(cases) == REGION
     for name, (params, expected) in cases.items():

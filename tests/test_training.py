@@ -15,6 +15,7 @@ from segloss.losses import functional as SF
 from segloss.train.data import make_batch
 from segloss.train.metrics import confusion_matrix, metrics_from_confusion
 from segloss.train.model import TinyUNet
+from segloss.figures import live
 from segloss.train.trainer import Trainer
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "sample_data" / "tinyunet_street_ce.pt"
@@ -290,3 +291,27 @@ def test_checkpoint_command_writes_a_weights_only_file_and_reports(tmp_path, cap
     assert "--param gamma=1.5" in meta["command"]
     assert main(["checkpoint", "--loss", "focal", "--param", "gamma=99", "--steps", "1", "--out", str(out)]) == 2
     assert "gamma must lie in" in capsys.readouterr().err
+
+
+def test_dice_boundary_trains_and_its_weights_follow_the_schedule_every_epoch_of_steps():
+    trainer = Trainer(loss="dice_boundary", loss_params={"boundary_weight": 0.05, "steal": 0.1}, batch_size=2,
+                      image_size=32, eval_every=100, schedule_every=3, width=4)
+    for _ in range(7):
+        trainer.step()
+    history = trainer.snapshot().history
+    # the weights each step trained with: (1, 0.05) for steps 1-3, (0.9, 0.15) for 4-6, then (0.8, 0.25)
+    np.testing.assert_allclose(history["weight_region"], [1, 1, 1, 0.9, 0.9, 0.9, 0.8], atol=1e-6)
+    np.testing.assert_allclose(history["weight_boundary"], [0.05] * 3 + [0.15] * 3 + [0.25], atol=1e-6)
+    figures = live.figures(trainer.snapshot())
+    assert [trace.name for trace in figures["state"].data] == ["region weight", "boundary weight"]
+    trainer.reset()
+    assert trainer.criterion.current_weights() == {"region": 1.0, "boundary": 0.05}
+
+
+def test_a_negative_training_loss_is_drawn_on_a_linear_axis():
+    trainer = Trainer(loss="boundary", batch_size=2, image_size=32, eval_every=100, width=4)
+    for _ in range(2):
+        trainer.step()
+    assert live.loss_figure(trainer.snapshot()).layout.yaxis.type == "log"  # an untrained net: positive
+    trainer.history.append(3, loss=-0.2)  # as when the probabilities sit inside the regions
+    assert live.loss_figure(trainer.snapshot()).layout.yaxis.type != "log"

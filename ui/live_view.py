@@ -87,7 +87,7 @@ def settings_widgets(trainer: Trainer | None, url: PageState | None = None) -> N
     spec = segloss.LOSSES[loss]
     if spec.params:
         with st.expander(f"{spec.title} parameters", expanded=True):
-            loss_param_widgets(spec, PREFIX, url=url)
+            loss_param_widgets(spec, PREFIX, url=url, static=False)
     st.select_slider("Learning rate (Adam)", LEARNING_RATES, key=_key("lr"), format_func=lambda v: f"{v:g}")
     left, right = st.columns(2)
     left.select_slider("Batch size", BATCH_SIZES, key=_key("batch"))

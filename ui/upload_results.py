@@ -77,7 +77,7 @@ def loss_choice(url: PageState | None = None) -> tuple[dict[str, dict], str]:
     with st.expander("Loss parameters"):
         for name in names:
             spec = segloss.LOSSES[name]
-            if any(p.name not in SKIPPED for p in spec.params):
+            if any(p.name not in SKIPPED and not p.schedule_only for p in spec.params):
                 st.markdown(f"**{spec.title}**")
             chosen[name] = loss_param_widgets(spec, "upload", skip=SKIPPED)
     region = [name for name in chosen if not segloss.LOSSES[name].pixelwise]

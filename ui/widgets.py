@@ -9,7 +9,7 @@ from ui.url_state import PageState
 
 
 def loss_param_widgets(spec: LossSpec, key: str, *, skip: tuple[str, ...] = (), container=st,
-                       url: PageState | None = None) -> dict:
+                       url: PageState | None = None, static: bool = True) -> dict:
     """One widget per parameter of ``spec`` (slider, selectbox or multiselect), keyed by ``key``.
 
     Args:
@@ -19,13 +19,15 @@ def loss_param_widgets(spec: LossSpec, key: str, *, skip: tuple[str, ...] = (), 
         container: where to draw (``st``, ``st.sidebar``, a column...).
         url: the page's :class:`~ui.url_state.PageState`: each parameter then lives in the query
             string too, as ``<loss>.<parameter>`` (e.g. ``dual_focal.gamma=2``).
+        static: the page shows the loss at one moment, so parameters that only change it between
+            epochs (``schedule_only``) are not offered; the live trainer passes False.
 
     Returns:
         ``{name: value}`` for the parameters drawn.
     """
     values = {}
     for param in spec.params:
-        if param.name in skip:
+        if param.name in skip or (static and param.schedule_only):
             continue
         widget_key = f"{key}:{spec.name}:{param.name}"
         if url is not None:

@@ -11,6 +11,13 @@ the loss sees exactly these probabilities. A region loss (Dice, Lovász...) has 
 pixel; it sees an image of :data:`REGION_PIXELS` such pixels, all of the true class (see
 :func:`pixel_loss`): soft Dice then gives ``(1 - p_t) / (1 + p_t)``, Jaccard and Lovász
 ``1 - p_t`` (up to smoothing).
+
+The boundary loss weighs probabilities by distances to region boundaries, so its synthetic pixel
+also has a place: it lies :data:`BOUNDARY_DEPTH` pixels inside its class's region, with the
+region of the class after it (its confusing class) just across the boundary; it is a foreground
+pixel (class 1, see :func:`picture_class`), since the authors score the foreground only.
+:func:`boundary_shift_losses` gives the picture the boundary loss was made for: the loss of a
+prediction whose region boundary is off by ``k`` pixels.
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ CONFUSING_SHARE = 0.9
 COMPONENTS = ("norm", "true", "false")
 WELL_CLASSIFIED = 0.5  # p_t above this: the argmax is the true class whatever C is
 REGION_PIXELS = 100  # a region loss's synthetic image: this many pixels of one class, all alike
+BOUNDARY_DEPTH = 2  # the boundary loss's synthetic pixel: this many pixels inside its region
+BOUNDARY_LOSSES = ("boundary", "dice_boundary")
+SHIFT_HALF_WIDTH, SHIFT_CONFIDENCE = 12, 0.95  # boundary_shift_losses' square and prediction
 
 PixelLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -66,8 +76,38 @@ def synthetic_probabilities(p_t: Sequence[float] | np.ndarray, num_classes: int,
     return torch.cat([p_t[:, None], false], dim=1)
 
 
+def picture_class(name: str) -> int:
+    """The synthetic pixel's true class for loss ``name``: 1 (a foreground pixel) for the boundary
+    losses, whose authors score the foreground classes only; 0 for every other loss (for them it
+    does not matter, except through class weights)."""
+    return 1 if name in BOUNDARY_LOSSES else 0
+
+
+def boundary_pixel_loss(foreground_only: bool = True, depth: float = BOUNDARY_DEPTH) -> PixelLoss:
+    """The boundary loss of synthetic pixels, ``(logits (K, C), target (K,)) -> (K,)``.
+
+    Each pixel lies ``depth`` pixels inside the region of its class ``t`` (signed distance
+    ``phi_t = -depth``, the authors' convention where a region's edge pixel has 0), the region of
+    class ``(t + 1) mod C`` starts just across the boundary (``phi = depth + 1``) and the other
+    classes are absent (``phi = 0``). The value is :func:`segloss.functional.boundary_loss` with
+    these distance maps.
+    """
+    if isinstance(depth, bool) or not isinstance(depth, (int, float)) or not 0 <= depth <= 1000:
+        raise ValueError(f"depth must be a number in [0, 1000], got {depth!r}")
+
+    def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        num_classes = logits.shape[1]
+        phi = torch.zeros_like(logits)
+        rows = torch.arange(len(target))
+        phi[rows, target] = -float(depth)
+        phi[rows, (target + 1) % num_classes] = float(depth) + 1.0
+        return SF.boundary_loss(logits, target, distance_maps=phi, foreground_only=foreground_only,
+                                reduction="none")
+    return loss
+
+
 def pixel_loss(name: str, params: dict | None = None, *, class_counts=None, recall: float = 0.0,
-               region_pixels: int = REGION_PIXELS) -> PixelLoss:
+               depth: float = BOUNDARY_DEPTH, region_pixels: int = REGION_PIXELS) -> PixelLoss:
     """The registry loss ``name`` as a function ``(logits (K, C), target (K,)) -> (K,)``.
 
     Pixel-wise losses give each pixel's loss. Learnable Dual Focal parameters are held at their
@@ -81,8 +121,15 @@ def pixel_loss(name: str, params: dict | None = None, *, class_counts=None, reca
     ``logits[k]`` is the sum over the region's pixels, i.e. ``region_pixels`` times one pixel's
     gradient: on the scale of a pixel-wise loss's per-pixel gradient (a pixel-wise loss gives
     the same values and gradients either way).
+
+    The boundary loss's pixel lies ``depth`` pixels inside its region (see
+    :func:`boundary_pixel_loss`); the region image of Dice + boundary has no other class, so its
+    distances are those to the image's border.
     """
     params = {k: v for k, v in (params or {}).items() if k != "learnable"}
+    if name == "boundary":
+        create_loss(name, **params)  # the parameters checked as everywhere else
+        return boundary_pixel_loss(params.get("classes", "foreground") == "foreground", depth)
     if name == "recall":
         def recall_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
             weights = torch.full((logits.shape[1],), 1.0 - recall, dtype=logits.dtype)
@@ -130,6 +177,10 @@ def per_image_loss(module: nn.Module, logits: torch.Tensor, target: torch.Tensor
     if isinstance(module, modules.SumLoss):
         return per_image_loss(module.pixel, logits, target) + module.dice_weight * per_image_loss(
             module.region_part, logits, target)
+    if isinstance(module, modules.ScheduledSumLoss):
+        region_weight, boundary_weight = module.loss_weights.to(logits.dtype)
+        return region_weight * per_image_loss(module.region_part, logits, target) + boundary_weight * per_image_loss(
+            module.boundary_part, logits, target)
     each = copy.copy(module)  # same parameters and buffers, its own reduction
     each.reduction = "none"
     values = each(logits, target)
@@ -179,12 +230,20 @@ def dual_focal_terms(p_t: np.ndarray, num_classes: int, spread: str = "even", *,
     return {"true-class CE": ce, "false-class term": dfl(0.0, beta) - ce, "focal-style term": dfl(alpha, 0.0) - ce}
 
 
-def logit_gradients(loss: PixelLoss, p_t: np.ndarray, num_classes: int, spread: str = "even") -> np.ndarray:
-    """``dL/dz`` of each synthetic pixel, ``(K, C)`` float64 (class 0 true, class 1 most confusing)."""
-    probs = synthetic_probabilities(p_t, num_classes, spread)
+def logit_gradients(loss: PixelLoss, p_t: np.ndarray, num_classes: int, spread: str = "even",
+                    true_class: int = 0) -> np.ndarray:
+    """``dL/dz`` of each synthetic pixel, ``(K, C)`` float64, columns ordered from the true class:
+    column 0 the true class, column 1 the most confusing one.
+
+    ``true_class`` is the class index the pixel has for the loss (see :func:`picture_class`); the
+    probabilities are rotated to it and the gradient rotated back.
+    """
+    if not 0 <= true_class < num_classes:
+        raise ValueError(f"true_class must lie in [0, {num_classes}), got {true_class}")
+    probs = torch.roll(synthetic_probabilities(p_t, num_classes, spread), true_class, dims=1)
     logits = probs.log().requires_grad_()
-    loss(logits, torch.zeros(len(probs), dtype=torch.long)).sum().backward()
-    return logits.grad.numpy()
+    loss(logits, torch.full((len(probs),), true_class, dtype=torch.long)).sum().backward()
+    return torch.roll(logits.grad, -true_class, dims=1).numpy()
 
 
 def gradient_magnitude(grads: np.ndarray, component: str = "norm") -> np.ndarray:
@@ -210,7 +269,8 @@ def gradient_surface(name: str, p_t: np.ndarray, sweep: str, values: Sequence[fl
     Args:
         name: registry loss name.
         p_t: ``(K,)`` true-class probabilities.
-        sweep: the parameter swept along the rows (e.g. ``"gamma"``; ``"recall"`` for recall loss).
+        sweep: the parameter swept along the rows (e.g. ``"gamma"``; ``"recall"`` for recall loss,
+            ``"depth"`` for the boundary loss).
         values: its values.
         num_classes, spread: the synthetic pixel (see module docstring).
         component: see :func:`gradient_magnitude`.
@@ -223,23 +283,29 @@ def gradient_surface(name: str, p_t: np.ndarray, sweep: str, values: Sequence[fl
     for value in values:
         if sweep == "recall":
             loss = pixel_loss(name, params, class_counts=class_counts, recall=float(value))
+        elif sweep == "depth":
+            loss = pixel_loss(name, params, depth=float(value))
         else:
             loss = pixel_loss(name, {**(params or {}), sweep: float(value)}, class_counts=class_counts)
-        rows.append(gradient_magnitude(logit_gradients(loss, p_t, num_classes, spread), component))
+        grads = logit_gradients(loss, p_t, num_classes, spread, picture_class(name))
+        rows.append(gradient_magnitude(grads, component))
     return np.asarray(rows, dtype=np.float32)
 
 
 def sweepable_parameters(name: str) -> list[str]:
     """Parameters of a loss that shape its gradient and a surface can sweep.
 
-    ``recall`` (the batch recall ``R``) for recall loss; none for (weighted) cross-entropy, whose
-    only parameters pick class weights.
+    ``recall`` (the batch recall ``R``) for recall loss; ``depth`` (how far inside its region
+    the pixel lies) for the boundary loss; none for (weighted) cross-entropy, whose only
+    parameters pick class weights.
     """
     if name == "recall":
         return ["recall"]
+    if name == "boundary":
+        return ["depth"]
     if LOSSES[name].needs_class_counts:
         return []
-    return [p.name for p in LOSSES[name].params if p.kind == "float"]
+    return [p.name for p in LOSSES[name].params if p.kind == "float" and not p.schedule_only]
 
 
 def gradient_map(loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], logits: torch.Tensor,
@@ -288,3 +354,50 @@ def gradient_map(loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], log
     if component == "true":
         return true.abs()
     return grad.abs().scatter(1, safe, 0.0).amax(dim=1)
+
+
+def boundary_shift_losses(losses: dict[str, nn.Module], shifts: Sequence[int], num_classes: int, *,
+                          size: int = 48, half_width: int = SHIFT_HALF_WIDTH,
+                          confidence: float = SHIFT_CONFIDENCE) -> dict[str, np.ndarray]:
+    """Each loss of a prediction whose region boundary is off by ``k`` pixels, for every ``k``.
+
+    The image: ``size x size`` pixels of background (class 0) with a square of class 1, side
+    ``2 * half_width``, in the middle. The prediction: the same square grown by ``k`` pixels on
+    every side (shrunk for negative ``k``), each pixel giving ``confidence`` to its predicted class
+    and the rest evenly to the others. Every value is the module's own (reduction "mean"): a
+    pixel-wise loss grows with the number of wrong pixels, the boundary loss with their distances
+    to the true boundary, so roughly with the square of ``k``.
+
+    Returns:
+        ``{label: (len(shifts),) float64}``.
+
+    Raises:
+        ValueError: a shift that empties the square or leaves the image, or bad sizes.
+    """
+    if not 0 < confidence < 1 or num_classes < 2 or not 0 < half_width < size // 2:
+        raise ValueError(f"need 0 < confidence < 1, num_classes >= 2, 0 < half_width < size / 2; got {confidence}, "
+                         f"{num_classes}, {half_width}, {size}")
+    shifts = [int(k) for k in shifts]
+    if any(not -half_width < k < size // 2 - half_width for k in shifts):
+        raise ValueError(f"shifts must lie in ({-half_width}, {size // 2 - half_width}), got {shifts}")
+    centre = size // 2
+
+    def square(grow: int) -> torch.Tensor:
+        mask = torch.zeros(size, size, dtype=torch.long)
+        low, high = centre - half_width - grow, centre + half_width + grow
+        mask[low:high, low:high] = 1
+        return mask
+
+    target = square(0)[None].expand(len(shifts), -1, -1)
+    predicted = torch.stack([square(k) for k in shifts])
+    rest = (1 - confidence) / (num_classes - 1)
+    probs = torch.full((len(shifts), num_classes, size, size), rest, dtype=torch.float64)
+    probs.scatter_(1, predicted[:, None], confidence)
+    logits = probs.log()
+    out = {}
+    with torch.no_grad():
+        for label, module in losses.items():
+            module = copy.deepcopy(module).double()
+            out[label] = np.array([float(module(logits[i:i + 1], target[i:i + 1]))
+                                   for i in range(len(shifts))])
+    return out

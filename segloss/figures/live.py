@@ -156,6 +156,14 @@ def dfl_parameter_curves(snapshot: TrainerSnapshot) -> tuple[np.ndarray, dict[st
     return (history["step"], curves) if curves else None
 
 
+def schedule_curves(snapshot: TrainerSnapshot) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+    """A scheduled sum's two weights over time (``weight_region`` a, ``weight_boundary`` b); None if none."""
+    history = snapshot.history
+    curves = {f"{key.removeprefix('weight_')} weight": values for key, values in history.items()
+              if key.startswith("weight_")}
+    return (history["step"], curves) if curves else None
+
+
 def evaluation_table(snapshot: TrainerSnapshot) -> dict[str, np.ndarray]:
     """Every recorded validation as columns (one row per evaluation), for a CSV download:
     ``step``, ``miou``, ``mean_accuracy``, ``overall_accuracy``, then ``iou``/``recall``/
@@ -169,12 +177,14 @@ def evaluation_table(snapshot: TrainerSnapshot) -> dict[str, np.ndarray]:
 
 
 def loss_figure(snapshot: TrainerSnapshot):
-    """The training loss per step (window means once the history is long), log y axis."""
+    """The training loss per step (window means once the history is long), on a log y axis unless
+    the loss has gone to 0 or below (the boundary loss is negative when training goes well)."""
 
     history = snapshot.history
     title = LOSSES[snapshot.config.loss].title
+    positive = bool(len(history["loss"]) == 0 or np.nanmin(history["loss"]) > 0)
     return plots.training_curves_figure(history["step"], {f"{title} (training batch)": history["loss"]},
-                                      y_title="training loss", log_y=True)
+                                      y_title="training loss", log_y=positive)
 
 
 def figures(snapshot: TrainerSnapshot, kind: str = "loss") -> dict:
@@ -184,7 +194,7 @@ def figures(snapshot: TrainerSnapshot, kind: str = "loss") -> dict:
     ``recall``: recall per class in palette colours; ``share``: each class's share of the pixels,
     of the training loss's map and of cross-entropy's map of ``kind`` on the latest validation
     (needs a view; a region loss shows its gradient); and, when the loss has state, ``state``:
-    learnable Dual Focal parameters or recall-loss weights.
+    learnable Dual Focal parameters, recall-loss weights or a schedule's loss weights.
     """
 
     config = snapshot.config
@@ -210,8 +220,10 @@ def figures(snapshot: TrainerSnapshot, kind: str = "loss") -> dict:
             names, {"share of pixels": view.pixel_share, f"share of {what}{title.lower()}": view.map(kind).class_share,
                     ce_label: view.map(kind, "ce").class_share},
             colors={"share of pixels": "#9e9e9e", ce_label: "#636efa"})
-    dfl, weights = dfl_parameter_curves(snapshot), recall_weight_curves(snapshot)
-    if dfl is not None:
+    dfl, weights, schedule = dfl_parameter_curves(snapshot), recall_weight_curves(snapshot), schedule_curves(snapshot)
+    if schedule is not None:
+        out["state"] = plots.training_curves_figure(*schedule, y_title="loss weights (schedule)")
+    elif dfl is not None:
         out["state"] = plots.training_curves_figure(*dfl, y_title="learnable Dual Focal parameters")
     elif weights is not None:
         out["state"] = plots.training_curves_figure(*weights, y_title="recall-loss class weights 1 - R_c",

@@ -43,10 +43,11 @@ def signed_distance_maps(target, num_classes: int, *, ignore_index: int = 255) -
     array = labels.detach().cpu().numpy()
     out = np.zeros((array.shape[0], num_classes, *array.shape[1:]), dtype=np.float32)
     for n in range(array.shape[0]):
-        for c in range(num_classes):
+        if array[n].ndim == 0:
+            continue  # a single pixel has no boundary
+        present = np.unique(array[n])  # two transforms per class present; absent classes keep 0
+        for c in present[(present >= 0) & (present < num_classes)].tolist():
             inside = array[n] == c
-            if array[n].ndim == 0 or not inside.any():
-                continue  # a single pixel has no boundary; an absent class no region
             outside = ~inside
             if outside.any():
                 out[n, c] = distance_transform_edt(outside) * outside - (distance_transform_edt(inside) - 1.0) * inside

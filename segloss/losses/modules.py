@@ -92,9 +92,16 @@ class BoundaryLoss(_PixelLoss):
     """Boundary loss (Kervadec et al.); see :func:`segloss.losses.boundary.boundary_loss`. Pass the
     masks' ``distance_maps`` (computed once per mask) as a third argument, or let it compute them."""
 
-    def __init__(self, foreground_only: bool = True, ignore_index: int = 255, reduction: str = "mean") -> None:
+    def __init__(self, foreground_only: bool = True, weight=None, ignore_index: int = 255,
+                 reduction: str = "mean") -> None:
+        if weight is not None:
+            raise ValueError("the boundary loss takes no class weights: each class's term is already weighted by "
+                             "its distance map (weight the region loss it is paired with instead)")
         super().__init__(None, ignore_index, reduction)
         self.foreground_only = bool(foreground_only)
+
+    def extra_repr(self) -> str:
+        return f"foreground_only={self.foreground_only}, " + super().extra_repr()
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, distance_maps: torch.Tensor | None = None):
         return boundary.boundary_loss(logits, target, distance_maps=distance_maps,
@@ -408,3 +415,60 @@ class SumLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.pixel(logits, target) + self.dice_weight * self.region_part(logits, target)
+
+
+class ScheduledSumLoss(nn.Module):
+    """``a * region_part + b * boundary_part`` with Kervadec et al.'s schedule of the two weights.
+
+    Each :meth:`schedule_step` (once per epoch in the authors' code, their ``StealWeight``
+    scheduler) moves ``steal`` of weight from the region loss to the boundary loss::
+
+        a <- max(floor, a - steal),    b <- b + steal
+
+    starting from ``a = 1``, ``b = boundary_weight`` (the authors': GDL at 1, boundary at 0.01,
+    steal 0.01, floor 0.1). The weights are a buffer ``loss_weights = [a, b]``, so they are
+    saved with the state dict and a resumed run continues the schedule.
+
+    Raises:
+        ValueError: weights out of range, or ``reduction="none"`` (a region loss has no per-pixel map).
+    """
+
+    def __init__(self, region_part: nn.Module, boundary_part: nn.Module, boundary_weight: float = 0.01,
+                 steal: float = 0.01, floor: float = 0.1) -> None:
+        super().__init__()
+        check_number(boundary_weight, "boundary_weight", low=0.0, high=1e12)
+        check_number(steal, "steal", low=0.0, high=1.0)
+        check_number(floor, "floor", low=0.0, high=1.0)
+        if getattr(boundary_part, "reduction", "mean") == "none":
+            raise ValueError("a sum with a region loss has no per-pixel map: use reduction 'mean' or 'sum'")
+        self.region_part, self.boundary_part = region_part, boundary_part
+        self.steal, self.floor = float(steal), float(floor)
+        self.register_buffer("loss_weights", torch.tensor([1.0, float(boundary_weight)]))
+
+    @property
+    def ignore_index(self) -> int:
+        return self.boundary_part.ignore_index
+
+    @property
+    def reduction(self) -> str:
+        return self.boundary_part.reduction
+
+    def current_weights(self) -> dict[str, float]:
+        """``{"region": a, "boundary": b}`` as floats (one device sync; float32 noise rounded away)."""
+        region_weight, boundary_weight = self.loss_weights.tolist()
+        return {"region": round(region_weight, 6), "boundary": round(boundary_weight, 6)}
+
+    @torch.no_grad()
+    def schedule_step(self) -> dict[str, float]:
+        """One step of the schedule (call it once per epoch); returns the new weights."""
+        region_weight, boundary_weight = self.loss_weights.tolist()
+        self.loss_weights.copy_(torch.tensor([max(self.floor, region_weight - self.steal),
+                                              boundary_weight + self.steal], device=self.loss_weights.device))
+        return self.current_weights()
+
+    def extra_repr(self) -> str:
+        return f"steal={self.steal}, floor={self.floor}"
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        weights = self.loss_weights.to(device=logits.device)
+        return weights[0] * self.region_part(logits, target) + weights[1] * self.boundary_part(logits, target)

@@ -25,7 +25,8 @@ class ParamSpec:
 
     ``kind`` is ``"float"`` (a number in ``[low, high]``), ``"choice"`` (one of ``choices``) or
     ``"multichoice"`` (a tuple of ``choices``). ``per_class_ok`` means a ``(C,)`` vector is also
-    accepted through :func:`create_loss` (not offered as a widget).
+    accepted through :func:`create_loss` (not offered as a widget). ``schedule_only`` parameters
+    change the loss between epochs (a schedule), not its value at one moment.
     """
 
     name: str
@@ -38,6 +39,7 @@ class ParamSpec:
     step: float | None = None
     choices: tuple = ()
     per_class_ok: bool = False
+    schedule_only: bool = False  # changes the loss between epochs only: pages showing one moment skip it
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,20 @@ _TVERSKY_BETA = ParamSpec("beta", "beta (false negatives)", 0.7, "Weight of fals
                           "0.5 is Dice (with half its smoothing), 1 and 1 is Jaccard.", low=0.0, high=1.0, step=0.05)
 _DICE_WEIGHT = ParamSpec("dice_weight", "Dice weight lambda", 1.0, "Weight of the Dice term added to the "
                          "pixel-wise loss.", low=0.0, high=10.0, step=0.1)
+_BOUNDARY_CLASSES = ParamSpec("classes", "classes scored", "foreground", "foreground: every class but 0, the "
+                              "authors' choice (class 0 is the background); all: every class.",
+                              kind="choice", choices=("foreground", "all"))
+
+
+def _region_boundary(region, boundary_weight, steal, classes, per_image, weight, ignore_index, reduction):
+    region_loss = {"generalized_dice": modules.GeneralizedDiceLoss, "dice": modules.DiceLoss}[region]
+    region_part = region_loss(per_image=per_image == "image", weight=weight, ignore_index=ignore_index,
+                              reduction=reduction)
+    boundary_part = modules.BoundaryLoss(foreground_only=classes == "foreground", ignore_index=ignore_index,
+                                         reduction=reduction)
+    return modules.ScheduledSumLoss(region_part, boundary_part, boundary_weight=boundary_weight, steal=steal)
+
+
 _GAMMA_HELP = "Focusing exponent: 0 gives cross-entropy; larger values down-weight easy pixels (p_t near 1) more."
 
 LOSSES: dict[str, LossSpec] = {
@@ -249,6 +265,22 @@ LOSSES: dict[str, LossSpec] = {
                 threshold=threshold, min_kept=min_kept, **common),
         ),
         LossSpec(
+            name="boundary",
+            title="Boundary loss",
+            formula=r"\mathcal{L}_{B} = \frac{1}{|V|\,|K|}\sum_{i \in V}\sum_{c \in K} p_{i,c}\,\phi_c(i),\quad "
+            r"\phi_c(i) = \pm\,\mathrm{dist}(i, \partial G_c)",
+            summary="Each class's probability times the pixel's signed distance to that class's true region "
+            "(negative inside, positive outside): probability put outside a region costs in proportion to how far "
+            "from its boundary. Linear in the probabilities, unbounded and often negative: it is paired with a "
+            "region loss (see Generalized Dice + boundary).",
+            citation="Kervadec, Bouchtiba, Desrosiers, Granger, Dolz, Ben Ayed. Boundary loss for highly unbalanced "
+            "segmentation. MIDL 2019; Medical Image Analysis 67 (2021), arXiv:1812.07032. Distance maps by "
+            "scipy.ndimage.distance_transform_edt, as in the authors' code.",
+            link="https://arxiv.org/abs/1812.07032",
+            params=(_BOUNDARY_CLASSES,),
+            factory=lambda classes, **common: modules.BoundaryLoss(foreground_only=classes == "foreground", **common),
+        ),
+        LossSpec(
             name="unified_focal",
             title="Unified Focal loss (asymmetric)",
             formula=r"\mathcal{L}_{aUF} = \lambda\,\mathcal{L}_{aFT} + (1-\lambda)\,\mathcal{L}_{aF},\quad "
@@ -374,6 +406,28 @@ LOSSES: dict[str, LossSpec] = {
             factory=_dice_plus(lambda gamma, **common: modules.FocalLoss(gamma=gamma, **common)),
             pixelwise=False,
         ),
+        LossSpec(
+            name="dice_boundary",
+            title="Generalized Dice + boundary (scheduled)",
+            formula=r"\mathcal{L} = a\,\mathcal{L}_{GD} + b\,\mathcal{L}_{B},\qquad "
+            r"a \leftarrow \max(0.1,\, a - s),\ \ b \leftarrow b + s\ \text{each epoch}",
+            summary="The authors' pairing: a region loss to find the regions, and the boundary loss, whose weight "
+            "grows epoch by epoch (a starts at 1, b at 0.01) to pull their contours onto the true ones.",
+            citation="Kervadec et al., Medical Image Analysis 67 (2021), arXiv:1812.07032: GDL + boundary loss with "
+            "the StealWeight schedule of their code (to_steal 0.01). The live trainer counts an epoch every "
+            "10 steps.",
+            link="https://arxiv.org/abs/1812.07032",
+            params=(ParamSpec("region", "region loss", "generalized_dice", "generalized_dice: the authors' GDL; "
+                              "dice: the soft Dice loss.", kind="choice", choices=("generalized_dice", "dice")),
+                    ParamSpec("boundary_weight", "initial boundary weight b", 0.01, "The boundary loss's weight at "
+                              "the start (the authors' 0.01).", low=0.0, high=1.0, step=0.01),
+                    ParamSpec("steal", "weight moved per epoch s", 0.01, "Taken from the region loss's weight "
+                              "(never below 0.1) and given to the boundary loss at every epoch; 0 keeps the weights "
+                              "fixed.", low=0.0, high=0.1, step=0.005, schedule_only=True),
+                    _BOUNDARY_CLASSES, _PER_IMAGE),
+            factory=_region_boundary,
+            pixelwise=False,
+        ),
     )
 }
 
@@ -408,7 +462,9 @@ def create_loss(name: str, *, class_counts=None, weight=None, ignore_index: int 
     Args:
         name: a key of :data:`LOSSES`: pixel-wise ``"ce"``, ``"weighted_ce"``, ``"focal"``,
             ``"dual_focal"``, ``"recall"``; region ``"dice"``, ``"jaccard"``, ``"tversky"``,
-            ``"focal_tversky"``, ``"lovasz"``, ``"dice_ce"``, ``"dice_focal"``.
+            ``"focal_tversky"``, ``"lovasz"``, ``"dice_ce"``, ``"dice_focal"``; and the newer
+            ``"label_smoothing_ce"``, ``"ohem"``, ``"boundary"`` (pixel-wise), ``"unified_focal"``,
+            ``"generalized_dice"``, ``"dice_boundary"`` (region).
         class_counts: pixels per class ``(C,)``; required by losses with ``needs_class_counts``
             unless ``weight`` is given.
         weight, ignore_index, reduction: passed to the module. Region losses give per-class

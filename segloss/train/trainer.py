@@ -35,7 +35,7 @@ from segloss.train import data
 from segloss.train.background import BackgroundLoop
 from segloss.train.evaluation import MEAN_METRICS, PER_CLASS_METRICS, ValidationView, validate
 from segloss.train.history import BoundedHistory
-from segloss.losses.modules import DualFocalLoss, RecallLoss
+from segloss.losses.modules import DualFocalLoss, RecallLoss, ScheduledSumLoss
 from segloss.train.model import TinyUNet
 from segloss.train.prefetch import BatchPrefetcher, default_workers
 from segloss.losses.registry import LOSSES, create_loss
@@ -137,6 +137,8 @@ class Trainer(BackgroundLoop):
         width: TinyUNet channel width.
         prefetch_workers: processes drawing the next batches ahead (:mod:`segloss.train.prefetch`);
             None: 0 on the CPU, up to 8 on a GPU. The batches are the same either way.
+        schedule_every: steps per "epoch" of a loss with a schedule (Dice + boundary moves its
+            weights once per epoch); the sample data are drawn afresh, so an epoch is a choice.
 
     Raises:
         ValueError / TypeError: bad arguments (messages name the argument and the value).
@@ -145,7 +147,8 @@ class Trainer(BackgroundLoop):
     def __init__(self, dataset: str = "street", loss: str = "focal", loss_params: Mapping | None = None,
                  batch_size: int = 8, image_size: int = 64, lr: float = 1e-3, seed: int = 0,
                  device: str | torch.device | None = None, *, eval_every: int = 10, val_size: int = 8,
-                 history_size: int = 512, width: int = 16, prefetch_workers: int | None = None) -> None:
+                 history_size: int = 512, width: int = 16, prefetch_workers: int | None = None,
+                 schedule_every: int = 10) -> None:
         info = data.get_dataset(dataset)
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; choose from {sorted(LOSSES)}")
@@ -160,6 +163,7 @@ class Trainer(BackgroundLoop):
             image_size=_check_int(image_size, "image_size", data.MIN_IMAGE_SIZE, MAX_IMAGE_SIZE),
             lr=float(lr), seed=_check_int(seed, "seed", 0, 2**63 - 1), device=str(self.device))
         self.eval_every = _check_int(eval_every, "eval_every", 1)
+        self.schedule_every = _check_int(schedule_every, "schedule_every", 1)
         self.history_size = _check_int(history_size, "history_size", 2)
         self.width = _check_int(width, "width", 1, 256)
         self.info = info
@@ -205,6 +209,8 @@ class Trainer(BackgroundLoop):
         columns = {"loss": 0, **{f"dfl_{name}": 0 for name in self.learnable}}
         if isinstance(self.criterion, RecallLoss):
             columns["recall_weights"] = self.num_classes
+        if isinstance(self.criterion, ScheduledSumLoss):
+            columns.update({f"weight_{part}": 0 for part in self.criterion.current_weights()})
         per_class = {name: self.num_classes for name in PER_CLASS_METRICS}
         with self._state_lock:
             self.steps_done = 0
@@ -276,6 +282,10 @@ class Trainer(BackgroundLoop):
                 record.update({f"dfl_{name}": params[name] for name in self.learnable})
             if isinstance(self.criterion, RecallLoss):
                 record["recall_weights"] = self.criterion.class_weights.detach().float().cpu().numpy()
+            if isinstance(self.criterion, ScheduledSumLoss):  # the weights this step used, then the epoch's end
+                record.update({f"weight_{part}": w for part, w in self.criterion.current_weights().items()})
+                if (self.steps_done + 1) % self.schedule_every == 0:
+                    self.criterion.schedule_step()
             now = time.perf_counter()
             with self._state_lock:
                 self.steps_done += 1
