@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 import segloss
 from segloss import functional as SF
-from segloss.kernels import smoothing
+from segloss.kernels import cpu, smoothing
+from segloss.losses import functional
 from conftest import random_batch
 
 WEIGHT = torch.tensor([0.5, 2.0, 1.0, 3.0], dtype=torch.float64)
@@ -34,12 +35,14 @@ def test_label_smoothing_equals_torch_in_value_and_gradient(eps, weighted, ignor
 
 
 def test_label_smoothing_runs_on_the_fused_path_with_a_weight_gradient_when_asked(monkeypatch):
-    calls = []
-    original = smoothing.SmoothingTerm.apply
+    calls, fused = [], []
+    original, original_fused = smoothing.SmoothingTerm.apply, cpu.FocalFamily.apply
     monkeypatch.setattr(smoothing.SmoothingTerm, "apply", lambda *a: calls.append(1) or original(*a))
+    monkeypatch.setattr(cpu.FocalFamily, "apply", lambda *a: fused.append(a[-1]) or original_fused(*a))
     logits, target = random_batch(2, 4, (5, 6), dtype=torch.float64, seed=52)
     SF.cross_entropy(logits, target, label_smoothing=0.1)
-    assert calls  # the blockwise smoothing term, not a log_softmax of the logits' size
+    segloss.create_loss("focal", label_smoothing=0.3)(logits, target)
+    assert not calls and [f[0] for f in fused] == [0.1, 0.3]  # folded into the CE/focal passes: one gradient buffer
     weight = WEIGHT.clone().requires_grad_()
     SF.cross_entropy(logits, target, weight=weight, label_smoothing=0.2).backward()
     reference = WEIGHT.clone().requires_grad_()  # torch refuses a weight gradient: the formula by hand
@@ -65,3 +68,38 @@ def test_smoothed_focal_is_the_mix_of_focal_and_the_smoothing_term_and_registry_
     assert SF.cross_entropy(logits, all_ignored, label_smoothing=0.1).item() == 0.0  # not NaN
     with pytest.raises(ValueError, match="label_smoothing must be <= 1"):
         SF.cross_entropy(logits, target, label_smoothing=1.5)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 2.0])
+def test_the_separate_smoothing_term_of_the_cuda_and_compiled_paths_equals_torch(monkeypatch, gamma):
+    """CUDA and the compiled kernels add the blockwise smoothing term to the unsmoothed loss."""
+    calls = []
+    original = smoothing.SmoothingTerm.apply
+    monkeypatch.setattr(smoothing.SmoothingTerm, "apply", lambda *a: calls.append(1) or original(*a))
+    monkeypatch.setattr(functional, "_folds_smoothing", lambda *a: False)
+    logits, target = random_batch(2, 4, (5, 6), scale=3.0, ignore_frac=0.25, dtype=torch.float64, seed=54)
+    ours, theirs = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    folded = logits.clone().requires_grad_()
+    value = SF.focal_loss(ours, target, gamma=gamma, weight=WEIGHT, label_smoothing=0.3)
+    assert calls
+    monkeypatch.undo()
+    expected = SF.focal_loss(folded, target, gamma=gamma, weight=WEIGHT, label_smoothing=0.3)
+    torch.testing.assert_close(value, expected, rtol=1e-12, atol=1e-12)
+    value.backward()
+    expected.backward()
+    torch.testing.assert_close(ours.grad, folded.grad, rtol=1e-10, atol=1e-12)
+    if gamma == 0:
+        F.cross_entropy(theirs, target, weight=WEIGHT, ignore_index=255, label_smoothing=0.3).backward()
+        torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_smoothed_focal_keeps_its_smoothing_when_a_parameter_wants_a_gradient():
+    """gamma or weight requiring grad takes the autograd path, which must not drop the smoothing."""
+    logits, target = random_batch(2, 3, (4, 4), scale=2.0, ignore_frac=0.2, dtype=torch.float64, seed=55)
+    gamma = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
+    value = SF.focal_loss(logits, target, gamma=gamma, label_smoothing=0.4)
+    plain = SF.focal_loss(logits, target, gamma=1.5, label_smoothing=0.4)
+    torch.testing.assert_close(value, plain, rtol=1e-12, atol=1e-12)
+    assert value != SF.focal_loss(logits, target, gamma=1.5)
+    value.backward()
+    assert gamma.grad is not None and torch.isfinite(gamma.grad)

@@ -123,14 +123,20 @@ def _focal_block(z: torch.Tensor, t: torch.Tensor, gamma: float, work: torch.Ten
     return -modulator * log_pt, coef, argmax, log_s
 
 
-def _eager_focal_pass(flat, labels, ignore_index, gamma, dtype, counts, count_hits: bool):
-    """``(loss, coef, argmax, log_s)`` ``(N, P)`` of logits ``(N, C, P)`` block by block with
-    :func:`_focal_block`; adds the valid-pixel counts (and argmax hits) to ``counts`` ``(2, C + 1)``."""
+def _eager_focal_pass(flat, labels, ignore_index, gamma, dtype, counts, count_hits: bool, smooth_w=None):
+    """``(loss, coef, argmax, log_s, smooth)`` ``(N, P)`` of logits ``(N, C, P)`` block by block with
+    :func:`_focal_block`; adds the valid-pixel counts (and argmax hits) to ``counts`` ``(2, C + 1)``.
+
+    With class weights ``smooth_w`` ``(C,)`` (ones without weights) ``smooth`` is label
+    smoothing's term ``S = (1/C) (W lse - sum_c w_c z_c)`` of each valid pixel (0 elsewhere),
+    from the same block in cache; else None.
+    """
     n, c, num_pixels = flat.shape
     ranges = list(_blocks(num_pixels, c, flat.device))
     loss = torch.empty(n, num_pixels, dtype=dtype, device=flat.device)
     coef = torch.ones_like(loss)
     log_sums = torch.empty_like(loss)
+    smooth = None if smooth_w is None else torch.empty_like(loss)
     argmaxes = torch.empty(n, num_pixels, dtype=_index_dtype(c), device=flat.device)
     work = torch.empty(c, max((b - a for a, b in ranges), default=0), dtype=dtype, device=flat.device)
     for i in range(n):
@@ -138,7 +144,11 @@ def _eager_focal_pass(flat, labels, ignore_index, gamma, dtype, counts, count_hi
             valid = labels[i, a:b] != ignore_index
             label = torch.where(valid, labels[i, a:b], c).long()
             safe = torch.where(valid, label, 0).unsqueeze(0)
-            block_loss, block_coef, argmax, log_s = _focal_block(flat[i, :, a:b].to(dtype), safe, gamma, work)
+            z = flat[i, :, a:b].to(dtype)
+            block_loss, block_coef, argmax, log_s = _focal_block(z, safe, gamma, work)
+            if smooth is not None:  # lse = m + log_s; sum_c w_c z_c as one matrix-vector product
+                lse = z.gather(0, argmax.unsqueeze(0)).squeeze(0) + log_s
+                smooth[i, a:b] = (smooth_w.sum() * lse - smooth_w @ z) / c * valid
             loss[i, a:b] = block_loss * valid
             log_sums[i, a:b] = log_s
             argmaxes[i, a:b] = argmax
@@ -146,7 +156,7 @@ def _eager_focal_pass(flat, labels, ignore_index, gamma, dtype, counts, count_hi
             counts[0] += torch.bincount(label, minlength=c + 1)
             if count_hits:
                 counts[1] += torch.bincount(torch.where(argmax == label, label, c), minlength=c + 1)
-    return loss, coef, argmaxes, log_sums
+    return loss, coef, argmaxes, log_sums, smooth
 
 
 class FocalFamily(torch.autograd.Function):
@@ -157,21 +167,31 @@ class FocalFamily(torch.autograd.Function):
     ``class_scale`` ``(C,)`` or None, the scale ``s = class_scale[y]``; ``scale_from_counts``
     or None, called once with the ``(C,)`` counts of valid pixels and of those whose argmax is
     their label (found in the same pass) and returning ``class_scale`` (recall loss's weights
-    depend on the batch's predictions).
+    depend on the batch's predictions); ``smoothing`` None or ``(eps, w)``: label smoothing
+    folded into the same passes (eager path only), with ``w`` ``(C,)`` the class weights or None.
 
     Returns ``(pixel_loss, counts)``: ``(N, *S)`` in the compute dtype, 0 at ignored pixels,
     and the int64 ``(C,)`` valid-pixel counts per class (for the "mean" denominators).
     Nothing of per-pixel-per-class size is kept for backward but the logits themselves.
+
+    Label smoothing (:mod:`segloss.kernels.smoothing`) makes the pixel loss
+    ``(1 - eps) s FL + eps S`` and its gradient
+    ``c_p p_k - c_t [k = t] - (eps / C) w_k`` with ``c_t = (1 - eps) s c`` and
+    ``c_p = c_t + eps W / C``: still one gradient buffer, written once.
     """
 
     @staticmethod
-    def forward(ctx, logits, target, ignore_index, gamma, class_scale, scale_from_counts):
+    def forward(ctx, logits, target, ignore_index, gamma, class_scale, scale_from_counts, smoothing=None):
         n, c = logits.shape[:2]
         flat, labels = logits.reshape(n, c, -1), target.reshape(n, -1)
         dtype, device = _compute_dtype(logits.dtype), logits.device
         counts = torch.zeros(2, c + 1, dtype=torch.int64, device=device)  # valid pixels, argmax hits
+        smooth_w = None
+        if smoothing is not None:
+            eps, smooth_w = smoothing
+            smooth_w = torch.ones(c, dtype=dtype, device=device) if smooth_w is None else smooth_w.to(dtype)
         with torch.autocast(device.type, enabled=False):
-            ctx.compiled = _compiled.compiled_kernels_enabled()
+            ctx.compiled = _compiled.compiled_kernels_enabled() and smoothing is None
             if ctx.compiled:  # maxes (float) are saved in place of the eager path's argmax indices
                 loss, coef, maxes, log_sums, hit = _compiled.focal_forward(flat, labels, ignore_index, gamma,
                                                                            scale_from_counts is not None)
@@ -180,8 +200,8 @@ class FocalFamily(torch.autograd.Function):
                 if hit is not None:
                     counts[1] += torch.bincount(torch.where(hit.reshape(-1), label, c), minlength=c + 1)
             else:
-                loss, coef, maxes, log_sums = _eager_focal_pass(flat, labels, ignore_index, gamma, dtype, counts,
-                                                                   scale_from_counts is not None)
+                loss, coef, maxes, log_sums, smooth = _eager_focal_pass(
+                    flat, labels, ignore_index, gamma, dtype, counts, scale_from_counts is not None, smooth_w)
             if not (bool(torch.isfinite(log_sums).all()) and bool(torch.isfinite(loss).all())):
                 _raise_non_finite(logits)
             if scale_from_counts is not None:
@@ -190,7 +210,13 @@ class FocalFamily(torch.autograd.Function):
                 scale = class_scale.to(dtype)[torch.where(labels != ignore_index, labels, 0)]
                 loss.mul_(scale)
                 coef.mul_(scale)
-        ctx.save_for_backward(logits, target, maxes, log_sums, coef)
+            coef_p = coef
+            if smoothing is not None:
+                loss.mul_(1.0 - eps).add_(smooth, alpha=eps)
+                coef.mul_(1.0 - eps)
+                coef_p = coef + (eps * smooth_w.sum() / c) * (labels != ignore_index)
+        ctx.save_for_backward(logits, target, maxes, log_sums, coef, coef_p, smooth_w)
+        ctx.smoothing = None if smoothing is None else eps / c
         ctx.ignore_index = ignore_index
         ctx.mark_non_differentiable(counts)
         return loss.reshape(target.shape), counts[0, :c]
@@ -198,32 +224,37 @@ class FocalFamily(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_map, _grad_counts):
         refuse_double_backward()
-        logits, target, argmaxes, log_sums, coef = ctx.saved_tensors
+        logits, target, argmaxes, log_sums, coef, coef_p, smooth_w = ctx.saved_tensors
         n, c = logits.shape[:2]
         dtype, device = log_sums.dtype, logits.device
         flat, labels, upstream = logits.reshape(n, c, -1), target.reshape(n, -1), grad_map.reshape(n, -1)
         if ctx.compiled:  # argmaxes holds the maxes themselves
             with torch.autocast(device.type, enabled=False):
                 grad = _compiled.focal_backward(flat, labels, ctx.ignore_index, argmaxes, log_sums, coef, upstream)
-                return grad.reshape(logits.shape), None, None, None, None, None
+                return grad.reshape(logits.shape), None, None, None, None, None, None
         grad, grad_flat = gradient_buffer(logits)
         with torch.autocast(device.type, enabled=False):
             for i in range(n):
                 for a, b in _blocks(flat.shape[2], c, device):
                     z = flat[i, :, a:b].to(dtype)
-                    weight = coef[i, a:b] * upstream[i, a:b].to(dtype)
+                    up = upstream[i, a:b].to(dtype)
+                    weight = coef[i, a:b] * up
+                    weight_p = weight if ctx.smoothing is None else coef_p[i, a:b] * up
                     m = z.gather(0, argmaxes[i, a:b].long().unsqueeze(0))
                     out = grad_flat[i, :, a:b] if logits.dtype == dtype else torch.empty_like(z)
                     torch.sub(z, m, out=out)
-                    if bool((weight >= 0).all()):  # c * softmax(z) = exp((z - m) - (log_s - log c)): one pass
-                        out.sub_(log_sums[i, a:b] - weight.log()).exp_()
+                    if bool((weight_p >= 0).all()):  # c * softmax(z) = exp((z - m) - (log_s - log c)): one pass
+                        out.sub_(log_sums[i, a:b] - weight_p.log()).exp_()
                     else:
-                        out.sub_(log_sums[i, a:b]).exp_().mul_(weight)
-                    safe = torch.where(labels[i, a:b] != ctx.ignore_index, labels[i, a:b], 0).long()
+                        out.sub_(log_sums[i, a:b]).exp_().mul_(weight_p)
+                    valid = labels[i, a:b] != ctx.ignore_index
+                    safe = torch.where(valid, labels[i, a:b], 0).long()
                     out.scatter_add_(0, safe.unsqueeze(0), -weight.unsqueeze(0))
+                    if ctx.smoothing is not None:  # the uniform part of the target: - (eps / C) w_k
+                        out.addcmul_(smooth_w.unsqueeze(1), (up * valid).unsqueeze(0), value=-ctx.smoothing)
                     if out.data_ptr() != grad_flat[i, :, a:b].data_ptr():
                         grad_flat[i, :, a:b].copy_(out)
-        return grad, None, None, None, None, None
+        return grad, None, None, None, None, None, None
 
 
 def _dual_focal_block(z: torch.Tensor, t: torch.Tensor, alpha: float, beta: float, gamma: float, rho: float,

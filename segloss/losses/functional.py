@@ -40,6 +40,7 @@ from segloss.losses import reference
 from segloss.losses._checks import (MAX_EXPONENT, MAX_SCALE, check_logits_target, check_number, check_reduction,
                                     class_vector)
 from segloss.kernels import cuda
+from segloss.kernels.compiled import compiled_kernels_enabled
 from segloss.kernels.cpu import DualFocalFused, FocalFamily
 from segloss.kernels.smoothing import SmoothingTerm
 from segloss.losses._reduction import reduce_map
@@ -85,12 +86,14 @@ def _fold_small_images(logits: torch.Tensor, target: torch.Tensor) -> tuple[torc
 
 
 def _focal_family(logits, target, *, gamma: float, class_scale, weight, ignore_index: int, reduction: str,
-                  scale_name: str = "alpha", scale_from_counts=None):
+                  scale_name: str = "alpha", scale_from_counts=None, smoothing: float = 0.0):
     """Shared body of CE, focal and recall losses on the fused path (see :mod:`segloss.kernels.cpu`).
 
     ``class_scale`` (focal's alpha, recall weights) multiplies the loss but, unlike ``weight``,
     not the "mean" denominator: None, a number, or a ``(C,)`` vector indexed by the target.
     ``scale_from_counts(n_c, tp_c) -> (C,)`` computes it from the batch's counts instead.
+    ``smoothing`` (label smoothing's eps) is folded into the same passes; only on the eager
+    CPU path (see :func:`_folds_smoothing`).
     """
     check_reduction(reduction)
     on_gpu = cuda.handles(logits)
@@ -112,10 +115,19 @@ def _focal_family(logits, target, *, gamma: float, class_scale, weight, ignore_i
                                             scale_from_counts, reduction)
     shape = target.shape
     logits, target = _fold_small_images(logits, target)
-    pixel_loss, counts = FocalFamily.apply(logits, target, ignore_index, float(gamma), class_scale, scale_from_counts)
+    folded = (float(smoothing), w) if smoothing else None
+    pixel_loss, counts = FocalFamily.apply(logits, target, ignore_index, float(gamma), class_scale, scale_from_counts,
+                                           folded)
     pixel_loss = pixel_loss.reshape(shape)
     denominator = counts.sum().to(like.dtype) if w is None else (counts.to(like.dtype) * w).sum()
     return reduce_map(pixel_loss, denominator, reduction)
+
+
+def _folds_smoothing(logits: torch.Tensor, weight) -> bool:
+    """Whether label smoothing goes into the fused CPU passes (one gradient buffer) rather than
+    the separate term of :mod:`segloss.kernels.smoothing` (CUDA, compiled kernels, weights that
+    want a gradient)."""
+    return not cuda.handles(logits) and not compiled_kernels_enabled() and not _needs_autograd(weight)
 
 
 def cross_entropy(
@@ -157,6 +169,10 @@ def cross_entropy(
         torch.Size([])
     """
     if label_smoothing:
+        check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
+        if _folds_smoothing(logits, weight):
+            return _focal_family(logits, target, gamma=0.0, class_scale=None, weight=weight, ignore_index=ignore_index,
+                                 reduction=reduction, smoothing=label_smoothing)
         return _smoothed(lambda: cross_entropy(logits, target, weight=weight, ignore_index=ignore_index,
                                                reduction="none"),
                          logits, target, label_smoothing, weight, ignore_index, reduction)
@@ -233,17 +249,21 @@ def focal_loss(
             ``gamma``/``alpha`` or an ``alpha`` vector of the wrong length.
     """
     check_number(gamma, "gamma", low=0.0, high=MAX_EXPONENT)
+    fold = False
+    if label_smoothing:  # before the autograd path, which knows no smoothing
+        check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
+        fold = _folds_smoothing(logits, weight) and not _needs_autograd(gamma, alpha)
+        if not fold:
+            return _smoothed(lambda: focal_loss(logits, target, gamma=gamma, alpha=alpha, weight=weight,
+                                                ignore_index=ignore_index, reduction="none"),
+                             logits, target, label_smoothing, weight, ignore_index, reduction)
     if _needs_autograd(gamma, alpha, weight):
         return reference.focal_loss(logits, target, gamma=gamma, alpha=alpha, weight=weight,
                                     ignore_index=ignore_index, reduction=reduction)
-    if label_smoothing:
-        return _smoothed(lambda: focal_loss(logits, target, gamma=gamma, alpha=alpha, weight=weight,
-                                            ignore_index=ignore_index, reduction="none"),
-                         logits, target, label_smoothing, weight, ignore_index, reduction)
     if isinstance(alpha, (int, float)) or (isinstance(alpha, torch.Tensor) and alpha.dim() == 0):
         check_number(alpha, "alpha", low=0.0, high=MAX_SCALE)
     return _focal_family(logits, target, gamma=float(gamma), class_scale=alpha, weight=weight,
-                         ignore_index=ignore_index, reduction=reduction)
+                         ignore_index=ignore_index, reduction=reduction, smoothing=label_smoothing if fold else 0.0)
 
 
 def dual_focal_loss(

@@ -21,7 +21,7 @@ import math
 
 import torch
 
-from segloss.losses._checks import check_logits_target, check_number, check_reduction
+from segloss.losses._checks import check_number, check_reduction, class_vector
 from segloss.losses._reduction import reduce_map
 
 
@@ -38,13 +38,17 @@ def ohem_mask(logits: torch.Tensor, target: torch.Tensor, *, threshold: float = 
     Raises:
         ValueError, TypeError: bad tensors or parameters.
     """
-    check_logits_target(logits, target, ignore_index)
+    from segloss.losses.functional import cross_entropy  # the fused CE (functional imports this module)
+
     check_number(threshold, "threshold", low=0.0, high=1.0, low_inclusive=False)
     check_number(min_kept, "min_kept", low=0.0, high=1.0)
-    valid = target != ignore_index
-    safe = torch.where(valid, target, 0).long().unsqueeze(1)
-    p_t = logits.detach().float().log_softmax(dim=1).gather(1, safe).squeeze(1).exp()
-    p_t = torch.where(valid, p_t, torch.full_like(p_t, math.inf))  # ignored pixels sort last, never kept
+    ce = cross_entropy(logits.detach(), target, ignore_index=ignore_index, reduction="none")  # validates
+    return _kept(ce, target != ignore_index, threshold, min_kept)
+
+
+def _kept(ce: torch.Tensor, valid: torch.Tensor, threshold: float, min_kept: float) -> torch.Tensor:
+    """The kept pixels from the unweighted per-pixel CE ``-log p_t`` (no copy of the logits' size)."""
+    p_t = torch.where(valid, torch.exp(-ce.detach().float()), math.inf)  # ignored pixels sort last, never kept
     count = int(valid.sum())
     k = min(count, math.ceil(float(min_kept) * count))
     limit = torch.as_tensor(float(threshold), dtype=p_t.dtype, device=p_t.device)
@@ -68,11 +72,16 @@ def ohem_cross_entropy(logits: torch.Tensor, target: torch.Tensor, *, threshold:
     from segloss.losses.functional import cross_entropy  # the fused CE (functional imports this module)
 
     check_reduction(reduction)
-    kept = ohem_mask(logits, target, threshold=threshold, min_kept=min_kept, ignore_index=ignore_index)
-    pixel = cross_entropy(logits, target, weight=weight, ignore_index=ignore_index, reduction="none")
-    pixel = torch.where(kept, pixel, torch.zeros_like(pixel))
+    check_number(threshold, "threshold", low=0.0, high=1.0, low_inclusive=False)
+    check_number(min_kept, "min_kept", low=0.0, high=1.0)
+    # one fused CE pass: its unweighted map gives p_t for the mask and, times w_y, the loss
+    ce = cross_entropy(logits, target, ignore_index=ignore_index, reduction="none")
+    kept = _kept(ce, target != ignore_index, threshold, min_kept)
+    pixel = torch.where(kept, ce, torch.zeros_like(ce))
     denominator = kept.sum().to(pixel.dtype)
     if weight is not None:
-        w = torch.as_tensor(weight, dtype=pixel.dtype, device=pixel.device)
-        denominator = (w[torch.where(kept, target, 0).long()] * kept).sum()
+        w = class_vector(weight, logits.shape[1], "weight", pixel)
+        w_y = w[torch.where(kept, target, 0).long()]
+        pixel = pixel * w_y
+        denominator = (w_y * kept).sum()
     return reduce_map(pixel, denominator, reduction)

@@ -70,12 +70,18 @@ def _region_sums(logits, target, ignore_index, per_image, sync=True):
     z = logits if logits.dtype == torch.float64 else logits.float()
     n, c = z.shape[:2]
     pixels = math.prod(z.shape[2:])  # explicit: N = 0 leaves -1 undetermined
-    valid = (target != ignore_index).reshape(n, 1, pixels).to(z.dtype)
-    probs = z.softmax(dim=1).reshape(n, c, pixels) * valid
+    valid = (target != ignore_index).reshape(n, pixels, 1).to(z.dtype)
+    probs = z.softmax(dim=1).reshape(n, c, pixels)
     safe = torch.where(target != ignore_index, target, 0).reshape(n, 1, pixels).long()
-    onehot = torch.zeros_like(probs).scatter_(1, safe, 1.0) * valid
-    dims = (2,) if per_image else (0, 2)
-    sums = torch.stack([(probs * onehot).sum(dims), probs.sum(dims), onehot.sum(dims)])
+    # no one-hot: TP and G are per-class sums of p_t and of 1 over the valid pixels (scatter-add),
+    # P a matrix-vector product with the valid mask (no masked copy of the probabilities)
+    p_t = probs.gather(1, safe) * valid.transpose(1, 2)
+    tp = torch.zeros(n, c, dtype=z.dtype, device=z.device).scatter_add_(1, safe[:, 0], p_t[:, 0])
+    truth = torch.zeros(n, c, dtype=z.dtype, device=z.device).scatter_add_(1, safe[:, 0], valid[:, :, 0])
+    predicted = torch.bmm(probs, valid)[:, :, 0]
+    sums = torch.stack([tp, predicted, truth])
+    if not per_image:
+        sums = sums.sum(dim=1)
     if sync and not per_image:
         sums = global_sum(sums)
     tp, total_p, total_g = sums.unbind(0)
@@ -211,8 +217,8 @@ def generalized_dice_loss(logits, target, *, smooth=1e-5, per_image=False, weigh
     loss = 1.0 - score
     if reduction == "none":
         return torch.where(present.any(dim=-1), loss, float("nan")) if per_image else loss.reshape(1)
-    if not per_image:
-        return loss
+    if not per_image:  # a batch without a valid pixel gives 0, whatever the smoothing (0/0 with s = 0)
+        return torch.where(present.any(dim=-1), loss, 0.0)
     scored = present.any(dim=-1).to(loss.dtype)
     total, count = (loss * scored).sum(), scored.sum()
     if sync_distributed:
