@@ -197,12 +197,13 @@ def test_recall_loss_uses_the_batchs_argmax_recall():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("name", ["cross_entropy", "focal_loss", "recall_loss", "dual_focal_loss"])
-def test_one_synchronisation_per_call_on_cuda(name):
+@pytest.mark.parametrize("name, kwargs", [("cross_entropy", {}), ("focal_loss", {}), ("recall_loss", {}),
+                                          ("dual_focal_loss", {}), ("cross_entropy", {"label_smoothing": 0.1})])
+def test_one_synchronisation_per_call_on_cuda(name, kwargs):
     logits, target = random_batch(2, 19, (64, 64), seed=11)
     z = logits.cuda().requires_grad_()
     y = target.cuda()
-    getattr(SF, name)(z, y).backward()  # warm-up: compilation may synchronise
+    getattr(SF, name)(z, y, **kwargs).backward()  # warm-up: compilation may synchronise
     torch.cuda.synchronize()
     syncs = []
     torch.cuda.set_sync_debug_mode("warn")
@@ -211,7 +212,7 @@ def test_one_synchronisation_per_call_on_cuda(name):
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            getattr(SF, name)(z, y).backward()
+            getattr(SF, name)(z, y, **kwargs).backward()
         syncs = [w for w in caught if "synchroniz" in str(w.message)]
     finally:
         torch.cuda.set_sync_debug_mode("default")
@@ -273,3 +274,30 @@ def test_label_smoothing_on_the_kernel_path_equals_torch():
     expected.backward()
     torch.testing.assert_close(value.double().cpu(), expected, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(z.grad.double().cpu(), ref.grad, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("gamma, weighted", [(0.0, False), (0.0, True), (2.0, True), (0.5, False)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_label_smoothing_is_folded_into_the_kernels_and_equals_the_formula(gamma, weighted, reduction, monkeypatch):
+    """(1 - eps) FL + eps (1/C) sum_c w_c (-log p_c), one kernel pass each way (no separate term)."""
+    from segloss.kernels import smoothing
+
+    monkeypatch.setattr(smoothing.SmoothingTerm, "apply", lambda *a: pytest.fail("the separate smoothing term ran"))
+    logits, target = random_batch(2, 5, (4, 6), scale=4.0, ignore_frac=0.2, seed=61)
+    weight = [0.5, 2.0, 1.0, 3.0, 0.7] if weighted else None
+    upstream = torch.randn(target.shape, generator=torch.Generator().manual_seed(62))
+    eps = 0.3
+    z = logits.detach().clone().to(DEVICE).requires_grad_()
+    value = SF.focal_loss(z, target.to(DEVICE), gamma=gamma, weight=weight, reduction=reduction, label_smoothing=eps)
+    (value * (upstream.to(value.device) if reduction == "none" else 1.0)).sum().backward()
+    ref_z = logits.detach().double().requires_grad_()
+    valid = target != 255
+    w = torch.ones(5, dtype=torch.float64) if weight is None else torch.tensor(weight, dtype=torch.float64)
+    focal = reference.focal_loss(ref_z, target, gamma=gamma, weight=weight, reduction="none")
+    uniform = torch.where(valid, -(ref_z.log_softmax(1) * w.reshape(1, -1, 1, 1)).sum(1) / 5, 0.0)
+    ref = (1 - eps) * focal + eps * uniform
+    if reduction != "none":
+        ref = ref.sum() / (1.0 if reduction == "sum" else w[torch.where(valid, target, 0)][valid].sum())
+    (ref * (upstream.double() if reduction == "none" else 1.0)).sum().backward()
+    torch.testing.assert_close(value.double().cpu(), ref.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(z.grad.double().cpu(), ref_z.grad, rtol=1e-5, atol=1e-6)

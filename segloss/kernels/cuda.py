@@ -129,30 +129,43 @@ def _upstream(grad_out: torch.Tensor, reduction: str, factor: torch.Tensor) -> t
     return (grad_out.to(torch.float32) * factor).reshape(1)
 
 
+def _smoothing_weights(eps: float, weight, num_classes: int, device) -> torch.Tensor | None:
+    """Label smoothing's class weights, float32 ``(C,)`` (ones without class weights; the kernels
+    sum them themselves: no host read), or None without smoothing."""
+    if not eps:
+        return None
+    return torch.ones(num_classes, dtype=torch.float32, device=device) if weight is None else weight.float().contiguous()
+
+
 class FocalFamilyTriton(torch.autograd.Function):
     """CE, weighted CE, focal and recall loss: ``-s (1 - p_t)^gamma log p_t`` per pixel.
 
     Args (of ``apply``): logits ``(N, C, *S)``; target ``(N, *S)``; ``ignore_index``; ``gamma``
     (float); ``class_scale`` ``(C,)`` float32 or None (alpha x weight); ``weight`` ``(C,)`` or
     None (the "mean" denominator's weights); ``scale_from_counts`` or None (recall loss: called
-    with the ``(C,)`` valid-pixel and argmax-hit counts, returns the class scale); ``reduction``.
+    with the ``(C,)`` valid-pixel and argmax-hit counts, returns the class scale); ``reduction``;
+    ``smoothing`` 0 or label smoothing's ``eps``, folded into the same two passes (not with recall).
     Returns the loss (scalar, or the ``(N, *S)`` float32 map).
     """
 
     @staticmethod
-    def forward(ctx, logits, target, ignore_index, gamma, class_scale, weight, scale_from_counts, reduction):
+    def forward(ctx, logits, target, ignore_index, gamma, class_scale, weight, scale_from_counts, reduction,
+                smoothing=0.0):
         launch = _Launch(logits, target)
         device = logits.device
         per_class = scale_from_counts is not None
         write_map = reduction == "none"
         part_loss, part_count, flags, loss_map = launch.buffers(device, per_class, write_map)
         scale = class_scale if class_scale is not None and not per_class else None
+        smooth = _smoothing_weights(smoothing, weight, launch.c, device)
         if launch.total:
             _tk.focal_forward_kernel[(launch.programs,)](
                 launch.flat, launch.labels, scale if scale is not None else part_loss, loss_map, part_loss,
                 part_count, flags, *launch.common(), ignore_index, float(gamma), launch.programs,
+                smooth if smooth is not None else part_loss, float(smoothing),
                 BLOCK_C=launch.block_c, BLOCK_P=launch.block_p, NUM_STEPS=launch.steps,
-                HAS_SCALE=scale is not None, WRITE_MAP=write_map, PER_CLASS=per_class, GAMMA_ZERO=gamma == 0)
+                HAS_SCALE=scale is not None, WRITE_MAP=write_map, PER_CLASS=per_class, GAMMA_ZERO=gamma == 0,
+                SMOOTH=smooth is not None)
             _raise_bad_input(flags, logits, target, ignore_index)
         counts = part_count.sum(dim=0, dtype=torch.int64) if launch.total else torch.zeros(
             2, launch.c, dtype=torch.int64, device=device)
@@ -169,25 +182,29 @@ class FocalFamilyTriton(torch.autograd.Function):
                 value = value * scale[safe]
         else:
             value = total * factor
-        ctx.save_for_backward(logits, target, scale, factor)
+        ctx.save_for_backward(logits, target, scale, factor, smooth)
         ctx.ignore_index, ctx.gamma, ctx.reduction = ignore_index, float(gamma), reduction
+        ctx.smoothing = float(smoothing) if smooth is not None else None
         return value
 
     @staticmethod
     def backward(ctx, grad_out):
         refuse_double_backward()
-        logits, target, scale, factor = ctx.saved_tensors
+        logits, target, scale, factor, smooth_w = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
-            return (None,) * 8
+            return (None,) * 9
         launch = _Launch(logits, target)
         grad, grad_view = gradient_buffer(logits)
         if launch.total:
             up = _upstream(grad_out, ctx.reduction, factor)
             _tk.focal_backward_kernel[(launch.tiles,)](
                 launch.flat, launch.labels, scale if scale is not None else up, up, grad_view, *launch.common(),
-                *_strides(grad_view), ctx.ignore_index, ctx.gamma, BLOCK_C=launch.block_c, BLOCK_P=launch.block_p,
-                HAS_SCALE=scale is not None, UP_MAP=ctx.reduction == "none", GAMMA_ZERO=ctx.gamma == 0)
-        return grad, None, None, None, None, None, None, None
+                *_strides(grad_view), ctx.ignore_index, ctx.gamma,
+                smooth_w if smooth_w is not None else up, ctx.smoothing or 0.0,
+                BLOCK_C=launch.block_c, BLOCK_P=launch.block_p,
+                HAS_SCALE=scale is not None, UP_MAP=ctx.reduction == "none", GAMMA_ZERO=ctx.gamma == 0,
+                SMOOTH=ctx.smoothing is not None)
+        return grad, None, None, None, None, None, None, None, None
 
 
 class DualFocalTriton(torch.autograd.Function):

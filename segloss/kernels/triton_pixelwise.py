@@ -91,12 +91,24 @@ def _focal_pixel(z, is_t, gamma, GAMMA_ZERO: tl.constexpr):
 
 
 @triton.jit
+def _smoothing_term(z, lse, cls, cls_ok, smooth_ptr, C):
+    """Label smoothing's ``S = (1/C) (W lse - sum_c w_c z_c)`` per pixel, ``W = sum_c w_c``;
+    padded classes (``-inf`` logits, no weight) add nothing."""
+    w = tl.load(smooth_ptr + cls, mask=cls_ok, other=0.0)
+    wz = tl.sum(tl.where(cls_ok[:, None], w[:, None] * z, 0.0), axis=0)
+    return (tl.sum(w, axis=0) * lse - wz) / C
+
+
+@triton.jit
 def focal_forward_kernel(z_ptr, y_ptr, scale_ptr, map_ptr, part_loss_ptr, part_count_ptr, flags_ptr,
                          total, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index, gamma, programs,
+                         smooth_ptr, eps,
                          BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, NUM_STEPS: tl.constexpr,
                          HAS_SCALE: tl.constexpr, WRITE_MAP: tl.constexpr, PER_CLASS: tl.constexpr,
-                         GAMMA_ZERO: tl.constexpr):
+                         GAMMA_ZERO: tl.constexpr, SMOOTH: tl.constexpr):
     """Loss of the focal family; per program: loss sum (or per-class sums), class counts, flags.
+
+    With ``SMOOTH`` (label smoothing ``eps``, class weights ``smooth_ptr`` ``(C,)``) the pixel loss is ``(1 - eps) s FL + eps S`` (:func:`_smoothing_term`).
 
     ``part_loss`` ``(G,)`` (``(G, C)`` with ``PER_CLASS``), ``part_count`` ``(G, 2, C)`` int32:
     valid pixels per class and, with ``PER_CLASS`` (recall loss), those whose argmax is their
@@ -117,6 +129,9 @@ def focal_forward_kernel(z_ptr, y_ptr, scale_ptr, map_ptr, part_loss_ptr, part_c
         loss, coef, e, s, finite = _focal_pixel(z, is_t, gamma, GAMMA_ZERO)
         if HAS_SCALE:
             loss = loss * tl.load(scale_ptr + tl.where(valid, y, 0), mask=valid, other=0.0)
+        if SMOOTH:
+            lse = tl.max(z, axis=0) + tl.log(s)
+            loss = (1.0 - eps) * loss + eps * _smoothing_term(z, lse, cls, cls_ok, smooth_ptr, C)
         loss = tl.where(valid, loss, 0.0)
         if WRITE_MAP:
             tl.store(map_ptr + offs, loss, mask=in_range)
@@ -143,9 +158,12 @@ def focal_forward_kernel(z_ptr, y_ptr, scale_ptr, map_ptr, part_loss_ptr, part_c
 @triton.jit
 def focal_backward_kernel(z_ptr, y_ptr, scale_ptr, up_ptr, g_ptr,
                           total, P, C, s_n, s_c, s_p, y_n, y_p, g_n, g_c, g_p, ignore_index, gamma,
+                          smooth_ptr, eps,
                           BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, HAS_SCALE: tl.constexpr,
-                          UP_MAP: tl.constexpr, GAMMA_ZERO: tl.constexpr):
-    """``dL/dz = w c (softmax(z) - onehot)``, ``w`` the upstream (scalar x mean factor, or a map)."""
+                          UP_MAP: tl.constexpr, GAMMA_ZERO: tl.constexpr, SMOOTH: tl.constexpr):
+    """``dL/dz = w c (softmax(z) - onehot)``, ``w`` the upstream (scalar x mean factor, or a map);
+    with ``SMOOTH``: ``w [c_p softmax(z) - c_t onehot - (eps / C) w_k]``, ``c_t = (1 - eps) c``,
+    ``c_p = c_t + eps W / C``."""
     tile = tl.program_id(0)
     offs, in_range, valid, bad, cls, cls_ok, z, y, is_t = _tile(
         z_ptr, y_ptr, tile, total, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index, BLOCK_C, BLOCK_P)
@@ -153,11 +171,19 @@ def focal_backward_kernel(z_ptr, y_ptr, scale_ptr, up_ptr, g_ptr,
     if HAS_SCALE:
         coef = coef * tl.load(scale_ptr + tl.where(valid, y, 0), mask=valid, other=0.0)
     if UP_MAP:
-        coef = coef * tl.load(up_ptr + offs, mask=valid, other=0.0).to(tl.float32)
+        up = tl.load(up_ptr + offs, mask=valid, other=0.0).to(tl.float32)
     else:
-        coef = coef * tl.load(up_ptr).to(tl.float32)
-    coef = tl.where(valid, coef, 0.0)
-    grad = e * (coef / s)[None, :] - tl.where(is_t, coef[None, :], 0.0)
+        up = tl.load(up_ptr).to(tl.float32) + tl.zeros(coef.shape, tl.float32)
+    up = tl.where(valid, up, 0.0)
+    if SMOOTH:
+        w = tl.load(smooth_ptr + cls, mask=cls_ok, other=0.0)
+        coef_t = (1.0 - eps) * coef * up
+        coef_p = coef_t + (eps * tl.sum(w, axis=0) / C) * up
+        grad = (e * (coef_p / s)[None, :] - tl.where(is_t, coef_t[None, :], 0.0)
+                - (eps / C) * w[:, None] * up[None, :])
+    else:
+        coef = coef * up
+        grad = e * (coef / s)[None, :] - tl.where(is_t, coef[None, :], 0.0)
     n = offs // P
     p = offs - n * P
     ptrs = g_ptr + n[None, :] * g_n + cls.to(tl.int64)[:, None] * g_c + p[None, :] * g_p

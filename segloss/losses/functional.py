@@ -92,8 +92,8 @@ def _focal_family(logits, target, *, gamma: float, class_scale, weight, ignore_i
     ``class_scale`` (focal's alpha, recall weights) multiplies the loss but, unlike ``weight``,
     not the "mean" denominator: None, a number, or a ``(C,)`` vector indexed by the target.
     ``scale_from_counts(n_c, tp_c) -> (C,)`` computes it from the batch's counts instead.
-    ``smoothing`` (label smoothing's eps) is folded into the same passes; only on the eager
-    CPU path (see :func:`_folds_smoothing`).
+    ``smoothing`` (label smoothing's eps) is folded into the same passes (see
+    :func:`_folds_smoothing`).
     """
     check_reduction(reduction)
     on_gpu = cuda.handles(logits)
@@ -112,7 +112,7 @@ def _focal_family(logits, target, *, gamma: float, class_scale, weight, ignore_i
         class_scale = w if class_scale is None else class_scale * w
     if on_gpu:
         return cuda.FocalFamilyTriton.apply(logits, target, ignore_index, float(gamma), class_scale, w,
-                                            scale_from_counts, reduction)
+                                            scale_from_counts, reduction, float(smoothing))
     shape = target.shape
     logits, target = _fold_small_images(logits, target)
     folded = (float(smoothing), w) if smoothing else None
@@ -124,10 +124,12 @@ def _focal_family(logits, target, *, gamma: float, class_scale, weight, ignore_i
 
 
 def _folds_smoothing(logits: torch.Tensor, weight) -> bool:
-    """Whether label smoothing goes into the fused CPU passes (one gradient buffer) rather than
-    the separate term of :mod:`segloss.kernels.smoothing` (CUDA, compiled kernels, weights that
-    want a gradient)."""
-    return not cuda.handles(logits) and not compiled_kernels_enabled() and not _needs_autograd(weight)
+    """Whether label smoothing goes into the fused passes (the CPU blocks or the CUDA kernels: one
+    gradient buffer) rather than the separate term of :mod:`segloss.kernels.smoothing` (the
+    compiled CPU kernels, weights that want a gradient)."""
+    if _needs_autograd(weight):
+        return False
+    return cuda.handles(logits) or not compiled_kernels_enabled()
 
 
 def cross_entropy(
