@@ -84,3 +84,10 @@ def test_a_corrupt_summary_is_named_and_the_page_says_what_to_do(tmp_path):
     path.write_text(json.dumps({"dataset": "x", "class_names": ["a"], "pixel_share": [1], "losses": {"ce": {}}}))
     with pytest.raises(ValueError, match="the entry of loss 'ce' is incomplete"):
         compare.load_summary(path)
+
+
+def test_atomic_files_get_the_permissions_of_a_plain_write(tmp_path):
+    plain, atomic = tmp_path / "plain.json", tmp_path / "atomic.json"
+    plain.write_text("{}")
+    run_files.write_atomic(atomic, "{}")
+    assert (atomic.stat().st_mode & 0o777) == (plain.stat().st_mode & 0o777)  # not mkstemp's private 0600

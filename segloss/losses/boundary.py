@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from segloss.kernels.cpu import _blocks, gradient_buffer, refuse_double_backward
 from segloss.losses._checks import check_logits_target, check_reduction
 from segloss.losses._reduction import reduce_map
 
@@ -77,11 +78,63 @@ def boundary_loss(logits: torch.Tensor, target: torch.Tensor, *, distance_maps: 
     if tuple(distance_maps.shape) != tuple(logits.shape):
         raise ValueError(f"distance_maps must have the logits' shape {tuple(logits.shape)}, "
                          f"got {tuple(distance_maps.shape)}")
-    z = logits if logits.dtype == torch.float64 else logits.float()
-    probs = z.softmax(dim=1)
-    phi = distance_maps.to(device=z.device, dtype=z.dtype)
-    scored = slice(1, None) if foreground_only else slice(None)
-    count = logits.shape[1] - 1 if foreground_only else logits.shape[1]
     valid = target != ignore_index
-    pixel = torch.where(valid, (probs[:, scored] * phi[:, scored]).sum(dim=1) / count, 0.0)
+    count = logits.shape[1] - 1 if foreground_only else logits.shape[1]
+    from segloss.losses.functional import _needs_autograd  # (functional imports this module)
+
+    if _needs_autograd(distance_maps):  # maps that want a gradient, or inside torch.func: plain autograd
+        z = logits if logits.dtype == torch.float64 else logits.float()
+        phi = distance_maps.to(device=z.device, dtype=z.dtype)
+        scored = slice(1, None) if foreground_only else slice(None)
+        pixel = torch.where(valid, (z.softmax(dim=1)[:, scored] * phi[:, scored]).sum(dim=1) / count, 0.0)
+    else:
+        pixel = _DistanceWeightedSoftmax.apply(logits, distance_maps, valid, bool(foreground_only)) / count
     return reduce_map(pixel, valid.sum().to(pixel.dtype), reduction)
+
+
+class _DistanceWeightedSoftmax(torch.autograd.Function):
+    """``v_i = sum_c p_ic phi'_ic`` ``(N, *S)`` (0 at invalid pixels), ``phi'`` the maps with class 0
+    zeroed when only the foreground is scored; gradient ``dv_i/dz_ik = p_ik (phi'_ik - v_i)``.
+
+    Block by block over the pixels of each image: nothing of the logits' size but the gradient
+    (the softmax is recomputed in backward from the logits and ``v``).
+    """
+
+    @staticmethod
+    def forward(ctx, logits, maps, valid, foreground_only):
+        n, c = logits.shape[:2]
+        pixels = logits[0, 0].numel() if n else 0
+        dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+        flat, phi = logits.reshape(n, c, pixels), maps.reshape(n, c, pixels)
+        out = torch.zeros(n, pixels, dtype=dtype, device=logits.device)
+        first = 1 if foreground_only else 0
+        with torch.no_grad(), torch.autocast(logits.device.type, enabled=False):
+            for i in range(n):
+                for a, b in _blocks(pixels, c, logits.device):
+                    probs = flat[i, :, a:b].to(dtype).softmax(dim=0)
+                    out[i, a:b] = (probs[first:] * phi[i, first:, a:b].to(device=logits.device, dtype=dtype)).sum(0)
+        out = out.reshape(valid.shape) * valid
+        ctx.save_for_backward(logits, maps, valid, out)
+        ctx.first = first
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        refuse_double_backward()
+        logits, maps, valid, value = ctx.saved_tensors
+        n, c = logits.shape[:2]
+        grad, grad_flat = gradient_buffer(logits)
+        pixels = grad_flat.shape[2]
+        flat, phi = logits.reshape(n, c, pixels), maps.reshape(n, c, pixels)
+        dtype = value.dtype
+        upstream = (grad_out * valid).reshape(n, pixels).to(dtype)
+        v = value.reshape(n, pixels)
+        with torch.no_grad(), torch.autocast(logits.device.type, enabled=False):
+            for i in range(n):
+                for a, b in _blocks(pixels, c, logits.device):
+                    probs = flat[i, :, a:b].to(dtype).softmax(dim=0)
+                    weights = phi[i, :, a:b].to(device=logits.device, dtype=dtype) - v[i, a:b]
+                    if ctx.first:
+                        weights[0] = -v[i, a:b]  # class 0 is not scored: its phi' is 0
+                    grad_flat[i, :, a:b] = (probs * weights * upstream[i, a:b]).to(grad.dtype)
+        return grad, None, None, None

@@ -23,8 +23,18 @@ class RunFileError(ValueError):
     """A comparison file that cannot be used; the message names the file and the fix."""
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it: set it straight back (once, at import,
+    os.umask(mask)      # before any thread of ours could create a file in between)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` all at once (temporary file + fsync + rename).
+    """Replace ``path`` with ``text`` all at once (temporary file + fsync + rename), with the
+    permissions a plain ``open(path, "w")`` would give (``mkstemp`` makes its files private).
 
     Raises:
         OSError: the folder cannot be written (no space, no permission); ``path`` is unchanged.
@@ -35,6 +45,7 @@ def write_atomic(path: Path, text: str) -> None:
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             file.write(text)
             file.flush()
+            os.fchmod(file.fileno(), 0o666 & ~_UMASK)
             os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
