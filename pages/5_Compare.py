@@ -33,15 +33,28 @@ def show(summary: dict, key: str, url: PageState | None = None) -> None:
                f"at {cfg.get('image_size', '?')} px, lr {cfg.get('lr', '?')}; seeds per loss: {seeds}; metrics on "
                f"a held-out batch of {cfg.get('val_size', '?')} images, whose pixel shares label the classes (the "
                f"Live training page's table counts 64 other samples, so its shares differ a little). {spread}")
-    left, right = st.columns(2)
+    labels = list(summary["losses"])
+    colors = compare_figures.loss_colors(summary)  # from the whole set: a loss keeps its colour in any subset
+    left, right = st.columns([1, 2])
     metric_key = f"{key}:metric" if url is None else url.bind(
         "metric", "iou", "choice", choices=tuple(compare_figures.METRIC_TITLES), key=f"{key}:metric")
     metric = left.radio("Per-class metric", list(compare_figures.METRIC_TITLES), horizontal=True, key=metric_key,
                         format_func=compare_figures.METRIC_TITLES.get)
-    left.plotly_chart(compare_figures.per_class_figure(summary, metric), width="stretch", key=f"{key}:bars")
-    right.plotly_chart(compare_figures.tradeoff_figure(summary), width="stretch", key=f"{key}:tradeoff")
-    right.caption("Up and to the right is better. The recall-loss paper trades a little mIoU for mean accuracy "
-                  "(recall on rare classes); see whether that happens here.")
+    shown_key = f"{key}:shown" if url is None else url.bind("shown", labels, "multi", choices=labels, key=f"{key}:shown")
+    if url is None and not set(st.session_state.get(shown_key, [None])) <= set(labels):
+        st.session_state[shown_key] = labels  # a new live comparison: show all of its losses
+    shown = right.multiselect("Losses shown", labels, key=shown_key,
+                              format_func=lambda k: compare_figures.loss_title(k, summary["losses"][k]))
+    if not shown:
+        st.info("Pick at least one loss to show.")
+        return
+    summary = compare_figures.only(summary, shown)
+    st.plotly_chart(compare_figures.per_class_figure(summary, metric, colors=colors), width="stretch",
+                    key=f"{key}:bars")
+    chart, note = st.columns([3, 1])
+    chart.plotly_chart(compare_figures.tradeoff_figure(summary, colors=colors), width="stretch", key=f"{key}:tradeoff")
+    note.caption("Up and to the right is better. The recall-loss paper trades a little mIoU for mean accuracy "
+                 "(recall on rare classes); see whether that happens here.")
     overall, per_class = compare.summary_tables(summary)
 
     def cell(entry: dict, k: str) -> str:
@@ -50,7 +63,8 @@ def show(summary: dict, key: str, url: PageState | None = None) -> None:
     suffix = " (mean ± std)" if seeds > 1 else ""
     st.dataframe([{"loss": compare_figures.loss_title(label, e),
                    **{f"{title}{suffix}": cell(e, k) for k, title in compare_figures.SUMMARY_TITLES.items()}}
-                  for label, e in summary["losses"].items()], hide_index=True, width="stretch")
+                  for label, e in summary["losses"].items()], hide_index=True, width="stretch",
+                 height=36 * (len(summary["losses"]) + 1) + 3)  # every loss in view, no inner scrolling
     one, two = st.columns(2)
     one.download_button("Summary (CSV)", overall, file_name="summary.csv", mime="text/csv", key=f"{key}:csv1")
     two.download_button("Per class (CSV)", per_class, file_name="per_class.csv", mime="text/csv", key=f"{key}:csv2")

@@ -90,3 +90,22 @@ def test_a_one_seed_run_shows_no_spread_and_tables_use_titles():
 def test_loss_titles_name_the_parameters_that_were_set():
     assert compare_figures.loss_title("focal:gamma=3", {"name": "focal", "params": {"gamma": 3.0}}) == "Focal loss (gamma 3)"
     assert compare_figures.loss_title("ce", {"name": "ce", "params": {}}) == "Cross-entropy"
+
+
+def test_losses_shown_can_be_narrowed_and_keep_their_colours():
+    app = open_page("pages/5_Compare.py")
+    assert not app.exception
+    bars = figures(app)[0]
+    everything = {t["name"]: t["marker"]["color"] for t in bars["data"]}
+    assert len(everything) >= 14 and len(set(everything.values())) == len(everything)  # a colour per loss
+    assert bars["layout"]["legend"]["yanchor"] == "top"  # many losses: the legend goes under the bars
+    shown = next(m for m in app.multiselect if m.label == "Losses shown")
+    shown.set_value(["ce", "boundary"]).run()
+    assert not app.exception
+    bars, tradeoff = figures(app)[:2]
+    assert {t["name"]: t["marker"]["color"] for t in bars["data"]} == {
+        name: everything[name] for name in ("Cross-entropy", "Boundary loss")}
+    assert [t["marker"]["color"] for t in tradeoff["data"]] == [everything["Cross-entropy"], everything["Boundary loss"]]
+    link = {k: (v[-1] if isinstance(v, list) else v) for k, v in dict(app.query_params).items()}
+    assert link.get("shown") == "ce,boundary"  # the choice lives in the page's link
+    assert compare_figures.only({"losses": {"a": 1, "b": 2}}, ["b"]) == {"losses": {"b": 2}}

@@ -5,11 +5,26 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+from segloss.figures.plots import legend_layout
 from segloss.losses.registry import LOSSES
 
 METRIC_TITLES = {"iou": "IoU", "recall": "recall", "precision": "precision"}
 SUMMARY_TITLES = {"miou": "mIoU", "mean_accuracy": "mean accuracy", "overall_accuracy": "overall accuracy"}
 SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "star", "hexagon", "cross", "pentagon", "triangle-down")
+# sixteen colours distinct enough side by side (plotly's Dark24, reordered): a loss keeps its colour in every chart
+PALETTE = ("#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#222A2A", "#B68100", "#750D86", "#EB663B",
+           "#511CFB", "#00A08B", "#FB00D1", "#FC0080", "#B2828D", "#6C7C32", "#778AAE")
+
+
+def loss_colors(summary: dict) -> dict[str, str]:
+    """One colour per loss of ``summary``, by its place in the summary (so a subset keeps its colours)."""
+    return {label: PALETTE[k % len(PALETTE)] for k, label in enumerate(summary["losses"])}
+
+
+def only(summary: dict, labels) -> dict:
+    """``summary`` restricted to the losses ``labels`` (in the summary's order)."""
+    keep = set(labels)
+    return {**summary, "losses": {k: v for k, v in summary["losses"].items() if k in keep}}
 
 
 def loss_title(label: str, entry: dict) -> str:
@@ -28,34 +43,37 @@ def class_order(summary: dict) -> list[int]:
     return list(np.argsort(summary["pixel_share"]))
 
 
-def per_class_figure(summary: dict, metric: str = "iou", height: int = 420) -> go.Figure:
-    """Grouped bars: one group per class (rarest first, share in the label), one bar per loss, std as error bars."""
+def per_class_figure(summary: dict, metric: str = "iou", height: int = 420, colors: dict | None = None) -> go.Figure:
+    """Grouped bars: one group per class (rarest first, share in the label), one bar per loss, std as error bars;
+    more than four losses put their legend under the chart (see :func:`segloss.figures.plots.legend_layout`)."""
     if metric not in METRIC_TITLES:
         raise ValueError(f"metric must be one of {tuple(METRIC_TITLES)}, got {metric!r}")
     order = class_order(summary)
     names = [f"{summary['class_names'][c]} ({100 * summary['pixel_share'][c]:.2g}%)" for c in order]
+    colors = colors or loss_colors(summary)
     fig = go.Figure()
     for label, entry in summary["losses"].items():
         mean = np.asarray(entry[metric], dtype=np.float32)[order]
         std = np.asarray(entry[f"{metric}_std"], dtype=np.float32)[order]
-        fig.add_trace(go.Bar(x=names, y=mean, name=loss_title(label, entry),
+        fig.add_trace(go.Bar(x=names, y=mean, name=loss_title(label, entry), marker_color=colors.get(label),
                              error_y={"type": "data", "array": std, "visible": len(entry["seeds"]) > 1}))
-    fig.update_layout(barmode="group", height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})  # above: never over bars
+    fig.update_layout(barmode="group", **legend_layout(height, len(summary["losses"])))  # never over the bars
     fig.update_yaxes(title=f"per-class {METRIC_TITLES[metric]} (mean over seeds)", range=[0, 1])
     fig.update_xaxes(title="class (rarest first, pixel share of the held-out images)")
     return fig
 
 
-def tradeoff_figure(summary: dict, height: int = 420) -> go.Figure:
+def tradeoff_figure(summary: dict, height: int = 420, colors: dict | None = None) -> go.Figure:
     """mIoU (x) against mean accuracy (y) per loss, one marker shape each, named in the legend (labels
     next to the points would sit on the error bars), with the seeds' standard deviation as error bars."""
+    colors = colors or loss_colors(summary)
     fig = go.Figure()
     for k, (label, entry) in enumerate(summary["losses"].items()):
         spread = len(entry["seeds"]) > 1
         fig.add_trace(go.Scatter(
             x=np.float32([entry["miou"]]), y=np.float32([entry["mean_accuracy"]]), mode="markers",
-            name=loss_title(label, entry), marker={"size": 12, "symbol": SYMBOLS[k % len(SYMBOLS)]},
+            name=loss_title(label, entry), marker={"size": 12, "symbol": SYMBOLS[k % len(SYMBOLS)],
+                                                   "color": colors.get(label)},
             hovertemplate="%{fullData.name}<br>mIoU %{x:.3f}<br>mean accuracy %{y:.3f}<extra></extra>",
             error_x={"type": "data", "array": np.float32([entry["miou_std"]]), "visible": spread},
             error_y={"type": "data", "array": np.float32([entry["mean_accuracy_std"]]), "visible": spread},

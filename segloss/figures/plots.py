@@ -65,7 +65,7 @@ def curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x_title: s
         x0, x1 = (np.log10(well_classified), np.log10(x_high)) if log_x else (well_classified, x_high)
         fig.add_vrect(x0=x0, x1=x1, fillcolor=WELL_CLASSIFIED_COLOR, line_width=0,
                       annotation_text="well-classified", annotation_position="top left")
-    fig.update_layout(**_legend_layout(height, len(curves) if show_legend else 1), hovermode="x unified",
+    fig.update_layout(**legend_layout(height, len(curves) if show_legend else 1), hovermode="x unified",
                       showlegend=show_legend)
     if log_x:
         fig.update_xaxes(title=x_title, type="log", range=[np.log10(x_low), np.log10(x_high)])
@@ -309,7 +309,7 @@ def heatmaps_png(image: np.ndarray, maps: Mapping[str, np.ndarray], *, opacity: 
     return buffer.getvalue()
 
 
-def _legend_layout(height: int, entries: int = 1) -> dict:
+def legend_layout(height: int, entries: int = 1) -> dict:
     """Height, margins and legend: up to four entries in a row above the plot; more go under it,
     ``LEGEND_COLUMNS`` to a row, and the figure grows by those rows instead of squeezing the plot."""
     if entries <= 4:
@@ -349,7 +349,7 @@ def training_curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x
         y_axis["dtick"] = "D2"  # ticks at 1, 2 and 5 per decade, each labelled in full (0.2, 0.5, 1)
     if y_range is not None:
         y_axis["range"] = list(y_range)
-    layout = {**_legend_layout(height, len(traces)), "hovermode": "x unified",
+    layout = {**legend_layout(height, len(traces)), "hovermode": "x unified",
               "xaxis": {"title": {"text": x_title}, **AXIS_NUMBERS},
               "yaxis": y_axis, "showlegend": True}  # even for one series: the legend names it
     return go.Figure({"data": traces, "layout": layout})
@@ -373,7 +373,7 @@ def class_share_figure(class_names: Sequence[str], shares: Mapping[str, np.ndarr
         if colors and name in colors:
             trace["marker"] = {"color": colors[name]}
         traces.append(trace)
-    layout = {**_legend_layout(height, len(shares)), "barmode": "group",
+    layout = {**legend_layout(height, len(shares)), "barmode": "group",
               "yaxis": {"title": {"text": "share (log scale)"}, "type": "log", "tickformat": ".1%"}}
     return go.Figure({"data": traces, "layout": layout})
 
