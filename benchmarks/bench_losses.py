@@ -38,6 +38,7 @@ LOSSES = {
     "segloss recall_loss": "recall",
     "segloss label-smoothing CE (0.1)": "label_smoothing",
     "segloss OHEM CE": "ohem",
+    "segloss soft Dice": "dice",
     "segloss generalized Dice": "generalized_dice",
     "segloss unified focal": "unified_focal",
     "segloss boundary (maps given)": "boundary",
@@ -89,6 +90,7 @@ def _loss_fn(key: str):
         "recall": SF.recall_loss,
         "label_smoothing": lambda z, t: SF.cross_entropy(z, t, label_smoothing=0.1),
         "ohem": SF.ohem_cross_entropy,
+        "dice": region.soft_dice_loss,
         "generalized_dice": region.generalized_dice_loss,
         "unified_focal": unified_focal_loss,
     }[key]

@@ -29,6 +29,7 @@ import math
 import torch
 
 from segloss.kernels import cuda
+from segloss.kernels.region_sums import RegionSums
 from segloss.losses._checks import check_logits_target, check_number, check_reduction, class_vector
 from segloss.losses._reduction import safe_divide
 
@@ -55,37 +56,43 @@ def _region_sums(logits, target, ignore_index, per_image, sync=True):
     """``(TP, FP, FN, present)``, each ``(C,)`` or ``(N, C)``; validated, float32/float64.
 
     On CUDA the sums come from one Triton pass (no one-hot tensor) and their gradient from a
-    second (:class:`segloss.kernels.cuda.RegionSumsTriton`); elsewhere from torch ops.
+    second (:class:`segloss.kernels.cuda.RegionSumsTriton`); elsewhere from their blockwise twin
+    (:class:`segloss.kernels.region_sums.RegionSums`), or from plain torch ops inside
+    ``torch.func`` transforms, which custom autograd functions cannot join. Each gives
+    ``(M, 3, C)``: the rows ``TP, P, G`` per image, or over the batch (``M = 1``).
     """
     if cuda.handles(logits):
         check_logits_target(logits, target, ignore_index, check_finite=False, check_labels=False)
         sums = cuda.RegionSumsTriton.apply(logits, target, ignore_index, bool(per_image))
-        if not per_image:
-            sums = sums[0]
-        if sync and not per_image:
+    else:
+        check_logits_target(logits, target, ignore_index)
+        active = getattr(torch._C, "_are_functorch_transforms_active", None)
+        if active is not None and active():
+            sums = _region_sums_autograd(logits, target, ignore_index, per_image)
+        else:
+            sums = RegionSums.apply(logits, target.long(), ignore_index, bool(per_image))
+    if not per_image:
+        sums = sums[0]
+        if sync:
             sums = global_sum(sums)
-        tp, total_p, total_g = sums.unbind(dim=-2)
-        return tp, total_p - tp, total_g - tp, total_g > 0
-    check_logits_target(logits, target, ignore_index)
+    tp, total_p, total_g = sums.unbind(dim=-2)
+    return tp, total_p - tp, total_g - tp, total_g > 0
+
+
+def _region_sums_autograd(logits, target, ignore_index, per_image):
+    """:func:`_region_sums`' ``(M, 3, C)`` by plain torch ops (no one-hot: scatter-adds and a
+    matrix-vector product with the valid mask)."""
     z = logits if logits.dtype == torch.float64 else logits.float()
     n, c = z.shape[:2]
     pixels = math.prod(z.shape[2:])  # explicit: N = 0 leaves -1 undetermined
     valid = (target != ignore_index).reshape(n, pixels, 1).to(z.dtype)
     probs = z.softmax(dim=1).reshape(n, c, pixels)
     safe = torch.where(target != ignore_index, target, 0).reshape(n, 1, pixels).long()
-    # no one-hot: TP and G are per-class sums of p_t and of 1 over the valid pixels (scatter-add),
-    # P a matrix-vector product with the valid mask (no masked copy of the probabilities)
     p_t = probs.gather(1, safe) * valid.transpose(1, 2)
-    tp = torch.zeros(n, c, dtype=z.dtype, device=z.device).scatter_add_(1, safe[:, 0], p_t[:, 0])
-    truth = torch.zeros(n, c, dtype=z.dtype, device=z.device).scatter_add_(1, safe[:, 0], valid[:, :, 0])
-    predicted = torch.bmm(probs, valid)[:, :, 0]
-    sums = torch.stack([tp, predicted, truth])
-    if not per_image:
-        sums = sums.sum(dim=1)
-    if sync and not per_image:
-        sums = global_sum(sums)
-    tp, total_p, total_g = sums.unbind(0)
-    return tp, total_p - tp, total_g - tp, total_g > 0
+    tp = torch.zeros(n, c, dtype=z.dtype, device=z.device).scatter_add(1, safe[:, 0], p_t[:, 0])
+    truth = torch.zeros(n, c, dtype=z.dtype, device=z.device).scatter_add(1, safe[:, 0], valid[:, :, 0])
+    sums = torch.stack([tp, torch.bmm(probs, valid)[:, :, 0], truth], dim=1)
+    return sums if per_image else sums.sum(dim=0, keepdim=True)
 
 
 def _safe_power(x: torch.Tensor, gamma: float) -> torch.Tensor:

@@ -1,0 +1,75 @@
+"""The region losses' per-class sums on the CPU (and any non-Triton device), block by block.
+
+Soft Dice, Jaccard, Tversky, Focal Tversky, Generalized Dice and the Unified Focal loss's
+Tversky term depend on the logits only through three per-class sums over the valid pixels::
+
+    TP_c = sum_i p_ic [y_i = c],    P_c = sum_i p_ic,    G_c = sum_i [y_i = c]
+
+:class:`RegionSums` computes them in one pass and, given the loss's gradient with respect to
+them (``g_TP``, ``g_P``; ``G`` does not depend on the logits), writes the logits' gradient in a
+second pass through the softmax's Jacobian::
+
+    dL/dp_ic = g_P[c] + g_TP[c] [y_i = c]
+    dL/dz_ik = p_ik (dL/dp_ik - sum_c p_ic dL/dp_ic)
+
+with nothing of the logits' size alive but the gradient (no one-hot, no saved softmax): the
+CPU twin of :class:`segloss.kernels.cuda.RegionSumsTriton`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from segloss.kernels.cpu import _blocks, _compute_dtype, gradient_buffer, refuse_double_backward
+
+
+class RegionSums(torch.autograd.Function):
+    """``(M, 3, C)`` sums ``(TP, P, G)`` per image (``M = N``) or over the batch (``M = 1``).
+
+    Args (of ``apply``): logits ``(N, C, *S)`` (validated by the caller); target ``(N, *S)``;
+    ``ignore_index``; ``per_image``. The sums are float32 (float64 for float64 logits).
+    """
+
+    @staticmethod
+    def forward(ctx, logits, target, ignore_index, per_image):
+        n, c = logits.shape[:2]
+        pixels = logits[0, 0].numel() if n else 0
+        dtype, device = _compute_dtype(logits.dtype), logits.device
+        flat, labels = logits.reshape(n, c, pixels), target.reshape(n, pixels)
+        sums = torch.zeros(n, 3, c, dtype=dtype, device=device)
+        with torch.no_grad(), torch.autocast(device.type, enabled=False):
+            for i in range(n):
+                for a, b in _blocks(pixels, c, device):
+                    valid = labels[i, a:b] != ignore_index
+                    safe = torch.where(valid, labels[i, a:b], 0).long()
+                    probs = flat[i, :, a:b].to(dtype).softmax(dim=0).mul_(valid)
+                    sums[i, 0].index_add_(0, safe, probs.gather(0, safe.unsqueeze(0)).squeeze(0))
+                    sums[i, 1] += probs.sum(dim=1)
+                    sums[i, 2].index_add_(0, safe, valid.to(dtype))
+        ctx.save_for_backward(logits, target)
+        ctx.ignore_index, ctx.per_image = ignore_index, bool(per_image)
+        return sums if per_image else sums.sum(dim=0, keepdim=True)
+
+    @staticmethod
+    def backward(ctx, grad_sums):
+        refuse_double_backward()
+        logits, target = ctx.saved_tensors
+        n, c = logits.shape[:2]
+        grad, grad_flat = gradient_buffer(logits)
+        pixels = grad_flat.shape[2]
+        flat, labels = logits.reshape(n, c, pixels), target.reshape(n, pixels)
+        dtype = grad_sums.dtype
+        with torch.no_grad(), torch.autocast(logits.device.type, enabled=False):
+            for i in range(n):
+                g_tp, g_p = grad_sums[i if ctx.per_image else 0, :2]
+                for a, b in _blocks(pixels, c, logits.device):
+                    valid = labels[i, a:b] != ctx.ignore_index
+                    safe = torch.where(valid, labels[i, a:b], 0).long().unsqueeze(0)
+                    probs = flat[i, :, a:b].to(dtype).softmax(dim=0)
+                    p_t = probs.gather(0, safe)
+                    extra = p_t * g_tp[safe]  # p_y g_TP[y]: the true class's part of sum_c p_c dL/dp_c
+                    inner = (probs * g_p.unsqueeze(1)).sum(dim=0, keepdim=True) + extra
+                    block = probs.mul_(g_p.unsqueeze(1) - inner)
+                    block.scatter_add_(0, safe, extra)
+                    grad_flat[i, :, a:b] = block.mul_(valid).to(grad.dtype)
+        return grad, None, None, None
