@@ -69,3 +69,21 @@ def page(browser):
     tab = context.new_page()
     yield tab
     context.close()
+
+
+def layout_case(n: int, c: int, height: int, width: int, layout: str, seed: int):
+    """``(logits, target, dtype, tolerance)`` for checking a blockwise function against autograd:
+    float64 logits (scale 3) with the first rows of the last image ignored, laid out as
+    ``"contiguous"``, ``"transposed"`` (spatial dims that cannot merge), ``"half"`` (fp16, loose
+    tolerance) or ``"empty"`` (no pixels)."""
+    g = torch.Generator().manual_seed(seed)
+    logits = 3 * torch.randn(n, c, height, width, generator=g, dtype=torch.float64)
+    target = torch.randint(0, c, (n, height, width), generator=g)
+    target[-1, :2] = 255
+    if layout == "transposed":
+        logits, target = logits.transpose(2, 3), target.transpose(1, 2)
+    if layout == "empty":
+        logits, target = logits[:, :, :0], target[:, :0]
+    dtype = torch.float16 if layout == "half" else torch.float64
+    tolerance = {"rtol": 2e-3, "atol": 2e-3} if dtype == torch.float16 else {"rtol": 1e-12, "atol": 1e-12}
+    return logits.to(dtype), target, dtype, tolerance

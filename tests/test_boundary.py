@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import segloss
+from conftest import layout_case
 from segloss.losses import region
 from segloss.losses.boundary import boundary_loss, signed_distance_maps
 
@@ -106,24 +107,18 @@ def test_distance_maps_skip_absent_classes_and_labels_beyond_num_classes():
 def test_the_blockwise_boundary_loss_equals_plain_autograd(foreground_only, layout):
     """One gradient buffer, the softmax recomputed in backward: same values and gradients as autograd
     through softmax * phi, for any upstream map, with ignored pixels, on odd layouts and in fp16."""
-    g = torch.Generator().manual_seed(74)
-    logits = 3 * torch.randn(2, 4, 6, 9, generator=g, dtype=torch.float64)
-    target = torch.randint(0, 4, (2, 6, 9), generator=g)
-    target[1, :2] = 255
-    if layout == "transposed":
-        logits, target = logits.transpose(2, 3), target.transpose(1, 2)
+    logits, target, dtype, tolerance = layout_case(2, 4, 6, 9, layout, seed=74)
+    g = torch.Generator().manual_seed(75)
     phi = signed_distance_maps(target, 4).double()
-    dtype = torch.float16 if layout == "half" else torch.float64
-    z = logits.to(dtype).requires_grad_()
+    z = logits.clone().requires_grad_()
     value = boundary_loss(z, target, distance_maps=phi, foreground_only=foreground_only, reduction="none")
     upstream = torch.randn(value.shape, generator=g, dtype=torch.float64)
     (value.double() * upstream).sum().backward()
-    ref_z = logits.to(dtype).double().requires_grad_()
+    ref_z = logits.double().requires_grad_()
     scored = slice(1, None) if foreground_only else slice(None)
     count = 3 if foreground_only else 4
     expected = torch.where(target != 255, (ref_z.softmax(1)[:, scored] * phi[:, scored]).sum(1) / count, 0.0)
     (expected * upstream).sum().backward()
-    tolerance = {"rtol": 2e-3, "atol": 2e-3} if dtype == torch.float16 else {"rtol": 1e-12, "atol": 1e-12}
     torch.testing.assert_close(value.double(), expected.detach(), **tolerance)
     torch.testing.assert_close(z.grad.double(), ref_z.grad, **tolerance)
     assert z.grad.dtype == dtype

@@ -7,7 +7,7 @@ import torch
 from monai.losses import DiceLoss, TverskyLoss
 
 from segloss.losses import region
-from conftest import random_batch
+from conftest import layout_case, random_batch
 
 
 def test_dice_hand_computed_two_classes():
@@ -199,23 +199,15 @@ def test_blockwise_region_sums_equal_the_autograd_sums_in_value_and_gradient(per
     from segloss.kernels.region_sums import RegionSums
     from segloss.losses.region import _region_sums_autograd
 
-    g = torch.Generator().manual_seed(81)
-    logits = 3 * torch.randn(3, 5, 7, 6, generator=g, dtype=torch.float64)
-    target = torch.randint(0, 5, (3, 7, 6), generator=g)
-    target[0, :3] = 255
-    if layout == "transposed":
-        logits, target = logits.transpose(2, 3), target.transpose(1, 2)
-    if layout == "empty":
-        logits, target = logits[:, :, :0], target[:, :0]
-    dtype = torch.float16 if layout == "half" else torch.float64
-    z = logits.to(dtype).requires_grad_()
+    logits, target, dtype, tolerance = layout_case(3, 5, 7, 6, layout, seed=81)
+    g = torch.Generator().manual_seed(82)
+    z = logits.clone().requires_grad_()
     sums = RegionSums.apply(z, target, 255, per_image)
     upstream = torch.randn(sums.shape, generator=g, dtype=torch.float64)
     (sums.double() * upstream).sum().backward()
-    ref_z = logits.to(dtype).double().requires_grad_()
+    ref_z = logits.double().requires_grad_()
     expected = _region_sums_autograd(ref_z, target, 255, per_image)
     (expected * upstream).sum().backward()
-    tolerance = {"rtol": 2e-3, "atol": 2e-3} if dtype == torch.float16 else {"rtol": 1e-12, "atol": 1e-12}
     torch.testing.assert_close(sums.double(), expected.detach(), **tolerance)
     torch.testing.assert_close(z.grad.double(), ref_z.grad, **tolerance)
     assert z.grad.dtype == dtype
