@@ -270,3 +270,21 @@ def test_the_table_shows_one_column_per_loss_and_switches_between_share_and_mean
     columns = list(app.dataframe[0].value.columns)
     assert sum(c.endswith(": mean loss") for c in columns) == 4 and not any(c.endswith(": share of loss") for c in columns)
     assert len(columns) == 3 + 4 + 2  # class, pixels, pixel share; four losses; recall and IoU
+
+
+def test_every_registry_loss_draws_on_an_upload_in_both_modes():
+    import segloss
+
+    app = open_with(**{"Classes": "street"})
+    names = [n for n in segloss.LOSSES if not segloss.LOSSES[n].needs_class_counts]
+    by_label(app.multiselect, "Losses").set_value(names).run()
+    assert not app.exception and not app.error
+    pixelwise = [segloss.LOSSES[n].title for n in names if segloss.LOSSES[n].pixelwise]
+    assert [t["name"] for t in heatmaps(figures(app)[0])] == pixelwise  # the boundary loss has a map
+    by_label(app.button_group, "Show").set_value("gradient").run()
+    assert not app.exception and not app.error
+    traces = heatmaps(figures(app)[0])
+    assert [t["name"] for t in traces] == [segloss.LOSSES[n].title for n in names]
+    for trace in traces:
+        values = decoded(trace, "z")
+        assert np.isfinite(values).all() and values.max() > 0, trace["name"]
