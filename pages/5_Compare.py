@@ -107,6 +107,7 @@ with live:
                                          progress=lambda done, total, msg: bar.progress(done / total, text=msg))
         bar.progress(1.0, text="Done")
         st.session_state["live_comparison"] = summary
+        st.session_state.pop("live:shown", None)  # a new comparison: show all of its losses
     if "live_comparison" in st.session_state:
         show(st.session_state["live_comparison"], "live")
 

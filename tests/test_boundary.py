@@ -122,3 +122,13 @@ def test_the_blockwise_boundary_loss_equals_plain_autograd(foreground_only, layo
     torch.testing.assert_close(value.double(), expected.detach(), **tolerance)
     torch.testing.assert_close(z.grad.double(), ref_z.grad, **tolerance)
     assert z.grad.dtype == dtype
+
+
+def test_boundary_loss_takes_a_double_backward_and_keeps_its_positional_arguments():
+    g = torch.Generator().manual_seed(76)
+    logits = torch.randn(2, 3, 5, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(0, 3, (2, 5, 5), generator=g)
+    phi = signed_distance_maps(target, 3).double()
+    assert torch.autograd.gradgradcheck(lambda z: boundary_loss(z, target, distance_maps=phi), (logits,))
+    module = segloss.losses.modules.BoundaryLoss(False, 0, "sum")  # foreground_only, ignore_index, reduction
+    assert (module.foreground_only, module.ignore_index, module.reduction) == (False, 0, "sum")

@@ -91,3 +91,7 @@ def test_atomic_files_get_the_permissions_of_a_plain_write(tmp_path):
     plain.write_text("{}")
     run_files.write_atomic(atomic, "{}")
     assert (atomic.stat().st_mode & 0o777) == (plain.stat().st_mode & 0o777)  # not mkstemp's private 0600
+    os.chmod(atomic, 0o600)  # an existing file keeps its mode, as open(path, "w") would
+    run_files.write_atomic(atomic, "[]")
+    assert (atomic.stat().st_mode & 0o777) == 0o600 and atomic.read_text() == "[]"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []

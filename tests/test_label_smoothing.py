@@ -103,3 +103,13 @@ def test_smoothed_focal_keeps_its_smoothing_when_a_parameter_wants_a_gradient():
     assert value != SF.focal_loss(logits, target, gamma=1.5)
     value.backward()
     assert gamma.grad is not None and torch.isfinite(gamma.grad)
+
+
+@pytest.mark.parametrize("offset", [1e3, 1e5])
+def test_smoothing_keeps_float32_precision_when_every_logit_shares_a_large_offset(offset):
+    """S is taken relative to each pixel's max logit: W lse - sum w z would cancel offset against offset."""
+    logits, target = random_batch(2, 5, (4, 6), scale=3.0, ignore_frac=0.1, seed=56)
+    shifted = logits + offset  # float32: the inputs themselves are rounded; the reference takes the same ones
+    value = SF.cross_entropy(shifted, target, label_smoothing=0.2, reduction="none")
+    expected = F.cross_entropy(shifted.double(), target, ignore_index=255, label_smoothing=0.2, reduction="none")
+    torch.testing.assert_close(value.double(), expected, rtol=1e-5, atol=1e-5)

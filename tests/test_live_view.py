@@ -120,3 +120,13 @@ def test_view_cache_rebuilds_only_for_a_new_validation():
     assert cache.figures(trainer.snapshot())["loss"] is not first["loss"]  # a short loss curve follows each step
     trainer.validate()
     assert cache.figures(trainer.snapshot())["recall"] is not first["recall"]
+
+
+def test_shares_of_a_signed_map_are_shares_of_its_magnitude():
+    """The boundary loss is negative where probability sits inside its region: shares stay in [0, 1]."""
+    from segloss.train.evaluation import class_shares
+
+    values = torch.tensor([[[-3.0, 1.0], [0.0, 0.0]]])
+    target = torch.tensor([[[0, 1], [1, 255]]])
+    np.testing.assert_allclose(class_shares(values, target, 2).numpy(), [0.75, 0.25])
+    np.testing.assert_allclose(class_shares(values.abs(), target, 2).numpy(), [0.75, 0.25])

@@ -197,7 +197,7 @@ def test_generalized_dice_hand_computed_per_image_and_weights_carry_no_gradient(
 def test_blockwise_region_sums_equal_the_autograd_sums_in_value_and_gradient(per_image, layout):
     """The CPU twin of the Triton region sums: TP, P, G and, for any upstream, the logits' gradient."""
     from segloss.kernels.region_sums import RegionSums
-    from segloss.losses.region import _region_sums_autograd
+    from segloss.kernels.region_sums import region_sums_autograd
 
     logits, target, dtype, tolerance = layout_case(3, 5, 7, 6, layout, seed=81)
     g = torch.Generator().manual_seed(82)
@@ -206,8 +206,26 @@ def test_blockwise_region_sums_equal_the_autograd_sums_in_value_and_gradient(per
     upstream = torch.randn(sums.shape, generator=g, dtype=torch.float64)
     (sums.double() * upstream).sum().backward()
     ref_z = logits.double().requires_grad_()
-    expected = _region_sums_autograd(ref_z, target, 255, per_image)
+    expected = region_sums_autograd(ref_z, target, 255, per_image)
     (expected * upstream).sum().backward()
     torch.testing.assert_close(sums.double(), expected.detach(), **tolerance)
     torch.testing.assert_close(z.grad.double(), ref_z.grad, **tolerance)
     assert z.grad.dtype == dtype
+
+
+@pytest.mark.parametrize("name", ["dice", "generalized_dice", "focal_tversky"])
+def test_region_losses_take_a_double_backward(name):
+    """create_graph=True recomputes the sums by plain torch ops: Hessian-vector products stay exact."""
+    import segloss
+
+    logits, target = random_batch(2, 3, (4, 4), ignore_frac=0.2, dtype=torch.float64, seed=83)
+    loss = segloss.create_loss(name).double()
+    assert torch.autograd.gradgradcheck(lambda z: loss(z, target), (logits.requires_grad_(),))
+
+
+def test_generalized_dice_of_an_all_ignored_batch_is_nan_per_batch_with_none_and_zero_reduced():
+    logits = torch.randn(2, 3, 4, 4)
+    target = torch.full((2, 4, 4), 255)
+    for smooth in (0.0, 1e-5):
+        assert torch.isnan(region.generalized_dice_loss(logits, target, smooth=smooth, reduction="none")).all()
+        assert region.generalized_dice_loss(logits, target, smooth=smooth) == 0

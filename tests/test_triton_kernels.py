@@ -301,3 +301,12 @@ def test_label_smoothing_is_folded_into_the_kernels_and_equals_the_formula(gamma
     (ref * (upstream.double() if reduction == "none" else 1.0)).sum().backward()
     torch.testing.assert_close(value.double().cpu(), ref.detach(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(z.grad.double().cpu(), ref_z.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_smoothing_in_the_kernels_keeps_precision_at_a_large_logit_offset():
+    logits, target = random_batch(2, 5, (4, 6), scale=3.0, ignore_frac=0.1, seed=63)
+    shifted = logits + 1e4  # float32: the inputs themselves are rounded; the reference takes the same ones
+    value = SF.cross_entropy(shifted.to(DEVICE), target.to(DEVICE), label_smoothing=0.2, reduction="none")
+    expected = torch.nn.functional.cross_entropy(shifted.double(), target, ignore_index=255, label_smoothing=0.2,
+                                                 reduction="none")
+    torch.testing.assert_close(value.double().cpu(), expected, rtol=1e-5, atol=1e-5)

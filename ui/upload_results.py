@@ -164,7 +164,8 @@ def table(scene: Scene, result: Result) -> None:
     share, mean = ("share of loss", "mean loss") if result.kind == "loss" else ("share of gradient", "mean |dL/dz|")
     shown = st.radio("Per loss, show", (share, mean), horizontal=True, key="upload_table_metric",
                      help="Share: the part of the loss's total that the class's pixels carry (each column sums "
-                     "to 100%). Mean: the loss of an average pixel of the class.")
+                     "to 100%; of |loss| for a loss that can be negative, the boundary loss). Mean: the loss of an "
+                     "average pixel of the class.")
     columns = [k for k in result.table if ": " not in k or k.endswith(f": {shown}")]
     frame = pd.DataFrame({k: result.table[k] for k in columns})
     percent = [k for k in columns if k == "pixel share" or k.endswith(f": {share}") or k.startswith("prediction")]

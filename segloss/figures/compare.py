@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import plotly.colors
 import plotly.graph_objects as go
 
 from segloss.figures.plots import legend_layout
@@ -11,9 +12,8 @@ from segloss.losses.registry import LOSSES
 METRIC_TITLES = {"iou": "IoU", "recall": "recall", "precision": "precision"}
 SUMMARY_TITLES = {"miou": "mIoU", "mean_accuracy": "mean accuracy", "overall_accuracy": "overall accuracy"}
 SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "star", "hexagon", "cross", "pentagon", "triangle-down")
-# sixteen colours distinct enough side by side (plotly's Dark24, reordered): a loss keeps its colour in every chart
-PALETTE = ("#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#222A2A", "#B68100", "#750D86", "#EB663B",
-           "#511CFB", "#00A08B", "#FB00D1", "#FC0080", "#B2828D", "#6C7C32", "#778AAE")
+# 24 colours distinct side by side (more than the registry has losses): a loss keeps its colour in every chart
+PALETTE = tuple(plotly.colors.qualitative.Dark24)
 
 
 def loss_colors(summary: dict) -> dict[str, str]:

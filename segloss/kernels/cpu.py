@@ -51,9 +51,10 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-DOUBLE_BACKWARD = ("segloss's fast losses have an analytic first derivative only: backward with create_graph=True "
-                   "(double backward, Hessian-vector products) is not supported; use the autograd implementations "
-                   "in segloss.losses.reference for that")
+DOUBLE_BACKWARD = ("segloss's fast pixel-wise losses have an analytic first derivative only: backward with "
+                   "create_graph=True (double backward, Hessian-vector products) is not supported; use the autograd "
+                   "implementations in segloss.losses.reference (cross_entropy, focal_loss, dual_focal_loss, "
+                   "recall_weighted_ce) for that (the region and boundary losses take it as they are)")
 
 
 def refuse_double_backward() -> None:
@@ -128,8 +129,8 @@ def _eager_focal_pass(flat, labels, ignore_index, gamma, dtype, counts, count_hi
     :func:`_focal_block`; adds the valid-pixel counts (and argmax hits) to ``counts`` ``(2, C + 1)``.
 
     With class weights ``smooth_w`` ``(C,)`` (ones without weights) ``smooth`` is label
-    smoothing's term ``S = (1/C) (W lse - sum_c w_c z_c)`` of each valid pixel (0 elsewhere),
-    from the same block in cache; else None.
+    smoothing's term ``S = (1/C) (W lse - sum_c w_c z_c) = (1/C) (W log_s - sum_c w_c (z_c - m))``
+    of each valid pixel (0 elsewhere), from the same block in cache; else None.
     """
     n, c, num_pixels = flat.shape
     ranges = list(_blocks(num_pixels, c, flat.device))
@@ -146,9 +147,9 @@ def _eager_focal_pass(flat, labels, ignore_index, gamma, dtype, counts, count_hi
             safe = torch.where(valid, label, 0).unsqueeze(0)
             z = flat[i, :, a:b].to(dtype)
             block_loss, block_coef, argmax, log_s = _focal_block(z, safe, gamma, work)
-            if smooth is not None:  # lse = m + log_s; sum_c w_c z_c as one matrix-vector product
-                lse = z.gather(0, argmax.unsqueeze(0)).squeeze(0) + log_s
-                smooth[i, a:b] = (smooth_w.sum() * lse - smooth_w @ z) / c * valid
+            if smooth is not None:  # relative to the max m: no cancellation of large equal offsets
+                shifted = z - z.gather(0, argmax.unsqueeze(0))
+                smooth[i, a:b] = (smooth_w.sum() * log_s - smooth_w @ shifted) / c * valid
             loss[i, a:b] = block_loss * valid
             log_sums[i, a:b] = log_s
             argmaxes[i, a:b] = argmax

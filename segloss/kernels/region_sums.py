@@ -18,9 +18,35 @@ CPU twin of :class:`segloss.kernels.cuda.RegionSumsTriton`.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from segloss.kernels.cpu import _blocks, _compute_dtype, gradient_buffer, refuse_double_backward
+from segloss.kernels.cpu import _blocks, _compute_dtype, gradient_buffer
+
+
+def autograd_backward(logits: torch.Tensor, grad_out: torch.Tensor, forward) -> tuple[torch.Tensor]:
+    """A blockwise function's backward for ``create_graph=True``: ``forward(logits)`` again by
+    plain torch ops and its vector-Jacobian product as a differentiable graph (double backward)."""
+    with torch.enable_grad():  # the saved logits keep their history: the result depends on them twice over
+        (grad,) = torch.autograd.grad(forward(logits), logits, grad_out, create_graph=True)
+    return (grad,)
+
+
+def region_sums_autograd(logits, target, ignore_index, per_image):
+    """:class:`RegionSums`' ``(M, 3, C)`` by plain torch ops (no one-hot: scatter-adds and a
+    matrix-vector product with the valid mask); ``torch.func`` transforms and double backward use it."""
+    z = logits if logits.dtype == torch.float64 else logits.float()
+    n, c = z.shape[:2]
+    pixels = math.prod(z.shape[2:])  # explicit: N = 0 leaves -1 undetermined
+    valid = (target != ignore_index).reshape(n, pixels, 1).to(z.dtype)
+    probs = z.softmax(dim=1).reshape(n, c, pixels)
+    safe = torch.where(target != ignore_index, target, 0).reshape(n, 1, pixels).long()
+    p_t = probs.gather(1, safe) * valid.transpose(1, 2)
+    tp = torch.zeros(n, c, dtype=z.dtype, device=z.device).scatter_add(1, safe[:, 0], p_t[:, 0])
+    truth = torch.zeros(n, c, dtype=z.dtype, device=z.device).scatter_add(1, safe[:, 0], valid[:, :, 0])
+    sums = torch.stack([tp, torch.bmm(probs, valid)[:, :, 0], truth], dim=1)
+    return sums if per_image else sums.sum(dim=0, keepdim=True)
 
 
 class RegionSums(torch.autograd.Function):
@@ -52,8 +78,10 @@ class RegionSums(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_sums):
-        refuse_double_backward()
         logits, target = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: the same gradient, as a graph (plain torch ops)
+            return autograd_backward(logits, grad_sums, lambda z: region_sums_autograd(
+                z, target, ctx.ignore_index, ctx.per_image)) + (None, None, None)
         n, c = logits.shape[:2]
         grad, grad_flat = gradient_buffer(logits)
         pixels = grad_flat.shape[2]

@@ -91,12 +91,14 @@ def _focal_pixel(z, is_t, gamma, GAMMA_ZERO: tl.constexpr):
 
 
 @triton.jit
-def _smoothing_term(z, lse, cls, cls_ok, smooth_ptr, C):
-    """Label smoothing's ``S = (1/C) (W lse - sum_c w_c z_c)`` per pixel, ``W = sum_c w_c``;
+def _smoothing_term(z, log_s, cls, cls_ok, smooth_ptr, C):
+    """Label smoothing's ``S = (1/C) (W lse - sum_c w_c z_c) = (1/C) (W log s - sum_c w_c (z_c - m))``
+    per pixel (relative to the max ``m``: no cancellation of large offsets), ``W = sum_c w_c``;
     padded classes (``-inf`` logits, no weight) add nothing."""
     w = tl.load(smooth_ptr + cls, mask=cls_ok, other=0.0)
-    wz = tl.sum(tl.where(cls_ok[:, None], w[:, None] * z, 0.0), axis=0)
-    return (tl.sum(w, axis=0) * lse - wz) / C
+    m = tl.max(z, axis=0)
+    wz = tl.sum(tl.where(cls_ok[:, None], w[:, None] * (z - m[None, :]), 0.0), axis=0)
+    return (tl.sum(w, axis=0) * log_s - wz) / C
 
 
 @triton.jit
@@ -130,8 +132,7 @@ def focal_forward_kernel(z_ptr, y_ptr, scale_ptr, map_ptr, part_loss_ptr, part_c
         if HAS_SCALE:
             loss = loss * tl.load(scale_ptr + tl.where(valid, y, 0), mask=valid, other=0.0)
         if SMOOTH:
-            lse = tl.max(z, axis=0) + tl.log(s)
-            loss = (1.0 - eps) * loss + eps * _smoothing_term(z, lse, cls, cls_ok, smooth_ptr, C)
+            loss = (1.0 - eps) * loss + eps * _smoothing_term(z, tl.log(s), cls, cls_ok, smooth_ptr, C)
         loss = tl.where(valid, loss, 0.0)
         if WRITE_MAP:
             tl.store(map_ptr + offs, loss, mask=in_range)

@@ -21,7 +21,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from segloss.kernels.cpu import _blocks, gradient_buffer, refuse_double_backward
+from segloss.kernels.cpu import _blocks, gradient_buffer
+from segloss.kernels.region_sums import autograd_backward
 from segloss.losses._checks import check_logits_target, check_reduction
 from segloss.losses._reduction import reduce_map
 
@@ -83,13 +84,17 @@ def boundary_loss(logits: torch.Tensor, target: torch.Tensor, *, distance_maps: 
     from segloss.losses.functional import _needs_autograd  # (functional imports this module)
 
     if _needs_autograd(distance_maps):  # maps that want a gradient, or inside torch.func: plain autograd
-        z = logits if logits.dtype == torch.float64 else logits.float()
-        phi = distance_maps.to(device=z.device, dtype=z.dtype)
-        scored = slice(1, None) if foreground_only else slice(None)
-        pixel = torch.where(valid, (z.softmax(dim=1)[:, scored] * phi[:, scored]).sum(dim=1) / count, 0.0)
+        pixel = _weighted_softmax(logits, distance_maps, valid, 1 if foreground_only else 0) / count
     else:
         pixel = _DistanceWeightedSoftmax.apply(logits, distance_maps, valid, bool(foreground_only)) / count
     return reduce_map(pixel, valid.sum().to(pixel.dtype), reduction)
+
+
+def _weighted_softmax(logits: torch.Tensor, maps: torch.Tensor, valid: torch.Tensor, first: int) -> torch.Tensor:
+    """``sum_{c >= first} p_c phi_c`` per pixel, 0 where not ``valid``, by plain torch ops."""
+    z = logits if logits.dtype == torch.float64 else logits.float()
+    phi = maps.to(device=z.device, dtype=z.dtype)
+    return torch.where(valid, (z.softmax(dim=1)[:, first:] * phi[:, first:]).sum(dim=1), 0.0)
 
 
 class _DistanceWeightedSoftmax(torch.autograd.Function):
@@ -120,8 +125,10 @@ class _DistanceWeightedSoftmax(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
-        refuse_double_backward()
         logits, maps, valid, value = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: the same gradient, as a graph (plain torch ops)
+            return autograd_backward(logits, grad_out, lambda z: _weighted_softmax(
+                z, maps, valid, ctx.first)) + (None, None, None)
         n, c = logits.shape[:2]
         grad, grad_flat = gradient_buffer(logits)
         pixels = grad_flat.shape[2]

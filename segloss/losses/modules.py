@@ -92,8 +92,8 @@ class BoundaryLoss(_PixelLoss):
     """Boundary loss (Kervadec et al.); see :func:`segloss.losses.boundary.boundary_loss`. Pass the
     masks' ``distance_maps`` (computed once per mask) as a third argument, or let it compute them."""
 
-    def __init__(self, foreground_only: bool = True, weight=None, ignore_index: int = 255,
-                 reduction: str = "mean") -> None:
+    def __init__(self, foreground_only: bool = True, ignore_index: int = 255, reduction: str = "mean", *,
+                 weight=None) -> None:
         if weight is not None:
             raise ValueError("the boundary loss takes no class weights: each class's term is already weighted by "
                              "its distance map (weight the region loss it is paired with instead)")

@@ -29,7 +29,7 @@ import math
 import torch
 
 from segloss.kernels import cuda
-from segloss.kernels.region_sums import RegionSums
+from segloss.kernels.region_sums import RegionSums, region_sums_autograd
 from segloss.losses._checks import check_logits_target, check_number, check_reduction, class_vector
 from segloss.losses._reduction import safe_divide
 
@@ -68,7 +68,7 @@ def _region_sums(logits, target, ignore_index, per_image, sync=True):
         check_logits_target(logits, target, ignore_index)
         active = getattr(torch._C, "_are_functorch_transforms_active", None)
         if active is not None and active():
-            sums = _region_sums_autograd(logits, target, ignore_index, per_image)
+            sums = region_sums_autograd(logits, target, ignore_index, per_image)
         else:
             sums = RegionSums.apply(logits, target.long(), ignore_index, bool(per_image))
     if not per_image:
@@ -77,22 +77,6 @@ def _region_sums(logits, target, ignore_index, per_image, sync=True):
             sums = global_sum(sums)
     tp, total_p, total_g = sums.unbind(dim=-2)
     return tp, total_p - tp, total_g - tp, total_g > 0
-
-
-def _region_sums_autograd(logits, target, ignore_index, per_image):
-    """:func:`_region_sums`' ``(M, 3, C)`` by plain torch ops (no one-hot: scatter-adds and a
-    matrix-vector product with the valid mask)."""
-    z = logits if logits.dtype == torch.float64 else logits.float()
-    n, c = z.shape[:2]
-    pixels = math.prod(z.shape[2:])  # explicit: N = 0 leaves -1 undetermined
-    valid = (target != ignore_index).reshape(n, pixels, 1).to(z.dtype)
-    probs = z.softmax(dim=1).reshape(n, c, pixels)
-    safe = torch.where(target != ignore_index, target, 0).reshape(n, 1, pixels).long()
-    p_t = probs.gather(1, safe) * valid.transpose(1, 2)
-    tp = torch.zeros(n, c, dtype=z.dtype, device=z.device).scatter_add(1, safe[:, 0], p_t[:, 0])
-    truth = torch.zeros(n, c, dtype=z.dtype, device=z.device).scatter_add(1, safe[:, 0], valid[:, :, 0])
-    sums = torch.stack([tp, torch.bmm(probs, valid)[:, :, 0], truth], dim=1)
-    return sums if per_image else sums.sum(dim=0, keepdim=True)
 
 
 def _safe_power(x: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -222,8 +206,8 @@ def generalized_dice_loss(logits, target, *, smooth=1e-5, per_image=False, weigh
     w = w.detach()  # weights from the labels: no gradient (as in the paper and MONAI)
     score = (2.0 * (w * tp).sum(-1) + smooth) / ((w * (predicted + truth)).sum(-1) + smooth).clamp_min(1e-30)
     loss = 1.0 - score
-    if reduction == "none":
-        return torch.where(present.any(dim=-1), loss, float("nan")) if per_image else loss.reshape(1)
+    if reduction == "none":  # NaN where there is nothing to score, per image or over the batch
+        return torch.where(present.any(dim=-1), loss, float("nan")).reshape(-1)
     if not per_image:  # a batch without a valid pixel gives 0, whatever the smoothing (0/0 with s = 0)
         return torch.where(present.any(dim=-1), loss, 0.0)
     scored = present.any(dim=-1).to(loss.dtype)

@@ -111,25 +111,33 @@ def boundary_mask(target: torch.Tensor, ignore_index: int = 255) -> torch.Tensor
 
 def class_shares(pixel_map: torch.Tensor, target: torch.Tensor, num_classes: int,
                  ignore_index: int = 255) -> torch.Tensor:
-    """Each class's share of ``pixel_map.sum()`` over valid pixels.
+    """Each class's share of ``pixel_map.sum()`` over valid pixels; of ``|pixel_map|`` when the map
+    has negative values (a loss that rewards, like the boundary loss: shares of a signed sum would
+    fall outside [0, 1]).
 
     Args:
         pixel_map: float ``(N, H, W)`` (e.g. a loss map from ``reduction="none"``).
         target: integer ``(N, H, W)``.
 
     Returns:
-        float64 ``(C,)`` summing to 1, or all zeros when the map sums to 0.
+        float64 ``(C,)`` summing to 1, or all zeros when the map is 0 everywhere.
     """
     valid = target != ignore_index
     sums = torch.zeros(num_classes, dtype=torch.float64, device=pixel_map.device)
-    sums.index_add_(0, target[valid].long(), pixel_map[valid].double())
+    sums.index_add_(0, target[valid].long(), magnitude(pixel_map)[valid].double())
     total = sums.sum()
     return (sums / total if total > 0 else sums).cpu()
 
 
+def magnitude(pixel_map: torch.Tensor) -> torch.Tensor:
+    """The map itself, or ``|map|`` when it has negative values (what shares of it are taken of)."""
+    return pixel_map.abs() if bool((pixel_map < 0).any()) else pixel_map
+
+
 def _share(pixel_map: torch.Tensor, where: torch.Tensor) -> float:
-    total = float(pixel_map.double().sum())
-    return float(pixel_map[where].double().sum()) / total if total > 0 else 0.0
+    values = magnitude(pixel_map).double()
+    total = float(values.sum())
+    return float(values[where].sum()) / total if total > 0 else 0.0
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:

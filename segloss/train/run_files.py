@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
+import stat
 from pathlib import Path
 
 RUN_KEYS = ("loss", "name", "params", "seed", "steps", "config", "pixel_share", "iou", "recall", "precision",
@@ -23,30 +24,28 @@ class RunFileError(ValueError):
     """A comparison file that cannot be used; the message names the file and the fix."""
 
 
-def _read_umask() -> int:
-    mask = os.umask(0)  # reading the umask means setting it: set it straight back (once, at import,
-    os.umask(mask)      # before any thread of ours could create a file in between)
-    return mask
-
-
-_UMASK = _read_umask()
-
-
 def write_atomic(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` all at once (temporary file + fsync + rename), with the
-    permissions a plain ``open(path, "w")`` would give (``mkstemp`` makes its files private).
+    permissions a plain ``open(path, "w")`` would give: an existing file's mode is kept, a new one
+    gets ``0o666`` less the umask (``mkstemp`` would make it private).
 
     Raises:
         OSError: the folder cannot be written (no space, no permission); ``path`` is unchanged.
     """
     path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temporary = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        mode = None  # a new file: the kernel applies the umask to 0o666
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             file.write(text)
             file.flush()
-            os.fchmod(file.fileno(), 0o666 & ~_UMASK)
             os.fsync(file.fileno())
+        if mode is not None:
+            os.chmod(temporary, mode)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

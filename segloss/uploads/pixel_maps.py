@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from segloss.explain.analysis import gradient_map
 from segloss.train import metrics
-from segloss.train.evaluation import MAP_KINDS
+from segloss.train.evaluation import MAP_KINDS, magnitude
 from segloss.losses.registry import LOSSES, create_loss
 from segloss.losses.weights import pixel_counts
 
@@ -143,7 +143,8 @@ def class_table(maps: Mapping[str, torch.Tensor | np.ndarray], labels, num_class
 
     ``mean loss`` of class c is the sum of the map over its pixels divided by their number;
     ``share of loss`` is that sum over the map's total (each share column sums to 1, or is NaN
-    when the map is 0 everywhere). For gradient maps (``kind="gradient"``) the columns are
+    when the map is 0 everywhere), taken of ``|l|`` for a map with negative values (the boundary
+    loss rewards probability inside a region). For gradient maps (``kind="gradient"``) the columns are
     ``mean |dL/dz|`` and ``share of gradient``.
 
     Args:
@@ -185,10 +186,11 @@ def class_table(maps: Mapping[str, torch.Tensor | np.ndarray], labels, num_class
         if tuple(values.shape) != tuple(labels.shape):
             raise ValueError(f"map {name!r} has shape {tuple(values.shape)}, labels {tuple(labels.shape)}")
         sums = torch.bincount(index, weights=values[valid].double(), minlength=num_classes).numpy()
-        total = sums.sum()
+        shared = torch.bincount(index, weights=magnitude(values)[valid].double(), minlength=num_classes).numpy()
+        total = shared.sum()
         title = (titles or {}).get(name, LOSSES[name].title if name in LOSSES else name)
         table[f"{title}: {mean_label}"] = np.where(has_pixels, sums / np.maximum(counts.numpy(), 1), np.nan)
-        table[f"{title}: {share_label}"] = (np.where(has_pixels, sums / total, np.nan) if total > 0
+        table[f"{title}: {share_label}"] = (np.where(has_pixels, shared / total, np.nan) if total > 0
                                             else np.full(num_classes, np.nan))
     if logits is not None:
         found = prediction_metrics(logits, labels, ignore_index=ignore_index)
