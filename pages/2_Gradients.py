@@ -144,7 +144,8 @@ with chart:
         left, right = st.columns(2)
         left.plotly_chart(plots.curves_figure(P_T, {**slices, "cross-entropy": ce}, x_title="p_t", y_title="gradient",
                                             log_y=True, dashed=["cross-entropy"],
-                                            well_classified=analysis.WELL_CLASSIFIED, height=380),
+                                            well_classified=analysis.WELL_CLASSIFIED, height=380,
+                                            legend_columns=1),  # half the page wide: one name to a row
                           width="stretch", key="slices")
         ratios = {k: v / np.maximum(ce, 1e-30) for k, v in slices.items()}
         right.plotly_chart(plots.curves_figure(P_T, ratios, x_title="p_t", y_title="gradient / CE gradient", log_y=True,

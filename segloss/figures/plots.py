@@ -33,7 +33,7 @@ LEGEND_COLUMNS = 3  # legend entries per row under a chart with many curves
 def curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x_title: str, y_title: str,
                   log_x: bool = False, log_y: bool = False, well_classified: float | None = None,
                   dashed: Sequence[str] = (), styles: Mapping[str, dict] | None = None, log_floor: float = 1e-7,
-                  show_legend: bool = True, height: int = 460) -> go.Figure:
+                  show_legend: bool = True, height: int = 460, legend_columns: int = LEGEND_COLUMNS) -> go.Figure:
     """Line chart of several named curves over a shared x.
 
     Args:
@@ -46,6 +46,7 @@ def curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x_title: s
             positive value when that is higher.
         height: of the plotting area; a legend of more than four entries goes under the chart
             and the figure grows by its rows, so many curves never squeeze the plot.
+        legend_columns: entries per legend row under the chart (fewer for a half-width chart).
     """
     fig = go.Figure()
     x32 = _f32(x)
@@ -65,7 +66,7 @@ def curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x_title: s
         x0, x1 = (np.log10(well_classified), np.log10(x_high)) if log_x else (well_classified, x_high)
         fig.add_vrect(x0=x0, x1=x1, fillcolor=WELL_CLASSIFIED_COLOR, line_width=0,
                       annotation_text="well-classified", annotation_position="top left")
-    fig.update_layout(**legend_layout(height, len(curves) if show_legend else 1), hovermode="x unified",
+    fig.update_layout(**legend_layout(height, len(curves) if show_legend else 1, legend_columns), hovermode="x unified",
                       showlegend=show_legend)
     if log_x:
         fig.update_xaxes(title=x_title, type="log", range=[np.log10(x_low), np.log10(x_high)])
@@ -309,16 +310,17 @@ def heatmaps_png(image: np.ndarray, maps: Mapping[str, np.ndarray], *, opacity: 
     return buffer.getvalue()
 
 
-def legend_layout(height: int, entries: int = 1) -> dict:
+def legend_layout(height: int, entries: int = 1, columns: int = LEGEND_COLUMNS) -> dict:
     """Height, margins and legend: up to four entries in a row above the plot; more go under it,
-    ``LEGEND_COLUMNS`` to a row, and the figure grows by those rows instead of squeezing the plot."""
+    ``columns`` to a row (fewer for a narrow chart with long names), and the figure grows by those
+    rows instead of squeezing the plot."""
     if entries <= 4:
         return {"height": height, "margin": {"l": 10, "r": 10, "t": 30, "b": 10}, "uirevision": "keep",
                 "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0}}
-    rows = -(-entries // LEGEND_COLUMNS)
+    rows = -(-entries // columns)
     return {"height": height + 22 * rows, "margin": {"l": 10, "r": 10, "t": 20, "b": 10 + 22 * rows},
             "uirevision": "keep", "legend": {"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0,
-                                             "entrywidth": 1 / LEGEND_COLUMNS, "entrywidthmode": "fraction"}}
+                                             "entrywidth": 1 / columns, "entrywidthmode": "fraction"}}
 
 
 AXIS_NUMBERS = {"exponentformat": "power", "minorloglabels": "complete"}  # see plain_numbers
