@@ -11,6 +11,8 @@ import segloss
 CASES = {  # name -> create_loss parameters
     "dice": {}, "jaccard": {}, "tversky": {"alpha": 0.3, "beta": 0.7}, "focal_tversky": {},
     "dice_image": {"per_image": "image"}, "lovasz_image": {"per_image": "image"},
+    "generalized_dice": {}, "generalized_dice_image": {"per_image": "image"},
+    "unified_focal": {"per_image": "batch"}, "unified_focal_image": {"per_image": "image"},
 }
 
 
