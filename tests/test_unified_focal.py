@@ -67,3 +67,21 @@ def test_unified_focal_refuses_class_weights_and_a_bad_background():
         segloss.create_loss("unified_focal", weight=[1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match=r"background must be a class index in \[0, 3\)"):
         unified_focal_loss(logits, target, background=5)
+
+
+@pytest.mark.parametrize("gamma, delta", [(0.5, 0.6), (0.0, 0.3), (1.0, 1.0)])
+def test_the_one_pass_focal_term_equals_the_two_pass_form(monkeypatch, gamma, delta):
+    """CPU: one fused pass with per-class exponents and scales; CUDA and the compiled kernels keep a focal
+    and a CE pass. Same values and gradients."""
+    from segloss.losses import unified_focal
+
+    logits, target = random_batch(2, 4, (5, 6), scale=3.0, ignore_frac=0.2, dtype=torch.float64, seed=57)
+    results = []
+    for two_pass in (False, True):
+        monkeypatch.setattr(unified_focal, "compiled_kernels_enabled", lambda: two_pass)
+        z = logits.clone().requires_grad_()
+        value = unified_focal.unified_focal_loss(z, target, gamma=gamma, delta=delta, background=1)
+        value.backward()
+        results.append((value.detach(), z.grad))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-10, atol=1e-12)

@@ -98,18 +98,22 @@ def _index_dtype(num_classes: int) -> torch.dtype:
     return torch.uint8 if num_classes <= 256 else torch.int32
 
 
-def _focal_block(z: torch.Tensor, t: torch.Tensor, gamma: float, work: torch.Tensor):
+def _focal_block(z: torch.Tensor, t: torch.Tensor, gamma, work: torch.Tensor, weigh=None):
     """``(loss, coef, argmax, log_s)`` for one block ``z`` ``(C, B)``, safe target ``t`` ``(1, B)``.
 
     The scale is not applied. ``log_s = log sum_c exp(z_c - m)`` with ``m`` the max over classes
     (at index ``argmax``), so ``lse = m + log_s``. ``work`` is a reusable ``(C, >= B)`` buffer.
+    ``weigh(z - m)``, if given, is called on the shifted block before it is exponentiated in place
+    (label smoothing's ``sum_c w_c (z_c - m)`` takes it from there: no extra pass).
     """
     m, argmax = z.max(dim=0)
     e = torch.sub(z, m, out=work[:, : z.shape[1]])
+    if weigh is not None:
+        weigh(e)
     e.exp_()
     e_t = e.gather(0, t).squeeze(0)
     z_t = z.gather(0, t).squeeze(0)
-    if gamma == 0:
+    if isinstance(gamma, float) and gamma == 0:
         log_s = e.sum(dim=0).log_()
         return log_s - (z_t - m), None, argmax, log_s
     e.scatter_(0, t, 0.0)
@@ -146,10 +150,13 @@ def _eager_focal_pass(flat, labels, ignore_index, gamma, dtype, counts, count_hi
             label = torch.where(valid, labels[i, a:b], c).long()
             safe = torch.where(valid, label, 0).unsqueeze(0)
             z = flat[i, :, a:b].to(dtype)
-            block_loss, block_coef, argmax, log_s = _focal_block(z, safe, gamma, work)
-            if smooth is not None:  # relative to the max m: no cancellation of large equal offsets
-                shifted = z - z.gather(0, argmax.unsqueeze(0))
-                smooth[i, a:b] = (smooth_w.sum() * log_s - smooth_w @ shifted) / c * valid
+            # a (C,) gamma (a per-class focusing, e.g. the unified focal loss's) becomes one per pixel
+            focus = gamma if isinstance(gamma, float) else gamma.to(dtype)[safe[0]]
+            weighed = []  # sum_c w_c (z_c - m): relative to the max, no cancellation of large equal offsets
+            block_loss, block_coef, argmax, log_s = _focal_block(
+                z, safe, focus, work, None if smooth is None else lambda shifted: weighed.append(smooth_w @ shifted))
+            if smooth is not None:
+                smooth[i, a:b] = (smooth_w.sum() * log_s - weighed[0]) / c * valid
             loss[i, a:b] = block_loss * valid
             log_sums[i, a:b] = log_s
             argmaxes[i, a:b] = argmax
@@ -164,7 +171,8 @@ class FocalFamily(torch.autograd.Function):
     """Per-pixel ``-s (1 - p_t)^gamma log p_t`` with an analytic, in-place backward.
 
     Args (of ``apply``): logits ``(N, C, *S)`` (any float dtype; math in float32, float64
-    kept); target ``(N, *S)`` integer; ``ignore_index``; ``gamma`` a float ``>= 0``;
+    kept); target ``(N, *S)`` integer; ``ignore_index``; ``gamma`` a float ``>= 0``, or a
+    ``(C,)`` tensor of per-class exponents indexed by the target (eager path only);
     ``class_scale`` ``(C,)`` or None, the scale ``s = class_scale[y]``; ``scale_from_counts``
     or None, called once with the ``(C,)`` counts of valid pixels and of those whose argmax is
     their label (found in the same pass) and returning ``class_scale`` (recall loss's weights
@@ -192,7 +200,7 @@ class FocalFamily(torch.autograd.Function):
             eps, smooth_w = smoothing
             smooth_w = torch.ones(c, dtype=dtype, device=device) if smooth_w is None else smooth_w.to(dtype)
         with torch.autocast(device.type, enabled=False):
-            ctx.compiled = _compiled.compiled_kernels_enabled() and smoothing is None
+            ctx.compiled = _compiled.compiled_kernels_enabled() and smoothing is None and isinstance(gamma, float)
             if ctx.compiled:  # maxes (float) are saved in place of the eager path's argmax indices
                 loss, coef, maxes, log_sums, hit = _compiled.focal_forward(flat, labels, ignore_index, gamma,
                                                                            scale_from_counts is not None)

@@ -116,7 +116,8 @@ def _focal_family(logits, target, *, gamma: float, class_scale, weight, ignore_i
     shape = target.shape
     logits, target = _fold_small_images(logits, target)
     folded = (float(smoothing), w) if smoothing else None
-    pixel_loss, counts = FocalFamily.apply(logits, target, ignore_index, float(gamma), class_scale, scale_from_counts,
+    gamma = gamma if isinstance(gamma, torch.Tensor) else float(gamma)  # a (C,) tensor: per-class exponents
+    pixel_loss, counts = FocalFamily.apply(logits, target, ignore_index, gamma, class_scale, scale_from_counts,
                                            folded)
     pixel_loss = pixel_loss.reshape(shape)
     denominator = counts.sum().to(like.dtype) if w is None else (counts.to(like.dtype) * w).sum()

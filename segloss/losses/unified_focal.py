@@ -19,10 +19,31 @@ from __future__ import annotations
 
 import torch
 
+from segloss.kernels import cuda
+from segloss.kernels.compiled import compiled_kernels_enabled
 from segloss.losses import functional as SF
 from segloss.losses._checks import check_number, check_reduction
 from segloss.losses._reduction import safe_divide
 from segloss.losses.region import _region_sums, _safe_power, global_sum
+
+
+def _asymmetric_focal_map(logits, target, gamma: float, delta: float, background: int, ignore_index: int):
+    """AF per pixel: ``(1 - delta) (1 - p_b)^gamma CE`` on background pixels, ``delta CE`` on the others.
+
+    On the eager CPU path one fused pass with per-class exponents and scales; on CUDA, with the
+    compiled kernels or inside ``torch.func``, a focal and a CE map (one fused pass each).
+    """
+    if cuda.handles(logits) or compiled_kernels_enabled() or SF._needs_autograd():
+        focal = SF.focal_loss(logits, target, gamma=gamma, ignore_index=ignore_index, reduction="none")
+        ce = SF.cross_entropy(logits, target, ignore_index=ignore_index, reduction="none")
+        return torch.where(target == background, (1.0 - delta) * focal, delta * ce)
+    num_classes = logits.shape[1]
+    gammas = torch.zeros(num_classes, dtype=torch.float64, device=logits.device)
+    gammas[background] = gamma
+    scale = torch.full((num_classes,), delta, dtype=torch.float64, device=logits.device)
+    scale[background] = 1.0 - delta
+    return SF._focal_family(logits, target, gamma=gammas, class_scale=scale, weight=None, ignore_index=ignore_index,
+                            reduction="none")
 
 
 def unified_focal_loss(logits, target, *, tversky_weight=0.5, delta=0.6, gamma=0.5, background=0, smooth=1e-6,
@@ -50,11 +71,7 @@ def unified_focal_loss(logits, target, *, tversky_weight=0.5, delta=0.6, gamma=0
     num_classes = logits.shape[1] if isinstance(logits, torch.Tensor) and logits.dim() >= 2 else 0
     if isinstance(background, bool) or not isinstance(background, int) or not 0 <= background < max(num_classes, 1):
         raise ValueError(f"background must be a class index in [0, {num_classes}), got {background!r}")
-    # AF: focal on background pixels, plain CE on the others (one fused pass each)
-    is_background = target == background
-    focal = SF.focal_loss(logits, target, gamma=float(gamma), ignore_index=ignore_index, reduction="none")
-    ce = SF.cross_entropy(logits, target, ignore_index=ignore_index, reduction="none")
-    pixel = torch.where(is_background, (1.0 - delta) * focal, delta * ce)
+    pixel = _asymmetric_focal_map(logits, target, float(gamma), float(delta), background, ignore_index)
     valid = (target != ignore_index).to(pixel.dtype)
     # AFT: asymmetric focal Tversky from the region sums
     tp, fp, fn, present = _region_sums(logits, target, ignore_index, per_image, sync_distributed)
