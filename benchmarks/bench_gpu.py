@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import segloss  # noqa: E402
 from segloss import functional as SF  # noqa: E402
 from segloss.losses import region  # noqa: E402
+from segloss.losses.unified_focal import unified_focal_loss  # noqa: E402
 
 
 def segloss_losses(num_classes: int, device: str) -> dict:
@@ -49,7 +50,28 @@ def segloss_losses(num_classes: int, device: str) -> dict:
         "segloss RecallLoss(momentum 0.9)": segloss.RecallLoss(momentum=0.9, num_classes=num_classes).to(device),
         "segloss soft Dice": lambda z, y: region.soft_dice_loss(z, y),
         "segloss Lovász-Softmax": lambda z, y: region.lovasz_softmax_loss(z, y),
+        "segloss label-smoothing CE (0.1)": lambda z, y: SF.cross_entropy(z, y, label_smoothing=0.1),
+        "segloss OHEM CE": lambda z, y: SF.ohem_cross_entropy(z, y),
+        "segloss generalized Dice": lambda z, y: region.generalized_dice_loss(z, y),
+        "segloss unified focal": lambda z, y: unified_focal_loss(z, y),
+        "segloss boundary (maps given)": _boundary_with_maps(),
     }
+
+
+def _boundary_with_maps():
+    """The boundary loss with its distance maps computed once per target (outside the timing, as a
+    data loader would: scipy on the CPU); None when scipy is missing on this machine."""
+    try:
+        import scipy.ndimage  # noqa: F401
+    except ImportError:
+        return None
+    maps = {}
+
+    def boundary(z, y):
+        if id(y) not in maps:
+            maps[id(y)] = SF.signed_distance_maps(y, z.shape[1])
+        return SF.boundary_loss(z, y, distance_maps=maps[id(y)])
+    return boundary
 
 
 def contenders() -> dict:
@@ -124,6 +146,9 @@ def run(shapes, dtypes, repeats: int, warmup: int) -> list[dict]:
             torch_ce, torch_mem = measure(lambda z, y: F.cross_entropy(z, y), logits, target, repeats, warmup)
             entries = {"torch F.cross_entropy": (torch_ce, torch_mem), "device copy of the logits": (floor, 1.0)}
             for name, fn in {**segloss_losses(c, "cuda"), **contenders()}.items():
+                if fn is None:
+                    print(f"{name}: skipped (scipy is not installed here)", file=sys.stderr)
+                    continue
                 if "Lovász" in name and logits.numel() > 2e8:
                     continue  # sorts C x pixels: minutes per call at this size
                 try:
