@@ -40,14 +40,14 @@ def ohem_mask(logits: torch.Tensor, target: torch.Tensor, *, threshold: float = 
     """
     from segloss.losses.functional import cross_entropy  # the fused CE (functional imports this module)
 
-    check_number(threshold, "threshold", low=0.0, high=1.0, low_inclusive=False)
-    check_number(min_kept, "min_kept", low=0.0, high=1.0)
     ce = cross_entropy(logits.detach(), target, ignore_index=ignore_index, reduction="none")  # validates
     return _kept(ce, target != ignore_index, threshold, min_kept)
 
 
 def _kept(ce: torch.Tensor, valid: torch.Tensor, threshold: float, min_kept: float) -> torch.Tensor:
     """The kept pixels from the unweighted per-pixel CE ``-log p_t`` (no copy of the logits' size)."""
+    check_number(threshold, "threshold", low=0.0, high=1.0, low_inclusive=False)
+    check_number(min_kept, "min_kept", low=0.0, high=1.0)
     p_t = torch.where(valid, torch.exp(-ce.detach().float()), math.inf)  # ignored pixels sort last, never kept
     count = int(valid.sum())
     k = min(count, math.ceil(float(min_kept) * count))
@@ -72,8 +72,6 @@ def ohem_cross_entropy(logits: torch.Tensor, target: torch.Tensor, *, threshold:
     from segloss.losses.functional import cross_entropy  # the fused CE (functional imports this module)
 
     check_reduction(reduction)
-    check_number(threshold, "threshold", low=0.0, high=1.0, low_inclusive=False)
-    check_number(min_kept, "min_kept", low=0.0, high=1.0)
     # one fused CE pass: its unweighted map gives p_t for the mask and, times w_y, the loss
     ce = cross_entropy(logits, target, ignore_index=ignore_index, reduction="none")
     kept = _kept(ce, target != ignore_index, threshold, min_kept)
