@@ -61,3 +61,21 @@ def test_the_class_frequency_table_shows_every_column(app_url, page):
     overflow = page.evaluate("() => { const s = document.querySelector('[data-testid=stDataFrame] .dvn-scroller');"
                              " return s ? s.scrollWidth - s.clientWidth : -1; }")
     assert 0 <= overflow <= 1  # no column hidden behind a horizontal scroll
+
+
+@pytest.mark.parametrize("width", [1400, 1024])
+def test_every_loss_formula_fits_its_card_on_the_home_page(browser, app_url, width):
+    """KaTeX draws a display formula on one line: one too long is cut at the card's edge."""
+    import segloss
+
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    page.goto(app_url)
+    formulas = page.locator("[data-testid=stMain] .katex-display")
+    expect(formulas).to_have_count(len(segloss.LOSSES), timeout=60_000)
+    page.wait_for_timeout(500)
+    cut = page.evaluate("() => [...document.querySelectorAll('[data-testid=stMain] .katex-display')].filter(f =>"
+                        " Math.max(...[...f.querySelectorAll('.base')].map(b => b.getBoundingClientRect().right))"
+                        " > f.getBoundingClientRect().right + 1).map(f => f.innerText.slice(0, 40))")
+    context.close()
+    assert cut == []

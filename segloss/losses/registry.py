@@ -179,8 +179,8 @@ LOSSES: dict[str, LossSpec] = {
         LossSpec(
             name="dual_focal",
             title="Dual Focal loss",
-            formula=r"\mathcal{L}_{DFL} = \sum_{c} \Big[-y_c \log p_c \;-\; \beta\,(1 - y_c)\log(\rho - p_c)"
-            r" \;+\; \alpha\,|y_c - p_c|^{\gamma}\Big]",
+            formula=r"\begin{aligned}\mathcal{L}_{DFL} = \sum_{c} \Big[&-y_c \log p_c \;-\; \beta\,(1 - y_c)\log(\rho - p_c)"
+            r"\\ &+\; \alpha\,|y_c - p_c|^{\gamma}\Big]\end{aligned}",
             summary="CE on the true class, a penalty on probability given to false classes, and an additive "
             "focal-style term whose gradient does not vanish as p approaches y.",
             citation="Hossain, Betts, Paplinski. Dual Focal Loss to address class imbalance in semantic "
@@ -250,8 +250,8 @@ LOSSES: dict[str, LossSpec] = {
         LossSpec(
             name="ohem",
             title="OHEM cross-entropy",
-            formula=r"\mathcal{L}_{OHEM} = -\frac{1}{|K|}\sum_{i \in K} \log p_{i,y_i},\quad "
-            r"K = \{i \in V : p_{i,y_i} < \max(\tau, p_{(k)})\}",
+            formula=r"\begin{aligned}\mathcal{L}_{OHEM} &= -\frac{1}{|K|}\sum_{i \in K} \log p_{i,y_i}\\ "
+            r"K &= \{i \in V : p_{i,y_i} < \max(\tau, p_{(k)})\}\end{aligned}",
             summary="Cross-entropy on the hard pixels only: those whose true-class probability is below the "
             "threshold, and at least the hardest share min_kept; easy pixels get no loss and no gradient.",
             citation="Shrivastava, Gupta, Girshick. Training Region-based Object Detectors with Online Hard Example "
@@ -283,10 +283,11 @@ LOSSES: dict[str, LossSpec] = {
         LossSpec(
             name="unified_focal",
             title="Unified Focal loss (asymmetric)",
-            formula=r"\mathcal{L}_{aUF} = \lambda\,\mathcal{L}_{aFT} + (1-\lambda)\,\mathcal{L}_{aF},\quad "
-            r"\mathcal{L}_{aF} = \tfrac{1}{|V|}\sum_i \big[(1-\delta)(1-p_{i,b})^{\gamma}\mathrm{CE}_{i,b} + "
-            r"\delta\,\mathrm{CE}_{i,\mathrm{rare}}\big],\ "
-            r"\mathcal{L}_{aFT} = \tfrac{1}{|P|}\Big[(1-TI_b) + \sum_{c \neq b}(1-TI_c)^{1-\gamma}\Big]",
+            formula=r"\begin{aligned}\mathcal{L}_{aUF} &= \lambda\,\mathcal{L}_{aFT} + (1-\lambda)\,\mathcal{L}_{aF}\\ "
+            r"\mathcal{L}_{aF} &= \tfrac{1}{|V|}\sum_i \big[(1-\delta)(1-p_{i,b})^{\gamma}\mathrm{CE}_{i,b} + "
+            r"\delta\,\mathrm{CE}_{i,\mathrm{rare}}\big]\\ "
+            r"\mathcal{L}_{aFT} &= \tfrac{1}{|P|}\Big[(1-TI_b) + \sum_{c \neq b}(1-TI_c)^{1-\gamma}\Big]"
+            r"\end{aligned}",
             summary="Focal and focal-Tversky terms in one, both asymmetric: the background's easy pixels are "
             "suppressed, the rare classes are not, and their poorly matched regions are enhanced.",
             citation="Yeung, Sala, Schönlieb, Rundo. Unified Focal loss. Computerized Medical Imaging and Graphics "
@@ -409,8 +410,8 @@ LOSSES: dict[str, LossSpec] = {
         LossSpec(
             name="dice_boundary",
             title="Generalized Dice + boundary (scheduled)",
-            formula=r"\mathcal{L} = a\,\mathcal{L}_{GD} + b\,\mathcal{L}_{B},\qquad "
-            r"a \leftarrow \max(0.1,\, a - s),\ \ b \leftarrow b + s\ \text{each epoch}",
+            formula=r"\begin{aligned}\mathcal{L} &= a\,\mathcal{L}_{GD} + b\,\mathcal{L}_{B}\\ "
+            r"a &\leftarrow \max(0.1,\, a - s),\ \ b \leftarrow b + s\ \text{each epoch}\end{aligned}",
             summary="The authors' pairing: a region loss to find the regions, and the boundary loss, whose weight "
             "grows epoch by epoch (a starts at 1, b at 0.01) to pull their contours onto the true ones.",
             citation="Kervadec et al., Medical Image Analysis 67 (2021), arXiv:1812.07032: GDL + boundary loss with "
