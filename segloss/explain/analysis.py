@@ -174,13 +174,8 @@ def per_image_loss(module: nn.Module, logits: torch.Tensor, target: torch.Tensor
     Returns:
         ``(N,)`` in the logits' dtype, differentiable.
     """
-    if isinstance(module, modules.SumLoss):
-        return per_image_loss(module.pixel, logits, target) + module.dice_weight * per_image_loss(
-            module.region_part, logits, target)
-    if isinstance(module, modules.ScheduledSumLoss):
-        region_weight, boundary_weight = module.loss_weights.to(logits.dtype)
-        return region_weight * per_image_loss(module.region_part, logits, target) + boundary_weight * per_image_loss(
-            module.boundary_part, logits, target)
+    if isinstance(module, modules._WeightedSum):  # Dice + CE, GDL + boundary...: the sum of their parts
+        return sum(weight * per_image_loss(part, logits, target) for weight, part in module.parts())
     each = copy.copy(module)  # same parameters and buffers, its own reduction
     each.reduction = "none"
     values = each(logits, target)

@@ -388,7 +388,26 @@ class LovaszSoftmaxLoss(_RegionLoss):
         return region.lovasz_softmax_loss(logits, target, **self._common())
 
 
-class SumLoss(nn.Module):
+class _WeightedSum(nn.Module):
+    """A weighted sum of losses sharing ``ignore_index`` and ``reduction``; :meth:`parts` lists
+    ``(weight, loss)`` (what :func:`segloss.analysis.per_image_loss` sums image by image)."""
+
+    def parts(self) -> list[tuple[float | torch.Tensor, nn.Module]]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def ignore_index(self) -> int:
+        return self.parts()[-1][1].ignore_index
+
+    @property
+    def reduction(self) -> str:
+        return self.parts()[-1][1].reduction
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return sum(weight * part(logits, target) for weight, part in self.parts())
+
+
+class SumLoss(_WeightedSum):
     """``pixel_loss + dice_weight * region_loss``, the common compound losses (e.g. Dice + CE).
 
     Both parts share ``ignore_index`` and class weights; ``reduction`` must be "mean" or "sum"
@@ -402,22 +421,14 @@ class SumLoss(nn.Module):
             raise ValueError("a sum with a region loss has no per-pixel map: use reduction 'mean' or 'sum'")
         self.pixel, self.region_part, self.dice_weight = pixel, region_part, float(dice_weight)
 
-    @property
-    def ignore_index(self) -> int:
-        return self.pixel.ignore_index
-
-    @property
-    def reduction(self) -> str:
-        return self.pixel.reduction
+    def parts(self) -> list[tuple[float, nn.Module]]:
+        return [(1.0, self.pixel), (self.dice_weight, self.region_part)]
 
     def extra_repr(self) -> str:
         return f"dice_weight={self.dice_weight}"
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.pixel(logits, target) + self.dice_weight * self.region_part(logits, target)
 
-
-class ScheduledSumLoss(nn.Module):
+class ScheduledSumLoss(_WeightedSum):
     """``a * region_part + b * boundary_part`` with Kervadec et al.'s schedule of the two weights.
 
     Each :meth:`schedule_step` (once per epoch in the authors' code, their ``StealWeight``
@@ -445,13 +456,9 @@ class ScheduledSumLoss(nn.Module):
         self.steal, self.floor = float(steal), float(floor)
         self.register_buffer("loss_weights", torch.tensor([1.0, float(boundary_weight)]))
 
-    @property
-    def ignore_index(self) -> int:
-        return self.boundary_part.ignore_index
-
-    @property
-    def reduction(self) -> str:
-        return self.boundary_part.reduction
+    def parts(self) -> list[tuple[torch.Tensor, nn.Module]]:
+        region_weight, boundary_weight = self.loss_weights.unbind(0)
+        return [(region_weight, self.region_part), (boundary_weight, self.boundary_part)]
 
     def current_weights(self) -> dict[str, float]:
         """``{"region": a, "boundary": b}`` as floats (one device sync; float32 noise rounded away)."""
@@ -468,7 +475,3 @@ class ScheduledSumLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"steal={self.steal}, floor={self.floor}"
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        weights = self.loss_weights.to(device=logits.device)
-        return weights[0] * self.region_part(logits, target) + weights[1] * self.boundary_part(logits, target)
