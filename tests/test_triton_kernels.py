@@ -310,3 +310,70 @@ def test_smoothing_in_the_kernels_keeps_precision_at_a_large_logit_offset():
     expected = torch.nn.functional.cross_entropy(shifted.double(), target, ignore_index=255, label_smoothing=0.2,
                                                  reduction="none")
     torch.testing.assert_close(value.double().cpu(), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture
+def small_tiles(monkeypatch):
+    """Tiles of 4 pixels, at most 2 forward programs (each walks several tiles), 2 region programs
+    per image: images whose pixels end mid-tile, past-the-end tiles, persistent loops."""
+    monkeypatch.setattr(cuda, "TILE_ELEMENTS", 16)
+    monkeypatch.setattr(cuda, "MAX_PROGRAMS", 2)
+    monkeypatch.setattr(cuda, "REGION_PROGRAMS_PER_IMAGE", 2)
+
+
+@pytest.mark.parametrize("name, kwargs", [CASES[0], CASES[3], CASES[5], CASES[8]])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_tiles_that_end_mid_image_and_programs_that_walk_several_tiles(small_tiles, name, kwargs, reduction):
+    launch = cuda._Launch(torch.zeros(3, 4, 5, 3), torch.zeros(3, 5, 3, dtype=torch.long))
+    assert (launch.block_p, launch.tiles_per_image, launch.programs, launch.steps) == (4, 4, 2, 8)
+    logits, target = random_batch(3, 4, (5, 3), scale=3.0, ignore_frac=0.2, seed=21)
+    assert_matches(name, logits, target, reduction, kwargs, upstream=torch.rand(3, 5, 3))
+    logits, target = random_batch(13, 4, (), scale=3.0, ignore_frac=0.2, seed=22)  # (N, C): one image of 13
+    assert cuda._Launch(logits, target).tiles_per_image == 4
+    assert_matches(name, logits, target, reduction, kwargs, upstream=torch.rand(13))
+
+
+@pytest.mark.parametrize("per_image", [False, True])
+def test_region_sums_over_several_tiles_and_programs_per_image(small_tiles, per_image):
+    from segloss.losses import region
+
+    logits, target = random_batch(3, 4, (5, 7), scale=3.0, ignore_frac=0.2, seed=23)
+    for z0, y in ((logits, target), (logits[:, :, 0, 0], target[:, 0, 0])):  # images, and (N, C)
+        z = z0.to(DEVICE).clone().requires_grad_()
+        value = region.soft_dice_loss(z, y.to(DEVICE), per_image=per_image)
+        value.backward()
+        cuda.run_on_cpu_for_tests(False)
+        ref = z0.detach().double().requires_grad_()
+        ref_value = region.soft_dice_loss(ref, y, per_image=per_image)
+        ref_value.backward()
+        cuda.run_on_cpu_for_tests(True)
+        torch.testing.assert_close(value.double().cpu(), ref_value.detach(), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(z.grad.double().cpu(), ref.grad, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("name, kwargs", [CASES[1], CASES[5], CASES[7]])
+def test_64_bit_offsets_give_the_same_results(monkeypatch, name, kwargs):
+    """Tensors of 2**31 elements or more take 64-bit offsets; here every call is made to."""
+    monkeypatch.setattr(cuda, "INT32_LIMIT", 8)
+    logits, target = random_batch(2, 4, (5, 3), scale=3.0, ignore_frac=0.2, seed=24)
+    assert cuda._Launch(logits, target).index_64
+    assert_matches(name, logits, target, "none", kwargs, upstream=torch.rand(2, 5, 3))
+    assert_matches(name, logits.to(memory_format=torch.channels_last), target, "mean", kwargs)
+
+
+def test_launch_takes_64_bit_offsets_only_past_2_to_the_31():
+    def launch(*shape):
+        return cuda._Launch(torch.empty(shape, device="meta"),
+                            torch.empty(shape[:1] + shape[2:], dtype=torch.long, device="meta"))
+    assert not launch(8, 19, 512, 1024).index_64  # 80 M logits
+    assert not launch(16, 150, 256, 256).index_64  # 157 M
+    assert launch(2, 19, 2**14, 2**14).index_64  # 10 G
+    assert launch(2**31, 2).index_64  # (N, C) past 2**31 elements
+    assert not launch(2**29, 2).index_64
+
+
+def test_a_label_past_32_bits_is_not_taken_for_a_class():
+    logits, target = random_batch(1, 4, (3, 3), seed=25)
+    target[0, 1, 1] = 2**32 + 1  # class 1 if the kernels compared labels in 32 bits
+    with pytest.raises(ValueError, match=r"outside \[0, 4\).*4294967297"):
+        SF.focal_loss(logits.to(DEVICE), target.to(DEVICE))

@@ -29,6 +29,8 @@ except ImportError:  # pragma: no cover - depends on the install
     _tk = None
 
 TILE_ELEMENTS = 4096  # logits per tile: BLOCK_C * BLOCK_P
+MAX_BLOCK_P = 512  # pixels per tile at most: per-pixel values (labels, offsets) take registers too
+NUM_WARPS = 8  # 16 logits of a full tile per thread (with 4 warps, 32: some variants spilled)
 MAX_PROGRAMS = 1024  # forward programs (each loops over tiles); bounds the partial-sum buffers
 _CPU_FOR_TESTS = False
 KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -53,8 +55,16 @@ def handles(logits: torch.Tensor) -> bool:
 
 
 def _blocks(num_classes: int) -> tuple[int, int]:
+    """``(BLOCK_C, BLOCK_P)``: all classes (the next power of two) by as many pixels as a tile holds.
+
+    ``TILE_ELEMENTS``, ``MAX_BLOCK_P`` and ``NUM_WARPS`` were chosen by compiling every kernel for
+    sm_90 without a GPU (``benchmarks/kernel_resources.py``, C = 2 to 1024): with 4 warps, or up
+    to 2048 pixels a tile, some variants spilled registers (C = 2, channels_last, Dual Focal);
+    with these none does (``tests/test_triton_compile.py``). Their speed is not measured yet:
+    ``benchmarks/bench_gpu.py --sweep`` times the alternatives on a GPU.
+    """
     block_c = max(2, 1 << (num_classes - 1).bit_length())
-    return block_c, max(1, TILE_ELEMENTS // block_c)
+    return block_c, max(1, min(MAX_BLOCK_P, TILE_ELEMENTS // block_c))
 
 
 def _pixels_view(tensor: torch.Tensor, n: int, c: int | None) -> torch.Tensor:
@@ -71,25 +81,56 @@ def _strides(view: torch.Tensor) -> tuple[int, ...]:
     return tuple(view.stride()) if view.numel() else (0,) * view.dim()
 
 
-class _Launch:
-    """Shapes, views and block sizes of one call, shared by forward and backward."""
+def _max_offset(view: torch.Tensor) -> int:
+    """The largest element offset a view reaches (0 when empty)."""
+    if not view.numel():
+        return 0
+    return sum((size - 1) * stride for size, stride in zip(view.shape, view.stride()))
 
-    def __init__(self, logits: torch.Tensor, target: torch.Tensor) -> None:
+
+INT32_LIMIT = 2**31 - 1
+
+
+class _Launch:
+    """Shapes, views and block sizes of one call, shared by forward and backward.
+
+    ``(N, C)`` logits (one pixel per image) are seen as one image of ``N`` pixels, so that a tile
+    holds many of them (``per_image``: keep images apart, for the region sums). Tiles are
+    numbered image by image, ``tiles_per_image`` each; forward programs walk ``steps`` tiles.
+    """
+
+    def __init__(self, logits: torch.Tensor, target: torch.Tensor, per_image: bool = False) -> None:
         self.n, self.c = logits.shape[:2]
         self.flat = _pixels_view(logits, self.n, self.c)
         self.labels = _pixels_view(target, self.n, None)
-        self.pixels = self.flat.shape[2]
-        self.total = self.n * self.pixels
-        self.block_c, self.block_p = _blocks(self.c)
-        self.tiles = -(-self.total // self.block_p)
+        self.single_pixels = self.flat.shape[2] == 1 and not per_image
+        if self.single_pixels:
+            self.flat = self.flat.permute(2, 1, 0)  # (1, C, N)
+            self.labels = self.labels.t()  # (1, N)
+        self.images, self.pixels = self.labels.shape
+        self.total = self.images * self.pixels
+        self.block_c, block_p = _blocks(self.c)
+        self.block_p = min(block_p, max(1, 1 << (self.pixels - 1).bit_length()))
+        self.num_warps = NUM_WARPS
+        self.tiles_per_image = -(-self.pixels // self.block_p)
+        self.tiles = self.images * self.tiles_per_image
         # tiles per forward program: a power of two (a compile-time loop bound, few variants)
         self.steps = 1 << max(0, (-(-self.tiles // MAX_PROGRAMS) - 1).bit_length())
         self.programs = max(1, -(-self.tiles // self.steps))
+        self.index_64 = max(_max_offset(self.flat), _max_offset(self.labels), self.total + self.block_p,
+                            self.tiles * self.block_p) > INT32_LIMIT
+
+    def grad_view(self, grad_view: torch.Tensor) -> torch.Tensor:
+        """The gradient buffer's ``(N, C, P)`` view as the kernels see the logits."""
+        return grad_view.permute(2, 1, 0) if self.single_pixels else grad_view
+
+    def index_64_with(self, grad_view: torch.Tensor) -> bool:
+        return self.index_64 or _max_offset(grad_view) > INT32_LIMIT
 
     def common(self):
         s_n, s_c, s_p = _strides(self.flat)
         y_n, y_p = _strides(self.labels)
-        return (self.total, self.pixels, self.c, s_n, s_c, s_p, y_n, y_p)
+        return (self.images, self.pixels, self.c, s_n, s_c, s_p, y_n, y_p, self.tiles_per_image)
 
     def buffers(self, device, per_class: bool, write_map: bool):
         g, c = self.programs, self.c
@@ -163,7 +204,8 @@ class FocalFamilyTriton(torch.autograd.Function):
                 launch.flat, launch.labels, scale if scale is not None else part_loss, loss_map, part_loss,
                 part_count, flags, *launch.common(), ignore_index, float(gamma), launch.programs,
                 smooth if smooth is not None else part_loss, float(smoothing),
-                BLOCK_C=launch.block_c, BLOCK_P=launch.block_p, NUM_STEPS=launch.steps,
+                BLOCK_C=launch.block_c, BLOCK_P=launch.block_p, INDEX_64=launch.index_64, NUM_STEPS=launch.steps,
+                num_warps=launch.num_warps,
                 HAS_SCALE=scale is not None, WRITE_MAP=write_map, PER_CLASS=per_class, GAMMA_ZERO=gamma == 0,
                 SMOOTH=smooth is not None)
             _raise_bad_input(flags, logits, target, ignore_index)
@@ -195,6 +237,7 @@ class FocalFamilyTriton(torch.autograd.Function):
             return (None,) * 9
         launch = _Launch(logits, target)
         grad, grad_view = gradient_buffer(logits)
+        grad_view = launch.grad_view(grad_view)
         if launch.total:
             up = _upstream(grad_out, ctx.reduction, factor)
             _tk.focal_backward_kernel[(launch.tiles,)](
@@ -202,6 +245,7 @@ class FocalFamilyTriton(torch.autograd.Function):
                 *_strides(grad_view), ctx.ignore_index, ctx.gamma,
                 smooth_w if smooth_w is not None else up, ctx.smoothing or 0.0,
                 BLOCK_C=launch.block_c, BLOCK_P=launch.block_p,
+                INDEX_64=launch.index_64_with(grad_view), num_warps=launch.num_warps,
                 HAS_SCALE=scale is not None, UP_MAP=ctx.reduction == "none", GAMMA_ZERO=ctx.gamma == 0,
                 SMOOTH=ctx.smoothing is not None)
         return grad, None, None, None, None, None, None, None, None
@@ -226,7 +270,8 @@ class DualFocalTriton(torch.autograd.Function):
             _tk.dual_focal_forward_kernel[(launch.programs,)](
                 launch.flat, launch.labels, weight if weight is not None else part_loss, loss_map, part_loss,
                 part_count, flags, *launch.common(), ignore_index, launch.programs, alpha, beta, gamma, rho,
-                log_rho_minus_1, BLOCK_C=launch.block_c, BLOCK_P=launch.block_p, NUM_STEPS=launch.steps,
+                log_rho_minus_1, BLOCK_C=launch.block_c, BLOCK_P=launch.block_p, INDEX_64=launch.index_64, NUM_STEPS=launch.steps,
+                num_warps=launch.num_warps,
                 HAS_WEIGHT=weight is not None,
                 WRITE_MAP=write_map, RHO_ONE=rho == 1)
             _raise_bad_input(flags, logits, target, ignore_index)
@@ -246,6 +291,7 @@ class DualFocalTriton(torch.autograd.Function):
             return (None,) * 6
         launch = _Launch(logits, target)
         grad, grad_view = gradient_buffer(logits)
+        grad_view = launch.grad_view(grad_view)
         alpha, beta, gamma, rho = ctx.params
         if launch.total:
             up = _upstream(grad_out, ctx.reduction, factor)
@@ -253,6 +299,7 @@ class DualFocalTriton(torch.autograd.Function):
                 launch.flat, launch.labels, weight if weight is not None else up, up, grad_view, *launch.common(),
                 *_strides(grad_view), ctx.ignore_index, alpha, beta, gamma, rho,
                 math.log(rho - 1.0) if rho > 1 else 0.0, BLOCK_C=launch.block_c, BLOCK_P=launch.block_p,
+                INDEX_64=launch.index_64_with(grad_view), num_warps=launch.num_warps,
                 HAS_WEIGHT=weight is not None, UP_MAP=ctx.reduction == "none", RHO_ONE=rho == 1)
         return grad, None, None, None, None, None
 
@@ -270,19 +317,18 @@ class RegionSumsTriton(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, target, ignore_index, per_image):
-        launch = _Launch(logits, target)
-        n, c, device = launch.n, launch.c, logits.device
-        tiles_per_image = -(-launch.pixels // launch.block_p)
-        steps = 1 << max(0, (-(-tiles_per_image // REGION_PROGRAMS_PER_IMAGE) - 1).bit_length())
-        programs = max(1, -(-tiles_per_image // steps))
-        part = torch.zeros(n, programs, 3, c, dtype=torch.float32, device=device)
-        flags = torch.zeros(n, programs, 2, dtype=torch.int32, device=device)
+        launch = _Launch(logits, target, per_image=per_image)
+        images, c, device = launch.images, launch.c, logits.device
+        steps = 1 << max(0, (-(-launch.tiles_per_image // REGION_PROGRAMS_PER_IMAGE) - 1).bit_length())
+        programs = max(1, -(-launch.tiles_per_image // steps))
+        part = torch.zeros(images, programs, 3, c, dtype=torch.float32, device=device)
+        flags = torch.zeros(images, programs, 2, dtype=torch.int32, device=device)
         if launch.total:
-            s_n, s_c, s_p = _strides(launch.flat)
-            y_n, y_p = _strides(launch.labels)
-            _tk.region_sums_kernel[(programs, n)](
-                launch.flat, launch.labels, part, flags, launch.pixels, c, s_n, s_c, s_p, y_n, y_p, ignore_index,
-                programs, BLOCK_C=launch.block_c, BLOCK_P=launch.block_p, NUM_STEPS=steps)
+            n, pixels, c, s_n, s_c, s_p, y_n, y_p, _ = launch.common()
+            _tk.region_sums_kernel[(images * programs,)](
+                launch.flat, launch.labels, part, flags, n, pixels, c, s_n, s_c, s_p, y_n, y_p, ignore_index,
+                programs, BLOCK_C=launch.block_c, BLOCK_P=launch.block_p, INDEX_64=launch.index_64,
+                NUM_STEPS=steps, num_warps=launch.num_warps)
             _raise_bad_input(flags.view(-1, 2), logits, target, ignore_index)
         sums = part.sum(dim=1)
         ctx.save_for_backward(logits, target)
@@ -295,14 +341,16 @@ class RegionSumsTriton(torch.autograd.Function):
         logits, target = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return None, None, None, None
-        launch = _Launch(logits, target)
+        launch = _Launch(logits, target, per_image=ctx.per_image)
         grad, grad_view = gradient_buffer(logits)
+        grad_view = launch.grad_view(grad_view)
         if launch.total:
             a = grad_sums[:, 1].to(torch.float32).contiguous()
             b = grad_sums[:, 0].to(torch.float32).contiguous()
             _tk.region_backward_kernel[(launch.tiles,)](
                 launch.flat, launch.labels, a, b, grad_view, *launch.common(), *_strides(grad_view),
-                launch.c if ctx.per_image else 0, ctx.ignore_index, BLOCK_C=launch.block_c, BLOCK_P=launch.block_p)
+                launch.c if ctx.per_image else 0, ctx.ignore_index, BLOCK_C=launch.block_c, BLOCK_P=launch.block_p,
+                INDEX_64=launch.index_64_with(grad_view), num_warps=launch.num_warps)
         else:
             grad.zero_()
         return grad, None, None, None

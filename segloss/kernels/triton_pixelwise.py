@@ -1,10 +1,13 @@
 """Triton kernels of the pixel-wise losses: one tile of pixels with all its classes per step.
 
 Every kernel sees the logits as ``(N, C, P)`` through three strides (contiguous NCHW has a pixel
-stride of 1, channels_last a class stride of 1) and walks the ``N * P`` pixels in tiles of
-``BLOCK_P``; a tile loads the ``(BLOCK_C, BLOCK_P)`` block of logits once (``BLOCK_C`` the
-next power of two >= C, padded classes read as -inf), so along pixels the loads are coalesced.
-All math is float32, whatever the logits' dtype; gradients are stored in the logits' dtype.
+stride of 1, channels_last a class stride of 1) and walks each image's ``P`` pixels in tiles of
+``BLOCK_P``, numbered image by image: a tile stays in one image, so there is no per-pixel
+division and the region kernels' per-class coefficients are one row per tile. A tile loads the
+``(BLOCK_C, BLOCK_P)`` block of logits once (``BLOCK_C`` the next power of two >= C, padded
+classes read as -inf), so along pixels the loads are coalesced. Offsets are 32-bit unless a
+tensor reaches 2**31 elements (``INDEX_64``). All math is float32, whatever the logits' dtype;
+gradients are stored in the logits' dtype.
 
 Forward kernels run at most ``MAX_PROGRAMS`` programs, each walking ``NUM_STEPS`` tiles (a power
 of two, so that few variants are compiled); they write the per-pixel map (``reduction="none"``) and per-program partial sums
@@ -41,25 +44,54 @@ def _log1m(x):
 
 
 @triton.jit
-def _tile(z_ptr, y_ptr, tile, total, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index,
-          BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
-    """Load one tile: logits ``(BLOCK_C, BLOCK_P)`` float32 (padded classes -inf), labels and masks."""
-    offs = tile.to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P).to(tl.int64)
-    in_range = offs < total
-    n = offs // P
-    p = offs - n * P
-    y = tl.load(y_ptr + n * y_n + p * y_p, mask=in_range, other=ignore_index).to(tl.int64)
-    labelled = in_range & (y != ignore_index)
-    ok = (y >= 0) & (y < C)
+def _locate(tile, tiles_per_image, BLOCK_P: tl.constexpr, INDEX_64: tl.constexpr):
+    """Image ``n`` and pixel offsets ``p`` ``(BLOCK_P,)`` of a tile, tiles numbered image by image
+    (a tile never spans two images: no per-pixel division); 64-bit with ``INDEX_64``."""
+    n = tile // tiles_per_image
+    p = (tile - n * tiles_per_image) * BLOCK_P + tl.arange(0, BLOCK_P)
+    if INDEX_64:
+        n = n.to(tl.int64)
+        p = p.to(tl.int64)
+    return n, p
+
+
+@triton.jit
+def _tile(z_ptr, y_ptr, n, p, N, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index,
+          BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, INDEX_64: tl.constexpr):
+    """Load one tile of image ``n``, pixels ``p``: logits ``(BLOCK_C, BLOCK_P)`` float32 (padded
+    classes -inf), the label ``y`` int32 (-1 where not valid) and the masks.
+
+    Labels are checked in 64 bits (a label of 2**32 + 1 is not class 1); offsets are 32-bit
+    unless a tensor holds 2**31 elements or more (``INDEX_64``)."""
+    in_range = (p < P) & (n < N)
+    label = tl.load(y_ptr + n * y_n + p * y_p, mask=in_range, other=ignore_index).to(tl.int64)
+    labelled = in_range & (label != ignore_index)
+    ok = (label >= 0) & (label < C)
     valid = labelled & ok
     bad = tl.sum((labelled & (ok == 0)).to(tl.int32), axis=0)
+    y = tl.where(valid, label, -1).to(tl.int32)
     cls = tl.arange(0, BLOCK_C)
     cls_ok = cls < C
-    ptrs = z_ptr + n[None, :] * s_n + cls.to(tl.int64)[:, None] * s_c + p[None, :] * s_p
+    if INDEX_64:
+        class_offsets = cls.to(tl.int64)[:, None] * s_c
+    else:
+        class_offsets = cls[:, None] * s_c
+    ptrs = z_ptr + n * s_n + class_offsets + p[None, :] * s_p
     z = tl.load(ptrs, mask=cls_ok[:, None] & in_range[None, :], other=0.0).to(tl.float32)
     z = tl.where(cls_ok[:, None], z, float("-inf"))
-    is_t = (cls[:, None] == y[None, :]) & valid[None, :]
-    return offs, in_range, valid, bad, cls, cls_ok, z, y, is_t
+    is_t = cls[:, None] == y[None, :]  # y is -1 where not valid
+    return in_range, valid, bad, cls, cls_ok, z, y, is_t
+
+
+@triton.jit
+def _store_tile(g_ptr, grad, n, p, cls, cls_ok, in_range, g_n, g_c, g_p, INDEX_64: tl.constexpr):
+    """Store a tile's gradient ``(BLOCK_C, BLOCK_P)`` in the gradient's dtype and strides."""
+    if INDEX_64:
+        class_offsets = cls.to(tl.int64)[:, None] * g_c
+    else:
+        class_offsets = cls[:, None] * g_c
+    ptrs = g_ptr + n * g_n + class_offsets + p[None, :] * g_p
+    tl.store(ptrs, grad.to(g_ptr.dtype.element_ty), mask=cls_ok[:, None] & in_range[None, :])
 
 
 @triton.jit
@@ -103,9 +135,9 @@ def _smoothing_term(z, log_s, cls, cls_ok, smooth_ptr, C):
 
 @triton.jit
 def focal_forward_kernel(z_ptr, y_ptr, scale_ptr, map_ptr, part_loss_ptr, part_count_ptr, flags_ptr,
-                         total, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index, gamma, programs,
+                         N, P, C, s_n, s_c, s_p, y_n, y_p, tiles_per_image, ignore_index, gamma, programs,
                          smooth_ptr, eps,
-                         BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, NUM_STEPS: tl.constexpr,
+                         BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, INDEX_64: tl.constexpr, NUM_STEPS: tl.constexpr,
                          HAS_SCALE: tl.constexpr, WRITE_MAP: tl.constexpr, PER_CLASS: tl.constexpr,
                          GAMMA_ZERO: tl.constexpr, SMOOTH: tl.constexpr):
     """Loss of the focal family; per program: loss sum (or per-class sums), class counts, flags.
@@ -125,9 +157,9 @@ def focal_forward_kernel(z_ptr, y_ptr, scale_ptr, map_ptr, part_loss_ptr, part_c
     acc_bad = tl.zeros((1,), tl.int32)
     acc_nonfinite = tl.zeros((1,), tl.int32)
     for step in range(0, NUM_STEPS):
-        tile = pid + step * programs  # past the last tile: every pixel masked
-        offs, in_range, valid, bad, cls, cls_ok, z, y, is_t = _tile(
-            z_ptr, y_ptr, tile, total, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index, BLOCK_C, BLOCK_P)
+        n, p = _locate(pid + step * programs, tiles_per_image, BLOCK_P, INDEX_64)  # n >= N: all masked
+        in_range, valid, bad, cls, cls_ok, z, y, is_t = _tile(
+            z_ptr, y_ptr, n, p, N, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index, BLOCK_C, BLOCK_P, INDEX_64)
         loss, coef, e, s, finite = _focal_pixel(z, is_t, gamma, GAMMA_ZERO)
         if HAS_SCALE:
             loss = loss * tl.load(scale_ptr + tl.where(valid, y, 0), mask=valid, other=0.0)
@@ -135,7 +167,7 @@ def focal_forward_kernel(z_ptr, y_ptr, scale_ptr, map_ptr, part_loss_ptr, part_c
             loss = (1.0 - eps) * loss + eps * _smoothing_term(z, tl.log(s), cls, cls_ok, smooth_ptr, C)
         loss = tl.where(valid, loss, 0.0)
         if WRITE_MAP:
-            tl.store(map_ptr + offs, loss, mask=in_range)
+            tl.store(map_ptr + n * P + p, loss, mask=in_range)
         if PER_CLASS:
             acc_class += tl.sum(tl.where(is_t, loss[None, :], 0.0), axis=1)
             hit = valid & (tl.argmax(z, axis=0, tie_break_left=True) == y)
@@ -158,21 +190,21 @@ def focal_forward_kernel(z_ptr, y_ptr, scale_ptr, map_ptr, part_loss_ptr, part_c
 
 @triton.jit
 def focal_backward_kernel(z_ptr, y_ptr, scale_ptr, up_ptr, g_ptr,
-                          total, P, C, s_n, s_c, s_p, y_n, y_p, g_n, g_c, g_p, ignore_index, gamma,
+                          N, P, C, s_n, s_c, s_p, y_n, y_p, tiles_per_image, g_n, g_c, g_p, ignore_index, gamma,
                           smooth_ptr, eps,
-                          BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, HAS_SCALE: tl.constexpr,
+                          BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, INDEX_64: tl.constexpr, HAS_SCALE: tl.constexpr,
                           UP_MAP: tl.constexpr, GAMMA_ZERO: tl.constexpr, SMOOTH: tl.constexpr):
     """``dL/dz = w c (softmax(z) - onehot)``, ``w`` the upstream (scalar x mean factor, or a map);
     with ``SMOOTH``: ``w [c_p softmax(z) - c_t onehot - (eps / C) w_k]``, ``c_t = (1 - eps) c``,
     ``c_p = c_t + eps W / C``."""
-    tile = tl.program_id(0)
-    offs, in_range, valid, bad, cls, cls_ok, z, y, is_t = _tile(
-        z_ptr, y_ptr, tile, total, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index, BLOCK_C, BLOCK_P)
+    n, p = _locate(tl.program_id(0), tiles_per_image, BLOCK_P, INDEX_64)
+    in_range, valid, bad, cls, cls_ok, z, y, is_t = _tile(
+        z_ptr, y_ptr, n, p, N, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index, BLOCK_C, BLOCK_P, INDEX_64)
     loss, coef, e, s, finite = _focal_pixel(z, is_t, gamma, GAMMA_ZERO)
     if HAS_SCALE:
         coef = coef * tl.load(scale_ptr + tl.where(valid, y, 0), mask=valid, other=0.0)
     if UP_MAP:
-        up = tl.load(up_ptr + offs, mask=valid, other=0.0).to(tl.float32)
+        up = tl.load(up_ptr + n * P + p, mask=valid, other=0.0).to(tl.float32)
     else:
         up = tl.load(up_ptr).to(tl.float32) + tl.zeros(coef.shape, tl.float32)
     up = tl.where(valid, up, 0.0)
@@ -185,10 +217,7 @@ def focal_backward_kernel(z_ptr, y_ptr, scale_ptr, up_ptr, g_ptr,
     else:
         coef = coef * up
         grad = e * (coef / s)[None, :] - tl.where(is_t, coef[None, :], 0.0)
-    n = offs // P
-    p = offs - n * P
-    ptrs = g_ptr + n[None, :] * g_n + cls.to(tl.int64)[:, None] * g_c + p[None, :] * g_p
-    tl.store(ptrs, grad.to(g_ptr.dtype.element_ty), mask=cls_ok[:, None] & in_range[None, :])
+    _store_tile(g_ptr, grad, n, p, cls, cls_ok, in_range, g_n, g_c, g_p, INDEX_64)
 
 
 @triton.jit
@@ -255,9 +284,9 @@ def _dual_focal_pixel(z, is_t, cls, cls_ok, alpha, beta, gamma, rho, log_rho_min
 
 @triton.jit
 def dual_focal_forward_kernel(z_ptr, y_ptr, weight_ptr, map_ptr, part_loss_ptr, part_count_ptr, flags_ptr,
-                              total, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index, programs,
+                              N, P, C, s_n, s_c, s_p, y_n, y_p, tiles_per_image, ignore_index, programs,
                               alpha, beta, gamma, rho, log_rho_minus_1,
-                              BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, NUM_STEPS: tl.constexpr,
+                              BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, INDEX_64: tl.constexpr, NUM_STEPS: tl.constexpr,
                               HAS_WEIGHT: tl.constexpr, WRITE_MAP: tl.constexpr, RHO_ONE: tl.constexpr):
     """Dual Focal Loss; per program: loss sum, class counts ``(G, 2, C)`` (second row 0), flags."""
     pid = tl.program_id(0)
@@ -267,16 +296,16 @@ def dual_focal_forward_kernel(z_ptr, y_ptr, weight_ptr, map_ptr, part_loss_ptr, 
     acc_bad = tl.zeros((1,), tl.int32)
     acc_nonfinite = tl.zeros((1,), tl.int32)
     for step in range(0, NUM_STEPS):
-        tile = pid + step * programs  # past the last tile: every pixel masked
-        offs, in_range, valid, bad, cls, cls_ok, z, y, is_t = _tile(
-            z_ptr, y_ptr, tile, total, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index, BLOCK_C, BLOCK_P)
+        n, p = _locate(pid + step * programs, tiles_per_image, BLOCK_P, INDEX_64)  # n >= N: all masked
+        in_range, valid, bad, cls, cls_ok, z, y, is_t = _tile(
+            z_ptr, y_ptr, n, p, N, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index, BLOCK_C, BLOCK_P, INDEX_64)
         loss, grad, finite = _dual_focal_pixel(z, is_t, cls, cls_ok, alpha, beta, gamma, rho, log_rho_minus_1,
                                                RHO_ONE, False)
         if HAS_WEIGHT:
             loss = loss * tl.load(weight_ptr + tl.where(valid, y, 0), mask=valid, other=0.0)
         loss = tl.where(valid, loss, 0.0)
         if WRITE_MAP:
-            tl.store(map_ptr + offs, loss, mask=in_range)
+            tl.store(map_ptr + n * P + p, loss, mask=in_range)
         acc_loss += loss
         acc_n += tl.sum(is_t.to(tl.int32), axis=1)
         acc_bad += bad
@@ -291,99 +320,89 @@ def dual_focal_forward_kernel(z_ptr, y_ptr, weight_ptr, map_ptr, part_loss_ptr, 
 
 @triton.jit
 def dual_focal_backward_kernel(z_ptr, y_ptr, weight_ptr, up_ptr, g_ptr,
-                               total, P, C, s_n, s_c, s_p, y_n, y_p, g_n, g_c, g_p, ignore_index,
+                               N, P, C, s_n, s_c, s_p, y_n, y_p, tiles_per_image, g_n, g_c, g_p, ignore_index,
                                alpha, beta, gamma, rho, log_rho_minus_1,
-                               BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, HAS_WEIGHT: tl.constexpr,
+                               BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, INDEX_64: tl.constexpr, HAS_WEIGHT: tl.constexpr,
                                UP_MAP: tl.constexpr, RHO_ONE: tl.constexpr):
     """Dual Focal Loss's closed-form gradient, scaled by class weight and upstream."""
-    tile = tl.program_id(0)
-    offs, in_range, valid, bad, cls, cls_ok, z, y, is_t = _tile(
-        z_ptr, y_ptr, tile, total, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index, BLOCK_C, BLOCK_P)
+    n, p = _locate(tl.program_id(0), tiles_per_image, BLOCK_P, INDEX_64)
+    in_range, valid, bad, cls, cls_ok, z, y, is_t = _tile(
+        z_ptr, y_ptr, n, p, N, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index, BLOCK_C, BLOCK_P, INDEX_64)
     loss, grad, finite = _dual_focal_pixel(z, is_t, cls, cls_ok, alpha, beta, gamma, rho, log_rho_minus_1,
                                            RHO_ONE, True)
     if UP_MAP:
-        w = tl.load(up_ptr + offs, mask=valid, other=0.0).to(tl.float32)
+        w = tl.load(up_ptr + n * P + p, mask=valid, other=0.0).to(tl.float32)
     else:
         w = tl.zeros((BLOCK_P,), tl.float32) + tl.load(up_ptr).to(tl.float32)
     if HAS_WEIGHT:
         w = w * tl.load(weight_ptr + tl.where(valid, y, 0), mask=valid, other=0.0)
     w = tl.where(valid, w, 0.0)
     grad = grad * w[None, :]
-    n = offs // P
-    p = offs - n * P
-    ptrs = g_ptr + n[None, :] * g_n + cls.to(tl.int64)[:, None] * g_c + p[None, :] * g_p
-    tl.store(ptrs, grad.to(g_ptr.dtype.element_ty), mask=cls_ok[:, None] & in_range[None, :])
+    _store_tile(g_ptr, grad, n, p, cls, cls_ok, in_range, g_n, g_c, g_p, INDEX_64)
 
 
 @triton.jit
-def region_sums_kernel(z_ptr, y_ptr, part_ptr, flags_ptr, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index, programs,
-                       BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, NUM_STEPS: tl.constexpr):
-    """Per image ``n`` (grid axis 1) and program: ``sum p_c y_c``, ``sum p_c``, ``sum y_c`` over valid pixels.
+def region_sums_kernel(z_ptr, y_ptr, part_ptr, flags_ptr, N, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index, programs,
+                       BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, INDEX_64: tl.constexpr, NUM_STEPS: tl.constexpr):
+    """Per image ``n`` and program (``programs`` per image, grid ``N * programs``): ``sum p_c y_c``,
+    ``sum p_c``, ``sum y_c`` over the valid pixels of the image's tiles ``pid, pid + programs, ...``.
 
     ``part`` ``(N, programs, 3, C)`` float32; ``flags`` ``(N, programs, 2)`` int32 (bad labels,
     pixels with non-finite logits). No one-hot tensor is formed: ``y`` enters as a comparison.
     """
     pid = tl.program_id(0)
-    n = tl.program_id(1).to(tl.int64)
+    n = pid // programs
+    first = pid - n * programs
+    if INDEX_64:
+        n = n.to(tl.int64)
     cls = tl.arange(0, BLOCK_C)
-    cls_ok = cls < C
     acc_tp = tl.zeros((BLOCK_C,), tl.float32)
     acc_p = tl.zeros((BLOCK_C,), tl.float32)
     acc_g = tl.zeros((BLOCK_C,), tl.float32)
     acc_bad = tl.zeros((1,), tl.int32)
     acc_nonfinite = tl.zeros((1,), tl.int32)
     for step in range(0, NUM_STEPS):
-        p = (pid + step * programs).to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P).to(tl.int64)
-        in_range = p < P
-        y = tl.load(y_ptr + n * y_n + p * y_p, mask=in_range, other=ignore_index).to(tl.int64)
-        labelled = in_range & (y != ignore_index)
-        ok = (y >= 0) & (y < C)
-        valid = labelled & ok
-        ptrs = z_ptr + n * s_n + cls.to(tl.int64)[:, None] * s_c + p[None, :] * s_p
-        z = tl.load(ptrs, mask=cls_ok[:, None] & in_range[None, :], other=0.0).to(tl.float32)
-        z = tl.where(cls_ok[:, None], z, float("-inf"))
+        p = (first + step * programs) * BLOCK_P + tl.arange(0, BLOCK_P)
+        if INDEX_64:
+            p = p.to(tl.int64)
+        in_range, valid, bad, cls, cls_ok, z, y, is_t = _tile(
+            z_ptr, y_ptr, n, p, N, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index, BLOCK_C, BLOCK_P, INDEX_64)
         m = tl.max(z, axis=0)
         e = tl.exp(z - m[None, :])
         s = tl.sum(e, axis=0)
         probs = tl.where(valid[None, :], e / s[None, :], 0.0)
-        is_t = (cls[:, None] == y[None, :]) & valid[None, :]
         acc_tp += tl.sum(tl.where(is_t, probs, 0.0), axis=1)
         acc_p += tl.sum(probs, axis=1)
         acc_g += tl.sum(is_t.to(tl.float32), axis=1)
-        acc_bad += tl.sum((labelled & (ok == 0)).to(tl.int32), axis=0)
+        acc_bad += bad
         finite = ((m - m) == 0.0) & ((s - s) == 0.0)
         acc_nonfinite += tl.sum((in_range & (finite == 0)).to(tl.int32), axis=0)
-    base = (n * programs + pid) * 3 * C
+    cls_ok = cls < C
+    base = pid.to(tl.int64) * 3 * C
     tl.store(part_ptr + base + cls, acc_tp, mask=cls_ok)
     tl.store(part_ptr + base + C + cls, acc_p, mask=cls_ok)
     tl.store(part_ptr + base + 2 * C + cls, acc_g, mask=cls_ok)
-    flag = (n * programs + pid) * 2
-    tl.store(flags_ptr + flag + tl.arange(0, 1), acc_bad)
-    tl.store(flags_ptr + flag + 1 + tl.arange(0, 1), acc_nonfinite)
+    tl.store(flags_ptr + pid * 2 + tl.arange(0, 1), acc_bad)
+    tl.store(flags_ptr + pid * 2 + 1 + tl.arange(0, 1), acc_nonfinite)
 
 
 @triton.jit
-def region_backward_kernel(z_ptr, y_ptr, a_ptr, b_ptr, g_ptr, total, P, C, s_n, s_c, s_p, y_n, y_p,
-                           g_n, g_c, g_p, coef_n, ignore_index, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+def region_backward_kernel(z_ptr, y_ptr, a_ptr, b_ptr, g_ptr, N, P, C, s_n, s_c, s_p, y_n, y_p, tiles_per_image,
+                           g_n, g_c, g_p, coef_n, ignore_index, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, INDEX_64: tl.constexpr):
     """``dL/dz`` from the gradients of the sums: ``a_c = dL/d(sum p_c)``, ``b_c = dL/d(sum p_c y_c)``.
 
     Per valid pixel, ``g_c = a_c + b_c [c = y]`` and ``dL/dz_k = p_k (g_k - sum_c p_c g_c)``;
     ``a``, ``b`` are ``(N, C)`` (``coef_n`` 0: one row for the whole batch).
     """
-    tile = tl.program_id(0)
-    offs, in_range, valid, bad, cls, cls_ok, z, y, is_t = _tile(
-        z_ptr, y_ptr, tile, total, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index, BLOCK_C, BLOCK_P)
-    n = offs // P
-    p = offs - n * P
+    n, p = _locate(tl.program_id(0), tiles_per_image, BLOCK_P, INDEX_64)
+    in_range, valid, bad, cls, cls_ok, z, y, is_t = _tile(
+        z_ptr, y_ptr, n, p, N, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index, BLOCK_C, BLOCK_P, INDEX_64)
     m = tl.max(z, axis=0)
     e = tl.exp(z - m[None, :])
     probs = e / tl.sum(e, axis=0)[None, :]
-    coef_ptrs = n[None, :] * coef_n + cls.to(tl.int64)[:, None]
-    mask = cls_ok[:, None] & valid[None, :]
-    a = tl.load(a_ptr + coef_ptrs, mask=mask, other=0.0)
-    b = tl.load(b_ptr + coef_ptrs, mask=mask & is_t, other=0.0)
-    g = a + b
+    a = tl.load(a_ptr + n * coef_n + cls, mask=cls_ok, other=0.0)  # the tile's image's row: (BLOCK_C,)
+    b = tl.load(b_ptr + n * coef_n + cls, mask=cls_ok, other=0.0)
+    g = a[:, None] + tl.where(is_t, b[:, None], 0.0)
     grad = probs * (g - tl.sum(probs * g, axis=0)[None, :])
     grad = tl.where(valid[None, :], grad, 0.0)
-    ptrs = g_ptr + n[None, :] * g_n + cls.to(tl.int64)[:, None] * g_c + p[None, :] * g_p
-    tl.store(ptrs, grad.to(g_ptr.dtype.element_ty), mask=cls_ok[:, None] & in_range[None, :])
+    _store_tile(g_ptr, grad, n, p, cls, cls_ok, in_range, g_n, g_c, g_p, INDEX_64)
