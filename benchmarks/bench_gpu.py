@@ -11,8 +11,14 @@ do not take). Time: CUDA events around ``loss(logits, target).backward()``, the 
 ``torch.cuda.max_memory_allocated`` during one forward + backward, above what was allocated
 before it, in units of the logits' size (the gradient alone is 1.0x).
 
+With ``--sweep`` it times instead the Triton launch settings that a CPU machine could only
+compile (``segloss.kernels.cuda``: logits per tile, warps, and the gradient written in forward or
+recomputed in backward) on CE, focal, Dual Focal and soft Dice, against the same copy floor, so
+that the defaults can be chosen from measurements.
+
 Usage: python benchmarks/bench_gpu.py [--shapes 8x19x512x1024 2x19x1024x2048 16x150x256x256]
                                       [--dtypes float32 bfloat16] [--repeats 20] [--json out.json]
+                                      [--sweep]
 Without CUDA it says so and exits (nothing is measured, nothing guessed).
 """
 
@@ -134,18 +140,24 @@ def copy_floor(logits: torch.Tensor, repeats: int) -> float:
     return measure(clone, logits.detach(), None, repeats, 3)[0]
 
 
-def run(shapes, dtypes, repeats: int, warmup: int) -> list[dict]:
+def _batch(n: int, c: int, spatial, dtype, device: str):
+    """Random logits ``(N, C, *spatial)`` (scale 3) and labels, no ignored pixels (the contenders take none)."""
+    g = torch.Generator(device=device).manual_seed(0)
+    logits = torch.randn(n, c, *spatial, device=device, dtype=dtype, generator=g) * 3
+    target = torch.randint(0, c, (n, *spatial), device=device, generator=g)
+    return logits, target
+
+
+def run(shapes, dtypes, repeats: int, warmup: int, device: str = "cuda") -> list[dict]:
     rows = []
     for shape in shapes:
         n, c, *spatial = shape
         for dtype in dtypes:
-            g = torch.Generator(device="cuda").manual_seed(0)
-            logits = torch.randn(n, c, *spatial, device="cuda", dtype=dtype, generator=g) * 3
-            target = torch.randint(0, c, (n, *spatial), device="cuda", generator=g)
+            logits, target = _batch(n, c, spatial, dtype, device)
             floor = copy_floor(logits, repeats)
             torch_ce, torch_mem = measure(lambda z, y: F.cross_entropy(z, y), logits, target, repeats, warmup)
             entries = {"torch F.cross_entropy": (torch_ce, torch_mem), "device copy of the logits": (floor, 1.0)}
-            for name, fn in {**segloss_losses(c, "cuda"), **contenders()}.items():
+            for name, fn in {**segloss_losses(c, device), **contenders()}.items():
                 if fn is None:
                     print(f"{name}: skipped (scipy is not installed here)", file=sys.stderr)
                     continue
@@ -163,16 +175,64 @@ def run(shapes, dtypes, repeats: int, warmup: int) -> list[dict]:
     return rows
 
 
-def print_table(rows: list[dict]) -> None:
+SWEEP_SETTINGS = [(1024, 4), (2048, 4), (2048, 8), (4096, 8), (4096, 16), (8192, 16)]  # (TILE_ELEMENTS, NUM_WARPS)
+
+
+def sweep(shapes, dtypes, repeats: int, warmup: int, device: str = "cuda") -> list[dict]:
+    """Time CE, focal, Dual Focal and soft Dice under each launch setting (``SWEEP_SETTINGS``),
+    CE and focal also with the gradient recomputed in backward; restores the defaults."""
+    from segloss.kernels import cuda
+
+    defaults = (cuda.TILE_ELEMENTS, cuda.NUM_WARPS, cuda.GRADIENT_IN_FORWARD)
+    losses = {"cross_entropy": lambda z, y: SF.cross_entropy(z, y),
+              "focal_loss (gamma 2)": lambda z, y: SF.focal_loss(z, y, gamma=2.0),
+              "dual_focal_loss": lambda z, y: SF.dual_focal_loss(z, y),
+              "soft Dice": lambda z, y: region.soft_dice_loss(z, y)}
+    rows = []
+    try:
+        for shape in shapes:
+            n, c, *spatial = shape
+            for dtype in dtypes:
+                logits, target = _batch(n, c, spatial, dtype, device)
+                floor = copy_floor(logits, repeats)
+                torch_ce = measure(lambda z, y: F.cross_entropy(z, y), logits, target, repeats, warmup)[0]
+                for tile, warps in SWEEP_SETTINGS:
+                    for in_forward in (True, False):
+                        cuda.TILE_ELEMENTS, cuda.NUM_WARPS, cuda.GRADIENT_IN_FORWARD = tile, warps, in_forward
+                        for name, fn in losses.items():
+                            if not in_forward and name not in ("cross_entropy", "focal_loss (gamma 2)"):
+                                continue  # only these two write their gradient in forward
+                            try:
+                                ms, mem = measure(fn, logits, target, repeats, warmup)
+                            except Exception as err:  # keep the rest of the sweep: say so
+                                ms = mem = float("nan")
+                                print(f"{name} at tile {tile}, {warps} warps: {type(err).__name__}: {err}",
+                                      file=sys.stderr)
+                            rows.append({"shape": "x".join(map(str, shape)), "dtype": str(dtype).replace("torch.", ""),
+                                         "tile": tile, "warps": warps, "gradient": "forward" if in_forward else
+                                         "backward", "loss": name, "ms": ms, "x_copy": ms / floor,
+                                         "x_torch_ce": ms / torch_ce, "extra_memory": mem})
+    finally:
+        cuda.TILE_ELEMENTS, cuda.NUM_WARPS, cuda.GRADIENT_IN_FORWARD = defaults
+    return rows
+
+
+TABLE_COLUMNS = [("loss", "loss", "{}"), ("ms", "ms", "{:.3f}"), ("x torch CE", "x_torch_ce", "{:.2f}"),
+                 ("x copy", "x_copy", "{:.2f}"), ("extra memory / logits", "extra_memory", "{:.2f}")]
+SWEEP_COLUMNS = [("tile", "tile", "{}"), ("warps", "warps", "{}"), ("gradient", "gradient", "{}"),
+                 *TABLE_COLUMNS]
+
+
+def print_table(rows: list[dict], columns=TABLE_COLUMNS) -> None:
+    """Markdown tables, one per shape and dtype, of ``columns`` ``(title, key, format)``."""
     print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}")
     key = None
     for row in rows:
         if (row["shape"], row["dtype"]) != key:
             key = (row["shape"], row["dtype"])
-            print(f"\n({row['shape']}) {row['dtype']}\n| loss | ms | x torch CE | x copy | extra memory / logits |")
-            print("|---|---|---|---|---|")
-        print(f"| {row['loss']} | {row['ms']:.3f} | {row['x_torch_ce']:.2f} | {row['x_copy']:.2f} "
-              f"| {row['extra_memory']:.2f} |")
+            print(f"\n({row['shape']}) {row['dtype']}\n| " + " | ".join(title for title, _, _ in columns) + " |")
+            print("|---" * len(columns) + "|")
+        print("| " + " | ".join(fmt.format(row[name]) for _, name, fmt in columns) + " |")
 
 
 def main(argv=None) -> int:
@@ -182,13 +242,19 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--sweep", action="store_true", help="time the Triton launch settings instead")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("no CUDA device: nothing measured (the GPU figures need a GPU)")
         return 0
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes]
-    rows = run(shapes, [getattr(torch, d) for d in args.dtypes], args.repeats, args.warmup)
-    print_table(rows)
+    dtypes = [getattr(torch, d) for d in args.dtypes]
+    if args.sweep:
+        rows = sweep(shapes, dtypes, args.repeats, args.warmup)
+        print_table(rows, SWEEP_COLUMNS)
+    else:
+        rows = run(shapes, dtypes, args.repeats, args.warmup)
+        print_table(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0

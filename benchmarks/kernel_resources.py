@@ -129,13 +129,16 @@ def survey(configs=((19, "float32"),), arch: int = 90, losses=None) -> list[dict
     Returns one row per compiled variant: ``loss`` (the first loss that built it), ``classes``,
     ``dtype``, ``kernel`` and :func:`resources`. ``losses`` keeps only names containing one of
     its strings. Forward with ``reduction="mean"``; CE and Dual Focal also with ``"none"``, CE and
-    soft Dice also on channels_last logits (another stride specialisation).
+    soft Dice also on channels_last logits (another stride specialisation); each call with the
+    gradient written in forward and recomputed in backward (``cuda.GRADIENT_IN_FORWARD``).
     """
     from bench_gpu import segloss_losses
 
     from segloss import functional as SF
+    from segloss.kernels import cuda
 
     rows = []
+    gradient_in_forward = cuda.GRADIENT_IN_FORWARD
     with compile_only(arch) as compiled:
         for c, dtype_name in configs:
             dtype = getattr(torch, dtype_name)
@@ -152,13 +155,15 @@ def survey(configs=((19, "float32"),), arch: int = 90, losses=None) -> list[dict
                     continue  # no Triton kernel of their own (a sort; a distance-weighted softmax)
                 if losses and not any(part in name for part in losses):
                     continue
-                z = torch.randn(2, c, 8, 16).to(dtype)
-                if layouts.get(name) == "channels_last":
-                    z = z.to(memory_format=torch.channels_last)
-                z.requires_grad_()
-                y = torch.randint(0, c, (2, 8, 16))
                 before = len(compiled)
-                fn(z, y).backward()
+                for in_forward in (True, False):  # both ways to the gradient (cuda.GRADIENT_IN_FORWARD)
+                    cuda.GRADIENT_IN_FORWARD = in_forward
+                    z = torch.randn(2, c, 8, 16).to(dtype)
+                    if layouts.get(name) == "channels_last":
+                        z = z.to(memory_format=torch.channels_last)
+                    z.requires_grad_()
+                    fn(z, torch.randint(0, c, (2, 8, 16))).backward()
+                cuda.GRADIENT_IN_FORWARD = gradient_in_forward
                 for kernel_name, kernel in compiled[before:]:
                     rows.append({"loss": name, "classes": c, "dtype": dtype_name, "kernel": kernel_name,
                                  **resources(kernel)})

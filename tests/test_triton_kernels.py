@@ -377,3 +377,94 @@ def test_a_label_past_32_bits_is_not_taken_for_a_class():
     target[0, 1, 1] = 2**32 + 1  # class 1 if the kernels compared labels in 32 bits
     with pytest.raises(ValueError, match=r"outside \[0, 4\).*4294967297"):
         SF.focal_loss(logits.to(DEVICE), target.to(DEVICE))
+
+
+class _KernelCounter:
+    """Counts launches of the focal family's backward kernel and of the in-place scaling."""
+
+    def __init__(self, monkeypatch):
+        from segloss.kernels import triton_pixelwise
+
+        self.launches = {"focal_backward_kernel": 0, "scale_gradient_kernel": 0}
+        for name in self.launches:
+            kernel = getattr(triton_pixelwise, name)
+            monkeypatch.setattr(triton_pixelwise, name, self._wrap(name, kernel))
+
+    def _wrap(self, name, kernel):
+        counter = self
+
+        class Wrapped:
+            def __getitem__(self, grid):
+                counter.launches[name] += 1
+                return kernel[grid]
+        return Wrapped()
+
+
+FORWARD_GRADIENT_CASES = [CASES[0], CASES[1], CASES[3], ("cross_entropy", {"label_smoothing": 0.1}),
+                          ("focal_loss", {"gamma": 2.0, "label_smoothing": 0.2, "weight": [1.0, 2.0, 0.5, 1.0]})]
+
+
+@pytest.mark.parametrize("name, kwargs", FORWARD_GRADIENT_CASES)
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("in_forward", [True, False])
+def test_gradient_written_in_forward_or_recomputed_in_backward_is_the_same(monkeypatch, name, kwargs, reduction,
+                                                                           in_forward):
+    monkeypatch.setattr(cuda, "GRADIENT_IN_FORWARD", in_forward)
+    counter = _KernelCounter(monkeypatch)
+    logits, target = random_batch(2, 4, (5, 6), scale=3.0, ignore_frac=0.2, seed=31)
+    if "label_smoothing" in kwargs:
+        ref = logits.double().requires_grad_()
+        ref_value = _smoothed_reference(name, ref, target, reduction, kwargs)
+        ref_value.backward()
+        z = logits.clone().requires_grad_()
+        value = getattr(SF, name)(z, target, reduction=reduction, **kwargs)
+        value.backward()
+        torch.testing.assert_close(value.double(), ref_value.detach(), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(z.grad.double(), ref.grad, rtol=1e-5, atol=1e-6)
+    else:
+        assert_matches(name, logits, target, reduction, kwargs)
+    launches = counter.launches
+    assert (launches["focal_backward_kernel"], launches["scale_gradient_kernel"]) == (
+        (0, 1) if in_forward else (1, 0))
+
+
+def _smoothed_reference(name, logits, target, reduction, kwargs):
+    """The eager float64 path (tested against torch's ``label_smoothing`` and the formula elsewhere)."""
+    cuda.run_on_cpu_for_tests(False)
+    try:
+        return getattr(SF, name)(logits, target, reduction=reduction, **kwargs)
+    finally:
+        cuda.run_on_cpu_for_tests(True)
+
+
+def test_a_gradient_written_in_forward_takes_any_upstream_and_a_second_backward(monkeypatch):
+    counter = _KernelCounter(monkeypatch)
+    logits, target = random_batch(2, 4, (4, 5), scale=3.0, ignore_frac=0.1, seed=32)
+    weight = [0.5, 2.0, 1.0, 3.0]
+    ref = logits.double().requires_grad_()
+    reference.focal_loss(ref, target, gamma=2.0, weight=weight).backward()
+    z = logits.clone().requires_grad_()
+    loss = SF.focal_loss(z, target, gamma=2.0, weight=weight)
+    (loss * 1024.0).backward(retain_graph=True)  # scaled in place, the stored gradient handed over
+    torch.testing.assert_close(z.grad.double(), ref.grad * 1024.0, rtol=1e-5, atol=1e-6)
+    assert counter.launches == {"focal_backward_kernel": 0, "scale_gradient_kernel": 1}
+    z.grad = None
+    (loss + 0.5 * loss).backward()  # the second backward recomputes from the logits
+    torch.testing.assert_close(z.grad.double(), ref.grad * 1.5, rtol=1e-5, atol=1e-7)
+    assert counter.launches["focal_backward_kernel"] == 1
+
+
+def test_no_gradient_is_written_without_a_backward_to_come(monkeypatch):
+    written = []
+    original = cuda.gradient_buffer
+    monkeypatch.setattr(cuda, "gradient_buffer", lambda z: written.append(z.shape) or original(z))
+    logits, target = random_batch(2, 4, (4, 5), seed=33)
+    z = logits.clone().requires_grad_()
+    with torch.no_grad():
+        SF.cross_entropy(z, target)
+    SF.cross_entropy(logits, target)  # logits that want no gradient
+    SF.cross_entropy(z, target, reduction="none").sum().backward()  # "none": recomputed in backward
+    assert written == [z.shape]
+    z16 = logits.half().requires_grad_()
+    SF.cross_entropy(z16, target).backward()  # float16: recomputed in backward (see GRADIENT_IN_FORWARD)
+    assert len(written) == 2

@@ -7,9 +7,13 @@ logits keep the eager path (:mod:`segloss.kernels.cpu`, device-agnostic). Per ca
   partial sums; recall loss's argmax counts come from the same pass (its weights multiply
   per-class loss sums afterwards). One host-device synchronisation reads the flags back (labels
   outside ``[0, C)``, non-finite logits) so that bad input raises ``ValueError``.
-- backward: one kernel reads the logits again and writes ``dL/dz`` once, in the logits' dtype
-  and layout (channels_last stays channels_last), times the upstream gradient. Nothing of the
-  logits' size is kept between the two; extra memory is the gradient itself.
+- the gradient, in the logits' dtype and layout (channels_last stays channels_last), is either
+  written by that same forward kernel (CE, weighted CE, focal with ``"mean"``/``"sum"``, float32
+  and bfloat16: ``GRADIENT_IN_FORWARD``; the "mean" denominator comes first from a pass over the
+  labels alone, and backward only multiplies by the upstream, on the device, skipped when it is
+  1), or recomputed by a backward kernel that reads the logits again and writes ``dL/dz`` once,
+  times the upstream (nothing of the logits' size kept in between). Extra memory is the gradient
+  itself either way.
 
 Under ``TRITON_INTERPRET=1`` the same kernels run on CPU tensors (slowly): that is how the tests
 check them without a GPU (:func:`run_on_cpu_for_tests`).
@@ -28,12 +32,18 @@ try:  # triton ships with CUDA builds of torch; CPU-only installs may lack it
 except ImportError:  # pragma: no cover - depends on the install
     _tk = None
 
-TILE_ELEMENTS = 4096  # logits per tile: BLOCK_C * BLOCK_P
+TILE_ELEMENTS = 2048  # logits per tile: BLOCK_C * BLOCK_P
 MAX_BLOCK_P = 512  # pixels per tile at most: per-pixel values (labels, offsets) take registers too
-NUM_WARPS = 8  # 16 logits of a full tile per thread (with 4 warps, 32: some variants spilled)
+NUM_WARPS = 8  # 8 logits of a full tile per thread
 MAX_PROGRAMS = 1024  # forward programs (each loops over tiles); bounds the partial-sum buffers
 _CPU_FOR_TESTS = False
 KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+# CE, weighted CE and focal with "mean"/"sum" write dL/dz in the forward pass itself (the logits
+# read once; backward only scales it, and not at all for a plain loss.backward()); False: recompute
+# it in backward from a second read of the logits. float16 always recomputes: an unscaled "mean"
+# gradient of a large batch (~1e-7 a logit) is below float16's normal range, and AMP's loss scale
+# only arrives in backward. benchmarks/bench_gpu.py --sweep times both.
+GRADIENT_IN_FORWARD = True
 
 
 def available() -> bool:
@@ -58,10 +68,11 @@ def _blocks(num_classes: int) -> tuple[int, int]:
     """``(BLOCK_C, BLOCK_P)``: all classes (the next power of two) by as many pixels as a tile holds.
 
     ``TILE_ELEMENTS``, ``MAX_BLOCK_P`` and ``NUM_WARPS`` were chosen by compiling every kernel for
-    sm_90 without a GPU (``benchmarks/kernel_resources.py``, C = 2 to 1024): with 4 warps, or up
-    to 2048 pixels a tile, some variants spilled registers (C = 2, channels_last, Dual Focal);
-    with these none does (``tests/test_triton_compile.py``). Their speed is not measured yet:
-    ``benchmarks/bench_gpu.py --sweep`` times the alternatives on a GPU.
+    sm_90 without a GPU (``benchmarks/kernel_resources.py``, C = 2 to 1024, float32 and bfloat16):
+    4096-logit tiles spilled registers in some variants with 4 warps (Dual Focal, C = 2 with
+    2048-pixel tiles, channels_last) and in one with 8; 2048 with 8 warps spills in none
+    (``tests/test_triton_compile.py``) and takes at most 156 registers a thread. Their speed is
+    not measured yet: ``benchmarks/bench_gpu.py --sweep`` times the alternatives on a GPU.
     """
     block_c = max(2, 1 << (num_classes - 1).bit_length())
     return block_c, max(1, min(MAX_BLOCK_P, TILE_ELEMENTS // block_c))
@@ -133,12 +144,16 @@ class _Launch:
         return (self.images, self.pixels, self.c, s_n, s_c, s_p, y_n, y_p, self.tiles_per_image)
 
     def buffers(self, device, per_class: bool, write_map: bool):
+        """Per-program partial sums: loss ``(G,)`` (``(G, C)`` per class), denominator ``(G,)``,
+        class counts ``(G, 2, C)`` (per class only, else a placeholder), flags ``(G, 2)``; the map."""
         g, c = self.programs, self.c
-        part_loss = torch.empty((g, c) if per_class else (g,), dtype=torch.float32, device=device)
-        part_count = torch.empty(g, 2, c, dtype=torch.int32, device=device)
+        new = torch.empty if self.total else torch.zeros  # no kernel writes them for an empty batch
+        part_loss = new((g, c) if per_class else (g,), dtype=torch.float32, device=device)
+        part_den = new(g, dtype=torch.float32, device=device)
+        part_count = new((g, 2, c) if per_class else (1,), dtype=torch.int32, device=device)
         flags = torch.empty(g, 2, dtype=torch.int32, device=device)
         loss_map = torch.empty(self.total if write_map else 1, dtype=torch.float32, device=device)
-        return part_loss, part_count, flags, loss_map
+        return part_loss, part_den, part_count, flags, loss_map
 
 
 def _raise_bad_input(flags: torch.Tensor, logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> None:
@@ -154,13 +169,13 @@ def _raise_bad_input(flags: torch.Tensor, logits: torch.Tensor, target: torch.Te
         _raise_non_finite(logits)
 
 
-def _mean_factor(reduction: str, valid_counts: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
-    """1 / (valid pixels, or the sum of their weights) for ``"mean"`` (0 when that is 0), else 1."""
+def _mean_factor(reduction: str, part_den: torch.Tensor) -> torch.Tensor:
+    """1 / (valid pixels, or the sum of their weights) for ``"mean"`` (0 when that is 0), else 1;
+    ``part_den`` the kernels' per-program partial denominators. A device scalar, float32."""
     if reduction != "mean":
-        return torch.ones((), dtype=torch.float32, device=valid_counts.device)
-    counts = valid_counts.to(torch.float32)
-    denominator = counts.sum() if weight is None else (counts * weight.to(torch.float32)).sum()
-    return torch.where(denominator > 0, 1.0 / denominator.clamp_min(1e-30), 0.0)
+        return torch.ones((), dtype=torch.float32, device=part_den.device)
+    denominator = part_den.sum(dtype=torch.float64)
+    return torch.where(denominator > 0, 1.0 / denominator.clamp_min(1e-30), 0.0).to(torch.float32)
 
 
 def _upstream(grad_out: torch.Tensor, reduction: str, factor: torch.Tensor) -> torch.Tensor:
@@ -185,38 +200,57 @@ class FocalFamilyTriton(torch.autograd.Function):
     (float); ``class_scale`` ``(C,)`` float32 or None (alpha x weight); ``weight`` ``(C,)`` or
     None (the "mean" denominator's weights); ``scale_from_counts`` or None (recall loss: called
     with the ``(C,)`` valid-pixel and argmax-hit counts, returns the class scale); ``reduction``;
-    ``smoothing`` 0 or label smoothing's ``eps``, folded into the same two passes (not with recall).
-    Returns the loss (scalar, or the ``(N, *S)`` float32 map).
+    ``smoothing`` 0 or label smoothing's ``eps``, folded into the same passes (not with recall);
+    ``wants_grad``: whether a backward can follow (grad mode on and the logits require grad:
+    autograd does not say so inside ``forward``). Returns the loss (scalar, or the ``(N, *S)``
+    float32 map).
+
+    Two ways to the gradient (see ``GRADIENT_IN_FORWARD``): written by the forward kernel, the
+    "mean" denominator first read from the labels alone, so that backward only multiplies by the
+    upstream (in place, skipped on the device when it is 1); or recomputed by a backward kernel
+    (``reduction="none"``, recall loss, float16, and a second backward after ``retain_graph``).
     """
 
     @staticmethod
     def forward(ctx, logits, target, ignore_index, gamma, class_scale, weight, scale_from_counts, reduction,
-                smoothing=0.0):
+                smoothing=0.0, wants_grad=False):
         launch = _Launch(logits, target)
         device = logits.device
         per_class = scale_from_counts is not None
         write_map = reduction == "none"
-        part_loss, part_count, flags, loss_map = launch.buffers(device, per_class, write_map)
+        part_loss, part_den, part_count, flags, loss_map = launch.buffers(device, per_class, write_map)
         scale = class_scale if class_scale is not None and not per_class else None
+        den_weight = weight.float().contiguous() if weight is not None else None
         smooth = _smoothing_weights(smoothing, weight, launch.c, device)
+        in_forward = (GRADIENT_IN_FORWARD and wants_grad and not per_class and not write_map
+                      and logits.dtype != torch.float16 and launch.total > 0)
+        grad = grad_view = None
+        gscale = part_den  # a placeholder pointer when no gradient is written here
+        if in_forward:
+            grad, grad_view = gradient_buffer(logits)
+            grad_view = launch.grad_view(grad_view)
+            gscale = _mean_factor(reduction, _denominators(launch, den_weight, ignore_index)).reshape(1)
         if launch.total:
+            placeholder = part_loss
             _tk.focal_forward_kernel[(launch.programs,)](
-                launch.flat, launch.labels, scale if scale is not None else part_loss, loss_map, part_loss,
-                part_count, flags, *launch.common(), ignore_index, float(gamma), launch.programs,
-                smooth if smooth is not None else part_loss, float(smoothing),
-                BLOCK_C=launch.block_c, BLOCK_P=launch.block_p, INDEX_64=launch.index_64, NUM_STEPS=launch.steps,
-                num_warps=launch.num_warps,
-                HAS_SCALE=scale is not None, WRITE_MAP=write_map, PER_CLASS=per_class, GAMMA_ZERO=gamma == 0,
-                SMOOTH=smooth is not None)
+                launch.flat, launch.labels, scale if scale is not None else placeholder,
+                den_weight if den_weight is not None else placeholder, loss_map, part_loss, part_den, part_count,
+                flags, grad_view if in_forward else placeholder, gscale, *launch.common(),
+                *(_strides(grad_view) if in_forward else (0, 0, 0)), ignore_index, float(gamma), launch.programs,
+                smooth if smooth is not None else placeholder, float(smoothing),
+                BLOCK_C=launch.block_c, BLOCK_P=launch.block_p,
+                INDEX_64=launch.index_64_with(grad_view) if in_forward else launch.index_64,
+                NUM_STEPS=launch.steps, num_warps=launch.num_warps,
+                HAS_SCALE=scale is not None, HAS_DEN_WEIGHT=den_weight is not None, WRITE_MAP=write_map,
+                PER_CLASS=per_class, GAMMA_ZERO=gamma == 0, SMOOTH=smooth is not None, WRITE_GRAD=in_forward)
             _raise_bad_input(flags, logits, target, ignore_index)
-        counts = part_count.sum(dim=0, dtype=torch.int64) if launch.total else torch.zeros(
-            2, launch.c, dtype=torch.int64, device=device)
         if per_class:
+            counts = part_count.sum(dim=0, dtype=torch.int64)
             scale = scale_from_counts(counts[0], counts[1]).to(device=device, dtype=torch.float32)
             total = (part_loss.sum(dim=0) * scale).sum()
         else:
             total = part_loss.sum()
-        factor = _mean_factor(reduction, counts[0], weight)
+        factor = _mean_factor(reduction, part_den)
         if write_map:
             value = loss_map.view(target.shape)
             if per_class:
@@ -227,6 +261,7 @@ class FocalFamilyTriton(torch.autograd.Function):
         ctx.save_for_backward(logits, target, scale, factor, smooth)
         ctx.ignore_index, ctx.gamma, ctx.reduction = ignore_index, float(gamma), reduction
         ctx.smoothing = float(smoothing) if smooth is not None else None
+        ctx.forward_grad = grad  # used (and dropped) by the first backward
         return value
 
     @staticmethod
@@ -234,7 +269,11 @@ class FocalFamilyTriton(torch.autograd.Function):
         refuse_double_backward()
         logits, target, scale, factor, smooth_w = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
-            return (None,) * 9
+            return (None,) * 10
+        grad, ctx.forward_grad = ctx.forward_grad, None
+        if grad is not None:
+            _scale_in_place(grad, grad_out)
+            return grad, None, None, None, None, None, None, None, None, None
         launch = _Launch(logits, target)
         grad, grad_view = gradient_buffer(logits)
         grad_view = launch.grad_view(grad_view)
@@ -248,7 +287,29 @@ class FocalFamilyTriton(torch.autograd.Function):
                 INDEX_64=launch.index_64_with(grad_view), num_warps=launch.num_warps,
                 HAS_SCALE=scale is not None, UP_MAP=ctx.reduction == "none", GAMMA_ZERO=ctx.gamma == 0,
                 SMOOTH=ctx.smoothing is not None)
-        return grad, None, None, None, None, None, None, None, None
+        return grad, None, None, None, None, None, None, None, None, None
+
+
+def _denominators(launch: _Launch, weight: torch.Tensor | None, ignore_index: int) -> torch.Tensor:
+    """Per-program partial "mean" denominators ``(G,)`` read from the labels alone (no logits)."""
+    part_den = torch.empty(launch.programs, dtype=torch.float32, device=launch.labels.device)
+    images, pixels, c, _, _, _, y_n, y_p, tiles_per_image = launch.common()
+    _tk.denominator_kernel[(launch.programs,)](
+        launch.labels, weight if weight is not None else part_den, part_den, images, pixels, c, y_n, y_p,
+        tiles_per_image, ignore_index, launch.programs, BLOCK_P=launch.block_p, INDEX_64=launch.index_64,
+        NUM_STEPS=launch.steps, HAS_WEIGHT=weight is not None, num_warps=4)
+    return part_den
+
+
+SCALE_BLOCK = 4096
+
+
+def _scale_in_place(grad: torch.Tensor, grad_out: torch.Tensor) -> None:
+    """``grad *= grad_out`` (a scalar upstream) on the device, nothing done where it is 1; ``grad``
+    is dense (``gradient_buffer``), so its storage is ``numel`` elements in some order."""
+    up = grad_out.to(torch.float32).reshape(1)
+    numel = grad.numel()
+    _tk.scale_gradient_kernel[(-(-numel // SCALE_BLOCK),)](grad, up, numel, BLOCK=SCALE_BLOCK, num_warps=4)
 
 
 class DualFocalTriton(torch.autograd.Function):
@@ -263,21 +324,19 @@ class DualFocalTriton(torch.autograd.Function):
         launch = _Launch(logits, target)
         device = logits.device
         write_map = reduction == "none"
-        part_loss, part_count, flags, loss_map = launch.buffers(device, False, write_map)
+        part_loss, part_den, _, flags, loss_map = launch.buffers(device, False, write_map)
         alpha, beta, gamma, rho = (float(v) for v in params)
         log_rho_minus_1 = math.log(rho - 1.0) if rho > 1 else 0.0
         if launch.total:
             _tk.dual_focal_forward_kernel[(launch.programs,)](
                 launch.flat, launch.labels, weight if weight is not None else part_loss, loss_map, part_loss,
-                part_count, flags, *launch.common(), ignore_index, launch.programs, alpha, beta, gamma, rho,
+                part_den, flags, *launch.common(), ignore_index, launch.programs, alpha, beta, gamma, rho,
                 log_rho_minus_1, BLOCK_C=launch.block_c, BLOCK_P=launch.block_p, INDEX_64=launch.index_64, NUM_STEPS=launch.steps,
                 num_warps=launch.num_warps,
                 HAS_WEIGHT=weight is not None,
                 WRITE_MAP=write_map, RHO_ONE=rho == 1)
             _raise_bad_input(flags, logits, target, ignore_index)
-        counts = part_count[:, 0].sum(dim=0, dtype=torch.int64) if launch.total else torch.zeros(
-            launch.c, dtype=torch.int64, device=device)
-        factor = _mean_factor(reduction, counts, weight)
+        factor = _mean_factor(reduction, part_den)
         value = loss_map.view(target.shape) if write_map else part_loss.sum() * factor
         ctx.save_for_backward(logits, target, weight, factor)
         ctx.ignore_index, ctx.params, ctx.reduction = ignore_index, (alpha, beta, gamma, rho), reduction

@@ -10,14 +10,16 @@ tensor reaches 2**31 elements (``INDEX_64``). All math is float32, whatever the 
 gradients are stored in the logits' dtype.
 
 Forward kernels run at most ``MAX_PROGRAMS`` programs, each walking ``NUM_STEPS`` tiles (a power
-of two, so that few variants are compiled); they write the per-pixel map (``reduction="none"``) and per-program partial sums
-(deterministic: they are summed by torch afterwards, never with float atomics): the loss, the
-valid pixels per class, argmax hits per class (recall loss), and two flags, labels outside
-``[0, C)`` that are not ``ignore_index`` and pixels with non-finite logits, read back once per
-call. Backward kernels recompute the per-pixel quantities from the logits and write
-``dL/dz`` once, scaled by the upstream gradient (a device scalar or a per-pixel map), so no
-state of the logits' size lives between forward and backward and any upstream (AMP's loss
-scale, a second backward) is exact.
+of two, so that few variants are compiled); they write the per-pixel map (``reduction="none"``)
+and per-program partial sums (deterministic: they are summed by torch afterwards, never with
+float atomics): the loss, the "mean" denominator, per-class valid pixels and argmax hits (recall
+loss only), and two flags, labels outside ``[0, C)`` that are not ``ignore_index`` and pixels with
+non-finite logits, read back once per call. The focal family's forward can also write ``dL/dz``
+(``WRITE_GRAD``, scaled by a device scalar known beforehand from :func:`denominator_kernel`);
+:func:`scale_gradient_kernel` then applies the upstream in place. Backward kernels recompute the
+per-pixel quantities from the logits and write ``dL/dz`` once, scaled by the upstream gradient
+(a device scalar or a per-pixel map), so no state of the logits' size lives between forward and
+backward and any upstream (AMP's loss scale, a second backward) is exact.
 
 The formulas are those of :mod:`segloss.kernels.cpu` (see ``LOSS_MATH.md``):
 
@@ -134,56 +136,119 @@ def _smoothing_term(z, log_s, cls, cls_ok, smooth_ptr, C):
 
 
 @triton.jit
-def focal_forward_kernel(z_ptr, y_ptr, scale_ptr, map_ptr, part_loss_ptr, part_count_ptr, flags_ptr,
-                         N, P, C, s_n, s_c, s_p, y_n, y_p, tiles_per_image, ignore_index, gamma, programs,
-                         smooth_ptr, eps,
+def _weight_of(weight_ptr, y, valid):
+    """The class weight ``w[y]`` of each valid pixel (0 elsewhere)."""
+    return tl.load(weight_ptr + tl.where(valid, y, 0), mask=valid, other=0.0)
+
+
+@triton.jit
+def _focal_gradient(e, s, coef, is_t, up, cls, cls_ok, smooth_ptr, eps, C, SMOOTH: tl.constexpr):
+    """``dL/dz`` of a tile ``(BLOCK_C, BLOCK_P)``: ``up c (softmax(z) - onehot)``; with ``SMOOTH``:
+    ``up [c_p softmax(z) - c_t onehot - (eps / C) w_k]``, ``c_t = (1 - eps) c``, ``c_p = c_t + eps W / C``.
+    ``up`` ``(BLOCK_P,)`` is 0 at pixels that are not valid."""
+    if SMOOTH:
+        w = tl.load(smooth_ptr + cls, mask=cls_ok, other=0.0)
+        coef_t = (1.0 - eps) * coef * up
+        coef_p = coef_t + (eps * tl.sum(w, axis=0) / C) * up
+        grad = (e * (coef_p / s)[None, :] - tl.where(is_t, coef_t[None, :], 0.0)
+                - (eps / C) * w[:, None] * up[None, :])
+    else:
+        coef = coef * up
+        grad = e * (coef / s)[None, :] - tl.where(is_t, coef[None, :], 0.0)
+    return grad
+
+
+@triton.jit
+def denominator_kernel(y_ptr, weight_ptr, part_den_ptr, N, P, C, y_n, y_p, tiles_per_image, ignore_index, programs,
+                       BLOCK_P: tl.constexpr, INDEX_64: tl.constexpr, NUM_STEPS: tl.constexpr,
+                       HAS_WEIGHT: tl.constexpr):
+    """The "mean" denominator from the labels alone (a read of ``N P`` labels, no logits), per
+    program: valid pixels, or the sum of their class weights. ``part_den`` ``(G,)`` float32."""
+    pid = tl.program_id(0)
+    acc = tl.zeros((BLOCK_P,), tl.float32)
+    for step in range(0, NUM_STEPS):
+        n, p = _locate(pid + step * programs, tiles_per_image, BLOCK_P, INDEX_64)
+        in_range = (p < P) & (n < N)
+        label = tl.load(y_ptr + n * y_n + p * y_p, mask=in_range, other=ignore_index).to(tl.int64)
+        valid = in_range & (label != ignore_index) & (label >= 0) & (label < C)
+        if HAS_WEIGHT:
+            acc += _weight_of(weight_ptr, tl.where(valid, label, 0).to(tl.int32), valid)
+        else:
+            acc += valid.to(tl.float32)
+    tl.store(part_den_ptr + pid + tl.arange(0, 1), tl.sum(acc, axis=0) + tl.zeros((1,), tl.float32))
+
+
+@triton.jit
+def focal_forward_kernel(z_ptr, y_ptr, scale_ptr, den_weight_ptr, map_ptr, part_loss_ptr, part_den_ptr,
+                         part_count_ptr, flags_ptr, g_ptr, gscale_ptr,
+                         N, P, C, s_n, s_c, s_p, y_n, y_p, tiles_per_image, g_n, g_c, g_p, ignore_index, gamma,
+                         programs, smooth_ptr, eps,
                          BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, INDEX_64: tl.constexpr, NUM_STEPS: tl.constexpr,
-                         HAS_SCALE: tl.constexpr, WRITE_MAP: tl.constexpr, PER_CLASS: tl.constexpr,
-                         GAMMA_ZERO: tl.constexpr, SMOOTH: tl.constexpr):
-    """Loss of the focal family; per program: loss sum (or per-class sums), class counts, flags.
+                         HAS_SCALE: tl.constexpr, HAS_DEN_WEIGHT: tl.constexpr, WRITE_MAP: tl.constexpr,
+                         PER_CLASS: tl.constexpr, GAMMA_ZERO: tl.constexpr, SMOOTH: tl.constexpr,
+                         WRITE_GRAD: tl.constexpr):
+    """Loss of the focal family; per program: loss sum (or per-class sums), denominator, flags.
 
-    With ``SMOOTH`` (label smoothing ``eps``, class weights ``smooth_ptr`` ``(C,)``) the pixel loss is ``(1 - eps) s FL + eps S`` (:func:`_smoothing_term`).
+    With ``SMOOTH`` (label smoothing ``eps``, class weights ``smooth_ptr`` ``(C,)``) the pixel
+    loss is ``(1 - eps) s FL + eps S`` (:func:`_smoothing_term`). With ``WRITE_GRAD`` the same
+    pass also writes ``dL/dz`` times the device scalar ``gscale`` (the "mean" factor, known
+    beforehand from :func:`denominator_kernel`): the logits are read once in all.
 
-    ``part_loss`` ``(G,)`` (``(G, C)`` with ``PER_CLASS``), ``part_count`` ``(G, 2, C)`` int32:
-    valid pixels per class and, with ``PER_CLASS`` (recall loss), those whose argmax is their
-    label; ``flags`` ``(G, 2)`` int32: bad labels, pixels with non-finite logits.
+    ``part_loss`` ``(G,)`` (``(G, C)`` with ``PER_CLASS``); ``part_den`` ``(G,)`` float32: valid
+    pixels or the sum of their ``den_weight``; with ``PER_CLASS`` (recall loss) ``part_count``
+    ``(G, 2, C)`` int32: valid pixels per class and those whose argmax is their label; ``flags``
+    ``(G, 2)`` int32: bad labels, pixels with non-finite logits.
     """
     pid = tl.program_id(0)
     cls = tl.arange(0, BLOCK_C)
     acc_class = tl.zeros((BLOCK_C,), tl.float32)
     acc_loss = tl.zeros((BLOCK_P,), tl.float32)
+    acc_den = tl.zeros((BLOCK_P,), tl.float32)
     acc_n = tl.zeros((BLOCK_C,), tl.int32)
     acc_tp = tl.zeros((BLOCK_C,), tl.int32)
     acc_bad = tl.zeros((1,), tl.int32)
     acc_nonfinite = tl.zeros((1,), tl.int32)
+    if WRITE_GRAD:
+        gscale = tl.load(gscale_ptr).to(tl.float32)
     for step in range(0, NUM_STEPS):
         n, p = _locate(pid + step * programs, tiles_per_image, BLOCK_P, INDEX_64)  # n >= N: all masked
         in_range, valid, bad, cls, cls_ok, z, y, is_t = _tile(
             z_ptr, y_ptr, n, p, N, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index, BLOCK_C, BLOCK_P, INDEX_64)
         loss, coef, e, s, finite = _focal_pixel(z, is_t, gamma, GAMMA_ZERO)
         if HAS_SCALE:
-            loss = loss * tl.load(scale_ptr + tl.where(valid, y, 0), mask=valid, other=0.0)
+            scale = _weight_of(scale_ptr, y, valid)
+            loss = loss * scale
+            coef = coef * scale
         if SMOOTH:
             loss = (1.0 - eps) * loss + eps * _smoothing_term(z, tl.log(s), cls, cls_ok, smooth_ptr, C)
         loss = tl.where(valid, loss, 0.0)
         if WRITE_MAP:
             tl.store(map_ptr + n * P + p, loss, mask=in_range)
+        if WRITE_GRAD:
+            up = tl.where(valid, gscale, 0.0)
+            grad = _focal_gradient(e, s, coef, is_t, up, cls, cls_ok, smooth_ptr, eps, C, SMOOTH)
+            _store_tile(g_ptr, grad, n, p, cls, cls_ok, in_range, g_n, g_c, g_p, INDEX_64)
         if PER_CLASS:
             acc_class += tl.sum(tl.where(is_t, loss[None, :], 0.0), axis=1)
             hit = valid & (tl.argmax(z, axis=0, tie_break_left=True) == y)
             acc_tp += tl.sum((is_t & hit[None, :]).to(tl.int32), axis=1)
+            acc_n += tl.sum(is_t.to(tl.int32), axis=1)
         else:
             acc_loss += loss
-        acc_n += tl.sum(is_t.to(tl.int32), axis=1)
+        if HAS_DEN_WEIGHT:
+            acc_den += _weight_of(den_weight_ptr, y, valid)
+        else:
+            acc_den += valid.to(tl.float32)
         acc_bad += bad
         acc_nonfinite += tl.sum((in_range & (finite == 0)).to(tl.int32), axis=0)
     cls_ok = cls < C
     if PER_CLASS:
         tl.store(part_loss_ptr + pid * C + cls, acc_class, mask=cls_ok)
+        tl.store(part_count_ptr + pid * 2 * C + cls, acc_n, mask=cls_ok)
+        tl.store(part_count_ptr + pid * 2 * C + C + cls, acc_tp, mask=cls_ok)
     else:
         tl.store(part_loss_ptr + pid + tl.arange(0, 1), tl.sum(acc_loss, axis=0) + tl.zeros((1,), tl.float32))
-    tl.store(part_count_ptr + pid * 2 * C + cls, acc_n, mask=cls_ok)
-    tl.store(part_count_ptr + pid * 2 * C + C + cls, acc_tp, mask=cls_ok)
+    tl.store(part_den_ptr + pid + tl.arange(0, 1), tl.sum(acc_den, axis=0) + tl.zeros((1,), tl.float32))
     tl.store(flags_ptr + pid * 2 + tl.arange(0, 1), acc_bad)
     tl.store(flags_ptr + pid * 2 + 1 + tl.arange(0, 1), acc_nonfinite)
 
@@ -194,30 +259,33 @@ def focal_backward_kernel(z_ptr, y_ptr, scale_ptr, up_ptr, g_ptr,
                           smooth_ptr, eps,
                           BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, INDEX_64: tl.constexpr, HAS_SCALE: tl.constexpr,
                           UP_MAP: tl.constexpr, GAMMA_ZERO: tl.constexpr, SMOOTH: tl.constexpr):
-    """``dL/dz = w c (softmax(z) - onehot)``, ``w`` the upstream (scalar x mean factor, or a map);
-    with ``SMOOTH``: ``w [c_p softmax(z) - c_t onehot - (eps / C) w_k]``, ``c_t = (1 - eps) c``,
-    ``c_p = c_t + eps W / C``."""
+    """``dL/dz`` (:func:`_focal_gradient`) recomputed from the logits, times the upstream ``up``
+    (a device scalar, the "mean" factor included, or a per-pixel map)."""
     n, p = _locate(tl.program_id(0), tiles_per_image, BLOCK_P, INDEX_64)
     in_range, valid, bad, cls, cls_ok, z, y, is_t = _tile(
         z_ptr, y_ptr, n, p, N, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index, BLOCK_C, BLOCK_P, INDEX_64)
     loss, coef, e, s, finite = _focal_pixel(z, is_t, gamma, GAMMA_ZERO)
     if HAS_SCALE:
-        coef = coef * tl.load(scale_ptr + tl.where(valid, y, 0), mask=valid, other=0.0)
+        coef = coef * _weight_of(scale_ptr, y, valid)
     if UP_MAP:
         up = tl.load(up_ptr + n * P + p, mask=valid, other=0.0).to(tl.float32)
     else:
         up = tl.load(up_ptr).to(tl.float32) + tl.zeros(coef.shape, tl.float32)
     up = tl.where(valid, up, 0.0)
-    if SMOOTH:
-        w = tl.load(smooth_ptr + cls, mask=cls_ok, other=0.0)
-        coef_t = (1.0 - eps) * coef * up
-        coef_p = coef_t + (eps * tl.sum(w, axis=0) / C) * up
-        grad = (e * (coef_p / s)[None, :] - tl.where(is_t, coef_t[None, :], 0.0)
-                - (eps / C) * w[:, None] * up[None, :])
-    else:
-        coef = coef * up
-        grad = e * (coef / s)[None, :] - tl.where(is_t, coef[None, :], 0.0)
+    grad = _focal_gradient(e, s, coef, is_t, up, cls, cls_ok, smooth_ptr, eps, C, SMOOTH)
     _store_tile(g_ptr, grad, n, p, cls, cls_ok, in_range, g_n, g_c, g_p, INDEX_64)
+
+
+@triton.jit
+def scale_gradient_kernel(g_ptr, up_ptr, numel, BLOCK: tl.constexpr):
+    """``g *= up`` in place over a dense buffer of ``numel`` elements, unless the device scalar
+    ``up`` is 1 (a plain ``loss.backward()``): then nothing is read or written."""
+    up = tl.load(up_ptr).to(tl.float32)
+    if up != 1.0:
+        offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < numel
+        g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        tl.store(g_ptr + offs, (g * up).to(g_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -283,16 +351,17 @@ def _dual_focal_pixel(z, is_t, cls, cls_ok, alpha, beta, gamma, rho, log_rho_min
 
 
 @triton.jit
-def dual_focal_forward_kernel(z_ptr, y_ptr, weight_ptr, map_ptr, part_loss_ptr, part_count_ptr, flags_ptr,
+def dual_focal_forward_kernel(z_ptr, y_ptr, weight_ptr, map_ptr, part_loss_ptr, part_den_ptr, flags_ptr,
                               N, P, C, s_n, s_c, s_p, y_n, y_p, tiles_per_image, ignore_index, programs,
                               alpha, beta, gamma, rho, log_rho_minus_1,
                               BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, INDEX_64: tl.constexpr, NUM_STEPS: tl.constexpr,
                               HAS_WEIGHT: tl.constexpr, WRITE_MAP: tl.constexpr, RHO_ONE: tl.constexpr):
-    """Dual Focal Loss; per program: loss sum, class counts ``(G, 2, C)`` (second row 0), flags."""
+    """Dual Focal Loss; per program: loss sum, denominator (valid pixels or the sum of their
+    weights; ``(G,)`` float32 both), flags."""
     pid = tl.program_id(0)
     cls = tl.arange(0, BLOCK_C)
     acc_loss = tl.zeros((BLOCK_P,), tl.float32)
-    acc_n = tl.zeros((BLOCK_C,), tl.int32)
+    acc_den = tl.zeros((BLOCK_P,), tl.float32)
     acc_bad = tl.zeros((1,), tl.int32)
     acc_nonfinite = tl.zeros((1,), tl.int32)
     for step in range(0, NUM_STEPS):
@@ -302,18 +371,19 @@ def dual_focal_forward_kernel(z_ptr, y_ptr, weight_ptr, map_ptr, part_loss_ptr, 
         loss, grad, finite = _dual_focal_pixel(z, is_t, cls, cls_ok, alpha, beta, gamma, rho, log_rho_minus_1,
                                                RHO_ONE, False)
         if HAS_WEIGHT:
-            loss = loss * tl.load(weight_ptr + tl.where(valid, y, 0), mask=valid, other=0.0)
+            w = _weight_of(weight_ptr, y, valid)
+            loss = loss * w
+            acc_den += w
+        else:
+            acc_den += valid.to(tl.float32)
         loss = tl.where(valid, loss, 0.0)
         if WRITE_MAP:
             tl.store(map_ptr + n * P + p, loss, mask=in_range)
         acc_loss += loss
-        acc_n += tl.sum(is_t.to(tl.int32), axis=1)
         acc_bad += bad
         acc_nonfinite += tl.sum((in_range & (finite == 0)).to(tl.int32), axis=0)
-    cls_ok = cls < C
     tl.store(part_loss_ptr + pid + tl.arange(0, 1), tl.sum(acc_loss, axis=0) + tl.zeros((1,), tl.float32))
-    tl.store(part_count_ptr + pid * 2 * C + cls, acc_n, mask=cls_ok)
-    tl.store(part_count_ptr + pid * 2 * C + C + cls, tl.zeros((BLOCK_C,), tl.int32), mask=cls_ok)
+    tl.store(part_den_ptr + pid + tl.arange(0, 1), tl.sum(acc_den, axis=0) + tl.zeros((1,), tl.float32))
     tl.store(flags_ptr + pid * 2 + tl.arange(0, 1), acc_bad)
     tl.store(flags_ptr + pid * 2 + 1 + tl.arange(0, 1), acc_nonfinite)
 
@@ -335,7 +405,7 @@ def dual_focal_backward_kernel(z_ptr, y_ptr, weight_ptr, up_ptr, g_ptr,
     else:
         w = tl.zeros((BLOCK_P,), tl.float32) + tl.load(up_ptr).to(tl.float32)
     if HAS_WEIGHT:
-        w = w * tl.load(weight_ptr + tl.where(valid, y, 0), mask=valid, other=0.0)
+        w = w * _weight_of(weight_ptr, y, valid)
     w = tl.where(valid, w, 0.0)
     grad = grad * w[None, :]
     _store_tile(g_ptr, grad, n, p, cls, cls_ok, in_range, g_n, g_c, g_p, INDEX_64)

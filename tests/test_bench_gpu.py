@@ -1,0 +1,67 @@
+"""benchmarks/bench_gpu.py runs end to end before it meets a GPU (a lent GPU's minutes are few).
+
+Its timing needs CUDA; here ``measure`` and ``copy_floor`` are replaced by one forward + backward
+of each loss on tiny CPU batches through the Triton kernels in triton's interpreter, so every
+loss entry, the contenders, the table and the launch-settings sweep are exercised for real.
+"""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import bench_gpu  # noqa: E402
+from segloss.kernels import cuda  # noqa: E402
+
+
+@pytest.fixture
+def cpu_bench(monkeypatch):
+    calls = []
+
+    def measure(fn, logits, target, repeats, warmup):
+        z = logits.detach().clone().requires_grad_()
+        out = fn(z, target)
+        if out.requires_grad:
+            out.backward()
+        assert z.grad is None or torch.isfinite(z.grad).all()
+        calls.append((cuda.TILE_ELEMENTS, cuda.NUM_WARPS, cuda.GRADIENT_IN_FORWARD))
+        return 2.0, 1.0
+
+    monkeypatch.setattr(bench_gpu, "measure", measure)
+    monkeypatch.setattr(bench_gpu, "copy_floor", lambda logits, repeats: 0.5)
+    cuda.run_on_cpu_for_tests(True)
+    yield calls
+    cuda.run_on_cpu_for_tests(False)
+
+
+def test_every_loss_of_the_table_runs_on_the_kernel_path(cpu_bench, capsys):
+    rows = bench_gpu.run([(1, 3, 4, 5)], [torch.float32, torch.bfloat16], repeats=1, warmup=0, device="cpu")
+    losses = {row["loss"] for row in rows}
+    assert {"torch F.cross_entropy", "device copy of the logits", "segloss dual_focal_loss",
+            "segloss soft Dice", "segloss Lovász-Softmax", "segloss RecallLoss(momentum 0.9)"} <= losses
+    assert all(row["x_copy"] == 4.0 for row in rows if row["loss"].startswith("segloss"))
+    assert "Error" not in capsys.readouterr().err
+
+
+def test_the_sweep_times_every_launch_setting_and_restores_the_defaults(cpu_bench, capsys):
+    defaults = (cuda.TILE_ELEMENTS, cuda.NUM_WARPS, cuda.GRADIENT_IN_FORWARD)
+    rows = bench_gpu.sweep([(1, 19, 3, 4)], [torch.float32], repeats=1, warmup=0, device="cpu")
+    assert (cuda.TILE_ELEMENTS, cuda.NUM_WARPS, cuda.GRADIENT_IN_FORWARD) == defaults
+    settings = {(tile, warps, in_forward) for tile, warps, in_forward in cpu_bench}
+    assert settings == {(tile, warps, f) for tile, warps in bench_gpu.SWEEP_SETTINGS for f in (True, False)}
+    assert len(rows) == len(bench_gpu.SWEEP_SETTINGS) * (4 + 2)
+    assert "Error" not in capsys.readouterr().err
+
+
+def test_tables_print_every_row(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda: "a GPU")
+    row = {"shape": "1x3x4x5", "dtype": "float32", "loss": "x", "ms": 1.0, "x_torch_ce": 2.0, "x_copy": 3.0,
+           "extra_memory": 1.0, "tile": 2048, "warps": 8, "gradient": "forward"}
+    bench_gpu.print_table([row, {**row, "loss": "y"}])
+    bench_gpu.print_table([row], bench_gpu.SWEEP_COLUMNS)
+    out = capsys.readouterr().out
+    assert "| x | 1.000 | 2.00 | 3.00 | 1.00 |" in out and "| y |" in out
+    assert "| 2048 | 8 | forward | x | 1.000 | 2.00 | 3.00 | 1.00 |" in out
