@@ -52,7 +52,7 @@ def test_the_sweep_times_every_launch_setting_and_restores_the_defaults(cpu_benc
     assert (cuda.TILE_ELEMENTS, cuda.NUM_WARPS, cuda.GRADIENT_IN_FORWARD) == defaults
     settings = {(tile, warps, in_forward) for tile, warps, in_forward in cpu_bench}
     assert settings == {(tile, warps, f) for tile, warps in bench_gpu.SWEEP_SETTINGS for f in (True, False)}
-    assert len(rows) == len(bench_gpu.SWEEP_SETTINGS) * (4 + 2)
+    assert len(rows) == len(bench_gpu.SWEEP_SETTINGS) * (4 + 3)
     assert "Error" not in capsys.readouterr().err
 
 

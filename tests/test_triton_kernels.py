@@ -385,7 +385,7 @@ class _KernelCounter:
     def __init__(self, monkeypatch):
         from segloss.kernels import triton_pixelwise
 
-        self.launches = {"focal_backward_kernel": 0, "scale_gradient_kernel": 0}
+        self.launches = {"focal_backward_kernel": 0, "dual_focal_backward_kernel": 0, "scale_gradient_kernel": 0}
         for name in self.launches:
             kernel = getattr(triton_pixelwise, name)
             monkeypatch.setattr(triton_pixelwise, name, self._wrap(name, kernel))
@@ -401,7 +401,8 @@ class _KernelCounter:
 
 
 FORWARD_GRADIENT_CASES = [CASES[0], CASES[1], CASES[3], ("cross_entropy", {"label_smoothing": 0.1}),
-                          ("focal_loss", {"gamma": 2.0, "label_smoothing": 0.2, "weight": [1.0, 2.0, 0.5, 1.0]})]
+                          ("focal_loss", {"gamma": 2.0, "label_smoothing": 0.2, "weight": [1.0, 2.0, 0.5, 1.0]}),
+                          CASES[7], CASES[8], CASES[9]]
 
 
 @pytest.mark.parametrize("name, kwargs", FORWARD_GRADIENT_CASES)
@@ -423,9 +424,9 @@ def test_gradient_written_in_forward_or_recomputed_in_backward_is_the_same(monke
         torch.testing.assert_close(z.grad.double(), ref.grad, rtol=1e-5, atol=1e-6)
     else:
         assert_matches(name, logits, target, reduction, kwargs)
+    backward = "dual_focal_backward_kernel" if name == "dual_focal_loss" else "focal_backward_kernel"
     launches = counter.launches
-    assert (launches["focal_backward_kernel"], launches["scale_gradient_kernel"]) == (
-        (0, 1) if in_forward else (1, 0))
+    assert (launches[backward], launches["scale_gradient_kernel"]) == ((0, 1) if in_forward else (1, 0))
 
 
 def _smoothed_reference(name, logits, target, reduction, kwargs):
@@ -447,7 +448,8 @@ def test_a_gradient_written_in_forward_takes_any_upstream_and_a_second_backward(
     loss = SF.focal_loss(z, target, gamma=2.0, weight=weight)
     (loss * 1024.0).backward(retain_graph=True)  # scaled in place, the stored gradient handed over
     torch.testing.assert_close(z.grad.double(), ref.grad * 1024.0, rtol=1e-5, atol=1e-6)
-    assert counter.launches == {"focal_backward_kernel": 0, "scale_gradient_kernel": 1}
+    assert counter.launches == {"focal_backward_kernel": 0, "dual_focal_backward_kernel": 0,
+                                "scale_gradient_kernel": 1}
     z.grad = None
     (loss + 0.5 * loss).backward()  # the second backward recomputes from the logits
     torch.testing.assert_close(z.grad.double(), ref.grad * 1.5, rtol=1e-5, atol=1e-7)

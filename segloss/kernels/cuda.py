@@ -8,8 +8,8 @@ logits keep the eager path (:mod:`segloss.kernels.cpu`, device-agnostic). Per ca
   per-class loss sums afterwards). One host-device synchronisation reads the flags back (labels
   outside ``[0, C)``, non-finite logits) so that bad input raises ``ValueError``.
 - the gradient, in the logits' dtype and layout (channels_last stays channels_last), is either
-  written by that same forward kernel (CE, weighted CE, focal with ``"mean"``/``"sum"``, float32
-  and bfloat16: ``GRADIENT_IN_FORWARD``; the "mean" denominator comes first from a pass over the
+  written by that same forward kernel (CE, weighted CE, focal, Dual Focal with ``"mean"``/``"sum"``,
+  float32 and bfloat16: ``GRADIENT_IN_FORWARD``; the "mean" denominator comes first from a pass over the
   labels alone, and backward only multiplies by the upstream, on the device, skipped when it is
   1), or recomputed by a backward kernel that reads the logits again and writes ``dL/dz`` once,
   times the upstream (nothing of the logits' size kept in between). Extra memory is the gradient
@@ -38,7 +38,7 @@ NUM_WARPS = 8  # 8 logits of a full tile per thread
 MAX_PROGRAMS = 1024  # forward programs (each loops over tiles); bounds the partial-sum buffers
 _CPU_FOR_TESTS = False
 KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-# CE, weighted CE and focal with "mean"/"sum" write dL/dz in the forward pass itself (the logits
+# CE, weighted CE, focal and Dual Focal with "mean"/"sum" write dL/dz in the forward pass itself (the logits
 # read once; backward only scales it, and not at all for a plain loss.backward()); False: recompute
 # it in backward from a second read of the logits. float16 always recomputes: an unscaled "mean"
 # gradient of a large batch (~1e-7 a logit) is below float16's normal range, and AMP's loss scale
@@ -222,20 +222,16 @@ class FocalFamilyTriton(torch.autograd.Function):
         scale = class_scale if class_scale is not None and not per_class else None
         den_weight = weight.float().contiguous() if weight is not None else None
         smooth = _smoothing_weights(smoothing, weight, launch.c, device)
-        in_forward = (GRADIENT_IN_FORWARD and wants_grad and not per_class and not write_map
-                      and logits.dtype != torch.float16 and launch.total > 0)
-        grad = grad_view = None
-        gscale = part_den  # a placeholder pointer when no gradient is written here
-        if in_forward:
-            grad, grad_view = gradient_buffer(logits)
-            grad_view = launch.grad_view(grad_view)
-            gscale = _mean_factor(reduction, _denominators(launch, den_weight, ignore_index)).reshape(1)
+        grad, grad_view, gscale = _forward_gradient(launch, logits, wants_grad and not per_class, reduction,
+                                                    den_weight, ignore_index)
+        in_forward = grad is not None
         if launch.total:
             placeholder = part_loss
             _tk.focal_forward_kernel[(launch.programs,)](
                 launch.flat, launch.labels, scale if scale is not None else placeholder,
                 den_weight if den_weight is not None else placeholder, loss_map, part_loss, part_den, part_count,
-                flags, grad_view if in_forward else placeholder, gscale, *launch.common(),
+                flags, grad_view if in_forward else placeholder, gscale if in_forward else placeholder,
+                *launch.common(),
                 *(_strides(grad_view) if in_forward else (0, 0, 0)), ignore_index, float(gamma), launch.programs,
                 smooth if smooth is not None else placeholder, float(smoothing),
                 BLOCK_C=launch.block_c, BLOCK_P=launch.block_p,
@@ -270,9 +266,8 @@ class FocalFamilyTriton(torch.autograd.Function):
         logits, target, scale, factor, smooth_w = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return (None,) * 10
-        grad, ctx.forward_grad = ctx.forward_grad, None
+        grad = _take_forward_gradient(ctx, grad_out)
         if grad is not None:
-            _scale_in_place(grad, grad_out)
             return grad, None, None, None, None, None, None, None, None, None
         launch = _Launch(logits, target)
         grad, grad_view = gradient_buffer(logits)
@@ -290,15 +285,32 @@ class FocalFamilyTriton(torch.autograd.Function):
         return grad, None, None, None, None, None, None, None, None, None
 
 
-def _denominators(launch: _Launch, weight: torch.Tensor | None, ignore_index: int) -> torch.Tensor:
-    """Per-program partial "mean" denominators ``(G,)`` read from the labels alone (no logits)."""
-    part_den = torch.empty(launch.programs, dtype=torch.float32, device=launch.labels.device)
+def _forward_gradient(launch: _Launch, logits: torch.Tensor, wants_grad: bool, reduction: str, den_weight,
+                      ignore_index: int):
+    """``(grad, its kernel view, gscale)`` when the forward kernel is to write the gradient
+    (``GRADIENT_IN_FORWARD``, a backward to come, ``"mean"``/``"sum"``, not float16), with
+    ``gscale`` the device scalar it is scaled by (the "mean" factor, from the labels alone);
+    ``(None, None, None)`` otherwise."""
+    if not (GRADIENT_IN_FORWARD and wants_grad and reduction != "none" and logits.dtype != torch.float16
+            and launch.total):
+        return None, None, None
+    grad, grad_view = gradient_buffer(logits)
+    part_den = torch.empty(launch.programs, dtype=torch.float32, device=logits.device)
     images, pixels, c, _, _, _, y_n, y_p, tiles_per_image = launch.common()
     _tk.denominator_kernel[(launch.programs,)](
-        launch.labels, weight if weight is not None else part_den, part_den, images, pixels, c, y_n, y_p,
+        launch.labels, den_weight if den_weight is not None else part_den, part_den, images, pixels, c, y_n, y_p,
         tiles_per_image, ignore_index, launch.programs, BLOCK_P=launch.block_p, INDEX_64=launch.index_64,
-        NUM_STEPS=launch.steps, HAS_WEIGHT=weight is not None, num_warps=4)
-    return part_den
+        NUM_STEPS=launch.steps, HAS_WEIGHT=den_weight is not None, num_warps=4)
+    return grad, launch.grad_view(grad_view), _mean_factor(reduction, part_den).reshape(1)
+
+
+def _take_forward_gradient(ctx, grad_out: torch.Tensor) -> torch.Tensor | None:
+    """The gradient the forward kernel wrote, times the upstream (in place), handed over once:
+    a second backward (``retain_graph``) finds None and recomputes."""
+    grad, ctx.forward_grad = ctx.forward_grad, None
+    if grad is not None:
+        _scale_in_place(grad, grad_out)
+    return grad
 
 
 SCALE_BLOCK = 4096
@@ -316,29 +328,37 @@ class DualFocalTriton(torch.autograd.Function):
     """Dual Focal Loss (Hossain et al. 2021) per pixel; see :func:`segloss.functional.dual_focal_loss`.
 
     Args (of ``apply``): logits ``(N, C, *S)``; target ``(N, *S)``; ``ignore_index``; ``weight``
-    ``(C,)`` float32 or None; ``params`` ``(alpha, beta, gamma, rho)`` floats; ``reduction``.
+    ``(C,)`` float32 or None; ``params`` ``(alpha, beta, gamma, rho)`` floats; ``reduction``;
+    ``wants_grad`` (see :class:`FocalFamilyTriton`: the gradient is written in forward likewise).
     """
 
     @staticmethod
-    def forward(ctx, logits, target, ignore_index, weight, params, reduction):
+    def forward(ctx, logits, target, ignore_index, weight, params, reduction, wants_grad=False):
         launch = _Launch(logits, target)
         device = logits.device
         write_map = reduction == "none"
         part_loss, part_den, _, flags, loss_map = launch.buffers(device, False, write_map)
         alpha, beta, gamma, rho = (float(v) for v in params)
         log_rho_minus_1 = math.log(rho - 1.0) if rho > 1 else 0.0
+        weight = weight.float().contiguous() if weight is not None else None
+        grad, grad_view, gscale = _forward_gradient(launch, logits, wants_grad, reduction, weight, ignore_index)
+        in_forward = grad is not None
         if launch.total:
+            placeholder = part_loss
             _tk.dual_focal_forward_kernel[(launch.programs,)](
-                launch.flat, launch.labels, weight if weight is not None else part_loss, loss_map, part_loss,
-                part_den, flags, *launch.common(), ignore_index, launch.programs, alpha, beta, gamma, rho,
-                log_rho_minus_1, BLOCK_C=launch.block_c, BLOCK_P=launch.block_p, INDEX_64=launch.index_64, NUM_STEPS=launch.steps,
-                num_warps=launch.num_warps,
-                HAS_WEIGHT=weight is not None,
-                WRITE_MAP=write_map, RHO_ONE=rho == 1)
+                launch.flat, launch.labels, weight if weight is not None else placeholder, loss_map, part_loss,
+                part_den, flags, grad_view if in_forward else placeholder, gscale if in_forward else placeholder,
+                *launch.common(), *(_strides(grad_view) if in_forward else (0, 0, 0)), ignore_index,
+                launch.programs, alpha, beta, gamma, rho, log_rho_minus_1,
+                BLOCK_C=launch.block_c, BLOCK_P=launch.block_p,
+                INDEX_64=launch.index_64_with(grad_view) if in_forward else launch.index_64,
+                NUM_STEPS=launch.steps, num_warps=launch.num_warps, HAS_WEIGHT=weight is not None,
+                WRITE_MAP=write_map, RHO_ONE=rho == 1, WRITE_GRAD=in_forward)
             _raise_bad_input(flags, logits, target, ignore_index)
         factor = _mean_factor(reduction, part_den)
         value = loss_map.view(target.shape) if write_map else part_loss.sum() * factor
         ctx.save_for_backward(logits, target, weight, factor)
+        ctx.forward_grad = grad  # used (and dropped) by the first backward
         ctx.ignore_index, ctx.params, ctx.reduction = ignore_index, (alpha, beta, gamma, rho), reduction
         return value
 
@@ -347,7 +367,10 @@ class DualFocalTriton(torch.autograd.Function):
         refuse_double_backward()
         logits, target, weight, factor = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
-            return (None,) * 6
+            return (None,) * 7
+        grad = _take_forward_gradient(ctx, grad_out)
+        if grad is not None:
+            return grad, None, None, None, None, None, None
         launch = _Launch(logits, target)
         grad, grad_view = gradient_buffer(logits)
         grad_view = launch.grad_view(grad_view)
@@ -360,7 +383,7 @@ class DualFocalTriton(torch.autograd.Function):
                 math.log(rho - 1.0) if rho > 1 else 0.0, BLOCK_C=launch.block_c, BLOCK_P=launch.block_p,
                 INDEX_64=launch.index_64_with(grad_view), num_warps=launch.num_warps,
                 HAS_WEIGHT=weight is not None, UP_MAP=ctx.reduction == "none", RHO_ONE=rho == 1)
-        return grad, None, None, None, None, None
+        return grad, None, None, None, None, None, None
 
 
 REGION_PROGRAMS_PER_IMAGE = 64  # forward programs per image (each loops over tiles)

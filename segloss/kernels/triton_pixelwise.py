@@ -14,7 +14,7 @@ of two, so that few variants are compiled); they write the per-pixel map (``redu
 and per-program partial sums (deterministic: they are summed by torch afterwards, never with
 float atomics): the loss, the "mean" denominator, per-class valid pixels and argmax hits (recall
 loss only), and two flags, labels outside ``[0, C)`` that are not ``ignore_index`` and pixels with
-non-finite logits, read back once per call. The focal family's forward can also write ``dL/dz``
+non-finite logits, read back once per call. The focal family's and Dual Focal's forward can write ``dL/dz``
 (``WRITE_GRAD``, scaled by a device scalar known beforehand from :func:`denominator_kernel`);
 :func:`scale_gradient_kernel` then applies the upstream in place. Backward kernels recompute the
 per-pixel quantities from the logits and write ``dL/dz`` once, scaled by the upstream gradient
@@ -352,13 +352,18 @@ def _dual_focal_pixel(z, is_t, cls, cls_ok, alpha, beta, gamma, rho, log_rho_min
 
 @triton.jit
 def dual_focal_forward_kernel(z_ptr, y_ptr, weight_ptr, map_ptr, part_loss_ptr, part_den_ptr, flags_ptr,
-                              N, P, C, s_n, s_c, s_p, y_n, y_p, tiles_per_image, ignore_index, programs,
+                              g_ptr, gscale_ptr,
+                              N, P, C, s_n, s_c, s_p, y_n, y_p, tiles_per_image, g_n, g_c, g_p, ignore_index, programs,
                               alpha, beta, gamma, rho, log_rho_minus_1,
                               BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, INDEX_64: tl.constexpr, NUM_STEPS: tl.constexpr,
-                              HAS_WEIGHT: tl.constexpr, WRITE_MAP: tl.constexpr, RHO_ONE: tl.constexpr):
+                              HAS_WEIGHT: tl.constexpr, WRITE_MAP: tl.constexpr, RHO_ONE: tl.constexpr,
+                              WRITE_GRAD: tl.constexpr):
     """Dual Focal Loss; per program: loss sum, denominator (valid pixels or the sum of their
-    weights; ``(G,)`` float32 both), flags."""
+    weights; ``(G,)`` float32 both), flags. With ``WRITE_GRAD`` the same pass writes ``dL/dz``
+    times class weight and the device scalar ``gscale`` (as the focal family's forward)."""
     pid = tl.program_id(0)
+    if WRITE_GRAD:
+        gscale = tl.load(gscale_ptr).to(tl.float32)
     cls = tl.arange(0, BLOCK_C)
     acc_loss = tl.zeros((BLOCK_P,), tl.float32)
     acc_den = tl.zeros((BLOCK_P,), tl.float32)
@@ -369,16 +374,20 @@ def dual_focal_forward_kernel(z_ptr, y_ptr, weight_ptr, map_ptr, part_loss_ptr, 
         in_range, valid, bad, cls, cls_ok, z, y, is_t = _tile(
             z_ptr, y_ptr, n, p, N, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index, BLOCK_C, BLOCK_P, INDEX_64)
         loss, grad, finite = _dual_focal_pixel(z, is_t, cls, cls_ok, alpha, beta, gamma, rho, log_rho_minus_1,
-                                               RHO_ONE, False)
+                                               RHO_ONE, WRITE_GRAD)
         if HAS_WEIGHT:
             w = _weight_of(weight_ptr, y, valid)
             loss = loss * w
             acc_den += w
         else:
-            acc_den += valid.to(tl.float32)
+            w = valid.to(tl.float32)
+            acc_den += w
         loss = tl.where(valid, loss, 0.0)
         if WRITE_MAP:
             tl.store(map_ptr + n * P + p, loss, mask=in_range)
+        if WRITE_GRAD:
+            up = tl.where(valid, gscale * w, 0.0)
+            _store_tile(g_ptr, grad * up[None, :], n, p, cls, cls_ok, in_range, g_n, g_c, g_p, INDEX_64)
         acc_loss += loss
         acc_bad += bad
         acc_nonfinite += tl.sum((in_range & (finite == 0)).to(tl.int32), axis=0)

@@ -325,7 +325,8 @@ def dual_focal_loss(
     w = class_vector(weight, logits.shape[1], "weight", like)
     params = (float(alpha), float(beta), float(gamma), float(rho))
     if on_gpu:
-        return cuda.DualFocalTriton.apply(logits, target, ignore_index, w, params, reduction)
+        return cuda.DualFocalTriton.apply(logits, target, ignore_index, w, params, reduction,
+                                          torch.is_grad_enabled() and logits.requires_grad)
     shape = target.shape
     logits, target = _fold_small_images(logits, target)
     value, _ = DualFocalFused.apply(logits, target, ignore_index, w, params, reduction)
