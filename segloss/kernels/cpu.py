@@ -143,7 +143,7 @@ def _eager_focal_pass(flat, labels, ignore_index, gamma, dtype, counts, count_hi
     log_sums = torch.empty_like(loss)
     smooth = None if smooth_w is None else torch.empty_like(loss)
     argmaxes = torch.empty(n, num_pixels, dtype=_index_dtype(c), device=flat.device)
-    work = torch.empty(c, max((b - a for a, b in ranges), default=0), dtype=dtype, device=flat.device)
+    work = torch.empty(c, max([0, *(b - a for a, b in ranges)]), dtype=dtype, device=flat.device)
     for i in range(n):
         for a, b in ranges:
             valid = labels[i, a:b] != ignore_index
@@ -391,12 +391,12 @@ class DualFocalFused(torch.autograd.Function):
         if compiled:
             # without a gradient to fill, the kernel writes into a block-sized scratch view (strided like
             # a block of the gradient, so it is the same compiled variant)
-            widest = max((b - a for a, b in ranges), default=1)
+            widest = max([1, *(b - a for a, b in ranges)])
             scratch = None if grad is not None else torch.empty(c, 2 * widest, dtype=dtype, device=device)
             kernel_params = _compiled.dual_focal_params(params, device)
             kernel_scale = torch.ones(c, dtype=dtype, device=device) if scale is None else scale
             factor = torch.as_tensor(factor, dtype=dtype, device=device)
-        work = None if compiled else torch.empty(3, c, max((b - a for a, b in ranges), default=0), dtype=dtype,
+        work = None if compiled else torch.empty(3, c, max([0, *(b - a for a, b in ranges)]), dtype=dtype,
                                                  device=device)
         with torch.no_grad(), torch.autocast(device.type, enabled=False):
             for i in range(n):

@@ -27,6 +27,7 @@ from segloss.losses._checks import check_logits_target, check_reduction
 from segloss.losses._reduction import reduce_map
 
 
+@torch.compiler.disable  # scipy on numpy arrays: nothing for torch.compile to trace (and no warning)
 def signed_distance_maps(target, num_classes: int, *, ignore_index: int = 255) -> torch.Tensor:
     """``phi`` float32 ``(N, C, *S)`` for integer labels ``(N, *S)`` (on ``target``'s device).
 
