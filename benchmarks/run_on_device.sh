@@ -17,9 +17,10 @@ fi
 { nvidia-smi -L; python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
   python3 -c "import kornia, monai; print('kornia', kornia.__version__, 'monai', monai.__version__)"; } > "$OUT/gpu.txt" 2>&1
 start=$(date +%s)
-timeout 200 python3 -m pytest -q -x -n 8 -p no:cacheprovider -o addopts="" tests/test_triton_kernels.py \
+timeout 200 python3 -m pytest -q -n 8 -p no:cacheprovider -o addopts="" tests/test_triton_kernels.py \
     tests/test_device_factories.py tests/test_fast_path.py tests/test_functional.py tests/test_dual_focal.py \
-    tests/test_recall.py tests/test_region.py tests/test_label_smoothing.py > "$OUT/tests.txt" 2>&1
+    tests/test_recall.py tests/test_region.py tests/test_label_smoothing.py tests/test_torch_compile.py \
+    > "$OUT/tests.txt" 2>&1
 echo "tests exit $? after $(( $(date +%s) - start )) s" >> "$OUT/tests.txt"
 timeout 230 python3 benchmarks/bench_gpu.py --json "$OUT/bench_gpu.json" > "$OUT/bench_gpu.txt" 2>&1
 echo "bench exit $? after $(( $(date +%s) - start )) s" >> "$OUT/bench_gpu.txt"

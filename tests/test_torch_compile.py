@@ -20,13 +20,16 @@ def fresh_dynamo():
     torch._dynamo.reset()
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 @pytest.mark.parametrize("name", ["weighted_ce", "dual_focal", "recall", "dice", "lovasz", "dice_boundary"])
-def test_a_compiled_training_step_equals_the_eager_one(name):
+def test_a_compiled_training_step_equals_the_eager_one(name, device):
+    """On CUDA the losses run Triton kernels inside their autograd Functions: compiled too."""
     torch.manual_seed(0)
-    model = torch.nn.Conv2d(3, 4, 3, padding=1)
+    model = torch.nn.Conv2d(3, 4, 3, padding=1).to(device)
     criterion = segloss.create_loss(name, **({"weight": [1.0, 2.0, 0.5, 1.0]} if name == "weighted_ce" else {}))
-    x = torch.randn(2, 3, 12, 12)
-    y = torch.randint(0, 4, (2, 12, 12))
+    criterion = criterion.to(device)
+    x = torch.randn(2, 3, 12, 12, device=device)
+    y = torch.randint(0, 4, (2, 12, 12), device=device)
     y[0, :2] = 255
 
     def step():
