@@ -86,8 +86,8 @@ def contenders() -> dict:
         from kornia.losses import focal_loss as kornia_focal
 
         found["kornia focal_loss"] = lambda z, y: kornia_focal(z, y, alpha=0.25, gamma=2.0, reduction="mean")
-    except ImportError:
-        pass
+    except Exception as err:  # not installed, or broken: the table goes on without it
+        print(f"kornia: {type(err).__name__}: {err}", file=sys.stderr)
     try:
         from monai.losses import DiceLoss, FocalLoss
 
@@ -95,8 +95,8 @@ def contenders() -> dict:
         monai_dice = DiceLoss(softmax=True, to_onehot_y=True)
         found["MONAI FocalLoss(use_softmax)"] = lambda z, y: monai_focal(z, y.unsqueeze(1))
         found["MONAI DiceLoss(softmax)"] = lambda z, y: monai_dice(z, y.unsqueeze(1))
-    except ImportError:
-        pass
+    except Exception as err:
+        print(f"MONAI: {type(err).__name__}: {err}", file=sys.stderr)
     return found
 
 
@@ -148,7 +148,8 @@ def _batch(n: int, c: int, spatial, dtype, device: str):
     return logits, target
 
 
-def run(shapes, dtypes, repeats: int, warmup: int, device: str = "cuda") -> list[dict]:
+def run(shapes, dtypes, repeats: int, warmup: int, device: str = "cuda", on_block=None) -> list[dict]:
+    """The table's rows; ``on_block(rows)`` is called as each shape and dtype is done."""
     rows = []
     for shape in shapes:
         n, c, *spatial = shape
@@ -172,13 +173,15 @@ def run(shapes, dtypes, repeats: int, warmup: int, device: str = "cuda") -> list
                 rows.append({"shape": "x".join(map(str, shape)), "dtype": str(dtype).replace("torch.", ""),
                              "loss": name, "ms": ms, "x_torch_ce": ms / torch_ce, "x_copy": ms / floor,
                              "extra_memory": mem})
+            if on_block:
+                on_block(rows)
     return rows
 
 
 SWEEP_SETTINGS = [(1024, 4), (2048, 4), (2048, 8), (4096, 8), (4096, 16), (8192, 16)]  # (TILE_ELEMENTS, NUM_WARPS)
 
 
-def sweep(shapes, dtypes, repeats: int, warmup: int, device: str = "cuda") -> list[dict]:
+def sweep(shapes, dtypes, repeats: int, warmup: int, device: str = "cuda", on_block=None) -> list[dict]:
     """Time CE, focal, Dual Focal and soft Dice under each launch setting (``SWEEP_SETTINGS``),
     all but Dice also with the gradient recomputed in backward; restores the defaults."""
     from segloss.kernels import cuda
@@ -212,6 +215,8 @@ def sweep(shapes, dtypes, repeats: int, warmup: int, device: str = "cuda") -> li
                                          "tile": tile, "warps": warps, "gradient": "forward" if in_forward else
                                          "backward", "loss": name, "ms": ms, "x_copy": ms / floor,
                                          "x_torch_ce": ms / torch_ce, "extra_memory": mem})
+                if on_block:
+                    on_block(rows)
     finally:
         cuda.TILE_ELEMENTS, cuda.NUM_WARPS, cuda.GRADIENT_IN_FORWARD = defaults
     return rows
@@ -225,7 +230,6 @@ SWEEP_COLUMNS = [("tile", "tile", "{}"), ("warps", "warps", "{}"), ("gradient", 
 
 def print_table(rows: list[dict], columns=TABLE_COLUMNS) -> None:
     """Markdown tables, one per shape and dtype, of ``columns`` ``(title, key, format)``."""
-    print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}")
     key = None
     for row in rows:
         if (row["shape"], row["dtype"]) != key:
@@ -249,14 +253,17 @@ def main(argv=None) -> int:
         return 0
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes]
     dtypes = [getattr(torch, d) for d in args.dtypes]
-    if args.sweep:
-        rows = sweep(shapes, dtypes, args.repeats, args.warmup)
-        print_table(rows, SWEEP_COLUMNS)
-    else:
-        rows = run(shapes, dtypes, args.repeats, args.warmup)
-        print_table(rows)
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+    print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}")
+    printed = []
+
+    def on_block(rows):  # print and save as each shape and dtype is done: a time limit loses only the rest
+        print_table(rows[len(printed):], SWEEP_COLUMNS if args.sweep else TABLE_COLUMNS)
+        sys.stdout.flush()
+        printed[:] = rows
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1))
+
+    (sweep if args.sweep else run)(shapes, dtypes, args.repeats, args.warmup, on_block=on_block)
     return 0
 
 

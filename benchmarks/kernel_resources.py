@@ -13,7 +13,7 @@ memory, warps, and the warps per SM that the registers allow (64 K registers per
 64 warps): an occupancy bound, the only speed figure a compile can give. No time is guessed.
 
 Usage: python benchmarks/kernel_resources.py [--classes 2 19 150 1024] [--dtypes float32 bfloat16]
-                                             [--pairs 19:float32 1024:bfloat16]
+                                             [--pairs 19:float32 1024:bfloat16] [--index-64]
                                              [--arch 90] [--json out.json]
 Run it with ``TRITON_INTERPRET`` unset (it is cleared here before triton is imported).
 """
@@ -66,22 +66,17 @@ class _CompileOnlyDriver:
 @contextlib.contextmanager
 def compile_only(arch: int = 90):
     """Within: Triton kernel launches compile for ``sm_<arch>`` and run nothing; yields the list
-    of ``(kernel name, CompiledKernel)`` compiled, in launch order (a variant once)."""
+    of ``(kernel name, CompiledKernel)`` launched, in launch order (a variant compiles once)."""
     from triton.runtime import driver
     from triton.runtime.jit import KernelInterface
 
     from segloss.kernels import cuda
 
     compiled: list = []
-    seen: set = set()
 
     def launch(self, grid):
         def compile_call(*args, **kwargs):
-            kernel = self.run(*args, grid=grid, warmup=True, **kwargs)
-            key = id(kernel)
-            if key not in seen:
-                seen.add(key)
-                compiled.append((self.fn.__name__, kernel))
+            compiled.append((self.fn.__name__, self.run(*args, grid=grid, warmup=True, **kwargs)))
         return compile_call
 
     original_getitem = KernelInterface.__getitem__
@@ -123,7 +118,7 @@ def resources(kernel) -> dict:
             "warps_per_sm": min(MAX_WARPS_PER_SM, blocks * warps)}
 
 
-def survey(configs=((19, "float32"),), arch: int = 90, losses=None) -> list[dict]:
+def survey(configs=((19, "float32"),), arch: int = 90, losses=None, index_64: bool = False) -> list[dict]:
     """Compile the kernels of each loss of ``bench_gpu.py`` for each ``(classes, dtype name)``.
 
     Returns one row per compiled variant: ``loss`` (the first loss that built it), ``classes``,
@@ -138,9 +133,12 @@ def survey(configs=((19, "float32"),), arch: int = 90, losses=None) -> list[dict
     from segloss.kernels import cuda
 
     rows = []
-    gradient_in_forward = cuda.GRADIENT_IN_FORWARD
+    gradient_in_forward, int32_limit = cuda.GRADIENT_IN_FORWARD, cuda.INT32_LIMIT
+    if index_64:
+        cuda.INT32_LIMIT = 0
     with compile_only(arch) as compiled:
         for c, dtype_name in configs:
+            seen: set = set()  # variants reported once per configuration
             dtype = getattr(torch, dtype_name)
             table = dict(segloss_losses(c, "cpu"))
             table["segloss cross_entropy (none)"] = lambda z, y: SF.cross_entropy(z, y, reduction="none").sum()
@@ -165,8 +163,12 @@ def survey(configs=((19, "float32"),), arch: int = 90, losses=None) -> list[dict
                     fn(z, torch.randint(0, c, (2, 8, 16))).backward()
                 cuda.GRADIENT_IN_FORWARD = gradient_in_forward
                 for kernel_name, kernel in compiled[before:]:
+                    if id(kernel) in seen:
+                        continue
+                    seen.add(id(kernel))
                     rows.append({"loss": name, "classes": c, "dtype": dtype_name, "kernel": kernel_name,
-                                 **resources(kernel)})
+                                 "index_64": index_64, **resources(kernel)})
+    cuda.INT32_LIMIT = int32_limit
     return rows
 
 
@@ -178,13 +180,14 @@ def main(argv=None) -> int:
                         help="instead of every --classes x --dtypes: e.g. 19:float32 1024:bfloat16")
     parser.add_argument("--arch", type=int, default=90, help="compute capability x 10 (90: H100/H200)")
     parser.add_argument("--losses", nargs="*", help="only losses whose name holds one of these")
+    parser.add_argument("--index-64", action="store_true", help="64-bit offsets in every variant")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     if args.pairs:
         configs = [(int(c), dtype) for c, dtype in (pair.split(":") for pair in args.pairs)]
     else:
         configs = [(c, dtype) for c in args.classes for dtype in args.dtypes]
-    rows = survey(configs, args.arch, args.losses)
+    rows = survey(configs, args.arch, args.losses, args.index_64)
     print(f"sm_{args.arch}: {len(rows)} kernel variants compiled")
     print(f"{'kernel':<28} {'C':>5} {'dtype':<9} {'warps':>5} {'regs':>5} {'spill B':>7} {'warps/SM':>8}  first built by")
     for row in rows:

@@ -38,7 +38,10 @@ def cpu_bench(monkeypatch):
 
 
 def test_every_loss_of_the_table_runs_on_the_kernel_path(cpu_bench, capsys):
-    rows = bench_gpu.run([(1, 3, 4, 5)], [torch.float32, torch.bfloat16], repeats=1, warmup=0, device="cpu")
+    blocks = []
+    rows = bench_gpu.run([(1, 3, 4, 5)], [torch.float32, torch.bfloat16], repeats=1, warmup=0, device="cpu",
+                         on_block=lambda rows: blocks.append(len(rows)))
+    assert blocks == [len(rows) // 2, len(rows)]  # reported as each shape and dtype is done
     losses = {row["loss"] for row in rows}
     assert {"torch F.cross_entropy", "device copy of the logits", "segloss dual_focal_loss",
             "segloss soft Dice", "segloss Lovász-Softmax", "segloss RecallLoss(momentum 0.9)"} <= losses
@@ -56,8 +59,7 @@ def test_the_sweep_times_every_launch_setting_and_restores_the_defaults(cpu_benc
     assert "Error" not in capsys.readouterr().err
 
 
-def test_tables_print_every_row(monkeypatch, capsys):
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda: "a GPU")
+def test_tables_print_every_row(capsys):
     row = {"shape": "1x3x4x5", "dtype": "float32", "loss": "x", "ms": 1.0, "x_torch_ce": 2.0, "x_copy": 3.0,
            "extra_memory": 1.0, "tile": 2048, "warps": 8, "gradient": "forward"}
     bench_gpu.print_table([row, {**row, "loss": "y"}])
@@ -65,3 +67,29 @@ def test_tables_print_every_row(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "| x | 1.000 | 2.00 | 3.00 | 1.00 |" in out and "| y |" in out
     assert "| 2048 | 8 | forward | x | 1.000 | 2.00 | 3.00 | 1.00 |" in out
+
+
+@pytest.mark.parametrize("sweep", [False, True])
+def test_main_prints_and_saves_each_block_as_it_is_done(cpu_bench, monkeypatch, tmp_path, capsys, sweep):
+    import json
+
+    real = bench_gpu.sweep if sweep else bench_gpu.run
+    saved = []
+
+    def on_cpu(*args, on_block):
+        def spy(rows):
+            on_block(rows)
+            saved.append(len(json.loads(out.read_text())))
+        return real(*args, device="cpu", on_block=spy)
+
+    monkeypatch.setattr(bench_gpu, "sweep" if sweep else "run", on_cpu)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda: "a GPU")
+    out = tmp_path / "rows.json"
+    args = ["--shapes", "1x3x4x5", "1x19x2x3", "--dtypes", "float32", "--repeats", "1", "--json", str(out)]
+    assert bench_gpu.main(args + (["--sweep"] if sweep else [])) == 0
+    rows = json.loads(out.read_text())
+    assert len(saved) == 2 and saved[-1] == len(rows) and 0 < saved[0] < len(rows)
+    printed = capsys.readouterr().out
+    assert printed.startswith("GPU: a GPU") and printed.count("(1x3x4x5) float32") == 1
+    assert printed.count("\n|---") == 2 and printed.count("\n| ") == len(rows) + 2

@@ -22,28 +22,37 @@ KERNELS = {"focal_forward_kernel", "focal_backward_kernel", "dual_focal_forward_
            "scale_gradient_kernel"}
 
 
-@pytest.fixture(scope="module")
-def compiled(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sm90") / "kernels.json"
+PAIRS = ((19, "float32"), (19, "bfloat16"), (1024, "bfloat16"), (2, "float16"))
+
+
+def _survey(out, *args):
     env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "kernel_resources.py"),
-         "--pairs", "19:float32", "1024:bfloat16", "2:float16", "--json", str(out)],
+        [sys.executable, str(ROOT / "benchmarks" / "kernel_resources.py"), *args, "--json", str(out)],
         capture_output=True, text=True, env=env, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(out.read_text())
 
 
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """Every variant at the ``PAIRS``, then again with 64-bit offsets (C = 19, bfloat16)."""
+    folder = tmp_path_factory.mktemp("sm90")
+    return (_survey(folder / "kernels.json", "--pairs", *(f"{c}:{dtype}" for c, dtype in PAIRS))
+            + _survey(folder / "kernels64.json", "--pairs", "19:bfloat16", "--index-64"))
+
+
 def test_every_kernel_compiles_for_sm90(compiled):
-    for classes, dtype in ((19, "float32"), (1024, "bfloat16"), (2, "float16")):
-        built = {row["kernel"] for row in compiled if row["classes"] == classes and row["dtype"] == dtype}
+    for classes, dtype, index_64 in (*((c, d, False) for c, d in PAIRS), (19, "bfloat16", True)):
+        built = {row["kernel"] for row in compiled
+                 if (row["classes"], row["dtype"], row["index_64"]) == (classes, dtype, index_64)}
         # float16 never writes the gradient in forward (cuda.GRADIENT_IN_FORWARD): no label pass, no scaling
         expected = KERNELS - {"denominator_kernel", "scale_gradient_kernel"} if dtype == "float16" else KERNELS
         assert built == expected, (classes, dtype, expected ^ built)
 
 
 def test_no_kernel_spills_registers(compiled):
-    spilled = [(row["kernel"], row["classes"], row["dtype"], row["loss"], row["local_bytes"])
+    spilled = [(row["kernel"], row["classes"], row["dtype"], row["index_64"], row["loss"], row["local_bytes"])
                for row in compiled if row["local_bytes"] or row["stack_bytes"]]
     assert not spilled
 

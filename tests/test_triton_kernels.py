@@ -7,9 +7,11 @@ small: the interpreter executes every program in Python.
 
 import pytest
 import torch
+import triton
+import triton.language as tl
 
 from segloss import functional as SF
-from segloss.kernels import cuda
+from segloss.kernels import cuda, triton_pixelwise
 from segloss.losses import reference
 from conftest import random_batch
 
@@ -385,7 +387,8 @@ class _KernelCounter:
     def __init__(self, monkeypatch):
         from segloss.kernels import triton_pixelwise
 
-        self.launches = {"focal_backward_kernel": 0, "dual_focal_backward_kernel": 0, "scale_gradient_kernel": 0}
+        self.launches = {"focal_backward_kernel": 0, "dual_focal_backward_kernel": 0, "scale_gradient_kernel": 0,
+                         "denominator_kernel": 0}
         for name in self.launches:
             kernel = getattr(triton_pixelwise, name)
             monkeypatch.setattr(triton_pixelwise, name, self._wrap(name, kernel))
@@ -427,6 +430,7 @@ def test_gradient_written_in_forward_or_recomputed_in_backward_is_the_same(monke
     backward = "dual_focal_backward_kernel" if name == "dual_focal_loss" else "focal_backward_kernel"
     launches = counter.launches
     assert (launches[backward], launches["scale_gradient_kernel"]) == ((0, 1) if in_forward else (1, 0))
+    assert launches["denominator_kernel"] == (in_forward and reduction == "mean")  # "sum" needs no denominator
 
 
 def _smoothed_reference(name, logits, target, reduction, kwargs):
@@ -449,7 +453,7 @@ def test_a_gradient_written_in_forward_takes_any_upstream_and_a_second_backward(
     (loss * 1024.0).backward(retain_graph=True)  # scaled in place, the stored gradient handed over
     torch.testing.assert_close(z.grad.double(), ref.grad * 1024.0, rtol=1e-5, atol=1e-6)
     assert counter.launches == {"focal_backward_kernel": 0, "dual_focal_backward_kernel": 0,
-                                "scale_gradient_kernel": 1}
+                                "scale_gradient_kernel": 1, "denominator_kernel": 1}
     z.grad = None
     (loss + 0.5 * loss).backward()  # the second backward recomputes from the logits
     torch.testing.assert_close(z.grad.double(), ref.grad * 1.5, rtol=1e-5, atol=1e-7)
@@ -470,3 +474,45 @@ def test_no_gradient_is_written_without_a_backward_to_come(monkeypatch):
     z16 = logits.half().requires_grad_()
     SF.cross_entropy(z16, target).backward()  # float16: recomputed in backward (see GRADIENT_IN_FORWARD)
     assert len(written) == 2
+
+
+@triton.jit
+def _locate_probe(out_ptr, tile, tiles_per_image, BLOCK_P: tl.constexpr, INDEX_64: tl.constexpr):
+    """Writes ``_locate``'s pixel offsets ``p`` and image ``n`` for one tile."""
+    n, p = triton_pixelwise._locate(tile + tl.program_id(0) * 0, tiles_per_image, BLOCK_P, INDEX_64)
+    tl.store(out_ptr + tl.arange(0, BLOCK_P), p.to(tl.int64))
+    tl.store(out_ptr + BLOCK_P + tl.arange(0, 1), (n + tl.zeros((1,), tl.int32)).to(tl.int64))
+
+
+def test_64_bit_tile_offsets_do_not_wrap_in_an_image_of_2_to_the_31_pixels():
+    """(N, C) logits of 2**31 + 100 rows are one image of that many pixels: its last tile starts
+    past 2**31, which a 32-bit product wraps to a negative offset (unmasked: memory before the
+    tensors). Probed with the kernels' own ``_locate`` and a meta-device launch (no 8 GB here)."""
+    rows = 2**31 + 100
+    launch = cuda._Launch(torch.empty(rows, 2, device="meta"), torch.empty(rows, dtype=torch.long, device="meta"))
+    assert launch.index_64 and launch.images == 1 and launch.pixels == rows
+    out = torch.empty(launch.block_p + 1, dtype=torch.int64, device=DEVICE)
+    last = launch.tiles - 1
+    _locate_probe[(1,)](out, last, launch.tiles_per_image, BLOCK_P=launch.block_p, INDEX_64=True)
+    expected = last * launch.block_p + torch.arange(launch.block_p)
+    assert out[-1].item() == 0
+    assert torch.equal(out[:-1].cpu(), expected)
+
+
+@pytest.mark.parametrize("in_forward", [True, False])
+@pytest.mark.parametrize("name, kwargs", [CASES[1], CASES[8]])
+def test_bfloat16_gradients_with_an_upstream_other_than_one(monkeypatch, in_forward, name, kwargs):
+    """Written in forward, a bfloat16 gradient is rounded twice when the upstream is not 1 (a
+    weighted sum of losses): still within bfloat16's precision of the float64 gradient."""
+    monkeypatch.setattr(cuda, "GRADIENT_IN_FORWARD", in_forward)
+    logits, target = random_batch(2, 4, (6, 6), scale=3.0, ignore_frac=0.1, dtype=torch.bfloat16, seed=34)
+    z = logits.to(DEVICE).clone().requires_grad_()
+    (0.3 * getattr(SF, name)(z, target.to(DEVICE), **kwargs)).backward()
+    ref = logits.detach().double().requires_grad_()
+    (0.3 * _reference(name)(ref, target, **kwargs)).backward()
+    assert z.grad.dtype == torch.bfloat16
+    nonzero = ref.grad != 0
+    error = ((z.grad.double().cpu() - ref.grad).abs() / ref.grad.abs())[nonzero]
+    # two roundings of at most an ulp (2**-7 relative) each: triton's interpreter truncates to
+    # bfloat16 where a GPU rounds to nearest (half an ulp)
+    assert error.max() < 2 * 2.0**-7 and torch.equal(z.grad[~nonzero.to(DEVICE)].cpu(), ref.grad[~nonzero].bfloat16())

@@ -13,7 +13,7 @@ logits keep the eager path (:mod:`segloss.kernels.cpu`, device-agnostic). Per ca
   labels alone, and backward only multiplies by the upstream, on the device, skipped when it is
   1), or recomputed by a backward kernel that reads the logits again and writes ``dL/dz`` once,
   times the upstream (nothing of the logits' size kept in between). Extra memory is the gradient
-  itself either way.
+  itself either way (written in forward, it lives from forward to backward).
 
 Under ``TRITON_INTERPRET=1`` the same kernels run on CPU tensors (slowly): that is how the tests
 check them without a GPU (:func:`run_on_cpu_for_tests`).
@@ -42,7 +42,9 @@ KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 # read once; backward only scales it, and not at all for a plain loss.backward()); False: recompute
 # it in backward from a second read of the logits. float16 always recomputes: an unscaled "mean"
 # gradient of a large batch (~1e-7 a logit) is below float16's normal range, and AMP's loss scale
-# only arrives in backward. benchmarks/bench_gpu.py --sweep times both.
+# only arrives in backward. The price: a loss computed with grad mode on but never backpropagated
+# still writes its gradient (kept with the loss tensor), and bfloat16 with an upstream other than
+# 1 is rounded twice. benchmarks/bench_gpu.py --sweep times both ways.
 GRADIENT_IN_FORWARD = True
 
 
@@ -71,7 +73,8 @@ def _blocks(num_classes: int) -> tuple[int, int]:
     sm_90 without a GPU (``benchmarks/kernel_resources.py``, C = 2 to 1024, float32 and bfloat16):
     4096-logit tiles spilled registers in some variants with 4 warps (Dual Focal, C = 2 with
     2048-pixel tiles, channels_last) and in one with 8; 2048 with 8 warps spills in none
-    (``tests/test_triton_compile.py``) and takes at most 156 registers a thread. Their speed is
+    (``tests/test_triton_compile.py``); Dual Focal writing its gradient takes the most registers,
+    236 a thread (one 8-warp block per SM), the focal family at most 126. Their speed is
     not measured yet: ``benchmarks/bench_gpu.py --sweep`` times the alternatives on a GPU.
     """
     block_c = max(2, 1 << (num_classes - 1).bit_length())
@@ -295,6 +298,8 @@ def _forward_gradient(launch: _Launch, logits: torch.Tensor, wants_grad: bool, r
             and launch.total):
         return None, None, None
     grad, grad_view = gradient_buffer(logits)
+    if reduction == "sum":
+        return grad, launch.grad_view(grad_view), torch.ones(1, dtype=torch.float32, device=logits.device)
     part_den = torch.empty(launch.programs, dtype=torch.float32, device=logits.device)
     images, pixels, c, _, _, _, y_n, y_p, tiles_per_image = launch.common()
     _tk.denominator_kernel[(launch.programs,)](

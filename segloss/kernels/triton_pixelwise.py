@@ -49,11 +49,10 @@ def _log1m(x):
 def _locate(tile, tiles_per_image, BLOCK_P: tl.constexpr, INDEX_64: tl.constexpr):
     """Image ``n`` and pixel offsets ``p`` ``(BLOCK_P,)`` of a tile, tiles numbered image by image
     (a tile never spans two images: no per-pixel division); 64-bit with ``INDEX_64``."""
+    if INDEX_64:  # widen first: (tile - n T) * BLOCK_P passes 2**31 in an image of 2**31 pixels
+        tile = tile.to(tl.int64)
     n = tile // tiles_per_image
     p = (tile - n * tiles_per_image) * BLOCK_P + tl.arange(0, BLOCK_P)
-    if INDEX_64:
-        n = n.to(tl.int64)
-        p = p.to(tl.int64)
     return n, p
 
 
@@ -441,9 +440,10 @@ def region_sums_kernel(z_ptr, y_ptr, part_ptr, flags_ptr, N, P, C, s_n, s_c, s_p
     acc_bad = tl.zeros((1,), tl.int32)
     acc_nonfinite = tl.zeros((1,), tl.int32)
     for step in range(0, NUM_STEPS):
-        p = (first + step * programs) * BLOCK_P + tl.arange(0, BLOCK_P)
-        if INDEX_64:
-            p = p.to(tl.int64)
+        if INDEX_64:  # widen before the product (see _locate)
+            p = (first + step * programs).to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P)
+        else:
+            p = (first + step * programs) * BLOCK_P + tl.arange(0, BLOCK_P)
         in_range, valid, bad, cls, cls_ok, z, y, is_t = _tile(
             z_ptr, y_ptr, n, p, N, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index, BLOCK_C, BLOCK_P, INDEX_64)
         m = tl.max(z, axis=0)
