@@ -123,7 +123,8 @@ def survey(configs=((19, "float32"),), arch: int = 90, losses=None, index_64: bo
 
     Returns one row per compiled variant: ``loss`` (the first loss that built it), ``classes``,
     ``dtype``, ``kernel`` and :func:`resources`. ``losses`` keeps only names containing one of
-    its strings. Forward with ``reduction="mean"``; CE and Dual Focal also with ``"none"``, CE and
+    its strings. Forward with ``reduction="mean"``; CE and Dual Focal (fixed and learnable parameters)
+    also with ``"none"``, CE and
     soft Dice also on channels_last logits (another stride specialisation); each call with the
     gradient written in forward and recomputed in backward (``cuda.GRADIENT_IN_FORWARD``).
     """
@@ -144,6 +145,8 @@ def survey(configs=((19, "float32"),), arch: int = 90, losses=None, index_64: bo
             table["segloss cross_entropy (none)"] = lambda z, y: SF.cross_entropy(z, y, reduction="none").sum()
             table["segloss dual_focal_loss (none)"] = lambda z, y: SF.dual_focal_loss(
                 z, y, reduction="none").sum()
+            table["segloss dual_focal_loss (learnable, none)"] = lambda z, y: SF.dual_focal_loss(
+                z, y, gamma=torch.tensor(2.0, requires_grad=True), reduction="none").sum()
             layouts = {"segloss cross_entropy (channels_last)": "channels_last",
                        "segloss soft Dice (channels_last)": "channels_last"}
             table["segloss cross_entropy (channels_last)"] = table["segloss cross_entropy"]

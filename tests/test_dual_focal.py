@@ -110,3 +110,20 @@ def test_dfl_rejects_bad_parameters(name, value, message):
     logits, target = random_batch(1, 3, (2,))
     with pytest.raises(ValueError, match=message):
         SF.dual_focal_loss(logits, target, **{name: value})
+
+
+def test_a_tensor_rho_of_exactly_one_has_a_finite_gradient():
+    """d DFL / d rho = -beta sum_{c != t} 1 / (rho - p_c): finite at rho = 1 (was NaN from log(rho - 1))."""
+    from segloss.losses import reference
+
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 4, 3, 3, generator=g, dtype=torch.float64) * 3
+    target = torch.randint(0, 4, (2, 3, 3), generator=g)
+    grads = []
+    for rho in (1.0, 1.0 + 1e-9):
+        r = torch.tensor(rho, dtype=torch.float64, requires_grad=True)
+        value = reference.dual_focal_loss(logits, target, rho=r)
+        value.backward()
+        grads.append((value.detach(), r.grad))
+    assert torch.isfinite(grads[0][1])
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-8)  # the limit from above

@@ -221,6 +221,35 @@ def test_one_synchronisation_per_call_on_cuda(name, kwargs):
     assert len(syncs) <= 1, [str(w.message) for w in syncs]
 
 
+def _count_syncs(call) -> list:
+    import warnings
+
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    return [str(w.message) for w in caught if "synchroniz" in str(w.message)]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_learnable_dual_focal_takes_one_synchronisation_on_cuda(reduction):
+    import segloss
+
+    logits, target = random_batch(2, 19, (64, 64), seed=11)
+    z, y = logits.cuda().requires_grad_(), target.cuda()
+    module = segloss.DualFocalLoss(learnable=("alpha", "beta", "gamma", "rho"), reduction=reduction).cuda()
+
+    def step():
+        module(z, y).sum().backward()
+    step()  # warm-up: compilation may synchronise
+    assert len(_count_syncs(step)) <= 1
+
+
 REGION_CASES = [
     ("dice", {}), ("dice", {"smooth": 0.0, "per_image": "image"}), ("jaccard", {"per_image": "image"}),
     ("tversky", {"alpha": 0.3, "beta": 0.7}), ("focal_tversky", {"gamma": 0.75, "per_image": "image"}),
@@ -516,3 +545,74 @@ def test_bfloat16_gradients_with_an_upstream_other_than_one(monkeypatch, in_forw
     # two roundings of at most an ulp (2**-7 relative) each: triton's interpreter truncates to
     # bfloat16 where a GPU rounds to nearest (half an ulp)
     assert error.max() < 2 * 2.0**-7 and torch.equal(z.grad[~nonzero.to(DEVICE)].cpu(), ref.grad[~nonzero].bfloat16())
+
+
+def _no_autograd_reference(monkeypatch):
+    """Fail if the losses fall back to the plain-autograd reference or read a tensor parameter on the host."""
+    from segloss.losses import functional
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the autograd reference was used")
+
+    def check_number(value, *args, **kwargs):
+        assert not isinstance(value, torch.Tensor), "a tensor parameter was read on the host"
+        return original_check(value, *args, **kwargs)
+
+    original_check = functional.check_number
+    monkeypatch.setattr(functional.reference, "dual_focal_loss", refuse)
+    monkeypatch.setattr(functional, "check_number", check_number)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("in_forward", [True, False])
+@pytest.mark.parametrize("rho", [1.0, 1.4])
+def test_learnable_dual_focal_parameters_take_the_kernels(monkeypatch, reduction, weighted, in_forward, rho):
+    """Tensor parameters stay on the device; their gradients (sums of each pixel's derivatives,
+    formed by the kernels) equal autograd's through the float64 reference."""
+    monkeypatch.setattr(cuda, "GRADIENT_IN_FORWARD", in_forward)
+    logits, target = random_batch(2, 4, (5, 6), scale=3.0, ignore_frac=0.2, seed=35)
+    weight = [0.5, 2.0, 1.0, 3.0] if weighted else None
+    values = {"alpha": 0.7, "beta": 1.3, "gamma": 1.5, "rho": rho}
+    upstream = torch.rand(target.shape, dtype=torch.float64) if reduction == "none" else torch.tensor(0.75)
+    # the reference's rho = 1 branch (log1m) has no rho-derivative (NaN): take it a hair above 1
+    ref_params = {k: torch.tensor(v + (1e-9 if k == "rho" and v == 1 else 0.0), dtype=torch.float64,
+                                  requires_grad=True) for k, v in values.items()}
+    ref_z = logits.double().requires_grad_()
+    ref_value = reference.dual_focal_loss(ref_z, target, weight=weight, reduction=reduction, **ref_params)
+    (ref_value * upstream).sum().backward()
+
+    _no_autograd_reference(monkeypatch)
+    params = {k: torch.tensor(v, device=DEVICE, requires_grad=True) for k, v in values.items()}
+    z = logits.to(DEVICE).requires_grad_()
+    value = SF.dual_focal_loss(z, target.to(DEVICE), weight=weight, reduction=reduction, **params)
+    (value * upstream.to(DEVICE, torch.float32)).sum().backward()
+    torch.testing.assert_close(value.double().cpu(), ref_value.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(z.grad.double().cpu(), ref_z.grad, rtol=1e-5, atol=1e-6)
+    for name in values:
+        torch.testing.assert_close(params[name].grad.double().cpu(), ref_params[name].grad, rtol=1e-4, atol=1e-6,
+                                   msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_dual_focal_loss_module_learns_its_parameters_on_the_kernels(monkeypatch):
+    import segloss
+
+    logits, target = random_batch(2, 4, (5, 6), scale=3.0, ignore_frac=0.1, seed=36)
+    learnable = ("alpha", "beta", "gamma", "rho")
+    reference_module = segloss.DualFocalLoss(alpha=0.5, gamma=2.0, rho=1.5, learnable=learnable)
+    reference_module(logits.double(), target).backward()  # float64: the autograd reference
+    _no_autograd_reference(monkeypatch)
+    module = segloss.DualFocalLoss(alpha=0.5, gamma=2.0, rho=1.5, learnable=learnable).to(DEVICE)
+    z = logits.to(DEVICE).requires_grad_()
+    module(z, target.to(DEVICE)).backward()
+    for (name, got), (_, want) in zip(module.named_parameters(), reference_module.named_parameters()):
+        torch.testing.assert_close(got.grad.cpu(), want.grad, rtol=1e-4, atol=1e-6, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_tensor_parameters_out_of_range_are_refused_from_the_device_check():
+    logits, target = random_batch(1, 4, (3, 3), seed=37)
+    for name, bad in (("gamma", -1.0), ("rho", 0.5), ("alpha", float("nan"))):
+        with pytest.raises(ValueError, match=rf"{name} must be finite and within \[.*\], got {bad}"):
+            SF.dual_focal_loss(logits.to(DEVICE), target.to(DEVICE), **{name: torch.tensor(bad, device=DEVICE)})
+    with pytest.raises(TypeError, match="gamma must be a number or a 0-dim tensor"):
+        SF.dual_focal_loss(logits.to(DEVICE), target.to(DEVICE), gamma=torch.ones(2, device=DEVICE))

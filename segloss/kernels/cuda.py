@@ -159,9 +159,23 @@ class _Launch:
         return part_loss, part_den, part_count, flags, loss_map
 
 
-def _raise_bad_input(flags: torch.Tensor, logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> None:
-    """The one synchronisation of a call: read the flags, raise ``ValueError`` on bad input."""
-    bad_labels, non_finite = flags.sum(dim=0).tolist()
+PARAM_NAMES = ("alpha", "beta", "gamma", "rho")
+
+
+def _raise_bad_input(flags: torch.Tensor, logits: torch.Tensor, target: torch.Tensor, ignore_index: int,
+                     params: torch.Tensor | None = None, bounds=None) -> None:
+    """The one synchronisation of a call: read the flags (and whether the device parameters
+    ``params`` ``(4,)`` lie within ``bounds``), raise ``ValueError`` on bad input."""
+    checks = flags.sum(dim=0)
+    if params is not None and bounds is not None:
+        inside = [(params[i] >= low) & (params[i] <= high) for i, (low, high) in enumerate(bounds)]  # NaN: False
+        checks = torch.cat([checks, (~torch.stack(inside)).to(checks.dtype)])  # no host-to-device copy
+    checks = checks.tolist() if flags.numel() or params is not None else [0, 0]
+    bad_labels, non_finite = checks[:2]
+    for name, value, (low, high), bad in zip(PARAM_NAMES, params.tolist() if any(checks[2:]) else (),
+                                            bounds or (), checks[2:]):
+        if bad:
+            raise ValueError(f"{name} must be finite and within [{low}, {high}], got {value}")
     if bad_labels:
         num_classes = logits.shape[1]
         bad = (target != ignore_index) & ((target < 0) | (target >= num_classes))
@@ -334,61 +348,92 @@ class DualFocalTriton(torch.autograd.Function):
 
     Args (of ``apply``): logits ``(N, C, *S)``; target ``(N, *S)``; ``ignore_index``; ``weight``
     ``(C,)`` float32 or None; ``params`` ``(alpha, beta, gamma, rho)`` floats; ``reduction``;
-    ``wants_grad`` (see :class:`FocalFamilyTriton`: the gradient is written in forward likewise).
+    ``wants_grad``: grad mode was on at the call (then the logits' gradient is written in forward
+    as in :class:`FocalFamilyTriton` if they require it, and the parameters' sums are formed);
+    ``param_vec``: None, or the parameters as a device vector ``(4,)`` (learnable ones: the
+    kernels read them on the device, never the host, and backward returns their gradient from
+    per-program sums of each pixel's derivatives); then ``param_bounds`` ``((low, high),) * 4``
+    are checked on the device and read back with the call's one synchronisation.
     """
 
     @staticmethod
-    def forward(ctx, logits, target, ignore_index, weight, params, reduction, wants_grad=False):
+    def forward(ctx, logits, target, ignore_index, weight, params, reduction, wants_grad=False, param_vec=None,
+                param_bounds=None):
         launch = _Launch(logits, target)
         device = logits.device
         write_map = reduction == "none"
         part_loss, part_den, _, flags, loss_map = launch.buffers(device, False, write_map)
-        alpha, beta, gamma, rho = (float(v) for v in params)
+        from_ptr = param_vec is not None
+        alpha, beta, gamma, rho = (0.0, 0.0, 0.0, 2.0) if from_ptr else (float(v) for v in params)
         log_rho_minus_1 = math.log(rho - 1.0) if rho > 1 else 0.0
+        rho_one = rho == 1 and not from_ptr
+        param_sums = from_ptr and param_vec.requires_grad and wants_grad
         weight = weight.float().contiguous() if weight is not None else None
-        grad, grad_view, gscale = _forward_gradient(launch, logits, wants_grad, reduction, weight, ignore_index)
+        grad, grad_view, gscale = _forward_gradient(launch, logits, wants_grad and logits.requires_grad, reduction,
+                                                    weight, ignore_index)
         in_forward = grad is not None
+        vec = param_vec.detach().float().contiguous() if from_ptr else None
+        part_param = torch.zeros(launch.programs, 4, dtype=torch.float32, device=device)
         if launch.total:
             placeholder = part_loss
             _tk.dual_focal_forward_kernel[(launch.programs,)](
                 launch.flat, launch.labels, weight if weight is not None else placeholder, loss_map, part_loss,
                 part_den, flags, grad_view if in_forward else placeholder, gscale if in_forward else placeholder,
+                vec if from_ptr else placeholder, part_param,
                 *launch.common(), *(_strides(grad_view) if in_forward else (0, 0, 0)), ignore_index,
                 launch.programs, alpha, beta, gamma, rho, log_rho_minus_1,
                 BLOCK_C=launch.block_c, BLOCK_P=launch.block_p,
                 INDEX_64=launch.index_64_with(grad_view) if in_forward else launch.index_64,
                 NUM_STEPS=launch.steps, num_warps=launch.num_warps, HAS_WEIGHT=weight is not None,
-                WRITE_MAP=write_map, RHO_ONE=rho == 1, WRITE_GRAD=in_forward)
-            _raise_bad_input(flags, logits, target, ignore_index)
+                WRITE_MAP=write_map, RHO_ONE=rho_one, WRITE_GRAD=in_forward, PARAMS_FROM_PTR=from_ptr,
+                PARAM_GRADS=param_sums and not write_map)
+        _raise_bad_input(flags, logits, target, ignore_index, vec, param_bounds)
         factor = _mean_factor(reduction, part_den)
         value = loss_map.view(target.shape) if write_map else part_loss.sum() * factor
-        ctx.save_for_backward(logits, target, weight, factor)
+        ctx.save_for_backward(logits, target, weight, factor, vec)
         ctx.forward_grad = grad  # used (and dropped) by the first backward
+        ctx.param_sums = part_param.sum(dim=0) if param_sums and not write_map else None
         ctx.ignore_index, ctx.params, ctx.reduction = ignore_index, (alpha, beta, gamma, rho), reduction
+        ctx.rho_one = rho_one
         return value
 
     @staticmethod
     def backward(ctx, grad_out):
         refuse_double_backward()
-        logits, target, weight, factor = ctx.saved_tensors
-        if not ctx.needs_input_grad[0]:
-            return (None,) * 7
-        grad = _take_forward_gradient(ctx, grad_out)
-        if grad is not None:
-            return grad, None, None, None, None, None, None
+        logits, target, weight, factor, vec = ctx.saved_tensors
+        inputs = len(ctx.needs_input_grad)  # 7 without param_vec and param_bounds
+        wants_logits, wants_params = ctx.needs_input_grad[0], inputs > 7 and ctx.needs_input_grad[7]
+        grad = _take_forward_gradient(ctx, grad_out) if wants_logits else None
+        grad_params = None
+        if wants_params and ctx.reduction != "none":  # the sums from forward, times upstream and mean factor
+            grad_params = grad_out.to(torch.float32) * factor * ctx.param_sums
+        if (wants_logits and grad is None) or (wants_params and ctx.reduction == "none"):
+            grad, grad_params_map = DualFocalTriton._recompute(ctx, grad_out, logits, target, weight, factor, vec,
+                                                               param_sums=wants_params and ctx.reduction == "none")
+            grad_params = grad_params if grad_params_map is None else grad_params_map
+        return ((grad if wants_logits else None), None, None, None, None, None, None, grad_params, None)[:inputs]
+
+    @staticmethod
+    def _recompute(ctx, grad_out, logits, target, weight, factor, vec, param_sums: bool):
+        """``(dL/dz, dL/dparams or None)`` from a second read of the logits."""
         launch = _Launch(logits, target)
         grad, grad_view = gradient_buffer(logits)
         grad_view = launch.grad_view(grad_view)
         alpha, beta, gamma, rho = ctx.params
+        part_param = torch.zeros(max(launch.tiles, 1), 4, dtype=torch.float32, device=logits.device)
         if launch.total:
             up = _upstream(grad_out, ctx.reduction, factor)
             _tk.dual_focal_backward_kernel[(launch.tiles,)](
-                launch.flat, launch.labels, weight if weight is not None else up, up, grad_view, *launch.common(),
+                launch.flat, launch.labels, weight if weight is not None else up, up, grad_view,
+                vec if vec is not None else up, part_param, *launch.common(),
                 *_strides(grad_view), ctx.ignore_index, alpha, beta, gamma, rho,
                 math.log(rho - 1.0) if rho > 1 else 0.0, BLOCK_C=launch.block_c, BLOCK_P=launch.block_p,
                 INDEX_64=launch.index_64_with(grad_view), num_warps=launch.num_warps,
-                HAS_WEIGHT=weight is not None, UP_MAP=ctx.reduction == "none", RHO_ONE=rho == 1)
-        return grad, None, None, None, None, None, None
+                HAS_WEIGHT=weight is not None, UP_MAP=ctx.reduction == "none", RHO_ONE=ctx.rho_one,
+                PARAMS_FROM_PTR=vec is not None, PARAM_GRADS=param_sums)
+        else:
+            grad.zero_()
+        return grad, (part_param.sum(dim=0) if param_sums else None)
 
 
 REGION_PROGRAMS_PER_IMAGE = 64  # forward programs per image (each loops over tiles)

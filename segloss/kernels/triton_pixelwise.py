@@ -288,9 +288,26 @@ def scale_gradient_kernel(g_ptr, up_ptr, numel, BLOCK: tl.constexpr):
 
 
 @triton.jit
+def _dual_focal_params(params_ptr, alpha, beta, gamma, rho, log_rho_minus_1, PARAMS_FROM_PTR: tl.constexpr):
+    """``(alpha, beta, gamma, rho, log(rho - 1))``: the scalars passed, or (learnable parameters,
+    never read by the host) loaded from the device vector ``params`` ``(4,)``."""
+    if PARAMS_FROM_PTR:
+        alpha = tl.load(params_ptr).to(tl.float32)
+        beta = tl.load(params_ptr + 1).to(tl.float32)
+        gamma = tl.load(params_ptr + 2).to(tl.float32)
+        rho = tl.load(params_ptr + 3).to(tl.float32)
+        log_rho_minus_1 = tl.log(rho - 1.0)  # -inf at rho = 1: the general formulas take it
+    return alpha, beta, gamma, rho, log_rho_minus_1
+
+
+@triton.jit
 def _dual_focal_pixel(z, is_t, cls, cls_ok, alpha, beta, gamma, rho, log_rho_minus_1,
-                      RHO_ONE: tl.constexpr, WANT_GRAD: tl.constexpr):
-    """Dual Focal Loss of a tile's pixels and (``WANT_GRAD``) its gradient ``(BLOCK_C, BLOCK_P)``.
+                      RHO_ONE: tl.constexpr, WANT_GRAD: tl.constexpr, PARAM_TERMS: tl.constexpr = False):
+    """Dual Focal Loss of a tile's pixels and (``WANT_GRAD``) its gradient ``(BLOCK_C, BLOCK_P)``;
+    with ``PARAM_TERMS`` also each pixel's derivatives with respect to the four parameters,
+    ``dDFL/dalpha = (1 - p_t)^gamma + sum_{c != t} p_c^gamma``, ``dDFL/dbeta = -sum_{c != t} log(rho - p_c)``,
+    ``dDFL/dgamma = alpha [(1 - p_t)^gamma log(1 - p_t) + sum_{c != t} p_c^gamma log p_c]``,
+    ``dDFL/drho = -beta sum_{c != t} 1 / (rho - p_c)`` (each ``(BLOCK_P,)``).
 
     ``DFL = -log p_t - beta sum_{c != t} log(rho - p_c) + alpha ((1 - p_t)^gamma + sum_{c != t} p_c^gamma)``.
     """
@@ -346,21 +363,37 @@ def _dual_focal_pixel(z, is_t, cls, cls_ok, alpha, beta, gamma, rho, log_rho_min
         g_t = (-tl.exp(log1m_pt) + p_t * k1m1 - beta * not_a * tl.exp(tl.minimum(log_pt + log_ra, 0.0))
                - ag * modulator * p_t)
         grad = tl.where(is_t, g_t[None, :], tl.where(is_a, g_a[None, :], g_rest))
-    return loss, grad, finite
+    d_alpha = modulator + power_sum
+    d_beta = -false_sum
+    d_gamma = d_alpha
+    d_rho = d_alpha
+    if PARAM_TERMS:
+        d_gamma = alpha * (modulator * log1m_pt + tl.sum(tl.where(other, powers * log_p, 0.0), axis=0))
+        d_rho = -beta * tl.sum(tl.where(other, tl.exp(-log_rho_p), 0.0), axis=0)
+    return loss, grad, finite, d_alpha, d_beta, d_gamma, d_rho
 
 
 @triton.jit
 def dual_focal_forward_kernel(z_ptr, y_ptr, weight_ptr, map_ptr, part_loss_ptr, part_den_ptr, flags_ptr,
-                              g_ptr, gscale_ptr,
+                              g_ptr, gscale_ptr, params_ptr, part_param_ptr,
                               N, P, C, s_n, s_c, s_p, y_n, y_p, tiles_per_image, g_n, g_c, g_p, ignore_index, programs,
                               alpha, beta, gamma, rho, log_rho_minus_1,
                               BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, INDEX_64: tl.constexpr, NUM_STEPS: tl.constexpr,
                               HAS_WEIGHT: tl.constexpr, WRITE_MAP: tl.constexpr, RHO_ONE: tl.constexpr,
-                              WRITE_GRAD: tl.constexpr):
+                              WRITE_GRAD: tl.constexpr, PARAMS_FROM_PTR: tl.constexpr, PARAM_GRADS: tl.constexpr):
     """Dual Focal Loss; per program: loss sum, denominator (valid pixels or the sum of their
     weights; ``(G,)`` float32 both), flags. With ``WRITE_GRAD`` the same pass writes ``dL/dz``
-    times class weight and the device scalar ``gscale`` (as the focal family's forward)."""
+    times class weight and the device scalar ``gscale`` (as the focal family's forward). With
+    ``PARAMS_FROM_PTR`` the parameters come from the device vector ``params``; with
+    ``PARAM_GRADS`` ``part_param`` ``(G, 4)`` gets the class-weighted sums of the pixels'
+    derivatives with respect to alpha, beta, gamma and rho (see :func:`_dual_focal_pixel`)."""
     pid = tl.program_id(0)
+    alpha, beta, gamma, rho, log_rho_minus_1 = _dual_focal_params(params_ptr, alpha, beta, gamma, rho,
+                                                                  log_rho_minus_1, PARAMS_FROM_PTR)
+    acc_da = tl.zeros((BLOCK_P,), tl.float32)
+    acc_db = tl.zeros((BLOCK_P,), tl.float32)
+    acc_dg = tl.zeros((BLOCK_P,), tl.float32)
+    acc_dr = tl.zeros((BLOCK_P,), tl.float32)
     if WRITE_GRAD:
         gscale = tl.load(gscale_ptr).to(tl.float32)
     cls = tl.arange(0, BLOCK_C)
@@ -372,8 +405,8 @@ def dual_focal_forward_kernel(z_ptr, y_ptr, weight_ptr, map_ptr, part_loss_ptr, 
         n, p = _locate(pid + step * programs, tiles_per_image, BLOCK_P, INDEX_64)  # n >= N: all masked
         in_range, valid, bad, cls, cls_ok, z, y, is_t = _tile(
             z_ptr, y_ptr, n, p, N, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index, BLOCK_C, BLOCK_P, INDEX_64)
-        loss, grad, finite = _dual_focal_pixel(z, is_t, cls, cls_ok, alpha, beta, gamma, rho, log_rho_minus_1,
-                                               RHO_ONE, WRITE_GRAD)
+        loss, grad, finite, d_alpha, d_beta, d_gamma, d_rho = _dual_focal_pixel(
+            z, is_t, cls, cls_ok, alpha, beta, gamma, rho, log_rho_minus_1, RHO_ONE, WRITE_GRAD, PARAM_GRADS)
         if HAS_WEIGHT:
             w = _weight_of(weight_ptr, y, valid)
             loss = loss * w
@@ -387,6 +420,11 @@ def dual_focal_forward_kernel(z_ptr, y_ptr, weight_ptr, map_ptr, part_loss_ptr, 
         if WRITE_GRAD:
             up = tl.where(valid, gscale * w, 0.0)
             _store_tile(g_ptr, grad * up[None, :], n, p, cls, cls_ok, in_range, g_n, g_c, g_p, INDEX_64)
+        if PARAM_GRADS:
+            acc_da += tl.where(valid, w * d_alpha, 0.0)
+            acc_db += tl.where(valid, w * d_beta, 0.0)
+            acc_dg += tl.where(valid, w * d_gamma, 0.0)
+            acc_dr += tl.where(valid, w * d_rho, 0.0)
         acc_loss += loss
         acc_bad += bad
         acc_nonfinite += tl.sum((in_range & (finite == 0)).to(tl.int32), axis=0)
@@ -394,20 +432,39 @@ def dual_focal_forward_kernel(z_ptr, y_ptr, weight_ptr, map_ptr, part_loss_ptr, 
     tl.store(part_den_ptr + pid + tl.arange(0, 1), tl.sum(acc_den, axis=0) + tl.zeros((1,), tl.float32))
     tl.store(flags_ptr + pid * 2 + tl.arange(0, 1), acc_bad)
     tl.store(flags_ptr + pid * 2 + 1 + tl.arange(0, 1), acc_nonfinite)
+    if PARAM_GRADS:
+        _store_param_sums(part_param_ptr, pid, acc_da, acc_db, acc_dg, acc_dr)
 
 
 @triton.jit
-def dual_focal_backward_kernel(z_ptr, y_ptr, weight_ptr, up_ptr, g_ptr,
+def _store_param_sums(part_param_ptr, row, acc_da, acc_db, acc_dg, acc_dr):
+    """Row ``row`` of ``part_param`` ``(G, 4)``: the four per-lane accumulators, summed."""
+    one = tl.zeros((1,), tl.float32)
+    base = part_param_ptr + row.to(tl.int64) * 4 + tl.arange(0, 1)
+    tl.store(base, tl.sum(acc_da, axis=0) + one)
+    tl.store(base + 1, tl.sum(acc_db, axis=0) + one)
+    tl.store(base + 2, tl.sum(acc_dg, axis=0) + one)
+    tl.store(base + 3, tl.sum(acc_dr, axis=0) + one)
+
+
+@triton.jit
+def dual_focal_backward_kernel(z_ptr, y_ptr, weight_ptr, up_ptr, g_ptr, params_ptr, part_param_ptr,
                                N, P, C, s_n, s_c, s_p, y_n, y_p, tiles_per_image, g_n, g_c, g_p, ignore_index,
                                alpha, beta, gamma, rho, log_rho_minus_1,
                                BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, INDEX_64: tl.constexpr, HAS_WEIGHT: tl.constexpr,
-                               UP_MAP: tl.constexpr, RHO_ONE: tl.constexpr):
-    """Dual Focal Loss's closed-form gradient, scaled by class weight and upstream."""
-    n, p = _locate(tl.program_id(0), tiles_per_image, BLOCK_P, INDEX_64)
+                               UP_MAP: tl.constexpr, RHO_ONE: tl.constexpr, PARAMS_FROM_PTR: tl.constexpr,
+                               PARAM_GRADS: tl.constexpr):
+    """Dual Focal Loss's closed-form gradient, scaled by class weight and upstream; with
+    ``PARAM_GRADS`` (``reduction="none"``: the upstream is a map) also each tile's
+    upstream-weighted sums of the parameter derivatives, row ``tile`` of ``part_param``."""
+    tile = tl.program_id(0)
+    alpha, beta, gamma, rho, log_rho_minus_1 = _dual_focal_params(params_ptr, alpha, beta, gamma, rho,
+                                                                  log_rho_minus_1, PARAMS_FROM_PTR)
+    n, p = _locate(tile, tiles_per_image, BLOCK_P, INDEX_64)
     in_range, valid, bad, cls, cls_ok, z, y, is_t = _tile(
         z_ptr, y_ptr, n, p, N, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index, BLOCK_C, BLOCK_P, INDEX_64)
-    loss, grad, finite = _dual_focal_pixel(z, is_t, cls, cls_ok, alpha, beta, gamma, rho, log_rho_minus_1,
-                                           RHO_ONE, True)
+    loss, grad, finite, d_alpha, d_beta, d_gamma, d_rho = _dual_focal_pixel(
+        z, is_t, cls, cls_ok, alpha, beta, gamma, rho, log_rho_minus_1, RHO_ONE, True, PARAM_GRADS)
     if UP_MAP:
         w = tl.load(up_ptr + n * P + p, mask=valid, other=0.0).to(tl.float32)
     else:
@@ -417,6 +474,9 @@ def dual_focal_backward_kernel(z_ptr, y_ptr, weight_ptr, up_ptr, g_ptr,
     w = tl.where(valid, w, 0.0)
     grad = grad * w[None, :]
     _store_tile(g_ptr, grad, n, p, cls, cls_ok, in_range, g_n, g_c, g_p, INDEX_64)
+    if PARAM_GRADS:
+        _store_param_sums(part_param_ptr, tile, tl.where(valid, w * d_alpha, 0.0), tl.where(valid, w * d_beta, 0.0),
+                          tl.where(valid, w * d_gamma, 0.0), tl.where(valid, w * d_rho, 0.0))
 
 
 @triton.jit

@@ -311,10 +311,12 @@ def dual_focal_loss(
         TypeError, ValueError: as in :func:`cross_entropy`; also ``rho < 1`` or a negative or
             non-finite alpha, beta or gamma.
     """
-    for name, value in (("alpha", alpha), ("beta", beta)):
-        check_number(value, name, low=0.0, high=MAX_SCALE)
-    check_number(gamma, "gamma", low=0.0, high=MAX_EXPONENT)
-    check_number(rho, "rho", low=1.0, high=MAX_SCALE)
+    bounds = ((0.0, MAX_SCALE), (0.0, MAX_SCALE), (0.0, MAX_EXPONENT), (1.0, MAX_SCALE))
+    values = (alpha, beta, gamma, rho)
+    if any(isinstance(v, torch.Tensor) for v in values) and cuda.handles(logits) and not _needs_autograd(weight):
+        return _dual_focal_device_params(logits, target, values, bounds, weight, ignore_index, reduction)
+    for name, value, (low, high) in zip(("alpha", "beta", "gamma", "rho"), values, bounds):
+        check_number(value, name, low=low, high=high)
     if _needs_autograd(alpha, beta, gamma, rho, weight):
         return reference.dual_focal_loss(logits, target, alpha=alpha, beta=beta, gamma=gamma, rho=rho,
                                          weight=weight, ignore_index=ignore_index, reduction=reduction)
@@ -325,12 +327,31 @@ def dual_focal_loss(
     w = class_vector(weight, logits.shape[1], "weight", like)
     params = (float(alpha), float(beta), float(gamma), float(rho))
     if on_gpu:
-        return cuda.DualFocalTriton.apply(logits, target, ignore_index, w, params, reduction,
-                                          torch.is_grad_enabled() and logits.requires_grad)
+        return cuda.DualFocalTriton.apply(logits, target, ignore_index, w, params, reduction, torch.is_grad_enabled())
     shape = target.shape
     logits, target = _fold_small_images(logits, target)
     value, _ = DualFocalFused.apply(logits, target, ignore_index, w, params, reduction)
     return value.reshape(shape) if reduction == "none" else value
+
+
+def _dual_focal_device_params(logits, target, values, bounds, weight, ignore_index, reduction):
+    """Dual Focal Loss on the CUDA kernels with parameters given as tensors (e.g. learnable):
+    they stay on the device (a vector ``(4,)``, range-checked there with the call's one
+    synchronisation) and get their gradient from the kernels' per-pixel derivatives."""
+    for name, value, (low, high) in zip(("alpha", "beta", "gamma", "rho"), values, bounds):
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                raise TypeError(f"{name} must be a number or a 0-dim tensor, got shape {tuple(value.shape)}")
+        else:
+            check_number(value, name, low=low, high=high)
+    check_reduction(reduction)
+    check_logits_target(logits, target, ignore_index, check_finite=False, check_labels=False)
+    w = class_vector(weight, logits.shape[1], "weight", _float_like(logits))
+    param_vec = torch.stack([
+        v.to(device=logits.device, dtype=torch.float32).reshape(()) if isinstance(v, torch.Tensor)
+        else torch.full((), float(v), dtype=torch.float32, device=logits.device) for v in values])
+    return cuda.DualFocalTriton.apply(logits, target, ignore_index, w, None, reduction, torch.is_grad_enabled(),
+                                      param_vec, bounds)
 
 
 def _all_reduce_counts(counts: torch.Tensor) -> torch.Tensor:
