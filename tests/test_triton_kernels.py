@@ -616,3 +616,17 @@ def test_tensor_parameters_out_of_range_are_refused_from_the_device_check():
             SF.dual_focal_loss(logits.to(DEVICE), target.to(DEVICE), **{name: torch.tensor(bad, device=DEVICE)})
     with pytest.raises(TypeError, match="gamma must be a number or a 0-dim tensor"):
         SF.dual_focal_loss(logits.to(DEVICE), target.to(DEVICE), gamma=torch.ones(2, device=DEVICE))
+
+
+@pytest.mark.gpu
+def test_recall_loss_with_momentum_takes_one_synchronisation_on_cuda():
+    import segloss
+
+    logits, target = random_batch(2, 19, (64, 64), seed=11)
+    z, y = logits.cuda().requires_grad_(), target.cuda()
+    module = segloss.RecallLoss(momentum=0.9, num_classes=19).cuda()
+
+    def step():
+        module(z, y).backward()
+    step()
+    assert len(_count_syncs(step)) <= 1
