@@ -575,9 +575,7 @@ def test_learnable_dual_focal_parameters_take_the_kernels(monkeypatch, reduction
     weight = [0.5, 2.0, 1.0, 3.0] if weighted else None
     values = {"alpha": 0.7, "beta": 1.3, "gamma": 1.5, "rho": rho}
     upstream = torch.rand(target.shape, dtype=torch.float64) if reduction == "none" else torch.tensor(0.75)
-    # the reference's rho = 1 branch (log1m) has no rho-derivative (NaN): take it a hair above 1
-    ref_params = {k: torch.tensor(v + (1e-9 if k == "rho" and v == 1 else 0.0), dtype=torch.float64,
-                                  requires_grad=True) for k, v in values.items()}
+    ref_params = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in values.items()}
     ref_z = logits.double().requires_grad_()
     ref_value = reference.dual_focal_loss(ref_z, target, weight=weight, reduction=reduction, **ref_params)
     (ref_value * upstream).sum().backward()
@@ -630,3 +628,57 @@ def test_recall_loss_with_momentum_takes_one_synchronisation_on_cuda():
         module(z, y).backward()
     step()
     assert len(_count_syncs(step)) <= 1
+
+
+@pytest.mark.parametrize("beta", [1.0, 0.0])
+def test_learnable_rho_at_one_with_saturated_wrong_pixels_stays_finite(monkeypatch, beta):
+    """At rho = 1, 1 / (rho - p_a) for a wrong argmax with margin m is e^m: past float32's range.
+    Kernels and reference both cap it at e^60; beta = 0 gives exactly 0."""
+    g = torch.Generator().manual_seed(38)
+    winner = torch.randint(0, 4, (2, 12), generator=g)
+    for margin in (60.0, 95.0, 200.0):
+        logits = torch.nn.functional.one_hot(winner, 4).movedim(-1, 1).float() * margin - margin / 2
+        logits += torch.randn(logits.shape, generator=g)
+        target = (winner + 1) % 4  # every pixel wrong, saturated
+        ref_rho = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+        reference.dual_focal_loss(logits.double(), target, rho=ref_rho, beta=beta).backward()
+        rho = torch.tensor(1.0, device=DEVICE, requires_grad=True)
+        SF.dual_focal_loss(logits.to(DEVICE), target.to(DEVICE), rho=rho, beta=beta).backward()
+        assert torch.isfinite(rho.grad) and torch.isfinite(ref_rho.grad)
+        if beta == 0.0:
+            assert rho.grad.item() == 0.0 and ref_rho.grad.item() == 0.0
+        else:
+            torch.testing.assert_close(rho.grad.double().cpu(), ref_rho.grad, rtol=1e-4, atol=0.0)
+
+
+def test_an_empty_batch_of_dual_focal_gives_zero_whatever_memory_held():
+    for _ in range(20):  # freed int32 blocks with nonzero contents: the flags must not be read from them
+        torch.full((64, 2), 7, dtype=torch.int32, device=DEVICE)
+        for gamma in (2.0, torch.tensor(2.0, device=DEVICE)):
+            z = torch.zeros(0, 4, 5, 6, device=DEVICE, requires_grad=True)
+            value = SF.dual_focal_loss(z, torch.zeros(0, 5, 6, dtype=torch.long, device=DEVICE), gamma=gamma)
+            value.backward()
+            assert value.item() == 0.0 and z.grad.shape == z.shape
+
+
+def test_float64_parameters_are_range_checked_in_float64():
+    logits, target = random_batch(1, 4, (3, 3), seed=39)
+    with pytest.raises(ValueError, match="rho must be finite and within"):
+        SF.dual_focal_loss(logits.to(DEVICE), target.to(DEVICE),
+                           rho=torch.tensor(1 - 1e-8, dtype=torch.float64, device=DEVICE))
+
+
+def test_only_the_parameters_wanting_a_gradient_make_no_logits_sized_buffer(monkeypatch):
+    made = []
+    original = cuda.gradient_buffer
+    monkeypatch.setattr(cuda, "gradient_buffer", lambda z: made.append(z.shape) or original(z))
+    logits, target = random_batch(2, 4, (5, 6), scale=3.0, ignore_frac=0.2, seed=40)
+    gamma = torch.tensor(1.5, device=DEVICE, requires_grad=True)
+    upstream = torch.rand(target.shape)
+    (SF.dual_focal_loss(logits.to(DEVICE), target.to(DEVICE), gamma=gamma, reduction="none")
+     * upstream.to(DEVICE)).sum().backward()
+    assert made == []
+    ref_gamma = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
+    (reference.dual_focal_loss(logits.double(), target, gamma=ref_gamma, reduction="none")
+     * upstream.double()).sum().backward()
+    torch.testing.assert_close(gamma.grad.double().cpu(), ref_gamma.grad, rtol=1e-5, atol=1e-7)

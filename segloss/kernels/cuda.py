@@ -154,7 +154,7 @@ class _Launch:
         part_loss = new((g, c) if per_class else (g,), dtype=torch.float32, device=device)
         part_den = new(g, dtype=torch.float32, device=device)
         part_count = new((g, 2, c) if per_class else (1,), dtype=torch.int32, device=device)
-        flags = torch.empty(g, 2, dtype=torch.int32, device=device)
+        flags = new(g, 2, dtype=torch.int32, device=device)
         loss_map = torch.empty(self.total if write_map else 1, dtype=torch.float32, device=device)
         return part_loss, part_den, part_count, flags, loss_map
 
@@ -372,8 +372,9 @@ class DualFocalTriton(torch.autograd.Function):
         grad, grad_view, gscale = _forward_gradient(launch, logits, wants_grad and logits.requires_grad, reduction,
                                                     weight, ignore_index)
         in_forward = grad is not None
-        vec = param_vec.detach().float().contiguous() if from_ptr else None
-        part_param = torch.zeros(launch.programs, 4, dtype=torch.float32, device=device)
+        vec = param_vec.detach().contiguous() if from_ptr else None  # float32, or float64: read as float32
+        sums_here = param_sums and not write_map
+        part_param = torch.zeros(launch.programs if sums_here else 1, 4, dtype=torch.float32, device=device)
         if launch.total:
             placeholder = part_loss
             _tk.dual_focal_forward_kernel[(launch.programs,)](
@@ -386,13 +387,14 @@ class DualFocalTriton(torch.autograd.Function):
                 INDEX_64=launch.index_64_with(grad_view) if in_forward else launch.index_64,
                 NUM_STEPS=launch.steps, num_warps=launch.num_warps, HAS_WEIGHT=weight is not None,
                 WRITE_MAP=write_map, RHO_ONE=rho_one, WRITE_GRAD=in_forward, PARAMS_FROM_PTR=from_ptr,
-                PARAM_GRADS=param_sums and not write_map)
-        _raise_bad_input(flags, logits, target, ignore_index, vec, param_bounds)
+                PARAM_GRADS=sums_here)
+        if launch.total or from_ptr:  # an empty batch has nothing to check but device parameters
+            _raise_bad_input(flags, logits, target, ignore_index, vec, param_bounds)
         factor = _mean_factor(reduction, part_den)
         value = loss_map.view(target.shape) if write_map else part_loss.sum() * factor
         ctx.save_for_backward(logits, target, weight, factor, vec)
         ctx.forward_grad = grad  # used (and dropped) by the first backward
-        ctx.param_sums = part_param.sum(dim=0) if param_sums and not write_map else None
+        ctx.param_sums = part_param.sum(dim=0) if sums_here else None
         ctx.ignore_index, ctx.params, ctx.reduction = ignore_index, (alpha, beta, gamma, rho), reduction
         ctx.rho_one = rho_one
         return value
@@ -409,29 +411,36 @@ class DualFocalTriton(torch.autograd.Function):
             grad_params = grad_out.to(torch.float32) * factor * ctx.param_sums
         if (wants_logits and grad is None) or (wants_params and ctx.reduction == "none"):
             grad, grad_params_map = DualFocalTriton._recompute(ctx, grad_out, logits, target, weight, factor, vec,
-                                                               param_sums=wants_params and ctx.reduction == "none")
+                                                               wants_params and ctx.reduction == "none",
+                                                               wants_logits and grad is None)
             grad_params = grad_params if grad_params_map is None else grad_params_map
+        if grad_params is not None:
+            grad_params = grad_params.to(vec.dtype)
         return ((grad if wants_logits else None), None, None, None, None, None, None, grad_params, None)[:inputs]
 
     @staticmethod
-    def _recompute(ctx, grad_out, logits, target, weight, factor, vec, param_sums: bool):
-        """``(dL/dz, dL/dparams or None)`` from a second read of the logits."""
+    def _recompute(ctx, grad_out, logits, target, weight, factor, vec, param_sums: bool, store_grad: bool):
+        """``(dL/dz or None, dL/dparams or None)`` from a second read of the logits; without
+        ``store_grad`` (only the parameters want a gradient) no gradient of the logits' size is made."""
         launch = _Launch(logits, target)
-        grad, grad_view = gradient_buffer(logits)
-        grad_view = launch.grad_view(grad_view)
+        grad = grad_view = None
+        if store_grad:
+            grad, grad_view = gradient_buffer(logits)
+            grad_view = launch.grad_view(grad_view)
         alpha, beta, gamma, rho = ctx.params
-        part_param = torch.zeros(max(launch.tiles, 1), 4, dtype=torch.float32, device=logits.device)
+        part_param = torch.zeros(max(launch.tiles, 1) if param_sums else 1, 4, dtype=torch.float32,
+                                 device=logits.device)
         if launch.total:
             up = _upstream(grad_out, ctx.reduction, factor)
             _tk.dual_focal_backward_kernel[(launch.tiles,)](
-                launch.flat, launch.labels, weight if weight is not None else up, up, grad_view,
-                vec if vec is not None else up, part_param, *launch.common(),
-                *_strides(grad_view), ctx.ignore_index, alpha, beta, gamma, rho,
+                launch.flat, launch.labels, weight if weight is not None else up, up,
+                grad_view if store_grad else up, vec if vec is not None else up, part_param, *launch.common(),
+                *(_strides(grad_view) if store_grad else (0, 0, 0)), ctx.ignore_index, alpha, beta, gamma, rho,
                 math.log(rho - 1.0) if rho > 1 else 0.0, BLOCK_C=launch.block_c, BLOCK_P=launch.block_p,
-                INDEX_64=launch.index_64_with(grad_view), num_warps=launch.num_warps,
-                HAS_WEIGHT=weight is not None, UP_MAP=ctx.reduction == "none", RHO_ONE=ctx.rho_one,
-                PARAMS_FROM_PTR=vec is not None, PARAM_GRADS=param_sums)
-        else:
+                INDEX_64=launch.index_64_with(grad_view) if store_grad else launch.index_64,
+                num_warps=launch.num_warps, HAS_WEIGHT=weight is not None, UP_MAP=ctx.reduction == "none",
+                RHO_ONE=ctx.rho_one, PARAMS_FROM_PTR=vec is not None, PARAM_GRADS=param_sums, STORE_GRAD=store_grad)
+        elif store_grad:
             grad.zero_()
         return grad, (part_param.sum(dim=0) if param_sums else None)
 

@@ -307,7 +307,8 @@ def _dual_focal_pixel(z, is_t, cls, cls_ok, alpha, beta, gamma, rho, log_rho_min
     with ``PARAM_TERMS`` also each pixel's derivatives with respect to the four parameters,
     ``dDFL/dalpha = (1 - p_t)^gamma + sum_{c != t} p_c^gamma``, ``dDFL/dbeta = -sum_{c != t} log(rho - p_c)``,
     ``dDFL/dgamma = alpha [(1 - p_t)^gamma log(1 - p_t) + sum_{c != t} p_c^gamma log p_c]``,
-    ``dDFL/drho = -beta sum_{c != t} 1 / (rho - p_c)`` (each ``(BLOCK_P,)``).
+    ``dDFL/drho = -beta sum_{c != t} 1 / (rho - p_c)`` (each ``(BLOCK_P,)``; ``1 / (rho - p_c)``
+    capped at ``e^60``).
 
     ``DFL = -log p_t - beta sum_{c != t} log(rho - p_c) + alpha ((1 - p_t)^gamma + sum_{c != t} p_c^gamma)``.
     """
@@ -369,7 +370,9 @@ def _dual_focal_pixel(z, is_t, cls, cls_ok, alpha, beta, gamma, rho, log_rho_min
     d_rho = d_alpha
     if PARAM_TERMS:
         d_gamma = alpha * (modulator * log1m_pt + tl.sum(tl.where(other, powers * log_p, 0.0), axis=0))
-        d_rho = -beta * tl.sum(tl.where(other, tl.exp(-log_rho_p), 0.0), axis=0)
+        # 1 / (rho - p_c), capped at e^60 (at rho = 1 and a saturated wrong argmax the exact value
+        # overflows float32; the reference caps it alike); beta = 0 gives 0, not 0 x inf
+        d_rho = -beta * tl.sum(tl.where(other, tl.exp(tl.minimum(-log_rho_p, 60.0)), 0.0), axis=0)
     return loss, grad, finite, d_alpha, d_beta, d_gamma, d_rho
 
 
@@ -421,10 +424,11 @@ def dual_focal_forward_kernel(z_ptr, y_ptr, weight_ptr, map_ptr, part_loss_ptr, 
             up = tl.where(valid, gscale * w, 0.0)
             _store_tile(g_ptr, grad * up[None, :], n, p, cls, cls_ok, in_range, g_n, g_c, g_p, INDEX_64)
         if PARAM_GRADS:
-            acc_da += tl.where(valid, w * d_alpha, 0.0)
-            acc_db += tl.where(valid, w * d_beta, 0.0)
-            acc_dg += tl.where(valid, w * d_gamma, 0.0)
-            acc_dr += tl.where(valid, w * d_rho, 0.0)
+            keep = valid & (w != 0.0)  # no 0 x inf from a pixel that does not count
+            acc_da += tl.where(keep, w * d_alpha, 0.0)
+            acc_db += tl.where(keep, w * d_beta, 0.0)
+            acc_dg += tl.where(keep, w * d_gamma, 0.0)
+            acc_dr += tl.where(keep, w * d_rho, 0.0)
         acc_loss += loss
         acc_bad += bad
         acc_nonfinite += tl.sum((in_range & (finite == 0)).to(tl.int32), axis=0)
@@ -453,7 +457,7 @@ def dual_focal_backward_kernel(z_ptr, y_ptr, weight_ptr, up_ptr, g_ptr, params_p
                                alpha, beta, gamma, rho, log_rho_minus_1,
                                BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, INDEX_64: tl.constexpr, HAS_WEIGHT: tl.constexpr,
                                UP_MAP: tl.constexpr, RHO_ONE: tl.constexpr, PARAMS_FROM_PTR: tl.constexpr,
-                               PARAM_GRADS: tl.constexpr):
+                               PARAM_GRADS: tl.constexpr, STORE_GRAD: tl.constexpr = True):
     """Dual Focal Loss's closed-form gradient, scaled by class weight and upstream; with
     ``PARAM_GRADS`` (``reduction="none"``: the upstream is a map) also each tile's
     upstream-weighted sums of the parameter derivatives, row ``tile`` of ``part_param``."""
@@ -472,11 +476,12 @@ def dual_focal_backward_kernel(z_ptr, y_ptr, weight_ptr, up_ptr, g_ptr, params_p
     if HAS_WEIGHT:
         w = w * _weight_of(weight_ptr, y, valid)
     w = tl.where(valid, w, 0.0)
-    grad = grad * w[None, :]
-    _store_tile(g_ptr, grad, n, p, cls, cls_ok, in_range, g_n, g_c, g_p, INDEX_64)
+    if STORE_GRAD:
+        _store_tile(g_ptr, grad * w[None, :], n, p, cls, cls_ok, in_range, g_n, g_c, g_p, INDEX_64)
     if PARAM_GRADS:
-        _store_param_sums(part_param_ptr, tile, tl.where(valid, w * d_alpha, 0.0), tl.where(valid, w * d_beta, 0.0),
-                          tl.where(valid, w * d_gamma, 0.0), tl.where(valid, w * d_rho, 0.0))
+        keep = valid & (w != 0.0)  # no 0 x inf from a pixel that does not count
+        _store_param_sums(part_param_ptr, tile, tl.where(keep, w * d_alpha, 0.0), tl.where(keep, w * d_beta, 0.0),
+                          tl.where(keep, w * d_gamma, 0.0), tl.where(keep, w * d_rho, 0.0))
 
 
 @triton.jit

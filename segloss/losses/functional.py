@@ -347,9 +347,11 @@ def _dual_focal_device_params(logits, target, values, bounds, weight, ignore_ind
     check_reduction(reduction)
     check_logits_target(logits, target, ignore_index, check_finite=False, check_labels=False)
     w = class_vector(weight, logits.shape[1], "weight", _float_like(logits))
+    dtype = torch.float64 if any(isinstance(v, torch.Tensor) and v.dtype == torch.float64 for v in values) \
+        else torch.float32  # range-checked in the parameters' own precision
     param_vec = torch.stack([
-        v.to(device=logits.device, dtype=torch.float32).reshape(()) if isinstance(v, torch.Tensor)
-        else torch.full((), float(v), dtype=torch.float32, device=logits.device) for v in values])
+        v.to(device=logits.device, dtype=dtype).reshape(()) if isinstance(v, torch.Tensor)
+        else torch.full((), float(v), dtype=dtype, device=logits.device) for v in values])
     return cuda.DualFocalTriton.apply(logits, target, ignore_index, w, None, reduction, torch.is_grad_enabled(),
                                       param_vec, bounds)
 

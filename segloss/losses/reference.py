@@ -93,8 +93,10 @@ def dual_focal_pixels(z: torch.Tensor, safe: torch.Tensor, alpha: Number, beta: 
         rho_t = torch.as_tensor(rho, dtype=z.dtype, device=z.device)
         at_one = rho_t == 1  # a tensor rho of exactly 1: log(rho - 1) = -inf has no derivative there
         general = torch.logaddexp(log1m_p, torch.log(torch.where(at_one, 2.0, rho_t) - 1.0))
-        # at rho = 1: log(1 - p) + (rho - 1) / (1 - p), exact in value, its rho-derivative 1 / (1 - p)
-        first_order = log1m_p + (rho_t - 1.0) * torch.exp((-log1m_p).clamp_max(60.0))  # no inf, even unselected
+        # at rho = 1: log(1 - p) + (rho - 1) / (1 - p), exact in value, its rho-derivative 1 / (1 - p),
+        # capped at e^60 as in the CUDA kernels (past it the exact value overflows float32; no inf
+        # even in the unselected branch, whose gradient would be 0 x inf)
+        first_order = log1m_p + (rho_t - 1.0) * torch.exp((-log1m_p).clamp_max(60.0))
         log_rho_minus_p = torch.where(at_one, first_order, general)
     false_term = -log_rho_minus_p.masked_fill(is_target, 0.0).sum(dim=1)
     log_abs_error = torch.where(is_target, log1m_p, logp)  # log |y_c - p_c|
