@@ -218,9 +218,9 @@ class FocalFamilyTriton(torch.autograd.Function):
     None (the "mean" denominator's weights); ``scale_from_counts`` or None (recall loss: called
     with the ``(C,)`` valid-pixel and argmax-hit counts, returns the class scale); ``reduction``;
     ``smoothing`` 0 or label smoothing's ``eps``, folded into the same passes (not with recall);
-    ``wants_grad``: whether a backward can follow (grad mode on and the logits require grad:
-    autograd does not say so inside ``forward``). Returns the loss (scalar, or the ``(N, *S)``
-    float32 map).
+    ``wants_grad``: grad mode was on at the call (inside ``forward`` it is off, and
+    ``needs_input_grad`` does not tell): with logits that require grad, a backward can follow.
+    Returns the loss (scalar, or the ``(N, *S)`` float32 map).
 
     Two ways to the gradient (see ``GRADIENT_IN_FORWARD``): written by the forward kernel, the
     "mean" denominator first read from the labels alone, so that backward only multiplies by the
@@ -239,8 +239,9 @@ class FocalFamilyTriton(torch.autograd.Function):
         scale = class_scale if class_scale is not None and not per_class else None
         den_weight = weight.float().contiguous() if weight is not None else None
         smooth = _smoothing_weights(smoothing, weight, launch.c, device)
-        grad, grad_view, gscale = _forward_gradient(launch, logits, wants_grad and not per_class, reduction,
-                                                    den_weight, ignore_index)
+        wants_logits_grad = wants_grad and logits.requires_grad and not per_class
+        grad, grad_view, gscale = _forward_gradient(launch, logits, wants_logits_grad, reduction, den_weight,
+                                                    ignore_index)
         in_forward = grad is not None
         if launch.total:
             placeholder = part_loss

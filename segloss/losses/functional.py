@@ -112,8 +112,7 @@ def _focal_family(logits, target, *, gamma: float, class_scale, weight, ignore_i
         class_scale = w if class_scale is None else class_scale * w
     if on_gpu:
         return cuda.FocalFamilyTriton.apply(logits, target, ignore_index, float(gamma), class_scale, w,
-                                            scale_from_counts, reduction, float(smoothing),
-                                            torch.is_grad_enabled() and logits.requires_grad)
+                                            scale_from_counts, reduction, float(smoothing), torch.is_grad_enabled())
     shape = target.shape
     logits, target = _fold_small_images(logits, target)
     folded = (float(smoothing), w) if smoothing else None
