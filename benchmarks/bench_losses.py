@@ -41,6 +41,7 @@ LOSSES = {
     "segloss soft Dice": "dice",
     "segloss generalized Dice": "generalized_dice",
     "segloss unified focal": "unified_focal",
+    "segloss Lovász-Softmax": "lovasz",
     "segloss boundary (maps given)": "boundary",
     "segloss boundary (maps per call)": "boundary_maps",
     "kornia focal_loss": "kornia_focal",
@@ -89,6 +90,7 @@ def _loss_fn(key: str):
         "dice": region.soft_dice_loss,
         "generalized_dice": region.generalized_dice_loss,
         "unified_focal": unified_focal_loss,
+        "lovasz": region.lovasz_softmax_loss,
     }[key]
 
 

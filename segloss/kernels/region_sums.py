@@ -33,6 +33,14 @@ def autograd_backward(logits: torch.Tensor, grad_out: torch.Tensor, forward) -> 
     return (grad,)
 
 
+def labelled_autograd_backward(ctx, grad_out: torch.Tensor, forward) -> tuple:
+    """:func:`autograd_backward` of a function of ``(logits, target, ignore_index, per_image)``
+    that saved ``(logits, target)`` and kept ``ctx.ignore_index``, ``ctx.per_image``."""
+    logits, target = ctx.saved_tensors
+    return autograd_backward(logits, grad_out, lambda z: forward(z, target, ctx.ignore_index, ctx.per_image)) + (
+        None, None, None)
+
+
 def region_sums_autograd(logits, target, ignore_index, per_image):
     """:class:`RegionSums`' ``(M, 3, C)`` by plain torch ops (no one-hot: scatter-adds and a
     matrix-vector product with the valid mask); ``torch.func`` transforms and double backward use it."""
@@ -78,10 +86,9 @@ class RegionSums(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_sums):
-        logits, target = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: the same gradient, as a graph (plain torch ops)
-            return autograd_backward(logits, grad_sums, lambda z: region_sums_autograd(
-                z, target, ctx.ignore_index, ctx.per_image)) + (None, None, None)
+            return labelled_autograd_backward(ctx, grad_sums, region_sums_autograd)
+        logits, target = ctx.saved_tensors
         n, c = logits.shape[:2]
         grad, grad_flat = gradient_buffer(logits)
         pixels = grad_flat.shape[2]

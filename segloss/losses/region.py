@@ -29,6 +29,7 @@ import math
 import torch
 
 from segloss.kernels import cuda
+from segloss.kernels.lovasz import LovaszSoftmax, lovasz_rows_autograd
 from segloss.kernels.region_sums import RegionSums, region_sums_autograd
 from segloss.losses._checks import check_logits_target, check_number, check_reduction, class_vector
 from segloss.losses._reduction import safe_divide
@@ -217,22 +218,11 @@ def generalized_dice_loss(logits, target, *, smooth=1e-5, per_image=False, weigh
     return total if reduction == "sum" else safe_divide(total, count)
 
 
-def _lovasz_per_class(errors: torch.Tensor, fg: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Lovász extension of the Jaccard loss for every row at once (Berman et al., alg. 1).
-
-    ``errors``, ``fg`` (the class's 0/1 ground truth) and ``valid`` are ``(R, P)``; one batched sort
-    orders each row's errors downwards with the invalid pixels last (key -1, error 0), so they
-    change no cumulative sum that a valid pixel's term uses. Returns ``(R,)``.
-    """
-    key = torch.where(valid, errors, -1.0)
-    key, order = key.sort(dim=1, descending=True)
-    fg_sorted = fg.gather(1, order)
-    gts = fg_sorted.sum(dim=1, keepdim=True)
-    intersection = gts - fg_sorted.cumsum(dim=1)
-    union = gts + (1.0 - fg_sorted).cumsum(dim=1)
-    jaccard = 1.0 - intersection / union
-    grad = torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], dim=1)
-    return (key.clamp_min(0.0) * grad).sum(dim=1)
+def _classes_present(labels: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
+    """``(M, C)`` bool: whether class ``c`` has a valid pixel in row ``m`` of ``labels`` ``(M, K)``."""
+    slot = torch.where(labels == ignore_index, num_classes, labels).long()
+    seen = torch.zeros(labels.shape[0], num_classes + 1, dtype=torch.bool, device=labels.device)
+    return seen.scatter_(1, slot, True)[:, :num_classes]
 
 
 def lovasz_softmax_loss(logits, target, *, per_image=False, weight=None, ignore_index=255, reduction="mean",
@@ -252,17 +242,15 @@ def lovasz_softmax_loss(logits, target, *, per_image=False, weight=None, ignore_
     """
     check_reduction(reduction)
     check_logits_target(logits, target, ignore_index)
-    z = logits if logits.dtype == torch.float64 else logits.float()
-    n, c = z.shape[:2]
-    probs = z.softmax(dim=1).reshape(n, c, math.prod(z.shape[2:]))
-    labels = target.reshape(n, 1, probs.shape[2])
-    if not per_image:  # the batch as one image: (1, C, N * P)
-        probs, labels = probs.movedim(1, 0).reshape(1, c, -1), labels.movedim(1, 0).reshape(1, 1, -1)
-    valid = (labels != ignore_index).expand_as(probs)
-    fg = ((labels == torch.arange(c, device=labels.device).view(1, c, 1)) & valid).to(z.dtype)
-    per_class = _lovasz_per_class((fg - probs).abs().flatten(0, 1), fg.flatten(0, 1),
-                                  valid.flatten(0, 1)).view(-1, c)
-    present = fg.sum(dim=2) > 0
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    if active is not None and active():  # torch.func: custom autograd functions cannot join
+        per_class = lovasz_rows_autograd(logits, target, ignore_index, per_image)
+    else:
+        per_class = LovaszSoftmax.apply(logits, target, ignore_index, bool(per_image))
+    c = logits.shape[1]
+    pixels = math.prod(target.shape[1:])
+    labels = target.reshape(target.shape[0], pixels) if per_image else target.reshape(1, -1)
+    present = _classes_present(labels, c, ignore_index)
     if not per_image:
         per_class, present = per_class[0], present[0]
     w = class_vector(weight, c, "weight", per_class)
