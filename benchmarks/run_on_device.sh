@@ -21,6 +21,7 @@ start=$(date +%s)
 timeout 150 python3 -m pytest -q -n 8 -p no:cacheprovider -o addopts="" tests/test_triton_kernels.py \
     tests/test_device_factories.py tests/test_fast_path.py tests/test_functional.py tests/test_dual_focal.py \
     tests/test_recall.py tests/test_region.py tests/test_label_smoothing.py tests/test_torch_compile.py \
+    tests/test_kernel_memory.py tests/test_lovasz.py \
     > "$OUT/tests.txt" 2>&1
 echo "tests exit $? after $(( $(date +%s) - start )) s" >> "$OUT/tests.txt"
 timeout 200 python3 benchmarks/bench_gpu.py --json "$OUT/bench_gpu.json" > "$OUT/bench_gpu.txt" 2>&1

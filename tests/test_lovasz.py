@@ -155,3 +155,19 @@ def test_forward_and_backward_take_about_six_logits_of_memory(per_image):
     lean = peak(lambda z, t: LovaszSoftmax.apply(z, t, 255, per_image))
     full = peak(lambda z, t: lovasz_rows_autograd(z, t, 255, per_image))
     assert lean <= 6.5 and lean < 0.7 * full, (lean, full)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])
+def test_on_cuda_it_equals_the_cpu_loss(dtype):
+    logits, target = random_batch(2, 19, (64, 96), ignore_frac=0.1, seed=18)
+    logits = logits.to(dtype)
+    for per_image in (False, True):
+        got, got_grad = _values_and_gradients(lambda z, t: region.lovasz_softmax_loss(z, t, per_image=per_image),
+                                              logits.cuda(), target.cuda(), 1.0)
+        want, want_grad = _values_and_gradients(lambda z, t: region.lovasz_softmax_loss(z, t, per_image=per_image),
+                                                logits, target, 1.0)
+        assert got.is_cuda and got_grad.is_cuda and got_grad.dtype == dtype
+        torch.testing.assert_close(got.cpu(), want, rtol=1e-5, atol=1e-6)
+        tolerance = 1e-6 if dtype == torch.float32 else 1e-2
+        torch.testing.assert_close(got_grad.cpu().double(), want_grad.double(), rtol=tolerance, atol=tolerance)
