@@ -130,6 +130,18 @@ def test_empty_and_all_ignored_batches_give_zero_and_a_zero_gradient():
     assert z.grad[1].abs().max() == 0 and z.grad[0].abs().max() > 0
 
 
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int16, torch.int32])
+def test_narrow_integer_masks_give_the_int64_loss(dtype):
+    logits, target = random_batch(2, 3, (4, 5), ignore_frac=0.2, dtype=torch.float64, seed=19)
+    for per_image in (False, True):
+        want, want_grad = _values_and_gradients(
+            lambda z, t: region.lovasz_softmax_loss(z, t, per_image=per_image), logits, target, 1.0)
+        got, got_grad = _values_and_gradients(
+            lambda z, t: region.lovasz_softmax_loss(z, t, per_image=per_image), logits, target.to(dtype), 1.0)
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+        torch.testing.assert_close(got_grad, want_grad, rtol=0, atol=0)
+
+
 def test_ties_split_the_gradient_but_not_the_loss():
     """Saturated logits tie many errors (0 or 1 exactly): the loss equals the authors' value."""
     logits = torch.tensor([[[30.0, 30.0, -30.0, -30.0, 0.0], [-30.0, -30.0, 30.0, 30.0, 0.0]]])

@@ -71,7 +71,7 @@ def _rows_layout(logits, target, ignore_index, per_image):
         probs = torch.empty(c, n, pixels, dtype=dtype, device=logits.device)
         probs.copy_(flat.transpose(0, 1))
     class_dim = 1 if per_image else 0
-    return _softmax_(probs, class_dim), class_dim, target.reshape(n, pixels)
+    return _softmax_(probs, class_dim), class_dim, target.reshape(n, pixels).long()  # uint8 masks index too
 
 
 def _lovasz_forward(logits, target, ignore_index, per_image):
