@@ -71,7 +71,8 @@ def test_gradient_page_default_has_surface_slices_and_ratios():
     z = surface["data"][0]["z"]
     assert z["dtype"] == "f4" and surface["data"][0]["type"] == "heatmap"
     assert len(slices["data"]) == 6 and slices["data"][-1]["name"] == "cross-entropy"
-    assert slices["layout"]["legend"]["entrywidth"] == 1  # half the page wide: one "gamma = 0.5" a row, no overlap
+    assert "entrywidth" not in slices["layout"]["legend"]  # names flow at their own width: none cut at 1024 px
+    assert slices["layout"]["margin"]["b"] == 10 + 22 * 6  # half the page wide: room for one name a row
     gamma0 = trace_values(ratios["data"][0])
     np.testing.assert_allclose(gamma0, 1.0, rtol=1e-5)  # gamma = 0: focal's gradient is CE's
 

@@ -134,6 +134,8 @@ def test_hover_text_and_png_sheet():
     maps = {"CE": np.random.rand(20, 30).astype(np.float32), "Focal": np.full((20, 30), np.nan, np.float32)}
     sheet = Image.open(io.BytesIO(plots.heatmaps_png(np.random.rand(20, 30, 3), maps, log_color=True)))
     assert sheet.size == (2 * 30 + 8, 20 + 16 + 4) and sheet.mode == "RGB"  # panels, gap, title row
+    assert plots.panel_heading("Soft Dice", "|dL/dz|", False, 0.0, 0.0213) == "Soft Dice  (colour: |dL/dz| 0 to 0.0213)"
+    assert plots.panel_heading("CE", "loss", True, -3.0, 0.5) == "CE  (colour: log10 loss -3 to 0.5)"
 
 
 def test_sample_scene_renders_when_no_pairs_are_shipped(tmp_path):

@@ -91,7 +91,10 @@ NAN_LOGITS[1, 1, 1] = np.inf
 BAD_UPLOADS = [  # (id, loader, data, kwargs, words the message must contain)
     ("image-empty", load_image, b"", {}, ["empty", "0 bytes"]),
     ("image-truncated", load_image, RGB_PNG[: len(RGB_PNG) // 2], {}, ["truncated or corrupt"]),
-    ("image-text-as-png", load_image, b"hello, I am text\n", {}, ["not a recognised image"]),
+    ("image-text-as-png", load_image, b"hello, I am text\n", {}, ["not a recognised image",
+                                                                  'starts with the text "hello, I"']),
+    ("image-binary-junk", load_image, bytes([0, 1, 255, 156, 7, 8, 9, 10, 11]), {},
+     ["not a recognised image", "first bytes are 00 01 ff 9c 07 08 09 0a"]),
     ("image-bomb-100k", load_image, png_header_only(100_000, 100_000), {}, ["pixels", "limit"]),
     ("image-over-hard-limit", load_image, png_header_only(9000, 9000), {},
      ["9000 x 9000", f"{HARD_PIXEL_LIMIT:,}"]),

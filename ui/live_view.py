@@ -145,23 +145,19 @@ def buttons(trainer: Trainer | None) -> None:
     """Start / Pause / Resume / Stop / Reset, enabled according to the trainer's status."""
     status = trainer.status if trainer is not None else None
     alive = trainer is not None and trainer.is_alive()
-    start, stop = st.columns(2)
-    start.button("Start", key=_key("start"), icon=":material/play_arrow:", type="primary", disabled=alive,
-                 on_click=_start, width="stretch",
-                 help="Train up to 'Steps to train'; continues the run if its settings are unchanged.")
-    stop.button("Stop", key=_key("stop"), icon=":material/stop:", disabled=not alive, width="stretch",
-                on_click=lambda: trainer.stop())
-    pause, resume = st.columns(2)
-    pause.button("Pause", key=_key("pause"), icon=":material/pause:", disabled=status != "running", width="stretch",
-                 on_click=lambda: trainer.pause())
-    resume.button("Resume", key=_key("resume"), icon=":material/resume:", disabled=status != "paused",
-                  width="stretch", on_click=lambda: trainer.resume())
-    step, reset = st.columns(2)
-    step.button("Step", key=_key("step"), icon=":material/skip_next:", disabled=status == "running", width="stretch",
-                on_click=_step_once, help="One optimisation step (on the next batch), then the maps are updated: "
-                "follow a loss one step at a time.")
-    reset.button("Reset", key=_key("reset"), icon=":material/restart_alt:", disabled=trainer is None, width="stretch",
-                 on_click=_reset, help="Discard this run (model, curves); Start then begins again from step 0.")
+    row = st.container(horizontal=True, gap="small")  # wraps to more rows where the column is narrow
+    row.button("Start", key=_key("start"), icon=":material/play_arrow:", type="primary", disabled=alive,
+               on_click=_start, help="Train up to 'Steps to train'; continues the run if its settings are unchanged.")
+    row.button("Stop", key=_key("stop"), icon=":material/stop:", disabled=not alive, on_click=lambda: trainer.stop())
+    row.button("Pause", key=_key("pause"), icon=":material/pause:", disabled=status != "running",
+               on_click=lambda: trainer.pause())
+    row.button("Resume", key=_key("resume"), icon=":material/resume:", disabled=status != "paused",
+               on_click=lambda: trainer.resume())
+    row.button("Step", key=_key("step"), icon=":material/skip_next:", disabled=status == "running",
+               on_click=_step_once, help="One optimisation step (on the next batch), then the maps are updated: "
+               "follow a loss one step at a time.")
+    row.button("Reset", key=_key("reset"), icon=":material/restart_alt:", disabled=trainer is None,
+               on_click=_reset, help="Discard this run (model, curves); Start then begins again from step 0.")
     if trainer is not None and trainer.steps_done > 0:
         st.download_button("Download the model (.pt, weights only)", lambda: export.checkpoint_bytes(trainer),
                            file_name=f"tinyunet_{trainer.config.dataset}_{trainer.config.loss}_step{trainer.steps_done}.pt",
@@ -205,22 +201,29 @@ def refresh_is_off(current: float | None, snap: TrainerSnapshot) -> bool:
     return abs(wanted - current) > 0.5 * current
 
 
+METRIC_WIDTH = 140  # px: four to a row at 1400 px, two at 1024; "+0.532 since step 10" in full
+
+
 def status_bar(snap: TrainerSnapshot) -> None:
     """Progress bar, step counter and the latest numbers."""
-    total = snap.total_steps or max(snap.step, 1)
     rate = f" · {snap.steps_per_second:.1f} steps/s" if snap.status == "running" else ""
-    st.progress(min(snap.step / total, 1.0), text=f"{snap.status.capitalize()}: step {snap.step} of {total}{rate}")
+    if snap.total_steps:
+        st.progress(min(snap.step / snap.total_steps, 1.0),
+                    text=f"{snap.status.capitalize()}: step {snap.step} of {snap.total_steps}{rate}")
+    else:  # stepped by hand, no run started: no goal to measure against
+        st.progress(0.0, text=f"{snap.status.capitalize()}: step {snap.step}{rate}")
     if snap.status == "failed":
         st.error(f"Training failed: {snap.message}")
     elif snap.message:
         st.info(snap.message)
     evals, history = snap.evaluations, snap.history
-    cols = st.columns(4)
-    cols[0].metric("Step", f"{snap.step} / {total}")
-    cols[1].metric("Training loss", f"{history['loss'][-1]:.4f}" if len(history["loss"]) else "–")
-    for col, key, label in ((cols[2], "miou", "mIoU (validation)"), (cols[3], "mean_accuracy", "Mean accuracy")):
+    row = st.container(horizontal=True, gap="small")  # four tiles a row where they fit, two where not
+    step = f"{snap.step} / {snap.total_steps}" if snap.total_steps else f"{snap.step}"
+    row.metric("Step", step, width=max(METRIC_WIDTH, 16 * len(step)))  # "12000 / 50000" in full
+    row.metric("Training loss", f"{history['loss'][-1]:.4f}" if len(history["loss"]) else "–", width=METRIC_WIDTH)
+    for key, label in (("miou", "mIoU (validation)"), ("mean_accuracy", "Mean accuracy")):
         values = evals[key]
-        col.metric(label, f"{values[-1]:.3f}" if len(values) else "–",
+        row.metric(label, f"{values[-1]:.3f}" if len(values) else "–", width=METRIC_WIDTH,
                    delta=f"{values[-1] - values[0]:+.3f} since step {evals['step'][0]}" if len(values) > 1 else None)
 
 

@@ -121,7 +121,8 @@ def heatmaps(scene: Scene, result: Result, prediction: Prediction) -> None:
     full = {result.titles[name]: values.numpy() for name, values in result.maps.items()}
     st.download_button("Download the heatmaps (PNG, full resolution)", icon=":material/download:",
                        data=lambda: plots.heatmaps_png(scene.image, full, opacity=opacity,
-                                                     shared_scale=scale == "shared", log_color=log_color),
+                                                     shared_scale=scale == "shared", log_color=log_color,
+                                                     unit=result.unit),
                        file_name=f"{scene.name}_{result.kind}_maps.png", mime="image/png", key="upload_png")
     drawn = (f"drawn at {view.image.shape[1]} x {view.image.shape[0]}, each block of {view.factor} x {view.factor} "
              f"px coloured by its mean {result.unit}" if view.factor > 1 else "drawn at full resolution")
@@ -159,7 +160,7 @@ def comparison(scene: Scene, result: Result) -> None:
 
 def table(scene: Scene, result: Result) -> None:
     """The per-class table: pixel share, then one column per loss (its share of the loss, or its
-    mean per pixel), the prediction's recall and IoU; shares in percent, "–" for an absent class.
+    mean per pixel), the prediction's recall and IoU; shares in percent, "None" for an absent class.
     The CSV holds every column."""
     share, mean = ("share of loss", "mean loss") if result.kind == "loss" else ("share of gradient", "mean |dL/dz|")
     shown = st.radio("Per loss, show", (share, mean), horizontal=True, key="upload_table_metric",
@@ -170,7 +171,9 @@ def table(scene: Scene, result: Result) -> None:
     frame = pd.DataFrame({k: result.table[k] for k in columns})
     percent = [k for k in columns if k == "pixel share" or k.endswith(f": {share}") or k.startswith("prediction")]
     formats = {k: ("{:.1%}" if k in percent else "{:.3g}") for k in columns if k not in ("class", "pixels")}
-    st.dataframe(frame.style.format(formats, na_rep="–"), hide_index=True, key="upload_table")
-    st.caption("– : the class has no pixel in this mask. Shares are of the pixels / of each loss's total.")
+    # the grid writes "None" where a value is missing (a styler's na_rep does not reach it)
+    st.dataframe(frame.style.format(formats), hide_index=True, key="upload_table",
+                 column_config={"class": st.column_config.TextColumn(pinned=True)})  # kept in view when scrolled
+    st.caption("None: the class has no pixel in this mask. Shares are of the pixels / of each loss's total.")
     st.download_button("Download the table (CSV)", plots.table_csv(result.table), file_name=f"{scene.name}_per_class.csv",
                        mime="text/csv", icon=":material/download:", key="upload_csv")

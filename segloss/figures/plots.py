@@ -64,14 +64,14 @@ def curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x_title: s
     if well_classified is not None:
         # on a log axis, shapes and annotations are placed in log10 units
         x0, x1 = (np.log10(well_classified), np.log10(x_high)) if log_x else (well_classified, x_high)
-        fig.add_vrect(x0=x0, x1=x1, fillcolor=WELL_CLASSIFIED_COLOR, line_width=0,
-                      annotation_text="well-classified", annotation_position="top left")
+        fig.add_vrect(x0=x0, x1=x1, fillcolor=WELL_CLASSIFIED_COLOR, line_width=0,  # label ends at the axis' end
+                      annotation_text="well-classified", annotation_position="top right", annotation_xanchor="right")
     fig.update_layout(**legend_layout(height, len(curves) if show_legend else 1, legend_columns), hovermode="x unified",
                       showlegend=show_legend)
     if log_x:
         fig.update_xaxes(title=x_title, type="log", range=[np.log10(x_low), np.log10(x_high)])
-    else:
-        fig.update_xaxes(title=x_title, type="linear")
+    else:  # a fixed range: autorange would make room for the annotation's text on a narrow chart
+        fig.update_xaxes(title=x_title, type="linear", range=[x_low, x_high])
     if log_y and highest > log_floor:
         low = max(log_floor, lowest) if np.isfinite(lowest) else log_floor
         fig.update_yaxes(title=y_title, type="log", range=[np.log10(low) - 0.2, np.log10(highest) + 0.3])
@@ -277,13 +277,19 @@ def _lut(colorscale: str = "Inferno") -> np.ndarray:
     return np.asarray([unlabel_rgb(c) for c in colours], dtype=np.float32)
 
 
+def panel_heading(title: str, unit: str, log_color: bool, low: float, high: float) -> str:
+    """A PNG panel's title with what its colours span, e.g. ``"Soft Dice  (colour: |dL/dz| 0 to 0.02)"``."""
+    return f"{title}  (colour: {'log10 ' + unit if log_color else unit} {low:.3g} to {high:.3g})"
+
+
 def heatmaps_png(image: np.ndarray, maps: Mapping[str, np.ndarray], *, opacity: float = 0.6,
-                 shared_scale: bool = True, log_color: bool = False, gap: int = 8) -> bytes:
+                 shared_scale: bool = True, log_color: bool = False, gap: int = 8, unit: str = "loss") -> bytes:
     """The heatmaps over the image, side by side, titled, as PNG bytes (full resolution).
 
     Args:
         image: float ``(H, W, 3)`` in [0, 1] or uint8.
         maps: title -> ``(H, W)`` loss; coloured like :func:`loss_panels_figure` (NaN: image only).
+        unit: what the maps hold (``"loss"``, ``"|dL/dz|"``), named in each panel's title.
     """
     from PIL import Image, ImageDraw, ImageFont
 
@@ -303,8 +309,7 @@ def heatmaps_png(image: np.ndarray, maps: Mapping[str, np.ndarray], *, opacity: 
         blended = (1 - alpha) * base + alpha * lut[index.astype(np.int64)] / 255.0
         x = j * (w + gap)
         sheet.paste(Image.fromarray((blended * 255).round().astype(np.uint8)), (x, header + 4))
-        scale = f"colour: {'log10 loss' if log_color else 'loss'} {low:.3g} to {high:.3g}"
-        ImageDraw.Draw(sheet).text((x + 2, 1), f"{title}  ({scale})", fill="black", font=font)
+        ImageDraw.Draw(sheet).text((x + 2, 1), panel_heading(title, unit, log_color, low, high), fill="black", font=font)
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG")
     return buffer.getvalue()
@@ -312,15 +317,15 @@ def heatmaps_png(image: np.ndarray, maps: Mapping[str, np.ndarray], *, opacity: 
 
 def legend_layout(height: int, entries: int = 1, columns: int = LEGEND_COLUMNS) -> dict:
     """Height, margins and legend: up to four entries in a row above the plot; more go under it,
-    ``columns`` to a row (fewer for a narrow chart with long names), and the figure grows by those
-    rows instead of squeezing the plot."""
+    flowing as wide as the chart is (no fixed entry width: fixed columns clip or overlap long names
+    on a narrow chart, e.g. at a 1024 px window), and the figure grows by about ``entries / columns``
+    rows (fewer ``columns`` for a narrow chart) instead of squeezing the plot."""
     if entries <= 4:
         return {"height": height, "margin": {"l": 10, "r": 10, "t": 30, "b": 10}, "uirevision": "keep",
                 "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0}}
     rows = -(-entries // columns)
     return {"height": height + 22 * rows, "margin": {"l": 10, "r": 10, "t": 20, "b": 10 + 22 * rows},
-            "uirevision": "keep", "legend": {"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0,
-                                             "entrywidth": 1 / columns, "entrywidthmode": "fraction"}}
+            "uirevision": "keep", "legend": {"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0}}
 
 
 AXIS_NUMBERS = {"exponentformat": "power", "minorloglabels": "complete"}  # see plain_numbers

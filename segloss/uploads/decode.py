@@ -48,6 +48,18 @@ class LogitsError(UploadError):
     """The logits upload is unusable, or does not fit the mask."""
 
 
+
+def describe_start(data: bytes, count: int = 8) -> str:
+    """What a file's first bytes look like, for an error message: ``it starts with the text "hello th"``
+    or ``its first bytes are 00 01 ff 9c`` (a user reads neither Python's ``b'...'`` nor escapes)."""
+    head = bytes(data[:count])
+    if not head:
+        return "it is empty"
+    if all(32 <= b < 127 for b in head):
+        return f'it starts with the text "{head.decode("ascii")}"'
+    return "its first bytes are " + " ".join(f"{b:02x}" for b in head)
+
+
 def read_upload(source: bytes | str | os.PathLike, what: str, error: type[UploadError]) -> bytes:
     """The bytes of an upload (``bytes`` or a path); refuse empty or over-size ones."""
     mb = MAX_UPLOAD_BYTES // 2**20
@@ -85,7 +97,7 @@ def guarded(error: type[UploadError], what: str, fn: Callable, *args):
                     f"limit is {HARD_PIXEL_LIMIT:,} pixels: downscale it first.") from exc
     except Image.UnidentifiedImageError as exc:
         formats = MASK_FORMATS if what == "mask" else IMAGE_FORMATS  # masks refuse lossy formats
-        raise error(f"The {what} upload is not a recognised image (it starts with {args[0][:8]!r})"
+        raise error(f"The {what} upload is not a recognised image ({describe_start(args[0])})"
                     f"; upload a {', '.join(formats)} file.") from exc
     except Exception as exc:
         raise error(f"The {what} could not be decoded ({type(exc).__name__}: {exc}); the file is "
@@ -352,7 +364,7 @@ def read_array(data: bytes) -> np.ndarray:
         raise LogitsError("The logits file is a Python pickle (e.g. from torch.save or "
                           "pickle.dump), not a .npy/.npz array. Pickles can run code when "
                           "loaded, so they are refused: save the logits with np.save(f, array).")
-    raise LogitsError(f"The logits file is not a .npy or .npz file (it starts with {data[:8]!r}); "
+    raise LogitsError(f"The logits file is not a .npy or .npz file ({describe_start(data)}); "
                       "save the logits with np.save or np.savez.")
 
 
