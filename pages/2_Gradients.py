@@ -131,6 +131,8 @@ with chart:
                                              well_classified=analysis.WELL_CLASSIFIED, show_legend=False),
                            width="stretch", key="ratios")
         st.caption(f"{spec.title} has no parameter to sweep: its gradient against p_t, next to cross-entropy's.")
+        if note := analysis.zero_gradient_note(P_T, {spec.title: own}):
+            st.caption(note)
         table = {"p_t": P_T, "gradient": own}
     else:
         low, high = sweep_range(spec, sweep)
@@ -157,6 +159,8 @@ with chart:
                    f"the pixel is down-weighted. An easy pixel (p_t = 0.9) keeps, of CE's push, under {spec.title}: "
                    + "; ".join(shown) + ".")
         table = {sweep: np.repeat(values, len(P_T)), "p_t": np.tile(P_T, len(values)), "gradient": z.ravel()}
+        if note := analysis.zero_gradient_note(P_T, slices):
+            st.caption(note)
     if name == "boundary":
         st.caption("Boundary loss: a foreground pixel (class 1) lying `depth` pixels inside its region, the confusing "
                    "class's region just across the boundary. Its push grows with the distances and does not fade for "

@@ -198,3 +198,14 @@ def test_boundary_loss_on_the_curve_page_has_a_depth_and_a_shifted_boundary_char
         # authors' convention a region's edge pixels have distance 0)
         assert values[shifts == 0][0] <= values.min() + 1e-6, trace["name"]
     assert any("about as k squared" in c.value for c in app.caption)
+
+
+def test_ohem_slices_say_where_the_gradient_is_exactly_zero():
+    """A log axis cannot draw OHEM's dropped pixels (gradient 0): the caption names where each slice stops."""
+    app = open_page(GRADIENTS)
+    by_label(app.selectbox, "Loss").set_value("ohem").run()
+    assert not app.exception and by_label(app.selectbox, "Parameter on the y axis").value == "threshold"
+    note = next(c.value for c in app.caption if c.value.startswith("Exactly zero"))
+    assert "threshold = 0.5 (from p_t = 0.51 on)" in note
+    by_label(app.selectbox, "Loss").set_value("focal").run()
+    assert not any(c.value.startswith("Exactly zero") for c in app.caption)

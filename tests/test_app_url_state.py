@@ -91,8 +91,19 @@ def test_gradient_lessons_and_links_switch_loss_and_swept_parameter_together():
     assert by_label(app.selectbox, "Loss").value == "dice"
     assert by_label(app.selectbox, "Parameter on the y axis").value == "smooth"
     assert not [c for c in app.caption if "Ignored" in c.value]
+    assert any("soft Dice's gradient" in i.value for i in app.info)
     by_label(app.selectbox, "Loss").set_value("focal").run()  # smooth is not focal's: its first parameter
     assert by_label(app.selectbox, "Parameter on the y axis").value == "gamma"
+    assert not app.info  # the lesson's settings are gone, and so is its text
+
+
+def test_a_lesson_stays_while_unrelated_widgets_change():
+    app = open_with(CURVES, {})
+    next(b for b in app.button if b.label == "Dice: confident mistakes").click().run()
+    by_label(app.slider, "Number of classes C").set_value(7).run()
+    assert any("Soft Dice is bounded by 1" in i.value for i in app.info)
+    by_label(app.toggle, "log y axis").set_value(True).run()  # a setting the lesson chose
+    assert not any("Soft Dice is bounded by 1" in i.value for i in app.info)
 
 
 def test_links_set_up_the_live_training_conventions_and_compare_pages():

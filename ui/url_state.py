@@ -151,14 +151,15 @@ class Preset:
 
 def preset_buttons(url: PageState, presets: Sequence[Preset], on_apply: Callable[[], None] | None = None) -> None:
     """A row of buttons, one per preset; a click sets its widgets (its callback runs before they are
-    drawn, with the fields this page bound on its previous run) and shows its lesson."""
+    drawn, with the fields this page bound on its previous run) and shows its lesson until one of
+    those widgets is changed."""
     lesson_key = f"{url.page}:lesson"
 
     def apply(preset: Preset) -> None:
         keys = {f.short: f.key for f in url.fields}  # the fields this page bound on its last run
-        for short, value in preset.values.items():
-            st.session_state[keys.get(short, f"{url.page}:{short.replace('.', ':')}")] = value
-        st.session_state[lesson_key] = preset.title
+        chosen = {keys.get(short, f"{url.page}:{short.replace('.', ':')}"): value for short, value in preset.values.items()}
+        st.session_state.update(chosen)
+        st.session_state[lesson_key] = (preset.title, chosen)
         if on_apply is not None:
             on_apply()
 
@@ -167,6 +168,9 @@ def preset_buttons(url: PageState, presets: Sequence[Preset], on_apply: Callable
     for column, preset in zip(columns, presets):
         column.button(preset.title, key=f"{url.page}:preset:{preset.title}", on_click=apply, args=(preset,),
                       width="stretch", icon=":material/school:", help=preset.lesson)
-    chosen = next((p for p in presets if p.title == st.session_state.get(lesson_key)), None)
+    title, settings = st.session_state.get(lesson_key) or (None, {})
+    if any(st.session_state.get(key) != value for key, value in settings.items()):
+        title = st.session_state[lesson_key] = None  # the user changed what the lesson talks about
+    chosen = next((p for p in presets if p.title == title), None)
     if chosen is not None:
         st.info(f"**{chosen.title}.** {chosen.lesson}", icon=":material/school:")

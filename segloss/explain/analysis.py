@@ -287,6 +287,22 @@ def gradient_surface(name: str, p_t: np.ndarray, sweep: str, values: Sequence[fl
     return np.asarray(rows, dtype=np.float32)
 
 
+def zero_gradient_note(p_t: np.ndarray, curves: dict[str, np.ndarray]) -> str | None:
+    """A sentence naming the curves that are exactly 0 somewhere and from which ``p_t`` on (a log
+    axis cannot draw 0, so those curves just stop), or None. E.g. OHEM's threshold drops easy pixels."""
+    parts = []
+    for name, values in curves.items():
+        zero = np.asarray(values) == 0
+        if zero.any():
+            first = float(np.asarray(p_t)[zero.argmax()])
+            where = f"from p_t = {first:.2g} on" if zero[zero.argmax():].all() else f"at {zero.mean():.0%} of p_t"
+            parts.append(f"{name} ({where})")
+    if not parts:
+        return None
+    return ("Exactly zero, so not drawn on the log axis (the curve stops): " + "; ".join(parts) + ". These pixels "
+            "get no push at all.")
+
+
 def sweepable_parameters(name: str) -> list[str]:
     """Parameters of a loss that shape its gradient and a surface can sweep.
 
