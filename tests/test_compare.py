@@ -88,3 +88,19 @@ def test_cli_compare_end_to_end_on_a_tiny_budget(tmp_path):
     bad_cmd = [arg if arg != "ce,focal:gamma=1.5" else "ce,dyce" for arg in cmd]
     bad = subprocess.run(bad_cmd, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "unknown loss 'dyce'" in bad.stderr
+
+
+def test_the_tradeoff_chart_never_zooms_a_small_gap_to_fill_it():
+    from segloss.figures.compare import tradeoff_figure
+
+    def entry(miou, acc, std=0.0):
+        return {"miou": miou, "mean_accuracy": acc, "miou_std": std, "mean_accuracy_std": std, "seeds": [0]}
+
+    close = tradeoff_figure({"losses": {"ce": entry(0.296, 0.40), "recall": entry(0.306, 0.41)}})
+    x_low, x_high = close.layout.xaxis.range
+    assert x_high - x_low >= 0.1 and x_low <= 0.296 and x_high >= 0.306
+    wide = tradeoff_figure({"losses": {"ce": entry(0.2, 0.5, 0.05), "lovasz": entry(0.8, 0.9, 0.05)}})
+    y_low, y_high = wide.layout.yaxis.range
+    assert y_low <= 0.45 and 0.95 <= y_high <= 1.0  # the data and its error bars, inside [0, 1]
+    edge = tradeoff_figure({"losses": {"a": entry(0.99, 0.005), "b": entry(0.995, 0.01)}})
+    assert edge.layout.xaxis.range[1] == 1.0 and edge.layout.yaxis.range[0] == 0.0

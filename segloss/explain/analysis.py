@@ -295,7 +295,7 @@ def zero_gradient_note(p_t: np.ndarray, curves: dict[str, np.ndarray]) -> str | 
         zero = np.asarray(values) == 0
         if zero.any():
             first = float(np.asarray(p_t)[zero.argmax()])
-            where = f"from p_t = {first:.2g} on" if zero[zero.argmax():].all() else f"at {zero.mean():.0%} of p_t"
+            where = f"from p_t = {first:.3g} on" if zero[zero.argmax():].all() else f"at {zero.mean():.0%} of p_t"
             parts.append(f"{name} ({where})")
     if not parts:
         return None

@@ -80,6 +80,22 @@ def tradeoff_figure(summary: dict, height: int = 420, colors: dict | None = None
         ))
     fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10}, showlegend=True,
                       legend={"orientation": "v", "x": 1.02, "y": 1, "font": {"size": 11}})
-    fig.update_xaxes(title="mIoU")
-    fig.update_yaxes(title="mean accuracy (mean per-class recall)")
+    entries = list(summary["losses"].values())
+    fig.update_xaxes(title="mIoU", range=_span([e["miou"] for e in entries], [e["miou_std"] for e in entries]))
+    fig.update_yaxes(title="mean accuracy (mean per-class recall)",
+                     range=_span([e["mean_accuracy"] for e in entries], [e["mean_accuracy_std"] for e in entries]))
     return fig
+
+
+def _span(values, stds, min_span: float = 0.1) -> list[float]:
+    """An axis range over ``values +- stds`` at least ``min_span`` wide (inside [0, 1] where it fits), so
+    that a 0.01 difference between two runs does not fill the chart as if it were a wide one."""
+    low = min(v - (s or 0.0) for v, s in zip(values, stds))
+    high = max(v + (s or 0.0) for v, s in zip(values, stds))
+    pad = max(min_span - (high - low), 0.0) / 2 + 0.01
+    low, high = low - pad, high + pad
+    if low < 0 and high - low <= 1:
+        low, high = 0.0, high - low
+    if high > 1 and high - low <= 1:
+        low, high = 1.0 - (high - low), 1.0
+    return [low, high]
