@@ -163,11 +163,11 @@ def preset_buttons(url: PageState, presets: Sequence[Preset], on_apply: Callable
         if on_apply is not None:
             on_apply()
 
-    label, *columns = st.columns([0.6] + [1.0] * len(presets), vertical_alignment="center")
-    label.caption("Lessons: one click sets the page up.")
-    for column, preset in zip(columns, presets):
-        column.button(preset.title, key=f"{url.page}:preset:{preset.title}", on_click=apply, args=(preset,),
-                      width="stretch", icon=":material/school:", help=preset.lesson)
+    row = st.container(horizontal=True, vertical_alignment="center")  # wraps where the page is narrow
+    row.caption("Lessons: one click sets the page up.", width="content")
+    for preset in presets:
+        row.button(preset.title, key=f"{url.page}:preset:{preset.title}", on_click=apply, args=(preset,),
+                   icon=":material/school:", help=preset.lesson)
     title, settings = st.session_state.get(lesson_key) or (None, {})
     if any(st.session_state.get(key) != value for key, value in settings.items()):
         title = st.session_state[lesson_key] = None  # the user changed what the lesson talks about
