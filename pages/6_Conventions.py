@@ -116,7 +116,9 @@ else:
 with results:
     st.caption(f"Input: N = {summary['N']}, C = {summary['C']}, {summary['pixels']:,} pixels, "
                f"|V| = {summary['valid']:,} valid ({summary['ignored']:,} ignored), "
-               f"N·C·H·W = {summary['elements']:,} elements.")
+               f"N·C·H·W = {summary['elements']:,} elements."
+               + (" MONAI's row with ignore_index=None is left out: without an ignore index its one-hot cannot "
+                  "take the ignore label; set the ignored share to 0 to see it." if summary["ignored"] else ""))
     st.plotly_chart(plots.ratio_bars_figure(columns["name"], columns["ratio"], columns["group"]),
                     width="stretch", key="ratios")
 

@@ -20,6 +20,7 @@ def test_page_renders_table_ratio_bars_and_dual_focal_curves_in_float32():
     assert not app.exception
     values = table_values(app)
     assert len(values) == 21  # nothing ignored by default: MONAI without ignore_index is shown too
+    assert "left out" not in next(c.value for c in app.caption if c.value.startswith("Input:"))
     assert any(name.startswith("kornia focal_loss, α=None — kornia 0.9.0") for name in values)
     bars, curves = figures(app)
     assert {trace["name"] for trace in bars["data"]} == {"focal", "weighted CE", "dual focal", "dice"}
@@ -49,7 +50,8 @@ def test_ignored_pixels_and_gamma_change_values_and_drop_the_monai_row_without_i
     by_label(app.slider, "Share of pixels labelled ignore (255)").set_value(0.3).run()
     ignored = table_values(app)
     assert not app.exception and len(ignored) == 20 and ignored != before
-    assert "ignored" in next(c.value for c in app.caption if c.value.startswith("Input:"))
+    caption = next(c.value for c in app.caption if c.value.startswith("Input:"))
+    assert "ignored" in caption and "ignore_index=None is left out" in caption  # says why a row went
     by_label(app.slider, "gamma (γ)").set_value(0.0).run()
     assert table_values(app) != ignored
 
