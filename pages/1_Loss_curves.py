@@ -10,6 +10,7 @@ import streamlit as st
 
 import segloss
 from segloss.explain import analysis
+from segloss.losses.weights import class_weights
 from segloss.train import data
 from segloss.figures import plots
 from ui.layout import page_setup
@@ -172,6 +173,13 @@ with chart:
         st.caption(f"Generalized Dice + boundary: the loss of an image of {analysis.REGION_PIXELS} pixels of one foreground "
                    "class at p_t, with the weights of the first epoch; the image has no other class, so its boundary "
                    "term uses the distances to the image's border. Its schedule shows on the Live training page.")
+    if "weighted_ce" in chosen:
+        wce = dict(params.get("weighted_ce", {}))
+        cls = wce.pop("true_class", 6)
+        w = float(class_weights(wce.get("scheme", "median"), data.class_frequencies("street"), wce.get("beta", 0.999))[cls])
+        st.caption(f"Weighted cross-entropy: one {STREET.class_names[cls]} pixel's w · (-log p_t), w = {w:.3g} from the "
+                   "street scenes' pixel counts. A batch's loss divides by the sum of its pixels' weights (the formula "
+                   "below), so over a batch the weights shift which pixels count, not the loss's overall scale.")
     if "recall" in chosen:
         st.caption("Recall loss weighs a pixel by 1 - R of its class, where R is that class's recall in the current "
                    "batch: it does not depend on this pixel's p_t. Each curve is (1 - R) · CE for one batch recall R.")

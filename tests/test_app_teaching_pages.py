@@ -209,3 +209,18 @@ def test_ohem_slices_say_where_the_gradient_is_exactly_zero():
     assert "threshold = 0.5 (from p_t = 0.507 on)" in note  # the first grid point above it
     by_label(app.selectbox, "Loss").set_value("focal").run()
     assert not any(c.value.startswith("Exactly zero") for c in app.caption)
+
+
+def test_weighted_ce_names_the_weight_its_pixel_curve_carries():
+    from segloss.explain import analysis
+    from segloss.losses.weights import class_weights
+    from segloss.train import data
+
+    app = open_page(CURVES)
+    by_label(app.multiselect, "Losses").set_value(["weighted_ce"]).run()
+    assert not app.exception
+    w = float(class_weights("median", data.class_frequencies("street"))[6])  # the default pixel: a pedestrian
+    assert any(f"w = {w:.3g}" in c.value and "pedestrian" in c.value for c in app.caption)
+    curve = trace_values(figures(app)[0]["data"][0])
+    ce = analysis.loss_curve(analysis.pixel_loss("ce"), analysis.probability_grid(400), 9, "even", 6)
+    np.testing.assert_allclose(curve / ce, w, rtol=1e-4)  # the curve is w times CE's
