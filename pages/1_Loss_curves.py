@@ -19,8 +19,7 @@ from ui.widgets import loss_caption, loss_param_widgets
 
 page_setup("Loss curves", ":material/show_chart:")
 P_T = analysis.probability_grid(400)
-GAMMAS = (0.0, 0.5, 1.0, 2.0, 5.0)
-GAMMA_COLORS = dict(zip(GAMMAS, ("#636efa", "#00cc96", "#ab63fa", "#ef553b", "#ffa15a")))
+GAMMAS, GAMMA_COLORS = plots.GAMMAS, plots.GAMMA_COLORS
 LOSS_DASHES = {"focal": "solid", "dual_focal": "dot"}
 OTHER_COLORS = ("#19d3f3", "#ff6692", "#8c564b", "#b6e880", "#ff97ff", "#7f7f7f", "#17becf")  # none of the gammas' colours
 RECALLS = (0.0, 0.25, 0.5, 0.75, 0.9)

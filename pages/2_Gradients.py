@@ -143,15 +143,17 @@ with chart:
         st.plotly_chart(fig, width="stretch", key="surface")
         picked = st.multiselect(f"Slices at {sweep} =", rows, default=rows, format_func=lambda i: f"{values[i]:g}")
         slices = {f"{sweep} = {values[i]:g}": z[i] for i in picked}
+        colors = {f"gamma = {g:g}": {"color": c} for g, c in plots.GAMMA_COLORS.items()} if sweep == "gamma" else {}
         left, right = st.columns(2)
         left.plotly_chart(plots.curves_figure(P_T, {**slices, "cross-entropy": ce}, x_title="p_t", y_title="gradient",
-                                            log_y=True, dashed=["cross-entropy"],
+                                            log_y=True, dashed=["cross-entropy"], styles=colors,
                                             well_classified=analysis.WELL_CLASSIFIED, height=380,
                                             legend_columns=1),  # half the page wide: one name to a row
                           width="stretch", key="slices")
         ratios = {k: v / np.maximum(ce, 1e-30) for k, v in slices.items()}
         right.plotly_chart(plots.curves_figure(P_T, ratios, x_title="p_t", y_title="gradient / CE gradient", log_y=True,
-                                             well_classified=analysis.WELL_CLASSIFIED, height=380, show_legend=False),
+                                             well_classified=analysis.WELL_CLASSIFIED, height=380, show_legend=False,
+                                             styles=colors),
                            width="stretch", key="ratios")
         easy = int(np.argmin(np.abs(P_T - 0.9)))
         shown = [f"{sweep} = {values[i]:g}: {z[i][easy] / max(float(ce[easy]), 1e-30):.2%}" for i in picked]

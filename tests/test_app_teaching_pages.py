@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import segloss
+from segloss.figures import plots
 from app_support import by_label, figures, open_page, trace_values
 
 CURVES = "pages/1_Loss_curves.py"
@@ -73,6 +74,9 @@ def test_gradient_page_default_has_surface_slices_and_ratios():
     assert len(slices["data"]) == 6 and slices["data"][-1]["name"] == "cross-entropy"
     assert "entrywidth" not in slices["layout"]["legend"]  # names flow at their own width: none cut at 1024 px
     assert slices["layout"]["margin"]["b"] == 10 + 22 * 6  # half the page wide: room for one name a row
+    by_name = {t["name"]: t["line"].get("color") for t in slices["data"]}
+    assert by_name["gamma = 2"] == plots.GAMMA_COLORS[2.0]  # the colour gamma = 2 has on Loss curves too
+    assert [t["line"].get("color") for t in ratios["data"]] == [by_name[t["name"]] for t in ratios["data"]]
     gamma0 = trace_values(ratios["data"][0])
     np.testing.assert_allclose(gamma0, 1.0, rtol=1e-5)  # gamma = 0: focal's gradient is CE's
 

@@ -13,6 +13,8 @@ import numpy as np
 import plotly.graph_objects as go
 
 WELL_CLASSIFIED_COLOR = "rgba(46, 160, 67, 0.10)"
+GAMMAS = (0.0, 0.5, 1.0, 2.0, 5.0)  # the focusing values every page shows, each in one colour on every chart
+GAMMA_COLORS = dict(zip(GAMMAS, ("#636efa", "#00cc96", "#ab63fa", "#ef553b", "#ffa15a")))
 
 
 def _f32(values) -> np.ndarray:
