@@ -177,5 +177,5 @@ def test_step_button_takes_one_step_and_updates_the_maps_and_the_model_downloads
     assert blob["meta"]["steps"] == 2
     assert all(torch.equal(blob["model_state"][k], v) for k, v in model.state_dict().items())
     labels = [b.label for b in app.get("download_button")]
-    assert "Download the model (.pt, weights only)" in labels
+    assert "Download the model (.pt)" in labels
     assert sum(label.endswith("(PNG)") for label in labels) == 2  # the two maps

@@ -159,11 +159,11 @@ def buttons(trainer: Trainer | None) -> None:
     row.button("Reset", key=_key("reset"), icon=":material/restart_alt:", disabled=trainer is None,
                on_click=_reset, help="Discard this run (model, curves); Start then begins again from step 0.")
     if trainer is not None and trainer.steps_done > 0:
-        st.download_button("Download the model (.pt, weights only)", lambda: export.checkpoint_bytes(trainer),
+        st.download_button("Download the model (.pt)", lambda: export.checkpoint_bytes(trainer),
                            file_name=f"tinyunet_{trainer.config.dataset}_{trainer.config.loss}_step{trainer.steps_done}.pt",
                            mime="application/octet-stream", key=_key("model"), icon=":material/download:",
-                           width="stretch", help="Load it with torch.load(f, weights_only=True); the Upload page "
-                           "takes it too.")
+                           width="stretch", help="The weights only (no pickled code): load them with "
+                           "torch.load(f, weights_only=True); the Upload page takes the file too.")
     notice = st.session_state.pop(_key("notice"), None)
     if notice:
         st.warning(notice)
@@ -262,10 +262,10 @@ def image_panels(snap: TrainerSnapshot, kind: str) -> None:
         st.html(PIXELATED_CSS)
         for column, panel in zip(st.columns(5), panels):
             column.image(panel.png, caption=f"{panel.title}: {panel.caption}", width="stretch", output_format="PNG")
-    down_loss, down_ce, _ = st.columns([1, 1, 2])
-    for column, panel, name in ((down_loss, panels[3], "train"), (down_ce, panels[4], "ce")):
-        column.download_button(f"{panel.title} (PNG)", panel.png, mime="image/png", key=_key(f"png_{name}"),
-                               file_name=f"{kind}_map_{name}_step{snap.step}.png", icon=":material/download:")
+    downloads = st.container(horizontal=True)  # each label in full, wrapping where the page is narrow
+    for panel, name in ((panels[3], "train"), (panels[4], "ce")):
+        downloads.download_button(f"{panel.title} (PNG)", panel.png, mime="image/png", key=_key(f"png_{name}"),
+                                  file_name=f"{kind}_map_{name}_step{snap.step}.png", icon=":material/download:")
     view = snap.view
     what = "loss" if kind == "loss" else "gradient"
     note, bar = st.columns([3, 2])
