@@ -79,3 +79,30 @@ def test_every_loss_formula_fits_its_card_on_the_home_page(browser, app_url, wid
                         " > f.getBoundingClientRect().right + 1).map(f => f.innerText.slice(0, 40))")
     context.close()
     assert cut == []
+
+
+CUT_TEXT = """() => [...document.querySelectorAll(
+    '[data-testid=stMain] [data-testid=stButton] p, [data-testid=stMain] [data-testid=stDownloadButton] p,'
+    + ' [data-testid=stMain] [data-testid=stMetricValue] div, [data-testid=stMain] [data-testid=stMetricDelta] div')]
+    .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.innerText)"""
+
+
+@pytest.mark.parametrize("width, height", [(1400, 1000), (1024, 768)])
+def test_buttons_and_live_numbers_show_their_whole_text(browser, app_url, width, height):
+    """A lecturer's projector at 1024 x 768: no button label ("S…") or metric ("11…") is cut."""
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.goto(f"{app_url}/Loss_curves")
+    expect(page.get_by_role("button", name="Recall: batch recall")).to_be_visible(timeout=60_000)
+    cut = page.evaluate(CUT_TEXT)
+    page.goto(f"{app_url}/Live_training")
+    page.get_by_role("button", name="Start").click()
+    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stMetricValue]')]"
+                           ".some(e => /^[1-9][0-9]* \\//.test(e.innerText))", timeout=60_000)
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=stMetricDelta]').length >= 2",
+                           timeout=60_000)
+    cut += page.evaluate(CUT_TEXT)
+    page.screenshot(path=str(ARTIFACTS / f"live-training-{width}.png"), full_page=True)
+    page.get_by_role("button", name="Stop").click()
+    context.close()
+    assert cut == []
