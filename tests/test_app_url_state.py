@@ -145,3 +145,16 @@ def test_a_conventions_lesson_sets_its_input():
     assert by_label(app.radio, "Input").value == "random"
     assert by_label(app.slider, "Share of pixels labelled ignore (255)").value == 0.5
     assert any("Half the pixels are labelled ignore" in i.value for i in app.info)
+
+
+def test_every_lesson_shows_its_text_and_keeps_it_over_reruns():
+    """A lesson's text stays while its settings do: a page that adjusted one of them after the click
+    (e.g. a parameter the loss lacks) would hide the text at once."""
+    for page in (CURVES, GRADIENTS, "pages/6_Conventions.py"):
+        app = open_with(page, {})
+        titles = [b.label for b in app.button if b.proto.icon == ":material/school:"]
+        assert len(titles) == 3, (page, titles)
+        for title in titles:
+            next(b for b in app.button if b.label == title).click().run()
+            app.run()
+            assert not app.exception and any(title in i.value for i in app.info), (page, title)
