@@ -48,7 +48,6 @@ class LogitsError(UploadError):
     """The logits upload is unusable, or does not fit the mask."""
 
 
-
 def describe_start(data: bytes, count: int = 8) -> str:
     """What a file's first bytes look like, for an error message: ``it starts with the text "hello th"``
     or ``its first bytes are 00 01 ff 9c`` (a user reads neither Python's ``b'...'`` nor escapes)."""
