@@ -128,7 +128,9 @@ class LovaszSoftmax(torch.autograd.Function):
 
     Args (of ``apply``): logits ``(N, C, *S)`` (validated by the caller), target ``(N, *S)``,
     ``ignore_index``, ``per_image``. Float32 losses (float64 kept); the logits' gradient in their
-    dtype and layout. A second backward (``retain_graph=True``) sorts again.
+    dtype and layout. A second backward (``retain_graph=True``) sorts again. ``dloss/de`` is kept on
+    ``ctx`` (it is scaled in place in backward), not through ``save_for_backward``: saved-tensor
+    hooks such as ``save_on_cpu`` do not move it.
     """
 
     @staticmethod
