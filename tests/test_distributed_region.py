@@ -2,6 +2,8 @@
 with half the batch (shards holding different classes), give every replica the loss of one
 process on the whole batch, and after DDP's averaging the model's gradient of that process."""
 
+import gc
+
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -53,6 +55,10 @@ def _worker(rank, world_size, init_file, out_dir, sync):
             loss.backward()
             out[case] = {"loss": loss.detach(), "grads": [p.grad.clone() for p in net.parameters()]}
         torch.save(out, f"{out_dir}/rank{rank}.pt")
+        # DDP's reducer goes before its process group: torn down after it (at the worker's exit) it
+        # hung the process in about one run in ten here (gloo, torch 2.13), and with it the test
+        del net, loss
+        gc.collect()
     finally:
         dist.destroy_process_group()
 
