@@ -205,3 +205,10 @@ def check_number(
         raise ValueError(f"{name} must be {sign} {low}, got {number}")
     if high is not None and number > high:
         raise ValueError(f"{name} must be <= {high:g}, got {number:g}")
+
+
+def functorch_transform_active() -> bool:
+    """True inside a ``torch.func`` transform (``grad``, ``vmap``, ``jacrev``...): custom autograd
+    functions without a functorch rule cannot take part, so the losses use plain torch ops there."""
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return bool(active is not None and active())

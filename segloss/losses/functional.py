@@ -38,7 +38,7 @@ import torch.distributed as dist
 
 from segloss.losses import reference
 from segloss.losses._checks import (MAX_EXPONENT, MAX_SCALE, check_logits_target, check_number, check_reduction,
-                                    class_vector)
+                                    class_vector, functorch_transform_active)
 from segloss.kernels import cuda
 from segloss.kernels.compiled import compiled_kernels_enabled
 from segloss.kernels.cpu import DualFocalFused, FocalFamily
@@ -59,8 +59,7 @@ def _needs_autograd(*params) -> bool:
     """
     if any(isinstance(p, torch.Tensor) and p.requires_grad for p in params):
         return True
-    active = getattr(torch._C, "_are_functorch_transforms_active", None)
-    return bool(active is not None and active())
+    return functorch_transform_active()
 
 
 def _float_like(logits: torch.Tensor) -> torch.Tensor:

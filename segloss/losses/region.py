@@ -31,7 +31,8 @@ import torch
 from segloss.kernels import cuda
 from segloss.kernels.lovasz import LovaszSoftmax, lovasz_rows_autograd
 from segloss.kernels.region_sums import RegionSums, region_sums_autograd
-from segloss.losses._checks import check_logits_target, check_number, check_reduction, class_vector
+from segloss.losses._checks import (check_logits_target, check_number, check_reduction, class_vector,
+                                    functorch_transform_active)
 from segloss.losses._reduction import safe_divide
 
 
@@ -67,8 +68,7 @@ def _region_sums(logits, target, ignore_index, per_image, sync=True):
         sums = cuda.RegionSumsTriton.apply(logits, target, ignore_index, bool(per_image))
     else:
         check_logits_target(logits, target, ignore_index)
-        active = getattr(torch._C, "_are_functorch_transforms_active", None)
-        if active is not None and active():
+        if functorch_transform_active():
             sums = region_sums_autograd(logits, target, ignore_index, per_image)
         else:
             sums = RegionSums.apply(logits, target.long(), ignore_index, bool(per_image))
@@ -242,8 +242,7 @@ def lovasz_softmax_loss(logits, target, *, per_image=False, weight=None, ignore_
     """
     check_reduction(reduction)
     check_logits_target(logits, target, ignore_index)
-    active = getattr(torch._C, "_are_functorch_transforms_active", None)
-    if active is not None and active():  # torch.func: custom autograd functions cannot join
+    if functorch_transform_active():
         per_class = lovasz_rows_autograd(logits, target, ignore_index, per_image)
     else:
         per_class = LovaszSoftmax.apply(logits, target, ignore_index, bool(per_image))
