@@ -76,8 +76,9 @@ LESSONS = (
 
 url = PageState("conventions")
 preset_buttons(url, LESSONS)
-controls, results = st.columns([1, 2.8], gap="large")
-with controls:
+# Controls in a row above the chart: its bar labels are long and need the page's whole width.
+pick_input, pick_scene, pick_loss = st.columns(3, gap="medium")
+with pick_input:
     uploaded = st.session_state.get(upload_view.UPLOAD_INPUTS)
     options = [key for key in SOURCES if key != "upload" or uploaded is not None]
     source_key = url.bind("input", "sample", "choice", choices=options)
@@ -88,18 +89,21 @@ with controls:
     if source != "upload":
         seed = int(st.number_input("Seed", min_value=0, max_value=10_000, step=1,
                                    key=url.bind("seed", 0, "int", low=0, high=10_000)))
-        if source == "sample":
-            knobs = (st.selectbox("Dataset", list(data.DATASETS), format_func=lambda k: data.DATASETS[k].title,
-                                  key=url.bind("dataset", "street", "choice", choices=list(data.DATASETS))),
-                     st.slider("Simulated confidence", 0.2, 0.99, step=0.01,
-                               key=url.bind("confidence", 0.7, "float", low=0.2, high=0.99),
-                               help="True-class probability of the simulated prediction away from class edges."))
-        else:
-            knobs = (st.slider("Classes C", 2, 20, key=url.bind("C", 5, "int", low=2, high=20)),
-                     st.slider("Logit scale", 0.5, 8.0, step=0.5, key=url.bind("scale", 2.0, "float", low=0.5, high=8.0)))
+with pick_scene:
+    if source == "sample":
+        knobs = (st.selectbox("Dataset", list(data.DATASETS), format_func=lambda k: data.DATASETS[k].title,
+                              key=url.bind("dataset", "street", "choice", choices=list(data.DATASETS))),
+                 st.slider("Simulated confidence", 0.2, 0.99, step=0.01,
+                           key=url.bind("confidence", 0.7, "float", low=0.2, high=0.99),
+                           help="True-class probability of the simulated prediction away from class edges."))
+    elif source == "random":
+        knobs = (st.slider("Classes C", 2, 20, key=url.bind("C", 5, "int", low=2, high=20)),
+                 st.slider("Logit scale", 0.5, 8.0, step=0.5, key=url.bind("scale", 2.0, "float", low=0.5, high=8.0)))
+    if source != "upload":
         ignore_share = st.slider("Share of pixels labelled ignore (255)", 0.0, 0.9, step=0.05,
                                  key=url.bind("ignored", 0.0, "float", low=0.0, high=0.9),
                                  help="With none ignored, N·C·H·W / |V| is exactly C.")
+with pick_loss:
     gamma = st.slider("gamma (γ)", 0.0, 5.0, step=0.5, key=url.bind("gamma", 2.0, "float", low=0.0, high=5.0))
     alpha = st.slider("alpha (α)", 0.05, 0.95, step=0.05, key=url.bind("alpha", 0.25, "float", low=0.05, high=0.95),
                       help="Given to every library; each reads it its own way.")
@@ -113,14 +117,13 @@ if source == "upload":
 else:
     summary, columns = comparison(source, seed, knobs, ignore_share, gamma, alpha)
 
-with results:
-    st.caption(f"Input: N = {summary['N']}, C = {summary['C']}, {summary['pixels']:,} pixels, "
-               f"|V| = {summary['valid']:,} valid ({summary['ignored']:,} ignored), "
-               f"N·C·H·W = {summary['elements']:,} elements."
-               + (" MONAI's row with ignore_index=None is left out: without an ignore index its one-hot cannot "
-                  "take the ignore label; set the ignored share to 0 to see it." if summary["ignored"] else ""))
-    st.plotly_chart(plots.ratio_bars_figure(columns["name"], columns["ratio"], columns["group"]),
-                    width="stretch", key="ratios")
+st.caption(f"Input: N = {summary['N']}, C = {summary['C']}, {summary['pixels']:,} pixels, "
+           f"|V| = {summary['valid']:,} valid ({summary['ignored']:,} ignored), "
+           f"N·C·H·W = {summary['elements']:,} elements."
+           + (" MONAI's row with ignore_index=None is left out: without an ignore index its one-hot cannot "
+              "take the ignore label; set the ignored share to 0 to see it." if summary["ignored"] else ""))
+st.plotly_chart(plots.ratio_bars_figure(columns["name"], columns["ratio"], columns["group"]),
+                width="stretch", key="ratios")
 
 table = pd.DataFrame({"convention — what it mirrors": [f"{name} — {library}" for name, library in
                                                        zip(columns["name"], columns["library"])],
