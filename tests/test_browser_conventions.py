@@ -25,3 +25,17 @@ def test_conventions_page_by_direct_url_shows_table_and_charts(app_url, page):
     expect(page.get_by_test_id("stException")).to_have_count(0)
     page.wait_for_timeout(500)
     page.screenshot(path=str(ARTIFACTS / "page-conventions.png"), full_page=True)
+
+
+def test_the_ratio_bars_keep_room_beside_their_long_labels_on_a_projector(app_url, page):
+    """At 1024 x 768 (sidebar open) the bars' plot area takes at least a third of the chart: beside the
+    controls it was about 60 px of a 370 px chart, the bars squeezed to slivers."""
+    page.set_viewport_size({"width": 1024, "height": 768})
+    page.goto(f"{app_url}/Conventions")
+    chart = page.get_by_test_id("stPlotlyChart").first
+    expect(chart.locator("svg.main-svg").first).to_be_visible(timeout=60_000)
+    plot_area = chart.locator("rect.nsewdrag").first  # plotly's drag rectangle covers the plot area exactly
+    expect(plot_area).to_be_attached()
+    chart_width = chart.bounding_box()["width"]
+    bars_width = float(plot_area.get_attribute("width"))
+    assert bars_width >= chart_width / 3 and bars_width >= 180, (bars_width, chart_width)
