@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one script to run on a lent GPU machine (the device tool), all in one call of under 10 min:
-#   1. every CUDA test (the Triton kernel tests, sync counts, the losses' suites) -> $OUT/tests.txt
+#   1. the tests that touch CUDA (device_tests.txt: kernels, syncs, memory, Lovász, compile) -> $OUT/tests.txt
 #   2. bench_gpu.py, the README's table (3 shapes x float32/bfloat16)      -> $OUT/bench_gpu.{txt,json}
 #   3. bench_gpu.py --sweep, the launch settings (tile, warps, gradient)    -> $OUT/sweep.{txt,json}
 # Each step has its own time limit so that a slow one cannot eat the others'.
@@ -18,10 +18,9 @@ fi
 { nvidia-smi -L; python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
   python3 -c "import kornia, monai; print('kornia', kornia.__version__, 'monai', monai.__version__)"; } > "$OUT/gpu.txt" 2>&1
 start=$(date +%s)
-timeout 150 python3 -m pytest -q -n 8 -p no:cacheprovider -o addopts="" tests/test_triton_kernels.py \
-    tests/test_device_factories.py tests/test_fast_path.py tests/test_functional.py tests/test_dual_focal.py \
-    tests/test_recall.py tests/test_region.py tests/test_label_smoothing.py tests/test_torch_compile.py \
-    tests/test_kernel_memory.py tests/test_lovasz.py \
+# SIGINT, not TERM: pytest then still prints which tests failed and why
+timeout -s INT 150 python3 -m pytest -q -n 8 -p no:cacheprovider -o addopts="" -rfE --tb=short --timeout=60 \
+    $(cat benchmarks/device_tests.txt) \
     > "$OUT/tests.txt" 2>&1
 echo "tests exit $? after $(( $(date +%s) - start )) s" >> "$OUT/tests.txt"
 timeout 200 python3 benchmarks/bench_gpu.py --json "$OUT/bench_gpu.json" > "$OUT/bench_gpu.txt" 2>&1
@@ -29,4 +28,4 @@ echo "bench exit $? after $(( $(date +%s) - start )) s" >> "$OUT/bench_gpu.txt"
 timeout 100 python3 benchmarks/bench_gpu.py --sweep --shapes 8x19x512x1024 16x150x256x256 --dtypes float32 \
     --repeats 10 --json "$OUT/sweep.json" > "$OUT/sweep.txt" 2>&1
 echo "sweep exit $? after $(( $(date +%s) - start )) s" >> "$OUT/sweep.txt"
-cat "$OUT/gpu.txt"; tail -5 "$OUT/tests.txt"; cat "$OUT/bench_gpu.txt" "$OUT/sweep.txt"
+cat "$OUT/gpu.txt"; tail -40 "$OUT/tests.txt"; cat "$OUT/bench_gpu.txt" "$OUT/sweep.txt"

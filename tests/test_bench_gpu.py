@@ -93,3 +93,16 @@ def test_main_prints_and_saves_each_block_as_it_is_done(cpu_bench, monkeypatch, 
     printed = capsys.readouterr().out
     assert printed.startswith("GPU: a GPU") and printed.count("(1x3x4x5) float32") == 1
     assert printed.count("\n|---") == 2 and printed.count("\n| ") == len(rows) + 2
+
+
+def test_the_timing_itself_runs_on_a_loss_and_on_the_copy_floor():
+    """The script's own ``measure`` and ``copy_floor`` (replaced by ``cpu_bench`` above), on CPU tensors:
+    the floor times a clone of logits that need no gradient, a loss times forward + backward."""
+    from segloss import functional as SF
+
+    logits, target = bench_gpu._batch(1, 3, (4, 5), torch.float32, "cpu")
+    floor = bench_gpu.copy_floor(logits, repeats=2)
+    ms, memory = bench_gpu.measure(lambda z, y: SF.cross_entropy(z, y), logits, target, repeats=2, warmup=1)
+    assert floor > 0 and ms > 0
+    assert memory != memory  # NaN: no memory figure off CUDA
+    assert not logits.requires_grad

@@ -2,7 +2,9 @@
 
 What a forward + backward allocates above what existed before, as a multiple of the logits' bytes:
 at most 1.05 for the pixel-wise losses (the gradient is 1.0) and 1.1 for the Dice family. On a GPU
-this is ``torch.cuda.max_memory_allocated``; without one the kernels run in triton's interpreter
+this is the peak of the bytes requested from the caching allocator (``torch.cuda.memory_stats``:
+``max_memory_allocated`` would add the allocator's block rounding; ``bench_gpu.py`` reports that on
+shapes whose tensors fill whole blocks); without one the kernels run in triton's interpreter
 on CPU tensors and the same allocations are read from torch's profiler (every tensor the loss
 path makes, with its size, in order). The per-program partial-sum buffers are bounded by
 ``MAX_PROGRAMS`` on a real batch; the shapes here are small, so the bound is lowered to keep
@@ -84,12 +86,14 @@ def _profiled_peak(step) -> int:
 def peak_extra_bytes(step) -> int:
     gc.collect()  # an earlier case's cycle freed during the window would offset the count
     if DEVICE == "cuda":
+        # the bytes the loss asks for: the caching allocator hands a 19.9 MB gradient a whole 20 MiB block
+        # (it splits only when more than 1 MiB would remain), which max_memory_allocated would count
         torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
+        base = torch.cuda.memory_stats()["requested_bytes.all.current"]
         torch.cuda.reset_peak_memory_stats()
         step()
         torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - base
+        return torch.cuda.memory_stats()["requested_bytes.all.peak"] - base
     return _profiled_peak(step)
 
 

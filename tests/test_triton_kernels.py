@@ -446,6 +446,7 @@ def test_gradient_written_in_forward_or_recomputed_in_backward_is_the_same(monke
     counter = _KernelCounter(monkeypatch)
     logits, target = random_batch(2, 4, (5, 6), scale=3.0, ignore_frac=0.2, seed=31)
     if "label_smoothing" in kwargs:
+        logits, target = logits.to(DEVICE), target.to(DEVICE)
         ref = logits.double().requires_grad_()
         ref_value = _smoothed_reference(name, ref, target, reduction, kwargs)
         ref_value.backward()
@@ -473,7 +474,7 @@ def _smoothed_reference(name, logits, target, reduction, kwargs):
 
 def test_a_gradient_written_in_forward_takes_any_upstream_and_a_second_backward(monkeypatch):
     counter = _KernelCounter(monkeypatch)
-    logits, target = random_batch(2, 4, (4, 5), scale=3.0, ignore_frac=0.1, seed=32)
+    logits, target = (t.to(DEVICE) for t in random_batch(2, 4, (4, 5), scale=3.0, ignore_frac=0.1, seed=32))
     weight = [0.5, 2.0, 1.0, 3.0]
     ref = logits.double().requires_grad_()
     reference.focal_loss(ref, target, gamma=2.0, weight=weight).backward()
@@ -493,7 +494,7 @@ def test_no_gradient_is_written_without_a_backward_to_come(monkeypatch):
     written = []
     original = cuda.gradient_buffer
     monkeypatch.setattr(cuda, "gradient_buffer", lambda z: written.append(z.shape) or original(z))
-    logits, target = random_batch(2, 4, (4, 5), seed=33)
+    logits, target = (t.to(DEVICE) for t in random_batch(2, 4, (4, 5), seed=33))
     z = logits.clone().requires_grad_()
     with torch.no_grad():
         SF.cross_entropy(z, target)
@@ -614,6 +615,27 @@ def test_tensor_parameters_out_of_range_are_refused_from_the_device_check():
             SF.dual_focal_loss(logits.to(DEVICE), target.to(DEVICE), **{name: torch.tensor(bad, device=DEVICE)})
     with pytest.raises(TypeError, match="gamma must be a number or a 0-dim tensor"):
         SF.dual_focal_loss(logits.to(DEVICE), target.to(DEVICE), gamma=torch.ones(2, device=DEVICE))
+
+
+def test_recall_loss_with_momentum_takes_a_main_and_an_auxiliary_head_before_one_backward():
+    """``crit(main) + 0.4 * crit(aux)``: the second call updates the running weights in place before
+    the backward of the first; the kernel path keeps its own copy of the weights it used, as the
+    eager path does (it failed with "modified by an inplace operation")."""
+    import segloss
+
+    logits, target = random_batch(2, 4, (5, 6), scale=3.0, ignore_frac=0.1, seed=39)
+    aux = logits.flip(1) + 0.5
+    grads = {}
+    for path in ("kernels", "eager"):
+        cuda.run_on_cpu_for_tests(path == "kernels")
+        device = DEVICE if path == "kernels" else "cpu"
+        module = segloss.RecallLoss(momentum=0.9, num_classes=4).to(device)
+        z, a = logits.to(device).requires_grad_(), aux.to(device).requires_grad_()
+        module(z, target.to(device))  # a first step: the running weights start from it
+        (module(z, target.to(device)) + 0.4 * module(a, target.to(device))).backward()
+        grads[path] = (z.grad.cpu(), a.grad.cpu(), module.class_weights.cpu())
+    for got, want in zip(grads["kernels"], grads["eager"]):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.gpu

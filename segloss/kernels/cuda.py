@@ -260,7 +260,9 @@ class FocalFamilyTriton(torch.autograd.Function):
             _raise_bad_input(flags, logits, target, ignore_index)
         if per_class:
             counts = part_count.sum(dim=0, dtype=torch.int64)
-            scale = scale_from_counts(counts[0], counts[1]).to(device=device, dtype=torch.float32)
+            # a copy: RecallLoss(momentum) hands its running buffer, which its next call (an auxiliary
+            # head's, before this backward) updates in place
+            scale = scale_from_counts(counts[0], counts[1]).to(device=device, dtype=torch.float32).clone()
             total = (part_loss.sum(dim=0) * scale).sum()
         else:
             total = part_loss.sum()
