@@ -137,3 +137,44 @@ def test_torch_func_vmap_over_a_stack_of_logits_equals_a_loop(name):
         got = torch.func.vmap(lambda z: getattr(SF, name)(z, target))(stacked)
     expected = torch.stack([getattr(SF, name)(z, target) for z in stacked])
     torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
+
+
+INFERENCE_CALLS = {
+    **{f"create_loss({name!r})": (lambda name=name: segloss.create_loss(name, class_counts=[40, 30, 20, 10]))
+       for name in segloss.LOSSES},
+    "cross_entropy weight list": lambda: lambda z, y: SF.cross_entropy(z, y, weight=[1.0, 2.0, 3.0, 4.0]),
+    "focal_loss alpha list": lambda: lambda z, y: SF.focal_loss(z, y, alpha=[0.1, 0.2, 0.3, 0.4]),
+    "soft Dice weight list": lambda: lambda z, y: region.soft_dice_loss(z, y, weight=[1.0, 2.0, 3.0, 4.0]),
+}
+
+
+@pytest.mark.parametrize("kernels", [False, True], ids=["eager", "triton"])
+@pytest.mark.parametrize("name", list(INFERENCE_CALLS))
+def test_every_loss_runs_under_inference_mode_as_under_no_grad(monkeypatch, name, kernels):
+    """Lightning validates under ``torch.inference_mode()``: its tensors have no version counter
+    (the class-vector check cached by version crashed on them: unified focal on every call)."""
+    from segloss.kernels import cuda
+
+    monkeypatch.setattr(cuda, "_CPU_FOR_TESTS", kernels)  # the Triton kernels in the interpreter, or not
+    logits, target = random_batch(2, 4, (6, 6), scale=2.0, ignore_frac=0.1, seed=71)
+    target[target == 255] = 0 if "boundary" in name else 255
+    with torch.no_grad():
+        want = INFERENCE_CALLS[name]()(logits, target)
+    with torch.inference_mode():
+        got = INFERENCE_CALLS[name]()(logits, target)
+        torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_recall_loss_trains_after_a_first_call_under_inference_mode(momentum):
+    """A sanity-check validation before training: the lazily sized running weights must not be
+    created as an inference tensor, which the next training step could not update in place."""
+    logits, target = random_batch(2, 4, (6, 6), seed=72)
+    criterion = segloss.RecallLoss(momentum=momentum).eval()
+    with torch.inference_mode():
+        criterion(logits, target)
+    assert not criterion.class_weights.is_inference()
+    criterion.train()
+    z = logits.clone().requires_grad_()
+    criterion(z, target).backward()
+    assert torch.isfinite(z.grad).all()

@@ -160,12 +160,14 @@ def _already_checked(value: torch.Tensor) -> bool:
     A module's class-weight buffer is then checked once, not on every call: on CUDA each check
     is a host-device synchronisation.
     """
+    if value.is_inference():  # no version counter: never remembered, checked on each call
+        return False
     entry = _CHECKED.get(id(value))
     return entry is not None and entry[0]() is value and entry[1] == value._version
 
 
 def _remember_checked(value: torch.Tensor) -> None:
-    if value.requires_grad or value.device.type == "meta":
+    if value.requires_grad or value.device.type == "meta" or value.is_inference():
         return
     key = id(value)
     _CHECKED[key] = (weakref.ref(value, lambda _ref, key=key: _CHECKED.pop(key, None)), value._version)

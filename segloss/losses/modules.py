@@ -260,7 +260,8 @@ class RecallLoss(_PixelLoss):
             raise ValueError(f"{prefix}class_weights in the state dict must be a 1-D float vector of recall "
                              f"weights in [0, 1] (no NaN), got {stored.tolist() if stored.numel() <= 16 else stored.shape}")
         if stored is not None and self.class_weights.numel() == 0:
-            self.class_weights = torch.empty_like(stored, device=self.class_weights.device)
+            with torch.inference_mode(False):
+                self.class_weights = torch.empty(stored.shape, dtype=stored.dtype, device=self.class_weights.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _choose_weights(self, batch_weights: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
@@ -275,7 +276,8 @@ class RecallLoss(_PixelLoss):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         num_classes = logits.shape[1] if isinstance(logits, torch.Tensor) and logits.dim() >= 2 else None
         if num_classes is not None and self.class_weights.numel() == 0:
-            self.class_weights = torch.ones(num_classes, device=logits.device)
+            with torch.inference_mode(False):  # a normal tensor even when the first call is inside inference_mode
+                self.class_weights = torch.ones(num_classes, device=logits.device)
         if num_classes is not None and self.class_weights.numel() != num_classes:
             raise ValueError(
                 f"RecallLoss holds weights for {self.class_weights.numel()} classes, "
