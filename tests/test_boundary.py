@@ -102,6 +102,19 @@ def test_distance_maps_skip_absent_classes_and_labels_beyond_num_classes():
     assert phi[0, 1, 1, 1] == 0 and phi[0, 1, 0, 0] == pytest.approx(2 ** 0.5)
 
 
+def test_an_ignore_index_inside_the_class_range_is_no_region():
+    """ignore_index=2 with C = 3: its pixels are outside every class, as 255's are (they were
+    scored as a region of class 2, and the loss changed with them)."""
+    target = torch.zeros(1, 8, 8, dtype=torch.long)
+    target[0, 2:6, 2:6] = 1
+    target[0, :, :2] = 2
+    logits = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    relabelled = torch.where(target == 2, 255, target)
+    assert signed_distance_maps(target, 3, ignore_index=2)[0, 2].abs().sum() == 0
+    torch.testing.assert_close(signed_distance_maps(target, 3, ignore_index=2), signed_distance_maps(relabelled, 3))
+    torch.testing.assert_close(boundary_loss(logits, target, ignore_index=2), boundary_loss(logits, relabelled))
+
+
 @pytest.mark.parametrize("foreground_only", [True, False])
 @pytest.mark.parametrize("layout", ["contiguous", "transposed", "half"])
 def test_the_blockwise_boundary_loss_equals_plain_autograd(foreground_only, layout):

@@ -49,7 +49,7 @@ def signed_distance_maps(target, num_classes: int, *, ignore_index: int = 255) -
         if array[n].ndim == 0:
             continue  # a single pixel has no boundary
         present = np.unique(array[n])  # two transforms per class present; absent classes keep 0
-        for c in present[(present >= 0) & (present < num_classes)].tolist():
+        for c in present[(present >= 0) & (present < num_classes) & (present != ignore_index)].tolist():
             inside = array[n] == c
             outside = ~inside
             if outside.any():
