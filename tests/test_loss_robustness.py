@@ -178,3 +178,16 @@ def test_recall_loss_trains_after_a_first_call_under_inference_mode(momentum):
     z = logits.clone().requires_grad_()
     criterion(z, target).backward()
     assert torch.isfinite(z.grad).all()
+
+
+@pytest.mark.parametrize("name", list(segloss.LOSSES))
+def test_every_registry_loss_gives_zero_on_an_empty_batch_and_names_a_bad_shape(name):
+    """Unified focal reshaped its per-image sums before any check: an empty batch and 1-D logits
+    gave torch's reshape and index errors; every loss now answers as the others do."""
+    criterion = segloss.create_loss(name, class_counts=[40, 30, 20, 10])
+    z = torch.zeros(0, 4, 3, 3, requires_grad=True)
+    value = criterion(z, torch.zeros(0, 3, 3, dtype=torch.long))
+    value.backward()
+    assert value.item() == 0.0 and z.grad.shape == z.shape
+    with pytest.raises(ValueError, match=r"logits must have shape \(N, C, \*spatial\), got \(4,\)"):
+        criterion(torch.randn(4), torch.tensor(1))

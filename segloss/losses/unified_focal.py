@@ -22,7 +22,7 @@ import torch
 from segloss.kernels import cuda
 from segloss.kernels.compiled import compiled_kernels_enabled
 from segloss.losses import functional as SF
-from segloss.losses._checks import check_number, check_reduction
+from segloss.losses._checks import check_logits_target, check_number, check_reduction
 from segloss.losses._reduction import safe_divide
 from segloss.losses.region import _region_sums, _safe_power, global_sum
 
@@ -65,6 +65,7 @@ def unified_focal_loss(logits, target, *, tversky_weight=0.5, delta=0.6, gamma=0
         ValueError, TypeError: bad tensors or parameters.
     """
     check_reduction(reduction)
+    check_logits_target(logits, target, ignore_index, check_finite=False, check_labels=False)  # shapes first
     for name, value in (("tversky_weight", tversky_weight), ("delta", delta), ("gamma", gamma)):
         check_number(value, name, low=0.0, high=1.0)
     check_number(smooth, "smooth", low=0.0)
@@ -82,7 +83,8 @@ def unified_focal_loss(logits, target, *, tversky_weight=0.5, delta=0.6, gamma=0
     region = safe_divide((per_class * counted).sum(-1), counted.sum(-1))  # (N,) or ()
     if per_image:
         n = logits.shape[0]
-        af_image = safe_divide(pixel.reshape(n, -1).sum(1), valid.reshape(n, -1).sum(1))
+        flat = (n, -1) if n else (0, 1)  # an empty batch: no image, a zero loss
+        af_image = safe_divide(pixel.reshape(flat).sum(1), valid.reshape(flat).sum(1))
         each = tversky_weight * region + (1.0 - tversky_weight) * af_image
         if reduction == "none":
             return torch.where(present.any(-1), each, float("nan"))
