@@ -1,6 +1,8 @@
 """Odd tensors and hostile arguments: the losses give the right gradient or a clear error, never a
 crash deep inside or a silent wrong number (issue: "Hold up under load, hostile files and odd tensors")."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -191,3 +193,14 @@ def test_every_registry_loss_gives_zero_on_an_empty_batch_and_names_a_bad_shape(
     assert value.item() == 0.0 and z.grad.shape == z.shape
     with pytest.raises(ValueError, match=r"logits must have shape \(N, C, \*spatial\), got \(4,\)"):
         criterion(torch.randn(4), torch.tensor(1))
+
+
+@pytest.mark.parametrize("name", PIXELWISE + ["recall_loss"])
+@pytest.mark.parametrize("shape", [(2, 5, 8, 8), (6, 5)])
+def test_nan_logits_are_reported_with_the_callers_shape(name, shape):
+    """Small images are folded into one for speed; the error names the logits the caller passed."""
+    logits = torch.randn(shape)
+    logits.view(-1)[3] = float("nan")
+    target = torch.randint(0, 5, (shape[0], *shape[2:]))
+    with pytest.raises(ValueError, match=rf"1 NaN and 0 Inf values \(shape {re.escape(str(shape))}\)"):
+        getattr(SF, name)(logits, target)

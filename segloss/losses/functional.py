@@ -31,6 +31,7 @@ tests compare against.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import torch
@@ -84,6 +85,19 @@ def _fold_small_images(logits: torch.Tensor, target: torch.Tensor) -> tuple[torc
     return logits.movedim(1, 0).reshape(1, c, -1), target.reshape(1, -1)
 
 
+@contextlib.contextmanager
+def _errors_name_the_callers_shape(user_shape, folded_shape):
+    """A ``ValueError`` raised on folded logits (:func:`_fold_small_images`) names the shape the
+    caller passed, not the folded one (NaN logits of ``(2, 5, 8, 8)`` were reported as ``(1, 5, 128)``)."""
+    try:
+        yield
+    except ValueError as err:
+        folded, user = f"shape {tuple(folded_shape)}", f"shape {tuple(user_shape)}"
+        if folded == user or folded not in str(err):
+            raise
+        raise ValueError(str(err).replace(folded, user)) from err
+
+
 def _focal_family(logits, target, *, gamma: float, class_scale, weight, ignore_index: int, reduction: str,
                   scale_name: str = "alpha", scale_from_counts=None, smoothing: float = 0.0):
     """Shared body of CE, focal and recall losses on the fused path (see :mod:`segloss.kernels.cpu`).
@@ -112,12 +126,13 @@ def _focal_family(logits, target, *, gamma: float, class_scale, weight, ignore_i
     if on_gpu:
         return cuda.FocalFamilyTriton.apply(logits, target, ignore_index, float(gamma), class_scale, w,
                                             scale_from_counts, reduction, float(smoothing), torch.is_grad_enabled())
-    shape = target.shape
+    shape, user_shape = target.shape, logits.shape
     logits, target = _fold_small_images(logits, target)
     folded = (float(smoothing), w) if smoothing else None
     gamma = gamma if isinstance(gamma, torch.Tensor) else float(gamma)  # a (C,) tensor: per-class exponents
-    pixel_loss, counts = FocalFamily.apply(logits, target, ignore_index, gamma, class_scale, scale_from_counts,
-                                           folded)
+    with _errors_name_the_callers_shape(user_shape, logits.shape):
+        pixel_loss, counts = FocalFamily.apply(logits, target, ignore_index, gamma, class_scale, scale_from_counts,
+                                               folded)
     pixel_loss = pixel_loss.reshape(shape)
     denominator = counts.sum().to(like.dtype) if w is None else (counts.to(like.dtype) * w).sum()
     return reduce_map(pixel_loss, denominator, reduction)
@@ -326,9 +341,10 @@ def dual_focal_loss(
     params = (float(alpha), float(beta), float(gamma), float(rho))
     if on_gpu:
         return cuda.DualFocalTriton.apply(logits, target, ignore_index, w, params, reduction, torch.is_grad_enabled())
-    shape = target.shape
+    shape, user_shape = target.shape, logits.shape
     logits, target = _fold_small_images(logits, target)
-    value, _ = DualFocalFused.apply(logits, target, ignore_index, w, params, reduction)
+    with _errors_name_the_callers_shape(user_shape, logits.shape):
+        value, _ = DualFocalFused.apply(logits, target, ignore_index, w, params, reduction)
     return value.reshape(shape) if reduction == "none" else value
 
 
