@@ -204,3 +204,13 @@ def test_nan_logits_are_reported_with_the_callers_shape(name, shape):
     target = torch.randint(0, 5, (shape[0], *shape[2:]))
     with pytest.raises(ValueError, match=rf"1 NaN and 0 Inf values \(shape {re.escape(str(shape))}\)"):
         getattr(SF, name)(logits, target)
+
+
+@pytest.mark.parametrize("alpha", [0.25, np.float32(0.25), np.array(0.25), torch.tensor(0.25)],
+                         ids=["float", "np.float32", "0-dim array", "0-dim tensor"])
+def test_a_scalar_alpha_is_one_in_every_form_for_the_function_and_the_module(alpha):
+    logits, target = random_batch(2, 4, (5, 5), seed=73)
+    want = SF.focal_loss(logits, target, alpha=0.25)
+    torch.testing.assert_close(SF.focal_loss(logits, target, alpha=alpha), want)
+    torch.testing.assert_close(segloss.FocalLoss(alpha=alpha)(logits, target), want)
+    torch.testing.assert_close(segloss.create_loss("focal", alpha=alpha)(logits, target), want)

@@ -173,6 +173,23 @@ def _remember_checked(value: torch.Tensor) -> None:
     _CHECKED[key] = (weakref.ref(value, lambda _ref, key=key: _CHECKED.pop(key, None)), value._version)
 
 
+def is_numpy_number(value) -> bool:
+    """A numpy integer or float scalar, or a 0-dim numeric array (``np.float32(0.25)``, ``np.array(2)``)."""
+    return isinstance(value, (np.integer, np.floating)) or (
+        isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf")
+
+
+def scalar_or_vector(value):
+    """A per-class-or-scalar argument (focal's ``alpha``) with its scalar forms made one: Python and
+    numpy numbers and 0-dim tensors that want no gradient become a float; anything else is returned
+    as it is (a sequence, a ``(C,)`` tensor, a 0-dim tensor that requires grad, None)."""
+    if is_numpy_number(value):
+        return float(value)
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.requires_grad:
+        return float(value)
+    return value
+
+
 def check_number(
     value: float | torch.Tensor,
     name: str,
@@ -193,8 +210,7 @@ def check_number(
         if value.numel() != 1:
             raise TypeError(f"{name} must be a number or a 0-dim tensor, got shape {tuple(value.shape)}")
         number = float(value.detach())
-    elif isinstance(value, (np.integer, np.floating)) or (isinstance(value, np.ndarray) and value.ndim == 0
-                                                          and value.dtype.kind in "iuf"):
+    elif is_numpy_number(value):
         number = float(value)  # numpy scalars (e.g. np.float32(2.0)) are numbers too
     elif isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a real number, got {value!r}")

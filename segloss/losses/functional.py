@@ -39,7 +39,7 @@ import torch.distributed as dist
 
 from segloss.losses import reference
 from segloss.losses._checks import (MAX_EXPONENT, MAX_SCALE, check_logits_target, check_number, check_reduction,
-                                    class_vector, functorch_transform_active)
+                                    class_vector, functorch_transform_active, scalar_or_vector)
 from segloss.kernels import cuda
 from segloss.kernels.compiled import compiled_kernels_enabled
 from segloss.kernels.cpu import DualFocalFused, FocalFamily
@@ -266,6 +266,7 @@ def focal_loss(
             ``gamma``/``alpha`` or an ``alpha`` vector of the wrong length.
     """
     check_number(gamma, "gamma", low=0.0, high=MAX_EXPONENT)
+    alpha = scalar_or_vector(alpha)  # np.float32(0.25), a 0-dim tensor: a scalar alpha
     fold = False
     if label_smoothing:  # before the autograd path, which knows no smoothing
         check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)

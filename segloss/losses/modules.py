@@ -15,7 +15,7 @@ from torch import nn
 
 from segloss.losses import functional as SF
 from segloss.losses import boundary, region, unified_focal
-from segloss.losses._checks import check_number, check_reduction
+from segloss.losses._checks import check_number, check_reduction, scalar_or_vector
 
 
 def _weight_buffer(values, name: str) -> torch.Tensor | None:
@@ -124,6 +124,7 @@ class FocalLoss(_PixelLoss):
         check_number(gamma, "gamma", low=0.0)
         check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
         self.gamma, self.label_smoothing = float(gamma), float(label_smoothing)
+        alpha = scalar_or_vector(alpha)
         if alpha is None or isinstance(alpha, (int, float)):
             if alpha is not None:
                 check_number(alpha, "alpha", low=0.0)
