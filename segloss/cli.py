@@ -43,9 +43,10 @@ def _loss_param(text: str) -> tuple[str, object]:
 
 
 def _run_checkpoint(args: argparse.Namespace) -> int:
-    from segloss.train.export import save_checkpoint, summary_line
+    from segloss.train.export import check_checkpoint_path, save_checkpoint, summary_line
     from segloss.train.trainer import Trainer
 
+    check_checkpoint_path(args.out)  # a bad name or folder is refused before the training, not after
     params = dict(args.param or [])
     spec = LOSSES[args.loss]
     for param in spec.params:  # a single name for a multichoice parameter is still a tuple

@@ -1,6 +1,7 @@
 """Trainer: it learns, it is reproducible, its thread obeys pause/resume/stop/reset/keep_running,
 snapshots are consistent while it runs, memory stays bounded, and the shipped checkpoint works."""
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -315,3 +316,16 @@ def test_a_negative_training_loss_is_drawn_on_a_linear_axis():
     assert live.loss_figure(trainer.snapshot()).layout.yaxis.type == "log"  # an untrained net: positive
     trainer.history.append(3, loss=-0.2)  # as when the probabilities sit inside the regions
     assert live.loss_figure(trainer.snapshot()).layout.yaxis.type != "log"
+
+
+def test_checkpoint_command_refuses_a_bad_out_before_it_trains(tmp_path, capsys, monkeypatch):
+    from segloss import cli
+    from segloss.train import trainer
+
+    monkeypatch.setattr(trainer.Trainer, "start", lambda *a, **k: pytest.fail("trained before checking --out"))
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    for out, message in ((tmp_path / "model.txt", "must end in .pt or .pth, got 'model.txt'"),
+                         (blocker / "sub" / "model.pt", "cannot write .*a_file/sub/model.pt.*pick a folder")):
+        assert cli.main(["checkpoint", "--steps", "1", "--out", str(out)]) == 2
+        assert re.search(message, capsys.readouterr().err)

@@ -75,17 +75,35 @@ def checkpoint_bytes(trainer: Trainer, command: str | None = None) -> bytes:
     return buffer.getvalue()
 
 
-def save_checkpoint(trainer: Trainer, path: str | os.PathLike, command: str | None = None) -> dict:
-    """Write :func:`checkpoint_dict` to ``path`` (parent folders created); returns the meta dict.
+def check_checkpoint_path(path: str | os.PathLike) -> Path:
+    """The checkpoint file's path, checked before anything trains: a ``.pt``/``.pth`` name in a
+    folder that exists (created if needed) and takes a file.
 
     Raises:
-        TypeError: ``trainer`` is not a Trainer. ValueError: ``path`` does not end in ``.pt``/``.pth``.
+        ValueError: another suffix, or a folder that cannot be created or written (a bad argument).
     """
     path = Path(path)
     if path.suffix not in (".pt", ".pth"):
         raise ValueError(f"checkpoint path must end in .pt or .pth, got {path.name!r}")
+    probe = path.with_name(path.name + ".write-test")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"cannot write {path} ({type(err).__name__}: {err.strerror or err}); "
+                      "pick a folder you can write to") from err
+    return path
+
+
+def save_checkpoint(trainer: Trainer, path: str | os.PathLike, command: str | None = None) -> dict:
+    """Write :func:`checkpoint_dict` to ``path`` (parent folders created); returns the meta dict.
+
+    Raises:
+        TypeError: ``trainer`` is not a Trainer. ValueError: see :func:`check_checkpoint_path`.
+    """
+    path = check_checkpoint_path(path)
     blob = checkpoint_dict(trainer, command)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(blob, tmp)
     os.replace(tmp, path)  # never leave a half-written checkpoint behind
