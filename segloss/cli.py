@@ -21,13 +21,13 @@ A command is a function ``add_<name>(subparsers)`` that registers its parser and
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
 from collections.abc import Sequence
 
 from segloss.train.data import DATASETS
+from segloss.train.run_files import to_json
 from segloss.losses.registry import LOSSES
 
 
@@ -75,7 +75,7 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
     meta = save_checkpoint(trainer, args.out, command=command)
     print(f"wrote {args.out} after {time.perf_counter() - start:.1f} s: {summary_line(meta)}")
     if args.json:
-        print(json.dumps({k: meta[k] for k in ("dataset", "loss", "steps", "validation")}))
+        print(to_json({k: meta[k] for k in ("dataset", "loss", "steps", "validation")}))
     return 0
 
 

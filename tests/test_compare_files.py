@@ -95,3 +95,30 @@ def test_atomic_files_get_the_permissions_of_a_plain_write(tmp_path):
     run_files.write_atomic(atomic, "[]")
     assert (atomic.stat().st_mode & 0o777) == 0o600 and atomic.read_text() == "[]"
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def _strict(text):
+    """Parse as a browser or jq would: no NaN or Infinity tokens."""
+    return json.loads(text, parse_constant=lambda token: pytest.fail(f"not strict JSON: {token}"))
+
+
+def test_files_and_the_json_line_are_strict_json_with_nan_metrics_as_null(finished, capsys, tmp_path):
+    folder, run_path = finished
+    run = _strict(run_path.read_text())
+    summary = _strict((folder / "summary.json").read_text())
+    assert None in run["precision"]  # the lesion scene's rare class is never predicted after 2 steps
+    back = run_files.read_run(run_path)
+    assert all(isinstance(v, float) for v in back["precision"]) and any(v != v for v in back["precision"])
+    assert run_files.read_summary(folder / "summary.json")["losses"].keys() == summary["losses"].keys()
+    out = tmp_path / "tiny.pt"
+    assert cli.main(["checkpoint", "--dataset", "lesion", "--steps", "2", "--batch-size", "2", "--image-size", "32",
+                     "--val-size", "2", "--out", str(out), "--quiet", "--json"]) == 0
+    _strict(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_the_shipped_comparison_is_strict_json():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "sample_data" / "compare_street"
+    for path in [root / "summary.json", *(root / "runs").glob("*.json")]:
+        _strict(path.read_text())

@@ -16,7 +16,6 @@ names joined by ``+``, e.g. ``dual_focal:learnable=gamma+rho``).
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from segloss.losses.registry import LOSSES
-from segloss.train.run_files import check_writable, read_run, read_summary, write_atomic
+from segloss.train.run_files import check_writable, read_run, read_summary, to_json, write_atomic
 from segloss.train.trainer import Trainer
 
 DEFAULT_LOSSES = ("ce", "weighted_ce", "focal", "dual_focal", "recall", "dice", "dice_ce", "lovasz")
@@ -146,7 +145,7 @@ def run_comparison(losses: Sequence[str | LossChoice], *, dataset: str = "street
             progress(index, total, f"training {choice.label} seed {seed}")
         result = {**run_one(choice, seed, device=device, **config), "config": config}
         if path is not None:
-            write_atomic(path, json.dumps(result))
+            write_atomic(path, to_json(result))
         runs.append(result)
         if progress:
             progress(index + 1, total, f"{choice.label} seed {seed}: mIoU {result['miou']:.3f}")
@@ -205,7 +204,7 @@ def summary_tables(summary: dict) -> tuple[str, str]:
 def write_summary(summary: dict, out_dir: Path) -> None:
     """Write ``summary.json``, ``summary.csv`` and ``per_class.csv`` into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(out_dir / "summary.json", json.dumps(summary, indent=1))
+    write_atomic(out_dir / "summary.json", to_json(summary, indent=1))
     overall, per_class = summary_tables(summary)
     write_atomic(out_dir / "summary.csv", overall)
     write_atomic(out_dir / "per_class.csv", per_class)

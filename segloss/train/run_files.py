@@ -5,11 +5,15 @@ file in the same folder, flushed to disk and renamed over the old one, so a full
 interrupt leaves either the old file or the new one, never a truncated one. Reading checks
 that the JSON parses and holds what a finished run (or a summary) holds, and a bad file is named
 in the error with what to do about it.
+
+The files are strict JSON, as any parser (a browser's, ``jq``) reads it: a metric that has no
+value (the precision of a class never predicted) is written ``null`` and read back as NaN.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import stat
@@ -22,6 +26,31 @@ SUMMARY_KEYS = ("dataset", "class_names", "pixel_share", "losses")
 
 class RunFileError(ValueError):
     """A comparison file that cannot be used; the message names the file and the fix."""
+
+
+def to_json(value, indent: int | None = None) -> str:
+    """Strict JSON text of ``value``: NaN and infinities (metrics without a value) become ``null``."""
+    return json.dumps(_nan_to_null(value), indent=indent, allow_nan=False)
+
+
+def _nan_to_null(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _nan_to_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_to_null(item) for item in value]
+    return value
+
+
+def _null_to_nan(value):
+    """Back from :func:`to_json`: ``null`` inside a list (of metrics) is NaN; files written with
+    ``NaN`` (Python's default, the earlier format) read the same."""
+    if isinstance(value, dict):
+        return {key: _null_to_nan(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [math.nan if item is None else _null_to_nan(item) for item in value]
+    return value
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -73,7 +102,7 @@ def check_writable(folder: str | Path) -> Path:
 
 def _load_json(path: Path, what: str, fix: str):
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        return _null_to_nan(json.loads(Path(path).read_text(encoding="utf-8")))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise RunFileError(f"{path} is not a readable {what} ({type(err).__name__}: {err}); {fix}") from err
 
