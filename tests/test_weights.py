@@ -1,5 +1,6 @@
 """Class-weight schemes against hand computations."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -22,6 +23,15 @@ def test_inverse_frequency_hand_computed():
 def test_median_frequency_hand_computed():
     w = weights.median_frequency([100, 50, 0, 25])  # median of present counts = 50
     torch.testing.assert_close(w, torch.tensor([0.5, 1.0, 0.0, 2.0]))
+
+
+def test_median_frequency_of_an_even_count_takes_numpys_median():
+    """The mean of the two middle counts (35 here), as numpy and SegNet's class balancing; torch's
+    ``median`` would give the lower one, and with it every weight a fifth smaller."""
+    counts = [10, 20, 0, 40, 60]
+    present = np.array([10, 20, 40, 60], dtype=float)
+    want = np.where(np.array(counts) > 0, np.median(present) / np.maximum(counts, 1), 0.0)
+    torch.testing.assert_close(weights.median_frequency(counts), torch.tensor(want, dtype=torch.float32))
 
 
 def test_effective_number_hand_computed_and_limits():

@@ -67,9 +67,14 @@ def inverse_frequency(counts: torch.Tensor | Sequence[float]) -> torch.Tensor:
 
 
 def median_frequency(counts: torch.Tensor | Sequence[float]) -> torch.Tensor:
-    """``w_c = median(n) / n_c`` over present classes (0 for absent classes)."""
+    """``w_c = median(n) / n_c`` over present classes (0 for absent classes).
+
+    The median of an even number of counts is the mean of the two middle ones, as numpy's and the
+    median-frequency balancing of Eigen and Fergus (ICCV 2015) and SegNet take it (torch's
+    ``median`` would take the lower one).
+    """
     n = _as_counts(counts)
-    median = n[n > 0].median()
+    median = n[n > 0].quantile(0.5)
     return torch.where(n > 0, median / n.clamp_min(1e-300), 0.0).float()
 
 
