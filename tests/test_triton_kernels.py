@@ -704,3 +704,14 @@ def test_only_the_parameters_wanting_a_gradient_make_no_logits_sized_buffer(monk
     (reference.dual_focal_loss(logits.double(), target, gamma=ref_gamma, reduction="none")
      * upstream.double()).sum().backward()
     torch.testing.assert_close(gamma.grad.double().cpu(), ref_gamma.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_every_kernel_function_runs_on_its_tensors_device():
+    """Triton launches on the current CUDA device: each autograd Function of the CUDA backend makes its
+    tensors' device current (logits on cuda:1 with cuda:0 current would be read from the wrong GPU)."""
+    functions = [value for value in vars(cuda).values()
+                 if isinstance(value, type) and issubclass(value, torch.autograd.Function)]
+    assert len(functions) >= 3
+    for function in functions:
+        for method in ("forward", "backward"):
+            assert getattr(getattr(function, method), "device_guarded", False), f"{function.__name__}.{method}"

@@ -21,6 +21,7 @@ check them without a GPU (:func:`run_on_cpu_for_tests`).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -46,6 +47,21 @@ KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 # still writes its gradient (kept with the loss tensor), and bfloat16 with an upstream other than
 # 1 is rounded twice. benchmarks/bench_gpu.py --sweep times both ways.
 GRADIENT_IN_FORWARD = True
+
+
+def on_the_tensors_device(method):
+    """Run an autograd Function's ``forward``/``backward`` with the CUDA device of its first tensor
+    argument current: Triton launches on the current device, and logits on ``cuda:1`` while
+    ``cuda:0`` is current would be read from the wrong GPU (an illegal access)."""
+    @functools.wraps(method)
+    def guarded(ctx, *args):
+        first = next((a for a in args if isinstance(a, torch.Tensor)), None)
+        if first is None or not first.is_cuda:
+            return method(ctx, *args)
+        with torch.cuda.device(first.device):
+            return method(ctx, *args)
+    guarded.device_guarded = True
+    return guarded
 
 
 def available() -> bool:
@@ -229,6 +245,7 @@ class FocalFamilyTriton(torch.autograd.Function):
     """
 
     @staticmethod
+    @on_the_tensors_device
     def forward(ctx, logits, target, ignore_index, gamma, class_scale, weight, scale_from_counts, reduction,
                 smoothing=0.0, wants_grad=False):
         launch = _Launch(logits, target)
@@ -281,6 +298,7 @@ class FocalFamilyTriton(torch.autograd.Function):
         return value
 
     @staticmethod
+    @on_the_tensors_device
     def backward(ctx, grad_out):
         refuse_double_backward()
         logits, target, scale, factor, smooth_w = ctx.saved_tensors
@@ -360,6 +378,7 @@ class DualFocalTriton(torch.autograd.Function):
     """
 
     @staticmethod
+    @on_the_tensors_device
     def forward(ctx, logits, target, ignore_index, weight, params, reduction, wants_grad=False, param_vec=None,
                 param_bounds=None):
         launch = _Launch(logits, target)
@@ -403,6 +422,7 @@ class DualFocalTriton(torch.autograd.Function):
         return value
 
     @staticmethod
+    @on_the_tensors_device
     def backward(ctx, grad_out):
         refuse_double_backward()
         logits, target, weight, factor, vec = ctx.saved_tensors
@@ -460,6 +480,7 @@ class RegionSumsTriton(torch.autograd.Function):
     """
 
     @staticmethod
+    @on_the_tensors_device
     def forward(ctx, logits, target, ignore_index, per_image):
         launch = _Launch(logits, target, per_image=per_image)
         images, c, device = launch.images, launch.c, logits.device
@@ -480,6 +501,7 @@ class RegionSumsTriton(torch.autograd.Function):
         return sums if per_image else sums.sum(dim=0, keepdim=True)
 
     @staticmethod
+    @on_the_tensors_device
     def backward(ctx, grad_sums):
         refuse_double_backward()
         logits, target = ctx.saved_tensors
