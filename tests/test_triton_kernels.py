@@ -250,6 +250,36 @@ def test_learnable_dual_focal_takes_one_synchronisation_on_cuda(reduction):
     assert len(_count_syncs(step)) <= 1
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("kwargs", [{"weight": [0.5] * 10 + [2.0] * 9}, {"alpha": [0.25] * 19, "gamma": 2.0},
+                                    {"weight": torch.linspace(0.5, 2.0, 19)}], ids=["list", "alpha list", "cpu tensor"])
+def test_class_vectors_from_the_host_take_no_extra_synchronisation_on_cuda(kwargs):
+    """A weight list (or a CPU tensor) is copied to the device once, not on every call: each copy
+    from pageable memory synchronises."""
+    logits, target = random_batch(2, 19, (64, 64), seed=11)
+    z, y = logits.cuda().requires_grad_(), target.cuda()
+    loss = SF.focal_loss if "alpha" in kwargs else SF.cross_entropy
+
+    def step():
+        loss(z, y, **kwargs).backward()
+    step()
+    assert len(_count_syncs(step)) <= 1
+
+
+def test_a_host_class_vector_is_copied_to_an_accelerator_once_per_distinct_values():
+    """The meta device stands in for CUDA here; CPU logits take the vector as it is, every call."""
+    from segloss.losses._checks import class_vector
+
+    on_device = torch.empty(2, 3, device="meta")
+    first = class_vector([1.0, 2.0, 3.0], 3, "weight", on_device)
+    assert class_vector([1.0, 2.0, 3.0], 3, "weight", on_device) is first
+    assert class_vector(torch.tensor([1.0, 2.0, 3.0]), 3, "weight", on_device) is not first  # float32 source: its own
+    assert class_vector([1.0, 2.0, 4.0], 3, "weight", on_device) is not first
+    assert class_vector([1.0, 2.0, 3.0], 3, "weight", on_device.double()).dtype == torch.float64
+    with pytest.raises(ValueError, match="finite, >= 0"):
+        class_vector([1.0, -2.0, 3.0], 3, "weight", on_device)  # still checked on every call
+
+
 REGION_CASES = [
     ("dice", {}), ("dice", {"smooth": 0.0, "per_image": "image"}), ("jaccard", {"per_image": "image"}),
     ("tversky", {"alpha": 0.3, "beta": 0.7}), ("focal_tversky", {"gamma": 0.75, "per_image": "image"}),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -148,7 +149,28 @@ def class_vector(
         if value.is_complex() or not bool((torch.isfinite(value) & (value >= 0) & (value <= MAX_SCALE)).all()):
             raise ValueError(f"{name} entries must be finite, >= 0 and <= {MAX_SCALE:g}, got {value.tolist()}")
         _remember_checked(value)
-    return value.to(device=like.device, dtype=like.dtype)
+    return _on_device(value, like)
+
+
+_DEVICE_COPIES: OrderedDict[tuple, torch.Tensor] = OrderedDict()  # (values, device, dtype) -> accelerator copy
+
+
+def _on_device(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``value`` on ``like``'s device and dtype. A host vector (a Python list of weights, a CPU
+    tensor) bound for an accelerator is copied once per distinct values: each copy from pageable
+    host memory is a host-device synchronisation, and a call may take only one (the label check).
+    The copies are read-only to the losses; at most 64 are kept."""
+    if like.device.type == "cpu" or value.device.type != "cpu" or value.requires_grad:
+        return value.to(device=like.device, dtype=like.dtype)
+    key = (tuple(value.tolist()), value.dtype, like.device, like.dtype)
+    copy = _DEVICE_COPIES.get(key)
+    if copy is None:
+        copy = _DEVICE_COPIES[key] = value.to(device=like.device, dtype=like.dtype)
+        if len(_DEVICE_COPIES) > 64:
+            _DEVICE_COPIES.popitem(last=False)
+    else:
+        _DEVICE_COPIES.move_to_end(key)
+    return copy
 
 
 _CHECKED: dict[int, tuple[weakref.ref, int]] = {}  # id -> (tensor, version) of class vectors found valid
