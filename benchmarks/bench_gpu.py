@@ -187,14 +187,31 @@ def run(shapes, dtypes, repeats: int, warmup: int, device: str = "cuda", on_bloc
 
 
 SWEEP_SETTINGS = [(1024, 4), (2048, 4), (2048, 8), (4096, 8), (4096, 16), (8192, 16)]  # (TILE_ELEMENTS, NUM_WARPS)
+# (MAX_PROGRAMS, REGION_PROGRAMS_PER_IMAGE) beside the defaults, at the default tile: how many programs
+# share the forward's tiles (132 SMs on an H100/H200: 128 region programs at N = 2 leave SMs idle)
+PROGRAM_SETTINGS = [(256, 16), (4096, 256)]
 
 
-def sweep(shapes, dtypes, repeats: int, warmup: int, device: str = "cuda", on_block=None) -> list[dict]:
-    """Time CE, focal, Dual Focal and soft Dice under each launch setting (``SWEEP_SETTINGS``),
-    all but Dice also with the gradient recomputed in backward; restores the defaults."""
+def _sweep_points():
+    """Every launch setting the sweep times: ``(tile, warps, gradient in forward, programs, region programs)``."""
     from segloss.kernels import cuda
 
-    defaults = (cuda.TILE_ELEMENTS, cuda.NUM_WARPS, cuda.GRADIENT_IN_FORWARD)
+    programs = (cuda.MAX_PROGRAMS, cuda.REGION_PROGRAMS_PER_IMAGE)
+    points = [(tile, warps, in_forward, *programs) for tile, warps in SWEEP_SETTINGS for in_forward in (True, False)]
+    return points + [(cuda.TILE_ELEMENTS, cuda.NUM_WARPS, cuda.GRADIENT_IN_FORWARD, *more) for more in PROGRAM_SETTINGS]
+
+
+def sweep(shapes, dtypes, repeats: int, warmup: int, device: str = "cuda", on_block=None,
+          on_progress=None) -> list[dict]:
+    """Time CE, focal, Dual Focal and soft Dice under each launch setting (:func:`_sweep_points`: tile
+    and warps with the gradient written in forward or recomputed in backward, then the program
+    counts); restores the defaults. ``on_progress(rows)`` after each setting, ``on_block(rows)``
+    after each shape and dtype."""
+    from segloss.kernels import cuda
+
+    names = ("TILE_ELEMENTS", "NUM_WARPS", "GRADIENT_IN_FORWARD", "MAX_PROGRAMS", "REGION_PROGRAMS_PER_IMAGE")
+    defaults = tuple(getattr(cuda, name) for name in names)
+    points = _sweep_points()
     losses = {"cross_entropy": lambda z, y: SF.cross_entropy(z, y),
               "focal_loss (gamma 2)": lambda z, y: SF.focal_loss(z, y, gamma=2.0),
               "dual_focal_loss": lambda z, y: SF.dual_focal_loss(z, y),
@@ -207,33 +224,36 @@ def sweep(shapes, dtypes, repeats: int, warmup: int, device: str = "cuda", on_bl
                 logits, target = _batch(n, c, spatial, dtype, device)
                 floor = copy_floor(logits, repeats)
                 torch_ce = measure(lambda z, y: F.cross_entropy(z, y), logits, target, repeats, warmup)[0]
-                for tile, warps in SWEEP_SETTINGS:
-                    for in_forward in (True, False):
-                        cuda.TILE_ELEMENTS, cuda.NUM_WARPS, cuda.GRADIENT_IN_FORWARD = tile, warps, in_forward
-                        for name, fn in losses.items():
-                            if not in_forward and name == "soft Dice":
-                                continue  # its gradient needs the whole batch's sums: always in backward
-                            try:
-                                ms, mem = measure(fn, logits, target, repeats, warmup)
-                            except Exception as err:  # keep the rest of the sweep: say so
-                                ms = mem = float("nan")
-                                print(f"{name} at tile {tile}, {warps} warps: {type(err).__name__}: {err}",
-                                      file=sys.stderr)
-                            rows.append({"shape": "x".join(map(str, shape)), "dtype": str(dtype).replace("torch.", ""),
-                                         "tile": tile, "warps": warps, "gradient": "forward" if in_forward else
-                                         "backward", "loss": name, "ms": ms, "x_copy": ms / floor,
-                                         "x_torch_ce": ms / torch_ce, "extra_memory": mem})
+                for point in points:
+                    for name, value in zip(names, point):
+                        setattr(cuda, name, value)
+                    tile, warps, in_forward, programs, region_programs = point
+                    for name, fn in losses.items():
+                        if not in_forward and name == "soft Dice":
+                            continue  # its gradient needs the whole batch's sums: always in backward
+                        try:
+                            ms, mem = measure(fn, logits, target, repeats, warmup)
+                        except Exception as err:  # keep the rest of the sweep: say so
+                            ms = mem = float("nan")
+                            print(f"{name} at {point}: {type(err).__name__}: {err}", file=sys.stderr)
+                        rows.append({"shape": "x".join(map(str, shape)), "dtype": str(dtype).replace("torch.", ""),
+                                     "tile": tile, "warps": warps, "gradient": "forward" if in_forward else
+                                     "backward", "programs": f"{programs}/{region_programs}", "loss": name,
+                                     "ms": ms, "x_copy": ms / floor, "x_torch_ce": ms / torch_ce, "extra_memory": mem})
+                    if on_progress:
+                        on_progress(rows)
                 if on_block:
                     on_block(rows)
     finally:
-        cuda.TILE_ELEMENTS, cuda.NUM_WARPS, cuda.GRADIENT_IN_FORWARD = defaults
+        for name, value in zip(names, defaults):
+            setattr(cuda, name, value)
     return rows
 
 
 TABLE_COLUMNS = [("loss", "loss", "{}"), ("ms", "ms", "{:.3f}"), ("x torch CE", "x_torch_ce", "{:.2f}"),
                  ("x copy", "x_copy", "{:.2f}"), ("extra memory / logits", "extra_memory", "{:.2f}")]
 SWEEP_COLUMNS = [("tile", "tile", "{}"), ("warps", "warps", "{}"), ("gradient", "gradient", "{}"),
-                 *TABLE_COLUMNS]
+                 ("programs / region programs", "programs", "{}"), *TABLE_COLUMNS]
 
 
 def print_table(rows: list[dict], columns=TABLE_COLUMNS) -> None:
@@ -264,14 +284,20 @@ def main(argv=None) -> int:
     print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}")
     printed = []
 
-    def on_block(rows):  # print and save as each shape and dtype is done: a time limit loses only the rest
-        print_table(rows[len(printed):], SWEEP_COLUMNS if args.sweep else TABLE_COLUMNS)
-        sys.stdout.flush()
-        printed[:] = rows
+    def save(rows):  # the JSON as measured: a time limit loses only what was left
         if args.json:
             args.json.write_text(json.dumps(rows, indent=1))
 
-    (sweep if args.sweep else run)(shapes, dtypes, args.repeats, args.warmup, on_block=on_block)
+    def on_block(rows):  # printed as each shape and dtype is done
+        print_table(rows[len(printed):], SWEEP_COLUMNS if args.sweep else TABLE_COLUMNS)
+        sys.stdout.flush()
+        printed[:] = rows
+        save(rows)
+
+    if args.sweep:
+        sweep(shapes, dtypes, args.repeats, args.warmup, on_block=on_block, on_progress=save)
+    else:
+        run(shapes, dtypes, args.repeats, args.warmup, on_block=on_block)
     return 0
 
 

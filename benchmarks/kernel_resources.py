@@ -118,7 +118,8 @@ def resources(kernel) -> dict:
             "warps_per_sm": min(MAX_WARPS_PER_SM, blocks * warps)}
 
 
-def survey(configs=((19, "float32"),), arch: int = 90, losses=None, index_64: bool = False) -> list[dict]:
+def survey(configs=((19, "float32"),), arch: int = 90, losses=None, index_64: bool = False,
+           multi_step: bool = False) -> list[dict]:
     """Compile the kernels of each loss of ``bench_gpu.py`` for each ``(classes, dtype name)``.
 
     Returns one row per compiled variant: ``loss`` (the first loss that built it), ``classes``,
@@ -126,7 +127,9 @@ def survey(configs=((19, "float32"),), arch: int = 90, losses=None, index_64: bo
     its strings. Forward with ``reduction="mean"``; CE and Dual Focal (fixed and learnable parameters)
     also with ``"none"``, CE and
     soft Dice also on channels_last logits (another stride specialisation); each call with the
-    gradient written in forward and recomputed in backward (``cuda.GRADIENT_IN_FORWARD``).
+    gradient written in forward and recomputed in backward (``cuda.GRADIENT_IN_FORWARD``). ``multi_step``:
+    one forward program for the whole batch, so that each walks several tiles (``NUM_STEPS`` > 1,
+    as on a real batch, where the tiny survey batch would fold the loop away).
     """
     from bench_gpu import segloss_losses
 
@@ -134,9 +137,12 @@ def survey(configs=((19, "float32"),), arch: int = 90, losses=None, index_64: bo
     from segloss.kernels import cuda
 
     rows = []
-    gradient_in_forward, int32_limit = cuda.GRADIENT_IN_FORWARD, cuda.INT32_LIMIT
+    saved = (cuda.GRADIENT_IN_FORWARD, cuda.INT32_LIMIT, cuda.MAX_PROGRAMS, cuda.REGION_PROGRAMS_PER_IMAGE)
+    gradient_in_forward = cuda.GRADIENT_IN_FORWARD
     if index_64:
         cuda.INT32_LIMIT = 0
+    if multi_step:
+        cuda.MAX_PROGRAMS = cuda.REGION_PROGRAMS_PER_IMAGE = 1
     with compile_only(arch) as compiled:
         for c, dtype_name in configs:
             seen: set = set()  # variants reported once per configuration
@@ -170,8 +176,8 @@ def survey(configs=((19, "float32"),), arch: int = 90, losses=None, index_64: bo
                         continue
                     seen.add(id(kernel))
                     rows.append({"loss": name, "classes": c, "dtype": dtype_name, "kernel": kernel_name,
-                                 "index_64": index_64, **resources(kernel)})
-    cuda.INT32_LIMIT = int32_limit
+                                 "index_64": index_64, "multi_step": multi_step, **resources(kernel)})
+    cuda.GRADIENT_IN_FORWARD, cuda.INT32_LIMIT, cuda.MAX_PROGRAMS, cuda.REGION_PROGRAMS_PER_IMAGE = saved
     return rows
 
 
@@ -184,13 +190,14 @@ def main(argv=None) -> int:
     parser.add_argument("--arch", type=int, default=90, help="compute capability x 10 (90: H100/H200)")
     parser.add_argument("--losses", nargs="*", help="only losses whose name holds one of these")
     parser.add_argument("--index-64", action="store_true", help="64-bit offsets in every variant")
+    parser.add_argument("--multi-step", action="store_true", help="forward programs that loop over several tiles")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     if args.pairs:
         configs = [(int(c), dtype) for c, dtype in (pair.split(":") for pair in args.pairs)]
     else:
         configs = [(c, dtype) for c in args.classes for dtype in args.dtypes]
-    rows = survey(configs, args.arch, args.losses, args.index_64)
+    rows = survey(configs, args.arch, args.losses, args.index_64, args.multi_step)
     print(f"sm_{args.arch}: {len(rows)} kernel variants compiled")
     print(f"{'kernel':<28} {'C':>5} {'dtype':<9} {'warps':>5} {'regs':>5} {'spill B':>7} {'warps/SM':>8}  first built by")
     for row in rows:

@@ -2,7 +2,7 @@
 # The one script to run on a lent GPU machine (the device tool), all in one call of under 10 min:
 #   1. the tests that touch CUDA (device_tests.txt: kernels, syncs, memory, Lovász, compile) -> $OUT/tests.txt
 #   2. bench_gpu.py, the README's table (3 shapes x float32/bfloat16)      -> $OUT/bench_gpu.{txt,json}
-#   3. bench_gpu.py --sweep, the launch settings (tile, warps, gradient)    -> $OUT/sweep.{txt,json}
+#   3. bench_gpu.py --sweep, the launch settings (tile, warps, gradient, programs) -> $OUT/sweep.{txt,json}
 # Each step has its own time limit so that a slow one cannot eat the others'.
 # Before: bash benchmarks/device_wheels.sh (kornia, MONAI wheels into .whl/, here); then
 #   run(command="bash benchmarks/run_on_device.sh", carry=[".whl"], timeout_s=540)
@@ -11,6 +11,8 @@ set -u
 OUT=${OUT:-/tmp/segloss-gpu}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
+# compiled kernels kept in the checkout (ignored by git): a second call on a still-warm machine skips compiling
+export TRITON_CACHE_DIR="$PWD/.triton-cache"
 if ls .whl/*.whl > /dev/null 2>&1; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
         && export PYTHONPATH=/tmp/site

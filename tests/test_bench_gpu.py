@@ -27,7 +27,8 @@ def cpu_bench(monkeypatch):
         if out.requires_grad:
             out.backward()
         assert z.grad is None or torch.isfinite(z.grad).all()
-        calls.append((cuda.TILE_ELEMENTS, cuda.NUM_WARPS, cuda.GRADIENT_IN_FORWARD))
+        calls.append((cuda.TILE_ELEMENTS, cuda.NUM_WARPS, cuda.GRADIENT_IN_FORWARD, cuda.MAX_PROGRAMS,
+                      cuda.REGION_PROGRAMS_PER_IMAGE))
         return 2.0, 1.0
 
     monkeypatch.setattr(bench_gpu, "measure", measure)
@@ -50,23 +51,30 @@ def test_every_loss_of_the_table_runs_on_the_kernel_path(cpu_bench, capsys):
 
 
 def test_the_sweep_times_every_launch_setting_and_restores_the_defaults(cpu_bench, capsys):
-    defaults = (cuda.TILE_ELEMENTS, cuda.NUM_WARPS, cuda.GRADIENT_IN_FORWARD)
-    rows = bench_gpu.sweep([(1, 19, 3, 4)], [torch.float32], repeats=1, warmup=0, device="cpu")
-    assert (cuda.TILE_ELEMENTS, cuda.NUM_WARPS, cuda.GRADIENT_IN_FORWARD) == defaults
-    settings = {(tile, warps, in_forward) for tile, warps, in_forward in cpu_bench}
-    assert settings == {(tile, warps, f) for tile, warps in bench_gpu.SWEEP_SETTINGS for f in (True, False)}
-    assert len(rows) == len(bench_gpu.SWEEP_SETTINGS) * (4 + 3)
+    defaults = (cuda.TILE_ELEMENTS, cuda.NUM_WARPS, cuda.GRADIENT_IN_FORWARD, cuda.MAX_PROGRAMS,
+                cuda.REGION_PROGRAMS_PER_IMAGE)
+    progress = []
+    rows = bench_gpu.sweep([(1, 19, 3, 4)], [torch.float32], repeats=1, warmup=0, device="cpu",
+                           on_progress=lambda rows: progress.append(len(rows)))
+    assert (cuda.TILE_ELEMENTS, cuda.NUM_WARPS, cuda.GRADIENT_IN_FORWARD, cuda.MAX_PROGRAMS,
+            cuda.REGION_PROGRAMS_PER_IMAGE) == defaults
+    timed = set(cpu_bench[1:])  # after torch CE's call (the copy floor is stubbed)
+    assert timed == {(tile, warps, f, *defaults[3:]) for tile, warps in bench_gpu.SWEEP_SETTINGS for f in (True, False)} \
+        | {(*defaults[:3], programs, region) for programs, region in bench_gpu.PROGRAM_SETTINGS}
+    assert len(rows) == len(bench_gpu.SWEEP_SETTINGS) * (4 + 3) + len(bench_gpu.PROGRAM_SETTINGS) * 4
+    assert len(progress) == len(bench_gpu.SWEEP_SETTINGS) * 2 + len(bench_gpu.PROGRAM_SETTINGS)  # saved per setting
+    assert {row["programs"] for row in rows} == {f"{p}/{r}" for p, r in [defaults[3:], *bench_gpu.PROGRAM_SETTINGS]}
     assert "Error" not in capsys.readouterr().err
 
 
 def test_tables_print_every_row(capsys):
     row = {"shape": "1x3x4x5", "dtype": "float32", "loss": "x", "ms": 1.0, "x_torch_ce": 2.0, "x_copy": 3.0,
-           "extra_memory": 1.0, "tile": 2048, "warps": 8, "gradient": "forward"}
+           "extra_memory": 1.0, "tile": 2048, "warps": 8, "gradient": "forward", "programs": "1024/64"}
     bench_gpu.print_table([row, {**row, "loss": "y"}])
     bench_gpu.print_table([row], bench_gpu.SWEEP_COLUMNS)
     out = capsys.readouterr().out
     assert "| x | 1.000 | 2.00 | 3.00 | 1.00 |" in out and "| y |" in out
-    assert "| 2048 | 8 | forward | x | 1.000 | 2.00 | 3.00 | 1.00 |" in out
+    assert "| 2048 | 8 | forward | 1024/64 | x | 1.000 | 2.00 | 3.00 | 1.00 |" in out
 
 
 @pytest.mark.parametrize("sweep", [False, True])
@@ -76,11 +84,11 @@ def test_main_prints_and_saves_each_block_as_it_is_done(cpu_bench, monkeypatch, 
     real = bench_gpu.sweep if sweep else bench_gpu.run
     saved = []
 
-    def on_cpu(*args, on_block):
+    def on_cpu(*args, on_block, **progress):
         def spy(rows):
             on_block(rows)
             saved.append(len(json.loads(out.read_text())))
-        return real(*args, device="cpu", on_block=spy)
+        return real(*args, device="cpu", on_block=spy, **progress)
 
     monkeypatch.setattr(bench_gpu, "sweep" if sweep else "run", on_cpu)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
