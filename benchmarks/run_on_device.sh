@@ -21,7 +21,7 @@ fi
   python3 -c "import kornia, monai; print('kornia', kornia.__version__, 'monai', monai.__version__)"; } > "$OUT/gpu.txt" 2>&1
 start=$(date +%s)
 # SIGINT, not TERM: pytest then still prints which tests failed and why
-timeout -s INT 150 python3 -m pytest -q -n 8 -p no:cacheprovider -o addopts="" -rfE --tb=short --timeout=60 \
+timeout -s INT 150 python3 -m pytest -q -n 8 -p no:cacheprovider -o addopts="" -rfE --tb=short --timeout=60 --disable-warnings \
     $(cat benchmarks/device_tests.txt) \
     > "$OUT/tests.txt" 2>&1
 echo "tests exit $? after $(( $(date +%s) - start )) s" >> "$OUT/tests.txt"
@@ -30,4 +30,5 @@ echo "bench exit $? after $(( $(date +%s) - start )) s" >> "$OUT/bench_gpu.txt"
 timeout 100 python3 benchmarks/bench_gpu.py --sweep --shapes 8x19x512x1024 16x150x256x256 --dtypes float32 \
     --repeats 10 --json "$OUT/sweep.json" > "$OUT/sweep.txt" 2>&1
 echo "sweep exit $? after $(( $(date +%s) - start )) s" >> "$OUT/sweep.txt"
+# all of it comes back under $OUT; the reply shows only its last 12,000 characters
 cat "$OUT/gpu.txt"; tail -40 "$OUT/tests.txt"; cat "$OUT/bench_gpu.txt" "$OUT/sweep.txt"
