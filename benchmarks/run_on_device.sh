@@ -20,8 +20,8 @@ fi
 { nvidia-smi -L; python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
   python3 -c "import kornia, monai; print('kornia', kornia.__version__, 'monai', monai.__version__)"; } > "$OUT/gpu.txt" 2>&1
 start=$(date +%s)
-# SIGINT, not TERM: pytest then still prints which tests failed and why
-timeout -s INT 150 python3 -m pytest -q -n 8 -p no:cacheprovider -o addopts="" -rfE --tb=short --timeout=60 --disable-warnings \
+# SIGINT first, not TERM: pytest then still prints which tests failed and why (KILL 20 s later if stuck)
+timeout -s INT -k 20 150 python3 -m pytest -q -n 8 -p no:cacheprovider -o addopts="" -rfE --tb=short --timeout=120 --disable-warnings \
     $(cat benchmarks/device_tests.txt) \
     > "$OUT/tests.txt" 2>&1
 echo "tests exit $? after $(( $(date +%s) - start )) s" >> "$OUT/tests.txt"

@@ -122,3 +122,14 @@ def test_the_shipped_comparison_is_strict_json():
     root = Path(__file__).resolve().parents[1] / "sample_data" / "compare_street"
     for path in [root / "summary.json", *(root / "runs").glob("*.json")]:
         _strict(path.read_text())
+
+
+def test_a_metric_without_a_value_reads_back_as_nan_and_a_null_setting_as_none(tmp_path):
+    run = {"loss": "focal", "params": {"alpha": None, "gamma": 2.0}, "config": {"device": None},
+           "miou": float("nan"), "iou": [0.5, float("nan")], "losses": {"x": {"miou_std": float("nan")}}}
+    path = tmp_path / "r.json"
+    path.write_text(run_files.to_json(run))
+    back = run_files._load_json(path, "run file", "")
+    assert back["params"] == {"alpha": None, "gamma": 2.0} and back["config"] == {"device": None}
+    assert back["miou"] != back["miou"] and back["iou"][1] != back["iou"][1] and back["iou"][0] == 0.5
+    assert back["losses"]["x"]["miou_std"] != back["losses"]["x"]["miou_std"]

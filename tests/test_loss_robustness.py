@@ -157,9 +157,11 @@ def test_every_loss_runs_under_inference_mode_as_under_no_grad(monkeypatch, name
     (the class-vector check cached by version crashed on them: unified focal on every call)."""
     from segloss.kernels import cuda
 
-    monkeypatch.setattr(cuda, "_CPU_FOR_TESTS", kernels)  # the Triton kernels in the interpreter, or not
+    on_gpu = kernels and torch.cuda.is_available()  # the kernels compiled for the GPU, or in the interpreter
+    monkeypatch.setattr(cuda, "_CPU_FOR_TESTS", kernels and not on_gpu)
     logits, target = random_batch(2, 4, (6, 6), scale=2.0, ignore_frac=0.1, seed=71)
     target[target == 255] = 0 if "boundary" in name else 255
+    logits, target = (logits.cuda(), target.cuda()) if on_gpu else (logits, target)
     with torch.no_grad():
         want = INFERENCE_CALLS[name]()(logits, target)
     with torch.inference_mode():
@@ -214,3 +216,8 @@ def test_a_scalar_alpha_is_one_in_every_form_for_the_function_and_the_module(alp
     torch.testing.assert_close(SF.focal_loss(logits, target, alpha=alpha), want)
     torch.testing.assert_close(segloss.FocalLoss(alpha=alpha)(logits, target), want)
     torch.testing.assert_close(segloss.create_loss("focal", alpha=alpha)(logits, target), want)
+
+
+def test_focal_loss_module_names_the_way_to_a_learnable_alpha():
+    with pytest.raises(TypeError, match=r"FocalLoss keeps a fixed alpha.*functional.focal_loss"):
+        segloss.FocalLoss(alpha=torch.tensor(0.25, requires_grad=True))

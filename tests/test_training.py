@@ -325,7 +325,9 @@ def test_checkpoint_command_refuses_a_bad_out_before_it_trains(tmp_path, capsys,
     monkeypatch.setattr(trainer.Trainer, "start", lambda *a, **k: pytest.fail("trained before checking --out"))
     blocker = tmp_path / "a_file"
     blocker.write_text("")
+    (tmp_path / "folder.pt").mkdir()
     for out, message in ((tmp_path / "model.txt", "must end in .pt or .pth, got 'model.txt'"),
+                         (tmp_path / "folder.pt", "folder.pt is a folder: give the checkpoint file's name"),
                          (blocker / "sub" / "model.pt", "cannot write .*a_file/sub/model.pt.*pick a folder")):
         assert cli.main(["checkpoint", "--steps", "1", "--out", str(out)]) == 2
         assert re.search(message, capsys.readouterr().err)

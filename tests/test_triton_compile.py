@@ -58,11 +58,17 @@ def test_every_kernel_compiles_for_sm90(compiled):
 
 
 def test_no_kernel_spills_registers(compiled):
-    """No spill, and a stack frame of at most 16 bytes: the looped Dual Focal forward with
-    ``reduction="none"`` at C = 150 bfloat16 parks two 4-byte values there (two stores and two loads
-    per program, outside its tile loop: read from the SASS); anything larger fails here."""
+    """No spill and no stack frame, but one: the looped Dual Focal forward with ``reduction="none"`` at
+    C = 150 bfloat16 parks two 4-byte values in an 8-byte frame (two stores and two loads per
+    program, outside its tile loop: read from the SASS); up to 16 bytes are allowed there alone."""
+    def allowed_stack(row):
+        known = (row["kernel"], row["classes"], row["dtype"], row["multi_step"]) == (
+            "dual_focal_forward_kernel", 150, "bfloat16", True)
+        return 16 if known else 0
+
     spilled = [(row["kernel"], row["classes"], row["dtype"], row["index_64"], row["loss"], row["local_bytes"],
-                row["stack_bytes"]) for row in compiled if row["local_bytes"] or row["stack_bytes"] > 16]
+                row["stack_bytes"]) for row in compiled
+               if row["local_bytes"] or row["stack_bytes"] > allowed_stack(row)]
     assert not spilled
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -102,7 +101,11 @@ def check_logits_target(logits: torch.Tensor, target: torch.Tensor, ignore_index
 
 def _vmapped(tensor: torch.Tensor) -> bool:
     """True for a tensor batched by ``torch.func.vmap``, whose values cannot be read on the host
-    (the NaN/Inf scan is skipped there: a NaN logit then gives a NaN loss, as in torch's losses)."""
+    (the NaN/Inf scan is skipped there: a NaN logit then gives a NaN loss, as in torch's losses).
+    False while dynamo traces (``torch.compile``): it cannot trace functorch's C checks and would
+    warn and break the graph on every compiled step."""
+    if torch.compiler.is_compiling():
+        return False
     functorch = getattr(torch._C, "_functorch", None)
     check = getattr(functorch, "is_batchedtensor", None)
     while check is not None:
@@ -135,7 +138,8 @@ def class_vector(
     """
     if value is None:
         return None
-    if not isinstance(value, torch.Tensor):
+    from_sequence = not isinstance(value, torch.Tensor)
+    if from_sequence:
         try:
             value = torch.as_tensor(value, dtype=torch.float64)
         except (TypeError, ValueError, RuntimeError) as err:
@@ -149,27 +153,34 @@ def class_vector(
         if value.is_complex() or not bool((torch.isfinite(value) & (value >= 0) & (value <= MAX_SCALE)).all()):
             raise ValueError(f"{name} entries must be finite, >= 0 and <= {MAX_SCALE:g}, got {value.tolist()}")
         _remember_checked(value)
-    return _on_device(value, like)
+    if from_sequence and like.device.type != "cpu":
+        return _device_copy(value, like)
+    return value.to(device=like.device, dtype=like.dtype)
 
 
-_DEVICE_COPIES: OrderedDict[tuple, torch.Tensor] = OrderedDict()  # (values, device, dtype) -> accelerator copy
+_DEVICE_COPIES: dict[tuple, torch.Tensor] = {}  # (values, device, dtype) -> accelerator copy of a list
+_MAX_DEVICE_COPIES = 256
 
 
-def _on_device(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """``value`` on ``like``'s device and dtype. A host vector (a Python list of weights, a CPU
-    tensor) bound for an accelerator is copied once per distinct values: each copy from pageable
-    host memory is a host-device synchronisation, and a call may take only one (the label check).
-    The copies are read-only to the losses; at most 64 are kept."""
-    if like.device.type == "cpu" or value.device.type != "cpu" or value.requires_grad:
-        return value.to(device=like.device, dtype=like.dtype)
-    key = (tuple(value.tolist()), value.dtype, like.device, like.dtype)
+def _device_copy(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A Python sequence of class values (made into the CPU tensor ``values`` here) on ``like``'s
+    accelerator, copied once per distinct values: each copy from pageable host memory is a
+    host-device synchronisation, and a call may take only one (the label check). Only sequences:
+    a tensor may carry a tangent or a vmap batch, which a cache keyed by values would lose.
+
+    The copies are never mutated (the losses index, multiply and save them), are made outside
+    inference mode (a copy first made in a validation step is saved for backward in training),
+    and are never freed: a freed copy could still be read by a kernel queued on another stream or
+    by a captured CUDA graph. Past ``_MAX_DEVICE_COPIES`` distinct vectors, new ones are copied
+    on each call instead.
+    """
+    key = (tuple(values.tolist()), like.device, like.dtype)
     copy = _DEVICE_COPIES.get(key)
     if copy is None:
-        copy = _DEVICE_COPIES[key] = value.to(device=like.device, dtype=like.dtype)
-        if len(_DEVICE_COPIES) > 64:
-            _DEVICE_COPIES.popitem(last=False)
-    else:
-        _DEVICE_COPIES.move_to_end(key)
+        with torch.inference_mode(False):
+            copy = values.to(device=like.device, dtype=like.dtype)
+        if len(_DEVICE_COPIES) < _MAX_DEVICE_COPIES:
+            _DEVICE_COPIES[key] = copy
     return copy
 
 

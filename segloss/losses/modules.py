@@ -125,6 +125,9 @@ class FocalLoss(_PixelLoss):
         check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
         self.gamma, self.label_smoothing = float(gamma), float(label_smoothing)
         alpha = scalar_or_vector(alpha)
+        if isinstance(alpha, torch.Tensor) and alpha.dim() == 0:  # one that requires grad: the rest became floats
+            raise TypeError("FocalLoss keeps a fixed alpha: pass a number or a per-class vector; for an alpha "
+                            "that learns, call segloss.functional.focal_loss(..., alpha=tensor) with it")
         if alpha is None or isinstance(alpha, (int, float)):
             if alpha is not None:
                 check_number(alpha, "alpha", low=0.0)

@@ -85,6 +85,8 @@ def check_checkpoint_path(path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.suffix not in (".pt", ".pth"):
         raise ValueError(f"checkpoint path must end in .pt or .pth, got {path.name!r}")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder: give the checkpoint file's name, e.g. {path / 'model.pt'}")
     probe = path.with_name(path.name + ".write-test")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

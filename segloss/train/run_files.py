@@ -43,11 +43,16 @@ def _nan_to_null(value):
     return value
 
 
+SETTINGS_KEYS = ("params", "config")  # a loss's parameters and the run's settings: a null there is None
+
+
 def _null_to_nan(value):
-    """Back from :func:`to_json`: ``null`` inside a list (of metrics) is NaN; files written with
-    ``NaN`` (Python's default, the earlier format) read the same."""
+    """Back from :func:`to_json`: a ``null`` metric (in a list, or a value such as ``miou``) is NaN;
+    under ``SETTINGS_KEYS`` a null stays None (``alpha=None``). Files written with ``NaN``
+    (Python's default, the earlier format) read the same."""
     if isinstance(value, dict):
-        return {key: _null_to_nan(item) for key, item in value.items()}
+        return {key: item if key in SETTINGS_KEYS else math.nan if item is None else _null_to_nan(item)
+                for key, item in value.items()}
     if isinstance(value, list):
         return [math.nan if item is None else _null_to_nan(item) for item in value]
     return value
