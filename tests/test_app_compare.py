@@ -88,7 +88,7 @@ def test_a_one_seed_run_shows_no_spread_and_tables_use_titles():
 
 
 def test_loss_titles_name_the_parameters_that_were_set():
-    assert compare_figures.loss_title("focal:gamma=3", {"name": "focal", "params": {"gamma": 3.0}}) == "Focal loss (gamma 3)"
+    assert compare_figures.loss_title("focal:gamma=3", {"name": "focal", "params": {"gamma": 3.0}}) == "Focal loss (γ = 3)"
     assert compare_figures.loss_title("ce", {"name": "ce", "params": {}}) == "Cross-entropy"
 
 

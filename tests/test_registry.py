@@ -126,3 +126,19 @@ def test_create_loss_passes_parameters_through():
 def test_create_loss_rejects_bad_requests(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_settings_are_shown_in_the_symbols_of_the_formulas():
+    """Pages name a run's parameters as the loss's formula does (λ, δ, γ), not by Python names
+    (``tversky_weight``); parameters without a symbol keep their widget label."""
+    from segloss.losses.registry import PARAM_SYMBOLS, settings_text
+
+    assert settings_text("unified_focal", {"tversky_weight": 0.5, "delta": 0.6, "gamma": 0.5, "per_image": "image"}) \
+        == "λ = 0.5, δ = 0.6, γ = 0.5, Regions per image"
+    assert settings_text("dual_focal", {"learnable": ("gamma", "rho")}) == "Learn by backpropagation gamma + rho"
+    assert settings_text("not_a_loss", {"gamma": 2.0, "odd": 1}) == "γ = 2, odd 1"
+    for loss, names in (("unified_focal", ("tversky_weight", "delta", "gamma")), ("focal", ("alpha", "gamma")),
+                        ("dual_focal", ("alpha", "beta", "gamma", "rho")), ("dice_ce", ("dice_weight",))):
+        for name in names:  # the symbols are those the formulas write
+            latex = {"α": r"\alpha", "β": r"\beta", "γ": r"\gamma", "ρ": r"\rho", "δ": r"\delta", "λ": r"\lambda"}
+            assert latex[PARAM_SYMBOLS[name]] in segloss.LOSSES[loss].formula, (loss, name)

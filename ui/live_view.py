@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 import segloss
+from segloss.losses.registry import settings_text
 from segloss.train import data, export
 from segloss.figures import live
 from segloss.figures import render
@@ -170,13 +171,8 @@ def buttons(trainer: Trainer | None) -> None:
 
 
 def describe(config: TrainerConfig) -> str:
-    """One line naming a run's settings."""
-    def shown(value) -> str:
-        if isinstance(value, float):
-            return f"{value:g}"
-        return " + ".join(value) or "none" if isinstance(value, (tuple, list)) else str(value)
-
-    params = ", ".join(f"{k} = {shown(v)}" for k, v in config.loss_params.items())
+    """One line naming a run's settings (the loss's parameters in its formula's symbols)."""
+    params = settings_text(config.loss, config.loss_params)
     return (f"**{segloss.LOSSES[config.loss].title}**{f' ({params})' if params else ''} on "
             f"**{data.DATASETS[config.dataset].title}**: batch {config.batch_size} at {config.image_size} px, "
             f"Adam lr {config.lr:g}, seed {config.seed}, on {config.device}.")

@@ -7,7 +7,7 @@ import plotly.colors
 import plotly.graph_objects as go
 
 from segloss.figures.plots import legend_layout
-from segloss.losses.registry import LOSSES
+from segloss.losses.registry import LOSSES, settings_text
 
 METRIC_TITLES = {"iou": "IoU", "recall": "recall", "precision": "precision"}
 SUMMARY_TITLES = {"miou": "mIoU", "mean_accuracy": "mean accuracy", "overall_accuracy": "overall accuracy"}
@@ -29,12 +29,11 @@ def only(summary: dict, labels) -> dict:
 
 def loss_title(label: str, entry: dict) -> str:
     """A comparison's loss as a reader names it: the registry title, with the parameters that were set
-    (``"focal:gamma=3"`` -> ``"Focal loss (gamma 3)"``; ``"ce"`` -> ``"Cross-entropy"``)."""
-    spec = LOSSES.get(entry.get("name", label))
+    in the formula's symbols (``"focal:gamma=3"`` -> ``"Focal loss (γ = 3)"``; ``"ce"`` -> ``"Cross-entropy"``)."""
+    name = entry.get("name", label)
+    spec = LOSSES.get(name)
     title = spec.title if spec is not None else label
-    params = entry.get("params") or {}
-    shown = ", ".join(f"{k} {'+'.join(v) if isinstance(v, (list, tuple)) else f'{v:g}' if isinstance(v, float) else v}"
-                      for k, v in params.items())
+    shown = settings_text(name, entry.get("params") or {})
     return f"{title} ({shown})" if shown else title
 
 

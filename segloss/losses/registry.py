@@ -41,6 +41,21 @@ class ParamSpec:
     per_class_ok: bool = False
     schedule_only: bool = False  # changes the loss between epochs only: pages showing one moment skip it
 
+    def shown(self, value) -> str:
+        """The setting as a reader of the loss's formula names it: its symbol there when it has one
+        (``"γ = 2"``, ``"λ = 0.5"``), else the widget's label and the value (``"Regions per image"``)."""
+        if isinstance(value, (tuple, list)):
+            text = " + ".join(value) or "none"
+        else:
+            text = f"{value:g}" if isinstance(value, float) else str(value)
+        symbol = PARAM_SYMBOLS.get(self.name)
+        return f"{symbol} = {text}" if symbol else f"{self.label} {text}"
+
+
+# The symbols the formulas (LossSpec.formula) give the parameters; one name, one symbol in every loss.
+PARAM_SYMBOLS = {"alpha": "α", "beta": "β", "gamma": "γ", "rho": "ρ", "delta": "δ", "label_smoothing": "ε",
+                 "smooth": "s", "tversky_weight": "λ", "dice_weight": "λ", "boundary_weight": "b", "momentum": "m"}
+
 
 @dataclass(frozen=True)
 class LossSpec:
@@ -454,6 +469,14 @@ def _check_param(loss: str, spec: ParamSpec, value):
     if not (spec.low <= value <= spec.high):
         raise ValueError(f"{where} must lie in [{spec.low}, {spec.high}], got {value}")
     return float(value)
+
+
+def settings_text(name: str, params: dict) -> str:
+    """``params`` of the registry loss ``name`` as one line of :meth:`ParamSpec.shown` parts
+    (``"γ = 2, α = 0.25"``); a name the loss does not declare is shown as it is."""
+    specs = {param.name: param for param in LOSSES[name].params} if name in LOSSES else {}
+    fallback = lambda key: ParamSpec(key, key, None, "")  # noqa: E731
+    return ", ".join((specs.get(key) or fallback(key)).shown(value) for key, value in params.items())
 
 
 def create_loss(name: str, *, class_counts=None, weight=None, ignore_index: int = 255,
