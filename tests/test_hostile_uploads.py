@@ -16,7 +16,6 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -128,7 +128,7 @@ def _berman_lovasz_per_image(probs, labels, ignore_index=255):
                 continue
             errors = [abs(f - float(p[c, i])) for f, i in zip(fg, keep)]
             order = sorted(range(len(errors)), key=lambda k: -errors[k])
-            gts, inter, union, previous, total = sum(fg), sum(fg), sum(fg), 0.0, 0.0
+            inter, union, previous, total = sum(fg), sum(fg), 0.0, 0.0
             for k in order:
                 inter -= fg[k]
                 union += 1.0 - fg[k]

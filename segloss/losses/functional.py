@@ -498,5 +498,5 @@ def recall_loss(
     return recall_family(logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
 
 
-from segloss.losses.boundary import boundary_loss, signed_distance_maps  # noqa: E402  (public: SF.boundary_loss)
-from segloss.losses.ohem import ohem_cross_entropy, ohem_mask  # noqa: E402  (public: SF.ohem_cross_entropy)
+from segloss.losses.boundary import boundary_loss, signed_distance_maps  # noqa: E402,F401  (public: SF.boundary_loss)
+from segloss.losses.ohem import ohem_cross_entropy, ohem_mask  # noqa: E402,F401  (public: SF.ohem_cross_entropy)
