@@ -193,20 +193,23 @@ PROGRAM_SETTINGS = [(256, 16), (4096, 256)]
 
 
 def _sweep_points():
-    """Every launch setting the sweep times: ``(tile, warps, gradient in forward, programs, region programs)``."""
+    """Every launch setting the sweep times, the defaults' tile first (with the gradient written in
+    forward, then recomputed in backward: the choice that matters most), then the other tiles, then
+    the program counts: ``(tile, warps, gradient in forward, programs, region programs)``."""
     from segloss.kernels import cuda
 
     programs = (cuda.MAX_PROGRAMS, cuda.REGION_PROGRAMS_PER_IMAGE)
-    points = [(tile, warps, in_forward, *programs) for tile, warps in SWEEP_SETTINGS for in_forward in (True, False)]
+    tiles = sorted(SWEEP_SETTINGS, key=lambda setting: setting != (cuda.TILE_ELEMENTS, cuda.NUM_WARPS))
+    points = [(tile, warps, in_forward, *programs) for tile, warps in tiles for in_forward in (True, False)]
     return points + [(cuda.TILE_ELEMENTS, cuda.NUM_WARPS, cuda.GRADIENT_IN_FORWARD, *more) for more in PROGRAM_SETTINGS]
 
 
 def sweep(shapes, dtypes, repeats: int, warmup: int, device: str = "cuda", on_block=None,
           on_progress=None) -> list[dict]:
-    """Time CE, focal, Dual Focal and soft Dice under each launch setting (:func:`_sweep_points`: tile
-    and warps with the gradient written in forward or recomputed in backward, then the program
-    counts); restores the defaults. ``on_progress(rows)`` after each setting, ``on_block(rows)``
-    after each shape and dtype."""
+    """Time CE, focal, Dual Focal and soft Dice under each launch setting (:func:`_sweep_points`) on
+    every shape and dtype; restores the defaults. Settings are the outer loop, so that a time limit
+    cuts the least important settings, not a shape. ``on_progress(rows)`` after each setting;
+    ``on_block(rows)`` once at the end, the rows grouped by shape and dtype."""
     from segloss.kernels import cuda
 
     names = ("TILE_ELEMENTS", "NUM_WARPS", "GRADIENT_IN_FORWARD", "MAX_PROGRAMS", "REGION_PROGRAMS_PER_IMAGE")
@@ -216,37 +219,41 @@ def sweep(shapes, dtypes, repeats: int, warmup: int, device: str = "cuda", on_bl
               "focal_loss (gamma 2)": lambda z, y: SF.focal_loss(z, y, gamma=2.0),
               "dual_focal_loss": lambda z, y: SF.dual_focal_loss(z, y),
               "soft Dice": lambda z, y: region.soft_dice_loss(z, y)}
+    batches = []  # (shape, dtype, logits, target, copy floor ms, torch CE ms), measured at the defaults
+    for shape in shapes:
+        n, c, *spatial = shape
+        for dtype in dtypes:
+            logits, target = _batch(n, c, spatial, dtype, device)
+            torch_ce = measure(lambda z, y: F.cross_entropy(z, y), logits, target, repeats, warmup)[0]
+            batches.append((shape, dtype, logits, target, copy_floor(logits, repeats), torch_ce))
     rows = []
     try:
-        for shape in shapes:
-            n, c, *spatial = shape
-            for dtype in dtypes:
-                logits, target = _batch(n, c, spatial, dtype, device)
-                floor = copy_floor(logits, repeats)
-                torch_ce = measure(lambda z, y: F.cross_entropy(z, y), logits, target, repeats, warmup)[0]
-                for point in points:
-                    for name, value in zip(names, point):
-                        setattr(cuda, name, value)
-                    tile, warps, in_forward, programs, region_programs = point
-                    for name, fn in losses.items():
-                        if not in_forward and name == "soft Dice":
-                            continue  # its gradient needs the whole batch's sums: always in backward
-                        try:
-                            ms, mem = measure(fn, logits, target, repeats, warmup)
-                        except Exception as err:  # keep the rest of the sweep: say so
-                            ms = mem = float("nan")
-                            print(f"{name} at {point}: {type(err).__name__}: {err}", file=sys.stderr)
-                        rows.append({"shape": "x".join(map(str, shape)), "dtype": str(dtype).replace("torch.", ""),
-                                     "tile": tile, "warps": warps, "gradient": "forward" if in_forward else
-                                     "backward", "programs": f"{programs}/{region_programs}", "loss": name,
-                                     "ms": ms, "x_copy": ms / floor, "x_torch_ce": ms / torch_ce, "extra_memory": mem})
-                    if on_progress:
-                        on_progress(rows)
-                if on_block:
-                    on_block(rows)
+        for point in points:
+            for name, value in zip(names, point):
+                setattr(cuda, name, value)
+            tile, warps, in_forward, programs, region_programs = point
+            for shape, dtype, logits, target, floor, torch_ce in batches:
+                for name, fn in losses.items():
+                    if not in_forward and name == "soft Dice":
+                        continue  # its gradient needs the whole batch's sums: always in backward
+                    try:
+                        ms, mem = measure(fn, logits, target, repeats, warmup)
+                    except Exception as err:  # keep the rest of the sweep: say so
+                        ms = mem = float("nan")
+                        print(f"{name} at {point}: {type(err).__name__}: {err}", file=sys.stderr)
+                    rows.append({"shape": "x".join(map(str, shape)), "dtype": str(dtype).replace("torch.", ""),
+                                 "tile": tile, "warps": warps, "gradient": "forward" if in_forward else
+                                 "backward", "programs": f"{programs}/{region_programs}", "loss": name,
+                                 "ms": ms, "x_copy": ms / floor, "x_torch_ce": ms / torch_ce, "extra_memory": mem})
+            if on_progress:
+                on_progress(rows)
     finally:
         for name, value in zip(names, defaults):
             setattr(cuda, name, value)
+    order = [("x".join(map(str, shape)), str(dtype).replace("torch.", "")) for shape, dtype, *_ in batches]
+    rows.sort(key=lambda row: order.index((row["shape"], row["dtype"])))  # stable: settings keep their order
+    if on_block:
+        on_block(rows)
     return rows
 
 

@@ -66,6 +66,7 @@ def test_the_sweep_times_every_launch_setting_and_restores_the_defaults(cpu_benc
         | {(*defaults[:3], programs, region) for programs, region in bench_gpu.PROGRAM_SETTINGS}
     assert len(rows) == len(bench_gpu.SWEEP_SETTINGS) * (4 + 3) + len(bench_gpu.PROGRAM_SETTINGS) * 4
     assert len(progress) == len(bench_gpu.SWEEP_SETTINGS) * 2 + len(bench_gpu.PROGRAM_SETTINGS)  # saved per setting
+    assert bench_gpu._sweep_points()[:2] == [(*defaults[:2], True, *defaults[3:]), (*defaults[:2], False, *defaults[3:])]
     assert {row["programs"] for row in rows} == {f"{p}/{r}" for p, r in [defaults[3:], *bench_gpu.PROGRAM_SETTINGS]}
     assert "Error" not in capsys.readouterr().err
 
@@ -81,17 +82,21 @@ def test_tables_print_every_row(capsys):
 
 
 @pytest.mark.parametrize("sweep", [False, True])
-def test_main_prints_and_saves_each_block_as_it_is_done(cpu_bench, monkeypatch, tmp_path, capsys, sweep):
+def test_main_prints_and_saves_as_it_measures(cpu_bench, monkeypatch, tmp_path, capsys, sweep):
     import json
 
     real = bench_gpu.sweep if sweep else bench_gpu.run
     saved = []
 
-    def on_cpu(*args, on_block, **progress):
+    def on_cpu(*args, on_block, on_progress=None):
         def spy(rows):
             on_block(rows)
             saved.append(len(json.loads(out.read_text())))
-        return real(*args, device=DEVICE, on_block=spy, **progress)
+
+        def progress(rows):  # the sweep's JSON, saved after every setting
+            on_progress(rows)
+            saved.append(len(json.loads(out.read_text())))
+        return real(*args, device=DEVICE, on_block=spy, **({"on_progress": progress} if on_progress else {}))
 
     monkeypatch.setattr(bench_gpu, "sweep" if sweep else "run", on_cpu)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -100,7 +105,8 @@ def test_main_prints_and_saves_each_block_as_it_is_done(cpu_bench, monkeypatch, 
     args = ["--shapes", "1x3x4x5", "1x19x2x3", "--dtypes", "float32", "--repeats", "1", "--json", str(out)]
     assert bench_gpu.main(args + (["--sweep"] if sweep else [])) == 0
     rows = json.loads(out.read_text())
-    assert len(saved) == 2 and saved[-1] == len(rows) and 0 < saved[0] < len(rows)
+    blocks = len(bench_gpu._sweep_points()) + 1 if sweep else 2  # the sweep: each setting, then the table
+    assert len(saved) == blocks and saved[-1] == len(rows) and 0 < saved[0] < len(rows)
     printed = capsys.readouterr().out
     assert printed.startswith("GPU: a GPU") and printed.count("(1x3x4x5) float32") == 1
     assert printed.count("\n|---") == 2 and printed.count("\n| ") == len(rows) + 2
