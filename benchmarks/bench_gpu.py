@@ -159,8 +159,10 @@ def _batch(n: int, c: int, spatial, dtype, device: str):
     return logits, target
 
 
-def run(shapes, dtypes, repeats: int, warmup: int, device: str = "cuda", on_block=None) -> list[dict]:
-    """The table's rows; ``on_block(rows)`` is called as each shape and dtype is done."""
+def run(shapes, dtypes, repeats: int, warmup: int, device: str = "cuda", on_block=None,
+        on_progress=None) -> list[dict]:
+    """The table's rows; ``on_progress(rows)`` after each loss, ``on_block(rows)`` as each shape and
+    dtype is done."""
     rows = []
     for shape in shapes:
         n, c, *spatial = shape
@@ -168,19 +170,23 @@ def run(shapes, dtypes, repeats: int, warmup: int, device: str = "cuda", on_bloc
             logits, target = _batch(n, c, spatial, dtype, device)
             floor = copy_floor(logits, repeats)
             torch_ce, torch_mem = measure(lambda z, y: F.cross_entropy(z, y), logits, target, repeats, warmup)
-            entries = {"torch F.cross_entropy": (torch_ce, torch_mem), "device copy of the logits": (floor, 1.0)}
+
+            def add(name, ms, mem):
+                rows.append({"shape": "x".join(map(str, shape)), "dtype": str(dtype).replace("torch.", ""),
+                             "loss": name, "ms": ms, "x_torch_ce": ms / torch_ce, "x_copy": ms / floor,
+                             "extra_memory": mem})
+                if on_progress:
+                    on_progress(rows)
+            add("torch F.cross_entropy", torch_ce, torch_mem)
+            add("device copy of the logits", floor, 1.0)
             for name, fn in {**segloss_losses(c, device), **contenders()}.items():
                 if "Lovász" in name and logits.numel() > 2e8:
                     continue  # sorts C x pixels: minutes per call at this size
                 try:
-                    entries[name] = measure(fn, logits, target, repeats, warmup)
+                    add(name, *measure(fn, logits, target, repeats, warmup))
                 except Exception as err:  # a contender that cannot take this dtype: say so in the table
-                    entries[name] = (float("nan"), float("nan"))
+                    add(name, float("nan"), float("nan"))
                     print(f"{name} on {shape} {dtype}: {type(err).__name__}: {err}", file=sys.stderr)
-            for name, (ms, mem) in entries.items():
-                rows.append({"shape": "x".join(map(str, shape)), "dtype": str(dtype).replace("torch.", ""),
-                             "loss": name, "ms": ms, "x_torch_ce": ms / torch_ce, "x_copy": ms / floor,
-                             "extra_memory": mem})
             if on_block:
                 on_block(rows)
     return rows
@@ -301,10 +307,7 @@ def main(argv=None) -> int:
         printed[:] = rows
         save(rows)
 
-    if args.sweep:
-        sweep(shapes, dtypes, args.repeats, args.warmup, on_block=on_block, on_progress=save)
-    else:
-        run(shapes, dtypes, args.repeats, args.warmup, on_block=on_block)
+    (sweep if args.sweep else run)(shapes, dtypes, args.repeats, args.warmup, on_block=on_block, on_progress=save)
     return 0
 
 

@@ -6,7 +6,7 @@
 # Each step has its own time limit so that a slow one cannot eat the others'.
 # Before: bash benchmarks/device_wheels.sh (kornia, MONAI wheels into .whl/, here); then
 #   run(command="bash benchmarks/run_on_device.sh", carry=[".whl"], timeout_s=540)
-# Tables and JSON are written as each shape is done, so a time limit loses only what was left.
+# The JSON is written after every loss (table) or setting (sweep): a time limit loses only what was left.
 set -u
 OUT=${OUT:-/tmp/segloss-gpu}
 mkdir -p "$OUT"

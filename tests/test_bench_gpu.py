@@ -88,15 +88,15 @@ def test_main_prints_and_saves_as_it_measures(cpu_bench, monkeypatch, tmp_path, 
     real = bench_gpu.sweep if sweep else bench_gpu.run
     saved = []
 
-    def on_cpu(*args, on_block, on_progress=None):
+    def on_cpu(*args, on_block, on_progress):
         def spy(rows):
             on_block(rows)
             saved.append(len(json.loads(out.read_text())))
 
-        def progress(rows):  # the sweep's JSON, saved after every setting
+        def progress(rows):  # saved after every loss (table) or setting (sweep)
             on_progress(rows)
             saved.append(len(json.loads(out.read_text())))
-        return real(*args, device=DEVICE, on_block=spy, **({"on_progress": progress} if on_progress else {}))
+        return real(*args, device=DEVICE, on_block=spy, on_progress=progress)
 
     monkeypatch.setattr(bench_gpu, "sweep" if sweep else "run", on_cpu)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -105,8 +105,9 @@ def test_main_prints_and_saves_as_it_measures(cpu_bench, monkeypatch, tmp_path, 
     args = ["--shapes", "1x3x4x5", "1x19x2x3", "--dtypes", "float32", "--repeats", "1", "--json", str(out)]
     assert bench_gpu.main(args + (["--sweep"] if sweep else [])) == 0
     rows = json.loads(out.read_text())
-    blocks = len(bench_gpu._sweep_points()) + 1 if sweep else 2  # the sweep: each setting, then the table
-    assert len(saved) == blocks and saved[-1] == len(rows) and 0 < saved[0] < len(rows)
+    # saved as it measures (each loss of the table, each setting of the sweep), never losing a row
+    progress = len(bench_gpu._sweep_points()) + 1 if sweep else len(rows) + 2
+    assert len(saved) == progress and saved == sorted(saved) and saved[-1] == len(rows) and saved[0] < len(rows)
     printed = capsys.readouterr().out
     assert printed.startswith("GPU: a GPU") and printed.count("(1x3x4x5) float32") == 1
     assert printed.count("\n|---") == 2 and printed.count("\n| ") == len(rows) + 2
