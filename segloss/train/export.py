@@ -94,7 +94,7 @@ def check_checkpoint_path(path: str | os.PathLike) -> Path:
         probe.unlink()
     except OSError as err:
         raise ValueError(f"cannot write {path} ({type(err).__name__}: {err.strerror or err}); "
-                      "pick a folder you can write to") from err
+                         "pick a folder you can write to") from err
     return path
 
 
