@@ -43,15 +43,31 @@ def _replicas() -> int:
     return torch.distributed.get_world_size()
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """``y = sum over replicas of x``; the gradient of each replica's ``x`` is the sum over replicas
+    of the gradients of ``y`` (what ``torch.distributed.nn.functional.all_reduce`` did; that API is
+    deprecated and warns on every call)."""
+
+    @staticmethod
+    def forward(ctx, values):
+        total = values.clone()
+        torch.distributed.all_reduce(total, op=torch.distributed.ReduceOp.SUM)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.contiguous().clone()
+        torch.distributed.all_reduce(grad, op=torch.distributed.ReduceOp.SUM)
+        return grad
+
+
 def global_sum(values: torch.Tensor) -> torch.Tensor:
     """``values`` summed over every replica, differentiably: the backward pass sums the replicas'
     gradients too, so after DistributedDataParallel averages them each parameter gets the gradient
     of the loss on the whole batch. The identity in a single process."""
     if _replicas() == 1:
         return values
-    from torch.distributed.nn.functional import all_reduce  # differentiable all-reduce (SUM)
-
-    return all_reduce(values)
+    return _AllReduceSum.apply(values)
 
 
 def _region_sums(logits, target, ignore_index, per_image, sync=True):
