@@ -94,3 +94,53 @@ def test_without_the_switch_each_replica_scores_only_its_shard(tmp_path):
     expected = whole_batch()
     result = run(tmp_path, sync=False)[0]
     assert abs(float(result["dice"]["loss"] - expected["dice"]["loss"])) > 1e-3  # the test above can fail
+
+
+EVAL_LOSSES = ("recall", "dice", "generalized_dice", "unified_focal", "dice_ce", "dice_boundary")
+
+
+def _evaluate_on_rank_0(rank, world_size, init_file, out_dir):
+    """Rank 0 scores its shard with every loss that all-reduces, built with sync_distributed=False;
+    rank 1 never joins a collective (it waits for rank 0's file). A collective on rank 0 would wait
+    for it until the group's 15 s timeout and raise."""
+    import datetime
+    import os
+    import time
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size,
+                            timeout=datetime.timedelta(seconds=15))
+    try:
+        done = f"{out_dir}/rank0.pt"
+        if rank == 1:
+            deadline = time.monotonic() + 120
+            while not os.path.exists(done) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            return
+        images, target = batch()
+        logits = model()(images[:2]).detach()
+        out = {}
+        for name in EVAL_LOSSES:
+            started = time.monotonic()
+            try:
+                with torch.inference_mode():
+                    value = segloss.create_loss(name, sync_distributed=False)(logits, target[:2])
+                out[name] = {"loss": value.clone(), "seconds": time.monotonic() - started}
+            except Exception as err:  # a collective timed out: reported by the test
+                out[name] = {"error": f"{type(err).__name__}: {err}"[:300], "seconds": time.monotonic() - started}
+        torch.save(out, done + ".tmp")
+        os.replace(done + ".tmp", done)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_losses_built_without_sync_evaluate_on_one_rank_alone(tmp_path):
+    """``if rank == 0: validate()``: recall's counts and the region sums (in sums too) take no
+    collective with ``create_loss(..., sync_distributed=False)``; each equals its shard scored alone."""
+    mp.spawn(_evaluate_on_rank_0, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    result = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    images, target = batch()
+    logits = model()(images[:2]).detach()
+    for name in EVAL_LOSSES:
+        assert "error" not in result[name], (name, result[name])
+        assert result[name]["seconds"] < 10, (name, result[name]["seconds"])
+        torch.testing.assert_close(result[name]["loss"], segloss.create_loss(name)(logits, target[:2]))

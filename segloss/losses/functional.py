@@ -371,27 +371,28 @@ def _dual_focal_device_params(logits, target, values, bounds, weight, ignore_ind
                                       param_vec, bounds)
 
 
-def _all_reduce_counts(counts: torch.Tensor) -> torch.Tensor:
-    """Sum ``counts`` over all replicas when ``torch.distributed`` is initialised."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+def _all_reduce_counts(counts: torch.Tensor, sync: bool = True) -> torch.Tensor:
+    """Sum ``counts`` over all replicas when ``torch.distributed`` is initialised (and ``sync``)."""
+    if sync and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         counts = counts.clone()
         dist.all_reduce(counts, op=dist.ReduceOp.SUM)
     return counts
 
 
-def _weights_from_counts(n_c: torch.Tensor, tp_c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(1 - TP_c / N_c, present_c)``, the counts all-reduced under ``torch.distributed`` first.
+def _weights_from_counts(n_c: torch.Tensor, tp_c: torch.Tensor, sync: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(1 - TP_c / N_c, present_c)``, the counts all-reduced under ``torch.distributed`` first
+    (unless ``sync`` is False).
 
     Classes absent from the (global) batch get weight 1 and ``present = False``.
     """
-    n_c, tp_c = _all_reduce_counts(torch.stack([n_c, tp_c]))
+    n_c, tp_c = _all_reduce_counts(torch.stack([n_c, tp_c]), sync)
     present = n_c > 0
     return torch.where(present, (n_c - tp_c).float() / n_c.clamp_min(1).float(), 1.0), present
 
 
 @torch.no_grad()
 def batch_recall_weights(
-    logits: torch.Tensor, target: torch.Tensor, *, ignore_index: int = 255
+    logits: torch.Tensor, target: torch.Tensor, *, ignore_index: int = 255, sync_distributed: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Recall-loss class weights ``1 - R_c = FN_c / N_c`` of the current batch.
 
@@ -403,6 +404,8 @@ def batch_recall_weights(
         logits: float ``(N, C, *spatial)``.
         target: integer ``(N, *spatial)``.
         ignore_index: label excluded from the counts.
+        sync_distributed: False counts this replica's pixels alone (no collective: e.g. an
+            evaluation run on one rank only, where a collective would wait for the others).
 
     Returns:
         ``(weights, present)``: float32 ``(C,)`` weights (1 for classes absent from the batch,
@@ -414,11 +417,11 @@ def batch_recall_weights(
     hits = torch.where(logits.argmax(dim=1).flatten() == label, label, num_classes)
     n_c = torch.bincount(label, minlength=num_classes + 1)[:num_classes]
     tp_c = torch.bincount(hits, minlength=num_classes + 1)[:num_classes]
-    return _weights_from_counts(n_c, tp_c)
+    return _weights_from_counts(n_c, tp_c, sync_distributed)
 
 
 def recall_family(logits, target, *, choose_weights=None, weight=None, ignore_index: int = 255,
-                  reduction: str = "mean") -> torch.Tensor:
+                  reduction: str = "mean", sync_distributed: bool = True) -> torch.Tensor:
     """Recall loss in one fused pass: the argmax hits are counted in the same pass as the CE.
 
     ``choose_weights(batch_weights, present) -> weights`` (both ``(C,)``) lets a caller replace
@@ -426,12 +429,13 @@ def recall_family(logits, target, *, choose_weights=None, weight=None, ignore_in
     they are (the paper's instantaneous recall).
     """
     def scale_from_counts(n_c: torch.Tensor, tp_c: torch.Tensor) -> torch.Tensor:
-        batch_weights, present = _weights_from_counts(n_c, tp_c)
+        batch_weights, present = _weights_from_counts(n_c, tp_c, sync_distributed)
         used = batch_weights if choose_weights is None else choose_weights(batch_weights, present)
         return used.detach()
 
     if _needs_autograd(weight):  # the counts from the argmax first, then plain autograd
-        batch_weights, present = batch_recall_weights(logits, target, ignore_index=ignore_index)
+        batch_weights, present = batch_recall_weights(logits, target, ignore_index=ignore_index,
+                                                      sync_distributed=sync_distributed)
         used = batch_weights if choose_weights is None else choose_weights(batch_weights, present)
         return reference.recall_weighted_ce(logits, target, used.detach(), weight=weight, ignore_index=ignore_index,
                                             reduction=reduction)
@@ -472,6 +476,7 @@ def recall_loss(
     weight: ClassWeights = None,
     ignore_index: int = 255,
     reduction: str = "mean",
+    sync_distributed: bool = True,
 ) -> torch.Tensor:
     """Recall loss (Tian et al., ICRA 2022, arXiv:2106.14917), instantaneous batch recall.
 
@@ -488,6 +493,7 @@ def recall_loss(
 
     Args:
         logits, target, weight, ignore_index, reduction: as in :func:`cross_entropy`.
+        sync_distributed: see :func:`batch_recall_weights`.
 
     Returns:
         A scalar, or the per-pixel map ``(N, *spatial)`` for ``reduction="none"``.
@@ -495,7 +501,8 @@ def recall_loss(
     Raises:
         TypeError, ValueError: as in :func:`cross_entropy`.
     """
-    return recall_family(logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
+    return recall_family(logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction,
+                         sync_distributed=sync_distributed)
 
 
 from segloss.losses.boundary import boundary_loss, signed_distance_maps  # noqa: E402,F401  (public: SF.boundary_loss)

@@ -169,7 +169,9 @@ class DualFocalLoss(_PixelLoss):
     Args:
         alpha, beta, gamma, rho: starting values (``rho >= 1``; others ``>= 0``).
         weight, ignore_index, reduction: as in :class:`CrossEntropyLoss`.
-        learnable: names of the parameters to learn, e.g. ``("gamma",)``.
+        learnable: names of the parameters to learn, e.g. ``("gamma",)``. Under
+            DistributedDataParallel make this loss a submodule of the wrapped model: DDP averages
+            only its own parameters' gradients, and the replicas' values would drift apart.
         bounds: optional ``{name: (low, high)}`` overriding ``DFL_DEFAULT_BOUNDS``.
 
     Raises:
@@ -242,11 +244,14 @@ class RecallLoss(_PixelLoss):
         num_classes: C, to allocate ``class_weights`` up front; otherwise it is sized on the
             first call.
         weight, ignore_index, reduction: as in :class:`CrossEntropyLoss`.
+        sync_distributed: False counts each replica's pixels alone, with no collective (an
+            evaluation on one rank only; with momentum the replicas' weights then drift apart).
     """
 
     def __init__(self, momentum: float = 0.0, weight=None, ignore_index: int = 255,
-                 reduction: str = "mean", num_classes: int | None = None) -> None:
+                 reduction: str = "mean", num_classes: int | None = None, sync_distributed: bool = True) -> None:
         super().__init__(weight, ignore_index, reduction)
+        self.sync_distributed = bool(sync_distributed)
         check_number(momentum, "momentum", low=0.0, high=1.0)
         if momentum >= 1.0:
             raise ValueError(f"momentum must be < 1 (1 would never update), got {momentum}")
@@ -287,7 +292,8 @@ class RecallLoss(_PixelLoss):
                 f"RecallLoss holds weights for {self.class_weights.numel()} classes, "
                 f"got logits with {num_classes} (shape {tuple(logits.shape)})"
             )
-        return SF.recall_family(logits, target, choose_weights=self._choose_weights, **self._common())
+        return SF.recall_family(logits, target, choose_weights=self._choose_weights,
+                                sync_distributed=self.sync_distributed, **self._common())
 
     def extra_repr(self) -> str:
         return f"momentum={self.momentum}, " + super().extra_repr()

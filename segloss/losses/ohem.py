@@ -10,7 +10,8 @@ is below a threshold; if that keeps too few, the threshold rises to the probabil
     OHEM = sum_{i kept} w_{y_i} CE_i / sum_{i kept} w_{y_i}
 
 with ``p_(k)`` the ``k``-th smallest ``p_t`` over the valid pixels (all images of the batch
-together). ``min_kept`` is a share of the valid pixels here (mmsegmentation takes a count, 100,000
+together; under ``torch.distributed``, of this replica's batch, as mmsegmentation's sampler does
+on each GPU). ``min_kept`` is a share of the valid pixels here (mmsegmentation takes a count, 100,000
 by default, made for 512 x 1024 crops). The kept set carries no gradient: the gradient is CE's on
 the kept pixels and 0 elsewhere.
 """

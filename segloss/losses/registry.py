@@ -480,7 +480,7 @@ def settings_text(name: str, params: dict) -> str:
 
 
 def create_loss(name: str, *, class_counts=None, weight=None, ignore_index: int = 255,
-                reduction: str = "mean", **params) -> nn.Module:
+                reduction: str = "mean", sync_distributed: bool = True, **params) -> nn.Module:
     """Build a registry loss by name, with parameters checked against its spec.
 
     Args:
@@ -493,6 +493,10 @@ def create_loss(name: str, *, class_counts=None, weight=None, ignore_index: int 
             unless ``weight`` is given.
         weight, ignore_index, reduction: passed to the module. Region losses give per-class
             values with ``reduction="none"``; the sums (``dice_ce``, ``dice_focal``) refuse it.
+        sync_distributed: under ``torch.distributed``, whether the losses that all-reduce (recall's
+            counts, region losses' sums, in sums too) do so. False: each replica scores its own
+            shard, with no collective, as an evaluation on one rank needs (a collective there
+            waits for ranks that never join it). Losses without a collective ignore it.
         **params: the loss's parameters; missing ones take the spec's default.
 
     Raises:
@@ -509,4 +513,8 @@ def create_loss(name: str, *, class_counts=None, weight=None, ignore_index: int 
     common = {"weight": weight, "ignore_index": ignore_index, "reduction": reduction}
     if spec.needs_class_counts:
         common["class_counts"] = class_counts
-    return spec.factory(**values, **common)
+    module = spec.factory(**values, **common)
+    for part in module.modules():  # the loss itself, or the parts of a sum
+        if hasattr(part, "sync_distributed"):
+            part.sync_distributed = bool(sync_distributed)
+    return module
