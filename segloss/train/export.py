@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from segloss.train.run_files import probe_write
 from segloss.train.trainer import Trainer
 
 FORMAT = "segloss.tinyunet/1"
@@ -87,11 +88,8 @@ def check_checkpoint_path(path: str | os.PathLike) -> Path:
         raise ValueError(f"checkpoint path must end in .pt or .pth, got {path.name!r}")
     if path.is_dir():
         raise ValueError(f"{path} is a folder: give the checkpoint file's name, e.g. {path / 'model.pt'}")
-    probe = path.with_name(path.name + ".write-test")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
+        probe_write(path.parent)
     except OSError as err:
         raise ValueError(f"cannot write {path} ({type(err).__name__}: {err.strerror or err}); "
                          "pick a folder you can write to") from err

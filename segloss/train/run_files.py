@@ -86,6 +86,18 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def probe_write(folder: Path) -> None:
+    """Create ``folder`` if needed and write and remove a file there.
+
+    Raises:
+        OSError: it cannot be created or written.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / f".write-test-{secrets.token_hex(4)}"
+    probe.write_bytes(b"")
+    probe.unlink()
+
+
 def check_writable(folder: str | Path) -> Path:
     """Create ``folder`` if needed and prove a file can be written there (before any training).
 
@@ -96,9 +108,7 @@ def check_writable(folder: str | Path) -> Path:
         raise RunFileError("--out is empty: give the folder to write the runs and the summary into")
     folder = Path(folder)
     try:
-        (folder / "runs").mkdir(parents=True, exist_ok=True)
-        write_atomic(folder / "runs" / ".write-test", "")
-        (folder / "runs" / ".write-test").unlink()
+        probe_write(folder / "runs")
     except OSError as err:
         raise RunFileError(f"cannot write into {folder} ({type(err).__name__}: {err.strerror or err}); "
                            "pick a folder you can write to") from err
