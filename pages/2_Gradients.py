@@ -118,62 +118,68 @@ with controls:
             params = loss_param_widgets(spec, "gradients", skip=skip, url=url)
 
 ce = magnitude("ce", num_classes, spread, component)
-with chart:
-    if sweep is None:
-        own = magnitude(name, num_classes, spread, component, tuple(params.items()))
-        curves = {spec.title: own, "cross-entropy": ce}
-        left, right = st.columns(2)
-        left.plotly_chart(plots.curves_figure(P_T, curves, x_title="p_t", y_title="gradient", log_y=True,
-                                            dashed=["cross-entropy"], well_classified=analysis.WELL_CLASSIFIED,
-                                            height=380), width="stretch", key="slices")
-        right.plotly_chart(plots.curves_figure(P_T, {spec.title: own / np.maximum(ce, 1e-30)}, x_title="p_t",
-                                             y_title="gradient / CE gradient", log_y=True, height=380,
-                                             well_classified=analysis.WELL_CLASSIFIED, show_legend=False),
-                           width="stretch", key="ratios")
+# Beside the controls: the heatmap (or, with nothing to sweep, the gradient against p_t). Below, the
+# page's whole width: the slices and their ratio to CE, side by side (half a column each was too
+# narrow to read at a 1024 px window).
+if sweep is None:
+    own = magnitude(name, num_classes, spread, component, tuple(params.items()))
+    with chart:
+        st.plotly_chart(plots.curves_figure(P_T, {spec.title: own, "cross-entropy": ce}, x_title="p_t",
+                                            y_title="gradient", log_y=True, dashed=["cross-entropy"],
+                                            well_classified=analysis.WELL_CLASSIFIED, height=380),
+                        width="stretch", key="slices")
         st.caption(f"{spec.title} has no parameter to sweep: its gradient against p_t, next to cross-entropy's.")
-        if note := analysis.zero_gradient_note(P_T, {spec.title: own}):
-            st.caption(note)
-        table = {"p_t": P_T, "gradient": own}
-    else:
-        low, high = sweep_range(spec, sweep)
-        values, rows = sweep_values(low, high, sweep)
-        z = surface(name, sweep, values, num_classes, spread, component, tuple(params.items()))
+    left, right = st.columns(2)
+    left.plotly_chart(plots.curves_figure(P_T, {spec.title: own / np.maximum(ce, 1e-30)}, x_title="p_t",
+                                          y_title="gradient / CE gradient", log_y=True, height=380,
+                                          well_classified=analysis.WELL_CLASSIFIED, show_legend=False),
+                      width="stretch", key="ratios")
+    right.caption("How strongly the loss scales a pixel's gradient compared with cross-entropy, at each p_t; "
+                  "below 1 the pixel is down-weighted.")
+    if note := analysis.zero_gradient_note(P_T, {spec.title: own}):
+        st.caption(note)
+    table = {"p_t": P_T, "gradient": own}
+else:
+    low, high = sweep_range(spec, sweep)
+    values, rows = sweep_values(low, high, sweep)
+    z = surface(name, sweep, values, num_classes, spread, component, tuple(params.items()))
+    with chart:
         fig = plots.heatmap_figure(P_T, np.asarray(values), z, x_title="p_t", y_title=sweep, color_title="gradient",
-                                 log_color=log_color)
+                                   log_color=log_color)
         st.plotly_chart(fig, width="stretch", key="surface")
-        picked = st.multiselect(f"Slices at {sweep} =", rows, default=rows, format_func=lambda i: f"{values[i]:g}")
-        slices = {f"{sweep} = {values[i]:g}": z[i] for i in picked}
-        colors = {f"gamma = {g:g}": {"color": c} for g, c in plots.GAMMA_COLORS.items()} if sweep == "gamma" else {}
-        left, right = st.columns(2)
-        left.plotly_chart(plots.curves_figure(P_T, {**slices, "cross-entropy": ce}, x_title="p_t", y_title="gradient",
-                                            log_y=True, dashed=["cross-entropy"], styles=colors,
-                                            well_classified=analysis.WELL_CLASSIFIED, height=380,
-                                            legend_columns=1),  # half the page wide: one name to a row
-                          width="stretch", key="slices")
-        ratios = {k: v / np.maximum(ce, 1e-30) for k, v in slices.items()}
-        right.plotly_chart(plots.curves_figure(P_T, ratios, x_title="p_t", y_title="gradient / CE gradient", log_y=True,
-                                             well_classified=analysis.WELL_CLASSIFIED, height=380, show_legend=False,
-                                             styles=colors),
-                           width="stretch", key="ratios")
-        easy = int(np.argmin(np.abs(P_T - 0.9)))
-        shown = [f"{sweep} = {values[i]:g}: {z[i][easy] / max(float(ce[easy]), 1e-30):.2%}" for i in picked]
-        st.caption(f"Right: how strongly each setting scales a pixel's gradient compared with cross-entropy; below 1 "
-                   f"the pixel is down-weighted. An easy pixel (p_t = 0.9) keeps, of CE's push, under {spec.title}: "
-                   + "; ".join(shown) + ".")
-        table = {sweep: np.repeat(values, len(P_T)), "p_t": np.tile(P_T, len(values)), "gradient": z.ravel()}
-        if note := analysis.zero_gradient_note(P_T, slices):
-            st.caption(note)
-    if name == "boundary":
-        st.caption("Boundary loss: a foreground pixel (class 1) lying `depth` pixels inside its region, the confusing "
-                   "class's region just across the boundary. Its push grows with the distances and does not fade for "
-                   "confident pixels the way cross-entropy's does: the loss is linear in the probabilities.")
-    if not spec.pixelwise:
-        st.caption(f"{spec.title} scores regions, not pixels: here an image of {analysis.REGION_PIXELS} pixels of one "
-                   "class, every pixel at p_t, and the gradient of its loss with respect to their shared logits (the "
-                   "sum over the region, on the scale of one pixel's gradient under a pixel-wise loss). Soft Dice's "
-                   "and Jaccard's push vanishes at both ends of p_t, unlike cross-entropy's.")
-    st.download_button("Download the data (CSV)", plots.table_csv(table), file_name=f"gradients_{name}.csv",
-                       mime="text/csv")
+    picked = st.multiselect(f"Slices at {sweep} =", rows, default=rows, format_func=lambda i: f"{values[i]:g}")
+    slices = {f"{sweep} = {values[i]:g}": z[i] for i in picked}
+    colors = {f"gamma = {g:g}": {"color": c} for g, c in plots.GAMMA_COLORS.items()} if sweep == "gamma" else {}
+    left, right = st.columns(2)
+    left.plotly_chart(plots.curves_figure(P_T, {**slices, "cross-entropy": ce}, x_title="p_t", y_title="gradient",
+                                          log_y=True, dashed=["cross-entropy"], styles=colors,
+                                          well_classified=analysis.WELL_CLASSIFIED, height=380,
+                                          legend_columns=1),  # half the page wide: one name to a row
+                      width="stretch", key="slices")
+    ratios = {k: v / np.maximum(ce, 1e-30) for k, v in slices.items()}
+    right.plotly_chart(plots.curves_figure(P_T, ratios, x_title="p_t", y_title="gradient / CE gradient", log_y=True,
+                                           well_classified=analysis.WELL_CLASSIFIED, height=380, show_legend=False,
+                                           styles=colors),
+                       width="stretch", key="ratios")
+    easy = int(np.argmin(np.abs(P_T - 0.9)))
+    shown = [f"{sweep} = {values[i]:g}: {z[i][easy] / max(float(ce[easy]), 1e-30):.2%}" for i in picked]
+    st.caption(f"Right: how strongly each setting scales a pixel's gradient compared with cross-entropy; below 1 "
+               f"the pixel is down-weighted. An easy pixel (p_t = 0.9) keeps, of CE's push, under {spec.title}: "
+               + "; ".join(shown) + ".")
+    table = {sweep: np.repeat(values, len(P_T)), "p_t": np.tile(P_T, len(values)), "gradient": z.ravel()}
+    if note := analysis.zero_gradient_note(P_T, slices):
+        st.caption(note)
+if name == "boundary":
+    st.caption("Boundary loss: a foreground pixel (class 1) lying `depth` pixels inside its region, the confusing "
+               "class's region just across the boundary. Its push grows with the distances and does not fade for "
+               "confident pixels the way cross-entropy's does: the loss is linear in the probabilities.")
+if not spec.pixelwise:
+    st.caption(f"{spec.title} scores regions, not pixels: here an image of {analysis.REGION_PIXELS} pixels of one "
+               "class, every pixel at p_t, and the gradient of its loss with respect to their shared logits (the "
+               "sum over the region, on the scale of one pixel's gradient under a pixel-wise loss). Soft Dice's "
+               "and Jaccard's push vanishes at both ends of p_t, unlike cross-entropy's.")
+st.download_button("Download the data (CSV)", plots.table_csv(table), file_name=f"gradients_{name}.csv",
+                   mime="text/csv")
 
 with st.container(border=True):
     loss_caption(spec)
