@@ -1,4 +1,5 @@
-"""The conventions page, opened by its own URL on a fresh server, renders in headless Chromium."""
+"""The conventions page, opened by its own URL on a fresh server, renders in headless Chromium; it and the
+Gradients page keep their charts readable at a projector's 1024 px."""
 
 import pytest
 from playwright.sync_api import expect
@@ -27,15 +28,30 @@ def test_conventions_page_by_direct_url_shows_table_and_charts(app_url, page):
     page.screenshot(path=str(ARTIFACTS / "page-conventions.png"), full_page=True)
 
 
+def _plot_area_width(page, chart) -> tuple[float, float]:
+    """``(plot area px, chart px)`` of a plotly chart (its drag rectangle covers the plot area exactly)."""
+    expect(chart.locator("svg.main-svg").first).to_be_visible(timeout=60_000)
+    plot_area = chart.locator("rect.nsewdrag").first
+    expect(plot_area).to_be_attached()
+    return float(plot_area.get_attribute("width")), chart.bounding_box()["width"]
+
+
 def test_the_ratio_bars_keep_room_beside_their_long_labels_on_a_projector(app_url, page):
     """At 1024 x 768 (sidebar open) the bars' plot area takes at least a third of the chart: beside the
     controls it was about 60 px of a 370 px chart, the bars squeezed to slivers."""
     page.set_viewport_size({"width": 1024, "height": 768})
     page.goto(f"{app_url}/Conventions")
-    chart = page.get_by_test_id("stPlotlyChart").first
-    expect(chart.locator("svg.main-svg").first).to_be_visible(timeout=60_000)
-    plot_area = chart.locator("rect.nsewdrag").first  # plotly's drag rectangle covers the plot area exactly
-    expect(plot_area).to_be_attached()
-    chart_width = chart.bounding_box()["width"]
-    bars_width = float(plot_area.get_attribute("width"))
+    bars_width, chart_width = _plot_area_width(page, page.get_by_test_id("stPlotlyChart").first)
     assert bars_width >= chart_width / 3 and bars_width >= 180, (bars_width, chart_width)
+
+
+def test_the_gradient_slices_keep_a_readable_plot_on_a_projector(app_url, page):
+    """Gradients at 1024 x 768: the slices and their ratio to CE, side by side under the heatmap, keep
+    at least 180 px of plot each (in half of the chart column they had about 80)."""
+    page.set_viewport_size({"width": 1024, "height": 768})
+    page.goto(f"{app_url}/Gradients")
+    charts = page.get_by_test_id("stPlotlyChart")
+    expect(charts).to_have_count(3, timeout=60_000)  # the heatmap, the slices, their ratios
+    for i in (1, 2):
+        width, _ = _plot_area_width(page, charts.nth(i))
+        assert width >= 180, (i, width)
