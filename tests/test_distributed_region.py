@@ -144,3 +144,29 @@ def test_losses_built_without_sync_evaluate_on_one_rank_alone(tmp_path):
         assert "error" not in result[name], (name, result[name])
         assert result[name]["seconds"] < 10, (name, result[name]["seconds"])
         torch.testing.assert_close(result[name]["loss"], segloss.create_loss(name)(logits, target[:2]))
+
+
+def _double_backward(rank, world_size, init_file, out_dir):
+    import datetime
+
+    from segloss.losses.region import global_sum
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size,
+                            timeout=datetime.timedelta(seconds=30))
+    try:
+        x = torch.tensor([1.0 + rank], dtype=torch.float64, requires_grad=True)
+        y = global_sum(x)  # x_0 + x_1 = 3 on both ranks
+        g, = torch.autograd.grad((y ** 2).sum(), x, create_graph=True)  # the sum over ranks of 2 y: 4 y
+        gg, = torch.autograd.grad(g.sum(), x)  # 4 d y / d x_r summed over ranks: 8
+        torch.save({"g": g.detach(), "gg": gg}, f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_the_all_reduce_takes_a_double_backward(tmp_path):
+    """A gradient penalty through a region loss under DDP: the all-reduce's backward is the all-reduce
+    itself, so its own gradient is right (an in-place all-reduce in backward gave 4 here, not 8)."""
+    mp.spawn(_double_backward, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    for rank in range(2):
+        result = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        assert result["g"].tolist() == [12.0] and result["gg"].tolist() == [8.0], (rank, result)

@@ -45,20 +45,18 @@ def _replicas() -> int:
 
 class _AllReduceSum(torch.autograd.Function):
     """``y = sum over replicas of x``; the gradient of each replica's ``x`` is the sum over replicas
-    of the gradients of ``y`` (what ``torch.distributed.nn.functional.all_reduce`` did; that API is
-    deprecated and warns on every call)."""
+    of the gradients of ``y``, itself this function, so that a double backward is right too (what
+    ``torch.distributed.nn.functional.all_reduce`` did; that API is deprecated and warns on every call)."""
 
     @staticmethod
     def forward(ctx, values):
-        total = values.clone()
+        total = values.clone(memory_format=torch.contiguous_format)  # NCCL takes contiguous tensors only
         torch.distributed.all_reduce(total, op=torch.distributed.ReduceOp.SUM)
         return total
 
     @staticmethod
     def backward(ctx, grad):
-        grad = grad.contiguous().clone()
-        torch.distributed.all_reduce(grad, op=torch.distributed.ReduceOp.SUM)
-        return grad
+        return _AllReduceSum.apply(grad)
 
 
 def global_sum(values: torch.Tensor) -> torch.Tensor:
