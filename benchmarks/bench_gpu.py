@@ -297,7 +297,10 @@ def main(argv=None) -> int:
     print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}")
     printed = []
 
+    latest = []
+
     def save(rows):  # the JSON as measured: a time limit loses only what was left
+        latest[:] = rows
         if args.json:
             args.json.write_text(json.dumps(rows, indent=1))
 
@@ -307,7 +310,15 @@ def main(argv=None) -> int:
         printed[:] = rows
         save(rows)
 
-    (sweep if args.sweep else run)(shapes, dtypes, args.repeats, args.warmup, on_block=on_block, on_progress=save)
+    try:
+        (sweep if args.sweep else run)(shapes, dtypes, args.repeats, args.warmup, on_block=on_block, on_progress=save)
+    except KeyboardInterrupt:  # run_on_device.sh's time limit (SIGINT): print what was measured
+        rest = latest[len(printed):]
+        groups = list(dict.fromkeys((row["shape"], row["dtype"]) for row in rest))
+        print(f"\nstopped after {len(latest)} rows (time limit); the rows measured so far:")
+        print_table(sorted(rest, key=lambda row: groups.index((row["shape"], row["dtype"]))),
+                    SWEEP_COLUMNS if args.sweep else TABLE_COLUMNS)
+        return 130
     return 0
 
 

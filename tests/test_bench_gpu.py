@@ -124,3 +124,31 @@ def test_the_timing_itself_runs_on_a_loss_and_on_the_copy_floor():
     assert floor > 0 and ms > 0
     assert (memory >= 1.0) if DEVICE == "cuda" else (memory != memory)  # NaN: no memory figure off CUDA
     assert not logits.requires_grad
+
+
+@pytest.mark.parametrize("sweep", [False, True])
+def test_a_time_limit_prints_and_keeps_what_was_measured(cpu_bench, monkeypatch, tmp_path, capsys, sweep):
+    """run_on_device.sh stops each step with SIGINT: the rows measured so far are printed, grouped by
+    shape, and saved (the sweep prints its table only at the end otherwise)."""
+    import json
+
+    stub, calls = bench_gpu.measure, []
+
+    def measure_then_stop(*args):
+        calls.append(1)
+        if len(calls) > 12:
+            raise KeyboardInterrupt
+        return stub(*args)
+
+    real = bench_gpu.sweep if sweep else bench_gpu.run
+    monkeypatch.setattr(bench_gpu, "measure", measure_then_stop)
+    monkeypatch.setattr(bench_gpu, "sweep" if sweep else "run", lambda *a, **k: real(*a, device=DEVICE, **k))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda: "a GPU")
+    out = tmp_path / "rows.json"
+    args = ["--shapes", "1x3x4x5", "1x19x2x3", "--dtypes", "float32", "--repeats", "1", "--json", str(out)]
+    assert bench_gpu.main(args + (["--sweep"] if sweep else [])) == 130
+    rows = json.loads(out.read_text())
+    printed = capsys.readouterr().out
+    assert 0 < len(rows) <= 13 and f"stopped after {len(rows)} rows" in printed  # 12 timed (+ the stubbed floor)
+    assert all(f"| {row['loss']} |" in printed for row in rows)
