@@ -81,6 +81,14 @@ def test_tables_print_every_row(capsys):
     assert "| 2048 | 8 | forward | 1024/64 | x | 1.000 | 2.00 | 3.00 | 1.00 |" in out
 
 
+def _main_on_a_pretend_gpu(monkeypatch, tmp_path):
+    """``main``'s arguments for two tiny shapes (saving to ``rows.json``) with CUDA said to be there."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda: "a GPU")
+    out = tmp_path / "rows.json"
+    return ["--shapes", "1x3x4x5", "1x19x2x3", "--dtypes", "float32", "--repeats", "1", "--json", str(out)], out
+
+
 @pytest.mark.parametrize("sweep", [False, True])
 def test_main_prints_and_saves_as_it_measures(cpu_bench, monkeypatch, tmp_path, capsys, sweep):
     import json
@@ -99,10 +107,7 @@ def test_main_prints_and_saves_as_it_measures(cpu_bench, monkeypatch, tmp_path, 
         return real(*args, device=DEVICE, on_block=spy, on_progress=progress)
 
     monkeypatch.setattr(bench_gpu, "sweep" if sweep else "run", on_cpu)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda: "a GPU")
-    out = tmp_path / "rows.json"
-    args = ["--shapes", "1x3x4x5", "1x19x2x3", "--dtypes", "float32", "--repeats", "1", "--json", str(out)]
+    args, out = _main_on_a_pretend_gpu(monkeypatch, tmp_path)
     assert bench_gpu.main(args + (["--sweep"] if sweep else [])) == 0
     rows = json.loads(out.read_text())
     # saved as it measures (each loss of the table, each setting of the sweep), never losing a row
@@ -143,10 +148,7 @@ def test_a_time_limit_prints_and_keeps_what_was_measured(cpu_bench, monkeypatch,
     real = bench_gpu.sweep if sweep else bench_gpu.run
     monkeypatch.setattr(bench_gpu, "measure", measure_then_stop)
     monkeypatch.setattr(bench_gpu, "sweep" if sweep else "run", lambda *a, **k: real(*a, device=DEVICE, **k))
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda: "a GPU")
-    out = tmp_path / "rows.json"
-    args = ["--shapes", "1x3x4x5", "1x19x2x3", "--dtypes", "float32", "--repeats", "1", "--json", str(out)]
+    args, out = _main_on_a_pretend_gpu(monkeypatch, tmp_path)
     assert bench_gpu.main(args + (["--sweep"] if sweep else [])) == 130
     rows = json.loads(out.read_text())
     printed = capsys.readouterr().out
