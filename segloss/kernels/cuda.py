@@ -21,8 +21,10 @@ check them without a GPU (:func:`run_on_cpu_for_tests`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+import threading
 
 import torch
 
@@ -181,12 +183,25 @@ PARAM_NAMES = ("alpha", "beta", "gamma", "rho")
 def _raise_bad_input(flags: torch.Tensor, logits: torch.Tensor, target: torch.Tensor, ignore_index: int,
                      params: torch.Tensor | None = None, bounds=None) -> None:
     """The one synchronisation of a call: read the flags (and whether the device parameters
-    ``params`` ``(4,)`` lie within ``bounds``), raise ``ValueError`` on bad input."""
-    checks = flags.sum(dim=0)
+    ``params`` ``(4,)`` lie within ``bounds``), raise ``ValueError`` on bad input. Inside
+    :func:`one_check_for_all` the read waits for the block's end, with every other call's."""
+    if not flags.numel() and params is None:
+        return  # no pixel, no parameter: nothing to check
+    checks = flags.sum(dim=0) if flags.numel() else torch.zeros(2, dtype=torch.int32, device=flags.device)
     if params is not None and bounds is not None:
         inside = [(params[i] >= low) & (params[i] <= high) for i, (low, high) in enumerate(bounds)]  # NaN: False
         checks = torch.cat([checks, (~torch.stack(inside)).to(checks.dtype)])  # no host-to-device copy
-    checks = checks.tolist() if flags.numel() or params is not None else [0, 0]
+    call = (checks, logits, target, ignore_index, params, bounds)
+    pending = getattr(_DEFERRED, "calls", None)
+    if pending is not None:
+        pending.append(call)
+        return
+    _raise_from(checks.tolist(), *call[1:])
+
+
+def _raise_from(checks: list, logits, target, ignore_index, params, bounds) -> None:
+    """Raise for the host copy ``checks`` of one call's flags: bad labels, non-finite logits, or
+    device parameters out of their bounds."""
     bad_labels, non_finite = checks[:2]
     for name, value, (low, high), bad in zip(PARAM_NAMES, params.tolist() if any(checks[2:]) else (),
                                             bounds or (), checks[2:]):
@@ -200,6 +215,32 @@ def _raise_bad_input(flags: torch.Tensor, logits: torch.Tensor, target: torch.Te
                          f"ignore_index={ignore_index}: {values}")
     if non_finite:
         _raise_non_finite(logits)
+
+
+_DEFERRED = threading.local()  # .calls: the flag reads waiting for one_check_for_all's end, or None
+
+
+@contextlib.contextmanager
+def one_check_for_all():
+    """Read the bad-input flags of every kernel call inside the block in one host-device
+    synchronisation at its end (a sum of losses, Unified Focal's three passes: one per call, as
+    #12 asks, not one per part), then raise for the first bad one. Nested blocks join the outer one."""
+    if getattr(_DEFERRED, "calls", None) is not None:
+        yield
+        return
+    _DEFERRED.calls = []
+    try:
+        yield
+        calls = _DEFERRED.calls
+    finally:
+        _DEFERRED.calls = None
+    if not calls:
+        return
+    read = torch.cat([checks.to(torch.int64) for checks, *_ in calls]).tolist()  # the one synchronisation
+    start = 0
+    for checks, *rest in calls:
+        _raise_from(read[start:start + checks.numel()], *rest)
+        start += checks.numel()
 
 
 def _mean_factor(reduction: str, part_den: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 import torch
 from torch import nn
 
+from segloss.kernels import cuda
 from segloss.losses import functional as SF
 from segloss.losses import boundary, region, unified_focal
 from segloss.losses._checks import check_number, check_reduction, scalar_or_vector
@@ -416,7 +417,8 @@ class _WeightedSum(nn.Module):
         return self.parts()[-1][1].reduction
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return sum(weight * part(logits, target) for weight, part in self.parts())
+        with cuda.one_check_for_all():  # on CUDA: one flag read for all the parts, not one each
+            return sum(weight * part(logits, target) for weight, part in self.parts())
 
 
 class SumLoss(_WeightedSum):

@@ -72,10 +72,11 @@ def unified_focal_loss(logits, target, *, tversky_weight=0.5, delta=0.6, gamma=0
     num_classes = logits.shape[1] if isinstance(logits, torch.Tensor) and logits.dim() >= 2 else 0
     if isinstance(background, bool) or not isinstance(background, int) or not 0 <= background < max(num_classes, 1):
         raise ValueError(f"background must be a class index in [0, {num_classes}), got {background!r}")
-    pixel = _asymmetric_focal_map(logits, target, float(gamma), float(delta), background, ignore_index)
-    valid = (target != ignore_index).to(pixel.dtype)
-    # AFT: asymmetric focal Tversky from the region sums
-    tp, fp, fn, present = _region_sums(logits, target, ignore_index, per_image, sync_distributed)
+    with cuda.one_check_for_all():  # on CUDA: one flag read for its three passes (focal, CE, region sums)
+        pixel = _asymmetric_focal_map(logits, target, float(gamma), float(delta), background, ignore_index)
+        valid = (target != ignore_index).to(pixel.dtype)
+        # AFT: asymmetric focal Tversky from the region sums
+        tp, fp, fn, present = _region_sums(logits, target, ignore_index, per_image, sync_distributed)
     index = (tp + smooth) / (tp + delta * fn + (1.0 - delta) * fp + smooth).clamp_min(1e-30)
     rare = torch.arange(tp.shape[-1], device=tp.device) != background
     per_class = torch.where(rare, _safe_power((1.0 - index).clamp_min(0.0), 1.0 - gamma), 1.0 - index)
