@@ -187,7 +187,7 @@ def _raise_bad_input(flags: torch.Tensor, logits: torch.Tensor, target: torch.Te
     :func:`one_check_for_all` the read waits for the block's end, with every other call's."""
     if not flags.numel() and params is None:
         return  # no pixel, no parameter: nothing to check
-    checks = flags.sum(dim=0) if flags.numel() else torch.zeros(2, dtype=torch.int32, device=flags.device)
+    checks = flags.reshape(-1, 2).sum(dim=0)  # (programs, 2) -> (2,); zeros for no program
     if params is not None and bounds is not None:
         inside = [(params[i] >= low) & (params[i] <= high) for i, (low, high) in enumerate(bounds)]  # NaN: False
         checks = torch.cat([checks, (~torch.stack(inside)).to(checks.dtype)])  # no host-to-device copy
