@@ -49,3 +49,108 @@ def test_a_compiled_training_step_equals_the_eager_one(name, device):
     torch.testing.assert_close(compiled_loss, eager_loss, rtol=1e-5, atol=1e-6)
     for got, want in zip(compiled_grads, eager_grads):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+# --- One graph: while dynamo traces, every loss runs its plain formula, with its checks in the graph ---
+
+_VARIANTS = {  # name -> (create_loss keywords, input shape); the registry's defaults otherwise
+    "weighted_ce": ({"weight": [1.0, 2.0, 0.5, 1.0]}, (2, 4, 6, 5)),
+    "focal": ({"alpha": [0.25, 0.5, 1.0, 0.75], "reduction": "none"}, (2, 4, 6, 5)),
+    "dual_focal": ({"rho": 1.5, "learnable": ("alpha", "gamma")}, (2, 4, 6, 5)),
+    "ce": ({"weight": torch.tensor([1.0, 2.0, 0.5, 1.0])}, (2, 4, 3, 4, 5)),  # 5-D, a weight tensor
+    "dice": ({"per_image": "image", "weight": [1.0, 2.0, 0.5, 1.0]}, (2, 4, 6, 5)),
+    "ohem": ({"min_kept": 0.5, "threshold": 0.3}, (2, 4, 6, 5)),
+    "tversky": ({"reduction": "none"}, (2, 4, 6, 5)),
+    "lovasz": ({"per_image": "image"}, (2, 4, 6, 5)),
+    "label_smoothing_ce": ({"weight": [1.0, 2.0, 0.5, 1.0]}, (2, 4, 6, 5)),
+}
+_COUNTS = [10, 20, 5, 7]
+
+
+def _registry_case(name):
+    kwargs, shape = _VARIANTS.get(name, ({}, (2, 4, 6, 5)))
+    if segloss.LOSSES[name].needs_class_counts and "weight" not in kwargs:
+        kwargs = {**kwargs, "class_counts": _COUNTS}
+    torch.manual_seed(0)
+    logits = torch.randn(*shape, dtype=torch.float64) * 3
+    target = torch.randint(0, shape[1], (shape[0], *shape[2:]))
+    target.view(-1)[:4] = 255
+    return segloss.create_loss(name, **kwargs), logits, target
+
+
+@pytest.mark.parametrize("name", sorted(segloss.LOSSES))
+def test_every_registry_loss_compiles_into_one_graph(name):
+    """``fullgraph=True``: no graph break anywhere in the loss (the boundary losses given their
+    distance maps: scipy computes them outside any graph); the eager loss and gradients to 1e-9."""
+    criterion, logits, target = _registry_case(name)
+    extra = ()
+    if name == "boundary":
+        extra = (segloss.losses.boundary.signed_distance_maps(target, logits.shape[1]),)
+    elif name == "dice_boundary":  # its boundary part computes the maps: one break, there and only there
+        explained = torch._dynamo.explain(criterion)(logits, target)
+        assert explained.graph_break_count >= 1
+        assert all("signed_distance_maps" in str(r.reason) for r in explained.break_reasons)
+        torch._dynamo.reset()
+    x_eager = logits.clone().requires_grad_()
+    eager = criterion(x_eager, target, *extra)
+    params_eager = [p for p in criterion.parameters()]
+    grads_eager = torch.autograd.grad(eager.sum(), [x_eager, *params_eager])
+    compiled = torch.compile(criterion, fullgraph=name != "dice_boundary")
+    x = logits.clone().requires_grad_()
+    value = compiled(x, target, *extra)
+    grads = torch.autograd.grad(value.sum(), [x, *criterion.parameters()])
+    torch.testing.assert_close(value, eager, rtol=1e-9, atol=1e-12, equal_nan=True)
+    for got, want in zip(grads, grads_eager):
+        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-10)
+
+
+def test_recall_momentum_updates_its_running_weights_in_one_compiled_graph():
+    """The buffer's EMA update happens inside the graph, step after step, as in eager mode."""
+    torch.manual_seed(1)
+    eager, compiled_loss = segloss.RecallLoss(momentum=0.8), segloss.RecallLoss(momentum=0.8)
+    compiled = torch.compile(compiled_loss, fullgraph=True)
+    for step in range(3):
+        logits, target = torch.randn(2, 3, 5, 5) * (step + 1), torch.randint(0, 3, (2, 5, 5))
+        torch.testing.assert_close(compiled(logits, target), eager(logits, target))
+        torch.testing.assert_close(compiled_loss.class_weights, eager.class_weights)
+
+
+_WEIGHT = {"weight": [1.0, 2.0, 0.5]}
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("ce", {}), ("focal", {}), ("dual_focal", {}), ("recall", {}), ("dice", {}), ("lovasz", {}), ("ohem", {}),
+    ("unified_focal", {}), ("weighted_ce", _WEIGHT), ("label_smoothing_ce", _WEIGHT), ("ohem", _WEIGHT),
+    ("dice_ce", _WEIGHT), ("generalized_dice", {"class_counts": [5, 9, 2]})])
+def test_bad_labels_and_nan_logits_stop_a_compiled_loss_with_a_message(name, kwargs):
+    """Host reads would break the graph, so the checks are asserts in it: a ``RuntimeError`` with the
+    eager error's wording (the values themselves are not known while tracing), not an index out of
+    bounds from the losses' indexing, which inductor may run before the assert. Eager calls after
+    it still raise the eager ``ValueError``."""
+    criterion = segloss.create_loss(name, **kwargs)
+    compiled = torch.compile(criterion, fullgraph=True)
+    logits, target = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))
+    compiled(logits, target)
+    bad = target.clone()
+    bad[1, 2, 3] = 7
+    with pytest.raises(RuntimeError, match=r"labels outside \[0, 3\) that are not ignore_index=255"):
+        compiled(logits, bad)
+    if name != "ohem":  # OHEM's CE is the fused one: NaN logits give NaN there, checked below for CE
+        nan = logits.clone()
+        nan[0, 1, 2, 2] = float("nan")
+        with pytest.raises(RuntimeError, match="NaN or Inf"):
+            compiled(nan, target)
+    with pytest.raises(ValueError, match=r"outside \[0, 3\).*\[7\]"):
+        criterion(logits, bad)
+
+
+def test_a_tensor_gamma_is_checked_inside_the_compiled_graph():
+    def loss(logits, target, gamma):
+        return segloss.functional.focal_loss(logits, target, gamma=gamma)
+
+    compiled = torch.compile(loss, fullgraph=True)
+    logits, target = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))
+    torch.testing.assert_close(compiled(logits, target, torch.tensor(1.5)),
+                               segloss.functional.focal_loss(logits, target, gamma=1.5))
+    with pytest.raises(RuntimeError, match="gamma must be finite and within"):
+        compiled(logits, target, torch.tensor(-1.0))

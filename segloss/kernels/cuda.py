@@ -79,8 +79,8 @@ def run_on_cpu_for_tests(enabled: bool = True) -> None:
 
 def handles(logits: torch.Tensor) -> bool:
     """Whether a loss on ``logits`` runs here: CUDA (or the interpreter in tests), a kernel dtype."""
-    if _tk is None or logits.dtype not in KERNEL_DTYPES:
-        return False
+    if _tk is None or logits.dtype not in KERNEL_DTYPES or torch.compiler.is_compiling():
+        return False  # while torch.compile traces, the losses' plain formulas go into the graph instead
     return logits.is_cuda or (_CPU_FOR_TESTS and logits.device.type == "cpu")
 
 

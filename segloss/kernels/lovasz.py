@@ -49,7 +49,7 @@ def lovasz_gradient(fg_sorted: torch.Tensor, dtype: torch.dtype) -> torch.Tensor
     ratio = torch.arange(1, k + 1, dtype=dtype, device=g.device).add(intersection)  # U_k = I_k + k + 1 >= 1
     ratio.reciprocal_().mul_(intersection)
     g[:, 0] = 1.0 - ratio[:, 0]  # g_0 = J_0 - 0
-    torch.sub(ratio[:, :-1], ratio[:, 1:], out=g[:, 1:])  # g_k = r_{k-1} - r_k
+    g[:, 1:].copy_(ratio[:, :-1]).sub_(ratio[:, 1:])  # g_k = r_{k-1} - r_k (no out=: torch.compile traces this)
     return g
 
 

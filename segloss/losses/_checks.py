@@ -27,8 +27,13 @@ def check_reduction(reduction: str) -> None:
 
 
 def check_logits_target(logits: torch.Tensor, target: torch.Tensor, ignore_index: int,
-                        check_finite: bool = True, check_labels: bool = True) -> None:
-    """Validate a ``(N, C, *spatial)`` logits / ``(N, *spatial)`` target pair.
+                        check_finite: bool = True, check_labels: bool = True) -> torch.Tensor:
+    """Validate a ``(N, C, *spatial)`` logits / ``(N, *spatial)`` target pair; return the target to use.
+
+    The target returned is ``target`` itself, except while ``torch.compile`` traces: there the
+    value checks are asserts in the graph (:func:`_assert_in_graph`), which inductor may order after
+    the losses' indexing, so labels outside ``[0, C)`` become ``ignore_index`` in the returned
+    target; no index is then out of bounds and the assert's message is the error the user sees.
 
     ``check_finite=False`` skips the scan for NaN/Inf (a full pass over the logits) for callers
     that detect them on the way, as the fused losses do; ``check_labels=False`` skips the label
@@ -75,13 +80,16 @@ def check_logits_target(logits: torch.Tensor, target: torch.Tensor, ignore_index
             f"logits and target must be on the same device, got {logits.device} and "
             f"{target.device}"
         )
+    if torch.compiler.is_compiling():  # no host read while dynamo traces: checks inside the graph
+        _assert_in_graph(logits, target, ignore_index, check_finite)
+        return torch.where((target >= 0) & (target < num_classes), target, ignore_index)
     flags = {}
     if check_labels and target.numel() > 0:
         flags["labels"] = ((target != ignore_index) & ((target < 0) | (target >= num_classes))).any()
     if check_finite and logits.numel() > 0 and not _vmapped(logits):
         flags["finite"] = ~torch.isfinite(logits).all()
     if not flags:
-        return
+        return target
     found = dict(zip(flags, torch.stack(list(flags.values())).tolist()))  # one host-device synchronisation
     if found.get("labels"):
         bad = (target != ignore_index) & ((target < 0) | (target >= num_classes))
@@ -97,6 +105,36 @@ def check_logits_target(logits: torch.Tensor, target: torch.Tensor, ignore_index
             f"logits contain {n_nan} NaN and {n_inf} Inf values (shape {tuple(logits.shape)}); "
             "check the model output or the learning rate"
         )
+    return target
+
+
+def _assert_in_graph(logits, target, ignore_index, check_finite) -> None:
+    """The value checks of :func:`check_logits_target` under ``torch.compile``, as asserts in the graph.
+
+    Reading a flag on the host would break the graph; ``torch._assert_async`` stays in it and, on
+    the CPU, raises ``RuntimeError`` with this message when the compiled step runs (on CUDA it is a
+    device-side assertion, as an out-of-range target of torch's own compiled cross-entropy is).
+    The message cannot name the offending values: they are not known while tracing. The labels are
+    always checked here (``check_labels=False`` only spares the CUDA kernels a synchronisation, and
+    an assert takes none): a caller given the cleaned target must not hide bad labels from the next.
+    """
+    num_classes = logits.shape[1]
+    if target.numel() > 0:
+        bad = (target != ignore_index) & ((target < 0) | (target >= num_classes))
+        torch._assert_async(~bad.any(), f"target holds labels outside [0, {num_classes}) that are not "
+                                        f"ignore_index={ignore_index}")
+    if check_finite and logits.numel() > 0:
+        torch._assert_async(torch.isfinite(logits).all(), f"logits of shape {tuple(logits.shape)} contain NaN or "
+                                                          "Inf values; check the model output or the learning rate")
+
+
+def plain_torch_required() -> bool:
+    """True where the losses must run as plain torch ops, not their kernels (custom autograd
+    functions with host-side checks): inside a ``torch.func`` transform (``grad``, ``vmap``,
+    ``jacrev``...), which such functions without a functorch rule cannot take part in, and while
+    ``torch.compile`` traces, where each host read or kernel launch would break the graph; there
+    the plain formulas trace into the caller's graph and inductor fuses them."""
+    return torch.compiler.is_compiling() or functorch_transform_active()
 
 
 def _vmapped(tensor: torch.Tensor) -> bool:
@@ -149,6 +187,11 @@ def class_vector(
             f"{name} must have one entry per class: expected shape ({num_classes},), "
             f"got {tuple(value.shape)}"
         )
+    if torch.compiler.is_compiling():
+        value = value.to(device=like.device, dtype=like.dtype)
+        torch._assert_async((torch.isfinite(value) & (value >= 0) & (value <= MAX_SCALE)).all(),
+                            f"{name} entries must be finite, >= 0 and <= {MAX_SCALE:g}")
+        return value
     if not _vmapped(value) and not _already_checked(value):
         if value.is_complex() or not bool((torch.isfinite(value) & (value >= 0) & (value <= MAX_SCALE)).all()):
             raise ValueError(f"{name} entries must be finite, >= 0 and <= {MAX_SCALE:g}, got {value.tolist()}")
@@ -219,7 +262,7 @@ def scalar_or_vector(value):
     if is_numpy_number(value):
         return float(value)
     if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.requires_grad:
-        return float(value)
+        return value if torch.compiler.is_compiling() else float(value)  # no host read while tracing
     return value
 
 
@@ -242,6 +285,13 @@ def check_number(
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise TypeError(f"{name} must be a number or a 0-dim tensor, got shape {tuple(value.shape)}")
+        if torch.compiler.is_compiling():  # its value is not known while tracing: an assert in the graph
+            v = value.detach()
+            ok = torch.isfinite(v) & (v >= (low if low is not None else -math.inf)) & (v <= (high if high is not None else math.inf))
+            if low is not None and not low_inclusive:
+                ok = ok & (v != low)
+            torch._assert_async(ok.all(), f"{name} must be finite and within [{low}, {high}]")
+            return
         number = float(value.detach())
     elif is_numpy_number(value):
         number = float(value)  # numpy scalars (e.g. np.float32(2.0)) are numbers too

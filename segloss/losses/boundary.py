@@ -74,7 +74,7 @@ def boundary_loss(logits: torch.Tensor, target: torch.Tensor, *, distance_maps: 
         ValueError: distance maps of another shape; bad tensors as the other losses.
     """
     check_reduction(reduction)
-    check_logits_target(logits, target, ignore_index)
+    target = check_logits_target(logits, target, ignore_index)
     if distance_maps is None:
         distance_maps = signed_distance_maps(target, logits.shape[1], ignore_index=ignore_index)
     if tuple(distance_maps.shape) != tuple(logits.shape):

@@ -39,7 +39,7 @@ import torch.distributed as dist
 
 from segloss.losses import reference
 from segloss.losses._checks import (MAX_EXPONENT, MAX_SCALE, check_logits_target, check_number, check_reduction,
-                                    class_vector, functorch_transform_active, scalar_or_vector)
+                                    class_vector, plain_torch_required, scalar_or_vector)
 from segloss.kernels import cuda
 from segloss.kernels.compiled import compiled_kernels_enabled
 from segloss.kernels.cpu import DualFocalFused, FocalFamily
@@ -54,13 +54,14 @@ def _needs_autograd(*params) -> bool:
     """True where only plain autograd (:mod:`segloss.losses.reference`) gives the right answer.
 
     That is when a hyper-parameter or class weight is a tensor that wants a gradient (the fast
-    paths differentiate with respect to the logits only), or inside a ``torch.func`` transform
+    paths differentiate with respect to the logits only), inside a ``torch.func`` transform
     (``grad``, ``vmap``, ``jacrev``...), which custom autograd functions without a functorch rule
-    cannot take part in.
+    cannot take part in, and while ``torch.compile`` traces (one graph, fused by inductor; see
+    :func:`segloss.losses._checks.plain_torch_required`).
     """
     if any(isinstance(p, torch.Tensor) and p.requires_grad for p in params):
         return True
-    return functorch_transform_active()
+    return plain_torch_required()
 
 
 def _float_like(logits: torch.Tensor) -> torch.Tensor:
@@ -110,7 +111,7 @@ def _focal_family(logits, target, *, gamma: float, class_scale, weight, ignore_i
     """
     check_reduction(reduction)
     on_gpu = cuda.handles(logits)
-    check_logits_target(logits, target, ignore_index, check_finite=False, check_labels=not on_gpu)
+    target = check_logits_target(logits, target, ignore_index, check_finite=False, check_labels=not on_gpu)
     like = _float_like(logits)
     num_classes = logits.shape[1]
     w = class_vector(weight, num_classes, "weight", like)
@@ -209,6 +210,7 @@ def _smoothed(pixel_loss, logits, target, eps, weight, ignore_index: int, reduct
     check_number(eps, "label_smoothing", low=0.0, high=1.0)
     check_reduction(reduction)
     base = pixel_loss()  # validates logits and target (once: the smoothing term below relies on it)
+    target = check_logits_target(logits, target, ignore_index, check_finite=False, check_labels=False)
     like = _float_like(logits)
     w = class_vector(weight, logits.shape[1], "weight", like)
     valid = target != ignore_index
@@ -336,7 +338,7 @@ def dual_focal_loss(
                                          weight=weight, ignore_index=ignore_index, reduction=reduction)
     check_reduction(reduction)
     on_gpu = cuda.handles(logits)
-    check_logits_target(logits, target, ignore_index, check_finite=False, check_labels=not on_gpu)
+    target = check_logits_target(logits, target, ignore_index, check_finite=False, check_labels=not on_gpu)
     like = _float_like(logits)
     w = class_vector(weight, logits.shape[1], "weight", like)
     params = (float(alpha), float(beta), float(gamma), float(rho))
@@ -360,7 +362,7 @@ def _dual_focal_device_params(logits, target, values, bounds, weight, ignore_ind
         else:
             check_number(value, name, low=low, high=high)
     check_reduction(reduction)
-    check_logits_target(logits, target, ignore_index, check_finite=False, check_labels=False)
+    target = check_logits_target(logits, target, ignore_index, check_finite=False, check_labels=False)
     w = class_vector(weight, logits.shape[1], "weight", _float_like(logits))
     dtype = torch.float64 if any(isinstance(v, torch.Tensor) and v.dtype == torch.float64 for v in values) \
         else torch.float32  # range-checked in the parameters' own precision
@@ -411,12 +413,13 @@ def batch_recall_weights(
         ``(weights, present)``: float32 ``(C,)`` weights (1 for classes absent from the batch,
         whose recall is undefined) and a boolean ``(C,)`` mask of the classes present.
     """
-    check_logits_target(logits, target, ignore_index)
+    target = check_logits_target(logits, target, ignore_index)
     num_classes = logits.shape[1]
     label = torch.where(target != ignore_index, target, num_classes).long().flatten()
     hits = torch.where(logits.argmax(dim=1).flatten() == label, label, num_classes)
-    n_c = torch.bincount(label, minlength=num_classes + 1)[:num_classes]
-    tp_c = torch.bincount(hits, minlength=num_classes + 1)[:num_classes]
+    ones = torch.ones_like(label)  # scatter_add, not bincount: a shape known before the counts (torch.compile)
+    n_c = torch.zeros(num_classes + 1, dtype=torch.long, device=label.device).scatter_add(0, label, ones)[:num_classes]
+    tp_c = torch.zeros(num_classes + 1, dtype=torch.long, device=label.device).scatter_add(0, hits, ones)[:num_classes]
     return _weights_from_counts(n_c, tp_c, sync_distributed)
 
 

@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from segloss.losses._checks import check_number, check_reduction, class_vector
+from segloss.losses._checks import check_logits_target, check_number, check_reduction, class_vector
 from segloss.losses._reduction import reduce_map
 
 
@@ -41,6 +41,7 @@ def ohem_mask(logits: torch.Tensor, target: torch.Tensor, *, threshold: float = 
     """
     from segloss.losses.functional import cross_entropy  # the fused CE (functional imports this module)
 
+    target = check_logits_target(logits, target, ignore_index, check_finite=False, check_labels=False)
     ce = cross_entropy(logits.detach(), target, ignore_index=ignore_index, reduction="none")  # validates
     return _kept(ce, target != ignore_index, threshold, min_kept)
 
@@ -50,6 +51,8 @@ def _kept(ce: torch.Tensor, valid: torch.Tensor, threshold: float, min_kept: flo
     check_number(threshold, "threshold", low=0.0, high=1.0, low_inclusive=False)
     check_number(min_kept, "min_kept", low=0.0, high=1.0)
     p_t = torch.where(valid, torch.exp(-ce.detach().float()), math.inf)  # ignored pixels sort last, never kept
+    if torch.compiler.is_compiling():
+        return valid & (p_t < _traced_limit(p_t, valid, float(threshold), float(min_kept)))
     count = int(valid.sum())
     k = min(count, math.ceil(float(min_kept) * count))
     limit = torch.as_tensor(float(threshold), dtype=p_t.dtype, device=p_t.device)
@@ -57,6 +60,19 @@ def _kept(ce: torch.Tensor, valid: torch.Tensor, threshold: float, min_kept: flo
         kth = p_t.flatten().kthvalue(k).values
         limit = torch.maximum(limit, torch.nextafter(kth, torch.full_like(kth, math.inf)))  # the k-th is kept too
     return valid & (p_t < limit)
+
+
+def _traced_limit(p_t: torch.Tensor, valid: torch.Tensor, threshold: float, min_kept: float) -> torch.Tensor:
+    """:func:`_kept`'s limit with ``k`` a tensor, for ``torch.compile``: the count of valid pixels is
+    not known while tracing (``int()`` of it would break the graph), so the ``k``-th smallest comes from
+    a full sort (``kthvalue`` needs a Python ``k``)."""
+    count = valid.sum()
+    k = torch.minimum(count, torch.ceil(count.double() * min_kept).long())
+    ordered = p_t.flatten().sort().values
+    kth = ordered.gather(0, (k - 1).clamp_min(0).view(1)).squeeze(0)
+    raised = torch.maximum(torch.as_tensor(threshold, dtype=p_t.dtype, device=p_t.device),
+                           torch.nextafter(kth, torch.full_like(kth, math.inf)))
+    return torch.where(k > 0, raised, torch.as_tensor(threshold, dtype=p_t.dtype, device=p_t.device))
 
 
 def ohem_cross_entropy(logits: torch.Tensor, target: torch.Tensor, *, threshold: float = 0.7, min_kept: float = 0.1,
@@ -73,6 +89,8 @@ def ohem_cross_entropy(logits: torch.Tensor, target: torch.Tensor, *, threshold:
     from segloss.losses.functional import cross_entropy  # the fused CE (functional imports this module)
 
     check_reduction(reduction)
+    # shapes only here (the CE below checks the values); under torch.compile, labels out of range ignored
+    target = check_logits_target(logits, target, ignore_index, check_finite=False, check_labels=False)
     # one fused CE pass: its unweighted map gives p_t for the mask and, times w_y, the loss
     ce = cross_entropy(logits, target, ignore_index=ignore_index, reduction="none")
     kept = _kept(ce, target != ignore_index, threshold, min_kept)

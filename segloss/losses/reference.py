@@ -26,7 +26,7 @@ Number = float | torch.Tensor
 def prepare(logits: torch.Tensor, target: torch.Tensor, ignore_index: int, reduction: str):
     """Validate, upcast half precision, and return ``(z, valid, safe_target)``."""
     check_reduction(reduction)
-    check_logits_target(logits, target, ignore_index)
+    target = check_logits_target(logits, target, ignore_index)
     z = logits if logits.dtype == torch.float64 else logits.float()
     valid = target != ignore_index
     safe = torch.where(valid, target, torch.zeros_like(target)).long()

@@ -32,7 +32,7 @@ from segloss.kernels import cuda
 from segloss.kernels.lovasz import LovaszSoftmax, lovasz_rows_autograd
 from segloss.kernels.region_sums import RegionSums, region_sums_autograd
 from segloss.losses._checks import (check_logits_target, check_number, check_reduction, class_vector,
-                                    functorch_transform_active)
+                                    plain_torch_required)
 from segloss.losses._reduction import safe_divide
 
 
@@ -78,11 +78,11 @@ def _region_sums(logits, target, ignore_index, per_image, sync=True):
     ``(M, 3, C)``: the rows ``TP, P, G`` per image, or over the batch (``M = 1``).
     """
     if cuda.handles(logits):
-        check_logits_target(logits, target, ignore_index, check_finite=False, check_labels=False)
+        target = check_logits_target(logits, target, ignore_index, check_finite=False, check_labels=False)
         sums = cuda.RegionSumsTriton.apply(logits, target, ignore_index, bool(per_image))
     else:
-        check_logits_target(logits, target, ignore_index)
-        if functorch_transform_active():
+        target = check_logits_target(logits, target, ignore_index)
+        if plain_torch_required():
             sums = region_sums_autograd(logits, target, ignore_index, per_image)
         else:
             sums = RegionSums.apply(logits, target.long(), ignore_index, bool(per_image))
@@ -255,8 +255,8 @@ def lovasz_softmax_loss(logits, target, *, per_image=False, weight=None, ignore_
     would mean gathering every pixel's errors on every replica).
     """
     check_reduction(reduction)
-    check_logits_target(logits, target, ignore_index)
-    if functorch_transform_active():
+    target = check_logits_target(logits, target, ignore_index)
+    if plain_torch_required():
         per_class = lovasz_rows_autograd(logits, target, ignore_index, per_image)
     else:
         per_class = LovaszSoftmax.apply(logits, target, ignore_index, bool(per_image))

@@ -65,7 +65,7 @@ def unified_focal_loss(logits, target, *, tversky_weight=0.5, delta=0.6, gamma=0
         ValueError, TypeError: bad tensors or parameters.
     """
     check_reduction(reduction)
-    check_logits_target(logits, target, ignore_index, check_finite=False, check_labels=False)  # shapes first
+    target = check_logits_target(logits, target, ignore_index, check_finite=False, check_labels=False)  # shapes first
     for name, value in (("tversky_weight", tversky_weight), ("delta", delta), ("gamma", gamma)):
         check_number(value, name, low=0.0, high=1.0)
     check_number(smooth, "smooth", low=0.0)
