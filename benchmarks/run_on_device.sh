@@ -3,10 +3,11 @@
 #   1. the tests that touch CUDA (device_tests.txt: kernels, syncs, memory, Lovász, compile) -> $OUT/tests.txt
 #   2. bench_gpu.py, the README's table (3 shapes x float32/bfloat16)      -> $OUT/bench_gpu.{txt,json}
 #   3. bench_gpu.py --sweep, the launch settings (tile, warps, gradient, programs) -> $OUT/sweep.{txt,json}
+#   4. bench_compile.py --device cuda: each loss eager and under torch.compile (one shape) -> $OUT/compile.{txt,json}
 # Each step has its own time limit so that a slow one cannot eat the others' (SIGINT first: pytest and
 # bench_gpu.py then print what they have; KILL after 15-20 s).
 # Before: bash benchmarks/device_wheels.sh (kornia, MONAI wheels into .whl/, here); then
-#   run(command="bash benchmarks/run_on_device.sh", carry=[".whl"], timeout_s=540)
+#   run(command="bash benchmarks/run_on_device.sh", carry=[".whl"], timeout_s=580)
 # The JSON is written after every loss (table) or setting (sweep): a time limit loses only what was left.
 set -u
 OUT=${OUT:-/tmp/segloss-gpu}
@@ -31,5 +32,8 @@ echo "bench exit $? after $(( $(date +%s) - start )) s" >> "$OUT/bench_gpu.txt"
 timeout -s INT -k 15 100 python3 benchmarks/bench_gpu.py --sweep --shapes 8x19x512x1024 16x150x256x256 --dtypes float32 \
     --repeats 10 --json "$OUT/sweep.json" > "$OUT/sweep.txt" 2>&1
 echo "sweep exit $? after $(( $(date +%s) - start )) s" >> "$OUT/sweep.txt"
+timeout -s INT -k 10 50 python3 benchmarks/bench_compile.py --device cuda --repeats 10 --json "$OUT/compile.json" \
+    > "$OUT/compile.txt" 2>&1
+echo "compile exit $? after $(( $(date +%s) - start )) s" >> "$OUT/compile.txt"
 # all of it comes back under $OUT; the reply shows only its last 12,000 characters
-cat "$OUT/gpu.txt"; tail -40 "$OUT/tests.txt"; cat "$OUT/bench_gpu.txt" "$OUT/sweep.txt"
+cat "$OUT/gpu.txt"; tail -40 "$OUT/tests.txt"; cat "$OUT/bench_gpu.txt" "$OUT/sweep.txt" "$OUT/compile.txt"

@@ -154,3 +154,20 @@ def test_a_time_limit_prints_and_keeps_what_was_measured(cpu_bench, monkeypatch,
     printed = capsys.readouterr().out
     assert 0 < len(rows) <= 13 and f"stopped after {len(rows)} rows" in printed  # 12 timed (+ the stubbed floor)
     assert all(f"| {row['loss']} |" in printed for row in rows)
+
+
+def test_bench_compile_times_a_loss_eagerly_and_compiled(capsys):
+    """benchmarks/bench_compile.py's own code, for real on a tiny CPU batch: torch CE (the baseline)
+    and one segloss loss, each eager and through torch.compile; the ratios are of the same run."""
+    import bench_compile
+
+    torch._dynamo.reset()
+    rows = bench_compile.run((2, 3, 8, 8), torch.float32, "cpu", repeats=2, warmup=1,
+                             names=["segloss focal_loss (gamma 2)"])
+    assert [row["loss"] for row in rows] == ["torch F.cross_entropy", "segloss focal_loss (gamma 2)"]
+    assert rows[0]["eager_x_torch_ce"] == 1.0
+    for row in rows:
+        assert row["eager_ms"] > 0 and row["compiled_ms"] > 0 and row["compile_s"] > 0
+        assert row["compiled_x_torch_ce"] == pytest.approx(row["compiled_ms"] / rows[0]["eager_ms"])
+    bench_compile.print_table(rows)
+    assert "| segloss focal_loss (gamma 2) |" in capsys.readouterr().out

@@ -1,10 +1,10 @@
 """A training step compiled with ``torch.compile`` may call any registry loss (as users do).
 
-The losses' fused kernels are autograd Functions with host-side checks, so dynamo breaks the
-graph around them; the compiled step must still give the eager step's loss and parameter
-gradients. One registry loss of each kind of kernel (fused CE/focal and Dual Focal passes, recall's
-counts, region sums, Lovász's sort, scipy's distance maps, a weighted sum), its default
-parameters, on a tiny convolution.
+While dynamo traces, the losses take traceable formulas (the CE family's analytic autograd
+function, the plain formulas of the others) with their value checks as asserts in the graph, so
+a compiled loss is one graph with no break: ``fullgraph=True`` works, and the compiled step gives
+the eager step's loss and gradients. The first test compiles a whole training step (backward
+included, which dynamo breaks at) on one registry loss of each kind of kernel.
 """
 
 import warnings
@@ -78,11 +78,14 @@ def _registry_case(name):
     return segloss.create_loss(name, **kwargs), logits, target
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 @pytest.mark.parametrize("name", sorted(segloss.LOSSES))
-def test_every_registry_loss_compiles_into_one_graph(name):
+def test_every_registry_loss_compiles_into_one_graph(name, device):
     """``fullgraph=True``: no graph break anywhere in the loss (the boundary losses given their
-    distance maps: scipy computes them outside any graph); the eager loss and gradients to 1e-9."""
+    distance maps: scipy computes them outside any graph); the eager loss and gradients to 1e-9
+    (on CUDA the eager side runs the Triton kernels, the compiled one inductor's code)."""
     criterion, logits, target = _registry_case(name)
+    criterion, logits, target = criterion.to(device), logits.to(device), target.to(device)
     extra = ()
     if name == "boundary":
         extra = (segloss.losses.boundary.signed_distance_maps(target, logits.shape[1]),)
@@ -140,6 +143,10 @@ def test_bad_labels_and_nan_logits_stop_a_compiled_loss_with_a_message(name, kwa
         nan[0, 1, 2, 2] = float("nan")
         with pytest.raises(RuntimeError, match="NaN or Inf"):
             compiled(nan, target)
+        ignored = target.clone()
+        ignored[0, 2, 2] = 255  # a NaN at an ignored pixel would still give a NaN gradient there
+        with pytest.raises(RuntimeError, match="NaN or Inf"):
+            compiled(nan, ignored)
     with pytest.raises(ValueError, match=r"outside \[0, 3\).*\[7\]"):
         criterion(logits, bad)
 

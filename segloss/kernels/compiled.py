@@ -175,6 +175,38 @@ def _dual_focal(z: torch.Tensor, labels: torch.Tensor, ignore_index: int, class_
     return loss, tiny
 
 
+class TracedFocalFamily(torch.autograd.Function):
+    """CE, focal and their class scales with the analytic gradient, for a graph that ``torch.compile``
+    traces (the losses take it while dynamo traces; inductor then compiles it with the caller's code).
+
+    :func:`_focal_forward` and :func:`_focal_backward`, uncompiled here: the caller's compilation
+    fuses them. Forward reads the logits for the loss and keeps per-pixel vectors; backward reads
+    them again and writes the gradient once, with nothing else of the logits' size.
+
+    Args (of ``apply``): logits ``(N, C, P)``; target ``(N, P)`` int64 (labels checked by the
+    caller); ``ignore_index``; ``gamma`` a 0-dim float64 tensor; ``pixel_scale`` ``(N, P)`` (the
+    class scale at each pixel's label; no gradient). Returns ``(loss, finite)``: the per-pixel loss
+    ``(N, P)``, 0 at ignored pixels, in float32 (float64 for float64 logits), and whether every
+    pixel's max and log-sum-exp are finite (False for NaN or +Inf logits, ignored pixels included:
+    the caller's check, from per-pixel values rather than another read of the logits).
+    """
+
+    @staticmethod
+    def forward(ctx, z, target, ignore_index, gamma, pixel_scale):
+        loss, coef, m, log_s, _ = _focal_forward(z, target, ignore_index, gamma, False)
+        ctx.save_for_backward(z, target, m, log_s, coef * pixel_scale)
+        ctx.ignore_index = ignore_index
+        loss = loss * pixel_scale
+        finite = (torch.isfinite(m) & torch.isfinite(log_s) & torch.isfinite(loss)).all()
+        ctx.mark_non_differentiable(finite)
+        return loss, finite
+
+    @staticmethod
+    def backward(ctx, upstream, _):
+        z, target, m, log_s, coef = ctx.saved_tensors
+        return _focal_backward(z, target, ctx.ignore_index, m, log_s, coef, upstream), None, None, None, None
+
+
 @functools.cache
 def _compiled(name: str):
     function = {"focal_forward": _focal_forward, "focal_backward": _focal_backward, "dual_focal": _dual_focal}[name]

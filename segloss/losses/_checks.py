@@ -124,8 +124,13 @@ def _assert_in_graph(logits, target, ignore_index, check_finite) -> None:
         torch._assert_async(~bad.any(), f"target holds labels outside [0, {num_classes}) that are not "
                                         f"ignore_index={ignore_index}")
     if check_finite and logits.numel() > 0:
-        torch._assert_async(torch.isfinite(logits).all(), f"logits of shape {tuple(logits.shape)} contain NaN or "
-                                                          "Inf values; check the model output or the learning rate")
+        assert_finite_in_graph(torch.isfinite(logits).all(), logits.shape)
+
+
+def assert_finite_in_graph(finite: torch.Tensor, shape) -> None:
+    """Under ``torch.compile``: stop with the NaN/Inf message unless the 0-dim bool ``finite``."""
+    torch._assert_async(finite, f"logits of shape {tuple(shape)} contain NaN or Inf values; check the model "
+                                "output or the learning rate")
 
 
 def plain_torch_required() -> bool:

@@ -84,7 +84,8 @@ def boundary_loss(logits: torch.Tensor, target: torch.Tensor, *, distance_maps: 
     count = logits.shape[1] - 1 if foreground_only else logits.shape[1]
     from segloss.losses.functional import _needs_autograd  # (functional imports this module)
 
-    if _needs_autograd(distance_maps):  # maps that want a gradient, or inside torch.func: plain autograd
+    # maps that want a gradient, inside torch.func or while torch.compile traces: plain autograd
+    if _needs_autograd(distance_maps) or torch.compiler.is_compiling():
         pixel = _weighted_softmax(logits, distance_maps, valid, 1 if foreground_only else 0) / count
     else:
         pixel = _DistanceWeightedSoftmax.apply(logits, distance_maps, valid, bool(foreground_only)) / count

@@ -38,10 +38,11 @@ import torch
 import torch.distributed as dist
 
 from segloss.losses import reference
-from segloss.losses._checks import (MAX_EXPONENT, MAX_SCALE, check_logits_target, check_number, check_reduction,
-                                    class_vector, plain_torch_required, scalar_or_vector)
+from segloss.losses._checks import (MAX_EXPONENT, MAX_SCALE, assert_finite_in_graph, check_logits_target,
+                                    check_number, check_reduction, class_vector, functorch_transform_active,
+                                    scalar_or_vector)
 from segloss.kernels import cuda
-from segloss.kernels.compiled import compiled_kernels_enabled
+from segloss.kernels.compiled import TracedFocalFamily, compiled_kernels_enabled
 from segloss.kernels.cpu import DualFocalFused, FocalFamily
 from segloss.kernels.smoothing import SmoothingTerm
 from segloss.losses._reduction import reduce_map
@@ -54,14 +55,15 @@ def _needs_autograd(*params) -> bool:
     """True where only plain autograd (:mod:`segloss.losses.reference`) gives the right answer.
 
     That is when a hyper-parameter or class weight is a tensor that wants a gradient (the fast
-    paths differentiate with respect to the logits only), inside a ``torch.func`` transform
+    paths differentiate with respect to the logits only), or inside a ``torch.func`` transform
     (``grad``, ``vmap``, ``jacrev``...), which custom autograd functions without a functorch rule
-    cannot take part in, and while ``torch.compile`` traces (one graph, fused by inductor; see
-    :func:`segloss.losses._checks.plain_torch_required`).
+    cannot take part in. While ``torch.compile`` traces, the CE family takes
+    :class:`~segloss.kernels.compiled.TracedFocalFamily` and the rest their plain formulas
+    (:func:`segloss.losses._checks.plain_torch_required`).
     """
     if any(isinstance(p, torch.Tensor) and p.requires_grad for p in params):
         return True
-    return plain_torch_required()
+    return functorch_transform_active()
 
 
 def _float_like(logits: torch.Tensor) -> torch.Tensor:
@@ -115,7 +117,9 @@ def _focal_family(logits, target, *, gamma: float, class_scale, weight, ignore_i
     like = _float_like(logits)
     num_classes = logits.shape[1]
     w = class_vector(weight, num_classes, "weight", like)
-    if isinstance(class_scale, (int, float)) or (isinstance(class_scale, torch.Tensor) and class_scale.dim() == 0):
+    if isinstance(class_scale, torch.Tensor) and class_scale.dim() == 0 and torch.compiler.is_compiling():
+        class_scale = class_scale.to(device=logits.device, dtype=like.dtype).expand(num_classes)  # no host read
+    elif isinstance(class_scale, (int, float)) or (isinstance(class_scale, torch.Tensor) and class_scale.dim() == 0):
         class_scale = torch.full((num_classes,), float(class_scale), dtype=like.dtype, device=logits.device)
     elif class_scale is not None:
         class_scale = class_vector(class_scale, num_classes, scale_name, like)
@@ -124,6 +128,8 @@ def _focal_family(logits, target, *, gamma: float, class_scale, weight, ignore_i
         scale_from_counts = lambda n_c, tp_c: inner(n_c, tp_c).to(like.dtype) * w  # noqa: E731
     elif w is not None:
         class_scale = w if class_scale is None else class_scale * w
+    if torch.compiler.is_compiling():
+        return _traced_focal_family(logits, target, ignore_index, gamma, class_scale, w, reduction)
     if on_gpu:
         return cuda.FocalFamilyTriton.apply(logits, target, ignore_index, float(gamma), class_scale, w,
                                             scale_from_counts, reduction, float(smoothing), torch.is_grad_enabled())
@@ -139,11 +145,29 @@ def _focal_family(logits, target, *, gamma: float, class_scale, weight, ignore_i
     return reduce_map(pixel_loss, denominator, reduction)
 
 
+def _traced_focal_family(logits, target, ignore_index, gamma, class_scale, w, reduction):
+    """:func:`_focal_family` while ``torch.compile`` traces: one :class:`TracedFocalFamily` over the
+    whole batch (no blocks, no host read), reduced as the fused path reduces."""
+    n, c = logits.shape[:2]
+    z = logits.reshape(n, c, -1)
+    labels = target.reshape(n, -1).long()
+    valid = labels != ignore_index
+    safe = torch.where(valid, labels, 0)
+    like = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    pixel_scale = torch.ones((), dtype=like, device=logits.device) if class_scale is None else class_scale.to(like)[safe]
+    gamma = gamma.detach().to(torch.float64) if isinstance(gamma, torch.Tensor) else \
+        torch.tensor(float(gamma), dtype=torch.float64, device=logits.device)
+    pixel_loss, finite = TracedFocalFamily.apply(z, labels, ignore_index, gamma, pixel_scale.expand(n, labels.shape[1]))
+    assert_finite_in_graph(finite, logits.shape)
+    denominator = valid.sum().to(like) if w is None else torch.where(valid, w.to(like)[safe], 0.0).sum()
+    return reduce_map(pixel_loss.reshape(target.shape), denominator, reduction)
+
+
 def _folds_smoothing(logits: torch.Tensor, weight) -> bool:
     """Whether label smoothing goes into the fused passes (the CPU blocks or the CUDA kernels: one
     gradient buffer) rather than the separate term of :mod:`segloss.kernels.smoothing` (the
     compiled CPU kernels, weights that want a gradient)."""
-    if _needs_autograd(weight):
+    if _needs_autograd(weight) or torch.compiler.is_compiling():
         return False
     return cuda.handles(logits) or not compiled_kernels_enabled()
 
@@ -214,7 +238,7 @@ def _smoothed(pixel_loss, logits, target, eps, weight, ignore_index: int, reduct
     like = _float_like(logits)
     w = class_vector(weight, logits.shape[1], "weight", like)
     valid = target != ignore_index
-    if _needs_autograd(weight):
+    if _needs_autograd(weight) or torch.compiler.is_compiling():
         log_probs = (logits if logits.dtype == torch.float64 else logits.float()).log_softmax(dim=1)
         w_c = torch.ones(logits.shape[1], dtype=log_probs.dtype, device=logits.device) if w is None else w
         shape = (1, -1) + (1,) * (logits.dim() - 2)
@@ -282,7 +306,8 @@ def focal_loss(
                                     ignore_index=ignore_index, reduction=reduction)
     if isinstance(alpha, (int, float)) or (isinstance(alpha, torch.Tensor) and alpha.dim() == 0):
         check_number(alpha, "alpha", low=0.0, high=MAX_SCALE)
-    return _focal_family(logits, target, gamma=float(gamma), class_scale=alpha, weight=weight,
+    gamma = gamma if isinstance(gamma, torch.Tensor) and torch.compiler.is_compiling() else float(gamma)  # no host read
+    return _focal_family(logits, target, gamma=gamma, class_scale=alpha, weight=weight,
                          ignore_index=ignore_index, reduction=reduction, smoothing=label_smoothing if fold else 0.0)
 
 
@@ -333,7 +358,7 @@ def dual_focal_loss(
         return _dual_focal_device_params(logits, target, values, bounds, weight, ignore_index, reduction)
     for name, value, (low, high) in zip(("alpha", "beta", "gamma", "rho"), values, bounds):
         check_number(value, name, low=low, high=high)
-    if _needs_autograd(alpha, beta, gamma, rho, weight):
+    if _needs_autograd(alpha, beta, gamma, rho, weight) or torch.compiler.is_compiling():
         return reference.dual_focal_loss(logits, target, alpha=alpha, beta=beta, gamma=gamma, rho=rho,
                                          weight=weight, ignore_index=ignore_index, reduction=reduction)
     check_reduction(reduction)
@@ -436,10 +461,13 @@ def recall_family(logits, target, *, choose_weights=None, weight=None, ignore_in
         used = batch_weights if choose_weights is None else choose_weights(batch_weights, present)
         return used.detach()
 
-    if _needs_autograd(weight):  # the counts from the argmax first, then plain autograd
+    if _needs_autograd(weight) or torch.compiler.is_compiling():  # the counts from the argmax first
         batch_weights, present = batch_recall_weights(logits, target, ignore_index=ignore_index,
                                                       sync_distributed=sync_distributed)
         used = batch_weights if choose_weights is None else choose_weights(batch_weights, present)
+        if not _needs_autograd(weight):  # compiling: the traced CE family, the weights as its class scale
+            return recall_weighted_ce(logits, target, used.detach(), weight=weight, ignore_index=ignore_index,
+                                      reduction=reduction)
         return reference.recall_weighted_ce(logits, target, used.detach(), weight=weight, ignore_index=ignore_index,
                                             reduction=reduction)
 

@@ -39,8 +39,10 @@ def at_target(values: torch.Tensor, safe: torch.Tensor) -> torch.Tensor:
 
 
 def target_mask(like: torch.Tensor, safe: torch.Tensor) -> torch.Tensor:
-    """Boolean one-hot of ``safe`` with the shape of ``like`` ``(N, C, *S)``."""
-    return torch.zeros_like(like, dtype=torch.bool).scatter_(1, safe.unsqueeze(1), True)
+    """Boolean one-hot of ``safe`` with the shape of ``like`` ``(N, C, *S)``: a comparison, not a
+    scatter, so that ``torch.compile`` fuses it into its users instead of materialising it."""
+    classes = torch.arange(like.shape[1], device=like.device).view(1, -1, *(1,) * (like.dim() - 2))
+    return classes == safe.unsqueeze(1)
 
 
 def reduce(pixel_loss, valid, safe, weight, reduction):

@@ -31,9 +31,9 @@ def _asymmetric_focal_map(logits, target, gamma: float, delta: float, background
     """AF per pixel: ``(1 - delta) (1 - p_b)^gamma CE`` on background pixels, ``delta CE`` on the others.
 
     On the eager CPU path one fused pass with per-class exponents and scales; on CUDA, with the
-    compiled kernels or inside ``torch.func``, a focal and a CE map (one fused pass each).
+    compiled kernels, inside ``torch.func`` or under ``torch.compile``, a focal and a CE map.
     """
-    if cuda.handles(logits) or compiled_kernels_enabled() or SF._needs_autograd():
+    if cuda.handles(logits) or compiled_kernels_enabled() or SF._needs_autograd() or torch.compiler.is_compiling():
         focal = SF.focal_loss(logits, target, gamma=gamma, ignore_index=ignore_index, reduction="none")
         ce = SF.cross_entropy(logits, target, ignore_index=ignore_index, reduction="none")
         return torch.where(target == background, (1.0 - delta) * focal, delta * ce)
