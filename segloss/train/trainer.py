@@ -20,6 +20,7 @@ losses compute in float32 whatever the logits' dtype. On CPU everything is float
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import copy
 import math
@@ -184,6 +185,8 @@ class Trainer(BackgroundLoop):
         self._val_rgb.setflags(write=False)  # shared by every snapshot: read-only
         self._val_labels.setflags(write=False)
         self._step_lock = threading.RLock()  # one optimisation step (or reset) at a time
+        self._waiting = 0  # callers outside the loop waiting for _step_lock (see _between_steps)
+        self._waiting_changed = threading.Condition()
         self._init_loop()  # thread control; its _state_lock also guards what snapshot() copies
         self._init_state()
 
@@ -254,6 +257,8 @@ class Trainer(BackgroundLoop):
         Raises:
             FloatingPointError: if the loss is NaN or infinite (lower the learning rate).
         """
+        with self._waiting_changed:  # let a copy, an evaluation or a reset that waits go first
+            self._waiting_changed.wait_for(lambda: self._waiting == 0)
         with self._step_lock:
             start = time.perf_counter()
             images, masks = self.batch(self.steps_done)
@@ -310,7 +315,7 @@ class Trainer(BackgroundLoop):
         uses the batch's recall, or its running weights when momentum > 0); step() puts them
         back in training mode.
         """
-        with self._step_lock:
+        with self._between_steps():
             view = self._compute_view()
             with self._state_lock:
                 self.view = view
@@ -323,7 +328,7 @@ class Trainer(BackgroundLoop):
             ``step`` (int), ``iou``/``recall``/``precision`` float64 ``(C,)`` (NaN where
             undefined) and ``miou``/``mean_accuracy``/``overall_accuracy`` floats.
         """
-        with self._step_lock:
+        with self._between_steps():
             view = self._compute_view()
             with self._state_lock:  # view and its history row appear together in snapshots
                 self.view = view
@@ -332,10 +337,26 @@ class Trainer(BackgroundLoop):
                     self._last_evaluated = view.step
             return {"step": view.step, **view.metrics}
 
+    @contextlib.contextmanager
+    def _between_steps(self):
+        """``_step_lock`` for a caller beside the loop (a model copy, an evaluation, a reset), taken
+        before the loop's next step: a lock is not fair, and the loop, which takes it again right
+        after each step, could otherwise keep a waiting caller out for many steps (seen: a copy
+        asked for at step 0 of 20 got the model after step 20)."""
+        with self._waiting_changed:
+            self._waiting += 1
+        try:
+            with self._step_lock:
+                yield
+        finally:
+            with self._waiting_changed:
+                self._waiting -= 1
+                self._waiting_changed.notify_all()
+
     def model_copy(self) -> TinyUNet:
         """A copy of the model in eval mode on the CPU, taken between two steps (so never half
         updated), e.g. to predict with while the thread keeps training."""
-        with self._step_lock:
+        with self._between_steps():
             return copy.deepcopy(self.model).cpu().eval()
 
     # ------------------------------------------------------------------ the background loop
@@ -354,7 +375,7 @@ class Trainer(BackgroundLoop):
     def reset(self) -> None:
         """Stop, then start over from step 0 with the same seed (same weights, same batches)."""
         self.stop()
-        with self._step_lock:
+        with self._between_steps():
             self._init_state()
 
     # ---------------------------------------------------------------------------- reading
