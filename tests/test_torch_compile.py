@@ -161,3 +161,22 @@ def test_a_tensor_gamma_is_checked_inside_the_compiled_graph():
                                segloss.functional.focal_loss(logits, target, gamma=1.5))
     with pytest.raises(RuntimeError, match="gamma must be finite and within"):
         compiled(logits, target, torch.tensor(-1.0))
+
+
+@pytest.mark.parametrize("name", ["ce", "focal", "dual_focal", "dice", "dice_ce"])
+def test_half_precision_logits_compile_as_they_run_eagerly(name):
+    """bfloat16 logits (an autocast model's output): computed in float32 either way, the gradient
+    in bfloat16; compiled and eager agree to bfloat16's rounding."""
+    criterion = segloss.create_loss(name)
+    torch.manual_seed(3)
+    logits = (torch.randn(2, 4, 6, 5) * 3).to(torch.bfloat16)
+    target = torch.randint(0, 4, (2, 6, 5))
+    target[0, 0] = 255
+    x_eager, x = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    eager = criterion(x_eager, target)
+    eager.backward()
+    value = torch.compile(criterion, fullgraph=True)(x, target)
+    value.backward()
+    assert value.dtype == eager.dtype and x.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(value, eager, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(x.grad, x_eager.grad, rtol=1e-2, atol=1e-3)
