@@ -41,6 +41,10 @@ def test_start_shows_the_step_counter_and_the_loss_map_changing(app_url, page):
             break
         page.wait_for_timeout(500)
         second_pixels = loss_map.screenshot()
+    # the rerun that painted the new map may not have updated the counter yet (its deltas arrive one by one)
+    page.wait_for_function("(first) => [...document.querySelectorAll('[data-testid=stMetricValue]')]"
+                           ".some(e => { const m = /^([0-9]+) \\//.exec(e.innerText); return m && +m[1] > first; })",
+                           arg=first_step, timeout=30_000)
     second_step = step_counter(page)
     page.screenshot(path=str(ARTIFACTS / "live-training-2.png"), full_page=True)
     assert second_step > first_step
