@@ -11,6 +11,8 @@ FACTORIES = {"tensor", "zeros", "ones", "full", "arange", "empty", "linspace", "
 LIKE = {"zeros_like", "ones_like"}  # take their device from their argument
 SAFE = {  # (file, enclosing function): why a device-less factory there cannot meet a CUDA input
     ("losses/_checks.py", "class_vector"): "a user's Python sequence, moved with .to(device=like.device) next",
+    ("losses/_checks.py", "check_number"): "a Python number while torch.compile traces: a host scalar that only "
+                                           "an assert reads (dynamo passes a changed float as one too)",
     ("losses/modules.py", "_weight_buffer"): "module construction: a buffer, moved by module.to(device)",
     ("losses/modules.py", "__init__"): "module construction: parameters and buffers move with the module",
     ("losses/modules.py", "current_params"): "as_tensor of the module's own value, for logging",

@@ -159,7 +159,7 @@ def test_a_tensor_gamma_is_checked_inside_the_compiled_graph():
     logits, target = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))
     torch.testing.assert_close(compiled(logits, target, torch.tensor(1.5)),
                                segloss.functional.focal_loss(logits, target, gamma=1.5))
-    with pytest.raises(RuntimeError, match="gamma must be finite and within"):
+    with pytest.raises(RuntimeError, match="gamma must be finite and >= 0 and <= 1000"):
         compiled(logits, target, torch.tensor(-1.0))
 
 
@@ -180,3 +180,49 @@ def test_half_precision_logits_compile_as_they_run_eagerly(name):
     assert value.dtype == eager.dtype and x.grad.dtype == torch.bfloat16
     torch.testing.assert_close(value, eager, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(x.grad, x_eager.grad, rtol=1e-2, atol=1e-3)
+
+
+_SHAPE_LOSSES = ["ce", "focal", "dual_focal", "recall", "ohem", "dice", "lovasz", "unified_focal", "label_smoothing_ce"]
+
+
+@pytest.mark.parametrize("name", _SHAPE_LOSSES)
+def test_another_batch_size_and_an_empty_batch_stay_in_one_graph(name):
+    """A smaller last batch makes dynamo's sizes symbolic: no assert message may hold them. N = 0
+    gives 0 as eagerly (the shapes are taken explicitly, not by a -1 that N = 0 leaves open)."""
+    criterion = segloss.create_loss(name)
+    compiled = torch.compile(criterion, fullgraph=True)
+    torch.manual_seed(4)
+    for n in (2, 3, 1, 0):
+        logits, target = torch.randn(n, 3, 5, 4), torch.randint(0, 3, (n, 5, 4))
+        torch.testing.assert_close(compiled(logits, target), criterion(logits, target))
+
+
+def test_a_changed_number_parameter_stays_in_one_graph():
+    """A gamma scheduled between steps (a Python float dynamo then makes symbolic) is checked in the graph."""
+    criterion = segloss.create_loss("focal")
+    compiled = torch.compile(criterion, fullgraph=True)
+    logits, target = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))
+    for gamma in (2.0, 1.5, 0.5, 3.0):
+        criterion.gamma = gamma
+        torch.testing.assert_close(compiled(logits, target),
+                                   segloss.functional.focal_loss(logits, target, gamma=gamma))
+
+
+def test_region_sums_stay_float32_under_autocast_when_compiled():
+    """Autocast would run the sums' matrix product in float16, where a class's probability sum over
+    90,000 pixels overflows; eagerly the region kernels switch autocast off, and so does the traced path."""
+    logits = torch.zeros(1, 2, 300, 300)
+    logits[:, 0] = 5.0
+    target = torch.zeros(1, 300, 300, dtype=torch.long)
+    target[:, :10] = 1
+    criterion = segloss.create_loss("dice")
+    with torch.autocast("cpu", dtype=torch.float16):
+        eager = criterion(logits, target)
+        compiled = torch.compile(criterion, fullgraph=True)(logits, target)
+    torch.testing.assert_close(compiled, eager)
+
+
+def test_a_uint8_mask_with_an_ignore_index_it_cannot_hold():
+    criterion = segloss.create_loss("ce", ignore_index=300)
+    logits, target = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4), dtype=torch.uint8)
+    torch.testing.assert_close(torch.compile(criterion, fullgraph=True)(logits, target), criterion(logits, target))

@@ -44,6 +44,11 @@ def labelled_autograd_backward(ctx, grad_out: torch.Tensor, forward) -> tuple:
 def region_sums_autograd(logits, target, ignore_index, per_image):
     """:class:`RegionSums`' ``(M, 3, C)`` by plain torch ops (no one-hot: scatter-adds and a
     matrix-vector product with the valid mask); ``torch.func`` transforms and double backward use it."""
+    with torch.autocast(logits.device.type, enabled=False):  # the sums in float32: autocast would run bmm in fp16
+        return _region_sums_plain(logits, target, ignore_index, per_image)
+
+
+def _region_sums_plain(logits, target, ignore_index, per_image):
     z = logits if logits.dtype == torch.float64 else logits.float()
     n, c = z.shape[:2]
     pixels = math.prod(z.shape[2:])  # explicit: N = 0 leaves -1 undetermined

@@ -82,6 +82,7 @@ def check_logits_target(logits: torch.Tensor, target: torch.Tensor, ignore_index
         )
     if torch.compiler.is_compiling():  # no host read while dynamo traces: checks inside the graph
         _assert_in_graph(logits, target, ignore_index, check_finite)
+        target = target.long()  # an ignore_index that a uint8 target cannot hold still fits
         return torch.where((target >= 0) & (target < num_classes), target, ignore_index)
     flags = {}
     if check_labels and target.numel() > 0:
@@ -114,23 +115,24 @@ def _assert_in_graph(logits, target, ignore_index, check_finite) -> None:
     Reading a flag on the host would break the graph; ``torch._assert_async`` stays in it and, on
     the CPU, raises ``RuntimeError`` with this message when the compiled step runs (on CUDA it is a
     device-side assertion, as an out-of-range target of torch's own compiled cross-entropy is).
-    The message cannot name the offending values: they are not known while tracing. The labels are
+    The message cannot name the offending values: they are not known while tracing; nor sizes that
+    dynamo made symbolic (a batch of another size), which a message cannot hold. The labels are
     always checked here (``check_labels=False`` only spares the CUDA kernels a synchronisation, and
     an assert takes none): a caller given the cleaned target must not hide bad labels from the next.
     """
     num_classes = logits.shape[1]
     if target.numel() > 0:
         bad = (target != ignore_index) & ((target < 0) | (target >= num_classes))
-        torch._assert_async(~bad.any(), f"target holds labels outside [0, {num_classes}) that are not "
+        classes = num_classes if isinstance(num_classes, int) else "C"  # a plain int, not a symbolic size
+        torch._assert_async(~bad.any(), f"target holds labels outside [0, {classes}) that are not "
                                         f"ignore_index={ignore_index}")
     if check_finite and logits.numel() > 0:
-        assert_finite_in_graph(torch.isfinite(logits).all(), logits.shape)
+        assert_finite_in_graph(torch.isfinite(logits).all())
 
 
-def assert_finite_in_graph(finite: torch.Tensor, shape) -> None:
+def assert_finite_in_graph(finite: torch.Tensor) -> None:
     """Under ``torch.compile``: stop with the NaN/Inf message unless the 0-dim bool ``finite``."""
-    torch._assert_async(finite, f"logits of shape {tuple(shape)} contain NaN or Inf values; check the model "
-                                "output or the learning rate")
+    torch._assert_async(finite, "logits contain NaN or Inf values; check the model output or the learning rate")
 
 
 def plain_torch_required() -> bool:
@@ -287,6 +289,9 @@ def check_number(
         TypeError: if ``value`` is not a real number or a 0-dim tensor.
         ValueError: if it is NaN, infinite or out of range.
     """
+    if torch.compiler.is_compiling() and isinstance(value, (int, float)) and not isinstance(value, bool):
+        # a number that changed between calls is symbolic to dynamo, and Python's math cannot read it
+        value = torch.as_tensor(value, dtype=torch.float64)
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise TypeError(f"{name} must be a number or a 0-dim tensor, got shape {tuple(value.shape)}")
@@ -295,7 +300,9 @@ def check_number(
             ok = torch.isfinite(v) & (v >= (low if low is not None else -math.inf)) & (v <= (high if high is not None else math.inf))
             if low is not None and not low_inclusive:
                 ok = ok & (v != low)
-            torch._assert_async(ok.all(), f"{name} must be finite and within [{low}, {high}]")
+            sign = ">=" if low_inclusive else ">"
+            bounds = [f"{sign} {low:g}" if low is not None else "", f"<= {high:g}" if high is not None else ""]
+            torch._assert_async(ok.all(), f"{name} must be finite{''.join(' and ' + b for b in bounds if b)}")
             return
         number = float(value.detach())
     elif is_numpy_number(value):

@@ -32,6 +32,7 @@ tests compare against.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Sequence
 
 import torch
@@ -149,8 +150,9 @@ def _traced_focal_family(logits, target, ignore_index, gamma, class_scale, w, re
     """:func:`_focal_family` while ``torch.compile`` traces: one :class:`TracedFocalFamily` over the
     whole batch (no blocks, no host read), reduced as the fused path reduces."""
     n, c = logits.shape[:2]
-    z = logits.reshape(n, c, -1)
-    labels = target.reshape(n, -1).long()
+    pixels = math.prod(logits.shape[2:])  # explicit: N = 0 leaves -1 undetermined
+    z = logits.reshape(n, c, pixels)
+    labels = target.reshape(n, pixels).long()
     valid = labels != ignore_index
     safe = torch.where(valid, labels, 0)
     like = torch.float64 if logits.dtype == torch.float64 else torch.float32
@@ -158,7 +160,7 @@ def _traced_focal_family(logits, target, ignore_index, gamma, class_scale, w, re
     gamma = gamma.detach().to(torch.float64) if isinstance(gamma, torch.Tensor) else \
         torch.tensor(float(gamma), dtype=torch.float64, device=logits.device)
     pixel_loss, finite = TracedFocalFamily.apply(z, labels, ignore_index, gamma, pixel_scale.expand(n, labels.shape[1]))
-    assert_finite_in_graph(finite, logits.shape)
+    assert_finite_in_graph(finite)
     denominator = valid.sum().to(like) if w is None else torch.where(valid, w.to(like)[safe], 0.0).sum()
     return reduce_map(pixel_loss.reshape(target.shape), denominator, reduction)
 
@@ -442,9 +444,14 @@ def batch_recall_weights(
     num_classes = logits.shape[1]
     label = torch.where(target != ignore_index, target, num_classes).long().flatten()
     hits = torch.where(logits.argmax(dim=1).flatten() == label, label, num_classes)
-    ones = torch.ones_like(label)  # scatter_add, not bincount: a shape known before the counts (torch.compile)
-    n_c = torch.zeros(num_classes + 1, dtype=torch.long, device=label.device).scatter_add(0, label, ones)[:num_classes]
-    tp_c = torch.zeros(num_classes + 1, dtype=torch.long, device=label.device).scatter_add(0, hits, ones)[:num_classes]
+    if torch.compiler.is_compiling():  # scatter_add, not bincount: a shape known before the counts
+        ones = torch.ones_like(label)
+        n_c = torch.zeros(num_classes + 1, dtype=torch.long, device=label.device).scatter_add(0, label, ones)
+        tp_c = torch.zeros(num_classes + 1, dtype=torch.long, device=label.device).scatter_add(0, hits, ones)
+    else:  # bincount: about 5x faster eagerly
+        n_c = torch.bincount(label, minlength=num_classes + 1)
+        tp_c = torch.bincount(hits, minlength=num_classes + 1)
+    n_c, tp_c = n_c[:num_classes], tp_c[:num_classes]
     return _weights_from_counts(n_c, tp_c, sync_distributed)
 
 

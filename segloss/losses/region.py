@@ -31,8 +31,8 @@ import torch
 from segloss.kernels import cuda
 from segloss.kernels.lovasz import LovaszSoftmax, lovasz_rows_autograd
 from segloss.kernels.region_sums import RegionSums, region_sums_autograd
-from segloss.losses._checks import (check_logits_target, check_number, check_reduction, class_vector,
-                                    plain_torch_required)
+from segloss.losses._checks import (assert_finite_in_graph, check_logits_target, check_number, check_reduction,
+                                    class_vector, plain_torch_required)
 from segloss.losses._reduction import safe_divide
 
 
@@ -80,6 +80,10 @@ def _region_sums(logits, target, ignore_index, per_image, sync=True):
     if cuda.handles(logits):
         target = check_logits_target(logits, target, ignore_index, check_finite=False, check_labels=False)
         sums = cuda.RegionSumsTriton.apply(logits, target, ignore_index, bool(per_image))
+    elif torch.compiler.is_compiling():  # NaN/Inf logits, ignored pixels' too, make the sums NaN: no extra read
+        target = check_logits_target(logits, target, ignore_index, check_finite=False)
+        sums = region_sums_autograd(logits, target, ignore_index, per_image)
+        assert_finite_in_graph(torch.isfinite(sums).all())
     else:
         target = check_logits_target(logits, target, ignore_index)
         if plain_torch_required():
