@@ -441,6 +441,11 @@ def batch_recall_weights(
         whose recall is undefined) and a boolean ``(C,)`` mask of the classes present.
     """
     target = check_logits_target(logits, target, ignore_index)
+    return _recall_weights(logits, target, ignore_index, sync_distributed)
+
+
+def _recall_weights(logits, target, ignore_index: int, sync_distributed: bool):
+    """:func:`batch_recall_weights` on checked inputs (the CE that follows checks the logits' values)."""
     num_classes = logits.shape[1]
     label = torch.where(target != ignore_index, target, num_classes).long().flatten()
     hits = torch.where(logits.argmax(dim=1).flatten() == label, label, num_classes)
@@ -469,8 +474,9 @@ def recall_family(logits, target, *, choose_weights=None, weight=None, ignore_in
         return used.detach()
 
     if _needs_autograd(weight) or torch.compiler.is_compiling():  # the counts from the argmax first
-        batch_weights, present = batch_recall_weights(logits, target, ignore_index=ignore_index,
-                                                      sync_distributed=sync_distributed)
+        # shapes and labels here; the logits' values are checked by the CE below (one scan, one sync)
+        checked = check_logits_target(logits, target, ignore_index, check_finite=False)
+        batch_weights, present = _recall_weights(logits, checked, ignore_index, sync_distributed)
         used = batch_weights if choose_weights is None else choose_weights(batch_weights, present)
         if not _needs_autograd(weight):  # compiling: the traced CE family, the weights as its class scale
             return recall_weighted_ce(logits, target, used.detach(), weight=weight, ignore_index=ignore_index,
