@@ -4,11 +4,13 @@ process on the whole batch, and after DDP's averaging the model's gradient of th
 
 import gc
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import segloss
+from segloss.losses.region import soft_dice_loss
 
 CASES = {  # name -> create_loss parameters
     "dice": {}, "jaccard": {}, "tversky": {"alpha": 0.3, "beta": 0.7}, "focal_tversky": {},
@@ -170,3 +172,75 @@ def test_the_all_reduce_takes_a_double_backward(tmp_path):
     for rank in range(2):
         result = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         assert result["g"].tolist() == [12.0] and result["gg"].tolist() == [8.0], (rank, result)
+
+
+GROUP_LOSSES = ("dice", "lovasz_image", "generalized_dice_image", "unified_focal")
+
+
+def _in_subgroups(rank, world_size, init_file, out_dir):
+    """Ranks 0 and 1 share the whole batch's halves and sum over their own group; rank 2, alone in
+    a second group, scores its own images (as a second model's replica would)."""
+    import datetime
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size,
+                            timeout=datetime.timedelta(seconds=30))
+    try:
+        pair, single = dist.new_group([0, 1]), dist.new_group([2])  # every rank makes every group
+        mine = pair if rank < 2 else single
+        images, target = batch()
+        shard = slice(2 * rank, 2 * rank + 2) if rank < 2 else slice(0, 4)
+        out = {}
+        for case in GROUP_LOSSES:
+            logits = model()(images[shard]).detach().requires_grad_(True)
+            loss = criterion(case, mine)(logits, target[shard])
+            loss.backward()
+            out[case] = {"loss": loss.detach(), "grad": logits.grad.clone()}
+            out["recall"] = segloss.functional.batch_recall_weights(logits.detach(), target[shard],
+                                                                    sync_distributed=mine)[0]
+        if rank == 2:
+            try:
+                criterion("dice", pair)(model()(images[:2]), target[:2])
+                out["non_member"] = "no error"
+            except ValueError as err:
+                out["non_member"] = str(err)
+        torch.save(out, f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_process_group_sums_over_its_own_processes_only(tmp_path):
+    """``sync_distributed=group``: the losses sum over that group, not the world. The pair's
+    replicas get the loss of their two shards together (and, before DDP's averaging over the pair,
+    twice the whole batch's logits gradient: each replica's share of the global sum comes back from
+    both); the third process, in a group of its own, scores its own batch as one process would."""
+    mp.spawn(_in_subgroups, args=(3, str(tmp_path / "init"), str(tmp_path)), nprocs=3, join=True)
+    images, target = batch()
+    logits = model()(images).detach().requires_grad_(True)
+    results = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(3)]
+    for case in GROUP_LOSSES:
+        logits.grad = None
+        expected = criterion(case)(logits, target)
+        expected.backward()
+        for rank in (0, 1):
+            got = results[rank][case]
+            torch.testing.assert_close(got["loss"], expected.detach(), rtol=0, atol=1e-9, msg=f"{case}, rank {rank}")
+            torch.testing.assert_close(got["grad"], 2 * logits.grad[2 * rank:2 * rank + 2], rtol=0, atol=1e-9,
+                                       msg=f"{case}, rank {rank}: gradient")
+        # the whole batch on one process: the world (3 replicas) would have given another value
+        torch.testing.assert_close(results[2][case]["loss"], expected.detach(), rtol=0, atol=1e-9)
+        torch.testing.assert_close(results[2][case]["grad"], logits.grad, rtol=0, atol=1e-9)
+    whole_recall = segloss.functional.batch_recall_weights(logits.detach(), target)[0]
+    for rank in range(3):
+        torch.testing.assert_close(results[rank]["recall"], whole_recall)
+    assert "not a member" in results[2]["non_member"] and "global rank 2" in results[2]["non_member"]
+
+
+def test_sync_distributed_takes_booleans_and_groups_only():
+    for bad in ("yes", [0, 1], 1, None):
+        with pytest.raises(TypeError, match="sync_distributed must be True, False or a torch.distributed.ProcessGroup"):
+            segloss.create_loss("dice", sync_distributed=bad)
+        with pytest.raises(TypeError, match="sync_distributed"):
+            soft_dice_loss(torch.randn(1, 3, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long), sync_distributed=bad)
+        with pytest.raises(TypeError, match="sync_distributed"):
+            segloss.functional.recall_loss(torch.randn(1, 3, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long),
+                                           sync_distributed=bad)

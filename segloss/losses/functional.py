@@ -46,6 +46,7 @@ from segloss.kernels import cuda
 from segloss.kernels.compiled import TracedFocalFamily, compiled_kernels_enabled
 from segloss.kernels.cpu import DualFocalFused, FocalFamily
 from segloss.kernels.smoothing import SmoothingTerm
+from segloss.losses._distributed import all_reduce_counts, check_sync
 from segloss.losses._reduction import reduce_map
 
 Number = float | torch.Tensor
@@ -400,28 +401,20 @@ def _dual_focal_device_params(logits, target, values, bounds, weight, ignore_ind
                                       param_vec, bounds)
 
 
-def _all_reduce_counts(counts: torch.Tensor, sync: bool = True) -> torch.Tensor:
-    """Sum ``counts`` over all replicas when ``torch.distributed`` is initialised (and ``sync``)."""
-    if sync and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        counts = counts.clone()
-        dist.all_reduce(counts, op=dist.ReduceOp.SUM)
-    return counts
-
-
 def _weights_from_counts(n_c: torch.Tensor, tp_c: torch.Tensor, sync: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """``(1 - TP_c / N_c, present_c)``, the counts all-reduced under ``torch.distributed`` first
     (unless ``sync`` is False).
 
     Classes absent from the (global) batch get weight 1 and ``present = False``.
     """
-    n_c, tp_c = _all_reduce_counts(torch.stack([n_c, tp_c]), sync)
+    n_c, tp_c = all_reduce_counts(torch.stack([n_c, tp_c]), sync)
     present = n_c > 0
     return torch.where(present, (n_c - tp_c).float() / n_c.clamp_min(1).float(), 1.0), present
 
 
 @torch.no_grad()
 def batch_recall_weights(
-    logits: torch.Tensor, target: torch.Tensor, *, ignore_index: int = 255, sync_distributed: bool = True
+    logits: torch.Tensor, target: torch.Tensor, *, ignore_index: int = 255, sync_distributed: bool | dist.ProcessGroup = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Recall-loss class weights ``1 - R_c = FN_c / N_c`` of the current batch.
 
@@ -440,6 +433,7 @@ def batch_recall_weights(
         ``(weights, present)``: float32 ``(C,)`` weights (1 for classes absent from the batch,
         whose recall is undefined) and a boolean ``(C,)`` mask of the classes present.
     """
+    sync_distributed = check_sync(sync_distributed)
     target = check_logits_target(logits, target, ignore_index)
     return _recall_weights(logits, target, ignore_index, sync_distributed)
 
@@ -461,13 +455,15 @@ def _recall_weights(logits, target, ignore_index: int, sync_distributed: bool):
 
 
 def recall_family(logits, target, *, choose_weights=None, weight=None, ignore_index: int = 255,
-                  reduction: str = "mean", sync_distributed: bool = True) -> torch.Tensor:
+                  reduction: str = "mean", sync_distributed: bool | dist.ProcessGroup = True) -> torch.Tensor:
     """Recall loss in one fused pass: the argmax hits are counted in the same pass as the CE.
 
     ``choose_weights(batch_weights, present) -> weights`` (both ``(C,)``) lets a caller replace
     the batch's weights, e.g. :class:`segloss.RecallLoss`'s running average; None uses them as
     they are (the paper's instantaneous recall).
     """
+    sync_distributed = check_sync(sync_distributed)
+
     def scale_from_counts(n_c: torch.Tensor, tp_c: torch.Tensor) -> torch.Tensor:
         batch_weights, present = _weights_from_counts(n_c, tp_c, sync_distributed)
         used = batch_weights if choose_weights is None else choose_weights(batch_weights, present)
@@ -520,7 +516,7 @@ def recall_loss(
     weight: ClassWeights = None,
     ignore_index: int = 255,
     reduction: str = "mean",
-    sync_distributed: bool = True,
+    sync_distributed: bool | dist.ProcessGroup = True,
 ) -> torch.Tensor:
     """Recall loss (Tian et al., ICRA 2022, arXiv:2106.14917), instantaneous batch recall.
 

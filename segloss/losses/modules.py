@@ -17,6 +17,7 @@ from segloss.kernels import cuda
 from segloss.losses import functional as SF
 from segloss.losses import boundary, region, unified_focal
 from segloss.losses._checks import check_number, check_reduction, scalar_or_vector
+from segloss.losses._distributed import check_sync
 
 
 def _weight_buffer(values, name: str) -> torch.Tensor | None:
@@ -246,13 +247,14 @@ class RecallLoss(_PixelLoss):
             first call.
         weight, ignore_index, reduction: as in :class:`CrossEntropyLoss`.
         sync_distributed: False counts each replica's pixels alone, with no collective (an
-            evaluation on one rank only; with momentum the replicas' weights then drift apart).
+            evaluation on one rank only; with momentum the replicas' weights then drift apart); a
+            ``torch.distributed.ProcessGroup`` counts over that group's processes only.
     """
 
     def __init__(self, momentum: float = 0.0, weight=None, ignore_index: int = 255,
-                 reduction: str = "mean", num_classes: int | None = None, sync_distributed: bool = True) -> None:
+                 reduction: str = "mean", num_classes: int | None = None, sync_distributed: bool | torch.distributed.ProcessGroup = True) -> None:
         super().__init__(weight, ignore_index, reduction)
-        self.sync_distributed = bool(sync_distributed)
+        self.sync_distributed = check_sync(sync_distributed)
         check_number(momentum, "momentum", low=0.0, high=1.0)
         if momentum >= 1.0:
             raise ValueError(f"momentum must be < 1 (1 would never update), got {momentum}")
@@ -304,10 +306,10 @@ class _RegionLoss(_PixelLoss):
     """Common state of the region losses (see :mod:`segloss.losses.region`): weight, ignore_index, reduction, per_image."""
 
     def __init__(self, per_image: bool = False, weight=None, ignore_index: int = 255, reduction: str = "mean",
-                 sync_distributed: bool = True) -> None:
+                 sync_distributed: bool | torch.distributed.ProcessGroup = True) -> None:
         super().__init__(weight, ignore_index, reduction)
         self.per_image = bool(per_image)
-        self.sync_distributed = bool(sync_distributed)  # the global batch's loss under torch.distributed
+        self.sync_distributed = check_sync(sync_distributed)  # the global batch's loss under torch.distributed
 
     def _common(self) -> dict:
         return {**super()._common(), "per_image": self.per_image, "sync_distributed": self.sync_distributed}

@@ -33,39 +33,8 @@ from segloss.kernels.lovasz import LovaszSoftmax, lovasz_rows_autograd
 from segloss.kernels.region_sums import RegionSums, region_sums_autograd
 from segloss.losses._checks import (assert_finite_in_graph, check_logits_target, check_number, check_reduction,
                                     class_vector, plain_torch_required)
+from segloss.losses._distributed import check_sync, global_sum
 from segloss.losses._reduction import safe_divide
-
-
-def _replicas() -> int:
-    """Processes in the default ``torch.distributed`` group (1 when it is not initialised)."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return 1
-    return torch.distributed.get_world_size()
-
-
-class _AllReduceSum(torch.autograd.Function):
-    """``y = sum over replicas of x``; the gradient of each replica's ``x`` is the sum over replicas
-    of the gradients of ``y``, itself this function, so that a double backward is right too (what
-    ``torch.distributed.nn.functional.all_reduce`` did; that API is deprecated and warns on every call)."""
-
-    @staticmethod
-    def forward(ctx, values):
-        total = values.clone(memory_format=torch.contiguous_format)  # NCCL takes contiguous tensors only
-        torch.distributed.all_reduce(total, op=torch.distributed.ReduceOp.SUM)
-        return total
-
-    @staticmethod
-    def backward(ctx, grad):
-        return _AllReduceSum.apply(grad)
-
-
-def global_sum(values: torch.Tensor) -> torch.Tensor:
-    """``values`` summed over every replica, differentiably: the backward pass sums the replicas'
-    gradients too, so after DistributedDataParallel averages them each parameter gets the gradient
-    of the loss on the whole batch. The identity in a single process."""
-    if _replicas() == 1:
-        return values
-    return _AllReduceSum.apply(values)
 
 
 def _region_sums(logits, target, ignore_index, per_image, sync=True):
@@ -92,8 +61,7 @@ def _region_sums(logits, target, ignore_index, per_image, sync=True):
             sums = RegionSums.apply(logits, target.long(), ignore_index, bool(per_image))
     if not per_image:
         sums = sums[0]
-        if sync:
-            sums = global_sum(sums)
+        sums = global_sum(sums, sync)
     tp, total_p, total_g = sums.unbind(dim=-2)
     return tp, total_p - tp, total_g - tp, total_g > 0
 
@@ -126,13 +94,12 @@ def _reduce_classes(per_class, present, weight, reduction, sync=True):
     if per_class.dim() == 1:  # over the batch: the sums were global already
         return weighted.sum() if reduction == "sum" else safe_divide(weighted.sum(), w.sum())
     if reduction == "sum":
-        return global_sum(weighted.sum()) if sync else weighted.sum()
+        return global_sum(weighted.sum(), sync)
     image_weight = w.sum(dim=1)
     image_loss = safe_divide(weighted.sum(dim=1), image_weight)
     scored = (image_weight > 0).to(per_class.dtype)
     total, count = (image_loss * scored).sum(), scored.sum()
-    if sync:  # the mean over every replica's images
-        total, count = global_sum(torch.stack([total, count])).unbind(0)
+    total, count = global_sum(torch.stack([total, count]), sync).unbind(0)  # the mean over every replica's images
     return safe_divide(total, count)
 
 
@@ -151,12 +118,14 @@ def tversky_loss(logits, target, *, alpha=0.5, beta=0.5, gamma=1.0, smooth=1.0, 
         sync_distributed: under ``torch.distributed``, score the global batch: the per-class sums
             (or, per image, the mean over images) are all-reduced differentiably, so every replica
             gets the loss of the whole batch and, after DistributedDataParallel's averaging, its
-            gradient (exact; False: each replica scores its own shard, a different loss).
+            gradient (exact; False: each replica scores its own shard, a different loss). A
+            ``torch.distributed.ProcessGroup`` sums over that group's processes only.
 
     Raises:
         TypeError, ValueError: bad tensors (as the pixel losses) or parameters.
     """
     check_reduction(reduction)
+    sync_distributed = check_sync(sync_distributed)
     for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma), ("smooth", smooth)):
         check_number(value, name, low=0.0)
     if gamma == 0:
@@ -212,6 +181,7 @@ def generalized_dice_loss(logits, target, *, smooth=1e-5, per_image=False, weigh
         ValueError: a negative ``smooth``; bad tensors as the other losses.
     """
     check_reduction(reduction)
+    sync_distributed = check_sync(sync_distributed)
     check_number(smooth, "smooth", low=0.0)
     tp, fp, fn, present = _region_sums(logits, target, ignore_index, per_image, sync_distributed)
     truth, predicted = tp + fn, tp + fp
@@ -231,8 +201,7 @@ def generalized_dice_loss(logits, target, *, smooth=1e-5, per_image=False, weigh
         return torch.where(present.any(dim=-1), loss, 0.0)
     scored = present.any(dim=-1).to(loss.dtype)
     total, count = (loss * scored).sum(), scored.sum()
-    if sync_distributed:
-        total, count = global_sum(torch.stack([total, count])).unbind(0)
+    total, count = global_sum(torch.stack([total, count]), sync_distributed).unbind(0)
     return total if reduction == "sum" else safe_divide(total, count)
 
 
@@ -259,6 +228,7 @@ def lovasz_softmax_loss(logits, target, *, per_image=False, weight=None, ignore_
     would mean gathering every pixel's errors on every replica).
     """
     check_reduction(reduction)
+    sync_distributed = check_sync(sync_distributed)
     target = check_logits_target(logits, target, ignore_index)
     if plain_torch_required():
         per_class = lovasz_rows_autograd(logits, target, ignore_index, per_image)
@@ -271,4 +241,4 @@ def lovasz_softmax_loss(logits, target, *, per_image=False, weight=None, ignore_
     if not per_image:
         per_class, present = per_class[0], present[0]
     w = class_vector(weight, c, "weight", per_class)
-    return _reduce_classes(per_class, present, w, reduction, sync_distributed and bool(per_image))
+    return _reduce_classes(per_class, present, w, reduction, sync_distributed if per_image else False)

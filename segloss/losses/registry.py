@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from segloss.losses import modules
+from segloss.losses._distributed import check_sync
 from segloss.losses.weights import SCHEMES, class_weights
 
 
@@ -480,7 +481,7 @@ def settings_text(name: str, params: dict) -> str:
 
 
 def create_loss(name: str, *, class_counts=None, weight=None, ignore_index: int = 255,
-                reduction: str = "mean", sync_distributed: bool = True, **params) -> nn.Module:
+                reduction: str = "mean", sync_distributed=True, **params) -> nn.Module:
     """Build a registry loss by name, with parameters checked against its spec.
 
     Args:
@@ -496,7 +497,8 @@ def create_loss(name: str, *, class_counts=None, weight=None, ignore_index: int 
         sync_distributed: under ``torch.distributed``, whether the losses that all-reduce (recall's
             counts, region losses' sums, in sums too) do so. False: each replica scores its own
             shard, with no collective, as an evaluation on one rank needs (a collective there
-            waits for ranks that never join it). Losses without a collective ignore it.
+            waits for ranks that never join it). A ``torch.distributed.ProcessGroup``: they sum
+            over that group's processes only. Losses without a collective ignore it.
         **params: the loss's parameters; missing ones take the spec's default.
 
     Raises:
@@ -505,6 +507,7 @@ def create_loss(name: str, *, class_counts=None, weight=None, ignore_index: int 
     """
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; choose from {sorted(LOSSES)}")
+    sync_distributed = check_sync(sync_distributed)
     spec = LOSSES[name]
     unknown = sorted(set(params) - set(spec.defaults))
     if unknown:
@@ -516,5 +519,5 @@ def create_loss(name: str, *, class_counts=None, weight=None, ignore_index: int 
     module = spec.factory(**values, **common)
     for part in module.modules():  # the loss itself, or the parts of a sum
         if hasattr(part, "sync_distributed"):
-            part.sync_distributed = bool(sync_distributed)
+            part.sync_distributed = sync_distributed
     return module

@@ -24,7 +24,8 @@ from segloss.kernels.compiled import compiled_kernels_enabled
 from segloss.losses import functional as SF
 from segloss.losses._checks import check_logits_target, check_number, check_reduction
 from segloss.losses._reduction import safe_divide
-from segloss.losses.region import _region_sums, _safe_power, global_sum
+from segloss.losses._distributed import check_sync, global_sum
+from segloss.losses.region import _region_sums, _safe_power
 
 
 def _asymmetric_focal_map(logits, target, gamma: float, delta: float, background: int, ignore_index: int):
@@ -65,6 +66,7 @@ def unified_focal_loss(logits, target, *, tversky_weight=0.5, delta=0.6, gamma=0
         ValueError, TypeError: bad tensors or parameters.
     """
     check_reduction(reduction)
+    sync_distributed = check_sync(sync_distributed)
     target = check_logits_target(logits, target, ignore_index, check_finite=False, check_labels=False)  # shapes first
     for name, value in (("tversky_weight", tversky_weight), ("delta", delta), ("gamma", gamma)):
         check_number(value, name, low=0.0, high=1.0)
@@ -91,10 +93,8 @@ def unified_focal_loss(logits, target, *, tversky_weight=0.5, delta=0.6, gamma=0
             return torch.where(present.any(-1), each, float("nan"))
         scored = present.any(-1).to(each.dtype)
         total, count = (each * scored).sum(), scored.sum()
-        if sync_distributed:
-            total, count = global_sum(torch.stack([total, count])).unbind(0)
+        total, count = global_sum(torch.stack([total, count]), sync_distributed).unbind(0)
         return total if reduction == "sum" else safe_divide(total, count)
-    af = safe_divide(global_sum(pixel.sum()) if sync_distributed else pixel.sum(),
-                     global_sum(valid.sum()) if sync_distributed else valid.sum())
+    af = safe_divide(global_sum(pixel.sum(), sync_distributed), global_sum(valid.sum(), sync_distributed))
     value = tversky_weight * region + (1.0 - tversky_weight) * af
     return value.reshape(1) if reduction == "none" else value
