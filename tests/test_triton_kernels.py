@@ -263,11 +263,12 @@ def test_learnable_dual_focal_takes_one_synchronisation_on_cuda(reduction):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("kwargs", [{"weight": [0.5] * 10 + [2.0] * 9}, {"alpha": [0.25] * 19, "gamma": 2.0}],
-                         ids=["weight list", "alpha list"])
+@pytest.mark.parametrize("kwargs", [{"weight": [0.5] * 10 + [2.0] * 9}, {"alpha": [0.25] * 19, "gamma": 2.0},
+                                    {"weight": torch.tensor([0.5] * 10 + [2.0] * 9)}],
+                         ids=["weight list", "alpha list", "weight CPU tensor"])
 def test_class_vectors_from_the_host_take_no_extra_synchronisation_on_cuda(kwargs):
-    """A weight list is copied to the device once, not on every call: each copy from pageable
-    memory synchronises."""
+    """A weight list (or a CPU weight tensor) is copied to the device once, not on every call: each
+    copy from pageable memory synchronises."""
     logits, target = random_batch(2, 19, (64, 64), seed=11)
     z, y = logits.cuda().requires_grad_(), target.cuda()
     loss = SF.focal_loss if "alpha" in kwargs else SF.cross_entropy
@@ -294,6 +295,33 @@ def test_a_host_class_vector_is_copied_to_an_accelerator_once_per_distinct_value
     assert class_vector([1.0, 2.0, 3.0], 3, "weight", on_device.double()).dtype == torch.float64
     with pytest.raises(ValueError, match="finite, >= 0"):
         class_vector([1.0, -2.0, 3.0], 3, "weight", on_device)  # still checked on every call
+
+
+def test_a_host_class_tensor_is_copied_to_an_accelerator_once_while_unchanged():
+    """A CPU weight tensor with accelerator logits: one copy while the tensor lives unchanged; a
+    new copy after an in-place change (its version moves) or for another dtype; never cached when
+    it wants a gradient or is an inference tensor. The meta device stands in for CUDA."""
+    from segloss.losses._checks import class_vector
+
+    on_device = torch.empty(2, 3, device="meta")
+    weight = torch.tensor([1.0, 2.0, 3.0])
+    with torch.inference_mode():
+        first = class_vector(weight, 3, "weight", on_device)
+    assert not first.is_inference() and first.device.type == "meta"
+    assert class_vector(weight, 3, "weight", on_device) is first
+    assert class_vector(weight.clone(), 3, "weight", on_device) is not first  # another tensor, same values
+    assert class_vector(weight, 3, "weight", on_device.double()).dtype == torch.float64
+    weight.mul_(2.0)
+    changed = class_vector(weight, 3, "weight", on_device)
+    assert changed is not first and class_vector(weight, 3, "weight", on_device) is changed
+    weight[1] = -1.0
+    with pytest.raises(ValueError, match="finite, >= 0"):
+        class_vector(weight, 3, "weight", on_device)  # an in-place change is checked again
+    learnable = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    assert class_vector(learnable, 3, "weight", on_device) is not class_vector(learnable, 3, "weight", on_device)
+    with torch.inference_mode():
+        frozen = torch.tensor([1.0, 2.0, 3.0])
+    assert class_vector(frozen, 3, "weight", on_device) is not class_vector(frozen, 3, "weight", on_device)
 
 
 REGION_CASES = [

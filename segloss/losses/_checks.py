@@ -205,6 +205,8 @@ def class_vector(
         _remember_checked(value)
     if from_sequence and like.device.type != "cpu":
         return _device_copy(value, like)
+    if value.device.type == "cpu" and like.device.type != "cpu":
+        return _tensor_device_copy(value, like)
     return value.to(device=like.device, dtype=like.dtype)
 
 
@@ -231,6 +233,33 @@ def _device_copy(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
             copy = values.to(device=like.device, dtype=like.dtype)
         if len(_DEVICE_COPIES) < _MAX_DEVICE_COPIES:
             _DEVICE_COPIES[key] = copy
+    return copy
+
+
+_TENSOR_COPIES: dict[int, tuple[weakref.ref, int, torch.device, torch.dtype, torch.Tensor]] = {}
+
+
+def _tensor_device_copy(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A CPU class vector ``value`` (a weight tensor built once, passed with CUDA logits) on
+    ``like``'s accelerator: copied once while the tensor is alive and unchanged (same version),
+    for the reason of :func:`_device_copy` (a copy from pageable memory waits for the device).
+
+    Keyed by the tensor's identity, not its values, and only for plain tensors: one that wants a
+    gradient, carries a forward-mode tangent, is vmapped or is an inference tensor (no version
+    counter) is copied on each call, as before.
+    """
+    if (value.requires_grad or value.is_inference() or _vmapped(value) or functorch_transform_active()
+            or torch.autograd.forward_ad.unpack_dual(value).tangent is not None):
+        return value.to(device=like.device, dtype=like.dtype)
+    key = id(value)
+    entry = _TENSOR_COPIES.get(key)
+    if (entry is not None and entry[0]() is value and entry[1] == value._version
+            and entry[2] == like.device and entry[3] == like.dtype):
+        return entry[4]
+    with torch.inference_mode(False):
+        copy = value.to(device=like.device, dtype=like.dtype)
+    _TENSOR_COPIES[key] = (weakref.ref(value, lambda _ref, key=key: _TENSOR_COPIES.pop(key, None)), value._version,
+                           like.device, like.dtype, copy)
     return copy
 
 
