@@ -106,6 +106,18 @@ def test_parameters_beyond_float32s_reach_are_refused_with_their_bound(call, mes
         call(logits, target)
 
 
+@pytest.mark.parametrize("build, message", [
+    (lambda: segloss.FocalLoss(gamma=5000), r"gamma must be <= 1000"),
+    (lambda: segloss.FocalLoss(alpha=3.4e38), r"alpha must be <= 1e\+12"),
+    (lambda: segloss.DualFocalLoss(gamma=2000), r"gamma must be <= 1000"),
+    (lambda: segloss.DualFocalLoss(rho=1e30), r"rho must be <= 1e\+12"),
+    (lambda: segloss.DualFocalLoss(beta=1e13, learnable=("alpha",)), r"beta must be <= 1e\+12"),
+])
+def test_the_modules_refuse_those_parameters_when_built_not_at_their_first_call(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
 def test_recall_loss_module_checks_its_class_count_and_the_state_it_loads():
     with pytest.raises(ValueError, match="num_classes must be None .* or an int >= 2, got -3"):
         segloss.RecallLoss(num_classes=-3)

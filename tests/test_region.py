@@ -111,6 +111,35 @@ def test_per_image_scores_each_image_and_bad_parameters_are_rejected():
         region.soft_dice_loss(logits, target[:, :2])
 
 
+@pytest.mark.parametrize("name", ["dice", "jaccard", "tversky", "focal_tversky", "generalized_dice", "lovasz",
+                                  "unified_focal"])
+def test_per_image_takes_the_registrys_words_and_refuses_other_values(name):
+    """``per_image="batch"`` is the registry's word for over the batch: a truthy string, which the
+    modules and functions once took as ``bool("batch")``, so per image, silently."""
+    from segloss.losses import modules, unified_focal
+
+    logits, target = random_batch(2, 3, (8, 8), seed=3)
+    function = {"dice": region.soft_dice_loss, "jaccard": region.soft_jaccard_loss, "tversky": region.tversky_loss,
+                "focal_tversky": lambda *a, **k: region.tversky_loss(*a, gamma=0.75, **k),
+                "generalized_dice": region.generalized_dice_loss, "lovasz": region.lovasz_softmax_loss,
+                "unified_focal": unified_focal.unified_focal_loss}[name]
+    module = {"dice": modules.DiceLoss, "jaccard": modules.JaccardLoss,
+              "tversky": lambda **k: modules.TverskyLoss(alpha=0.5, beta=0.5, **k),  # the function's defaults
+              "focal_tversky": lambda **k: modules.TverskyLoss(alpha=0.5, beta=0.5, gamma=0.75, **k),
+              "generalized_dice": modules.GeneralizedDiceLoss, "lovasz": modules.LovaszSoftmaxLoss,
+              "unified_focal": modules.UnifiedFocalLoss}[name]
+    over_batch, per_image = function(logits, target, per_image=False), function(logits, target, per_image=True)
+    assert abs(float(over_batch - per_image)) > 1e-4  # the two differ on this batch
+    for word, expected in (("batch", over_batch), ("image", per_image)):
+        torch.testing.assert_close(function(logits, target, per_image=word), expected, rtol=0, atol=0)
+        torch.testing.assert_close(module(per_image=word)(logits, target), expected, rtol=0, atol=0)
+    for bad in ("images", 1, None):
+        with pytest.raises(TypeError, match="per_image must be True / 'image'"):
+            function(logits, target, per_image=bad)
+        with pytest.raises(TypeError, match="per_image must be True / 'image'"):
+            module(per_image=bad)
+
+
 def _berman_lovasz_per_image(probs, labels, ignore_index=255):
     """Berman et al.'s reference ``lovasz_softmax(per_image=True, classes="present")``, in plain Python.
 

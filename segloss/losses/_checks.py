@@ -26,6 +26,23 @@ def check_reduction(reduction: str) -> None:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
 
 
+def check_per_image(per_image) -> bool:
+    """A region loss's ``per_image`` as a bool: True or ``"image"`` (each image's regions scored
+    apart, then averaged), False or ``"batch"`` (one region per class over the whole batch; the
+    registry's and the app's words). Anything else raises: ``"batch"`` is a truthy string, and
+    ``bool("batch")`` silently meant per image.
+
+    Raises:
+        TypeError: not a bool or one of the two words.
+    """
+    if isinstance(per_image, (bool, np.bool_)):
+        return bool(per_image)
+    if isinstance(per_image, str) and per_image in ("image", "batch"):
+        return per_image == "image"
+    raise TypeError(f"per_image must be True / 'image' (regions per image) or False / 'batch' (regions over the "
+                    f"batch), got {per_image!r}")
+
+
 def check_logits_target(logits: torch.Tensor, target: torch.Tensor, ignore_index: int,
                         check_finite: bool = True, check_labels: bool = True) -> torch.Tensor:
     """Validate a ``(N, C, *spatial)`` logits / ``(N, *spatial)`` target pair; return the target to use.

@@ -16,7 +16,8 @@ from torch import nn
 from segloss.kernels import cuda
 from segloss.losses import functional as SF
 from segloss.losses import boundary, region, unified_focal
-from segloss.losses._checks import check_number, check_reduction, scalar_or_vector
+from segloss.losses._checks import (MAX_EXPONENT, MAX_SCALE, check_number, check_per_image, check_reduction,
+                                    scalar_or_vector)
 from segloss.losses._distributed import check_sync
 
 
@@ -123,7 +124,7 @@ class FocalLoss(_PixelLoss):
     def __init__(self, gamma: float = 2.0, alpha=None, weight=None, ignore_index: int = 255,
                  reduction: str = "mean", label_smoothing: float = 0.0) -> None:
         super().__init__(weight, ignore_index, reduction)
-        check_number(gamma, "gamma", low=0.0)
+        check_number(gamma, "gamma", low=0.0, high=MAX_EXPONENT)  # the function's bounds, at construction
         check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
         self.gamma, self.label_smoothing = float(gamma), float(label_smoothing)
         alpha = scalar_or_vector(alpha)
@@ -132,7 +133,7 @@ class FocalLoss(_PixelLoss):
                             "that learns, call segloss.functional.focal_loss(..., alpha=tensor) with it")
         if alpha is None or isinstance(alpha, (int, float)):
             if alpha is not None:
-                check_number(alpha, "alpha", low=0.0)
+                check_number(alpha, "alpha", low=0.0, high=MAX_SCALE)
             self.register_buffer("alpha", None)
             self.scalar_alpha = alpha
         else:
@@ -195,7 +196,7 @@ class DualFocalLoss(_PixelLoss):
         self.learnable = learnable
         values = {"alpha": alpha, "beta": beta, "gamma": gamma, "rho": rho}
         for name, value in values.items():
-            check_number(value, name, low=1.0 if name == "rho" else 0.0)
+            check_number(value, name, low=1.0 if name == "rho" else 0.0, high=MAX_EXPONENT if name == "gamma" else MAX_SCALE)
             if name in learnable:
                 low, high = self.bounds[name]
                 if not (math.isfinite(low) and math.isfinite(high) and low < high):
@@ -308,7 +309,7 @@ class _RegionLoss(_PixelLoss):
     def __init__(self, per_image: bool = False, weight=None, ignore_index: int = 255, reduction: str = "mean",
                  sync_distributed: bool | torch.distributed.ProcessGroup = True) -> None:
         super().__init__(weight, ignore_index, reduction)
-        self.per_image = bool(per_image)
+        self.per_image = check_per_image(per_image)
         self.sync_distributed = check_sync(sync_distributed)  # the global batch's loss under torch.distributed
 
     def _common(self) -> dict:

@@ -31,7 +31,8 @@ import torch
 from segloss.kernels import cuda
 from segloss.kernels.lovasz import LovaszSoftmax, lovasz_rows_autograd
 from segloss.kernels.region_sums import RegionSums, region_sums_autograd
-from segloss.losses._checks import (assert_finite_in_graph, check_logits_target, check_number, check_reduction,
+from segloss.losses._checks import (assert_finite_in_graph, check_logits_target, check_number, check_per_image,
+                                    check_reduction,
                                     class_vector, plain_torch_required)
 from segloss.losses._distributed import check_sync, global_sum
 from segloss.losses._reduction import safe_divide
@@ -126,6 +127,7 @@ def tversky_loss(logits, target, *, alpha=0.5, beta=0.5, gamma=1.0, smooth=1.0, 
     """
     check_reduction(reduction)
     sync_distributed = check_sync(sync_distributed)
+    per_image = check_per_image(per_image)
     for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma), ("smooth", smooth)):
         check_number(value, name, low=0.0)
     if gamma == 0:
@@ -182,6 +184,7 @@ def generalized_dice_loss(logits, target, *, smooth=1e-5, per_image=False, weigh
     """
     check_reduction(reduction)
     sync_distributed = check_sync(sync_distributed)
+    per_image = check_per_image(per_image)
     check_number(smooth, "smooth", low=0.0)
     tp, fp, fn, present = _region_sums(logits, target, ignore_index, per_image, sync_distributed)
     truth, predicted = tp + fn, tp + fp
@@ -229,6 +232,7 @@ def lovasz_softmax_loss(logits, target, *, per_image=False, weight=None, ignore_
     """
     check_reduction(reduction)
     sync_distributed = check_sync(sync_distributed)
+    per_image = check_per_image(per_image)
     target = check_logits_target(logits, target, ignore_index)
     if plain_torch_required():
         per_class = lovasz_rows_autograd(logits, target, ignore_index, per_image)

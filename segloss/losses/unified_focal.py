@@ -22,9 +22,9 @@ import torch
 from segloss.kernels import cuda
 from segloss.kernels.compiled import compiled_kernels_enabled
 from segloss.losses import functional as SF
-from segloss.losses._checks import check_logits_target, check_number, check_reduction
-from segloss.losses._reduction import safe_divide
+from segloss.losses._checks import check_logits_target, check_number, check_per_image, check_reduction
 from segloss.losses._distributed import check_sync, global_sum
+from segloss.losses._reduction import safe_divide
 from segloss.losses.region import _region_sums, _safe_power
 
 
@@ -67,6 +67,7 @@ def unified_focal_loss(logits, target, *, tversky_weight=0.5, delta=0.6, gamma=0
     """
     check_reduction(reduction)
     sync_distributed = check_sync(sync_distributed)
+    per_image = check_per_image(per_image)
     target = check_logits_target(logits, target, ignore_index, check_finite=False, check_labels=False)  # shapes first
     for name, value in (("tversky_weight", tversky_weight), ("delta", delta), ("gamma", gamma)):
         check_number(value, name, low=0.0, high=1.0)
