@@ -132,3 +132,33 @@ def test_recall_uses_global_batch_recall_under_torch_distributed(tmp_path):
         torch.testing.assert_close(result["functional"], expected)
         local_w, _ = SF.batch_recall_weights(logits, target)
         assert not torch.allclose(local_w, global_w)  # the test would catch per-replica recall
+
+
+def test_recall_module_inside_torch_func_transforms_never_keeps_a_transforms_tensor():
+    """Inside ``torch.func.grad`` the module cannot update its buffer in place: momentum 0 uses the
+    batch's weights (the function's gradient) and leaves the buffer alone; momentum > 0 refuses in
+    training mode and uses the stored weights in eval mode. A buffer first made inside the
+    transform was the transform's tensor, dead after it (a later call then read a stale wrapper)."""
+    logits, target = random_batch(2, 3, (6, 6), seed=21)
+    expected = torch.func.grad(lambda z: SF.recall_loss(z, target))(logits)
+    for trained_before in (False, True):
+        module = segloss.RecallLoss()
+        if trained_before:
+            module(logits, target)
+        before = module.class_weights.clone()
+        got = torch.func.grad(lambda z: module(z, target))(logits)
+        torch.testing.assert_close(got, expected)
+        assert type(module.class_weights) is torch.Tensor and torch.equal(module.class_weights, before)
+        assert not torch._C._functorch.is_functorch_wrapped_tensor(module.class_weights)
+    running = segloss.RecallLoss(momentum=0.5)
+    with pytest.raises(RuntimeError, match=r"momentum > 0\) updates its running class weights in place"):
+        torch.func.grad(lambda z: running(z, target))(logits)
+    running(logits, target)  # trained once, outside
+    running.eval()
+    got = torch.func.grad(lambda z: running(z, target))(logits)
+    torch.testing.assert_close(got, torch.func.grad(
+        lambda z: SF.recall_weighted_ce(z, target, running.class_weights))(logits))
+    fresh = segloss.RecallLoss(momentum=0.5).eval()  # never trained: weights 1, plain CE
+    torch.testing.assert_close(torch.func.grad(lambda z: fresh(z, target))(logits),
+                               torch.func.grad(lambda z: SF.cross_entropy(z, target))(logits))
+    assert fresh.class_weights.numel() == 0

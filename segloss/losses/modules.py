@@ -17,7 +17,7 @@ from segloss.kernels import cuda
 from segloss.losses import functional as SF
 from segloss.losses import boundary, region, unified_focal
 from segloss.losses._checks import (MAX_EXPONENT, MAX_SCALE, check_number, check_per_image, check_reduction,
-                                    scalar_or_vector)
+                                    functorch_transform_active, scalar_or_vector)
 from segloss.losses._distributed import check_sync
 
 
@@ -239,7 +239,8 @@ class RecallLoss(_PixelLoss):
     buffer, 1 at start): in training mode, for each class present in the batch,
     ``w_c <- m * w_c + (1 - m) * (1 - R_c)``; absent classes keep their weight. In eval mode the
     running weights are used as they are. ``m = 0`` is the paper's instantaneous recall (the
-    buffer then holds the last training batch's weights). Under ``torch.distributed`` the counts
+    buffer then holds the last training batch's weights, except for calls inside a ``torch.func``
+    transform, which cannot update it; with ``m > 0`` training mode refuses those). Under ``torch.distributed`` the counts
     are all-reduced, so every replica holds the same weights.
 
     Args:
@@ -279,19 +280,29 @@ class RecallLoss(_PixelLoss):
 
     def _choose_weights(self, batch_weights: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         """The EMA rule (training) or the stored weights (eval with momentum); see the class docstring."""
+        if self.training and functorch_transform_active():
+            if self.momentum > 0:
+                raise RuntimeError(
+                    "RecallLoss(momentum > 0) updates its running class weights in place, which a torch.func "
+                    "transform (grad, vmap, ...) cannot do: call it in eval mode there (the stored weights), "
+                    "outside the transform, or use segloss.functional.recall_loss (the batch's weights)")
+            return batch_weights  # momentum 0: the batch's weights; the buffer is not updated inside a transform
         if self.training:
             with torch.no_grad():
                 blended = self.momentum * self.class_weights + (1.0 - self.momentum) * batch_weights
                 self.class_weights.copy_(torch.where(present, blended, self.class_weights))
             return self.class_weights
-        return self.class_weights if self.momentum > 0 else batch_weights
+        if self.momentum == 0:
+            return batch_weights
+        return self.class_weights if self.class_weights.numel() else torch.ones_like(batch_weights)  # never trained
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         num_classes = logits.shape[1] if isinstance(logits, torch.Tensor) and logits.dim() >= 2 else None
-        if num_classes is not None and self.class_weights.numel() == 0:
+        if num_classes is not None and self.class_weights.numel() == 0 and not functorch_transform_active():
+            # (inside a transform a new tensor would be the transform's, dead once it returns)
             with torch.inference_mode(False):  # a normal tensor even when the first call is inside inference_mode
                 self.class_weights = torch.ones(num_classes, device=logits.device)
-        if num_classes is not None and self.class_weights.numel() != num_classes:
+        if num_classes is not None and self.class_weights.numel() not in (num_classes, 0):
             raise ValueError(
                 f"RecallLoss holds weights for {self.class_weights.numel()} classes, "
                 f"got logits with {num_classes} (shape {tuple(logits.shape)})"
