@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import segloss
-from conftest import layout_case
+from conftest import layout_case, random_batch
 from segloss.losses import region
 from segloss.losses.boundary import boundary_loss, signed_distance_maps
 
@@ -145,3 +145,16 @@ def test_boundary_loss_takes_a_double_backward_and_keeps_its_positional_argument
     assert torch.autograd.gradgradcheck(lambda z: boundary_loss(z, target, distance_maps=phi), (logits,))
     module = segloss.losses.modules.BoundaryLoss(False, 0, "sum")  # foreground_only, ignore_index, reduction
     assert (module.foreground_only, module.ignore_index, module.reduction) == (False, 0, "sum")
+
+
+@pytest.mark.parametrize("name", ["boundary", "dice_boundary"])
+def test_the_maps_are_computed_inside_torch_func_grad_too(name):
+    """``torch.func.grad`` of a boundary loss that computes its own maps: every op on the labels
+    inside the transform gives a wrapper without storage, which numpy could not read."""
+    logits, target = random_batch(2, 3, (8, 8), seed=4, ignore_frac=0.1)
+    loss = segloss.create_loss(name)
+    got = torch.func.grad(lambda z: loss(z, target))(logits)
+    z = logits.clone().requires_grad_(True)
+    loss(z, target).backward()
+    torch.testing.assert_close(got, z.grad)
+    assert got.abs().sum() > 0

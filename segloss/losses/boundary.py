@@ -23,7 +23,7 @@ import torch
 
 from segloss.kernels.cpu import _blocks, gradient_buffer
 from segloss.kernels.region_sums import autograd_backward
-from segloss.losses._checks import check_logits_target, check_reduction
+from segloss.losses._checks import check_logits_target, check_reduction, functorch_transform_active
 from segloss.losses._reduction import reduce_map
 
 
@@ -43,7 +43,10 @@ def signed_distance_maps(target, num_classes: int, *, ignore_index: int = 255) -
     labels = torch.as_tensor(target)
     if labels.is_floating_point() or labels.dtype == torch.bool:
         raise TypeError(f"target must hold integer labels, got dtype {labels.dtype}")
-    array = labels.detach().cpu().numpy()
+    if functorch_transform_active():  # inside torch.func every op on the labels gives a wrapper without storage
+        array = np.asarray(labels.tolist(), dtype=np.int64).reshape(labels.shape)
+    else:
+        array = labels.detach().cpu().numpy()
     out = np.zeros((array.shape[0], num_classes, *array.shape[1:]), dtype=np.float32)
     for n in range(array.shape[0]):
         if array[n].ndim == 0:
