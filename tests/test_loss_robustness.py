@@ -153,6 +153,43 @@ def test_torch_func_vmap_over_a_stack_of_logits_equals_a_loop(name):
     torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", sorted(segloss.LOSSES))
+def test_torch_func_vmap_over_logits_and_targets_equals_a_loop_for_every_registry_loss(name):
+    """An ensemble's losses (one target) and a stack of batches (logits and targets mapped). Lovász
+    wrote its gradient in place, recall and OHEM read counts on the host, and the label check read a
+    batched target: each failed under vmap. The boundary losses need their maps given when the target
+    is mapped (scipy computes them on the host): a clear error says so."""
+    import warnings
+
+    g = torch.Generator().manual_seed(9)
+    logits = torch.randn(3, 2, 4, 5, 5, generator=g, dtype=torch.float64)
+    target = torch.randint(0, 4, (3, 2, 5, 5), generator=g)
+    target[0, 0, 0, :2] = 255
+    loss = segloss.create_loss(name, class_counts=[40, 30, 20, 10]).double()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch's "no batching rule, slower" notes
+        ensemble = torch.func.vmap(lambda z: loss(z, target[0]))(logits)
+        torch.testing.assert_close(ensemble, torch.stack([loss(z, target[0]) for z in logits]), rtol=1e-9, atol=1e-12)
+        if "boundary" in name:
+            with pytest.raises(ValueError, match="compute the maps first"):
+                torch.func.vmap(loss)(logits, target)
+            return
+        z = logits[0].clone().requires_grad_(True)
+        loss(z, target[0]).backward()
+        torch.testing.assert_close(torch.func.jacrev(lambda v: loss(v, target[0]))(logits[0]), z.grad)
+        mapped = torch.func.vmap(loss)(logits, target)
+        torch.testing.assert_close(mapped, torch.stack([loss(z, y) for z, y in zip(logits, target)]),
+                                   rtol=1e-9, atol=1e-12)
+        bad = target.clone()
+        bad[2, 1, 3, 3] = 7
+        with pytest.raises(ValueError, match=r"labels outside \[0, 4\) that are not ignore_index=255: \[7\]"):
+            torch.func.vmap(loss)(logits, bad)
+        nan = logits.clone()
+        nan[1, 0, 2, 1, 1] = float("nan")
+        with pytest.raises(ValueError, match="logits contain 1 NaN and 0 Inf values"):
+            torch.func.vmap(lambda z: loss(z, target[0]))(nan)
+
+
 INFERENCE_CALLS = {
     **{f"create_loss({name!r})": (lambda name=name: segloss.create_loss(name, class_counts=[40, 30, 20, 10]))
        for name in segloss.LOSSES},

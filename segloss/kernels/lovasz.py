@@ -30,14 +30,21 @@ from segloss.kernels.cpu import _compute_dtype, gradient_buffer
 from segloss.kernels.region_sums import labelled_autograd_backward
 
 
-def lovasz_gradient(fg_sorted: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def lovasz_gradient(fg_sorted: torch.Tensor, dtype: torch.dtype, in_place: bool = True) -> torch.Tensor:
     """``g`` ``(R, K)`` in ``dtype`` from the sorted ground truth ``fg_sorted`` (bool ``(R, K)``).
 
     In place where it can (two floats per element at the peak). The ratios ``I_k / U_k`` are
     formed once and ``g`` as their differences: the loss ``sum e_k g_k`` then telescopes to
     ``sum_k r_k (e_{k+1} - e_k)`` with each rounding error of ``r`` entering once.
+    ``in_place=False``: the same by new tensors, for :func:`lovasz_rows_autograd`, which keeps every
+    intermediate anyway and runs inside ``torch.func.vmap`` (a batched value cannot be written into
+    a plain tensor).
     """
     rows, k = fg_sorted.shape
+    if not in_place and k:
+        intersection = fg_sorted.sum(1, keepdim=True, dtype=dtype) - fg_sorted.cumsum(1, dtype=dtype)
+        ratio = intersection / (intersection + torch.arange(1, k + 1, dtype=dtype, device=fg_sorted.device))
+        return torch.cat([1.0 - ratio[:, :1], ratio[:, :-1] - ratio[:, 1:]], dim=1)
     g = torch.zeros(rows, k, dtype=dtype, device=fg_sorted.device)
     if k == 0:
         return g
@@ -119,7 +126,7 @@ def lovasz_rows_autograd(logits, target, ignore_index, per_image):
     fg = (labels == torch.arange(c, device=labels.device).view(1, c, 1)) & valid
     errors = torch.where(valid, (fg.to(z.dtype) - probs).abs(), -1.0).flatten(0, 1)
     keys, order = errors.sort(dim=1, descending=True)
-    g = lovasz_gradient(fg.flatten(0, 1).gather(1, order), keys.dtype)
+    g = lovasz_gradient(fg.flatten(0, 1).gather(1, order), keys.dtype, in_place=False)  # vmap takes no in-place
     return (keys.clamp_min(0.0) * g).sum(dim=1).view(-1, c)
 
 

@@ -102,23 +102,24 @@ def check_logits_target(logits: torch.Tensor, target: torch.Tensor, ignore_index
         target = target.long()  # an ignore_index that a uint8 target cannot hold still fits
         return torch.where((target >= 0) & (target < num_classes), target, ignore_index)
     flags = {}
-    if check_labels and target.numel() > 0:
-        flags["labels"] = ((target != ignore_index) & ((target < 0) | (target >= num_classes))).any()
-    if check_finite and logits.numel() > 0 and not _vmapped(logits):
-        flags["finite"] = ~torch.isfinite(logits).all()
+    labels, values = _unwrapped(target), _unwrapped(logits)  # inside vmap: every map's values at once
+    if check_labels and labels.numel() > 0:
+        flags["labels"] = ((labels != ignore_index) & ((labels < 0) | (labels >= num_classes))).any()
+    if check_finite and values.numel() > 0:
+        flags["finite"] = ~torch.isfinite(values).all()
     if not flags:
         return target
     found = dict(zip(flags, torch.stack(list(flags.values())).tolist()))  # one host-device synchronisation
     if found.get("labels"):
-        bad = (target != ignore_index) & ((target < 0) | (target >= num_classes))
-        values = torch.unique(target[bad])[:8].tolist()
+        bad = (labels != ignore_index) & ((labels < 0) | (labels >= num_classes))
+        shown = torch.unique(labels[bad])[:8].tolist()
         raise ValueError(
             f"target holds labels outside [0, {num_classes}) that are not "
-            f"ignore_index={ignore_index}: {values}"
+            f"ignore_index={ignore_index}: {shown}"
         )
     if found.get("finite"):
-        n_nan = int(torch.isnan(logits).sum())
-        n_inf = int(torch.isinf(logits).sum())
+        n_nan = int(torch.isnan(values).sum())
+        n_inf = int(torch.isinf(values).sum())
         raise ValueError(
             f"logits contain {n_nan} NaN and {n_inf} Inf values (shape {tuple(logits.shape)}); "
             "check the model output or the learning rate"
@@ -161,9 +162,24 @@ def plain_torch_required() -> bool:
     return torch.compiler.is_compiling() or functorch_transform_active()
 
 
+def _unwrapped(tensor: torch.Tensor) -> torch.Tensor:
+    """The plain tensor under ``torch.func``'s wrappers (``vmap``'s batched tensors, ``grad``'s
+    tracking ones), to read values on the host: a batched tensor's cannot be read (``vmap`` over
+    the target failed in the label check), and its plain tensor holds every map's. ``tensor``
+    itself outside a transform and while dynamo traces."""
+    if torch.compiler.is_compiling():
+        return tensor
+    functorch = getattr(torch._C, "_functorch", None)
+    wrapped = getattr(functorch, "is_functorch_wrapped_tensor", None)
+    while wrapped is not None and wrapped(tensor):
+        tensor = functorch.get_unwrapped(tensor)
+    return tensor
+
+
 def _vmapped(tensor: torch.Tensor) -> bool:
     """True for a tensor batched by ``torch.func.vmap``, whose values cannot be read on the host
-    (the NaN/Inf scan is skipped there: a NaN logit then gives a NaN loss, as in torch's losses).
+    (a vmapped class vector is not range-checked; the logits and target are, through
+    :func:`_unwrapped`).
     False while dynamo traces (``torch.compile``): it cannot trace functorch's C checks and would
     warn and break the graph on every compiled step."""
     if torch.compiler.is_compiling():

@@ -23,7 +23,7 @@ import torch
 
 from segloss.kernels.cpu import _blocks, gradient_buffer
 from segloss.kernels.region_sums import autograd_backward
-from segloss.losses._checks import check_logits_target, check_reduction, functorch_transform_active
+from segloss.losses._checks import _vmapped, check_logits_target, check_reduction, functorch_transform_active
 from segloss.losses._reduction import reduce_map
 
 
@@ -43,6 +43,10 @@ def signed_distance_maps(target, num_classes: int, *, ignore_index: int = 255) -
     labels = torch.as_tensor(target)
     if labels.is_floating_point() or labels.dtype == torch.bool:
         raise TypeError(f"target must hold integer labels, got dtype {labels.dtype}")
+    if _vmapped(labels):
+        raise ValueError("signed_distance_maps cannot run inside torch.func.vmap over the labels (scipy computes "
+                         "each map on the host): compute the maps first, signed_distance_maps(target, C), "
+                         "and pass them as distance_maps, mapped over with the target")
     if functorch_transform_active():  # inside torch.func every op on the labels gives a wrapper without storage
         array = np.asarray(labels.tolist(), dtype=np.int64).reshape(labels.shape)
     else:

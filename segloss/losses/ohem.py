@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from segloss.losses._checks import check_logits_target, check_number, check_reduction, class_vector
+from segloss.losses._checks import check_logits_target, check_number, check_reduction, class_vector, plain_torch_required
 from segloss.losses._reduction import reduce_map
 
 
@@ -51,7 +51,7 @@ def _kept(ce: torch.Tensor, valid: torch.Tensor, threshold: float, min_kept: flo
     check_number(threshold, "threshold", low=0.0, high=1.0, low_inclusive=False)
     check_number(min_kept, "min_kept", low=0.0, high=1.0)
     p_t = torch.where(valid, torch.exp(-ce.detach().float()), math.inf)  # ignored pixels sort last, never kept
-    if torch.compiler.is_compiling():
+    if plain_torch_required():  # compiling, or inside torch.func (vmap: a count per map, no host read)
         return valid & (p_t < _traced_limit(p_t, valid, float(threshold), float(min_kept)))
     count = int(valid.sum())
     k = min(count, math.ceil(float(min_kept) * count))
@@ -63,9 +63,9 @@ def _kept(ce: torch.Tensor, valid: torch.Tensor, threshold: float, min_kept: flo
 
 
 def _traced_limit(p_t: torch.Tensor, valid: torch.Tensor, threshold: float, min_kept: float) -> torch.Tensor:
-    """:func:`_kept`'s limit with ``k`` a tensor, for ``torch.compile``: the count of valid pixels is
-    not known while tracing (``int()`` of it would break the graph), so the ``k``-th smallest comes from
-    a full sort (``kthvalue`` needs a Python ``k``)."""
+    """:func:`_kept`'s limit with ``k`` a tensor, for ``torch.compile`` and ``torch.func``: the count of
+    valid pixels is not known while tracing (``int()`` of it would break the graph) nor readable under
+    ``vmap``, so the ``k``-th smallest comes from a full sort (``kthvalue`` needs a Python ``k``)."""
     count = valid.sum()
     k = torch.minimum(count, torch.ceil(count.double() * min_kept).long())
     ordered = p_t.flatten().sort().values

@@ -212,7 +212,7 @@ def _classes_present(labels: torch.Tensor, num_classes: int, ignore_index: int) 
     """``(M, C)`` bool: whether class ``c`` has a valid pixel in row ``m`` of ``labels`` ``(M, K)``."""
     slot = torch.where(labels == ignore_index, num_classes, labels).long()
     seen = torch.zeros(labels.shape[0], num_classes + 1, dtype=torch.bool, device=labels.device)
-    return seen.scatter_(1, slot, True)[:, :num_classes]
+    return seen.scatter(1, slot, True)[:, :num_classes]  # not in place: vmap over the target
 
 
 def lovasz_softmax_loss(logits, target, *, per_image=False, weight=None, ignore_index=255, reduction="mean",
