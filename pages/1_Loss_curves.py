@@ -47,12 +47,9 @@ def curve(name: str, params: tuple, num_classes: int, spread: str, true_class: i
 
 
 @st.cache_data(max_entries=64, show_spinner="Scoring shifted boundaries...")
-def shifted(chosen: tuple, params: tuple, num_classes: int) -> dict[str, np.ndarray]:
-    """Every chosen loss (without class counts) of a square predicted ``k`` pixels too big or too small."""
-    given = dict(params)
-    losses = {segloss.LOSSES[n].title: segloss.create_loss(n, **{k: v for k, v in given.get(n, {}).items()
-                                                                 if k not in ("true_class", "learnable")})
-              for n in chosen if not segloss.LOSSES[n].needs_class_counts}
+def shifted(items: tuple, num_classes: int) -> dict[str, np.ndarray]:
+    """``(label, loss name, params)`` items: each loss of a square predicted ``k`` pixels too big or too small."""
+    losses = {label: segloss.create_loss(name, **dict(values)) for label, name, values in items}
     return analysis.boundary_shift_losses(losses, SHIFTS, num_classes)
 
 
@@ -86,9 +83,9 @@ preset_buttons(url, LESSONS)
 controls, chart = st.columns([1, 2.4], gap="large")
 with controls:
     chosen = st.multiselect("Losses", list(segloss.LOSSES), format_func=lambda n: segloss.LOSSES[n].title,
-                            key=url.bind("losses", ["ce", "focal"], "multi", choices=list(segloss.LOSSES)))
+                            key=url.bind("losses", ["ce", "focal"], "multi", choices=list(segloss.LOSSES)), wrap=True)
     overlay = st.multiselect("Overlay gamma values", GAMMAS, key=url.bind("gammas", list(GAMMAS), "multi", choices=GAMMAS),
-                             help="One curve per gamma for every loss with a gamma; empty: use each loss's slider.")
+                             help="One curve per gamma for every loss with a gamma; empty: use each loss's slider.", wrap=True)
     num_classes = st.slider("Number of classes C", 2, 50, key=url.bind("C", 19, "int", low=2, high=50))
     spread = st.radio("The remaining 1 - p_t goes", analysis.SPREADS, horizontal=True,
                       key=url.bind("spread", "even", "choice", choices=analysis.SPREADS),
@@ -112,7 +109,7 @@ with controls:
     recalls = RECALLS
     if "recall" in chosen:
         recalls = st.multiselect("Batch recall R of the pixel's class", RECALLS,
-                                 key=url.bind("recalls", list(RECALLS), "multi", choices=RECALLS))
+                                 key=url.bind("recalls", list(RECALLS), "multi", choices=RECALLS), wrap=True)
     depth = analysis.BOUNDARY_DEPTH
     if "boundary" in chosen:
         depth = st.slider("Boundary loss: pixels between the pixel and its region's edge", 0, 20,
@@ -184,27 +181,46 @@ with chart:
                    "batch: it does not depend on this pixel's p_t. Each curve is (1 - R) · CE for one batch recall R.")
     if "dual_focal" in chosen and st.toggle("Show Dual Focal's three terms separately", key=url.bind("terms", False, "bool")):
         dfl = {k: v for k, v in params.get("dual_focal", {}).items() if k in ("alpha", "beta", "rho", "gamma")}
-        gamma = dfl.pop("gamma", None) or st.select_slider("gamma for the terms", GAMMAS,
-                                                           key=url.bind("terms_gamma", 1.0, "choice", choices=GAMMAS))
+        gamma = dfl.pop("gamma", None)  # None: overlaid; then the one overlaid gamma, or a slider
+        if gamma is None and len(overlay) == 1:
+            gamma = overlay[0]
+        if gamma is None:
+            gamma = st.select_slider("gamma for the terms", GAMMAS,
+                                     key=url.bind("terms_gamma", 1.0, "choice", choices=GAMMAS))
         terms = analysis.dual_focal_terms(P_T, num_classes, spread, gamma=gamma, **dfl)
         st.plotly_chart(plots.curves_figure(P_T, terms, x_title="p_t", y_title="term value", log_x=log_x,
                                           well_classified=analysis.WELL_CLASSIFIED), width="stretch", key="terms")
-        st.caption("The false-class term depends on how 1 - p_t is spread: switch the spread above and watch it "
-                   "change while cross-entropy stays put.")
+        st.caption(f"The three terms at γ = {gamma:g} add up to the Dual Focal curve with that γ. The false-class "
+                   "term depends on how 1 - p_t is spread: switch the spread above and watch it change while "
+                   "cross-entropy stays put.")
 
 if any(name in analysis.BOUNDARY_LOSSES for name in chosen):
     st.subheader("Loss when the predicted boundary is off by k pixels")
-    shift = shifted(tuple(chosen), tuple((n, dict(p)) for n, p in params.items()), num_classes)
-    st.plotly_chart(plots.curves_figure(np.asarray(SHIFTS), shift, x_title="k: predicted square grown by k pixels "
-                                        "(negative: shrunk)", y_title="loss of the image", height=380,
-                                        dashed=[segloss.LOSSES["ce"].title],
-                                        styles={k: v for k, v in styles.items() if k in shift}),
-                    width="stretch", key="shift")
+    items = []  # the main chart's curves (same labels, colours, gammas) of the losses without class counts
+    for name in chosen:
+        spec = segloss.LOSSES[name]
+        if spec.needs_class_counts:
+            continue
+        values = {k: v for k, v in params.get(name, {}).items() if k not in ("true_class", "learnable")}
+        for g in (overlay if overlay and overlays_gamma(spec) else [None]):
+            label = spec.title if g is None else f"{spec.title}, γ = {g:g}"
+            items.append((label, name, tuple({**values, **({} if g is None else {"gamma": g})}.items())))
+    shift = shifted(tuple(items), num_classes)
+    panels = [(kind, {label: shift[label] for label, name, _ in items
+                      if (name in analysis.BOUNDARY_LOSSES) == (kind == "boundary")}) for kind in ("others", "boundary")]
+    panels = [(kind, panel) for kind, panel in panels if panel]
+    for column, (kind, panel) in zip(st.columns(len(panels)), panels):
+        with column:  # each panel its own y scale: the boundary loss is ~40x smaller than CE here
+            st.plotly_chart(plots.curves_figure(
+                np.asarray(SHIFTS), panel, x_title="k: square grown by k pixels (negative: shrunk)",
+                y_title="boundary losses" if kind == "boundary" else "loss of the image", height=340,
+                dashed=[segloss.LOSSES["ce"].title], styles={k: v for k, v in styles.items() if k in panel},
+                legend_columns=2 if len(panels) > 1 else plots.LEGEND_COLUMNS), width="stretch", key=f"shift_{kind}")
     st.caption(f"A {2 * analysis.SHIFT_HALF_WIDTH} px square of class 1 on background, predicted with confidence "
                f"{analysis.SHIFT_CONFIDENCE} as a square k pixels "
                "too big or too small. Pixel-wise losses and Dice grow with the number of wrong pixels, about linearly "
                "in k; the boundary loss with their distances to the true boundary, about as k squared: it measures "
-               "how far the contour is off, not only how many pixels are wrong."
+               "how far the contour is off, not only how many pixels are wrong. Each panel has its own scale."
                + (" Losses that need class counts are left out." if any(segloss.LOSSES[n].needs_class_counts
                                                                          for n in chosen) else ""))
 

@@ -147,7 +147,11 @@ else:
         fig = plots.heatmap_figure(P_T, np.asarray(values), z, x_title="p_t", y_title=sweep, color_title="gradient",
                                    log_color=log_color)
         st.plotly_chart(fig, width="stretch", key="surface")
-    picked = st.multiselect(f"Slices at {sweep} =", rows, default=rows, format_func=lambda i: f"{values[i]:g}")
+    offered = [values[i] for i in rows]  # in the link as values; a key per loss and parameter (their own ranges)
+    chosen_slices = st.multiselect(f"Slices at {sweep} =", offered, format_func=lambda v: f"{v:g}", wrap=True,
+                                   key=url.bind("slices", offered, "multi", choices=offered,
+                                                key=f"gradients:slices:{name}:{sweep}"))
+    picked = sorted(values.index(v) for v in chosen_slices)
     slices = {f"{sweep} = {values[i]:g}": z[i] for i in picked}
     colors = {f"gamma = {g:g}": {"color": c} for g, c in plots.GAMMA_COLORS.items()} if sweep == "gamma" else {}
     left, right = st.columns(2)

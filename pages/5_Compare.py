@@ -44,7 +44,7 @@ def show(summary: dict, key: str, url: PageState | None = None) -> None:
     if url is None and not set(st.session_state.get(shown_key, [None])) <= set(labels):
         st.session_state[shown_key] = labels  # a new live comparison: show all of its losses
     shown = right.multiselect("Losses shown", labels, key=shown_key,
-                              format_func=lambda k: compare_figures.loss_title(k, summary["losses"][k]))
+                              format_func=lambda k: compare_figures.loss_title(k, summary["losses"][k]), wrap=True)
     if not shown:
         st.info("Pick at least one loss to show.")
         return
@@ -95,7 +95,7 @@ with live:
     with st.form("live-compare"):
         dataset = st.selectbox("Dataset", list(data.DATASETS), format_func=lambda k: data.DATASETS[k].title)
         losses = st.multiselect("Losses (registry defaults)", list(segloss.LOSSES), default=["ce", "recall"],
-                                format_func=lambda n: segloss.LOSSES[n].title)
+                                format_func=lambda n: segloss.LOSSES[n].title, wrap=True)
         steps = st.slider("Steps per run", 10, 300, 60, step=10)
         seeds = st.slider("Seeds", 1, 3, 1)
         run = st.form_submit_button("Run comparison", type="primary")

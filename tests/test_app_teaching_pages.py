@@ -73,7 +73,7 @@ def test_gradient_page_default_has_surface_slices_and_ratios():
     assert z["dtype"] == "f4" and surface["data"][0]["type"] == "heatmap"
     assert len(slices["data"]) == 6 and slices["data"][-1]["name"] == "cross-entropy"
     assert "entrywidth" not in slices["layout"]["legend"]  # names flow at their own width: none cut at 1024 px
-    assert slices["layout"]["margin"]["b"] == 10 + 22 * 6  # half the page wide: room for one name a row
+    assert slices["layout"]["margin"]["b"] == 50 + 22 * 6  # half the page wide: one name a row, under the axis title
     by_name = {t["name"]: t["line"].get("color") for t in slices["data"]}
     assert by_name["gamma = 2"] == plots.GAMMA_COLORS[2.0]  # the colour gamma = 2 has on Loss curves too
     assert [t["line"].get("color") for t in ratios["data"]] == [by_name[t["name"]] for t in ratios["data"]]
@@ -157,7 +157,8 @@ def test_recall_curves_take_their_own_colours_and_the_legend_goes_under_the_char
     gamma = {c for n, c in colours.items() if "γ =" in n}
     assert len(recall) == 5 and len(set(recall)) == 5 and not set(recall) & gamma
     assert len(fig["data"]) == 16
-    assert fig["layout"]["legend"]["yanchor"] == "top" and fig["layout"]["legend"]["y"] < 0  # under the plot
+    legend = fig["layout"]["legend"]  # under the plot and its axis title, at the figure's foot
+    assert (legend["yref"], legend["yanchor"], legend["y"]) == ("container", "bottom", 0)
     assert fig["layout"]["height"] > 460  # grown by the legend's rows, not squeezed
 
 
@@ -186,17 +187,18 @@ def test_boundary_loss_on_the_curve_page_has_a_depth_and_a_shifted_boundary_char
     by_label(app.multiselect, "Overlay gamma values").set_value([]).run()
     by_label(app.multiselect, "Losses").set_value(["ce", "boundary"]).run()
     by_label(app.toggle, "log y axis").set_value(False).run()
-    main, shift = figures(app)
+    main, others, boundary = figures(app)
     title = segloss.LOSSES["boundary"].title
     shallow = trace_values(next(t for t in main["data"] if t["name"] == title))
     by_label(app.slider, "Boundary loss: pixels between the pixel and its region's edge").set_value(8).run()
     assert not app.exception
-    main, shift = figures(app)
+    main, others, boundary = figures(app)  # the shifted boundary: a panel each, its own scale
+    assert [t["name"] for t in others["data"]] == ["Cross-entropy"] and [t["name"] for t in boundary["data"]] == [title]
     deep = trace_values(next(t for t in main["data"] if t["name"] == title))
     assert deep[-1] < shallow[-1] < 0  # a right pixel deeper inside its region earns more (more negative)
     assert deep[0] > shallow[0] > 0  # a wrong one costs more
-    shifts = trace_values(shift["data"][0], "x")
-    for trace in shift["data"]:
+    shifts = trace_values(others["data"][0], "x")
+    for trace in others["data"] + boundary["data"]:
         values = trace_values(trace)
         # every loss is lowest at the true boundary (the boundary loss ties with a one-pixel shrink: in the
         # authors' convention a region's edge pixels have distance 0)
@@ -228,3 +230,43 @@ def test_weighted_ce_names_the_weight_its_pixel_curve_carries():
     curve = trace_values(figures(app)[0]["data"][0])
     ce = analysis.loss_curve(analysis.pixel_loss("ce"), analysis.probability_grid(400), 9, "even", 6)
     np.testing.assert_allclose(curve / ce, w, rtol=1e-4)  # the curve is w times CE's
+
+
+def test_dual_focals_terms_take_the_one_overlaid_gamma_and_add_up_to_its_curve():
+    """With one gamma overlaid the terms chart used a slider starting at 1, so its terms did not add
+    up to the curve shown above them."""
+    app = open_page(CURVES)
+    by_label(app.multiselect, "Losses").set_value(["dual_focal"]).run()
+    by_label(app.multiselect, "Overlay gamma values").set_value([2.0]).run()
+    by_label(app.toggle, "log y axis").set_value(False).run()
+    by_label(app.toggle, "Show Dual Focal's three terms separately").set_value(True).run()
+    assert not app.exception and not [s for s in app.select_slider if s.label == "gamma for the terms"]
+    main, terms = figures(app)[:2]
+    total = sum(trace_values(t) for t in terms["data"])
+    np.testing.assert_allclose(total, trace_values(main["data"][0]), rtol=1e-4, atol=1e-5)
+    assert any("The three terms at γ = 2 add up" in c.value for c in app.caption)
+    by_label(app.multiselect, "Overlay gamma values").set_value([1.0, 2.0]).run()  # two: a slider chooses
+    assert [s for s in app.select_slider if s.label == "gamma for the terms"]
+
+
+def test_the_shifted_boundary_chart_repeats_the_main_charts_curves_gammas_and_colours():
+    app = open_page(CURVES)
+    by_label(app.multiselect, "Losses").set_value(["ce", "focal", "boundary"]).run()
+    by_label(app.multiselect, "Overlay gamma values").set_value([0.5, 2.0]).run()
+    main, others, boundary = figures(app)
+    colours = {t["name"]: t["line"].get("color") for t in main["data"]}
+    shifted = {t["name"]: t["line"].get("color") for t in others["data"] + boundary["data"]}
+    assert set(shifted) == set(colours) == {"Cross-entropy", "Focal loss, γ = 0.5", "Focal loss, γ = 2", "Boundary loss"}
+    assert shifted == colours and colours["Focal loss, γ = 2"] == plots.GAMMA_COLORS[2.0]
+    focal = {t["name"]: trace_values(t) for t in others["data"]}
+    assert focal["Focal loss, γ = 2"].max() < focal["Focal loss, γ = 0.5"].max()  # each at its own gamma
+
+
+def test_cross_entropy_is_the_dashed_reference_drawn_in_front_in_its_own_colour():
+    app = open_page(CURVES)
+    (fig,) = figures(app)
+    ce = fig["data"][0]
+    assert ce["name"] == "Cross-entropy" and ce["line"]["dash"] == "dash" and ce.get("zorder") == 1
+    assert ce["line"]["color"] == plots.REFERENCE_COLOR not in plots.GAMMA_COLORS.values()
+    assert all(t.get("zorder", 0) == 0 for t in fig["data"][1:])  # focal at gamma = 0 lies under it
+

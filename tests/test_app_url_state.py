@@ -158,3 +158,13 @@ def test_every_lesson_shows_its_text_and_keeps_it_over_reruns():
             next(b for b in app.button if b.label == title).click().run()
             app.run()
             assert not app.exception and any(title in i.value for i in app.info), (page, title)
+
+
+def test_the_gradient_slices_chosen_are_in_the_link():
+    """Every widget that shapes the view is in the link: the slices were not."""
+    app = open_with(GRADIENTS, {})
+    by_label(app.multiselect, "Slices at gamma =").set_value([0.5, 2.0]).run()
+    assert plain(app.query_params)["slices"] == "0.5,2"
+    again = open_with(GRADIENTS, plain(app.query_params))
+    assert by_label(again.multiselect, "Slices at gamma =").value == [0.5, 2.0]
+    assert [t["name"] for t in figures(again)[1]["data"]] == ["gamma = 0.5", "gamma = 2", "cross-entropy"]

@@ -31,7 +31,11 @@ def test_a_crafted_link_opens_the_same_view_in_a_fresh_browser(app_url, page):
 
 def test_changing_a_widget_updates_the_address_and_a_bad_value_gets_a_notice(app_url, page):
     page.goto(f"{app_url}/Gradients?C=banana")
-    expect(page.get_by_text(re.compile("Ignored in the link: C='banana'"))).to_be_visible(timeout=60_000)
+    notice = page.get_by_text(re.compile("Ignored in the link: C='banana'"))
+    expect(notice).to_be_visible(timeout=60_000)
+    chart = page.get_by_test_id("stPlotlyChart").first
+    expect(chart).to_be_visible(timeout=60_000)
+    assert notice.bounding_box()["y"] < chart.bounding_box()["y"]  # seen where the page starts, not at its foot
     page.get_by_text("|dL/dz_t| (true class)").click()
     page.wait_for_url(re.compile(r"component=true"), timeout=30_000)
     assert "C=" not in page.url  # the ignored value is gone, defaults are not written

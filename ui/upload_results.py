@@ -69,7 +69,8 @@ def loss_choice(url: PageState | None = None) -> tuple[dict[str, dict], str]:
     names = st.multiselect("Losses", list(segloss.LOSSES),
                            format_func=lambda n: segloss.LOSSES[n].title, key="upload_losses",
                            help="Weighted CE weighs classes by this mask's pixel counts; recall loss by the "
-                           "prediction's recall on this image. Region losses (Dice, Lovász...) have gradient maps only.")
+                           "prediction's recall on this image. Region losses (Dice, Lovász...) have gradient maps only.",
+                           wrap=True)
     kind = st.segmented_control("Show", MAP_KINDS, format_func=MAP_LABELS.get, key="upload_kind",
                                 help="Loss map: what each pixel costs. Gradient map: |dL/dz| at each pixel (scaled by "
                                 "the number of pixels), how hard the loss pushes that pixel's logits.") or "loss"
@@ -172,8 +173,12 @@ def table(scene: Scene, result: Result) -> None:
     percent = [k for k in columns if k == "pixel share" or k.endswith(f": {share}") or k.startswith("prediction")]
     formats = {k: ("{:.1%}" if k in percent else "{:.3g}") for k in columns if k not in ("class", "pixels")}
     # the grid writes "None" where a value is missing (a styler's na_rep does not reach it)
+    # headers name the loss alone (the radio above says what its column shows): the full names ran
+    # the table past the page's width
+    headers = {k: st.column_config.Column(label=k.removesuffix(f": {shown}")) for k in columns if ": " in k}
     st.dataframe(frame.style.format(formats), hide_index=True, key="upload_table",
-                 column_config={"class": st.column_config.TextColumn(pinned=True)})  # kept in view when scrolled
-    st.caption("None: the class has no pixel in this mask. Shares are of the pixels / of each loss's total.")
+                 column_config={"class": st.column_config.TextColumn(pinned=True), **headers})  # class kept in view
+    st.caption(f"Each loss's column: its {shown}. None: the class has no pixel in this mask. Shares are of the "
+               "pixels / of each loss's total.")
     st.download_button("Download the table (CSV)", plots.table_csv(result.table), file_name=f"{scene.name}_per_class.csv",
                        mime="text/csv", icon=":material/download:", key="upload_csv")

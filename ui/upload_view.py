@@ -233,10 +233,11 @@ def _fitted_prediction(scene: Scene, scene_key: str) -> Prediction | None:
         except ValueError as err:
             st.error(f"The model could not be fitted: {err}", icon=":material/error:")
             return None
-        bar.progress(1.0, text=f"Fitted: {info['steps']} steps in {info['seconds']:.1f} s, loss {info['loss']:.3f}")
+        bar.empty()  # the caption below says it, on this run and the next
         st.session_state["fitted_model"] = fitted = (scene_key, model, info)
     _, model, info = fitted
-    st.caption(f"Fitted to this image: {info['steps']} steps at {info['size']} px, final loss {info['loss']:.3f}.")
+    st.caption(f"Fitted to this image: {info['steps']} steps at {info['size']} px in {info['seconds']:.1f} s, "
+               f"final loss {info['loss']:.3f}.")
     meta = {"num_classes": scene.num_classes, "image_size": info["size"]}
     return _model_prediction(model, meta, scene, scene_key, f"fit:{scene_key}:{id(model)}", "fitted model")
 

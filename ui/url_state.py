@@ -90,6 +90,7 @@ class PageState:
         self.page = page
         self.fields: list[Field] = []
         self.ignored: list[str] = []
+        self._notice = st.empty()  # where the page starts: a notice at the foot went unseen under long pages
 
     def bind(self, short: str, default, kind: str, *, choices: Sequence = (), low: float | None = None,
              high: float | None = None, key: str | None = None) -> str:
@@ -120,12 +121,13 @@ class PageState:
         return out
 
     def publish(self) -> None:
-        """Write the view into the query string (only when it changed) and say what was ignored."""
+        """Write the view into the query string (only when it changed) and say what was ignored, near
+        the top of the page (where the page made this state)."""
         wanted = self.values()
         if st.query_params.to_dict() != wanted:
             st.query_params.from_dict(wanted)
-        if self.ignored:
-            st.caption(":material/link_off: Ignored in the link: " + "; ".join(self.ignored) + ".")
+        if self.ignored:  # in the slot kept near the top of the page (see __init__)
+            self._notice.caption(":material/link_off: Ignored in the link: " + "; ".join(self.ignored) + ".")
 
     def link(self) -> str:
         """A link to this view: the page's address with its query string."""

@@ -47,7 +47,7 @@ def loss_param_widgets(spec: LossSpec, key: str, *, skip: tuple[str, ...] = (), 
             )
         else:
             values[param.name] = tuple(container.multiselect(
-                param.label, param.choices, default=list(param.default), help=param.help, key=widget_key,
+                param.label, param.choices, default=list(param.default), help=param.help, key=widget_key, wrap=True,
             ))
     return values
 
@@ -59,7 +59,7 @@ def _bound_widget(container, param, widget_key: str):
                                 step=float(param.step), help=param.help, key=widget_key, format="%.4g")
     if param.kind == "choice":
         return container.selectbox(param.label, param.choices, help=param.help, key=widget_key)
-    return tuple(container.multiselect(param.label, param.choices, help=param.help, key=widget_key))
+    return tuple(container.multiselect(param.label, param.choices, help=param.help, key=widget_key, wrap=True))
 
 
 def loss_caption(spec: LossSpec) -> None:

@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 WELL_CLASSIFIED_COLOR = "rgba(46, 160, 67, 0.10)"
 GAMMAS = (0.0, 0.5, 1.0, 2.0, 5.0)  # the focusing values every page shows, each in one colour on every chart
 GAMMA_COLORS = dict(zip(GAMMAS, ("#636efa", "#00cc96", "#ab63fa", "#ef553b", "#ffa15a")))
+REFERENCE_COLOR = "#31333f"  # dashed reference curves (cross-entropy): no gamma's colour, nor the theme's next
 
 
 def _f32(values) -> np.ndarray:
@@ -27,6 +28,12 @@ def plain_numbers(fig: go.Figure) -> go.Figure:
     fig.update_xaxes(exponentformat="power", minorloglabels="complete")
     fig.update_yaxes(exponentformat="power", minorloglabels="complete")
     return fig
+
+
+def _decades_only(span: float) -> dict:
+    """A log axis spanning ``span`` decades labels only the powers of ten past two decades (between
+    them plotly's "2x10, 5, 2, 5x10^-1" crowd the axis); narrower ones keep the labels in between."""
+    return {"dtick": 1} if span > 2.0 else {}
 
 
 LEGEND_COLUMNS = 3  # legend entries per row under a chart with many curves
@@ -42,7 +49,7 @@ def curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x_title: s
         x: ``(K,)`` abscissa (positive where ``log_x``).
         curves: name -> ``(K,)`` values (non-positive values are dropped on a log y axis).
         well_classified: if given, shade ``x >= well_classified`` as the well-classified region.
-        dashed: names drawn dashed (e.g. reference curves).
+        dashed: names drawn dashed, dark grey and in front (reference curves, e.g. cross-entropy).
         styles: optional name -> plotly ``line`` dict (colour, dash), e.g. one colour per gamma.
         log_floor: lowest value a log y axis may show; the axis starts at the data's smallest
             positive value when that is higher.
@@ -60,8 +67,10 @@ def curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x_title: s
         if np.isfinite(y).any():
             highest = max(highest, float(np.nanmax(y)))
             lowest = min(lowest, float(np.nanmin(np.where(y > 0, y, np.nan))) if (y > 0).any() else np.inf)
-        line = {"dash": "dash" if name in dashed else "solid", "width": 2, **(styles or {}).get(name, {})}
-        fig.add_trace(go.Scatter(x=x32, y=y, mode="lines", name=name, line=line))
+        reference = {"dash": "dash", "color": REFERENCE_COLOR} if name in dashed else {"dash": "solid"}
+        line = {**reference, "width": 2, **(styles or {}).get(name, {})}
+        # dashed reference curves in front of a curve that coincides (focal at gamma = 0 on CE)
+        fig.add_trace(go.Scatter(x=x32, y=y, mode="lines", name=name, line=line, zorder=1 if name in dashed else 0))
     x_low, x_high = float(np.min(x)), float(np.max(x))
     if well_classified is not None:
         # on a log axis, shapes and annotations are placed in log10 units
@@ -71,12 +80,14 @@ def curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x_title: s
     fig.update_layout(**legend_layout(height, len(curves) if show_legend else 1, legend_columns), hovermode="x unified",
                       showlegend=show_legend)
     if log_x:
-        fig.update_xaxes(title=x_title, type="log", range=[np.log10(x_low), np.log10(x_high)])
+        fig.update_xaxes(title=x_title, type="log", range=[np.log10(x_low), np.log10(x_high)],
+                         **_decades_only(np.log10(x_high) - np.log10(x_low)))
     else:  # a fixed range: autorange would make room for the annotation's text on a narrow chart
         fig.update_xaxes(title=x_title, type="linear", range=[x_low, x_high])
     if log_y and highest > log_floor:
         low = max(log_floor, lowest) if np.isfinite(lowest) else log_floor
-        fig.update_yaxes(title=y_title, type="log", range=[np.log10(low) - 0.2, np.log10(highest) + 0.3])
+        fig.update_yaxes(title=y_title, type="log", range=[np.log10(low) - 0.2, np.log10(highest) + 0.3],
+                         **_decades_only(np.log10(highest) - np.log10(low)))
     else:
         fig.update_yaxes(title=y_title, type="log" if log_y else "linear")
     return plain_numbers(fig)
@@ -325,9 +336,11 @@ def legend_layout(height: int, entries: int = 1, columns: int = LEGEND_COLUMNS) 
     if entries <= 4:
         return {"height": height, "margin": {"l": 10, "r": 10, "t": 30, "b": 10}, "uirevision": "keep",
                 "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0}}
-    rows = -(-entries // columns)
-    return {"height": height + 22 * rows, "margin": {"l": 10, "r": 10, "t": 20, "b": 10 + 22 * rows},
-            "uirevision": "keep", "legend": {"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0}}
+    rows = -(-entries // columns)  # the legend at the figure's foot, under the x axis' ticks and title (placed
+    # by the plot's height, it ran into the title of a short chart)
+    return {"height": height + 22 * rows + 40, "margin": {"l": 10, "r": 10, "t": 20, "b": 50 + 22 * rows},
+            "uirevision": "keep",
+            "legend": {"orientation": "h", "yref": "container", "yanchor": "bottom", "y": 0.0, "x": 0}}
 
 
 AXIS_NUMBERS = {"exponentformat": "power", "minorloglabels": "complete"}  # see plain_numbers
