@@ -242,6 +242,28 @@ def test_blockwise_region_sums_equal_the_autograd_sums_in_value_and_gradient(per
     assert z.grad.dtype == dtype
 
 
+@pytest.mark.parametrize("per_image", [False, True])
+@pytest.mark.parametrize("block", [64, 1000, 1 << 19], ids=["an image a slab", "four images a slab", "all at once"])
+def test_blockwise_region_sums_of_many_small_images_group_them_exactly(monkeypatch, per_image, block):
+    """Small images go several to a slab (the app's 400 one-class regions looped image by image took
+    8x longer); a last slab of fewer images, and one image a slab, give the same sums and gradient."""
+    from segloss.kernels import cpu
+    from segloss.kernels.region_sums import RegionSums, region_sums_autograd
+
+    monkeypatch.setattr(cpu, "CPU_BLOCK", block)
+    logits, target = random_batch(10, 5, (7, 6), scale=3.0, ignore_frac=0.2, dtype=torch.float64, seed=83)
+    assert len(list(cpu._slabs(10, 42, 5, logits.device))) == {64: 10, 1000: 3, 1 << 19: 1}[block]
+    z = logits.clone().requires_grad_()
+    sums = RegionSums.apply(z, target, 255, per_image)
+    upstream = torch.randn(sums.shape, generator=torch.Generator().manual_seed(84), dtype=torch.float64)
+    (sums * upstream).sum().backward()
+    ref = logits.clone().requires_grad_()
+    expected = region_sums_autograd(ref, target, 255, per_image)
+    (expected * upstream).sum().backward()
+    torch.testing.assert_close(sums, expected.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(z.grad, ref.grad, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("name", ["dice", "generalized_dice", "focal_tversky"])
 def test_region_losses_take_a_double_backward(name):
     """create_graph=True recomputes the sums by plain torch ops: Hessian-vector products stay exact."""

@@ -47,6 +47,23 @@ def _blocks(num_pixels: int, num_classes: int, device: torch.device, cpu_budget:
         yield start, min(num_pixels, start + size)
 
 
+def _slabs(num_images: int, num_pixels: int, num_classes: int, device: torch.device
+           ) -> Iterator[tuple[slice, slice]]:
+    """``(images, pixels)`` slices covering ``(N, P)``: whole small images several at a time (a Python
+    loop over many tiny images, e.g. the app's 400 one-class regions, cost more than the sums), else
+    one image at a time in :func:`_blocks`' pixel ranges; each slab about one block of elements."""
+    budget = CPU_BLOCK if device.type == "cpu" else (1 << 25)
+    per_image = max(num_pixels * max(num_classes, 1), 1)
+    if num_pixels and per_image <= budget // 2:
+        step = budget // per_image
+        for start in range(0, num_images, step):
+            yield slice(start, min(num_images, start + step)), slice(0, num_pixels)
+        return
+    for i in range(num_images):
+        for a, b in _blocks(num_pixels, num_classes, device):
+            yield slice(i, i + 1), slice(a, b)
+
+
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 

@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from segloss.kernels.cpu import _blocks, _compute_dtype, gradient_buffer
+from segloss.kernels.cpu import _compute_dtype, _slabs, gradient_buffer
 
 
 def autograd_backward(logits: torch.Tensor, grad_out: torch.Tensor, forward) -> tuple[torch.Tensor]:
@@ -77,14 +77,13 @@ class RegionSums(torch.autograd.Function):
         flat, labels = logits.reshape(n, c, pixels), target.reshape(n, pixels)
         sums = torch.zeros(n, 3, c, dtype=dtype, device=device)
         with torch.no_grad(), torch.autocast(device.type, enabled=False):
-            for i in range(n):
-                for a, b in _blocks(pixels, c, device):
-                    valid = labels[i, a:b] != ignore_index
-                    safe = torch.where(valid, labels[i, a:b], 0).long()
-                    probs = flat[i, :, a:b].to(dtype).softmax(dim=0).mul_(valid)
-                    sums[i, 0].index_add_(0, safe, probs.gather(0, safe.unsqueeze(0)).squeeze(0))
-                    sums[i, 1] += probs.sum(dim=1)
-                    sums[i, 2].index_add_(0, safe, valid.to(dtype))
+            for images, cols in _slabs(n, pixels, c, device):  # (k, C, B) at a time
+                valid = labels[images, cols] != ignore_index
+                safe = torch.where(valid, labels[images, cols], 0).long()
+                probs = flat[images, :, cols].to(dtype).softmax(dim=1).mul_(valid.unsqueeze(1))
+                sums[images, 0].scatter_add_(1, safe, probs.gather(1, safe.unsqueeze(1)).squeeze(1))
+                sums[images, 1] += probs.sum(dim=2)
+                sums[images, 2].scatter_add_(1, safe, valid.to(dtype))
         ctx.save_for_backward(logits, target)
         ctx.ignore_index, ctx.per_image = ignore_index, bool(per_image)
         return sums if per_image else sums.sum(dim=0, keepdim=True)
@@ -100,16 +99,17 @@ class RegionSums(torch.autograd.Function):
         flat, labels = logits.reshape(n, c, pixels), target.reshape(n, pixels)
         dtype = grad_sums.dtype
         with torch.no_grad(), torch.autocast(logits.device.type, enabled=False):
-            for i in range(n):
-                g_tp, g_p = grad_sums[i if ctx.per_image else 0, :2]
-                for a, b in _blocks(pixels, c, logits.device):
-                    valid = labels[i, a:b] != ctx.ignore_index
-                    safe = torch.where(valid, labels[i, a:b], 0).long().unsqueeze(0)
-                    probs = flat[i, :, a:b].to(dtype).softmax(dim=0)
-                    p_t = probs.gather(0, safe)
-                    extra = p_t * g_tp[safe]  # p_y g_TP[y]: the true class's part of sum_c p_c dL/dp_c
-                    inner = (probs * g_p.unsqueeze(1)).sum(dim=0, keepdim=True) + extra
-                    block = probs.mul_(g_p.unsqueeze(1) - inner)
-                    block.scatter_add_(0, safe, extra)
-                    grad_flat[i, :, a:b] = block.mul_(valid).to(grad.dtype)
+            for images, cols in _slabs(n, pixels, c, logits.device):  # (k, C, B) at a time
+                g = grad_sums[images] if ctx.per_image else grad_sums[:1].expand(images.stop - images.start, -1, -1)
+                g_tp, g_p = g[:, 0], g[:, 1].unsqueeze(2)  # (k, C), (k, C, 1)
+                valid = labels[images, cols] != ctx.ignore_index
+                safe = torch.where(valid, labels[images, cols], 0).long()
+                probs = flat[images, :, cols].to(dtype).softmax(dim=1)
+                p_t = probs.gather(1, safe.unsqueeze(1))
+                # p_y g_TP[y]: the true class's part of sum_c p_c dL/dp_c
+                extra = p_t * g_tp.gather(1, safe).unsqueeze(1)
+                inner = (probs * g_p).sum(dim=1, keepdim=True) + extra
+                block = probs.mul_(g_p - inner)
+                block.scatter_add_(1, safe.unsqueeze(1), extra)
+                grad_flat[images, :, cols] = block.mul_(valid.unsqueeze(1)).to(grad.dtype)
         return grad, None, None, None
