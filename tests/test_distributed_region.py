@@ -244,3 +244,27 @@ def test_sync_distributed_takes_booleans_and_groups_only():
         with pytest.raises(TypeError, match="sync_distributed"):
             segloss.functional.recall_loss(torch.randn(1, 3, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long),
                                            sync_distributed=bad)
+
+
+def test_a_loss_holding_a_group_deep_copies_with_it_and_refuses_pickling_clearly(tmp_path):
+    """An EMA of a model with the loss as a submodule deep-copies it: the copy shares the group (a
+    handle to connections). Pickling says what to do instead of torch's "cannot pickle ProcessGroup"."""
+    import copy
+    import pickle
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1)
+    try:
+        group = dist.new_group([0])
+        model = torch.nn.Conv2d(3, 4, 1)
+        model.loss = segloss.create_loss("dice_ce", sync_distributed=group)
+        ema = copy.deepcopy(model)
+        parts = [m for m in ema.loss.modules() if hasattr(m, "sync_distributed")]
+        assert parts and all(m.sync_distributed is group for m in parts)
+        assert ema.weight is not model.weight and torch.equal(ema.weight, model.weight)
+        images, target = batch()
+        torch.testing.assert_close(ema.loss(ema(images.float()), target), model.loss(model(images.float()), target))
+        with pytest.raises(TypeError, match="sums over a torch.distributed process group .* save its state_dict"):
+            pickle.dumps(model.loss)
+        pickle.loads(pickle.dumps(segloss.create_loss("dice_ce")))  # without a group: as any module
+    finally:
+        dist.destroy_process_group()

@@ -7,6 +7,7 @@ parameters learnable, :class:`RecallLoss` can keep a running average of its clas
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterable, Mapping
 
@@ -53,6 +54,26 @@ class _PixelLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"ignore_index={self.ignore_index}, reduction={self.reduction!r}"
+
+    # A loss that sums over a torch.distributed process group (``sync_distributed=group``) holds the
+    # group, a handle to live connections: a deep copy (an EMA of a model holding the loss) shares it;
+    # pickling refuses with a message instead of torch's "cannot pickle ProcessGroup".
+    def __deepcopy__(self, memo):
+        group = self.__dict__.get("sync_distributed")
+        if not isinstance(group, bool) and group is not None:
+            memo[id(group)] = group
+        copied = type(self).__new__(type(self))
+        memo[id(self)] = copied
+        copied.__dict__.update(copy.deepcopy(self.__getstate__(allow_group=True), memo))
+        return copied
+
+    def __getstate__(self, allow_group: bool = False):
+        group = self.__dict__.get("sync_distributed")
+        if not allow_group and not isinstance(group, bool) and group is not None:
+            raise TypeError(f"{type(self).__name__} sums over a torch.distributed process group (sync_distributed), "
+                            "which cannot be pickled: save its state_dict, or set sync_distributed to True or False "
+                            "before pickling and give the group again after loading")
+        return super().__getstate__()
 
 
 class CrossEntropyLoss(_PixelLoss):
