@@ -139,9 +139,10 @@ def _run_compare(args: argparse.Namespace) -> int:
         print(file=sys.stderr)
     print(f"{'loss':<34}{'mIoU':>16}{'mean accuracy':>18}{'overall acc.':>16}")
     for label, entry in summary["losses"].items():
-        cells = [f"{entry[k]:.3f} ± {entry[k + '_std']:.3f}" for k in ("miou", "mean_accuracy", "overall_accuracy")]
+        cells = [f"{entry[k]:.3f}" + (f" ± {entry[k + '_std']:.3f}" if args.seeds > 1 else "")  # one seed: no spread
+                 for k in ("miou", "mean_accuracy", "overall_accuracy")]
         print(f"{label:<34}{cells[0]:>16}{cells[1]:>18}{cells[2]:>16}")
-    print(f"wrote {args.out}/summary.json, summary.csv, per_class.csv in {time.perf_counter() - start:.0f} s")
+    print(f"wrote {args.out}/summary.json, summary.csv, per_class.csv in {time.perf_counter() - start:.1f} s")
     return 0
 
 
@@ -173,7 +174,8 @@ COMMANDS = [add_checkpoint, add_samples, add_compare]
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``segloss`` argument parser with one subparser per entry of :data:`COMMANDS`."""
-    parser = argparse.ArgumentParser(prog="python -m segloss", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m segloss",  # the docstring's first line, without its markup
+                                     description=__doc__.split("\n")[0].replace("``", ""))
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="command")
     for add in COMMANDS:
         add(subparsers)

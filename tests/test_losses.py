@@ -93,3 +93,15 @@ def test_modules_train_a_model_end_to_end():
             module(model(images), target).backward()
             optimizer.step()
         assert module(model(images), target).item() < first
+
+
+def test_a_modules_repr_shows_every_setting_that_changes_its_value():
+    assert repr(segloss.FocalLoss(gamma=2, alpha=0.25, label_smoothing=0.1)) == (
+        "FocalLoss(gamma=2.0, alpha=0.25, label_smoothing=0.1, ignore_index=255, reduction='mean')")
+    assert "alpha=[0.1, 0.2, 0.3]" in repr(segloss.FocalLoss(alpha=[0.1, 0.2, 0.3]))
+    assert repr(segloss.CrossEntropyLoss(weight=[1.0, 2.0, 3.0], label_smoothing=0.1)) == (
+        "CrossEntropyLoss(label_smoothing=0.1, weight=[1, 2, 3], ignore_index=255, reduction='mean')")
+    assert "weight=(19 values in [1, 19])" in repr(segloss.CrossEntropyLoss(weight=list(range(1, 20))))
+    assert repr(segloss.CrossEntropyLoss()) == "CrossEntropyLoss(ignore_index=255, reduction='mean')"
+    with torch.device("meta"):
+        assert "weight=(3 values)" in repr(segloss.CrossEntropyLoss(weight=torch.ones(3)))

@@ -162,3 +162,10 @@ def test_recall_module_inside_torch_func_transforms_never_keeps_a_transforms_ten
     torch.testing.assert_close(torch.func.grad(lambda z: fresh(z, target))(logits),
                                torch.func.grad(lambda z: SF.cross_entropy(z, target))(logits))
     assert fresh.class_weights.numel() == 0
+
+
+def test_a_lazily_sized_running_weight_buffer_takes_the_modules_dtype():
+    module = segloss.RecallLoss(momentum=0.5).double()
+    logits, target = random_batch(2, 3, (4, 4), dtype=torch.float64, seed=22)
+    module(logits, target)
+    assert module.class_weights.dtype == torch.float64 and module.class_weights.shape == (3,)

@@ -37,6 +37,16 @@ def _weight_buffer(values, name: str) -> torch.Tensor | None:
     return tensor
 
 
+def _short(vector: torch.Tensor) -> str:
+    """A class vector for a repr: its values, or its length and range when long."""
+    if vector.device.type == "meta":
+        return f"({vector.numel()} values)"
+    values = vector.detach().flatten().tolist()
+    if len(values) <= 6:
+        return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
+    return f"({len(values)} values in [{min(values):.4g}, {max(values):.4g}])"
+
+
 class _PixelLoss(nn.Module):
     """Common state: class ``weight`` buffer, ``ignore_index`` and ``reduction``."""
 
@@ -53,7 +63,8 @@ class _PixelLoss(nn.Module):
         return {"weight": self.weight, "ignore_index": self.ignore_index, "reduction": self.reduction}
 
     def extra_repr(self) -> str:
-        return f"ignore_index={self.ignore_index}, reduction={self.reduction!r}"
+        weight = "" if self.weight is None else f"weight={_short(self.weight)}, "
+        return f"{weight}ignore_index={self.ignore_index}, reduction={self.reduction!r}"
 
     # A loss that sums over a torch.distributed process group (``sync_distributed=group``) holds the
     # group, a handle to live connections: a deep copy (an EMA of a model holding the loss) shares it;
@@ -93,6 +104,10 @@ class CrossEntropyLoss(_PixelLoss):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return SF.cross_entropy(logits, target, label_smoothing=self.label_smoothing, **self._common())
+
+    def extra_repr(self) -> str:
+        smoothing = f"label_smoothing={self.label_smoothing}, " if self.label_smoothing else ""
+        return smoothing + super().extra_repr()
 
 
 class OhemCrossEntropyLoss(_PixelLoss):
@@ -167,7 +182,9 @@ class FocalLoss(_PixelLoss):
                              **self._common())
 
     def extra_repr(self) -> str:
-        return f"gamma={self.gamma}, " + super().extra_repr()
+        alpha = self.scalar_alpha if self.alpha is None else _short(self.alpha)
+        smoothing = f"label_smoothing={self.label_smoothing}, " if self.label_smoothing else ""
+        return f"gamma={self.gamma}, " + (f"alpha={alpha}, " if alpha is not None else "") + smoothing + super().extra_repr()
 
 
 DFL_PARAMETERS = ("alpha", "beta", "gamma", "rho")
@@ -322,7 +339,7 @@ class RecallLoss(_PixelLoss):
         if num_classes is not None and self.class_weights.numel() == 0 and not functorch_transform_active():
             # (inside a transform a new tensor would be the transform's, dead once it returns)
             with torch.inference_mode(False):  # a normal tensor even when the first call is inside inference_mode
-                self.class_weights = torch.ones(num_classes, device=logits.device)
+                self.class_weights = torch.ones(num_classes, device=logits.device, dtype=self.class_weights.dtype)
         if num_classes is not None and self.class_weights.numel() not in (num_classes, 0):
             raise ValueError(
                 f"RecallLoss holds weights for {self.class_weights.numel()} classes, "
