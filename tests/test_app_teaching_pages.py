@@ -157,8 +157,9 @@ def test_recall_curves_take_their_own_colours_and_the_legend_goes_under_the_char
     gamma = {c for n, c in colours.items() if "γ =" in n}
     assert len(recall) == 5 and len(set(recall)) == 5 and not set(recall) & gamma
     assert len(fig["data"]) == 16
-    legend = fig["layout"]["legend"]  # under the plot and its axis title, at the figure's foot
-    assert (legend["yref"], legend["yanchor"], legend["y"]) == ("container", "bottom", 0)
+    legend, layout = fig["layout"]["legend"], fig["layout"]  # under the plot, below its x axis' title
+    assert (legend["yref"], legend["yanchor"]) == ("container", "top")
+    assert 0 < legend["y"] * layout["height"] <= layout["margin"]["b"] - 40
     assert fig["layout"]["height"] > 460  # grown by the legend's rows, not squeezed
 
 

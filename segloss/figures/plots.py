@@ -336,11 +336,14 @@ def legend_layout(height: int, entries: int = 1, columns: int = LEGEND_COLUMNS) 
     if entries <= 4:
         return {"height": height, "margin": {"l": 10, "r": 10, "t": 30, "b": 10}, "uirevision": "keep",
                 "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0}}
-    rows = -(-entries // columns)  # the legend at the figure's foot, under the x axis' ticks and title (placed
-    # by the plot's height, it ran into the title of a short chart)
-    return {"height": height + 22 * rows + 40, "margin": {"l": 10, "r": 10, "t": 20, "b": 50 + 22 * rows},
-            "uirevision": "keep",
-            "legend": {"orientation": "h", "yref": "container", "yanchor": "bottom", "y": 0.0, "x": 0}}
+    rows = -(-entries // columns)
+    # the legend's top 50 px under the plot, below the x axis' ticks and title, in pixels of the whole figure
+    # (placed by the plot's height, it ran into the title of a short chart); rows it does not fill stay blank
+    # at the foot, not between chart and legend
+    total = height + 22 * rows + 40
+    return {"height": total, "margin": {"l": 10, "r": 10, "t": 20, "b": 50 + 22 * rows}, "uirevision": "keep",
+            "legend": {"orientation": "h", "yref": "container", "yanchor": "top", "y": (22 * rows + 10) / total,
+                       "x": 0}}
 
 
 AXIS_NUMBERS = {"exponentformat": "power", "minorloglabels": "complete"}  # see plain_numbers
