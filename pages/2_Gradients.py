@@ -155,15 +155,19 @@ else:
     slices = {f"{sweep} = {values[i]:g}": z[i] for i in picked}
     colors = {f"gamma = {g:g}": {"color": c} for g, c in plots.GAMMA_COLORS.items()} if sweep == "gamma" else {}
     left, right = st.columns(2)
+    # slices that coincide until each stops (OHEM's thresholds: CE's gradient up to the cut): the one that
+    # stops first in front, so every stop shows (the last drawn hid the others)
+    stops = {k: int(np.argmax(v == 0)) if (v == 0).any() else len(v) for k, v in slices.items()}
+    front = sorted(slices, key=stops.get) if min(stops.values(), default=len(P_T)) < len(P_T) else []
     left.plotly_chart(plots.curves_figure(P_T, {**slices, "cross-entropy": ce}, x_title="p_t", y_title="gradient",
                                           log_y=True, dashed=["cross-entropy"], styles=colors,
                                           well_classified=analysis.WELL_CLASSIFIED, height=380,
-                                          legend_columns=1),  # half the page wide: one name to a row
+                                          legend_columns=1, front=front),  # half the page wide: one name a row
                       width="stretch", key="slices")
     ratios = {k: v / np.maximum(ce, 1e-30) for k, v in slices.items()}
     right.plotly_chart(plots.curves_figure(P_T, ratios, x_title="p_t", y_title="gradient / CE gradient", log_y=True,
                                            well_classified=analysis.WELL_CLASSIFIED, height=380, show_legend=False,
-                                           styles=colors),
+                                           styles=colors, front=front),
                        width="stretch", key="ratios")
     easy = int(np.argmin(np.abs(P_T - 0.9)))
     shown = [f"{sweep} = {values[i]:g}: {z[i][easy] / max(float(ce[easy]), 1e-30):.2%}" for i in picked]

@@ -271,3 +271,19 @@ def test_cross_entropy_is_the_dashed_reference_drawn_in_front_in_its_own_colour(
     assert ce["line"]["color"] == plots.REFERENCE_COLOR not in plots.GAMMA_COLORS.values()
     assert all(t.get("zorder", 0) == 0 for t in fig["data"][1:])  # focal at gamma = 0 lies under it
 
+
+
+def test_ohems_slices_that_stop_first_are_drawn_in_front_so_every_stop_shows():
+    """OHEM's slices equal CE's gradient up to their cut: drawn in the given order, the last (threshold
+    1, never cut) covered the others and no stop could be seen."""
+    app = open_page(GRADIENTS)
+    by_label(app.selectbox, "Loss").set_value("ohem").run()
+    slices, ratios = figures(app)[1:3]
+    layers = {t["name"]: t.get("zorder", 0) for t in slices["data"]}
+    thresholds = sorted((n for n in layers if n.startswith("threshold = ")), key=lambda n: float(n.split("= ")[1]))
+    assert len(thresholds) >= 3
+    assert [layers[n] for n in thresholds] == sorted((layers[n] for n in thresholds), reverse=True)  # first cut: front
+    assert layers["cross-entropy"] > max(layers[n] for n in thresholds)
+    assert [t.get("zorder", 0) for t in ratios["data"]] == [layers[t["name"]] for t in ratios["data"]]
+    by_label(app.selectbox, "Loss").set_value("focal").run()  # nothing stops: the given order
+    assert {t.get("zorder", 0) for t in figures(app)[1]["data"] if t["name"] != "cross-entropy"} == {0}

@@ -42,7 +42,8 @@ LEGEND_COLUMNS = 3  # legend entries per row under a chart with many curves
 def curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x_title: str, y_title: str,
                   log_x: bool = False, log_y: bool = False, well_classified: float | None = None,
                   dashed: Sequence[str] = (), styles: Mapping[str, dict] | None = None, log_floor: float = 1e-7,
-                  show_legend: bool = True, height: int = 460, legend_columns: int = LEGEND_COLUMNS) -> go.Figure:
+                  show_legend: bool = True, height: int = 460, legend_columns: int = LEGEND_COLUMNS,
+                  front: Sequence[str] = ()) -> go.Figure:
     """Line chart of several named curves over a shared x.
 
     Args:
@@ -56,6 +57,8 @@ def curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x_title: s
         height: of the plotting area; a legend of more than four entries goes under the chart
             and the figure grows by its rows, so many curves never squeeze the plot.
         legend_columns: entries per legend row under the chart (fewer for a half-width chart).
+        front: names drawn in front of the others, the first frontmost (curves that coincide until
+            each stops, like OHEM's thresholds: the one that stops first on top shows every stop).
     """
     fig = go.Figure()
     x32 = _f32(x)
@@ -70,7 +73,9 @@ def curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x_title: s
         reference = {"dash": "dash", "color": REFERENCE_COLOR} if name in dashed else {"dash": "solid"}
         line = {**reference, "width": 2, **(styles or {}).get(name, {})}
         # dashed reference curves in front of a curve that coincides (focal at gamma = 0 on CE)
-        fig.add_trace(go.Scatter(x=x32, y=y, mode="lines", name=name, line=line, zorder=1 if name in dashed else 0))
+        layer = len(front) - list(front).index(name) if name in front else 0
+        fig.add_trace(go.Scatter(x=x32, y=y, mode="lines", name=name, line=line,
+                                 zorder=len(front) + 1 if name in dashed else layer))
     x_low, x_high = float(np.min(x)), float(np.max(x))
     if well_classified is not None:
         # on a log axis, shapes and annotations are placed in log10 units
