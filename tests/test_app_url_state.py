@@ -168,3 +168,23 @@ def test_the_gradient_slices_chosen_are_in_the_link():
     again = open_with(GRADIENTS, plain(app.query_params))
     assert by_label(again.multiselect, "Slices at gamma =").value == [0.5, 2.0]
     assert [t["name"] for t in figures(again)[1]["data"]] == ["gamma = 0.5", "gamma = 2", "cross-entropy"]
+
+
+def test_the_link_is_read_once_so_one_losss_slices_never_reach_another():
+    """The page writes its own view into the link; a field bound later under a new key (slices, one
+    key per loss and parameter) read that value as if it were a link: a notice nobody asked for, or
+    gamma's slices offered for alpha."""
+    app = open_with(GRADIENTS, {})
+    by_label(app.multiselect, "Slices at gamma =").set_value([5.0]).run()
+    by_label(app.selectbox, "Parameter on the y axis").set_value("alpha").run()
+    alpha = by_label(app.multiselect, "Slices at alpha =")
+    assert len(alpha.value) == len(alpha.options) > 1  # this parameter's own defaults
+    by_label(app.selectbox, "Loss").set_value("dice").run()
+    assert not app.exception and not [c for c in app.caption if "Ignored in the link" in c.value]
+
+
+def test_a_value_repeated_in_a_link_counts_once():
+    app = open_with(CURVES, {"losses": "focal,focal,ce", "gammas": "2,2"})
+    assert not app.exception  # two widgets with one key crashed the page
+    assert by_label(app.multiselect, "Losses").value == ["focal", "ce"]
+    assert by_label(app.multiselect, "Overlay gamma values").value == [2.0]

@@ -268,3 +268,17 @@ def test_a_loss_holding_a_group_deep_copies_with_it_and_refuses_pickling_clearly
         pickle.loads(pickle.dumps(segloss.create_loss("dice_ce")))  # without a group: as any module
     finally:
         dist.destroy_process_group()
+
+
+def test_a_shallow_copy_shares_the_group_too(tmp_path):
+    import copy
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1)
+    try:
+        group = dist.new_group([0])
+        loss = segloss.create_loss("dice", sync_distributed=group)
+        shallow = copy.copy(loss)
+        shallow.reduction = "none"
+        assert shallow.sync_distributed is group and loss.reduction == "mean"
+    finally:
+        dist.destroy_process_group()

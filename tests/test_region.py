@@ -280,3 +280,12 @@ def test_generalized_dice_of_an_all_ignored_batch_is_nan_per_batch_with_none_and
     for smooth in (0.0, 1e-5):
         assert torch.isnan(region.generalized_dice_loss(logits, target, smooth=smooth, reduction="none")).all()
         assert region.generalized_dice_loss(logits, target, smooth=smooth) == 0
+
+
+def test_create_loss_takes_per_image_as_a_bool_too():
+    import segloss
+
+    logits, target = random_batch(2, 3, (8, 8), seed=3)
+    for flag, word in ((True, "image"), (False, "batch")):
+        torch.testing.assert_close(segloss.create_loss("dice", per_image=flag)(logits, target),
+                                   segloss.create_loss("dice", per_image=word)(logits, target), rtol=0, atol=0)

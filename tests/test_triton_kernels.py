@@ -5,6 +5,7 @@ conftest), routed there by ``cuda.run_on_cpu_for_tests``; with one they run on C
 small: the interpreter executes every program in Python.
 """
 
+import numpy as np
 import pytest
 import torch
 import triton
@@ -280,9 +281,9 @@ def test_class_vectors_from_the_host_take_no_extra_synchronisation_on_cuda(kwarg
 
 
 def test_a_host_class_vector_is_copied_to_an_accelerator_once_per_distinct_values():
-    """The meta device stands in for CUDA here. Only Python sequences are cached (a tensor may carry
-    a tangent or a vmap batch); a copy first made in inference mode is a normal tensor, which a
-    later training step can save for backward."""
+    """The meta device stands in for CUDA here. Sequences and plain CPU tensors are cached by value
+    (not a tensor carrying a gradient, a tangent or a vmap batch); a copy first made in inference
+    mode is a normal tensor, which a later training step can save for backward."""
     from segloss.losses._checks import class_vector
 
     on_device = torch.empty(2, 3, device="meta")
@@ -290,17 +291,18 @@ def test_a_host_class_vector_is_copied_to_an_accelerator_once_per_distinct_value
         first = class_vector([1.0, 2.0, 3.0], 3, "weight", on_device)
     assert not first.is_inference()
     assert class_vector([1.0, 2.0, 3.0], 3, "weight", on_device) is first
-    assert class_vector(torch.tensor([1.0, 2.0, 3.0]), 3, "weight", on_device) is not first
+    assert class_vector(torch.tensor([1.0, 2.0, 3.0]), 3, "weight", on_device) is first  # a plain tensor: by values
     assert class_vector([1.0, 2.0, 4.0], 3, "weight", on_device) is not first
     assert class_vector([1.0, 2.0, 3.0], 3, "weight", on_device.double()).dtype == torch.float64
     with pytest.raises(ValueError, match="finite, >= 0"):
         class_vector([1.0, -2.0, 3.0], 3, "weight", on_device)  # still checked on every call
 
 
-def test_a_host_class_tensor_is_copied_to_an_accelerator_once_while_unchanged():
-    """A CPU weight tensor with accelerator logits: one copy while the tensor lives unchanged; a
-    new copy after an in-place change (its version moves) or for another dtype; never cached when
-    it wants a gradient or is an inference tensor. The meta device stands in for CUDA."""
+def test_a_host_class_tensor_is_copied_to_an_accelerator_once_per_distinct_values():
+    """A CPU weight tensor with accelerator logits: one copy per distinct values, however they were
+    changed: a write through ``.data`` or a numpy view keeps the tensor's version, and a copy kept by
+    the tensor's identity went stale there. A tensor that wants a gradient is copied on each call.
+    The meta device stands in for CUDA; ``.data`` writes are checked again too."""
     from segloss.losses._checks import class_vector
 
     on_device = torch.empty(2, 3, device="meta")
@@ -309,19 +311,23 @@ def test_a_host_class_tensor_is_copied_to_an_accelerator_once_while_unchanged():
         first = class_vector(weight, 3, "weight", on_device)
     assert not first.is_inference() and first.device.type == "meta"
     assert class_vector(weight, 3, "weight", on_device) is first
-    assert class_vector(weight.clone(), 3, "weight", on_device) is not first  # another tensor, same values
+    assert class_vector(weight.clone(), 3, "weight", on_device) is first  # the same values
     assert class_vector(weight, 3, "weight", on_device.double()).dtype == torch.float64
-    weight.mul_(2.0)
+    version = weight._version
+    weight.data.mul_(7.0)
+    assert weight._version == version  # what fooled a cache keyed by (tensor, version)
     changed = class_vector(weight, 3, "weight", on_device)
-    assert changed is not first and class_vector(weight, 3, "weight", on_device) is changed
-    weight[1] = -1.0
+    assert changed is not first and class_vector(torch.tensor([7.0, 14.0, 21.0]), 3, "weight", on_device) is changed
+    array = np.ones(3, dtype=np.float32)
+    from_numpy = torch.from_numpy(array)
+    ones = class_vector(from_numpy, 3, "weight", on_device)
+    array *= 3.0
+    assert class_vector(from_numpy, 3, "weight", on_device) is not ones
+    weight.data[1] = -1.0
     with pytest.raises(ValueError, match="finite, >= 0"):
-        class_vector(weight, 3, "weight", on_device)  # an in-place change is checked again
+        class_vector(weight, 3, "weight", on_device)  # a .data write is checked again
     learnable = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
     assert class_vector(learnable, 3, "weight", on_device) is not class_vector(learnable, 3, "weight", on_device)
-    with torch.inference_mode():
-        frozen = torch.tensor([1.0, 2.0, 3.0])
-    assert class_vector(frozen, 3, "weight", on_device) is not class_vector(frozen, 3, "weight", on_device)
 
 
 REGION_CASES = [

@@ -25,6 +25,7 @@ import streamlit as st
 
 MAX_RAW = 200  # characters of one query value looked at; longer ones are ignored
 KINDS = ("int", "float", "bool", "choice", "multi")
+READ_KEY = "url_state:read"  # session state: the (page, query name) pairs whose link value was read
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,8 @@ class Field:
             return int(number) if self.kind == "int" else number
         if self.kind == "choice":
             return self._choice(raw)
-        return [self._choice(part) for part in raw.split(",") if part] if raw else []
+        # each value once: a repeated one ("losses=focal,focal") gave two widgets one key, a crash
+        return list(dict.fromkeys(self._choice(part) for part in raw.split(",") if part)) if raw else []
 
     def _choice(self, raw: str):
         for choice in self.choices:
@@ -99,8 +101,13 @@ class PageState:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         field = Field(key or f"{self.page}:{short}", short, default, kind, tuple(choices), low, high)
         self.fields.append(field)
+        # the link is read once per query name and session: a field bound later under a new key (the
+        # Gradients page's slices, one key per loss and parameter) would otherwise take the query value
+        # the page itself wrote for the previous loss (a notice, or gamma's slices offered for alpha)
+        read = st.session_state.setdefault(READ_KEY, set())
         if field.key not in st.session_state:
-            raw = st.query_params.get(short)
+            raw = None if (self.page, short) in read else st.query_params.get(short)
+            read.add((self.page, short))
             value = default
             if raw is not None:
                 try:

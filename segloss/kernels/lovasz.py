@@ -42,7 +42,8 @@ def lovasz_gradient(fg_sorted: torch.Tensor, dtype: torch.dtype, in_place: bool 
     """
     rows, k = fg_sorted.shape
     if not in_place and k:
-        intersection = fg_sorted.sum(1, keepdim=True, dtype=dtype) - fg_sorted.cumsum(1, dtype=dtype)
+        counts = fg_sorted.cumsum(1, dtype=torch.int64)  # exact: float32 counting stalls past 2^24 pixels
+        intersection = (counts[:, -1:] - counts).to(dtype)
         ratio = intersection / (intersection + torch.arange(1, k + 1, dtype=dtype, device=fg_sorted.device))
         return torch.cat([1.0 - ratio[:, :1], ratio[:, :-1] - ratio[:, 1:]], dim=1)
     g = torch.zeros(rows, k, dtype=dtype, device=fg_sorted.device)

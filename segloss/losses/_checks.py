@@ -232,15 +232,23 @@ def class_vector(
         torch._assert_async((torch.isfinite(value) & (value >= 0) & (value <= MAX_SCALE)).all(),
                             f"{name} entries must be finite, >= 0 and <= {MAX_SCALE:g}")
         return value
-    if not _vmapped(value) and not _already_checked(value):
+    # a CPU vector is checked on every call (no synchronisation; ``.data`` writes keep its version)
+    if not _vmapped(value) and not (value.device.type != "cpu" and _already_checked(value)):
         if value.is_complex() or not bool((torch.isfinite(value) & (value >= 0) & (value <= MAX_SCALE)).all()):
             raise ValueError(f"{name} entries must be finite, >= 0 and <= {MAX_SCALE:g}, got {value.tolist()}")
         _remember_checked(value)
     if from_sequence and like.device.type != "cpu":
         return _device_copy(value, like)
-    if value.device.type == "cpu" and like.device.type != "cpu":
-        return _tensor_device_copy(value, like)
+    if value.device.type == "cpu" and like.device.type != "cpu" and _plain(value):
+        return _device_copy(value.detach(), like)  # a CPU weight tensor with CUDA logits: by its values too
     return value.to(device=like.device, dtype=like.dtype)
+
+
+def _plain(value: torch.Tensor) -> bool:
+    """A tensor whose values are all it carries: no gradient, forward-mode tangent or vmap batch,
+    outside torch.func (its device copy may then be shared by value, see :func:`_device_copy`)."""
+    return not (value.requires_grad or _vmapped(value) or functorch_transform_active()
+                or torch.autograd.forward_ad.unpack_dual(value).tangent is not None)
 
 
 _DEVICE_COPIES: dict[tuple, torch.Tensor] = {}  # (values, device, dtype) -> accelerator copy of a list
@@ -248,10 +256,11 @@ _MAX_DEVICE_COPIES = 256
 
 
 def _device_copy(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A Python sequence of class values (made into the CPU tensor ``values`` here) on ``like``'s
-    accelerator, copied once per distinct values: each copy from pageable host memory is a
-    host-device synchronisation, and a call may take only one (the label check). Only sequences:
-    a tensor may carry a tangent or a vmap batch, which a cache keyed by values would lose.
+    """Class values on the host (a Python sequence made into the CPU tensor ``values``, or a plain
+    CPU tensor: :func:`_plain`) on ``like``'s accelerator, copied once per distinct values: each copy
+    from pageable host memory is a host-device synchronisation, and a call may take only one (the
+    label check). Keyed by the values, not the tensor: a write through ``.data`` or a numpy view
+    leaves a tensor's version as it was, and a copy kept by identity then went stale.
 
     The copies are never mutated (the losses index, multiply and save them), are made outside
     inference mode (a copy first made in a validation step is saved for backward in training),
@@ -266,33 +275,6 @@ def _device_copy(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
             copy = values.to(device=like.device, dtype=like.dtype)
         if len(_DEVICE_COPIES) < _MAX_DEVICE_COPIES:
             _DEVICE_COPIES[key] = copy
-    return copy
-
-
-_TENSOR_COPIES: dict[int, tuple[weakref.ref, int, torch.device, torch.dtype, torch.Tensor]] = {}
-
-
-def _tensor_device_copy(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A CPU class vector ``value`` (a weight tensor built once, passed with CUDA logits) on
-    ``like``'s accelerator: copied once while the tensor is alive and unchanged (same version),
-    for the reason of :func:`_device_copy` (a copy from pageable memory waits for the device).
-
-    Keyed by the tensor's identity, not its values, and only for plain tensors: one that wants a
-    gradient, carries a forward-mode tangent, is vmapped or is an inference tensor (no version
-    counter) is copied on each call, as before.
-    """
-    if (value.requires_grad or value.is_inference() or _vmapped(value) or functorch_transform_active()
-            or torch.autograd.forward_ad.unpack_dual(value).tangent is not None):
-        return value.to(device=like.device, dtype=like.dtype)
-    key = id(value)
-    entry = _TENSOR_COPIES.get(key)
-    if (entry is not None and entry[0]() is value and entry[1] == value._version
-            and entry[2] == like.device and entry[3] == like.dtype):
-        return entry[4]
-    with torch.inference_mode(False):
-        copy = value.to(device=like.device, dtype=like.dtype)
-    _TENSOR_COPIES[key] = (weakref.ref(value, lambda _ref, key=key: _TENSOR_COPIES.pop(key, None)), value._version,
-                           like.device, like.dtype, copy)
     return copy
 
 

@@ -67,20 +67,30 @@ class _PixelLoss(nn.Module):
         return f"{weight}ignore_index={self.ignore_index}, reduction={self.reduction!r}"
 
     # A loss that sums over a torch.distributed process group (``sync_distributed=group``) holds the
-    # group, a handle to live connections: a deep copy (an EMA of a model holding the loss) shares it;
-    # pickling refuses with a message instead of torch's "cannot pickle ProcessGroup".
+    # group, a handle to live connections: a copy, shallow or deep (an EMA of a model holding the
+    # loss), shares it; pickling refuses with a message instead of torch's "cannot pickle ProcessGroup".
+    def _state(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_compiled_call_impl", None)  # as nn.Module.__getstate__
+        return state
+
+    def __copy__(self):
+        copied = type(self).__new__(type(self))
+        copied.__dict__.update(self._state())
+        return copied
+
     def __deepcopy__(self, memo):
         group = self.__dict__.get("sync_distributed")
         if not isinstance(group, bool) and group is not None:
             memo[id(group)] = group
         copied = type(self).__new__(type(self))
         memo[id(self)] = copied
-        copied.__dict__.update(copy.deepcopy(self.__getstate__(allow_group=True), memo))
+        copied.__dict__.update(copy.deepcopy(self._state(), memo))
         return copied
 
-    def __getstate__(self, allow_group: bool = False):
+    def __getstate__(self):
         group = self.__dict__.get("sync_distributed")
-        if not allow_group and not isinstance(group, bool) and group is not None:
+        if not isinstance(group, bool) and group is not None:
             raise TypeError(f"{type(self).__name__} sums over a torch.distributed process group (sync_distributed), "
                             "which cannot be pickled: save its state_dict, or set sync_distributed to True or False "
                             "before pickling and give the group again after loading")
@@ -124,7 +134,7 @@ class OhemCrossEntropyLoss(_PixelLoss):
                                      **self._common())
 
     def extra_repr(self) -> str:
-        return f"threshold={self.threshold}, min_kept={self.min_kept}"
+        return f"threshold={self.threshold}, min_kept={self.min_kept}, " + super().extra_repr()
 
 
 class BoundaryLoss(_PixelLoss):

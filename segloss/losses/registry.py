@@ -452,6 +452,8 @@ LOSSES: dict[str, LossSpec] = {
 def _check_param(loss: str, spec: ParamSpec, value):
     where = f"{loss}: {spec.name}"
     if spec.kind == "choice":
+        if spec.name == "per_image" and isinstance(value, (bool, np.bool_)):
+            value = "image" if value else "batch"  # the modules' and functions' bool, as everywhere
         if value not in spec.choices:
             raise ValueError(f"{where} must be one of {spec.choices}, got {value!r}")
         return value
