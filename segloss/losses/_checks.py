@@ -251,7 +251,7 @@ def _plain(value: torch.Tensor) -> bool:
                 or torch.autograd.forward_ad.unpack_dual(value).tangent is not None)
 
 
-_DEVICE_COPIES: dict[tuple, torch.Tensor] = {}  # (values, device, dtype) -> accelerator copy of a list
+_DEVICE_COPIES: dict[tuple, torch.Tensor] = {}  # (values, device, dtype) -> accelerator copy of host values
 _MAX_DEVICE_COPIES = 256
 
 
