@@ -236,3 +236,21 @@ def test_focal_loss_and_gradient_maps_tell_different_stories():
     torch.testing.assert_close(grad_share[easy], torch.full((8, 4), 0.01 - 0.18 * np.log(0.9)), rtol=1e-4, atol=0)
     gain = grad_share / loss_share
     assert gain[easy].min() > 1.4 * gain[hard].max()
+
+
+@pytest.mark.parametrize("count, grid", [(1, (1, 1)), (3, (1, 3)), (4, (2, 2)), (5, (2, 3)), (7, (3, 3))])
+def test_loss_panels_go_two_by_two_for_four_and_three_to_a_row_beyond(count, grid):
+    """Four panels in a row were under 100 px wide each on a 1024 px projector."""
+    image = np.zeros((16, 24, 3), np.uint8)
+    panels = {f"loss {i}": np.full((16, 24), float(i), np.float32) for i in range(count)}
+    for shared in (True, False):
+        fig = plots.loss_panels_figure(image, panels, factor=1, hover_text=np.full((16, 24), "x", dtype=object),
+                                       top_probs=np.zeros((1, 16, 24), np.float32), shared_scale=shared)
+        heatmaps = [t for t in fig.data if t.type == "heatmap"]
+        assert [t.name for t in heatmaps] == list(panels)
+        cells = {(fig.layout[t.xaxis.replace("x", "xaxis")].domain, fig.layout[t.yaxis.replace("y", "yaxis")].domain)
+                 for t in heatmaps}
+        rows = {y for _, y in cells}
+        columns = {x for x, _ in cells}
+        assert (len(rows), len(columns)) == grid and len(cells) == count
+        assert sum(t.showscale for t in heatmaps) == (1 if shared else count)

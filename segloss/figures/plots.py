@@ -207,11 +207,19 @@ def _position(factor: int) -> dict:
     return {"x0": (factor - 1) / 2, "dx": factor, "y0": (factor - 1) / 2, "dy": factor}
 
 
+def panel_columns(count: int) -> int:
+    """Panels per row of :func:`loss_panels_figure`: all of up to three, 2 x 2 for four, else three."""
+    return count if count <= 3 else (2 if count == 4 else 3)
+
+
 def loss_panels_figure(image: np.ndarray, panels: Mapping[str, np.ndarray], *, factor: int,
                        hover_text: np.ndarray, top_probs: np.ndarray, opacity: float = 0.6,
                        shared_scale: bool = True, log_color: bool = False, height: int | None = None,
                        unit: str = "loss") -> go.Figure:
-    """Loss (or gradient) heatmaps side by side, each over the image, zoom linked; hover shows every map.
+    """Loss (or gradient) heatmaps, each over the image, zoom linked; hover shows every map.
+
+    Up to three side by side; four as 2 x 2 and more three to a row (four in a row were under
+    100 px wide each on a 1024 px projector).
 
     Args:
         image: uint8 ``(h, w, 3)`` background, same grid as the maps.
@@ -222,7 +230,7 @@ def loss_panels_figure(image: np.ndarray, panels: Mapping[str, np.ndarray], *, f
         opacity: heatmap opacity over the image.
         shared_scale: one colour scale for all panels, else one per panel.
         log_color: colour by log10 of the loss.
-        height: figure height in px; default: square-ish panels on a ~1100 px wide chart.
+        height: figure height in px; default: square-ish panels on a ~1000 px wide chart.
         unit: what the maps hold, for the colour bar (e.g. ``"loss"``, ``"|dL/dz|"``).
     """
     from plotly.subplots import make_subplots
@@ -235,30 +243,40 @@ def loss_panels_figure(image: np.ndarray, panels: Mapping[str, np.ndarray], *, f
     template = ("x %{x}, y %{y}" + block + f"<br>label: %{{text}}<br>p(top-{k}): "
                 + ", ".join(f"%{{customdata[{i}]:.3f}}" for i in range(k))
                 + "".join(f"<br>{t}: %{{customdata[{k + j}]:.4g}}" for j, t in enumerate(titles)) + "<extra></extra>")
-    fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.03)
+    cols = panel_columns(len(titles))
+    rows = -(-len(titles) // cols)
+    gap = 0.0 if rows == 1 else (0.16 if not shared_scale else 0.08) / (rows - 1)  # room for titles (and bars)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.03, vertical_spacing=gap)
     shown = {t: shown_values(panels[t], log_color) for t in titles}
     unit = f"log10 {unit}" if log_color else unit
     uri = _png_uri(image)
     shared = color_range(list(panels.values()), log_color=log_color) if shared_scale else None
-    for j, title in enumerate(titles, start=1):
+    for index, title in enumerate(titles):
+        row, j = index // cols + 1, index % cols + 1
         low, high = shared or color_range([panels[title]], log_color=log_color)
-        domain = fig.get_subplot(1, j).xaxis.domain
+        cell = fig.get_subplot(row, j)
+        domain = cell.xaxis.domain
         bar = ({"title": {"text": unit}} if shared_scale else
                {"title": {"text": unit, "side": "bottom"}, "orientation": "h", "x": (domain[0] + domain[1]) / 2,
-                "len": domain[1] - domain[0], "y": -0.02, "yanchor": "top", "thickness": 12})
+                "len": domain[1] - domain[0], "y": cell.yaxis.domain[0] - 0.02 / rows, "yanchor": "top",
+                "thickness": 12})
         # Each trace carries its own scale (not a layout coloraxis, which Streamlit's plotly build
         # draws with a washed-out low end); with a shared scale only the first shows its bar.
-        fig.add_trace(go.Image(source=uri, hoverinfo="skip", **_position(factor)), row=1, col=j)
+        fig.add_trace(go.Image(source=uri, hoverinfo="skip", **_position(factor)), row=row, col=j)
         fig.add_trace(go.Heatmap(z=shown[title], customdata=custom, text=hover_text, hovertemplate=template,
                                  opacity=opacity, colorscale=LOSS_COLORSCALE, zmin=low, zmax=high,
-                                 showscale=not shared_scale or j == 1, colorbar=bar, zsmooth=False, name=title,
-                                 **_position(factor)), row=1, col=j)
+                                 showscale=not shared_scale or index == 0, colorbar=bar, zsmooth=False, name=title,
+                                 **_position(factor)), row=row, col=j)
     fig.update_xaxes(matches="x", showticklabels=False)
     fig.update_yaxes(matches="y", showticklabels=False)
     bottom = 10 if shared_scale else 70
     if height is None:
         aspect = image.shape[0] / image.shape[1]
-        height = int(np.clip(1000 / len(titles) * aspect + 50 + bottom, 240, 720))
+        # one row: panels on a ~1000 px chart, as before; a grid: on ~700 px, so that on a wide page the
+        # panels fill their rows' height (titles stay on them) and on a 1024 px one little height is left over
+        width = 1000 if rows == 1 else 700
+        height = int(np.clip(rows * (width / cols * aspect + (50 if shared_scale or rows == 1 else 90)) + bottom,
+                             240, 1400))
     fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": bottom})
     return fig
 
