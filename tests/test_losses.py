@@ -105,3 +105,17 @@ def test_a_modules_repr_shows_every_setting_that_changes_its_value():
     assert repr(segloss.CrossEntropyLoss()) == "CrossEntropyLoss(ignore_index=255, reduction='mean')"
     with torch.device("meta"):
         assert "weight=(3 values)" in repr(segloss.CrossEntropyLoss(weight=torch.ones(3)))
+
+
+def test_modules_take_a_numpy_integer_ignore_index_and_store_an_int():
+    import numpy as np
+
+    for build in (lambda: segloss.CrossEntropyLoss(ignore_index=np.int64(255)),
+                  lambda: segloss.create_loss("dice", ignore_index=np.int32(255))):
+        module = build()
+        assert type(module.ignore_index) is int and module.ignore_index == 255
+    logits, target = random_batch(2, 3, (4, 4), ignore_frac=0.3, seed=5)
+    torch.testing.assert_close(segloss.CrossEntropyLoss(ignore_index=np.int64(255))(logits, target),
+                               SF.cross_entropy(logits, target))
+    with pytest.raises(TypeError, match="ignore_index must be an int"):
+        segloss.CrossEntropyLoss(ignore_index=255.0)

@@ -11,6 +11,7 @@ import copy
 import math
 from collections.abc import Iterable, Mapping
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -53,6 +54,8 @@ class _PixelLoss(nn.Module):
     def __init__(self, weight=None, ignore_index: int = 255, reduction: str = "mean") -> None:
         super().__init__()
         check_reduction(reduction)
+        if isinstance(ignore_index, np.integer):  # e.g. read from a config through numpy: stored as an int
+            ignore_index = int(ignore_index)
         if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
             raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
         self.register_buffer("weight", _weight_buffer(weight, "weight"))
