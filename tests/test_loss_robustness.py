@@ -10,6 +10,7 @@ import torch
 import segloss
 from segloss import functional as SF
 from segloss.losses import reference, region
+from segloss.losses.unified_focal import unified_focal_loss
 from conftest import random_batch
 
 PIXELWISE = ["cross_entropy", "focal_loss", "dual_focal_loss"]
@@ -270,3 +271,30 @@ def test_a_scalar_alpha_is_one_in_every_form_for_the_function_and_the_module(alp
 def test_focal_loss_module_names_the_way_to_a_learnable_alpha():
     with pytest.raises(TypeError, match=r"FocalLoss keeps a fixed alpha.*functional.focal_loss"):
         segloss.FocalLoss(alpha=torch.tensor(0.25, requires_grad=True))
+
+
+NUMPY_INDEX_CALLS = {
+    "cross_entropy": lambda z, y, i: SF.cross_entropy(z, y, ignore_index=i),
+    "focal_loss": lambda z, y, i: SF.focal_loss(z, y, ignore_index=i, alpha=[0.2, 0.3, 0.5]),
+    "dual_focal_loss": lambda z, y, i: SF.dual_focal_loss(z, y, ignore_index=i, rho=1.5),
+    "recall_loss": lambda z, y, i: SF.recall_loss(z, y, ignore_index=i),
+    "batch_recall_weights": lambda z, y, i: SF.batch_recall_weights(z, y, ignore_index=i)[0],
+    "recall_weighted_ce": lambda z, y, i: SF.recall_weighted_ce(z, y, torch.tensor([0.5, 1.0, 0.2]), ignore_index=i),
+    "ohem_cross_entropy": lambda z, y, i: SF.ohem_cross_entropy(z, y, ignore_index=i),
+    "boundary_loss": lambda z, y, i: SF.boundary_loss(z, y, ignore_index=i),
+    "soft_dice_loss": lambda z, y, i: region.soft_dice_loss(z, y, ignore_index=i),
+    "generalized_dice_loss": lambda z, y, i: region.generalized_dice_loss(z, y, ignore_index=i),
+    "lovasz_softmax_loss": lambda z, y, i: region.lovasz_softmax_loss(z, y, ignore_index=i),
+    "unified_focal_loss": lambda z, y, i: unified_focal_loss(z, y, ignore_index=i),
+}
+
+
+@pytest.mark.parametrize("name", list(NUMPY_INDEX_CALLS))
+def test_every_loss_function_takes_a_numpy_integer_ignore_index_as_torch_does(name):
+    logits, target = random_batch(2, 3, (6, 6), ignore_frac=0.3, seed=23)
+    call = NUMPY_INDEX_CALLS[name]
+    expected = call(logits, target, 255)
+    for index in (np.int64(255), np.int32(255), np.uint8(255)):
+        torch.testing.assert_close(call(logits, target, index), expected, rtol=0, atol=0)
+    with pytest.raises(TypeError, match="ignore_index must be an int"):
+        call(logits, target, 255.0)

@@ -26,6 +26,12 @@ def check_reduction(reduction: str) -> None:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
 
 
+def index_argument(ignore_index):
+    """``ignore_index`` as a Python int when it is a numpy integer (torch's own losses take those, e.g.
+    read from a config through numpy); anything else as given, for :func:`check_logits_target` to judge."""
+    return int(ignore_index) if isinstance(ignore_index, np.integer) else ignore_index
+
+
 def check_per_image(per_image) -> bool:
     """A region loss's ``per_image`` as a bool: True or ``"image"`` (each image's regions scored
     apart, then averaged), False or ``"batch"`` (one region per class over the whole batch; the

@@ -23,7 +23,8 @@ import torch
 
 from segloss.kernels.cpu import _blocks, gradient_buffer
 from segloss.kernels.region_sums import autograd_backward
-from segloss.losses._checks import _vmapped, check_logits_target, check_reduction, functorch_transform_active
+from segloss.losses._checks import (_vmapped, check_logits_target, check_reduction, functorch_transform_active,
+                                    index_argument)
 from segloss.losses._reduction import reduce_map
 
 
@@ -36,6 +37,7 @@ def signed_distance_maps(target, num_classes: int, *, ignore_index: int = 255) -
     Raises:
         ValueError: ``num_classes`` below 2; TypeError: non-integer labels.
     """
+    ignore_index = index_argument(ignore_index)  # numpy integers, as torch takes
     from scipy.ndimage import distance_transform_edt  # a well-kept exact EDT (Maurer et al.'s algorithm)
 
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
@@ -80,6 +82,7 @@ def boundary_loss(logits: torch.Tensor, target: torch.Tensor, *, distance_maps: 
     Raises:
         ValueError: distance maps of another shape; bad tensors as the other losses.
     """
+    ignore_index = index_argument(ignore_index)  # numpy integers, as torch takes
     check_reduction(reduction)
     target = check_logits_target(logits, target, ignore_index)
     if distance_maps is None:

@@ -41,7 +41,7 @@ import torch.distributed as dist
 from segloss.losses import reference
 from segloss.losses._checks import (MAX_EXPONENT, MAX_SCALE, assert_finite_in_graph, check_logits_target,
                                     check_number, check_reduction, class_vector, functorch_transform_active,
-                                    scalar_or_vector)
+                                    index_argument, scalar_or_vector)
 from segloss.kernels import cuda
 from segloss.kernels.compiled import TracedFocalFamily, compiled_kernels_enabled
 from segloss.kernels.cpu import DualFocalFused, FocalFamily
@@ -213,6 +213,7 @@ def cross_entropy(
         >>> cross_entropy(logits, target).shape
         torch.Size([])
     """
+    ignore_index = index_argument(ignore_index)  # numpy integers, as torch takes
     if label_smoothing:
         check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
         if _folds_smoothing(logits, weight):
@@ -294,6 +295,7 @@ def focal_loss(
         TypeError, ValueError: as in :func:`cross_entropy`; also a negative or non-finite
             ``gamma``/``alpha`` or an ``alpha`` vector of the wrong length.
     """
+    ignore_index = index_argument(ignore_index)  # numpy integers, as torch takes
     check_number(gamma, "gamma", low=0.0, high=MAX_EXPONENT)
     alpha = scalar_or_vector(alpha)  # np.float32(0.25), a 0-dim tensor: a scalar alpha
     fold = False
@@ -355,6 +357,7 @@ def dual_focal_loss(
         TypeError, ValueError: as in :func:`cross_entropy`; also ``rho < 1`` or a negative or
             non-finite alpha, beta or gamma.
     """
+    ignore_index = index_argument(ignore_index)  # numpy integers, as torch takes
     bounds = ((0.0, MAX_SCALE), (0.0, MAX_SCALE), (0.0, MAX_EXPONENT), (1.0, MAX_SCALE))
     values = (alpha, beta, gamma, rho)
     if any(isinstance(v, torch.Tensor) for v in values) and cuda.handles(logits) and not _needs_autograd(weight):
@@ -433,6 +436,7 @@ def batch_recall_weights(
         ``(weights, present)``: float32 ``(C,)`` weights (1 for classes absent from the batch,
         whose recall is undefined) and a boolean ``(C,)`` mask of the classes present.
     """
+    ignore_index = index_argument(ignore_index)  # numpy integers, as torch takes
     sync_distributed = check_sync(sync_distributed)
     target = check_logits_target(logits, target, ignore_index)
     return _recall_weights(logits, target, ignore_index, sync_distributed)
@@ -462,6 +466,7 @@ def recall_family(logits, target, *, choose_weights=None, weight=None, ignore_in
     the batch's weights, e.g. :class:`segloss.RecallLoss`'s running average; None uses them as
     they are (the paper's instantaneous recall).
     """
+    ignore_index = index_argument(ignore_index)  # numpy integers, as torch takes
     sync_distributed = check_sync(sync_distributed)
 
     def scale_from_counts(n_c: torch.Tensor, tp_c: torch.Tensor) -> torch.Tensor:
@@ -500,6 +505,7 @@ def recall_weighted_ce(
     ``weight[y_i]``), not by the recall weights: the recall weights act like a per-class
     learning rate, as in the paper.
     """
+    ignore_index = index_argument(ignore_index)  # numpy integers, as torch takes
     if not isinstance(recall_weights, torch.Tensor) or recall_weights.dim() != 1:
         raise TypeError(f"recall_weights must be a 1-D tensor (C,), got {recall_weights!r}")
     if _needs_autograd(weight):

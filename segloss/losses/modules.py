@@ -11,7 +11,6 @@ import copy
 import math
 from collections.abc import Iterable, Mapping
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -19,7 +18,7 @@ from segloss.kernels import cuda
 from segloss.losses import functional as SF
 from segloss.losses import boundary, region, unified_focal
 from segloss.losses._checks import (MAX_EXPONENT, MAX_SCALE, check_number, check_per_image, check_reduction,
-                                    functorch_transform_active, scalar_or_vector)
+                                    functorch_transform_active, index_argument, scalar_or_vector)
 from segloss.losses._distributed import check_sync
 
 
@@ -54,8 +53,7 @@ class _PixelLoss(nn.Module):
     def __init__(self, weight=None, ignore_index: int = 255, reduction: str = "mean") -> None:
         super().__init__()
         check_reduction(reduction)
-        if isinstance(ignore_index, np.integer):  # e.g. read from a config through numpy: stored as an int
-            ignore_index = int(ignore_index)
+        ignore_index = index_argument(ignore_index)  # a numpy integer is stored as an int
         if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
             raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
         self.register_buffer("weight", _weight_buffer(weight, "weight"))

@@ -22,7 +22,8 @@ import math
 
 import torch
 
-from segloss.losses._checks import check_logits_target, check_number, check_reduction, class_vector, plain_torch_required
+from segloss.losses._checks import (check_logits_target, check_number, check_reduction, class_vector, index_argument,
+                                    plain_torch_required)
 from segloss.losses._reduction import reduce_map
 
 
@@ -39,6 +40,7 @@ def ohem_mask(logits: torch.Tensor, target: torch.Tensor, *, threshold: float = 
     Raises:
         ValueError, TypeError: bad tensors or parameters.
     """
+    ignore_index = index_argument(ignore_index)  # numpy integers, as torch takes
     from segloss.losses.functional import cross_entropy  # the fused CE (functional imports this module)
 
     target = check_logits_target(logits, target, ignore_index, check_finite=False, check_labels=False)
@@ -86,6 +88,7 @@ def ohem_cross_entropy(logits: torch.Tensor, target: torch.Tensor, *, threshold:
     Raises:
         ValueError, TypeError: bad tensors or parameters.
     """
+    ignore_index = index_argument(ignore_index)  # numpy integers, as torch takes
     from segloss.losses.functional import cross_entropy  # the fused CE (functional imports this module)
 
     check_reduction(reduction)

@@ -32,8 +32,7 @@ from segloss.kernels import cuda
 from segloss.kernels.lovasz import LovaszSoftmax, lovasz_rows_autograd
 from segloss.kernels.region_sums import RegionSums, region_sums_autograd
 from segloss.losses._checks import (assert_finite_in_graph, check_logits_target, check_number, check_per_image,
-                                    check_reduction,
-                                    class_vector, plain_torch_required)
+                                    check_reduction, class_vector, index_argument, plain_torch_required)
 from segloss.losses._distributed import check_sync, global_sum
 from segloss.losses._reduction import safe_divide
 
@@ -125,6 +124,7 @@ def tversky_loss(logits, target, *, alpha=0.5, beta=0.5, gamma=1.0, smooth=1.0, 
     Raises:
         TypeError, ValueError: bad tensors (as the pixel losses) or parameters.
     """
+    ignore_index = index_argument(ignore_index)  # numpy integers, as torch takes
     check_reduction(reduction)
     sync_distributed = check_sync(sync_distributed)
     per_image = check_per_image(per_image)
@@ -182,6 +182,7 @@ def generalized_dice_loss(logits, target, *, smooth=1e-5, per_image=False, weigh
     Raises:
         ValueError: a negative ``smooth``; bad tensors as the other losses.
     """
+    ignore_index = index_argument(ignore_index)  # numpy integers, as torch takes
     check_reduction(reduction)
     sync_distributed = check_sync(sync_distributed)
     per_image = check_per_image(per_image)
@@ -230,6 +231,7 @@ def lovasz_softmax_loss(logits, target, *, per_image=False, weight=None, ignore_
     sorts the errors of all pixels together, and each replica sorts only its own shard's (exact
     would mean gathering every pixel's errors on every replica).
     """
+    ignore_index = index_argument(ignore_index)  # numpy integers, as torch takes
     check_reduction(reduction)
     sync_distributed = check_sync(sync_distributed)
     per_image = check_per_image(per_image)

@@ -22,7 +22,7 @@ import torch
 from segloss.kernels import cuda
 from segloss.kernels.compiled import compiled_kernels_enabled
 from segloss.losses import functional as SF
-from segloss.losses._checks import check_logits_target, check_number, check_per_image, check_reduction
+from segloss.losses._checks import check_logits_target, check_number, check_per_image, check_reduction, index_argument
 from segloss.losses._distributed import check_sync, global_sum
 from segloss.losses._reduction import safe_divide
 from segloss.losses.region import _region_sums, _safe_power
@@ -65,6 +65,7 @@ def unified_focal_loss(logits, target, *, tversky_weight=0.5, delta=0.6, gamma=0
     Raises:
         ValueError, TypeError: bad tensors or parameters.
     """
+    ignore_index = index_argument(ignore_index)  # numpy integers, as torch takes
     check_reduction(reduction)
     sync_distributed = check_sync(sync_distributed)
     per_image = check_per_image(per_image)
