@@ -85,7 +85,8 @@ with controls:
     chosen = st.multiselect("Losses", list(segloss.LOSSES), format_func=lambda n: segloss.LOSSES[n].title,
                             key=url.bind("losses", ["ce", "focal"], "multi", choices=list(segloss.LOSSES)), wrap=True)
     overlay = st.multiselect("Overlay gamma values", GAMMAS, key=url.bind("gammas", list(GAMMAS), "multi", choices=GAMMAS),
-                             help="One curve per gamma for every loss with a gamma; empty: use each loss's slider.", wrap=True)
+                             help="One curve per gamma for every loss with a gamma; empty: use each loss's slider.",
+                             wrap=True)
     num_classes = st.slider("Number of classes C", 2, 50, key=url.bind("C", 19, "int", low=2, high=50))
     spread = st.radio("The remaining 1 - p_t goes", analysis.SPREADS, horizontal=True,
                       key=url.bind("spread", "even", "choice", choices=analysis.SPREADS),
@@ -207,7 +208,8 @@ if any(name in analysis.BOUNDARY_LOSSES for name in chosen):
             items.append((label, name, tuple({**values, **({} if g is None else {"gamma": g})}.items())))
     shift = shifted(tuple(items), num_classes)
     panels = [(kind, {label: shift[label] for label, name, _ in items
-                      if (name in analysis.BOUNDARY_LOSSES) == (kind == "boundary")}) for kind in ("others", "boundary")]
+                      if (name in analysis.BOUNDARY_LOSSES) == (kind == "boundary")})
+              for kind in ("others", "boundary")]
     panels = [(kind, panel) for kind, panel in panels if panel]
     for column, (kind, panel) in zip(st.columns(len(panels)), panels):
         with column:  # each panel its own y scale: the boundary loss is ~40x smaller than CE here

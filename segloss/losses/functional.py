@@ -417,7 +417,8 @@ def _weights_from_counts(n_c: torch.Tensor, tp_c: torch.Tensor, sync: bool = Tru
 
 @torch.no_grad()
 def batch_recall_weights(
-    logits: torch.Tensor, target: torch.Tensor, *, ignore_index: int = 255, sync_distributed: bool | dist.ProcessGroup = True
+    logits: torch.Tensor, target: torch.Tensor, *, ignore_index: int = 255,
+    sync_distributed: bool | dist.ProcessGroup = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Recall-loss class weights ``1 - R_c = FN_c / N_c`` of the current batch.
 

@@ -80,9 +80,13 @@ class _PixelLoss(nn.Module):
         copied.__dict__.update(self._state())
         return copied
 
-    def __deepcopy__(self, memo):
+    def _group(self):
+        """The process group this loss sums over, or None (True, False or no such setting)."""
         group = self.__dict__.get("sync_distributed")
-        if not isinstance(group, bool) and group is not None:
+        return None if isinstance(group, bool) else group
+
+    def __deepcopy__(self, memo):
+        if (group := self._group()) is not None:
             memo[id(group)] = group
         copied = type(self).__new__(type(self))
         memo[id(self)] = copied
@@ -90,8 +94,7 @@ class _PixelLoss(nn.Module):
         return copied
 
     def __getstate__(self):
-        group = self.__dict__.get("sync_distributed")
-        if not isinstance(group, bool) and group is not None:
+        if self._group() is not None:
             raise TypeError(f"{type(self).__name__} sums over a torch.distributed process group (sync_distributed), "
                             "which cannot be pickled: save its state_dict, or set sync_distributed to True or False "
                             "before pickling and give the group again after loading")
@@ -195,7 +198,8 @@ class FocalLoss(_PixelLoss):
     def extra_repr(self) -> str:
         alpha = self.scalar_alpha if self.alpha is None else _short(self.alpha)
         smoothing = f"label_smoothing={self.label_smoothing}, " if self.label_smoothing else ""
-        return f"gamma={self.gamma}, " + (f"alpha={alpha}, " if alpha is not None else "") + smoothing + super().extra_repr()
+        alpha = f"alpha={alpha}, " if alpha is not None else ""
+        return f"gamma={self.gamma}, {alpha}{smoothing}" + super().extra_repr()
 
 
 DFL_PARAMETERS = ("alpha", "beta", "gamma", "rho")
@@ -245,7 +249,8 @@ class DualFocalLoss(_PixelLoss):
         self.learnable = learnable
         values = {"alpha": alpha, "beta": beta, "gamma": gamma, "rho": rho}
         for name, value in values.items():
-            check_number(value, name, low=1.0 if name == "rho" else 0.0, high=MAX_EXPONENT if name == "gamma" else MAX_SCALE)
+            check_number(value, name, low=1.0 if name == "rho" else 0.0,
+                         high=MAX_EXPONENT if name == "gamma" else MAX_SCALE)
             if name in learnable:
                 low, high = self.bounds[name]
                 if not (math.isfinite(low) and math.isfinite(high) and low < high):
@@ -289,8 +294,8 @@ class RecallLoss(_PixelLoss):
     ``w_c <- m * w_c + (1 - m) * (1 - R_c)``; absent classes keep their weight. In eval mode the
     running weights are used as they are. ``m = 0`` is the paper's instantaneous recall (the
     buffer then holds the last training batch's weights, except for calls inside a ``torch.func``
-    transform, which cannot update it; with ``m > 0`` training mode refuses those). Under ``torch.distributed`` the counts
-    are all-reduced, so every replica holds the same weights.
+    transform, which cannot update it; with ``m > 0`` training mode refuses those). Under
+    ``torch.distributed`` the counts are all-reduced, so every replica holds the same weights.
 
     Args:
         momentum: ``m`` in ``[0, 1)``.
@@ -303,7 +308,8 @@ class RecallLoss(_PixelLoss):
     """
 
     def __init__(self, momentum: float = 0.0, weight=None, ignore_index: int = 255,
-                 reduction: str = "mean", num_classes: int | None = None, sync_distributed: bool | torch.distributed.ProcessGroup = True) -> None:
+                 reduction: str = "mean", num_classes: int | None = None,
+                 sync_distributed: bool | torch.distributed.ProcessGroup = True) -> None:
         super().__init__(weight, ignore_index, reduction)
         self.sync_distributed = check_sync(sync_distributed)
         check_number(momentum, "momentum", low=0.0, high=1.0)
