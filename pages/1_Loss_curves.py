@@ -39,8 +39,8 @@ def curve(name: str, params: tuple, num_classes: int, spread: str, true_class: i
     """One loss curve; cached per argument set (streamlit reruns the script on every widget change)."""
     counts = None
     if segloss.LOSSES[name].needs_class_counts:  # weights come from the street scenes' pixel counts, so C is theirs
-        counts = data.class_frequencies("street")
-        num_classes = len(counts)
+        counts = data.class_pixel_counts("street")
+        num_classes = counts.pixels.numel()
     true_class = true_class or analysis.picture_class(name)
     loss = analysis.pixel_loss(name, dict(params), class_counts=counts, recall=recall, depth=depth)
     return analysis.loss_curve(loss, P_T, num_classes, spread, true_class).astype(np.float32)
@@ -69,8 +69,8 @@ LESSONS = (
            "stops the many easy background pixels from drowning out the few hard ones."),
     Preset("Dice: confident mistakes", {"losses": ["ce", "dice"], "gammas": [], "logy": False,
                                                    "logx": False},
-           "Soft Dice is bounded by 1: a region the model gets confidently wrong (p_t near 0) costs hardly more "
-           "than an uncertain one, while cross-entropy grows without bound there. Dice counts overlap, not how "
+           "Soft Dice is bounded by 1: a region the model gets confidently wrong (p_t near 0) costs at most 1, "
+           "three times a region at p_t = 0.5, while cross-entropy grows without bound there (6.9 at p_t = 0.001). Dice counts overlap, not how "
            "wrong each pixel is."),
     Preset("Recall: batch recall", {"losses": ["ce", "recall"], "gammas": [],
                                                    "recalls": list(RECALLS), "logy": False, "logx": False},
@@ -160,12 +160,13 @@ with chart:
     if region:
         st.caption(f"{', '.join(region)}: region losses have no loss per pixel. Their curve is the loss of an image of "
                    f"{analysis.REGION_PIXELS} pixels of one class, every pixel at p_t (soft Dice: (1 - p_t)/(1 + p_t); "
-                   "Jaccard and Lovász: 1 - p_t, up to smoothing). A region loss is bounded by 1 and falls slowly: "
-                   "it does not punish confident mistakes the way cross-entropy does.")
+                   "Jaccard and Lovász: 1 - p_t, up to smoothing). A region loss alone is bounded by 1 and falls slowly: "
+                   "it does not punish confident mistakes the way cross-entropy does (its sums with CE or focal "
+                   "loss, and Unified Focal's focal part, do).")
     if "boundary" in chosen:
         st.caption(f"Boundary loss: a foreground pixel {depth} pixel(s) inside its region, the confusing class's "
-                   "region just across the boundary. It is linear in the probabilities and negative where the pixel is "
-                   "mostly right" + (": a log y axis shows only its positive part." if log_y else "."))
+                   "region just across the boundary. It is linear in the probabilities; inside the region (depth >= 1) it is "
+                   "negative where the pixel is mostly right, on the edge (depth 0) never negative" + (": a log y axis shows only its positive part." if log_y else "."))
     if "dice_boundary" in chosen:
         st.caption(f"Generalized Dice + boundary: the loss of an image of {analysis.REGION_PIXELS} pixels of one foreground "
                    "class at p_t, with the weights of the first epoch; the image has no other class, so its boundary "
@@ -173,7 +174,7 @@ with chart:
     if "weighted_ce" in chosen:
         wce = dict(params.get("weighted_ce", {}))
         cls = wce.pop("true_class", 6)
-        w = float(class_weights(wce.get("scheme", "median"), data.class_frequencies("street"), wce.get("beta", 0.999))[cls])
+        w = float(class_weights(wce.get("scheme", "median"), data.class_pixel_counts("street"), wce.get("beta", 0.999))[cls])
         st.caption(f"Weighted cross-entropy: one {STREET.class_names[cls]} pixel's w · (-log p_t), w = {w:.3g} from the "
                    "street scenes' pixel counts. A batch's loss divides by the sum of its pixels' weights (the formula "
                    "below), so over a batch the weights shift which pixels count, not the loss's overall scale.")
@@ -222,7 +223,9 @@ if any(name in analysis.BOUNDARY_LOSSES for name in chosen):
                f"{analysis.SHIFT_CONFIDENCE} as a square k pixels "
                "too big or too small. Pixel-wise losses and Dice grow with the number of wrong pixels, about linearly "
                "in k; the boundary loss with their distances to the true boundary, about as k squared: it measures "
-               "how far the contour is off, not only how many pixels are wrong. Each panel has its own scale."
+               "how far the contour is off, not only how many pixels are wrong (shrinking by one pixel costs it "
+               "nothing: the region's edge pixels have distance 0). Generalized Dice + boundary, still mostly GDL "
+               "at its first epoch's weights, grows about linearly. Each panel has its own scale."
                + (" Losses that need class counts are left out." if any(segloss.LOSSES[n].needs_class_counts
                                                                          for n in chosen) else ""))
 

@@ -179,13 +179,15 @@ else:
         st.caption(note)
 if name == "boundary":
     st.caption("Boundary loss: a foreground pixel (class 1) lying `depth` pixels inside its region, the confusing "
-               "class's region just across the boundary. Its push grows with the distances and does not fade for "
-               "confident pixels the way cross-entropy's does: the loss is linear in the probabilities.")
+               "class's region just across the boundary. Its push grows with the distances. Near p_t = 1 it fades "
+               "as cross-entropy's does (both about in proportion to 1 - p_t); near p_t = 0 it fades too, where "
+               "CE's is largest: relative to CE it weighs confident pixels more than hard ones.")
 if not spec.pixelwise:
     st.caption(f"{spec.title} scores regions, not pixels: here an image of {analysis.REGION_PIXELS} pixels of one "
                "class, every pixel at p_t, and the gradient of its loss with respect to their shared logits (the "
                "sum over the region, on the scale of one pixel's gradient under a pixel-wise loss). Soft Dice's "
-               "and Jaccard's push vanishes at both ends of p_t, unlike cross-entropy's.")
+               "and Jaccard's push vanishes for confident mistakes (p_t near 0), where cross-entropy's is largest; "
+               "near p_t = 1 it fades as CE's does.")
 st.download_button("Download the data (CSV)", plots.table_csv(table), file_name=f"gradients_{name}.csv",
                    mime="text/csv")
 

@@ -64,8 +64,8 @@ if scene is not None and prediction is not None and losses:
         upload_results.heatmaps(scene, result, prediction)
         st.caption("A pixel's gradient, not its loss, moves the network. Under focal loss an easy pixel keeps a "
                    "larger part of its gradient than of its loss (at p_t = 0.9 and gamma = 2: about 3% of CE's push "
-                   "for 1% of its loss), and region losses such as Dice push hardest on the pixels of small or "
-                   "badly-predicted regions.")
+                   "for 1% of its loss), and region losses such as Dice push hardest on the pixels of small "
+                   "regions and of uncertain ones, and little on a region predicted confidently wrong.")
         st.subheader("Gradient against gradient")
         upload_results.comparison(scene, result)
         st.subheader("Per class: who owns the pixels, who gets the push")

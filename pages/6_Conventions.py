@@ -61,17 +61,21 @@ st.markdown(
 
 LESSONS = (
     Preset("Ignored pixels and 'mean'", {"input": "random", "ignored": 0.5, "gamma": 2.0, "alpha": 0.25},
-           "Half the pixels are labelled ignore: a mean over valid pixels (segloss, torch) and a mean over every "
-           "N·C·H·W element (torchvision-style sigmoid losses) now differ by a factor of about 2C. Read the "
-           "'exact conversion' column: the factor is the count of elements over the valid pixels."),
+           "Half the pixels are labelled ignore: kornia's mean over every N·C·H·W element, ignored pixels "
+           "included, is now about 2C times smaller than the same sum over the valid pixels (segloss, torch, MONAI with "
+           "ignore_index); the same factor separates torchvision's sigmoid loss from MONAI's. Read the 'exact "
+           "conversion' column: the factor is the count of elements over the valid pixels."),
     Preset("Absent classes split Dice", {"input": "sample", "dataset": "street", "ignored": 0.0},
-           "Some street classes are absent from some images. Look at the Dice rows: MONAI per image scores an "
-           "absent class the model predicts anywhere as a full loss, smp counts it as 0 in a mean over all C, "
-           "segloss leaves it out. Same input, three numbers."),
+           "In these two street scenes one class is absent from both images. Look at the Dice rows: smp counts "
+           "it as 0 in a mean over all C, segloss leaves it out, MONAI scores it like the others (predicted "
+           "anywhere, it costs a full loss). Same input, three numbers. Seed 8 misses a class in one image only: "
+           "then MONAI per image also parts from MONAI over the batch."),
     Preset("What alpha means", {"input": "random", "gamma": 0.0, "alpha": 0.75, "ignored": 0.0},
-           "At γ = 0 every focal loss is a cross-entropy up to its α: one scales positives, kornia scales every "
-           "class but the background, segloss takes α per class or as a global factor. The ratios show which "
-           "constant each library multiplies in."),
+           "At γ = 0 every softmax focal loss is cross-entropy up to its α: segloss's scalar α is a global "
+           "factor (exactly α times the reference); kornia and MONAI's softmax weigh the background 1 - α and "
+           "every other class α (segloss's per-class row). The sigmoid losses (torchvision, MONAI's default, smp) "
+           "are C one-vs-all binary cross-entropies, positives weighed α and negatives 1 - α: no constant "
+           "converts them into the softmax ones."),
 )
 
 url = PageState("conventions")
@@ -142,7 +146,9 @@ st.markdown(
     "**Hossain et al. 2021** (segloss's `dual_focal_loss`, for class imbalance) adds a false-class term and an "
     "additive focal term to CE. **Tao et al. 2023** (*Dual Focal Loss for Calibration*, arXiv:2305.13665) is a "
     "focal loss whose factor (1 - p_t + p_j)^γ uses p_j, the largest probability ranked below the true class. "
-    "A **2019 port** of the withdrawn arXiv:1909.11932 uses -Σ log(1 - (p - y)²), bounded and without CE."
+    "A **2019 port** (CoinCheung/pytorch-loss, third-party) of the same authors' withdrawn preprint "
+    "arXiv:1909.11932 uses -Σ log(1 - (p - y)²), bounded and without CE. Two are papers; the third is one "
+    "reader's port of a preprint whose text is no longer available."
 )
 left, right = st.columns([1, 2.8], gap="large")
 with left:
@@ -174,14 +180,17 @@ st.markdown(
 st.subheader("Same name, other definitions: the newer losses")
 st.markdown(
     "- **Label smoothing** (segloss `label_smoothing_ce`, focal's `label_smoothing`): segloss gives torch's numbers, "
-    "class weights on both terms and the \"mean\" divided by the true classes' weights; torch itself got this "
-    "wrong with `ignore_index` and weights in earlier releases (pytorch#73205, #69339, #72056). On focal loss, "
+    "class weights on both terms and the \"mean\" divided by the true classes' weights; torch's own `label_smoothing` "
+    "gave wrong numbers or crashed with `ignore_index` and weights in earlier releases (pytorch#73205, #69339, #72056). On focal loss, "
     "segloss mixes in CE's uniform term unfocused; other ports focus it too.\n"
-    "- **OHEM**: mmsegmentation's `OHEMPixelSampler` keeps at least `min_kept` pixels as a *count* (100,000 by "
-    "default, for 512 x 1024 crops); segloss takes a *share* of the valid pixels. Some codebases keep the top-k "
-    "losses without any threshold.\n"
-    "- **Generalized Dice**: MONAI's `GeneralizedDiceLoss` gives an absent class the largest finite weight, over "
-    "the whole batch even per image; segloss does the same per batch and per image. The paper weighs by "
+    "- **OHEM**: segloss averages CE over the kept pixels, as CCNet's and HRNet's `OhemCrossEntropy` do; "
+    "mmsegmentation's `OHEMPixelSampler` keeps the same pixels but its CE then divides by all N·H·W pixels (or the "
+    "valid ones with `avg_non_ignore`), |K|/(N·H·W) times segloss's value. Their `min_kept` is a *count* (100,000 "
+    "in their configs, for 512 x 1024 crops; per image in mmsegmentation); segloss takes a *share* of the valid "
+    "pixels. mmsegmentation's sampler without `thresh` (its default) keeps the top `min_kept` losses, no "
+    "threshold.\n"
+    "- **Generalized Dice**: MONAI's `GeneralizedDiceLoss` gives an absent class the largest finite weight (per "
+    "image: the image's largest); segloss does the same, per batch and per image. The paper weighs by "
     "1/G_c^2; some ports use 1/G_c.\n"
     "- **Unified Focal**: MONAI's `AsymmetricUnifiedFocalLoss` is binary only; the authors' code averages the "
     "Tversky term over both classes of every image. segloss's multi-class form suppresses one background class "

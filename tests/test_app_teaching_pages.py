@@ -226,7 +226,7 @@ def test_weighted_ce_names_the_weight_its_pixel_curve_carries():
     app = open_page(CURVES)
     by_label(app.multiselect, "Losses").set_value(["weighted_ce"]).run()
     assert not app.exception
-    w = float(class_weights("median", data.class_frequencies("street"))[6])  # the default pixel: a pedestrian
+    w = float(class_weights("median", data.class_pixel_counts("street"))[6])  # the default pixel: a pedestrian
     assert any(f"w = {w:.3g}" in c.value and "pedestrian" in c.value for c in app.caption)
     curve = trace_values(figures(app)[0]["data"][0])
     ce = analysis.loss_curve(analysis.pixel_loss("ce"), analysis.probability_grid(400), 9, "even", 6)

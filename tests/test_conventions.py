@@ -6,6 +6,7 @@ torch), so those reproductions are compared with values computed by hand, in pla
 floats, from the formulas of their sources (versions cited in each test).
 """
 
+import itertools
 import math
 
 import kornia
@@ -341,3 +342,39 @@ def test_smp_dice_versions_place_the_smoothing_differently():
         dice_conventions.smp_dice_loss(logits, target).item(), rel=1e-12)  # the same at smooth 0
     with pytest.raises(ValueError, match="version must be one of"):
         dice_conventions.smp_dice_loss(logits, target, version="0.5")
+
+
+def _dice_values(logits, target):
+    return {row.name: row.value for row in convention_table.compare_conventions(logits, target) if row.group == "dice"}
+
+
+def test_the_absent_classes_lesson_shows_what_it_says():
+    # Library conventions' lesson "Absent classes split Dice": the street scenes of seed 0 miss one
+    # class in both images, so smp, segloss and MONAI give three numbers; seed 8 misses one in one image
+    # only, so MONAI per image parts from MONAI over the batch.
+    logits, target = convention_inputs.sample_input("street", seed=0)
+    present = [set(image.unique().tolist()) for image in target]
+    assert set(range(logits.shape[1])) - (present[0] | present[1]), "a class absent from both images"
+    values = _dice_values(logits, target)
+    three = [values["segloss dice, s=0"], values["smp DiceLoss multiclass (smooth=0)"],
+             values["MONAI DiceLoss (defaults: per image)"]]
+    assert min(abs(a - b) for a, b in itertools.combinations(three, 2)) > 0.03
+    logits, target = convention_inputs.sample_input("street", seed=8)
+    present = [set(image.unique().tolist()) for image in target]
+    assert present[0] != present[1] and present[0] | present[1] == set(range(logits.shape[1]))
+    values = _dice_values(logits, target)
+    assert values["MONAI DiceLoss (defaults: per image)"] - values["MONAI DiceLoss batch=True"] > 0.02
+    assert values["segloss dice, s=0"] == pytest.approx(values["smp DiceLoss multiclass (smooth=0)"], rel=1e-9)
+
+
+def test_the_ignored_pixels_lesson_factor_is_2c_for_kornia_and_torchvision():
+    logits, target = convention_inputs.random_input(5, seed=0)
+    target = convention_inputs.with_ignored(target, 0.5, seed=0)
+    rows = {row.name: row for row in convention_table.compare_conventions(logits, target, gamma=2.0, alpha=0.25)}
+    valid = int((target != 255).sum())
+    assert valid == pytest.approx(target.numel() / 2, rel=0.01)
+    for name, reference in (("kornia focal_loss, α=None", "segloss focal_loss, α=None"),
+                            ("torchvision sigmoid_focal_loss, α=0.25", "MONAI FocalLoss sigmoid, α=0.25")):
+        assert rows[name].factor == pytest.approx(logits.numel() / valid, rel=1e-12)
+        assert rows[name].factor == pytest.approx(2 * 5, rel=0.01)
+        assert rows[name].value * rows[name].factor == pytest.approx(rows[reference].value, rel=1e-9)

@@ -139,3 +139,18 @@ def test_every_dataset_palette_has_one_colour_per_class():
     for info in DATASETS.values():
         assert len(info.palette) == len(info.class_names) == info.num_classes
         assert all(len(c) == 3 and all(0 <= v <= 255 for v in c) for c in info.palette)
+
+
+def test_class_pixel_counts_are_counts_so_the_effective_number_depends_on_b():
+    """Weighted CE's "effective" scheme needs pixel counts, not shares: with shares (<= 1) every b
+    gives inverse frequency. The Loss curves page and the trainer take these counts."""
+    from segloss.losses.weights import class_weights
+
+    counts = data.class_pixel_counts("street", image_size=32, n=16)
+    assert int(counts.pixels.sum()) == 16 * 32 * 32
+    assert (counts.image_pixels >= counts.pixels).all()
+    assert class_frequencies("street", image_size=32, n=16).tolist() == pytest.approx(
+        (counts.pixels / counts.pixels.sum()).tolist())
+    low, high = class_weights("effective", counts, 0.9), class_weights("effective", counts, 0.99999)
+    assert float((low - high).abs().max()) > 0.5
+    assert torch.allclose(low, torch.ones_like(low), atol=1e-3)  # b = 0.9: every class has "enough" pixels

@@ -195,14 +195,17 @@ def test_per_image_mean_skips_images_without_valid_pixels():
         assert both.item() == pytest.approx(float(sum(means) / 2), rel=1e-12)
 
 
-def test_generalized_dice_matches_monai_over_the_batch():
+@pytest.mark.parametrize("per_image", [False, True])
+def test_generalized_dice_matches_monai_over_the_batch_and_per_image(per_image):
     from monai.losses import GeneralizedDiceLoss
 
     logits, target = random_batch(3, 4, (6, 6), scale=2.0, seed=31)
     target[target == 3] = 0  # class 3 absent: it takes the largest finite weight, as in MONAI
-    ours = region.generalized_dice_loss(logits.double(), target)
-    monai = GeneralizedDiceLoss(softmax=True, to_onehot_y=True, batch=True)(logits.double(), target.unsqueeze(1))
-    torch.testing.assert_close(ours, monai.to(ours.dtype), rtol=1e-9, atol=1e-12)
+    target[1][target[1] == 2] = 0  # class 2 absent from image 1 only: per image, the image's largest weight
+    ours = region.generalized_dice_loss(logits.double(), target, per_image=per_image)
+    monai = GeneralizedDiceLoss(softmax=True, to_onehot_y=True, batch=not per_image)(logits.double(),
+                                                                                    target.unsqueeze(1))
+    torch.testing.assert_close(ours, monai.to(ours.dtype), rtol=1e-8, atol=1e-12)
 
 
 def test_generalized_dice_hand_computed_per_image_and_weights_carry_no_gradient():

@@ -56,3 +56,57 @@ def test_unknown_scheme_and_bad_beta_are_rejected():
         weights.class_weights("sqrt", [1, 2])
     with pytest.raises(ValueError, match=r"beta must lie in \[0, 1\)"):
         weights.effective_number([1, 2], 1.0)
+
+
+def test_count_pixels_records_the_pixels_of_the_images_each_class_appears_in():
+    masks = torch.tensor([[[0, 0], [1, 255]],    # image 0: 3 valid pixels, classes 0 and 1
+                          [[0, 2], [2, 2]],      # image 1: 4 valid pixels, classes 0 and 2
+                          [[2, 2], [2, 255]]])   # image 2: 3 valid pixels, class 2
+    counts = weights.count_pixels(masks, 4)
+    assert counts.pixels.tolist() == [3, 1, 6, 0]
+    assert counts.image_pixels.tolist() == [3 + 4, 3, 4 + 3, 0]
+    assert counts.pixels.tolist() == weights.pixel_counts(masks, 4).tolist()
+    both = weights.count_pixels(masks[:1], 4) + weights.count_pixels(masks[1:].numpy(), 4)
+    assert both.pixels.tolist() == counts.pixels.tolist() and both.image_pixels.tolist() == counts.image_pixels.tolist()
+    with pytest.raises(ValueError, match=r"one mask per image; got shape \(2, 2\).*mask\[None\]"):
+        weights.count_pixels(masks[0], 4)
+    with pytest.raises(ValueError, match="cannot add counts of 3 classes"):
+        counts + weights.count_pixels(masks, 3)
+
+
+def test_median_frequency_follows_eigen_and_fergus_with_image_pixels():
+    """f_c = n_c / m_c, m_c the pixels of the images where c appears (Eigen & Fergus 2015, SegNet):
+    class 1 appears in one small image only, so its frequency there is high and its weight lower
+    than the global share would give."""
+    masks = torch.zeros(4, 10, 10, dtype=torch.int64)
+    masks[:, :5] = 2           # class 2: half of every image
+    masks[0, 5:, :4] = 1       # class 1: 20 pixels, in image 0 only
+    counts = weights.count_pixels(masks, 3)
+    n, m = counts.pixels.double(), counts.image_pixels.double()
+    assert n.tolist() == [180, 20, 200] and m.tolist() == [400, 100, 400]
+    f = n / m                                                   # 0.45, 0.2, 0.5
+    want = (np.median(f.numpy()) / f).float()                   # median 0.45
+    torch.testing.assert_close(weights.median_frequency(counts), want)
+    torch.testing.assert_close(weights.class_weights("median", counts), want)
+    assert weights.median_frequency(counts)[1] == pytest.approx(0.45 / 0.2)
+    assert weights.median_frequency(counts.pixels)[1] == pytest.approx(180 / 20)  # global shares: 4x that
+    # the other schemes read the pixels only
+    torch.testing.assert_close(weights.class_weights("inverse", counts), weights.inverse_frequency(counts.pixels))
+    torch.testing.assert_close(weights.class_weights("effective", counts, 0.99),
+                               weights.effective_number(counts.pixels, 0.99))
+
+
+def test_median_frequency_refuses_image_pixels_below_the_pixels():
+    bad = weights.PixelCounts(torch.tensor([5, 3]), torch.tensor([10, 2]))
+    with pytest.raises(ValueError, match="image_pixels >= pixels"):
+        weights.median_frequency(bad)
+
+
+def test_create_loss_takes_pixel_counts_for_weighted_ce():
+    import segloss
+
+    masks = torch.zeros(2, 4, 4, dtype=torch.int64)
+    masks[0, :2] = 1
+    counts = weights.count_pixels(masks, 2)
+    loss = segloss.create_loss("weighted_ce", scheme="median", class_counts=counts)
+    torch.testing.assert_close(loss.weight, weights.median_frequency(counts))

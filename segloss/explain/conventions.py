@@ -14,7 +14,8 @@ labels ``y`` ``(N, *S)`` the libraries differ in
   without ``ignore_index``), or a sum over classes of per-class means (smp).
 
 Weighted cross-entropy's "mean" divides by ``sum_{i in V} w_{y_i}`` in torch, by ``|V|`` in most
-hand-written code; and "Dual Focal Loss" names three different formulas (see the functions).
+hand-written code; and "Dual Focal Loss" names three different formulas (see the functions): Hossain et al. 2021,
+Tao et al. 2023, and a third-party port of Hossain et al.'s withdrawn 2019 preprint.
 
 Each function mirrors one library version's formula and reduction, without importing it. They
 take ``logits`` float ``(N, C, *S)`` (float64 stays float64, anything else is computed in
@@ -187,7 +188,8 @@ def monai_focal_loss(logits, target, *, use_softmax: bool = False, alpha: float 
 
 def smp_focal_loss(logits, target, *, alpha: float | None = None, gamma: float = 2.0,
                    ignore_index: int | None = None, reduction: str = "mean") -> torch.Tensor:
-    """segmentation_models_pytorch 0.3.x / 0.4 ``losses.FocalLoss("multiclass", alpha, gamma, ignore_index)``.
+    """segmentation_models_pytorch 0.3 to 0.5.0 ``losses.FocalLoss("multiclass", alpha, gamma, ignore_index)``
+    (its main branch after 0.5.0 takes the mean over classes instead of the sum: C times smaller).
 
     Not softmax: for every class ``c`` a binary (one-vs-all) sigmoid focal loss of ``z_c`` against
     ``[y == c]`` (``focal_loss_with_logits``: ``(1 - p_t)^gamma BCE``, times ``alpha`` for positives and

@@ -15,8 +15,8 @@ choices that change its value by large factors on the same input:
   twice, ``(2 TP + 2 s) / (P + G + 2 s)``, smp 0.3 once.
 
 Each function mirrors one library version on logits ``(N, C, *S)`` (softmax over classes) and
-integer labels ``(N, *S)``; ignored pixels are left out of every sum (MONAI has no
-``ignore_index``; the usual wrapper zeroes prediction and one-hot target there). They return
+integer labels ``(N, *S)``; ignored pixels are left out of every sum (MONAI 1.6's ``ignore_index``
+zeroes prediction and one-hot target there, as the usual wrapper did before it had one). They return
 the scalar "mean". The segloss side is :func:`segloss.losses.region.soft_dice_loss`.
 """
 

@@ -19,7 +19,7 @@ score; with smoothing its score would reward predicting nothing or punish noise)
 ``weight[c]`` if given. ``reduction="none"`` returns the per-class losses ``(C,)`` (``(N, C)``
 per image), NaN for absent classes; ``"mean"`` the weighted mean over present classes (per
 image: each image's mean over its present classes, then the mean over images, as Berman et al.'s
-reference Lovász code, kornia and smp do); ``"sum"`` their sum.
+reference Lovász code and smp's ``LovaszLoss(per_image=True)`` do); ``"sum"`` their sum.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def _reduce_classes(per_class, present, weight, reduction, sync=True):
     ``"none"``: the losses, NaN for absent classes. ``"sum"``: the sum over present classes (and
     images). ``"mean"``: the weighted mean over present classes; per image, each image's mean
     first, then the mean over the images that hold a valid pixel (Berman et al.'s
-    ``per_image=True``, also kornia's and smp's), so an image with two classes counts as much
+    ``per_image=True``, also smp's Lovász), so an image with two classes counts as much
     as one with ten.
     """
     if reduction == "none":  # this replica's own regions
@@ -223,7 +223,8 @@ def lovasz_softmax_loss(logits, target, *, per_image=False, weight=None, ignore_
     Per class, the Lovász extension of the Jaccard loss evaluated at the errors
     ``|y_c - p_c|`` of the valid pixels, sorted in decreasing order; averaged over the classes
     present in the target (the authors' ``classes="present"``). ``per_image=True`` follows the
-    authors' reference code (also kornia's and smp's ``per_image``): each image's mean over its
+    authors' reference code (also smp's ``per_image``; kornia's Lovász has no per-image form and
+    averages over all C classes): each image's mean over its
     own present classes, then the mean over images; ``per_image=False`` pools the batch.
 
     Under ``torch.distributed`` (``sync_distributed``): per image it is exact, the mean over every

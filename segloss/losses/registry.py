@@ -94,8 +94,8 @@ def _weighted_ce(scheme, beta, *, class_counts=None, weight=None, **common):
     if weight is None:
         if class_counts is None:
             raise ValueError(
-                "weighted_ce needs class_counts (pixels per class, e.g. "
-                "segloss.losses.weights.pixel_counts(train_masks, C)) or an explicit weight vector"
+                "weighted_ce needs class_counts (segloss.losses.weights.count_pixels(train_masks, C), or "
+                "pixels per class as a (C,) vector) or an explicit weight vector"
             )
         weight = class_weights(scheme, class_counts, beta)
     return modules.CrossEntropyLoss(weight=weight, **common)
@@ -122,7 +122,7 @@ _PER_IMAGE = ParamSpec("per_image", "Regions per", "batch", "batch: one region p
 _TVERSKY_ALPHA = ParamSpec("alpha", "alpha (false positives)", 0.3, "Weight of false positives FP_c.",
                            low=0.0, high=1.0, step=0.05)
 _TVERSKY_BETA = ParamSpec("beta", "beta (false negatives)", 0.7, "Weight of false negatives FN_c; alpha = beta = "
-                          "0.5 is Dice (with half its smoothing), 1 and 1 is Jaccard.", low=0.0, high=1.0, step=0.05)
+                          "0.5 is Dice with smoothing 2s, 1 and 1 is Jaccard.", low=0.0, high=1.0, step=0.05)
 _DICE_WEIGHT = ParamSpec("dice_weight", "Dice weight lambda", 1.0, "Weight of the Dice term added to the "
                          "pixel-wise loss.", low=0.0, high=10.0, step=0.1)
 _BOUNDARY_CLASSES = ParamSpec("classes", "classes scored", "foreground", "foreground: every class but 0, the "
@@ -163,8 +163,9 @@ LOSSES: dict[str, LossSpec] = {
             "Cui et al., CVPR 2019 (arXiv:1901.05555).",
             link="https://arxiv.org/abs/1901.05555",
             params=(
-                ParamSpec("scheme", "Weight scheme", "median", "inverse: 1/n_c; median: median(n)/n_c; "
-                          "effective: (1-b)/(1-b^n_c).", kind="choice", choices=SCHEMES),
+                ParamSpec("scheme", "Weight scheme", "median", "inverse: 1/n_c; median: median(f)/f_c, f_c = n_c over "
+                          "the pixels of the images where c appears (Eigen & Fergus); effective: (1-b)/(1-b^n_c).",
+                          kind="choice", choices=SCHEMES),
                 ParamSpec("beta", "Effective-number b", 0.999, "Only for the 'effective' scheme: "
                           "b -> 1 approaches inverse frequency, b = 0 gives equal weights.",
                           low=0.9, high=0.99999, step=0.0001),
@@ -198,7 +199,7 @@ LOSSES: dict[str, LossSpec] = {
             formula=r"\begin{aligned}\mathcal{L}_{DFL} = \sum_{c} \Big[&-y_c \log p_c \;-\; \beta\,(1 - y_c)\log(\rho - p_c)"
             r"\\ &+\; \alpha\,|y_c - p_c|^{\gamma}\Big]\end{aligned}",
             summary="CE on the true class, a penalty on probability given to false classes, and an additive "
-            "focal-style term whose gradient does not vanish as p approaches y.",
+            "focal-style term whose gradient, for gamma <= 1, does not vanish as p approaches y.",
             citation="Hossain, Betts, Paplinski. Dual Focal Loss to address class imbalance in semantic "
             "segmentation. Neurocomputing 462 (2021), doi:10.1016/j.neucom.2021.07.055.",
             link="https://doi.org/10.1016/j.neucom.2021.07.055",
@@ -220,7 +221,8 @@ LOSSES: dict[str, LossSpec] = {
         LossSpec(
             name="recall",
             title="Recall loss",
-            formula=r"\mathcal{L}_{R} = -\sum_{c}\sum_{i:\,y_i = c} (1 - R_c) \log p_{i,c},\qquad R_c = \frac{TP_c}{N_c}",
+            formula=r"\mathcal{L}_{R} = -\frac{1}{|V|}\sum_{c}\sum_{i \in V:\,y_i = c} (1 - R_c) \log p_{i,c},\qquad "
+            r"R_c = \frac{TP_c}{N_c}",
             summary="Cross-entropy reweighted per class by the batch's recall: classes the model misses "
             "weigh more, classes it gets right fade.",
             citation="Tian, Mithun, Seymour, Chiu, Kira. Striking the Right Balance: Recall Loss for "
@@ -240,8 +242,9 @@ LOSSES: dict[str, LossSpec] = {
             r"{\sum_i p_{i,c} + \sum_i y_{i,c} + s}\Big]",
             summary="One minus the soft overlap of each class's predicted and true region, averaged over the "
             "classes present: every class counts the same, however few pixels it has.",
-            citation="Milletari, Navab, Ahmadi. V-Net. 3DV 2016 (arXiv:1606.04797); multi-class mean as in "
-            "MONAI's DiceLoss.",
+            citation="Milletari, Navab, Ahmadi. V-Net. 3DV 2016 (arXiv:1606.04797), whose denominator squares p and y; "
+            "this is the linear form of MONAI's and smp's DiceLoss, averaged over the classes present (how they "
+            "average: Library conventions).",
             link="https://arxiv.org/abs/1606.04797",
             params=(_SMOOTH, _PER_IMAGE),
             factory=lambda smooth, per_image, **common: modules.DiceLoss(smooth=smooth,
@@ -271,7 +274,8 @@ LOSSES: dict[str, LossSpec] = {
             summary="Cross-entropy on the hard pixels only: those whose true-class probability is below the "
             "threshold, and at least the hardest share min_kept; easy pixels get no loss and no gradient.",
             citation="Shrivastava, Gupta, Girshick. Training Region-based Object Detectors with Online Hard Example "
-            "Mining. CVPR 2016 (arXiv:1604.03540); per-pixel form of mmsegmentation's OHEMPixelSampler.",
+            "Mining. CVPR 2016 (arXiv:1604.03540); per-pixel form of CCNet's and HRNet's OhemCrossEntropy (mean over "
+            "the kept pixels).",
             link="https://arxiv.org/abs/1604.03540",
             params=(ParamSpec("threshold", "threshold on p_t", 0.7, "Pixels whose true-class probability is below "
                               "it are kept.", low=0.05, high=1.0, step=0.05),
@@ -492,8 +496,9 @@ def create_loss(name: str, *, class_counts=None, weight=None, ignore_index: int 
             ``"focal_tversky"``, ``"lovasz"``, ``"dice_ce"``, ``"dice_focal"``; and the newer
             ``"label_smoothing_ce"``, ``"ohem"``, ``"boundary"`` (pixel-wise), ``"unified_focal"``,
             ``"generalized_dice"``, ``"dice_boundary"`` (region).
-        class_counts: pixels per class ``(C,)``; required by losses with ``needs_class_counts``
-            unless ``weight`` is given.
+        class_counts: a :class:`segloss.losses.weights.PixelCounts` (``count_pixels(train_masks, C)``:
+            the median scheme then follows Eigen & Fergus exactly) or pixels per class ``(C,)``;
+            required by losses with ``needs_class_counts`` unless ``weight`` is given.
         weight, ignore_index, reduction: passed to the module. Region losses give per-class
             values with ``reduction="none"``; the sums (``dice_ce``, ``dice_focal``) refuse it.
         sync_distributed: under ``torch.distributed``, whether the losses that all-reduce (recall's

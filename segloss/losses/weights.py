@@ -1,12 +1,17 @@
 """Class weights from pixel counts, the usual baselines for weighted cross-entropy.
 
-All schemes take ``counts``, a ``(C,)`` vector of pixel counts ``n_c`` (e.g. from
-:func:`pixel_counts` over a training set), give weight 0 to classes with no pixels, and return
-a float32 ``(C,)`` tensor:
+All schemes take ``counts``: a ``(C,)`` vector of pixel counts ``n_c`` (e.g. from
+:func:`pixel_counts` over a training set), or a :class:`PixelCounts` from :func:`count_pixels`,
+which also holds, per class, the pixels of the images the class appears in. They give weight 0 to
+classes with no pixels and return a float32 ``(C,)`` tensor:
 
 - ``inverse``: ``w_c ∝ 1 / n_c``, rescaled so the weights of present classes sum to C.
-- ``median``: median frequency balancing (Eigen & Fergus 2015), ``w_c = median(n) / n_c`` with
-  the median over present classes; not rescaled.
+- ``median``: median frequency balancing (Eigen & Fergus 2015, used by SegNet),
+  ``w_c = median(f) / f_c`` with ``f_c = n_c / m_c``, ``m_c`` the pixels of the images in which
+  class ``c`` appears, and the median over present classes; not rescaled. With a plain vector of
+  counts ``m_c`` is unknown and taken as every pixel (``f_c`` the global share), which is the same
+  when every class appears in every image and otherwise weighs a class that is missing from many
+  images higher than Eigen & Fergus do.
 - ``effective``: effective number of samples (Cui et al., CVPR 2019),
   ``w_c = (1 - b) / (1 - b^{n_c})``, rescaled so the weights sum to C.
 """
@@ -14,7 +19,7 @@ a float32 ``(C,)`` tensor:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -42,7 +47,49 @@ def pixel_counts(target, num_classes: int, ignore_index: int = 255) -> torch.Ten
     return torch.bincount(labels, minlength=num_classes)
 
 
-def _as_counts(counts: torch.Tensor | Sequence[float]) -> torch.Tensor:
+@dataclass(frozen=True)
+class PixelCounts:
+    """Pixels per class over a set of masks, with the denominators of Eigen & Fergus's frequencies.
+
+    Attributes:
+        pixels: int64 ``(C,)``, ``n_c``, the valid pixels labelled ``c``.
+        image_pixels: int64 ``(C,)``, ``m_c``, the valid pixels of the images in which class ``c``
+            appears (``m_c >= n_c``; 0 for a class that appears nowhere).
+
+    Counts over several batches add up: ``count_pixels(a, C) + count_pixels(b, C)``.
+    """
+
+    pixels: torch.Tensor
+    image_pixels: torch.Tensor
+
+    def __add__(self, other: "PixelCounts") -> "PixelCounts":
+        if not isinstance(other, PixelCounts):
+            return NotImplemented
+        if other.pixels.shape != self.pixels.shape:
+            raise ValueError(f"cannot add counts of {other.pixels.numel()} classes to counts of {self.pixels.numel()}")
+        return PixelCounts(self.pixels + other.pixels, self.image_pixels + other.image_pixels)
+
+
+def count_pixels(masks, num_classes: int, ignore_index: int = 255) -> PixelCounts:
+    """:class:`PixelCounts` of integer masks ``(N, H, W)`` or ``(N, D, H, W)`` (tensor or numpy), one
+    image per entry of the first dimension, ignoring ``ignore_index``.
+
+    Raises:
+        TypeError: non-integer labels. ValueError: fewer than 3 dimensions (one mask ``(H, W)``:
+        pass ``mask[None]``), or labels outside ``[0, num_classes)``.
+    """
+    masks = torch.as_tensor(masks)
+    if masks.dim() < 3:
+        raise ValueError(f"masks must be (N, H, W) or (N, D, H, W), one mask per image; got shape "
+                         f"{tuple(masks.shape)} (one mask: pass mask[None])")
+    per_image = torch.stack([pixel_counts(mask, num_classes, ignore_index) for mask in masks])  # (N, C)
+    image_sizes = per_image.sum(dim=1, keepdim=True)
+    return PixelCounts(per_image.sum(dim=0), torch.where(per_image > 0, image_sizes, 0).sum(dim=0))
+
+
+def _as_counts(counts) -> torch.Tensor:
+    if isinstance(counts, PixelCounts):
+        counts = counts.pixels
     try:
         counts = torch.as_tensor(counts, dtype=torch.float64)
     except (TypeError, ValueError, RuntimeError) as err:
@@ -60,25 +107,39 @@ def _rescale(weights: torch.Tensor) -> torch.Tensor:
     return (weights * weights.numel() / weights.sum()).float()
 
 
-def inverse_frequency(counts: torch.Tensor | Sequence[float]) -> torch.Tensor:
+def inverse_frequency(counts) -> torch.Tensor:
     """``w_c ∝ 1 / n_c`` (0 for absent classes), summing to C."""
     n = _as_counts(counts)
     return _rescale(torch.where(n > 0, 1.0 / n.clamp_min(1e-300), 0.0))
 
 
-def median_frequency(counts: torch.Tensor | Sequence[float]) -> torch.Tensor:
-    """``w_c = median(n) / n_c`` over present classes (0 for absent classes).
+def median_frequency(counts) -> torch.Tensor:
+    """``w_c = median(f) / f_c`` over present classes (0 for absent classes).
 
-    The median of an even number of counts is the mean of the two middle ones, as numpy's and the
-    median-frequency balancing of Eigen and Fergus (ICCV 2015) and SegNet take it (torch's
-    ``median`` would take the lower one).
+    ``f_c = n_c / m_c`` when ``counts`` is a :class:`PixelCounts` (Eigen & Fergus: the pixels of
+    class ``c`` over the pixels of the images in which it appears), the global share ``n_c / sum n``
+    for a plain vector. The median of an even number of values is the mean of the two middle ones,
+    as numpy's and Eigen and Fergus's (ICCV 2015) and SegNet's take it (torch's ``median`` would
+    take the lower one).
+
+    Raises:
+        ValueError: bad counts, or ``image_pixels`` below ``pixels`` (a class cannot have more
+        pixels than the images it appears in).
     """
     n = _as_counts(counts)
-    median = n[n > 0].quantile(0.5)
-    return torch.where(n > 0, median / n.clamp_min(1e-300), 0.0).float()
+    if isinstance(counts, PixelCounts):
+        m = torch.as_tensor(counts.image_pixels, dtype=torch.float64)
+        if m.shape != n.shape or not bool(torch.isfinite(m).all()) or bool((m < n).any()):
+            raise ValueError(f"image_pixels must be a finite ({n.numel()},) vector with image_pixels >= pixels, "
+                             f"got {m.tolist()} for pixels {n.tolist()}")
+        frequency = torch.where(n > 0, n / m.clamp_min(1e-300), 0.0)
+    else:
+        frequency = n / n.sum()
+    median = frequency[n > 0].quantile(0.5)
+    return torch.where(n > 0, median / frequency.clamp_min(1e-300), 0.0).float()
 
 
-def effective_number(counts: torch.Tensor | Sequence[float], beta: float = 0.999) -> torch.Tensor:
+def effective_number(counts, beta: float = 0.999) -> torch.Tensor:
     """``w_c = (1 - beta) / (1 - beta^{n_c})`` (0 for absent classes), summing to C.
 
     Raises:
@@ -91,8 +152,9 @@ def effective_number(counts: torch.Tensor | Sequence[float], beta: float = 0.999
     return _rescale(torch.where(n > 0, (1.0 - beta) / effective.clamp_min(1e-300), 0.0))
 
 
-def class_weights(scheme: str, counts: torch.Tensor | Sequence[float], beta: float = 0.999) -> torch.Tensor:
-    """Weights by scheme name (``"inverse"``, ``"median"`` or ``"effective"``).
+def class_weights(scheme: str, counts, beta: float = 0.999) -> torch.Tensor:
+    """Weights by scheme name (``"inverse"``, ``"median"`` or ``"effective"``) from ``counts``, a
+    ``(C,)`` vector of pixel counts or a :class:`PixelCounts` (only ``"median"`` reads its image pixels).
 
     Raises:
         ValueError: unknown scheme, bad counts or beta.

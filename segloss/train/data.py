@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from segloss.train.drawing import draw_lesion, draw_street
-from segloss.losses.weights import pixel_counts
+from segloss.losses.weights import PixelCounts, count_pixels
 
 MIN_IMAGE_SIZE = 32
 
@@ -135,18 +135,24 @@ def make_batch(dataset: str, batch_size: int, image_size: int, seed: int
 
 
 @functools.lru_cache(maxsize=32)
-def _frequencies(dataset: str, image_size: int, n: int, seed: int) -> tuple[float, ...]:
+def _counts(dataset: str, image_size: int, n: int, seed: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     info = get_dataset(dataset)
-    counts = torch.zeros(info.num_classes, dtype=torch.int64)
+    total = PixelCounts(torch.zeros(info.num_classes, dtype=torch.int64), torch.zeros(info.num_classes, dtype=torch.int64))
     for start in range(0, n, 16):
         _, masks = make_batch(dataset, min(16, n - start), image_size, seed + start)
-        counts += pixel_counts(masks, info.num_classes)
-    return tuple((counts.double() / counts.sum()).tolist())
+        total = total + count_pixels(masks, info.num_classes)
+    return tuple(total.pixels.tolist()), tuple(total.image_pixels.tolist())
 
 
-def class_frequencies(dataset: str, image_size: int = 64, n: int = 64,
-                      seed: int = 12345) -> torch.Tensor:
-    """Pixel share of each class over ``n`` samples (cached per argument set).
+def _sample_args(dataset: str, image_size, n, seed) -> tuple[int, int, int]:
+    get_dataset(dataset)
+    return _as_int(image_size, "image_size", MIN_IMAGE_SIZE), _as_int(n, "n", 1), _as_int(seed, "seed", 0)
+
+
+def class_pixel_counts(dataset: str, image_size: int = 64, n: int = 64, seed: int = 12345) -> PixelCounts:
+    """Pixels per class over ``n`` samples, with the pixels of the images each class appears in
+    (:class:`segloss.losses.weights.PixelCounts`, what weighted CE's schemes take; cached per
+    argument set, returned as fresh tensors).
 
     Args:
         dataset: a key of :data:`DATASETS`.
@@ -154,16 +160,22 @@ def class_frequencies(dataset: str, image_size: int = 64, n: int = 64,
         n: number of samples (>= 1), drawn in batches of 16 with seeds ``seed, seed+16, ...``.
         seed: non-negative int.
 
-    Returns:
-        float64 ``(C,)`` summing to 1.
-
     Raises:
         ValueError / TypeError: as :func:`make_batch`, or ``n < 1``.
     """
-    get_dataset(dataset)
-    args = (_as_int(image_size, "image_size", MIN_IMAGE_SIZE), _as_int(n, "n", 1),
-            _as_int(seed, "seed", 0))
-    return torch.tensor(_frequencies(dataset, *args), dtype=torch.float64)
+    pixels, image_pixels = _counts(dataset, *_sample_args(dataset, image_size, n, seed))
+    return PixelCounts(torch.tensor(pixels, dtype=torch.int64), torch.tensor(image_pixels, dtype=torch.int64))
+
+
+def class_frequencies(dataset: str, image_size: int = 64, n: int = 64,
+                      seed: int = 12345) -> torch.Tensor:
+    """Pixel share of each class over ``n`` samples (arguments as :func:`class_pixel_counts`).
+
+    Returns:
+        float64 ``(C,)`` summing to 1.
+    """
+    pixels = class_pixel_counts(dataset, image_size, n, seed).pixels.double()
+    return pixels / pixels.sum()
 
 
 def _as_numpy(array: torch.Tensor | np.ndarray) -> np.ndarray:

@@ -121,14 +121,14 @@ def frequency_table(dataset: str, image_size: int = 64) -> dict[str, list]:
     Columns: ``class``, ``colour`` (hex), ``pixel share`` (fraction of all pixels), ``1 in N
     pixels``, ``vs. largest`` (largest share / this share: how much rarer), and the class
     weights weighted CE would use: ``median-frequency weight`` and ``inverse-frequency weight``.
-    Frequencies are :func:`segloss.train.data.class_frequencies` (64 samples).
+    Shares and weights are from :func:`segloss.train.data.class_pixel_counts` (64 samples).
 
     Raises:
         ValueError: unknown dataset.
     """
     info = data.get_dataset(dataset)
-    freq = data.class_frequencies(dataset, image_size)
-    share = freq.numpy()
+    counts = data.class_pixel_counts(dataset, image_size)
+    share = data.class_frequencies(dataset, image_size).numpy()
     largest = share.max()
     with np.errstate(divide="ignore"):
         return {
@@ -137,6 +137,6 @@ def frequency_table(dataset: str, image_size: int = 64) -> dict[str, list]:
             "pixel share": [float(s) for s in share],
             "1 in N pixels": [float(1 / s) if s > 0 else float("inf") for s in share],
             "vs. largest": [float(largest / s) if s > 0 else float("inf") for s in share],
-            "median-frequency weight": class_weights("median", freq).tolist(),
-            "inverse-frequency weight": class_weights("inverse", freq).tolist(),
+            "median-frequency weight": class_weights("median", counts).tolist(),
+            "inverse-frequency weight": class_weights("inverse", counts).tolist(),
         }

@@ -63,15 +63,6 @@ def choose_device(device: str | torch.device | None = None) -> torch.device:
     return device
 
 
-def class_pixel_counts(dataset: str, image_size: int = 64) -> torch.Tensor:
-    """Pixels per class over the 64 reference samples of :func:`segloss.train.data.class_frequencies`.
-
-    Weighted CE needs counts rather than shares: the effective-number scheme depends on their
-    scale. Returns float64 ``(C,)``.
-    """
-    return data.class_frequencies(dataset, image_size) * (64 * image_size * image_size)
-
-
 def _check_int(value, name: str, low: int, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {value!r}")
@@ -175,7 +166,7 @@ class Trainer(BackgroundLoop):
         self._prefetcher = None if workers == 0 else BatchPrefetcher(
             functools.partial(data.make_batch, dataset, self.config.batch_size, self.config.image_size),
             self._batch_seed, workers)
-        self._counts = class_pixel_counts(dataset, self.config.image_size) if LOSSES[loss].needs_class_counts else None
+        self._counts = data.class_pixel_counts(dataset, self.config.image_size) if LOSSES[loss].needs_class_counts else None
         self._criterion_for("mean")  # validates loss_params before anything else is built
         images, masks = data.make_batch(dataset, _check_int(val_size, "val_size", 1, 64), self.config.image_size,
                                         VALIDATION_SEED)
