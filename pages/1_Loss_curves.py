@@ -28,11 +28,6 @@ STREET = data.DATASETS["street"]
 SHIFTS = tuple(range(-10, 11))  # pixels by which the predicted square's boundary is off
 
 
-def overlays_gamma(spec) -> bool:
-    """Whether the gamma overlay applies: the loss has a gamma that takes every overlaid value."""
-    return "gamma" in spec.defaults and spec.param("gamma").low <= min(GAMMAS) and max(GAMMAS) <= spec.param("gamma").high
-
-
 @st.cache_data(max_entries=512, show_spinner=False)
 def curve(name: str, params: tuple, num_classes: int, spread: str, true_class: int = 0,
           recall: float = 0.0, depth: float = analysis.BOUNDARY_DEPTH) -> np.ndarray:
@@ -97,7 +92,7 @@ with controls:
     params = {}
     for name in chosen:
         spec = segloss.LOSSES[name]
-        overlaid = bool(overlay) and overlays_gamma(spec)
+        overlaid = bool(overlay) and analysis.takes_values(spec.name, "gamma", GAMMAS)
         skip = ("learnable", "per_image", "gamma") if overlaid else ("learnable", "per_image")
         if any(p.name not in skip and not p.schedule_only for p in spec.params):
             with st.expander(f"{spec.title} parameters", expanded=False):
@@ -128,7 +123,7 @@ for name in chosen:
             label = f"{spec.title}, R = {r:g}"
             curves[label] = curve(name, tuple(values.items()), num_classes, spread, recall=r)
             styles[label] = {"color": RECALL_COLORS[r], "dash": "longdash"}
-    elif overlay and overlays_gamma(spec):
+    elif overlay and analysis.takes_values(spec.name, "gamma", GAMMAS):
         for g in overlay:
             label = f"{spec.title}, γ = {g:g}"
             curves[label] = curve(name, tuple({**values, "gamma": g}.items()), num_classes, spread)
@@ -204,7 +199,7 @@ if any(name in analysis.BOUNDARY_LOSSES for name in chosen):
         if spec.needs_class_counts:
             continue
         values = {k: v for k, v in params.get(name, {}).items() if k not in ("true_class", "learnable")}
-        for g in (overlay if overlay and overlays_gamma(spec) else [None]):
+        for g in (overlay if overlay and analysis.takes_values(spec.name, "gamma", GAMMAS) else [None]):
             label = spec.title if g is None else f"{spec.title}, γ = {g:g}"
             items.append((label, name, tuple({**values, **({} if g is None else {"gamma": g})}.items())))
     shift = shifted(tuple(items), num_classes)

@@ -16,37 +16,10 @@ from ui.widgets import loss_caption, loss_param_widgets
 
 page_setup("Gradients", ":material/gradient:")
 P_T = analysis.probability_grid(256)
-SWEEP_RANGES = {"gamma": (0.0, 5.0), "alpha": (0.0, 5.0), "beta": (0.0, 5.0), "rho": (1.0, 3.0), "recall": (0.0, 0.99),
-                "smooth": (0.0, 50.0), "dice_weight": (0.0, 5.0), "threshold": (0.05, 1.0), "min_kept": (0.0, 1.0),
-                "label_smoothing": (0.0, 0.5), "depth": (0.0, 10.0), "boundary_weight": (0.0, 1.0)}
 COMPONENT_LABELS = {"norm": "‖dL/dz‖ (all logits)", "true": "|dL/dz_t| (true class)",
                     "false": "|dL/dz_c| (most probable false class)"}
 # CE is the dashed reference of every chart; weighted CE's gradient is w_y times CE's
 LOSS_NAMES = [n for n in segloss.LOSSES if n != "ce" and not segloss.LOSSES[n].needs_class_counts]
-
-
-ROUND_VALUES = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0)
-PREFERRED_SLICES = {"gamma": (0.0, 0.5, 1.0, 2.0, 5.0), "recall": (0.0, 0.25, 0.5, 0.75, 0.9),
-                    "rho": (1.0, 1.25, 1.5, 2.0, 3.0), "smooth": (0.0, 1.0, 5.0, 10.0, 50.0),
-                    "depth": (0.0, 1.0, 2.0, 5.0, 10.0), "boundary_weight": (0.0, 0.01, 0.1, 0.5, 1.0)}
-
-
-def sweep_values(low: float, high: float, sweep: str, count: int = 64) -> tuple[tuple[float, ...], list[int]]:
-    """The swept values (``count`` evenly spaced, plus round values) and the rows of up to five
-    round values to slice at (e.g. gamma 0, 0.5, 1, 2, 5)."""
-    wanted = [v for v in PREFERRED_SLICES.get(sweep, (0.0, 0.5, 1.0, 2.0, 5.0)) if low <= v <= high]
-    if len(wanted) < 3:
-        wanted = [v for v in ROUND_VALUES if low <= v <= high][:5]
-    values = tuple(sorted(set(np.round(np.linspace(low, high, count), 6).tolist()) | set(wanted)))
-    return values, [values.index(v) for v in wanted]
-
-
-def sweep_range(spec, sweep: str) -> tuple[float, float]:
-    """The swept values' range: the page's usual range, within the parameter's own bounds."""
-    low, high = SWEEP_RANGES.get(sweep) or (spec.param(sweep).low, spec.param(sweep).high)  # a new loss's own bounds
-    if sweep in spec.defaults:
-        low, high = max(low, spec.param(sweep).low), min(high, spec.param(sweep).high)
-    return low, high
 
 
 @st.cache_data(max_entries=64, show_spinner="Computing the gradient surface...")
@@ -130,7 +103,7 @@ if sweep is None:
                         width="stretch", key="slices")
         st.caption(f"{spec.title} has no parameter to sweep: its gradient against p_t, next to cross-entropy's.")
     left, right = st.columns(2)
-    left.plotly_chart(plots.curves_figure(P_T, {spec.title: own / np.maximum(ce, 1e-30)}, x_title="p_t",
+    left.plotly_chart(plots.curves_figure(P_T, analysis.ratio_to_ce({spec.title: own}, ce), x_title="p_t",
                                           y_title="gradient / CE gradient", log_y=True, height=380,
                                           well_classified=analysis.WELL_CLASSIFIED, show_legend=False),
                       width="stretch", key="ratios")
@@ -140,8 +113,7 @@ if sweep is None:
         st.caption(note)
     table = {"p_t": P_T, "gradient": own}
 else:
-    low, high = sweep_range(spec, sweep)
-    values, rows = sweep_values(low, high, sweep)
+    values, rows = analysis.sweep_grid(*analysis.sweep_range(name, sweep), sweep)
     z = surface(name, sweep, values, num_classes, spread, component, tuple(params.items()))
     with chart:
         fig = plots.heatmap_figure(P_T, np.asarray(values), z, x_title="p_t", y_title=sweep, color_title="gradient",
@@ -157,20 +129,18 @@ else:
     left, right = st.columns(2)
     # slices that coincide until each stops (OHEM's thresholds: CE's gradient up to the cut): the one that
     # stops first in front, so every stop shows (the last drawn hid the others)
-    stops = {k: int(np.argmax(v == 0)) if (v == 0).any() else len(v) for k, v in slices.items()}
-    front = sorted(slices, key=stops.get) if min(stops.values(), default=len(P_T)) < len(P_T) else []
+    front = analysis.first_to_stop(slices)
     left.plotly_chart(plots.curves_figure(P_T, {**slices, "cross-entropy": ce}, x_title="p_t", y_title="gradient",
                                           log_y=True, dashed=["cross-entropy"], styles=colors,
                                           well_classified=analysis.WELL_CLASSIFIED, height=380,
                                           legend_columns=1, front=front),  # half the page wide: one name a row
                       width="stretch", key="slices")
-    ratios = {k: v / np.maximum(ce, 1e-30) for k, v in slices.items()}
-    right.plotly_chart(plots.curves_figure(P_T, ratios, x_title="p_t", y_title="gradient / CE gradient", log_y=True,
+    right.plotly_chart(plots.curves_figure(P_T, analysis.ratio_to_ce(slices, ce), x_title="p_t", y_title="gradient / CE gradient", log_y=True,
                                            well_classified=analysis.WELL_CLASSIFIED, height=380, show_legend=False,
                                            styles=colors, front=front),
                        width="stretch", key="ratios")
-    easy = int(np.argmin(np.abs(P_T - 0.9)))
-    shown = [f"{sweep} = {values[i]:g}: {z[i][easy] / max(float(ce[easy]), 1e-30):.2%}" for i in picked]
+    at_easy = analysis.ratio_at(P_T, analysis.ratio_to_ce(slices, ce), 0.9)
+    shown = [f"{label}: {ratio:.2%}" for label, ratio in at_easy.items()]
     st.caption(f"Right: how strongly each setting scales a pixel's gradient compared with cross-entropy; below 1 "
                f"the pixel is down-weighted. An easy pixel (p_t = 0.9) keeps, of CE's push, under {spec.title}: "
                + "; ".join(shown) + ".")

@@ -80,6 +80,7 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
 
 
 def add_checkpoint(subparsers) -> None:
+    """The ``checkpoint`` subcommand: train the tiny U-Net and save a weights-only checkpoint."""
     parser = subparsers.add_parser("checkpoint", help="train the tiny U-Net and save a weights-only checkpoint",
                                    description="Train segloss.train.model.TinyUNet with a registry loss on a sample "
                                    "dataset and save it (torch.load(path, weights_only=True) reads it).")
@@ -110,6 +111,7 @@ def _run_samples(args: argparse.Namespace) -> int:
 
 
 def add_samples(subparsers) -> None:
+    """The ``samples`` subcommand: write the shipped sample scenes and their manifest."""
     from segloss.train.samples import SAMPLE_DIR, SAMPLE_SIZE
 
     parser = subparsers.add_parser("samples", help="write sample image/mask pairs and datasets.json",
@@ -147,6 +149,7 @@ def _run_compare(args: argparse.Namespace) -> int:
 
 
 def add_compare(subparsers) -> None:
+    """The ``compare`` subcommand: train every (loss, seed) and summarise (see :mod:`segloss.train.compare`)."""
     from segloss.train.compare import DEFAULT_LOSSES
 
     parser = subparsers.add_parser("compare", help="train under several losses and compare them per class",

@@ -274,3 +274,31 @@ def test_per_image_loss_of_the_scheduled_sum_is_each_images_own_loss():
     each = analysis.per_image_loss(module, logits.double(), target)
     for n in range(3):
         torch.testing.assert_close(each[n], module(logits[n:n + 1].double(), target[n:n + 1]))
+
+
+def test_sweep_range_and_grid_offer_round_slices_within_the_losses_bounds():
+    assert analysis.sweep_range("focal", "gamma") == (0.0, 5.0)
+    assert analysis.sweep_range("dual_focal", "rho") == (1.0, 3.0)
+    low, high = analysis.sweep_range("ohem", "threshold")
+    assert (low, high) == (0.05, 1.0)
+    values, rows = analysis.sweep_grid(0.0, 5.0, "gamma")
+    assert [values[i] for i in rows] == [0.0, 0.5, 1.0, 2.0, 5.0]
+    assert values == tuple(sorted(values)) and values[0] == 0.0 and values[-1] == 5.0 and len(values) >= 64
+    values, rows = analysis.sweep_grid(0.05, 1.0, "threshold")  # no preferred slices: round values inside
+    assert [values[i] for i in rows] == [0.25, 0.5, 0.75, 0.9, 1.0]
+
+
+def test_ratios_to_ce_and_the_drawing_order_of_curves_that_stop():
+    ce = np.array([2.0, 1.0, 0.0])
+    ratios = analysis.ratio_to_ce({"a": np.array([1.0, 1.0, 0.0])}, ce)
+    np.testing.assert_allclose(ratios["a"], [0.5, 1.0, 0.0])
+    assert analysis.ratio_at(np.array([0.1, 0.5, 0.9]), ratios, 0.88) == {"a": 0.0}
+    curves = {"late": np.array([1.0, 1.0, 0.0]), "never": np.array([1.0, 1.0, 1.0]), "early": np.array([1.0, 0, 0])}
+    assert analysis.first_to_stop(curves) == ["early", "late", "never"]
+    assert analysis.first_to_stop({"never": np.ones(3)}) == []
+
+
+def test_takes_values_checks_the_parameter_and_its_bounds():
+    assert analysis.takes_values("focal", "gamma", [0.0, 5.0])
+    assert not analysis.takes_values("ce", "gamma", [0.0])
+    assert not analysis.takes_values("dual_focal", "rho", [0.5])  # rho >= 1

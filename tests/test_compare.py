@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from segloss.train import compare
 
@@ -59,11 +60,22 @@ def test_tiny_comparison_writes_well_formed_files_and_resumes(tmp_path):
 
 
 def test_same_seed_gives_every_loss_the_same_start():
-    first = compare.run_one(compare.parse_loss("ce"), 0, dataset="lesion", steps=1, batch_size=2, image_size=32,
-                            lr=1e-3, val_size=2)
-    second = compare.run_one(compare.parse_loss("ce"), 0, dataset="lesion", steps=1, batch_size=2, image_size=32,
-                             lr=1e-3, val_size=2)
-    assert first["miou"] == second["miou"] and first["iou"] == second["iou"]
+    """What makes the comparison fair: for one seed every loss starts from the same weights and sees the
+    same batches (a different seed changes both)."""
+    from segloss.train.trainer import Trainer
+
+    kwargs = dict(dataset="lesion", batch_size=2, image_size=32, lr=1e-3, val_size=2)
+    trainers = [Trainer(loss=name, seed=seed, **kwargs) for name, seed in (("ce", 0), ("dice", 0), ("ce", 1))]
+    try:
+        (ce, dice, other) = [t.model.state_dict() for t in trainers]
+        assert all(torch.equal(ce[k], dice[k]) for k in ce)
+        assert not all(torch.equal(ce[k], other[k]) for k in ce)
+        for index in (0, 5):
+            assert all(torch.equal(a, b) for a, b in zip(trainers[0].batch(index), trainers[1].batch(index)))
+        assert not torch.equal(trainers[0].batch(0)[0], trainers[2].batch(0)[0])
+    finally:
+        for trainer in trainers:
+            trainer.close()
 
 
 def test_load_summary_rejects_other_json(tmp_path):

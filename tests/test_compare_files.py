@@ -3,6 +3,7 @@ checked before training, clean Ctrl-C (issue: "The comparison CLI loses work")."
 
 import errno
 import json
+from pathlib import Path
 import os
 
 import pytest
@@ -84,6 +85,16 @@ def test_a_corrupt_summary_is_named_and_the_page_says_what_to_do(tmp_path):
     path.write_text(json.dumps({"dataset": "x", "class_names": ["a"], "pixel_share": [1], "losses": {"ce": {}}}))
     with pytest.raises(ValueError, match="the entry of loss 'ce' is incomplete"):
         compare.load_summary(path)
+    good = json.loads((Path(__file__).resolve().parents[1] / "sample_data/compare_street/summary.json").read_text())
+    for key, value in (("seeds", None), ("miou", None), ("mean_accuracy_std", "0.1"), ("seeds", [])):
+        entry = dict(good["losses"]["ce"])
+        if value is None:
+            del entry[key]
+        else:
+            entry[key] = value
+        path.write_text(json.dumps({**good, "losses": {"ce": entry}}))
+        with pytest.raises(ValueError, match=rf"the entry of loss 'ce' lacks \['{key}'\]"):
+            compare.load_summary(path)  # the Compare page would have shown a KeyError traceback
 
 
 def test_atomic_files_get_the_permissions_of_a_plain_write(tmp_path):

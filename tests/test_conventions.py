@@ -142,7 +142,7 @@ def test_weighted_ce_means_match_torch_cross_entropy():
     weight = torch.tensor([0.2, 1.0, 3.0, 0.5], dtype=torch.float64)
     torch_mean = F.cross_entropy(logits, target, weight=weight, ignore_index=255)
     torch_sum = F.cross_entropy(logits, target, weight=weight, ignore_index=255, reduction="sum")
-    by_weights = cv.weighted_ce_mean_by_weight_sum(logits, target, weight)
+    by_weights = SF.cross_entropy(logits, target, weight=weight)
     by_pixels = cv.weighted_ce_mean_by_valid_pixels(logits, target, weight)
     torch.testing.assert_close(by_weights, torch_mean, rtol=1e-12, atol=0)
     torch.testing.assert_close(by_pixels, torch_sum / (target != 255).sum(), rtol=1e-12, atol=0)
@@ -247,7 +247,7 @@ def test_reproductions_validate_their_inputs():
     with pytest.raises(ValueError, match="ignore_index is None"):
         cv.monai_focal_loss(logits, torch.full_like(target, -1), ignore_index=None)
     with pytest.raises(ValueError, match="weight"):
-        cv.weighted_ce_mean_by_weight_sum(logits, target, [1.0, 2.0])
+        cv.weighted_ce_mean_by_valid_pixels(logits, target, [1.0, 2.0])
 
 
 def test_dual_focal_curves_follow_each_formula():

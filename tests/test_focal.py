@@ -62,11 +62,19 @@ def test_focal_gradcheck_float64(gamma):
     assert torch.autograd.gradcheck(lambda z: SF.focal_loss(z, target, gamma=gamma, alpha=[0.5, 1.0, 2.0]), (logits,))
 
 
-def test_focal_learnable_gamma_tensor_gets_gradient():
-    logits, target = random_batch(2, 3, (4,), seed=6)
-    gamma = torch.tensor(1.5, requires_grad=True)
-    SF.focal_loss(logits, target, gamma=gamma).backward()
-    assert gamma.grad is not None and torch.isfinite(gamma.grad)
+def test_focal_learnable_gamma_and_alpha_get_the_closed_form_gradient():
+    """``FL_i = -alpha (1 - p_t)^gamma log p_t``: ``dFL_i/dgamma = -alpha (1 - p_t)^gamma log(1 - p_t) log p_t``
+    and ``dFL_i/dalpha = FL_i / alpha``; "mean" averages them over the valid pixels."""
+    logits, target = random_batch(2, 3, (4,), ignore_frac=0.2, dtype=torch.float64, seed=6)
+    gamma = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
+    alpha = torch.tensor(0.25, dtype=torch.float64, requires_grad=True)
+    SF.focal_loss(logits, target, gamma=gamma, alpha=alpha).backward()
+    valid = target != 255
+    p_t = logits.softmax(dim=1).gather(1, torch.where(valid, target, 0).unsqueeze(1)).squeeze(1)[valid]
+    d_gamma = -0.25 * (1 - p_t) ** 1.5 * torch.log1p(-p_t) * torch.log(p_t)
+    d_alpha = -(1 - p_t) ** 1.5 * torch.log(p_t)
+    torch.testing.assert_close(gamma.grad, d_gamma.mean(), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(alpha.grad, d_alpha.mean(), rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("gamma", [0.25, 0.5, 2.0])

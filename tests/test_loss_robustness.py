@@ -47,15 +47,22 @@ def test_gradient_map_and_dice_ce_take_transposed_inputs():
 
 
 @pytest.mark.parametrize("name", PIXELWISE + ["recall_loss"])
-def test_a_class_weight_that_requires_grad_gets_autograds_gradient(name):
+def test_a_class_weight_that_requires_grad_gets_the_closed_form_gradient(name):
+    """``"mean"`` is ``L = sum_i w_{y_i} l_i / W`` with ``W = sum_i w_{y_i}`` over the valid pixels and
+    ``l_i`` the unweighted per-pixel loss, so ``dL/dw_c = (sum_{i: y_i = c} l_i - L N_c) / W``."""
     logits, target = random_batch(2, 4, (5, 5), scale=2.0, ignore_frac=0.1, dtype=torch.float64, seed=3)
     weight = torch.tensor([0.5, 1.0, 2.0, 1.5], dtype=torch.float64, requires_grad=True)
-    getattr(SF, name)(logits, target, weight=weight).backward()
-    ref_weight = weight.detach().clone().requires_grad_()
-    (_recall_reference if name == "recall_loss" else getattr(reference, name))(
-        logits, target, weight=ref_weight).backward()
-    torch.testing.assert_close(weight.grad, ref_weight.grad, rtol=1e-9, atol=1e-12)
-    assert weight.grad.abs().sum() > 0
+    loss = getattr(SF, name)(logits, target, weight=weight)
+    loss.backward()
+    pixel = getattr(SF, name)(logits, target, reduction="none")  # l_i, no weight (0 at ignored pixels)
+    valid = target != 255
+    labels = target[valid]
+    counts = torch.bincount(labels, minlength=4).double()
+    sums = torch.zeros(4, dtype=torch.float64).index_add_(0, labels, pixel[valid])
+    total_weight = float((weight.detach()[labels]).sum())
+    expected = (sums - loss.detach() * counts) / total_weight
+    torch.testing.assert_close(weight.grad, expected, rtol=1e-9, atol=1e-12)
+    assert weight.grad.abs().min() > 1e-6
 
 
 @pytest.mark.parametrize("name", PIXELWISE + ["recall_loss"])

@@ -263,7 +263,6 @@ def test_bad_start_arguments_raise():
     assert not trainer.is_alive()
 
 
-@pytest.mark.skipif(not CHECKPOINT.exists(), reason="no shipped checkpoint")
 def test_shipped_checkpoint_loads_weights_only_and_segments_unseen_scenes():
     assert CHECKPOINT.stat().st_size < 2_000_000
     blob = torch.load(CHECKPOINT, map_location="cpu", weights_only=True)

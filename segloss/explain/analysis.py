@@ -319,6 +319,67 @@ def sweepable_parameters(name: str) -> list[str]:
     return [p.name for p in LOSSES[name].params if p.kind == "float" and not p.schedule_only]
 
 
+# The Gradients page's sweeps: the usual range of each swept value (within a loss's own bounds), and
+# the round values its slices are offered at.
+SWEEP_RANGES = {"gamma": (0.0, 5.0), "alpha": (0.0, 5.0), "beta": (0.0, 5.0), "rho": (1.0, 3.0), "recall": (0.0, 0.99),
+                "smooth": (0.0, 50.0), "dice_weight": (0.0, 5.0), "threshold": (0.05, 1.0), "min_kept": (0.0, 1.0),
+                "label_smoothing": (0.0, 0.5), "depth": (0.0, 10.0), "boundary_weight": (0.0, 1.0)}
+ROUND_VALUES = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0)
+PREFERRED_SLICES = {"gamma": (0.0, 0.5, 1.0, 2.0, 5.0), "recall": (0.0, 0.25, 0.5, 0.75, 0.9),
+                    "rho": (1.0, 1.25, 1.5, 2.0, 3.0), "smooth": (0.0, 1.0, 5.0, 10.0, 50.0),
+                    "depth": (0.0, 1.0, 2.0, 5.0, 10.0), "boundary_weight": (0.0, 0.01, 0.1, 0.5, 1.0)}
+
+
+def takes_values(name: str, param: str, values: Sequence[float]) -> bool:
+    """Whether loss ``name`` has the parameter ``param`` and its bounds take every one of ``values``
+    (the Loss curves page overlays gammas only on the losses whose gamma takes them all)."""
+    spec = LOSSES[name]
+    return param in spec.defaults and spec.param(param).low <= min(values) and max(values) <= spec.param(param).high
+
+
+def sweep_range(name: str, sweep: str) -> tuple[float, float]:
+    """The range a gradient surface of loss ``name`` sweeps ``sweep`` over (one of
+    :func:`sweepable_parameters`): the usual range of :data:`SWEEP_RANGES`, within the parameter's
+    own bounds (a parameter without a usual range: its bounds)."""
+    spec = LOSSES[name]
+    low, high = SWEEP_RANGES.get(sweep) or (spec.param(sweep).low, spec.param(sweep).high)
+    if sweep in spec.defaults:
+        low, high = max(low, spec.param(sweep).low), min(high, spec.param(sweep).high)
+    return low, high
+
+
+def sweep_grid(low: float, high: float, sweep: str, count: int = 64) -> tuple[tuple[float, ...], list[int]]:
+    """The swept values (``count`` evenly spaced in ``[low, high]``, rounded to 6 decimals, plus the
+    round values) and the indices of up to five round values to slice at (gamma: 0, 0.5, 1, 2, 5)."""
+    wanted = [v for v in PREFERRED_SLICES.get(sweep, (0.0, 0.5, 1.0, 2.0, 5.0)) if low <= v <= high]
+    if len(wanted) < 3:
+        wanted = [v for v in ROUND_VALUES if low <= v <= high][:5]
+    values = tuple(sorted(set(np.round(np.linspace(low, high, count), 6).tolist()) | set(wanted)))
+    return values, [values.index(v) for v in wanted]
+
+
+def ratio_to_ce(curves: dict[str, np.ndarray], ce: np.ndarray) -> dict[str, np.ndarray]:
+    """Each gradient curve over cross-entropy's at the same ``p_t`` (CE's floored at 1e-30)."""
+    return {name: np.asarray(values) / np.maximum(ce, 1e-30) for name, values in curves.items()}
+
+
+def ratio_at(p_t: np.ndarray, ratios: dict[str, np.ndarray], where: float) -> dict[str, float]:
+    """Each curve's value at the grid point nearest ``p_t = where`` (e.g. 0.9, an easy pixel)."""
+    index = int(np.argmin(np.abs(np.asarray(p_t) - where)))
+    return {name: float(values[index]) for name, values in ratios.items()}
+
+
+def first_to_stop(curves: dict[str, np.ndarray]) -> list[str]:
+    """The curves' names ordered by where each first hits exactly 0 (earliest first; one that never
+    does last), or ``[]`` when none does: the drawing order that keeps every stop visible where
+    curves coincide until they stop (OHEM's thresholds cut CE's gradient at different ``p_t``)."""
+    stops = {name: int(np.argmax(values == 0)) if (values == 0).any() else len(values)
+             for name, values in curves.items()}
+    if not any((np.asarray(values) == 0).any() for values in curves.values()):
+        return []
+    return sorted(curves, key=stops.get)
+
+
 def gradient_map(loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], logits: torch.Tensor,
                  target: torch.Tensor, component: str = "norm", *, ignore_index: int | None = None) -> torch.Tensor:
     """Where a loss pushes the network: ``|dL/dz|`` at every pixel, for any loss.

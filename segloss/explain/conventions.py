@@ -163,8 +163,7 @@ def monai_focal_loss(logits, target, *, use_softmax: bool = False, alpha: float 
     num_classes, gamma = z.shape[1], float(gamma)
     y = _one_hot(safe, valid, num_classes, z.dtype)
     if use_softmax:
-        log_p = z.log_softmax(1)
-        loss = torch.where(y > 0, -(-torch.expm1(log_p)) ** gamma * log_p, 0.0)
+        loss = y * _softmax_focal(z, safe, gamma).unsqueeze(1)  # the true class's term, in its class's channel
         if alpha is not None:
             scalar = isinstance(alpha, (int, float))
             loss = loss * _alpha_vector([1.0 - alpha] + [alpha] * (num_classes - 1) if scalar else alpha,
@@ -211,32 +210,20 @@ def smp_focal_loss(logits, target, *, alpha: float | None = None, gamma: float =
     return (per_class / valid.sum()).sum() if reduction == "mean" else per_class.sum()
 
 
-def weighted_ce_mean_by_weight_sum(logits, target, weight, *, ignore_index: int = 255) -> torch.Tensor:
-    """torch's ``F.cross_entropy(logits, target, weight=w)``: ``sum_V w_y CE_i / sum_V w_y``.
-
-    A weighted average: scaling every weight by ``k`` leaves it unchanged, and a batch of one
-    class gives plain CE whatever that class's weight. ``weight``: ``(C,)``.
-    """
-    return _weighted_ce(logits, target, weight, ignore_index, by_weight_sum=True)
-
-
 def weighted_ce_mean_by_valid_pixels(logits, target, weight, *, ignore_index: int = 255) -> torch.Tensor:
     """The common hand-written weighted CE: ``sum_V w_y CE_i / |V|``.
 
-    It differs from :func:`weighted_ce_mean_by_weight_sum` by exactly ``sum_V w_y / |V|``, a factor
-    that changes with each batch's class mix (like a learning rate that moves with the data).
+    It differs from torch's weighted mean (``sum_V w_y CE_i / sum_V w_y``, segloss's
+    ``cross_entropy``) by exactly ``sum_V w_y / |V|``, a factor that changes with each batch's
+    class mix (like a learning rate that moves with the data). ``weight``: ``(C,)``.
     """
-    return _weighted_ce(logits, target, weight, ignore_index, by_weight_sum=False)
-
-
-def _weighted_ce(logits, target, weight, ignore_index: int, *, by_weight_sum: bool) -> torch.Tensor:
     z, safe, valid = _prepare(logits, target, ignore_index, "mean")
     w = torch.as_tensor(weight, dtype=z.dtype)
     if w.dim() != 1 or w.numel() != z.shape[1]:
         raise ValueError(f"weight must have shape ({z.shape[1]},), got {tuple(w.shape)}")
     w_pixel = torch.where(valid, w[safe], 0.0)
     nll = -z.log_softmax(1).gather(1, safe.unsqueeze(1)).squeeze(1)
-    return (w_pixel * nll).sum() / (w_pixel.sum() if by_weight_sum else valid.sum())
+    return (w_pixel * nll).sum() / valid.sum()
 
 
 def _reduce_pixels(loss: torch.Tensor, valid: torch.Tensor, reduction: str) -> torch.Tensor:

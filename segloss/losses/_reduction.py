@@ -12,7 +12,8 @@ def safe_divide(total: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
 
 
 def reduce_map(pixel_loss: torch.Tensor, denominator: torch.Tensor, reduction: str) -> torch.Tensor:
-    """Reduce a per-pixel map that is already weighted and 0 at ignored pixels.
+    """Reduce a per-pixel map ``(N, *S)`` that is already weighted and 0 at ignored pixels: the map
+    itself (``"none"``), its sum, or the sum over the 0-dim ``denominator`` (``"mean"``).
 
     ``"mean"`` divides by ``denominator`` (the number of valid pixels, or the sum of their class
     weights) through :func:`safe_divide`.

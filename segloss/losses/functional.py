@@ -499,7 +499,8 @@ def recall_weighted_ce(
     ignore_index: int = 255,
     reduction: str = "mean",
 ) -> torch.Tensor:
-    """Cross-entropy with every pixel scaled by ``recall_weights[y_i]`` (detached).
+    """Cross-entropy with every pixel scaled by ``recall_weights[y_i]`` (detached): logits ``(N, C, *S)``,
+    target ``(N, *S)``, ``recall_weights`` ``(C,)``; a scalar, or the ``(N, *S)`` map with ``"none"``.
 
     The building block of :func:`recall_loss` and :class:`segloss.RecallLoss`, which pass the
     batch's or a running average of ``1 - R_c``. ``"mean"`` divides by ``|V|`` (or the sum of

@@ -85,6 +85,10 @@ def ohem_cross_entropy(logits: torch.Tensor, target: torch.Tensor, *, threshold:
                        weight=None, ignore_index: int = 255, reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy over the pixels :func:`ohem_mask` keeps (see the module docstring).
 
+    Args:
+        logits: float ``(N, C, *S)``; target: integer ``(N, *S)``.
+        threshold, min_kept: as :func:`ohem_mask`. weight: class weights ``(C,)`` or None.
+
     ``reduction="none"`` gives the per-pixel map, CE at kept pixels and exactly 0 elsewhere (the
     app shows which pixels were kept); ``"mean"`` divides by the kept pixels (or their class
     weights); a batch with nothing kept gives 0.

@@ -77,6 +77,23 @@ def _safe_power(x: torch.Tensor, gamma: float) -> torch.Tensor:
     return torch.where(positive, torch.where(positive, x, 1.0) ** gamma, 0.0)
 
 
+def tversky_index(tp, fp, fn, alpha, beta, smooth) -> torch.Tensor:
+    """``(TP + s) / (TP + alpha FP + beta FN + s)`` elementwise (Salehi et al. 2017), the one place of
+    the formula: Dice at ``alpha = beta = 0.5`` (with smoothing ``2 s``), Jaccard at 1 and 1. The
+    denominator is floored at 1e-12 (``s = 0`` and an empty class)."""
+    return (tp + smooth) / (tp + alpha * fp + beta * fn + smooth).clamp_min(1e-12)
+
+
+def mean_over_images(image_loss: torch.Tensor, scored: torch.Tensor, reduction: str, sync=True) -> torch.Tensor:
+    """Per-image losses ``(N,)`` reduced over the images ``scored`` (bool ``(N,)``: those with a valid
+    pixel) of every replica (``sync``, see :func:`segloss.losses._distributed.global_sum`): their sum,
+    or for ``"mean"`` their mean (0 without any)."""
+    scored = scored.to(image_loss.dtype)
+    total, count = (image_loss * scored).sum(), scored.sum()
+    total, count = global_sum(torch.stack([total, count]), sync).unbind(0)
+    return total if reduction == "sum" else safe_divide(total, count)
+
+
 def _reduce_classes(per_class, present, weight, reduction, sync=True):
     """Reduce per-class losses ``(C,)`` (over the batch) or ``(N, C)`` (per image).
 
@@ -96,11 +113,7 @@ def _reduce_classes(per_class, present, weight, reduction, sync=True):
     if reduction == "sum":
         return global_sum(weighted.sum(), sync)
     image_weight = w.sum(dim=1)
-    image_loss = safe_divide(weighted.sum(dim=1), image_weight)
-    scored = (image_weight > 0).to(per_class.dtype)
-    total, count = (image_loss * scored).sum(), scored.sum()
-    total, count = global_sum(torch.stack([total, count]), sync).unbind(0)  # the mean over every replica's images
-    return safe_divide(total, count)
+    return mean_over_images(safe_divide(weighted.sum(dim=1), image_weight), image_weight > 0, "mean", sync)
 
 
 def tversky_loss(logits, target, *, alpha=0.5, beta=0.5, gamma=1.0, smooth=1.0, per_image=False, weight=None,
@@ -133,7 +146,7 @@ def tversky_loss(logits, target, *, alpha=0.5, beta=0.5, gamma=1.0, smooth=1.0, 
     if gamma == 0:
         raise ValueError("gamma must be > 0 (gamma = 0 makes the loss a constant)")
     tp, fp, fn, present = _region_sums(logits, target, ignore_index, per_image, sync_distributed)
-    score = (tp + smooth) / (tp + alpha * fp + beta * fn + smooth).clamp_min(1e-12)
+    score = tversky_index(tp, fp, fn, alpha, beta, smooth)
     per_class = _safe_power((1.0 - score).clamp_min(0.0), gamma) if gamma != 1 else 1.0 - score
     w = class_vector(weight, tp.shape[-1], "weight", tp)
     return _reduce_classes(per_class, present, w, reduction, sync_distributed)
@@ -203,10 +216,7 @@ def generalized_dice_loss(logits, target, *, smooth=1e-5, per_image=False, weigh
         return torch.where(present.any(dim=-1), loss, float("nan")).reshape(-1)
     if not per_image:  # a batch without a valid pixel gives 0, whatever the smoothing (0/0 with s = 0)
         return torch.where(present.any(dim=-1), loss, 0.0)
-    scored = present.any(dim=-1).to(loss.dtype)
-    total, count = (loss * scored).sum(), scored.sum()
-    total, count = global_sum(torch.stack([total, count]), sync_distributed).unbind(0)
-    return total if reduction == "sum" else safe_divide(total, count)
+    return mean_over_images(loss, present.any(dim=-1), reduction, sync_distributed)
 
 
 def _classes_present(labels: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:

@@ -25,7 +25,7 @@ from segloss.losses import functional as SF
 from segloss.losses._checks import check_logits_target, check_number, check_per_image, check_reduction, index_argument
 from segloss.losses._distributed import check_sync, global_sum
 from segloss.losses._reduction import safe_divide
-from segloss.losses.region import _region_sums, _safe_power
+from segloss.losses.region import _region_sums, _safe_power, mean_over_images, tversky_index
 
 
 def _asymmetric_focal_map(logits, target, gamma: float, delta: float, background: int, ignore_index: int):
@@ -81,7 +81,7 @@ def unified_focal_loss(logits, target, *, tversky_weight=0.5, delta=0.6, gamma=0
         valid = (target != ignore_index).to(pixel.dtype)
         # AFT: asymmetric focal Tversky from the region sums
         tp, fp, fn, present = _region_sums(logits, target, ignore_index, per_image, sync_distributed)
-    index = (tp + smooth) / (tp + delta * fn + (1.0 - delta) * fp + smooth).clamp_min(1e-30)
+    index = tversky_index(tp, fp, fn, 1.0 - delta, delta, smooth)  # delta weighs the false negatives
     rare = torch.arange(tp.shape[-1], device=tp.device) != background
     per_class = torch.where(rare, _safe_power((1.0 - index).clamp_min(0.0), 1.0 - gamma), 1.0 - index)
     counted = present.to(per_class.dtype)
@@ -93,10 +93,7 @@ def unified_focal_loss(logits, target, *, tversky_weight=0.5, delta=0.6, gamma=0
         each = tversky_weight * region + (1.0 - tversky_weight) * af_image
         if reduction == "none":
             return torch.where(present.any(-1), each, float("nan"))
-        scored = present.any(-1).to(each.dtype)
-        total, count = (each * scored).sum(), scored.sum()
-        total, count = global_sum(torch.stack([total, count]), sync_distributed).unbind(0)
-        return total if reduction == "sum" else safe_divide(total, count)
+        return mean_over_images(each, present.any(-1), reduction, sync_distributed)
     af = safe_divide(global_sum(pixel.sum(), sync_distributed), global_sum(valid.sum(), sync_distributed))
     value = tversky_weight * region + (1.0 - tversky_weight) * af
     return value.reshape(1) if reduction == "none" else value

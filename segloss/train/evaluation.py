@@ -130,7 +130,8 @@ def class_shares(pixel_map: torch.Tensor, target: torch.Tensor, num_classes: int
 
 
 def magnitude(pixel_map: torch.Tensor) -> torch.Tensor:
-    """The map itself, or ``|map|`` when it has negative values (what shares of it are taken of)."""
+    """The map itself (any shape, e.g. ``(N, H, W)``), or ``|map|`` when it has negative values (what
+    shares of it are taken of)."""
     return pixel_map.abs() if bool((pixel_map < 0).any()) else pixel_map
 
 

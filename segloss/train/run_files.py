@@ -22,6 +22,7 @@ from pathlib import Path
 RUN_KEYS = ("loss", "name", "params", "seed", "steps", "config", "pixel_share", "iou", "recall", "precision",
             "miou", "mean_accuracy", "overall_accuracy")
 SUMMARY_KEYS = ("dataset", "class_names", "pixel_share", "losses")
+ENTRY_NUMBERS = ("miou", "mean_accuracy", "overall_accuracy")  # each with its "_std", in every loss's entry
 
 
 class RunFileError(ValueError):
@@ -160,4 +161,14 @@ def read_summary(path: Path) -> dict:
         if not isinstance(entry, dict) or not all(
                 isinstance(entry.get(k), list) and len(entry[k]) == len(names) for k in ("iou", "recall", "precision")):
             raise RunFileError(f"{path}: the entry of loss {label!r} is incomplete; {fix}")
+        numbers = [k for k in ENTRY_NUMBERS for k in (k, k + "_std")]
+        bad = [k for k in numbers if k not in entry or not _is_number(entry[k])]
+        if bad or not isinstance(entry.get("seeds"), list) or not entry["seeds"]:
+            raise RunFileError(f"{path}: the entry of loss {label!r} lacks {bad or ['seeds']} (numbers, a list of "
+                               f"seeds); {fix}")
     return summary
+
+
+def _is_number(value) -> bool:
+    """A JSON number, or null (a metric without a value, as the summary writes NaN)."""
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))

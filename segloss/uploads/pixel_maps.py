@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from segloss.explain.analysis import gradient_map
 from segloss.train import metrics
-from segloss.train.evaluation import MAP_KINDS, magnitude
+from segloss.train.evaluation import MAP_KINDS, class_shares
 from segloss.losses.registry import LOSSES, create_loss
 from segloss.losses.weights import pixel_counts
 
@@ -186,11 +186,10 @@ def class_table(maps: Mapping[str, torch.Tensor | np.ndarray], labels, num_class
         if tuple(values.shape) != tuple(labels.shape):
             raise ValueError(f"map {name!r} has shape {tuple(values.shape)}, labels {tuple(labels.shape)}")
         sums = torch.bincount(index, weights=values[valid].double(), minlength=num_classes).numpy()
-        shared = torch.bincount(index, weights=magnitude(values)[valid].double(), minlength=num_classes).numpy()
-        total = shared.sum()
+        shares = class_shares(values, labels, num_classes, ignore_index).numpy()  # all 0 for a map of zeros
         title = (titles or {}).get(name, LOSSES[name].title if name in LOSSES else name)
         table[f"{title}: {mean_label}"] = np.where(has_pixels, sums / np.maximum(counts.numpy(), 1), np.nan)
-        table[f"{title}: {share_label}"] = (np.where(has_pixels, shared / total, np.nan) if total > 0
+        table[f"{title}: {share_label}"] = (np.where(has_pixels, shares, np.nan) if shares.any()
                                             else np.full(num_classes, np.nan))
     if logits is not None:
         found = prediction_metrics(logits, labels, ignore_index=ignore_index)
