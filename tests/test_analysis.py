@@ -302,3 +302,18 @@ def test_takes_values_checks_the_parameter_and_its_bounds():
     assert analysis.takes_values("focal", "gamma", [0.0, 5.0])
     assert not analysis.takes_values("ce", "gamma", [0.0])
     assert not analysis.takes_values("dual_focal", "rho", [0.5])  # rho >= 1
+
+
+def test_gradient_map_works_under_inference_mode_as_a_validation_loop_runs():
+    import segloss
+
+    logits = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(5))
+    target = torch.randint(0, 3, (2, 6, 6), generator=torch.Generator().manual_seed(6))
+    for name in ("focal", "dice"):
+        loss = segloss.create_loss(name)
+        want = analysis.gradient_map(loss, logits, target)
+        with torch.inference_mode():
+            inside = analysis.gradient_map(loss, logits, target)
+            made_inside = analysis.gradient_map(loss, logits.clone(), target.clone())  # inference tensors
+        torch.testing.assert_close(inside, want)
+        torch.testing.assert_close(made_inside, want)

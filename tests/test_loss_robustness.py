@@ -305,3 +305,25 @@ def test_every_loss_function_takes_a_numpy_integer_ignore_index_as_torch_does(na
         torch.testing.assert_close(call(logits, target, index), expected, rtol=0, atol=0)
     with pytest.raises(TypeError, match="ignore_index must be an int"):
         call(logits, target, 255.0)
+
+
+@pytest.mark.parametrize("name", sorted(segloss.LOSSES))
+def test_small_integer_masks_compare_ignore_index_as_the_number_it_is(name):
+    """torch wraps an ignore_index a uint8/int8 mask cannot hold (uint8: 255 == -1, 0 == 256), so
+    one check ignored what the next indexed: an IndexError, or class 0 silently dropped."""
+    counts = [40, 30, 30, 28] if segloss.LOSSES[name].needs_class_counts else None
+    loss = segloss.create_loss(name, ignore_index=256, class_counts=counts)
+    logits, target = random_batch(2, 4, (8, 8), scale=2.0, seed=41)
+    want = loss(logits, target)  # int64 labels 0..3, nothing ignored
+    torch.testing.assert_close(loss(logits, target.to(torch.uint8)), want)  # 256 is no uint8 value: nothing ignored
+    void = target.clone()
+    void[:, :2] = 255
+    refused = segloss.create_loss(name, ignore_index=-1, class_counts=counts)
+    for mask in (void, void.to(torch.uint8)):  # a PNG's void 255 is a label, not ignore_index=-1
+        with pytest.raises(ValueError, match=r"not ignore_index=-1: \[255\]"):
+            refused(logits, mask)
+    signed = target.to(torch.int8)
+    signed[:, :2] = -1
+    ignores = segloss.create_loss(name, ignore_index=255, class_counts=counts)
+    with pytest.raises(ValueError, match=r"not ignore_index=255: \[-1\]"):
+        ignores(logits, signed)

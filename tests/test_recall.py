@@ -169,3 +169,20 @@ def test_a_lazily_sized_running_weight_buffer_takes_the_modules_dtype():
     logits, target = random_batch(2, 3, (4, 4), dtype=torch.float64, seed=22)
     module(logits, target)
     assert module.class_weights.dtype == torch.float64 and module.class_weights.shape == (3,)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_running_weights_stay_float32_in_a_half_precision_model(dtype):
+    """``model.to(bfloat16)`` converts every float buffer of the modules it holds; the running recall
+    weights would then round each small update away (at momentum 0.99 a weight stuck 0.08 short)."""
+    model = torch.nn.ModuleDict({"head": torch.nn.Conv2d(3, 3, 1), "loss": segloss.RecallLoss(momentum=0.99,
+                                                                                              num_classes=3)})
+    model.to(dtype)
+    loss = model["loss"]
+    assert model["head"].weight.dtype == dtype and loss.class_weights.dtype == torch.float32
+    batch = torch.tensor([0.9, 0.5, 0.1])
+    for _ in range(1000):
+        loss._choose_weights(batch, torch.ones(3, dtype=torch.bool))
+    torch.testing.assert_close(loss.class_weights, 0.99 ** 1000 * torch.ones(3) + (1 - 0.99 ** 1000) * batch,
+                               rtol=1e-4, atol=1e-5)
+    assert loss.double().class_weights.dtype == torch.float64  # more precision is kept

@@ -292,3 +292,12 @@ def test_create_loss_takes_per_image_as_a_bool_too():
     for flag, word in ((True, "image"), (False, "batch")):
         torch.testing.assert_close(segloss.create_loss("dice", per_image=flag)(logits, target),
                                    segloss.create_loss("dice", per_image=word)(logits, target), rtol=0, atol=0)
+
+
+def test_generalized_dice_smoothing_weighs_in_on_large_inputs_as_documented():
+    target = torch.randint(0, 4, (2, 256, 256), generator=torch.Generator().manual_seed(0))
+    uniform = torch.zeros(2, 4, 256, 256)
+    assert float(region.generalized_dice_loss(uniform, target)) == pytest.approx(0.720, abs=1e-3)
+    assert float(region.generalized_dice_loss(uniform, target, smooth=0.0)) == pytest.approx(0.750, abs=1e-4)
+    small = torch.randint(0, 4, (2, 32, 32), generator=torch.Generator().manual_seed(0))
+    assert float(region.generalized_dice_loss(torch.zeros(2, 4, 32, 32), small)) == pytest.approx(0.750, abs=1e-3)

@@ -142,3 +142,4 @@ def test_settings_are_shown_in_the_symbols_of_the_formulas():
         for name in names:  # the symbols are those the formulas write
             latex = {"α": r"\alpha", "β": r"\beta", "γ": r"\gamma", "ρ": r"\rho", "δ": r"\delta", "λ": r"\lambda"}
             assert latex[PARAM_SYMBOLS[name]] in segloss.LOSSES[loss].formula, (loss, name)
+

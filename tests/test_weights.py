@@ -68,7 +68,7 @@ def test_count_pixels_records_the_pixels_of_the_images_each_class_appears_in():
     assert counts.pixels.tolist() == weights.pixel_counts(masks, 4).tolist()
     both = weights.count_pixels(masks[:1], 4) + weights.count_pixels(masks[1:].numpy(), 4)
     assert both.pixels.tolist() == counts.pixels.tolist() and both.image_pixels.tolist() == counts.image_pixels.tolist()
-    with pytest.raises(ValueError, match=r"one mask per image; got shape \(2, 2\).*mask\[None\]"):
+    with pytest.raises(ValueError, match=r"one mask per image; got shape \(2, 2\).*\[mask\]"):
         weights.count_pixels(masks[0], 4)
     with pytest.raises(ValueError, match="cannot add counts of 3 classes"):
         counts + weights.count_pixels(masks, 3)
@@ -110,3 +110,25 @@ def test_create_loss_takes_pixel_counts_for_weighted_ce():
     counts = weights.count_pixels(masks, 2)
     loss = segloss.create_loss("weighted_ce", scheme="median", class_counts=counts)
     torch.testing.assert_close(loss.weight, weights.median_frequency(counts))
+
+
+def test_effective_number_for_pixel_counts_needs_beta_near_one_and_create_loss_takes_it():
+    counts = [5e8, 1e8, 2e7, 3e6, 5e5]  # pixel counts of a real dataset
+    torch.testing.assert_close(weights.effective_number(counts, 0.999), torch.ones(5))  # saturated: no rebalancing
+    near = weights.effective_number(counts, 1 - 1e-8)
+    inverse = weights.inverse_frequency(counts)
+    assert float(near[-1] / near[0]) > 100 and float(inverse[-1] / inverse[0]) == pytest.approx(1000)
+    import segloss
+
+    loss = segloss.create_loss("weighted_ce", scheme="effective", beta=1 - 1e-8, class_counts=counts)
+    torch.testing.assert_close(loss.weight, near)
+    assert segloss.LOSSES["weighted_ce"].param("beta").slider_range == (0.9, 0.99999)
+
+
+def test_count_pixels_takes_a_list_of_masks_of_different_sizes():
+    small = torch.tensor([[0, 1], [1, 255]])
+    large = np.array([[2, 2, 2], [0, 0, 2]], dtype=np.uint8)
+    counts = weights.count_pixels([small, large], 3)
+    assert counts.pixels.tolist() == [3, 2, 4] and counts.image_pixels.tolist() == [3 + 6, 3, 6]
+    with pytest.raises(ValueError, match="at least one mask"):
+        weights.count_pixels([], 3)

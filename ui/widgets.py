@@ -32,13 +32,15 @@ def loss_param_widgets(spec: LossSpec, key: str, *, skip: tuple[str, ...] = (), 
         widget_key = f"{key}:{spec.name}:{param.name}"
         if url is not None:
             kind = {"float": "float", "choice": "choice"}.get(param.kind, "multi")
+            low, high = param.slider_range if param.kind == "float" else (None, None)
             url.bind(f"{spec.name}.{param.name}", param.default if kind != "multi" else list(param.default), kind,
-                     choices=param.choices or (), low=param.low, high=param.high, key=widget_key)
+                     choices=param.choices or (), low=low, high=high, key=widget_key)
             values[param.name] = _bound_widget(container, param, widget_key)
             continue
         if param.kind == "float":
+            low, high = param.slider_range
             values[param.name] = container.slider(
-                param.label, min_value=float(param.low), max_value=float(param.high), value=float(param.default),
+                param.label, min_value=float(low), max_value=float(high), value=float(param.default),
                 step=float(param.step), help=param.help, key=widget_key, format="%.4g",
             )
         elif param.kind == "choice":
@@ -55,8 +57,8 @@ def loss_param_widgets(spec: LossSpec, key: str, *, skip: tuple[str, ...] = (), 
 def _bound_widget(container, param, widget_key: str):
     """A parameter's widget whose value is already in session state (no default argument)."""
     if param.kind == "float":
-        return container.slider(param.label, min_value=float(param.low), max_value=float(param.high),
-                                step=float(param.step), help=param.help, key=widget_key, format="%.4g")
+        low, high = param.slider_range
+        return container.slider(param.label, min_value=float(low), max_value=float(high), step=float(param.step), help=param.help, key=widget_key, format="%.4g")
     if param.kind == "choice":
         return container.selectbox(param.label, param.choices, help=param.help, key=widget_key)
     return tuple(container.multiselect(param.label, param.choices, help=param.help, key=widget_key, wrap=True))

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from segloss.losses._checks import holds_index
+from segloss.losses._reduction import pixel_weights
 from segloss.losses import functional as SF
 from segloss.losses import modules
 from segloss.losses.registry import LOSSES, create_loss
@@ -187,10 +189,8 @@ def per_image_loss(module: nn.Module, logits: torch.Tensor, target: torch.Tensor
         present = ~values.isnan()
         w = present.to(values.dtype) * (1.0 if module.weight is None else module.weight.to(values.dtype))
         return torch.where(present, values, 0.0).mul(w).sum(1) / w.sum(1).clamp_min(1e-12)
-    valid = target != module.ignore_index
-    per_pixel = valid.to(values.dtype)  # what "mean" divides by: valid pixels, or their class weights
-    if module.weight is not None:
-        per_pixel = per_pixel * module.weight.to(values.dtype)[torch.where(valid, target, 0).long()]
+    target = holds_index(target, module.ignore_index)
+    per_pixel = pixel_weights(target, target != module.ignore_index, module.weight, values.dtype)
     flat = per_pixel.reshape(len(target), -1)
     return values.reshape(len(values), -1).sum(1) / flat.sum(1).clamp_min(1e-12)
 
@@ -389,7 +389,9 @@ def gradient_map(loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], log
     scalar. The gradient of a ``"mean"`` reduction (a module whose ``reduction`` is not
     ``"sum"``, or a plain function) is multiplied by the number of valid pixels, so that a
     pixel-wise loss without class weights gives exactly each pixel's own ``|dl_i/dz_i|`` and
-    the maps of different losses and batch sizes share one scale; a ``"sum"`` is taken as is.
+    the maps of different losses and batch sizes share one scale (OHEM, whose "mean" divides by
+    the kept pixels ``|K|``, shows ``|V| / |K|`` times its pixels' own); a ``"sum"`` is taken as is.
+    It also works under ``torch.inference_mode``.
 
     Args:
         loss: e.g. ``segloss.create_loss("dice")``.
@@ -407,9 +409,11 @@ def gradient_map(loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], log
     """
     if component not in COMPONENTS:
         raise ValueError(f"component must be one of {COMPONENTS}, got {component!r}")
-    z = logits.detach()
-    z = (z if z.dtype == torch.float64 else z.float()).requires_grad_()
-    with torch.enable_grad():
+    with torch.inference_mode(False), torch.enable_grad():  # also under inference_mode (a validation loop)
+        z = logits.detach()
+        z = (z if z.dtype == torch.float64 else z.float())
+        z = (z.clone() if z.is_inference() else z).requires_grad_()  # inference tensors take no gradient
+        target = target.clone() if target.is_inference() else target
         value = loss(z, target)
         if value.dim() != 0:
             raise ValueError(f"the loss must return a scalar for a gradient map, got shape {tuple(value.shape)}; "
@@ -418,9 +422,10 @@ def gradient_map(loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], log
     if ignore_index is None:
         ignore_index = getattr(loss, "ignore_index", 255)
     if getattr(loss, "reduction", "mean") != "sum":
-        grad = grad * int((target != ignore_index).sum())
+        grad = grad * int((holds_index(target, ignore_index) != ignore_index).sum())
     if component == "norm":
         return grad.norm(dim=1)
+    target = holds_index(target, ignore_index)
     safe = torch.where(target == ignore_index, 0, target).long().unsqueeze(1)
     true = grad.gather(1, safe).squeeze(1)
     if component == "true":

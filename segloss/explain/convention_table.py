@@ -23,6 +23,7 @@ from segloss.explain import dice_conventions as dc
 from segloss.losses import functional as SF
 from segloss.losses import region
 from segloss.losses._checks import check_logits_target, check_number
+from segloss.losses._reduction import pixel_weights
 from segloss.explain.analysis import synthetic_probabilities
 from segloss.losses.weights import inverse_frequency, pixel_counts
 
@@ -99,8 +100,7 @@ def compare_conventions(logits: torch.Tensor, target: torch.Tensor, *, gamma: fl
         counts = pixel_counts(target, c, ignore_index)
         weight = inverse_frequency(counts) if n_valid else torch.ones(c)
     weight = torch.as_tensor(weight, dtype=torch.float64)
-    weight_sum = float(torch.where(target != ignore_index, weight[torch.where(target != ignore_index, target, 0)],
-                                   0.0).sum())
+    weight_sum = float(pixel_weights(target, target != ignore_index, weight, torch.float64).sum())
 
     def exact(num: float, den: float) -> float | None:
         return num / den if den else None

@@ -11,6 +11,17 @@ def safe_divide(total: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
     return torch.where(has_any, total / torch.where(has_any, denominator, 1.0), total * 0.0)
 
 
+def pixel_weights(target: torch.Tensor, counted: torch.Tensor, weight: torch.Tensor | None,
+                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """What a "mean" divides by, pixel by pixel: ``weight[y_i]`` (1 without class weights) where
+    ``counted`` (bool ``(N, *S)``: the valid pixels, or OHEM's kept ones), 0 elsewhere; ``(N, *S)``
+    in ``dtype``. Its sum is the denominator; times a per-pixel loss, the weighted map."""
+    ones = counted.to(dtype)
+    if weight is None:
+        return ones
+    return ones * weight.to(dtype)[torch.where(counted, target, 0).long()]
+
+
 def reduce_map(pixel_loss: torch.Tensor, denominator: torch.Tensor, reduction: str) -> torch.Tensor:
     """Reduce a per-pixel map ``(N, *S)`` that is already weighted and 0 at ignored pixels: the map
     itself (``"none"``), its sum, or the sum over the 0-dim ``denominator`` (``"mean"``).

@@ -47,6 +47,25 @@ def _short(vector: torch.Tensor) -> str:
     return f"({len(values)} values in [{min(values):.4g}, {max(values):.4g}])"
 
 
+class _Float32State(nn.Module):
+    """Running state (the buffers named in ``_state_buffers``) kept in at least float32 when the module
+    tree is converted to half precision (``model.to(torch.bfloat16)``, ``.half()``, bf16-true training):
+    each small update of an EMA or a schedule would be rounded away in bfloat16 (an EMA at momentum
+    0.99 stops moving 0.08 short). Device moves and float64 apply as usual."""
+
+    _state_buffers: tuple[str, ...] = ()
+
+    def _apply(self, fn, recurse=True):
+        before = {name: self._buffers.get(name) for name in self._state_buffers}
+        super()._apply(fn, recurse)
+        for name, old in before.items():
+            new = self._buffers.get(name)
+            if old is not None and new is not None and new.is_floating_point() and new.element_size() < 4 <= \
+                    old.element_size():
+                self._buffers[name] = old.to(device=new.device)  # moved, not rounded
+        return self
+
+
 class _PixelLoss(nn.Module):
     """Common state: class ``weight`` buffer, ``ignore_index`` and ``reduction``."""
 
@@ -286,7 +305,7 @@ class DualFocalLoss(_PixelLoss):
         return f"{fixed}, learnable={self.learnable}, " + super().extra_repr()
 
 
-class RecallLoss(_PixelLoss):
+class RecallLoss(_Float32State, _PixelLoss):
     """Recall loss: CE reweighted per class by ``1 - recall``; see :func:`segloss.functional.recall_loss`.
 
     With ``momentum = m > 0`` the module keeps running class weights ``class_weights`` (a
@@ -306,6 +325,8 @@ class RecallLoss(_PixelLoss):
             evaluation on one rank only; with momentum the replicas' weights then drift apart); a
             ``torch.distributed.ProcessGroup`` counts over that group's processes only.
     """
+
+    _state_buffers = ("class_weights",)  # the running weights: float32 even in a bfloat16 model
 
     def __init__(self, momentum: float = 0.0, weight=None, ignore_index: int = 255,
                  reduction: str = "mean", num_classes: int | None = None,
@@ -330,7 +351,8 @@ class RecallLoss(_PixelLoss):
                              f"weights in [0, 1] (no NaN), got {stored.tolist() if stored.numel() <= 16 else stored.shape}")
         if stored is not None and self.class_weights.numel() == 0:
             with torch.inference_mode(False):
-                self.class_weights = torch.empty(stored.shape, dtype=stored.dtype, device=self.class_weights.device)
+                self.class_weights = torch.empty(stored.shape, dtype=torch.promote_types(stored.dtype, torch.float32),
+                                                 device=self.class_weights.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _choose_weights(self, batch_weights: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
@@ -511,7 +533,7 @@ class SumLoss(_WeightedSum):
         return f"dice_weight={self.dice_weight}"
 
 
-class ScheduledSumLoss(_WeightedSum):
+class ScheduledSumLoss(_Float32State, _WeightedSum):
     """``a * region_part + b * boundary_part`` with Kervadec et al.'s schedule of the two weights.
 
     Each :meth:`schedule_step` (once per epoch in the authors' code, their ``StealWeight``
@@ -526,6 +548,8 @@ class ScheduledSumLoss(_WeightedSum):
     Raises:
         ValueError: weights out of range, or ``reduction="none"`` (a region loss has no per-pixel map).
     """
+
+    _state_buffers = ("loss_weights",)  # the schedule: float32 even in a bfloat16 model
 
     def __init__(self, region_part: nn.Module, boundary_part: nn.Module, boundary_weight: float = 0.01,
                  steal: float = 0.01, floor: float = 0.1) -> None:

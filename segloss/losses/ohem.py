@@ -28,7 +28,7 @@ import torch
 
 from segloss.losses._checks import (check_logits_target, check_number, check_reduction, class_vector, index_argument,
                                     plain_torch_required)
-from segloss.losses._reduction import reduce_map
+from segloss.losses._reduction import pixel_weights, reduce_map
 
 
 @torch.no_grad()
@@ -105,11 +105,5 @@ def ohem_cross_entropy(logits: torch.Tensor, target: torch.Tensor, *, threshold:
     # one fused CE pass: its unweighted map gives p_t for the mask and, times w_y, the loss
     ce = cross_entropy(logits, target, ignore_index=ignore_index, reduction="none")
     kept = _kept(ce, target != ignore_index, threshold, min_kept)
-    pixel = torch.where(kept, ce, torch.zeros_like(ce))
-    denominator = kept.sum().to(pixel.dtype)
-    if weight is not None:
-        w = class_vector(weight, logits.shape[1], "weight", pixel)
-        w_y = w[torch.where(kept, target, 0).long()]
-        pixel = pixel * w_y
-        denominator = (w_y * kept).sum()
-    return reduce_map(pixel, denominator, reduction)
+    w_y = pixel_weights(target, kept, class_vector(weight, logits.shape[1], "weight", ce), ce.dtype)
+    return reduce_map(torch.where(kept, ce, torch.zeros_like(ce)) * w_y, w_y.sum(), reduction)

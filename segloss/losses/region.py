@@ -181,11 +181,16 @@ def generalized_dice_loss(logits, target, *, smooth=1e-5, per_image=False, weigh
 
     with ``G_c = sum_i y_{i,c}``, ``P_c = sum_i p_{i,c}``, ``TP_c = sum_i p_{i,c} y_{i,c}`` over the
     valid pixels of the batch (or of each image). A class absent from the target has no finite
-    weight; it takes the largest finite weight (MONAI's ``GeneralizedDiceLoss`` does the same over
-    the batch), so predicting it anywhere still costs. ``weight`` multiplies ``w_c``.
+    weight; it takes the largest finite weight (MONAI's ``GeneralizedDiceLoss`` does the same, per
+    batch and per image), so predicting it anywhere still costs. ``weight`` multiplies ``w_c``.
+
+    The weighted sums scale as ``1/G``, so on large batches or volumes even ``s = 1e-5`` weighs in
+    and pulls the loss toward 0: a uniform prediction of 4 classes scores 0.750 at ``(2, 4, 32, 32)``
+    and 0.720 at ``(2, 4, 256, 256)`` (0.750 with ``s = 0``). Pass ``smooth=0`` there (a batch
+    without valid pixels still gives 0).
 
     Args:
-        smooth: ``s`` (MONAI's default 1e-5).
+        smooth: ``s`` (MONAI's default 1e-5; see above for large inputs).
         per_image: one loss per image, then their mean over the images with a valid pixel.
         reduction: ``"mean"`` or ``"sum"`` over images; the loss has no per-class terms, so
             ``"none"`` gives the per-image losses ``(N,)`` (NaN for an image without a valid

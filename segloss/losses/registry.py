@@ -27,7 +27,8 @@ class ParamSpec:
     ``kind`` is ``"float"`` (a number in ``[low, high]``), ``"choice"`` (one of ``choices``) or
     ``"multichoice"`` (a tuple of ``choices``). ``per_class_ok`` means a ``(C,)`` vector is also
     accepted through :func:`create_loss` (not offered as a widget). ``schedule_only`` parameters
-    change the loss between epochs (a schedule), not its value at one moment.
+    change the loss between epochs (a schedule), not its value at one moment. ``slider`` is the
+    app's slider range where ``[low, high]`` is wider than a slider can serve.
     """
 
     name: str
@@ -41,6 +42,12 @@ class ParamSpec:
     choices: tuple = ()
     per_class_ok: bool = False
     schedule_only: bool = False  # changes the loss between epochs only: pages showing one moment skip it
+    slider: tuple[float, float] | None = None
+
+    @property
+    def slider_range(self) -> tuple[float, float]:
+        """``(low, high)`` of the app's slider: ``slider``, or the bounds."""
+        return self.slider or (self.low, self.high)
 
     def shown(self, value) -> str:
         """The setting as a reader of the loss's formula names it: its symbol there when it has one
@@ -166,9 +173,12 @@ LOSSES: dict[str, LossSpec] = {
                 ParamSpec("scheme", "Weight scheme", "median", "inverse: 1/n_c; median: median(f)/f_c, f_c = n_c over "
                           "the pixels of the images where c appears (Eigen & Fergus); effective: (1-b)/(1-b^n_c).",
                           kind="choice", choices=SCHEMES),
-                ParamSpec("beta", "Effective-number b", 0.999, "Only for the 'effective' scheme: "
-                          "b -> 1 approaches inverse frequency, b = 0 gives equal weights.",
-                          low=0.9, high=0.99999, step=0.0001),
+                ParamSpec("beta", "Effective-number b", 0.999, "Only for the 'effective' scheme: b = 0 gives "
+                          "equal weights, b -> 1 inverse frequency. Every class with many more than 1/(1 - b) pixels "
+                          "gets the same weight, so pixel counts need b near 1 - 1/n, n a rare class's pixels "
+                          "(a dataset of millions of pixels: 1 - 1e-6 or closer). The slider spans 0.9 to 0.99999, "
+                          "made for the app's 64 x 64 scenes.", low=0.0, high=1.0 - 1e-12, step=0.0001,
+                          slider=(0.9, 0.99999)),
             ),
             factory=_weighted_ce,
             needs_class_counts=True,
@@ -498,7 +508,8 @@ def create_loss(name: str, *, class_counts=None, weight=None, ignore_index: int 
             ``"generalized_dice"``, ``"dice_boundary"`` (region).
         class_counts: a :class:`segloss.losses.weights.PixelCounts` (``count_pixels(train_masks, C)``:
             the median scheme then follows Eigen & Fergus exactly) or pixels per class ``(C,)``;
-            required by losses with ``needs_class_counts`` unless ``weight`` is given.
+            required by losses with ``needs_class_counts`` unless ``weight`` is given, and ignored by
+            the others (so one config can build any loss; their class weights go in ``weight``).
         weight, ignore_index, reduction: passed to the module. Region losses give per-class
             values with ``reduction="none"``; the sums (``dice_ce``, ``dice_focal``) refuse it.
         sync_distributed: under ``torch.distributed``, whether the losses that all-reduce (recall's

@@ -38,7 +38,8 @@ def pixel_counts(target, num_classes: int, ignore_index: int = 255) -> torch.Ten
     target = torch.as_tensor(target)
     if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
         raise TypeError(f"target must hold integer labels, got dtype {target.dtype}")
-    labels = target[target != ignore_index].long()
+    labels = target.long()
+    labels = labels[labels != ignore_index]  # compared as int64: a uint8 mask would wrap ignore_index=-1 to 255
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
         raise ValueError(
             f"labels must lie in [0, {num_classes}) or equal ignore_index={ignore_index}, "
@@ -71,17 +72,23 @@ class PixelCounts:
 
 
 def count_pixels(masks, num_classes: int, ignore_index: int = 255) -> PixelCounts:
-    """:class:`PixelCounts` of integer masks ``(N, H, W)`` or ``(N, D, H, W)`` (tensor or numpy), one
-    image per entry of the first dimension, ignoring ``ignore_index``.
+    """:class:`PixelCounts` of integer masks: a batch ``(N, H, W)`` or ``(N, D, H, W)`` (tensor or
+    numpy), one image per entry of the first dimension, or a list of masks ``(H, W)``/``(D, H, W)``
+    of any sizes (e.g. a dataset's), ignoring ``ignore_index``.
 
     Raises:
         TypeError: non-integer labels. ValueError: fewer than 3 dimensions (one mask ``(H, W)``:
-        pass ``mask[None]``), or labels outside ``[0, num_classes)``.
+        pass ``[mask]``), or labels outside ``[0, num_classes)``.
     """
+    if isinstance(masks, (list, tuple)):
+        if not masks:
+            raise ValueError("count_pixels needs at least one mask, got an empty list")
+        counts = [count_pixels(torch.as_tensor(mask)[None], num_classes, ignore_index) for mask in masks]
+        return sum(counts[1:], counts[0])
     masks = torch.as_tensor(masks)
     if masks.dim() < 3:
         raise ValueError(f"masks must be (N, H, W) or (N, D, H, W), one mask per image; got shape "
-                         f"{tuple(masks.shape)} (one mask: pass mask[None])")
+                         f"{tuple(masks.shape)} (one mask: pass [mask])")
     per_image = torch.stack([pixel_counts(mask, num_classes, ignore_index) for mask in masks])  # (N, C)
     image_sizes = per_image.sum(dim=1, keepdim=True)
     return PixelCounts(per_image.sum(dim=0), torch.where(per_image > 0, image_sizes, 0).sum(dim=0))
@@ -141,6 +148,10 @@ def median_frequency(counts) -> torch.Tensor:
 
 def effective_number(counts, beta: float = 0.999) -> torch.Tensor:
     """``w_c = (1 - beta) / (1 - beta^{n_c})`` (0 for absent classes), summing to C.
+
+    Every class with ``n_c >> 1 / (1 - beta)`` gets the same weight: Cui et al.'s ``beta`` (0.9 to
+    0.9999) was made for counts of samples. Pixel counts run to millions, so they need ``beta``
+    near ``1 - 1/n`` for ``n`` a rare class's pixels (e.g. ``1 - 1e-6``), or the weights are all 1.
 
     Raises:
         ValueError: ``beta`` outside ``[0, 1)``.
