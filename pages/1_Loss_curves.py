@@ -65,7 +65,8 @@ LESSONS = (
     Preset("Dice: confident mistakes", {"losses": ["ce", "dice"], "gammas": [], "logy": False,
                                                    "logx": False},
            "Soft Dice is bounded by 1: a region the model gets confidently wrong (p_t near 0) costs at most 1, "
-           "three times a region at p_t = 0.5, while cross-entropy grows without bound there (6.9 at p_t = 0.001). Dice counts overlap, not how "
+           "three times a region at p_t = 0.5, while cross-entropy grows without bound there (6.9 at p_t = 0.001). "
+           "Dice counts overlap, not how "
            "wrong each pixel is."),
     Preset("Recall: batch recall", {"losses": ["ce", "recall"], "gammas": [],
                                                    "recalls": list(RECALLS), "logy": False, "logx": False},
@@ -155,13 +156,15 @@ with chart:
     if region:
         st.caption(f"{', '.join(region)}: region losses have no loss per pixel. Their curve is the loss of an image of "
                    f"{analysis.REGION_PIXELS} pixels of one class, every pixel at p_t (soft Dice: (1 - p_t)/(1 + p_t); "
-                   "Jaccard and Lovász: 1 - p_t, up to smoothing). A region loss alone is bounded by 1 and falls slowly: "
+                   "Jaccard and Lovász: 1 - p_t, up to smoothing). A region loss alone is bounded by 1 and falls "
+                   "slowly: "
                    "it does not punish confident mistakes the way cross-entropy does (its sums with CE or focal "
                    "loss, and Unified Focal's focal part, do).")
     if "boundary" in chosen:
         st.caption(f"Boundary loss: a foreground pixel {depth} pixel(s) inside its region, the confusing class's "
-                   "region just across the boundary. It is linear in the probabilities; inside the region (depth >= 1) it is "
-                   "negative where the pixel is mostly right, on the edge (depth 0) never negative" + (": a log y axis shows only its positive part." if log_y else "."))
+                   "region just across the boundary. It is linear in the probabilities; inside the region (depth >= 1) "
+                   "it is negative where the pixel is mostly right, on the edge (depth 0) never negative"
+                   + (": a log y axis shows only its positive part." if log_y else "."))
     if "dice_boundary" in chosen:
         st.caption(f"Generalized Dice + boundary: the loss of an image of {analysis.REGION_PIXELS} pixels of one foreground "
                    "class at p_t, with the weights of the first epoch; the image has no other class, so its boundary "
@@ -169,7 +172,8 @@ with chart:
     if "weighted_ce" in chosen:
         wce = dict(params.get("weighted_ce", {}))
         cls = wce.pop("true_class", 6)
-        w = float(class_weights(wce.get("scheme", "median"), data.class_pixel_counts("street"), wce.get("beta", 0.999))[cls])
+        counts = data.class_pixel_counts("street")
+        w = float(class_weights(wce.get("scheme", "median"), counts, wce.get("beta", 0.999))[cls])
         st.caption(f"Weighted cross-entropy: one {STREET.class_names[cls]} pixel's w · (-log p_t), w = {w:.3g} from the "
                    "street scenes' pixel counts. A batch's loss divides by the sum of its pixels' weights (the formula "
                    "below), so over a batch the weights shift which pixels count, not the loss's overall scale.")

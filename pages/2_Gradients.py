@@ -135,7 +135,8 @@ else:
                                           well_classified=analysis.WELL_CLASSIFIED, height=380,
                                           legend_columns=1, front=front),  # half the page wide: one name a row
                       width="stretch", key="slices")
-    right.plotly_chart(plots.curves_figure(P_T, analysis.ratio_to_ce(slices, ce), x_title="p_t", y_title="gradient / CE gradient", log_y=True,
+    right.plotly_chart(plots.curves_figure(P_T, analysis.ratio_to_ce(slices, ce), x_title="p_t",
+                                           y_title="gradient / CE gradient", log_y=True,
                                            well_classified=analysis.WELL_CLASSIFIED, height=380, show_legend=False,
                                            styles=colors, front=front),
                        width="stretch", key="ratios")

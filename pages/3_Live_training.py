@@ -87,8 +87,8 @@ st.markdown(
 - **Loss map or gradient map.** The gradient map shows |dL/dz| per pixel, where the loss actually pushes. Under
   focal loss easy pixels keep about three times more of CE's gradient than of CE's loss (at p_t = 0.9, γ = 2:
   3% against 1%), so the gradient map is less dark in the interiors. Region losses (Dice, Lovász...) have no
-  loss per pixel at all: their gradient map is the only map. It glows on small regions and on uncertain ones; a region the
-  model gets confidently wrong gets little push from Dice (the Gradients page shows why).
+  loss per pixel at all: their gradient map is the only map. It glows on small regions and on uncertain
+  ones; a region the model gets confidently wrong gets little push from Dice (the Gradients page shows why).
 - **The loss's own state.** Recall loss weighs each class by 1 - its recall on the current batch; the weight
   curves show which classes the model is missing right now. Learnable Dual Focal parameters drift toward
   their bounds (γ and ρ up, α and β down): minimising a loss over its own parameters is degenerate.

@@ -62,10 +62,10 @@ st.markdown(
 LESSONS = (
     Preset("Ignored pixels and 'mean'", {"input": "random", "ignored": 0.5, "gamma": 2.0, "alpha": 0.25},
            "Half the pixels are labelled ignore: kornia's mean over every N·C·H·W element, ignored pixels "
-           "included, is now about 2C times smaller than the same sum over the valid pixels (segloss, torch, MONAI with "
-           "ignore_index); the same factor separates torchvision's sigmoid loss from MONAI's. Read the 'exact "
+           "included, is now about 2C times smaller than the same sum over the valid pixels (segloss, torch, "
+           "MONAI with ignore_index); the same factor separates torchvision's sigmoid loss from MONAI's. Read the 'exact "
            "conversion' column: the factor is the count of elements over the valid pixels."),
-    Preset("Absent classes split Dice", {"input": "sample", "dataset": "street", "ignored": 0.0},
+    Preset("Absent classes split Dice", {"input": "sample", "dataset": "street", "seed": 0, "ignored": 0.0},
            "In these two street scenes one class is absent from both images. Look at the Dice rows: smp counts "
            "it as 0 in a mean over all C, segloss leaves it out, MONAI scores it like the others (predicted "
            "anywhere, it costs a full loss). Same input, three numbers. Seed 8 misses a class in one image only: "
@@ -181,9 +181,11 @@ st.subheader("Same name, other definitions: the newer losses")
 st.markdown(
     "- **Label smoothing** (segloss `label_smoothing_ce`, focal's `label_smoothing`): segloss gives torch's numbers, "
     "class weights on both terms and the \"mean\" divided by the true classes' weights; torch's own `label_smoothing` "
-    "gave wrong numbers or crashed with `ignore_index` and weights in earlier releases (pytorch#73205, #69339, #72056). On focal loss, "
+    "gave wrong numbers or crashed with `ignore_index` and weights in earlier releases (pytorch#73205, #69339, "
+    "#72056). On focal loss, "
     "segloss mixes in CE's uniform term unfocused; other ports focus it too.\n"
-    "- **OHEM**: segloss averages CE over the kept pixels, as CCNet's and HRNet's `OhemCrossEntropy` do; "
+    "- **OHEM**: segloss averages CE over the kept pixels, as CCNet's `OhemCrossEntropy2d` does (HRNet's too "
+    "without class weights; with them HRNet divides by |K|, not by the kept pixels' weights); "
     "mmsegmentation's `OHEMPixelSampler` keeps the same pixels but its CE then divides by all N·H·W pixels (or the "
     "valid ones with `avg_non_ignore`), |K|/(N·H·W) times segloss's value. Their `min_kept` is a *count* (100,000 "
     "in their configs, for 512 x 1024 crops; per image in mmsegmentation); segloss takes a *share* of the valid "

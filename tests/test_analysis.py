@@ -317,3 +317,10 @@ def test_gradient_map_works_under_inference_mode_as_a_validation_loop_runs():
             made_inside = analysis.gradient_map(loss, logits.clone(), target.clone())  # inference tensors
         torch.testing.assert_close(inside, want)
         torch.testing.assert_close(made_inside, want)
+
+
+def test_per_image_loss_of_ohem_divides_by_the_kept_pixels():
+    logits, target = random_batch(1, 4, (8, 8), scale=3.0, ignore_frac=0.1, seed=45, dtype=torch.float64)
+    for weight in (None, [1.0, 2.0, 0.5, 1.0]):
+        module = segloss.create_loss("ohem", threshold=0.5, min_kept=0.2, weight=weight).double()
+        torch.testing.assert_close(analysis.per_image_loss(module, logits, target)[0], module(logits, target))

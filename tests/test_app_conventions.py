@@ -99,3 +99,12 @@ def test_the_newer_losses_other_definitions_are_named():
     text = " ".join(m.value for m in app.markdown)
     for name in ("OHEMPixelSampler", "GeneralizedDiceLoss", "AsymmetricUnifiedFocalLoss", "pytorch#73205"):
         assert name in text
+
+
+def test_the_absent_classes_lesson_sets_the_seed_its_text_describes():
+    app = open_page(PAGE)
+    by_label(app.number_input, "Seed").set_value(3).run()
+    next(b for b in app.button if b.label == "Absent classes split Dice").click().run()
+    assert not app.exception
+    assert by_label(app.number_input, "Seed").value == 0
+    assert any("one class is absent from both images" in m.value for m in app.info)

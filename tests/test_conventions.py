@@ -378,3 +378,11 @@ def test_the_ignored_pixels_lesson_factor_is_2c_for_kornia_and_torchvision():
         assert rows[name].factor == pytest.approx(logits.numel() / valid, rel=1e-12)
         assert rows[name].factor == pytest.approx(2 * 5, rel=0.01)
         assert rows[name].value * rows[name].factor == pytest.approx(rows[reference].value, rel=1e-9)
+
+
+def test_a_uint8_mask_gives_the_int64_table_whatever_ignore_index():
+    logits, target = convention_inputs.random_input(4, seed=2)
+    for ignore_index in (256, -1):  # no uint8 value: nothing ignored (torch would wrap 256 to 0, -1 to 255)
+        want = convention_table.compare_conventions(logits, target, ignore_index=ignore_index)
+        got = convention_table.compare_conventions(logits, target.to(torch.uint8), ignore_index=ignore_index)
+        assert [r.value for r in got] == pytest.approx([r.value for r in want], rel=1e-12, nan_ok=True)

@@ -130,3 +130,13 @@ def test_shares_of_a_signed_map_are_shares_of_its_magnitude():
     target = torch.tensor([[[0, 1], [1, 255]]])
     np.testing.assert_allclose(class_shares(values, target, 2).numpy(), [0.75, 0.25])
     np.testing.assert_allclose(class_shares(values.abs(), target, 2).numpy(), [0.75, 0.25])
+
+
+def test_class_shares_compare_ignore_index_as_the_number_and_give_nan_for_a_nan_map():
+    from segloss.train.evaluation import class_shares
+
+    target = torch.tensor([[[0, 1], [2, 2]]])
+    ones = torch.ones(1, 2, 2)
+    assert class_shares(ones, target.to(torch.uint8), 3, 256).tolist() == [0.25, 0.25, 0.5]  # 256: no uint8 label
+    nan = torch.tensor([[[float("nan"), 1.0], [1.0, 1.0]]])
+    assert torch.isnan(class_shares(nan, target, 3)).all()

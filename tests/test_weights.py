@@ -132,3 +132,11 @@ def test_count_pixels_takes_a_list_of_masks_of_different_sizes():
     assert counts.pixels.tolist() == [3, 2, 4] and counts.image_pixels.tolist() == [3 + 6, 3, 6]
     with pytest.raises(ValueError, match="at least one mask"):
         weights.count_pixels([], 3)
+
+
+def test_pixel_counts_add_with_sum_and_refuse_an_empty_batch():
+    batches = [torch.tensor([[[0, 1]], [[1, 1]]]), torch.tensor([[[2, 2]]])]
+    total = sum(weights.count_pixels(b, 3) for b in batches)
+    assert total.pixels.tolist() == [1, 3, 2] and total.image_pixels.tolist() == [2, 4, 2]
+    with pytest.raises(ValueError, match="N >= 1"):
+        weights.count_pixels(torch.zeros(0, 4, 4, dtype=torch.int64), 3)

@@ -58,7 +58,8 @@ def _bound_widget(container, param, widget_key: str):
     """A parameter's widget whose value is already in session state (no default argument)."""
     if param.kind == "float":
         low, high = param.slider_range
-        return container.slider(param.label, min_value=float(low), max_value=float(high), step=float(param.step), help=param.help, key=widget_key, format="%.4g")
+        return container.slider(param.label, min_value=float(low), max_value=float(high), step=float(param.step),
+                                help=param.help, key=widget_key, format="%.4g")
     if param.kind == "choice":
         return container.selectbox(param.label, param.choices, help=param.help, key=widget_key)
     return tuple(container.multiselect(param.label, param.choices, help=param.help, key=widget_key, wrap=True))

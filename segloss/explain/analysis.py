@@ -31,6 +31,7 @@ from torch import nn
 
 from segloss.losses._checks import holds_index
 from segloss.losses._reduction import pixel_weights
+from segloss.losses.ohem import ohem_mask
 from segloss.losses import functional as SF
 from segloss.losses import modules
 from segloss.losses.registry import LOSSES, create_loss
@@ -166,7 +167,7 @@ def per_image_loss(module: nn.Module, logits: torch.Tensor, target: torch.Tensor
     """Each image's own loss under ``module`` (a registry module built with reduction "mean").
 
     Pixel-wise losses: the image's per-pixel map summed and divided as "mean" divides (by its
-    valid pixels, or by their class weights when the loss has ``weight``). Region
+    valid pixels, OHEM's kept ones, or their class weights when the loss has ``weight``). Region
     losses built with ``per_image=True``: the weighted mean of the image's per-class losses over
     the classes present in it. Sums: the sum of their parts.
 
@@ -190,7 +191,11 @@ def per_image_loss(module: nn.Module, logits: torch.Tensor, target: torch.Tensor
         w = present.to(values.dtype) * (1.0 if module.weight is None else module.weight.to(values.dtype))
         return torch.where(present, values, 0.0).mul(w).sum(1) / w.sum(1).clamp_min(1e-12)
     target = holds_index(target, module.ignore_index)
-    per_pixel = pixel_weights(target, target != module.ignore_index, module.weight, values.dtype)
+    counted = target != module.ignore_index
+    if isinstance(module, modules.OhemCrossEntropyLoss):  # its "mean" divides by the kept pixels
+        counted = ohem_mask(logits, target, threshold=module.threshold, min_kept=module.min_kept,
+                            ignore_index=module.ignore_index)
+    per_pixel = pixel_weights(target, counted, module.weight, values.dtype)
     flat = per_pixel.reshape(len(target), -1)
     return values.reshape(len(values), -1).sum(1) / flat.sum(1).clamp_min(1e-12)
 

@@ -92,7 +92,7 @@ def compare_conventions(logits: torch.Tensor, target: torch.Tensor, *, gamma: fl
     check_number(alpha, "alpha", low=0.0, high=1.0, low_inclusive=False)
     if alpha == 1.0:
         raise ValueError("alpha must be < 1 (1 - alpha weighs the negatives or the background)")
-    check_logits_target(logits, target, ignore_index)
+    target = check_logits_target(logits, target, ignore_index)  # int64 where uint8 would wrap ignore_index
     z, c, g, a = logits.double(), logits.shape[1], float(gamma), float(alpha)
     n_valid = int((target != ignore_index).sum())
     elements = z.numel()

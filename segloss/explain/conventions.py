@@ -32,7 +32,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from segloss.losses._checks import check_logits_target, check_number
+from segloss.losses._checks import check_logits_target, check_number, holds_index
 
 SCALAR_REDUCTIONS = ("mean", "sum")
 PORT_2019_EPS = 1e-5
@@ -58,6 +58,8 @@ def _prepare(logits: torch.Tensor, target: torch.Tensor, ignore_index: int | Non
         raise ValueError(f"target holds negative labels {torch.unique(target[target < 0])[:8].tolist()} "
                          "and ignore_index is None")
     z = logits if logits.dtype == torch.float64 else logits.float()
+    if ignore_index is not None:
+        target = holds_index(target, ignore_index)  # uint8 masks: compared as the number, not wrapped
     valid = torch.ones_like(target, dtype=torch.bool) if ignore_index is None else target != ignore_index
     return z, torch.where(valid, target, 0).long(), valid
 

@@ -32,7 +32,7 @@ SMP_EPS = 1e-7
 
 def _probs_and_onehot(logits: torch.Tensor, target: torch.Tensor, ignore_index: int):
     """Softmax ``p`` and one-hot ``y``, both ``(N, C, P)`` in float64 and zero at ignored pixels."""
-    check_logits_target(logits, target, ignore_index)
+    target = check_logits_target(logits, target, ignore_index)  # int64 where uint8 would wrap ignore_index
     n, c = logits.shape[:2]
     valid = (target != ignore_index).reshape(n, 1, -1).double()
     probs = logits.double().softmax(dim=1).reshape(n, c, -1) * valid

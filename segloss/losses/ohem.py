@@ -2,7 +2,7 @@
 
 Shrivastava, Gupta, Girshick, "Training Region-based Object Detectors with Online Hard Example
 Mining", CVPR 2016 (arXiv:1604.03540), in the per-pixel form segmentation codebases use (the
-``OhemCrossEntropy`` of CCNet's and HRNet's code; mmsegmentation's ``OHEMPixelSampler`` picks the
+``OhemCrossEntropy2d`` of CCNet's code, HRNet's ``OhemCrossEntropy``; mmsegmentation's ``OHEMPixelSampler`` picks the
 same pixels): a pixel is kept when the probability of its true class is below a threshold; if that
 keeps too few, the threshold rises to the probability of the ``k``-th hardest pixel, so that at
 least ``k`` are kept::
@@ -14,7 +14,8 @@ with ``p_(k)`` the ``k``-th smallest ``p_t`` over the valid pixels (all images o
 together; under ``torch.distributed``, of this replica's batch, as mmsegmentation's sampler does
 on each GPU). ``min_kept`` is a share of the valid pixels here (the codebases take a count, 100,000
 in their configs, made for 512 x 1024 crops; mmsegmentation's is per image). The "mean" is over the
-kept pixels, as in CCNet's and HRNet's ``OhemCrossEntropy``; mmsegmentation zeroes the other pixels'
+kept pixels, weighted by their class weights as in CCNet's ``OhemCrossEntropy2d`` (HRNet's
+averages the weighted losses over ``|K|``, which differs with class weights); mmsegmentation zeroes the other pixels'
 weights and divides by all ``N·H·W`` pixels (or by ``|V|`` with ``avg_non_ignore``), which gives
 ``|K| / (N·H·W)`` times this value. The kept set carries no gradient: the gradient is CE's on
 the kept pixels and 0 elsewhere.

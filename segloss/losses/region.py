@@ -77,11 +77,11 @@ def _safe_power(x: torch.Tensor, gamma: float) -> torch.Tensor:
     return torch.where(positive, torch.where(positive, x, 1.0) ** gamma, 0.0)
 
 
-def tversky_index(tp, fp, fn, alpha, beta, smooth) -> torch.Tensor:
+def tversky_index(tp, fp, fn, alpha, beta, smooth, floor: float = 1e-12) -> torch.Tensor:
     """``(TP + s) / (TP + alpha FP + beta FN + s)`` elementwise (Salehi et al. 2017), the one place of
     the formula: Dice at ``alpha = beta = 0.5`` (with smoothing ``2 s``), Jaccard at 1 and 1. The
-    denominator is floored at 1e-12 (``s = 0`` and an empty class)."""
-    return (tp + smooth) / (tp + alpha * fp + beta * fn + smooth).clamp_min(1e-12)
+    denominator is floored at ``floor`` (``s = 0`` and an empty class)."""
+    return (tp + smooth) / (tp + alpha * fp + beta * fn + smooth).clamp_min(floor)
 
 
 def mean_over_images(image_loss: torch.Tensor, scored: torch.Tensor, reduction: str, sync=True) -> torch.Tensor:
@@ -238,8 +238,8 @@ def lovasz_softmax_loss(logits, target, *, per_image=False, weight=None, ignore_
     Per class, the Lovász extension of the Jaccard loss evaluated at the errors
     ``|y_c - p_c|`` of the valid pixels, sorted in decreasing order; averaged over the classes
     present in the target (the authors' ``classes="present"``). ``per_image=True`` follows the
-    authors' reference code (also smp's ``per_image``; kornia's Lovász has no per-image form and
-    averages over all C classes): each image's mean over its
+    authors' reference code (also smp's ``per_image``; kornia's Lovász is per image only and
+    averages over all C classes, absent ones included): each image's mean over its
     own present classes, then the mean over images; ``per_image=False`` pools the batch.
 
     Under ``torch.distributed`` (``sync_distributed``): per image it is exact, the mean over every

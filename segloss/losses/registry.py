@@ -175,9 +175,9 @@ LOSSES: dict[str, LossSpec] = {
                           kind="choice", choices=SCHEMES),
                 ParamSpec("beta", "Effective-number b", 0.999, "Only for the 'effective' scheme: b = 0 gives "
                           "equal weights, b -> 1 inverse frequency. Every class with many more than 1/(1 - b) pixels "
-                          "gets the same weight, so pixel counts need b near 1 - 1/n, n a rare class's pixels "
-                          "(a dataset of millions of pixels: 1 - 1e-6 or closer). The slider spans 0.9 to 0.99999, "
-                          "made for the app's 64 x 64 scenes.", low=0.0, high=1.0 - 1e-12, step=0.0001,
+                          "gets the same weight: with pixel counts, 1/(1 - b) near the largest class's pixels comes "
+                          "close to inverse frequency (a largest class of 10^7 pixels: b = 1 - 1e-7). The slider "
+                          "spans 0.9 to 0.99999, made for the app's 64 x 64 scenes.", low=0.0, high=1.0 - 1e-12, step=0.0001,
                           slider=(0.9, 0.99999)),
             ),
             factory=_weighted_ce,
@@ -284,7 +284,7 @@ LOSSES: dict[str, LossSpec] = {
             summary="Cross-entropy on the hard pixels only: those whose true-class probability is below the "
             "threshold, and at least the hardest share min_kept; easy pixels get no loss and no gradient.",
             citation="Shrivastava, Gupta, Girshick. Training Region-based Object Detectors with Online Hard Example "
-            "Mining. CVPR 2016 (arXiv:1604.03540); per-pixel form of CCNet's and HRNet's OhemCrossEntropy (mean over "
+            "Mining. CVPR 2016 (arXiv:1604.03540); per-pixel form of CCNet's OhemCrossEntropy2d (mean over "
             "the kept pixels).",
             link="https://arxiv.org/abs/1604.03540",
             params=(ParamSpec("threshold", "threshold on p_t", 0.7, "Pixels whose true-class probability is below "

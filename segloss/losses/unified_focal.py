@@ -81,7 +81,7 @@ def unified_focal_loss(logits, target, *, tversky_weight=0.5, delta=0.6, gamma=0
         valid = (target != ignore_index).to(pixel.dtype)
         # AFT: asymmetric focal Tversky from the region sums
         tp, fp, fn, present = _region_sums(logits, target, ignore_index, per_image, sync_distributed)
-    index = tversky_index(tp, fp, fn, 1.0 - delta, delta, smooth)  # delta weighs the false negatives
+    index = tversky_index(tp, fp, fn, 1.0 - delta, delta, smooth, floor=1e-30)  # delta weighs the false negatives
     rare = torch.arange(tp.shape[-1], device=tp.device) != background
     per_class = torch.where(rare, _safe_power((1.0 - index).clamp_min(0.0), 1.0 - gamma), 1.0 - index)
     counted = present.to(per_class.dtype)

@@ -48,7 +48,7 @@ def pixel_counts(target, num_classes: int, ignore_index: int = 255) -> torch.Ten
     return torch.bincount(labels, minlength=num_classes)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PixelCounts:
     """Pixels per class over a set of masks, with the denominators of Eigen & Fergus's frequencies.
 
@@ -57,7 +57,7 @@ class PixelCounts:
         image_pixels: int64 ``(C,)``, ``m_c``, the valid pixels of the images in which class ``c``
             appears (``m_c >= n_c``; 0 for a class that appears nowhere).
 
-    Counts over several batches add up: ``count_pixels(a, C) + count_pixels(b, C)``.
+    Counts over several batches add up: ``count_pixels(a, C) + count_pixels(b, C)``, or ``sum(...)``.
     """
 
     pixels: torch.Tensor
@@ -70,11 +70,15 @@ class PixelCounts:
             raise ValueError(f"cannot add counts of {other.pixels.numel()} classes to counts of {self.pixels.numel()}")
         return PixelCounts(self.pixels + other.pixels, self.image_pixels + other.image_pixels)
 
+    def __radd__(self, other) -> "PixelCounts":
+        return self if isinstance(other, int) and other == 0 else NotImplemented  # sum() starts from 0
+
 
 def count_pixels(masks, num_classes: int, ignore_index: int = 255) -> PixelCounts:
     """:class:`PixelCounts` of integer masks: a batch ``(N, H, W)`` or ``(N, D, H, W)`` (tensor or
-    numpy), one image per entry of the first dimension, or a list of masks ``(H, W)``/``(D, H, W)``
-    of any sizes (e.g. a dataset's), ignoring ``ignore_index``.
+    numpy), one image per entry of the first dimension, or a list of single masks ``(H, W)``
+    (or volumes ``(D, H, W)``) of any sizes, e.g. a dataset's, ignoring ``ignore_index``. A list of
+    batches would be read as volumes: add their counts instead (``sum(count_pixels(b, C) for b in ...)``).
 
     Raises:
         TypeError: non-integer labels. ValueError: fewer than 3 dimensions (one mask ``(H, W)``:
@@ -86,8 +90,8 @@ def count_pixels(masks, num_classes: int, ignore_index: int = 255) -> PixelCount
         counts = [count_pixels(torch.as_tensor(mask)[None], num_classes, ignore_index) for mask in masks]
         return sum(counts[1:], counts[0])
     masks = torch.as_tensor(masks)
-    if masks.dim() < 3:
-        raise ValueError(f"masks must be (N, H, W) or (N, D, H, W), one mask per image; got shape "
+    if masks.dim() < 3 or masks.shape[0] == 0:
+        raise ValueError(f"masks must be (N, H, W) or (N, D, H, W) with N >= 1, one mask per image; got shape "
                          f"{tuple(masks.shape)} (one mask: pass [mask])")
     per_image = torch.stack([pixel_counts(mask, num_classes, ignore_index) for mask in masks])  # (N, C)
     image_sizes = per_image.sum(dim=1, keepdim=True)
@@ -150,8 +154,9 @@ def effective_number(counts, beta: float = 0.999) -> torch.Tensor:
     """``w_c = (1 - beta) / (1 - beta^{n_c})`` (0 for absent classes), summing to C.
 
     Every class with ``n_c >> 1 / (1 - beta)`` gets the same weight: Cui et al.'s ``beta`` (0.9 to
-    0.9999) was made for counts of samples. Pixel counts run to millions, so they need ``beta``
-    near ``1 - 1/n`` for ``n`` a rare class's pixels (e.g. ``1 - 1e-6``), or the weights are all 1.
+    0.9999) was made for counts of samples. Pixel counts run to millions, so the weights are all 1
+    unless ``1 / (1 - beta)`` reaches them: at ``1 / (1 - beta)`` about the largest class's count
+    the weights come close to inverse frequency, at a rare class's count only the rarest are lifted.
 
     Raises:
         ValueError: ``beta`` outside ``[0, 1)``.

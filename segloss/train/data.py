@@ -137,7 +137,8 @@ def make_batch(dataset: str, batch_size: int, image_size: int, seed: int
 @functools.lru_cache(maxsize=32)
 def _counts(dataset: str, image_size: int, n: int, seed: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     info = get_dataset(dataset)
-    total = PixelCounts(torch.zeros(info.num_classes, dtype=torch.int64), torch.zeros(info.num_classes, dtype=torch.int64))
+    zeros = torch.zeros(info.num_classes, dtype=torch.int64)
+    total = PixelCounts(zeros, zeros)
     for start in range(0, n, 16):
         _, masks = make_batch(dataset, min(16, n - start), image_size, seed + start)
         total = total + count_pixels(masks, info.num_classes)

@@ -31,6 +31,7 @@ from torch import nn
 from segloss.explain.analysis import gradient_map
 from segloss.losses import functional as SF
 from segloss.train.metrics import confusion_matrix, metrics_from_confusion
+from segloss.losses._checks import holds_index
 
 PER_CLASS_METRICS = ("iou", "recall", "precision")
 MEAN_METRICS = ("miou", "mean_accuracy", "overall_accuracy")
@@ -106,7 +107,7 @@ def boundary_mask(target: torch.Tensor, ignore_index: int = 255) -> torch.Tensor
     labels = F.pad(target[:, None].float(), (1, 1, 1, 1), mode="replicate")
     highest = F.max_pool2d(labels, 3, stride=1)[:, 0]
     lowest = -F.max_pool2d(-labels, 3, stride=1)[:, 0]
-    return (highest != lowest) & (target != ignore_index)
+    return (highest != lowest) & (holds_index(target, ignore_index) != ignore_index)
 
 
 def class_shares(pixel_map: torch.Tensor, target: torch.Tensor, num_classes: int,
@@ -120,12 +121,15 @@ def class_shares(pixel_map: torch.Tensor, target: torch.Tensor, num_classes: int
         target: integer ``(N, H, W)``.
 
     Returns:
-        float64 ``(C,)`` summing to 1, or all zeros when the map is 0 everywhere.
+        float64 ``(C,)`` summing to 1, all zeros when the map is 0 everywhere, all NaN when it holds NaN.
     """
+    target = holds_index(target, ignore_index)
     valid = target != ignore_index
     sums = torch.zeros(num_classes, dtype=torch.float64, device=pixel_map.device)
     sums.index_add_(0, target[valid].long(), magnitude(pixel_map)[valid].double())
     total = sums.sum()
+    if not bool(torch.isfinite(total)):
+        return torch.full_like(sums, float("nan")).cpu()  # a NaN in the map: no share is known
     return (sums / total if total > 0 else sums).cpu()
 
 
@@ -202,7 +206,7 @@ def validate(model: nn.Module, criterion: nn.Module, images: torch.Tensor, targe
         maps[("loss", "train")] = loss_map
     predictions = logits.argmax(dim=1)
     metrics = metrics_from_confusion(confusion_matrix(predictions, target, num_classes, ignore_index))
-    valid = int((target != ignore_index).sum())
+    valid = int((holds_index(target, ignore_index) != ignore_index).sum())
     return ValidationView(
         step=int(step),
         predictions=_read_only(predictions.to(torch.uint8).cpu().numpy()),

@@ -27,6 +27,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from segloss.losses._checks import holds_index
+
 
 def _as_label_tensor(value: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
     if isinstance(value, np.ndarray):
@@ -77,6 +79,7 @@ def confusion_matrix(
             f"pred and target must have the same shape, got {tuple(pred.shape)} and "
             f"{tuple(target.shape)}"
         )
+    target = holds_index(target, ignore_index)
     valid = target != ignore_index
     t = target[valid].long().cpu()
     p = pred.to(valid.device)[valid].long().cpu()

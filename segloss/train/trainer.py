@@ -166,7 +166,8 @@ class Trainer(BackgroundLoop):
         self._prefetcher = None if workers == 0 else BatchPrefetcher(
             functools.partial(data.make_batch, dataset, self.config.batch_size, self.config.image_size),
             self._batch_seed, workers)
-        self._counts = data.class_pixel_counts(dataset, self.config.image_size) if LOSSES[loss].needs_class_counts else None
+        self._counts = (data.class_pixel_counts(dataset, self.config.image_size) if LOSSES[loss].needs_class_counts
+                        else None)
         self._criterion_for("mean")  # validates loss_params before anything else is built
         images, masks = data.make_batch(dataset, _check_int(val_size, "val_size", 1, 64), self.config.image_size,
                                         VALIDATION_SEED)

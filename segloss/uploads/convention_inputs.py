@@ -13,7 +13,7 @@ import torch
 
 from segloss.train import data
 from segloss.uploads import simulate
-from segloss.losses._checks import check_logits_target
+from segloss.losses._checks import check_logits_target, holds_index
 
 LOGIT_KEYS = ("logits",)
 TARGET_KEYS = ("target", "labels", "mask")
@@ -124,6 +124,6 @@ def input_from_upload(stored, *, ignore_index: int = 255) -> tuple[torch.Tensor,
 
 def input_summary(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = 255) -> dict[str, int]:
     """``{"N", "C", "pixels", "valid", "ignored", "elements"}`` of an input (elements = N·C·H·W)."""
-    valid = int((target != ignore_index).sum())
+    valid = int((holds_index(target, ignore_index) != ignore_index).sum())
     return {"N": int(logits.shape[0]), "C": int(logits.shape[1]), "pixels": int(target.numel()), "valid": valid,
             "ignored": int(target.numel()) - valid, "elements": int(logits.numel())}
