@@ -27,12 +27,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(port: int) -> subprocess.Popen:
-    """Start ``streamlit run app.py`` and wait until its health endpoint answers."""
+def start_server(port: int, extra: tuple[str, ...] | list[str] = ()) -> subprocess.Popen:
+    """Start ``streamlit run app.py`` (with ``extra`` options, e.g. ``--runner.postScriptGC false``)
+    and wait until its health endpoint answers; its log goes to ``test-artifacts/``."""
+    ARTIFACTS.mkdir(exist_ok=True)
     log = open(ARTIFACTS / f"streamlit-{port}.log", "w")
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
+         *extra],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
     )
     deadline = time.time() + 60

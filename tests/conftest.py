@@ -23,6 +23,19 @@ def pytest_collection_modifyitems(config, items):
         items[:] = [item for item in items if not item.get_closest_marker("gpu")]
 
 
+# The pixel-wise cases every fast path is checked on (test_fast_path.py, the Triton tests): CE, weighted
+# CE, focal (scalar and per-class alpha) and Dual Focal at its defaults and at other parameters.
+PIXELWISE_CASES = [
+    ("cross_entropy", {}),
+    ("cross_entropy", {"weight": [0.5, 2.0, 1.0, 3.0]}),
+    ("focal_loss", {"gamma": 2.0}),
+    ("focal_loss", {"gamma": 0.5, "alpha": [0.1, 0.5, 1.0, 2.0], "weight": [1.0, 2.0, 0.5, 1.0]}),
+    ("focal_loss", {"gamma": 5.0, "alpha": 0.25}),
+    ("dual_focal_loss", {}),
+    ("dual_focal_loss", {"alpha": 0.5, "beta": 2.0, "gamma": 0.5, "rho": 1.5, "weight": [1.0, 3.0, 1.0, 0.2]}),
+]
+
+
 def random_batch(n=2, c=4, spatial=(5, 6), *, scale=3.0, ignore_frac=0.0, dtype=torch.float32, seed=0):
     """Random ``(N, C, *spatial)`` logits and ``(N, *spatial)`` labels, some set to 255."""
     g = torch.Generator().manual_seed(seed)

@@ -8,18 +8,9 @@ from hypothesis import strategies as st
 import segloss.losses.functional as SF
 from segloss.kernels import cpu
 from segloss.losses import reference
-from conftest import random_batch
+from conftest import PIXELWISE_CASES, random_batch
 
-CASES = [
-    ("cross_entropy", {}),
-    ("cross_entropy", {"weight": [0.5, 2.0, 1.0, 3.0]}),
-    ("focal_loss", {"gamma": 2.0}),
-    ("focal_loss", {"gamma": 0.5, "alpha": [0.1, 0.5, 1.0, 2.0], "weight": [1.0, 2.0, 0.5, 1.0]}),
-    ("focal_loss", {"gamma": 5.0, "alpha": 0.25}),
-    ("dual_focal_loss", {}),
-    ("dual_focal_loss", {"alpha": 0.5, "beta": 2.0, "gamma": 0.5, "rho": 1.5, "weight": [1.0, 3.0, 1.0, 0.2]}),
-    ("recall_weighted_ce", {"recall_weights": torch.tensor([0.2, 0.0, 1.0, 0.7])}),
-]
+CASES = PIXELWISE_CASES + [("recall_weighted_ce", {"recall_weights": torch.tensor([0.2, 0.0, 1.0, 0.7])})]
 
 
 def both(name, logits, target, reduction, kwargs, upstream=None):

@@ -1,6 +1,6 @@
 """The Triton kernels compile for the GPU people train on (sm_90: H100/H200), without a GPU.
 
-Triton's interpreter (``test_triton_kernels.py``) checks the kernels' arithmetic but not that
+Triton's interpreter (``test_triton_*.py``) checks the kernels' arithmetic but not that
 they compile: types, layouts and register allocation only meet ``ptxas`` on a GPU target.
 ``benchmarks/kernel_resources.py`` compiles every kernel variant the losses launch (their real
 block sizes and flags) ahead of time with the ``ptxas`` in triton's wheel, in a subprocess
