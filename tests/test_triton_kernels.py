@@ -132,6 +132,70 @@ def test_bad_labels_and_non_finite_logits_raise_clear_errors():
         SF.dual_focal_loss(logits.to(DEVICE), target.to(DEVICE))
 
 
+@pytest.mark.parametrize("kwargs", [{"gamma": 2.0}, {"gamma": 0.0}, {"alpha": 0.25}, {"gamma": 1.5, "alpha": 3.0},
+                                    {"gamma": 0.5, "alpha": 0.5, "weight": [1.0, 2.0, 0.5, 1.0]},
+                                    {"gamma": 2.0, "label_smoothing": 0.2}])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_focal_parameters_as_device_tensors_equal_the_numbers(kwargs, reduction):
+    """gamma and a scalar alpha given as 0-dim tensors on the logits' device (read there, not on the
+    host): the same values and gradients as the numbers, and the reference; gamma = 0 at
+    saturated logits takes the general formula (no GAMMA_ZERO branch) and stays finite."""
+    logits, target = random_batch(2, 4, (5, 7), scale=4.0, ignore_frac=0.2, seed=21)
+    logits[0, :, 0, 0] = torch.tensor([300.0, -300.0, 0.0, 1.0])  # saturated: p_t = 1 or 0
+    upstream = torch.randn(target.shape, generator=torch.Generator().manual_seed(22)).to(DEVICE)
+    as_tensors = {k: torch.tensor(v, device=DEVICE) if k in ("gamma", "alpha") else v for k, v in kwargs.items()}
+    results = []
+    for given in (as_tensors, kwargs):
+        z = logits.to(DEVICE).clone().requires_grad_()
+        value = SF.focal_loss(z, target.to(DEVICE), reduction=reduction, **given)
+        (value * (upstream if reduction == "none" else 1.0)).sum().backward()
+        results.append((value.detach().double().cpu(), z.grad.double().cpu()))
+    (value, grad), (number_value, number_grad) = results
+    assert torch.isfinite(value).all() and torch.isfinite(grad).all()
+    torch.testing.assert_close(value, number_value, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(grad, number_grad, rtol=1e-6, atol=1e-7)
+    cuda.run_on_cpu_for_tests(False)  # float64 on the CPU: the eager path, with the numbers
+    ref = logits.double().requires_grad_()
+    ref_value = SF.focal_loss(ref, target, reduction=reduction, **kwargs)
+    cuda.run_on_cpu_for_tests(True)
+    (ref_value * (upstream.cpu().double() if reduction == "none" else 1.0)).sum().backward()
+    torch.testing.assert_close(value, ref_value.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad, ref.grad, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["gamma", "alpha"])
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
+def test_focal_parameters_as_device_tensors_are_range_checked(name, bad):
+    """Checked on the device with the labels, and named in the error; an empty batch too."""
+    logits, target = random_batch(1, 4, (3, 3), seed=23)
+    for z, y in ((logits, target), (logits[:0], target[:0])):
+        with pytest.raises(ValueError, match=rf"{name} must be finite and within \[0.0, "):
+            SF.focal_loss(z.to(DEVICE), y.to(DEVICE), **{name: torch.tensor(bad, device=DEVICE)})
+    with pytest.raises(TypeError, match="gamma must be a number or a 0-dim tensor"):
+        SF.focal_loss(logits.to(DEVICE), target.to(DEVICE), gamma=torch.ones(2, device=DEVICE))
+
+
+def test_ohem_on_the_kernel_path_keeps_the_pixels_of_the_eager_path():
+    """On the kernels' path OHEM's k-th hardest pixel comes from a sort with k on the device (no host
+    read of the count): the same kept pixels, value and gradient as the eager path's kthvalue."""
+    logits, target = random_batch(2, 4, (6, 7), scale=3.0, ignore_frac=0.2, seed=24)
+    results = []
+    for on_kernels in (True, False):
+        cuda.run_on_cpu_for_tests(on_kernels)
+        for threshold, min_kept in ((0.7, 0.1), (0.05, 0.6), (0.99, 1.0)):
+            z = logits.to(DEVICE).clone().requires_grad_()
+            kept = SF.ohem_mask(z, target.to(DEVICE), threshold=threshold, min_kept=min_kept)
+            value = SF.ohem_cross_entropy(z, target.to(DEVICE), threshold=threshold, min_kept=min_kept,
+                                          weight=[1.0, 2.0, 0.5, 1.0])
+            value.backward()
+            results.append((kept.cpu(), value.detach().cpu(), z.grad.cpu()))
+    cuda.run_on_cpu_for_tests(True)
+    for (kept, value, grad), (eager_kept, eager_value, eager_grad) in zip(results[:3], results[3:]):
+        assert torch.equal(kept, eager_kept) and kept.sum() > 0
+        torch.testing.assert_close(value, eager_value, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(grad, eager_grad, rtol=1e-5, atol=1e-6)
+
+
 def test_recall_loss_uses_the_batchs_argmax_recall():
     logits, target = random_batch(2, 3, (4, 4), scale=2.0, seed=10)
     logits_dev, target_dev = logits.to(DEVICE), target.to(DEVICE)

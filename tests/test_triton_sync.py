@@ -8,17 +8,53 @@ import torch
 from segloss import functional as SF
 from segloss.kernels import cuda
 from conftest import random_batch
-from triton_support import DEVICE, count_syncs, triton_path  # noqa: F401  (autouse)
+from triton_support import DEVICE, count_host_reads, count_syncs, triton_path  # noqa: F401  (autouse)
+
+# The losses' registry names whose host reads the interpreter can count: the boundary losses compute
+# their distance maps on the host (scipy) unless given them, and weighted CE's CPU class vector is
+# read on the host by design (on CUDA it is copied once and checked once: the GPU tests below).
+HOST_READ_LOSSES = ["ce", "focal", "dual_focal", "recall", "dice", "label_smoothing_ce", "ohem", "unified_focal",
+                    "generalized_dice", "jaccard", "tversky", "focal_tversky", "lovasz", "dice_ce", "dice_focal"]
+
+
+@pytest.mark.parametrize("name", HOST_READ_LOSSES)
+def test_every_loss_reads_the_device_once_per_call_on_the_kernel_path(name):
+    """#12's one synchronisation per call, counted without a GPU: on the kernels' path (the
+    interpreter here) a forward and backward read tensor values on the host once, the flags."""
+    import segloss
+
+    logits, target = random_batch(2, 5, (6, 7), ignore_frac=0.1, seed=12)
+    z = logits.requires_grad_()
+    criterion = segloss.create_loss(name)
+    criterion(z, target).backward()  # a first call may cache (class vectors, compiled kernels)
+    reads = count_host_reads(lambda: criterion(z, target).backward())
+    assert len(reads) == 1, reads
+
+
+@pytest.mark.parametrize("kwargs", [{"gamma": "tensor"}, {"alpha": "tensor"}, {"gamma": "tensor", "alpha": "tensor"},
+                                    {"gamma": "tensor", "label_smoothing": 0.1}])
+def test_focal_parameters_given_as_device_tensors_are_read_on_the_device(kwargs):
+    """A 0-dim tensor on the logits' device (a schedule's buffer, say) is not read on the host: gamma
+    goes to the kernels as a pointer, a scalar alpha becomes the class scale there, and both are
+    range-checked with the flags, in the call's one read."""
+    logits, target = random_batch(2, 5, (6, 7), ignore_frac=0.1, seed=13)
+    z = logits.requires_grad_()
+    given = {key: torch.tensor(2.0 if key == "gamma" else 0.25) if value == "tensor" else value
+             for key, value in kwargs.items()}
+    reads = count_host_reads(lambda: SF.focal_loss(z, target, **given).backward())
+    assert len(reads) == 1, reads
 
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("name, kwargs", [("cross_entropy", {}), ("focal_loss", {}), ("recall_loss", {}),
-                                          ("dual_focal_loss", {}), ("cross_entropy", {"label_smoothing": 0.1})])
+                                          ("dual_focal_loss", {}), ("cross_entropy", {"label_smoothing": 0.1}),
+                                          ("ohem_cross_entropy", {}), ("focal_loss", {"gamma": "device", "alpha": "device"})])
 def test_one_synchronisation_per_call_on_cuda(name, kwargs):
     logits, target = random_batch(2, 19, (64, 64), seed=11)
     z = logits.cuda().requires_grad_()
     y = target.cuda()
+    kwargs = {key: torch.tensor(0.5, device="cuda") if value == "device" else value for key, value in kwargs.items()}
 
     def step():
         getattr(SF, name)(z, y, **kwargs).backward()

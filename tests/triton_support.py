@@ -76,6 +76,34 @@ def count_syncs(call) -> list:
     return [str(w.message) for w in caught if "synchroniz" in str(w.message)]
 
 
+HOST_READS = ("item", "tolist", "numpy", "__float__", "__int__", "__bool__", "__index__")
+
+
+def count_host_reads(call) -> list:
+    """Where ``call`` reads tensor values on the host (``item``, ``tolist``, ``float()``, ``bool()``,
+    ``numpy``...): one line of the stack each. The CPU stand-in for :func:`count_syncs`: on the
+    interpreter's CPU tensors no read synchronises, but each of these would on CUDA (reads of
+    host-side class vectors aside, which stay on the host there)."""
+    import traceback
+
+    reads = []
+    originals = {name: getattr(torch.Tensor, name) for name in HOST_READS}
+
+    def counted(name, original):
+        def read(self, *args, **kwargs):
+            reads.append(f"{name}: {traceback.format_stack(limit=3)[0].strip()}")
+            return original(self, *args, **kwargs)
+        return read
+    try:
+        for name, original in originals.items():
+            setattr(torch.Tensor, name, counted(name, original))
+        call()
+    finally:
+        for name, original in originals.items():
+            setattr(torch.Tensor, name, original)
+    return reads
+
+
 @pytest.fixture
 def small_tiles(monkeypatch):
     """Tiles of 4 pixels, at most 2 forward programs (each walks several tiles), 2 region programs

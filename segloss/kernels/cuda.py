@@ -181,17 +181,18 @@ PARAM_NAMES = ("alpha", "beta", "gamma", "rho")
 
 
 def _raise_bad_input(flags: torch.Tensor, logits: torch.Tensor, target: torch.Tensor, ignore_index: int,
-                     params: torch.Tensor | None = None, bounds=None) -> None:
+                     params: torch.Tensor | None = None, bounds=None, names=PARAM_NAMES) -> None:
     """The one synchronisation of a call: read the flags (and whether the device parameters
-    ``params`` ``(4,)`` lie within ``bounds``), raise ``ValueError`` on bad input. Inside
-    :func:`one_check_for_all` the read waits for the block's end, with every other call's."""
+    ``params`` ``(k,)``, called ``names``, lie within ``bounds`` ``((low, high),) * k``), raise
+    ``ValueError`` on bad input. Inside :func:`one_check_for_all` the read waits for the block's
+    end, with every other call's."""
     if not flags.numel() and params is None:
         return  # no pixel, no parameter: nothing to check
     checks = flags.reshape(-1, 2).sum(dim=0)  # (programs, 2) -> (2,); zeros for no program
     if params is not None and bounds is not None:
         inside = [(params[i] >= low) & (params[i] <= high) for i, (low, high) in enumerate(bounds)]  # NaN: False
         checks = torch.cat([checks, (~torch.stack(inside)).to(checks.dtype)])  # no host-to-device copy
-    call = (checks, logits, target, ignore_index, params, bounds)
+    call = (checks, logits, target, ignore_index, params, bounds, names)
     pending = getattr(_DEFERRED, "calls", None)
     if pending is not None:
         pending.append(call)
@@ -199,11 +200,11 @@ def _raise_bad_input(flags: torch.Tensor, logits: torch.Tensor, target: torch.Te
     _raise_from(checks.tolist(), *call[1:])
 
 
-def _raise_from(checks: list, logits, target, ignore_index, params, bounds) -> None:
+def _raise_from(checks: list, logits, target, ignore_index, params, bounds, names=PARAM_NAMES) -> None:
     """Raise for the host copy ``checks`` of one call's flags: bad labels, non-finite logits, or
     device parameters out of their bounds."""
     bad_labels, non_finite = checks[:2]
-    for name, value, (low, high), bad in zip(PARAM_NAMES, params.tolist() if any(checks[2:]) else (),
+    for name, value, (low, high), bad in zip(names, params.tolist() if any(checks[2:]) else (),
                                             bounds or (), checks[2:]):
         if bad:
             raise ValueError(f"{name} must be finite and within [{low}, {high}], got {value}")
@@ -276,7 +277,10 @@ class FocalFamilyTriton(torch.autograd.Function):
     with the ``(C,)`` valid-pixel and argmax-hit counts, returns the class scale); ``reduction``;
     ``smoothing`` 0 or label smoothing's ``eps``, folded into the same passes (not with recall);
     ``wants_grad``: grad mode was on at the call (inside ``forward`` it is off, and
-    ``needs_input_grad`` does not tell): with logits that require grad, a backward can follow.
+    ``needs_input_grad`` does not tell): with logits that require grad, a backward can follow;
+    ``param_checks``: None, or ``(values (k,), bounds ((low, high),) * k, names)`` of parameters
+    given as device tensors, range-checked with the call's one synchronisation (``gamma`` may be
+    such a 0-dim tensor: the kernels read it on the device, never the host).
     Returns the loss (scalar, or the ``(N, *S)`` float32 map).
 
     Two ways to the gradient (see ``GRADIENT_IN_FORWARD``): written by the forward kernel, the
@@ -288,8 +292,11 @@ class FocalFamilyTriton(torch.autograd.Function):
     @staticmethod
     @on_the_tensors_device
     def forward(ctx, logits, target, ignore_index, gamma, class_scale, weight, scale_from_counts, reduction,
-                smoothing=0.0, wants_grad=False):
+                smoothing=0.0, wants_grad=False, param_checks=None):
         launch = _Launch(logits, target)
+        gamma_vec = gamma.detach().to(device=logits.device, dtype=torch.float32).reshape(1) \
+            if isinstance(gamma, torch.Tensor) else None
+        gamma = 1.0 if gamma_vec is not None else float(gamma)  # not 0: GAMMA_ZERO is known only for a number
         device = logits.device
         per_class = scale_from_counts is not None
         write_map = reduction == "none"
@@ -308,14 +315,17 @@ class FocalFamilyTriton(torch.autograd.Function):
                 den_weight if den_weight is not None else placeholder, loss_map, part_loss, part_den, part_count,
                 flags, grad_view if in_forward else placeholder, gscale if in_forward else placeholder,
                 *launch.common(),
-                *(_strides(grad_view) if in_forward else (0, 0, 0)), ignore_index, float(gamma), launch.programs,
+                *(_strides(grad_view) if in_forward else (0, 0, 0)), ignore_index, gamma,
+                gamma_vec if gamma_vec is not None else placeholder, launch.programs,
                 smooth if smooth is not None else placeholder, float(smoothing),
                 BLOCK_C=launch.block_c, BLOCK_P=launch.block_p,
                 INDEX_64=launch.index_64_with(grad_view) if in_forward else launch.index_64,
                 NUM_STEPS=launch.steps, num_warps=launch.num_warps,
                 HAS_SCALE=scale is not None, HAS_DEN_WEIGHT=den_weight is not None, WRITE_MAP=write_map,
-                PER_CLASS=per_class, GAMMA_ZERO=gamma == 0, SMOOTH=smooth is not None, WRITE_GRAD=in_forward)
-            _raise_bad_input(flags, logits, target, ignore_index)
+                PER_CLASS=per_class, GAMMA_ZERO=gamma == 0, GAMMA_FROM_PTR=gamma_vec is not None,
+                SMOOTH=smooth is not None, WRITE_GRAD=in_forward)
+        if launch.total or param_checks is not None:  # an empty batch has nothing to check but device parameters
+            _raise_bad_input(flags, logits, target, ignore_index, *(param_checks or ()))
         if per_class:
             counts = part_count.sum(dim=0, dtype=torch.int64)
             # a copy: RecallLoss(momentum) hands its running buffer, which its next call (an auxiliary
@@ -332,8 +342,8 @@ class FocalFamilyTriton(torch.autograd.Function):
                 value = value * scale[safe]
         else:
             value = total * factor
-        ctx.save_for_backward(logits, target, scale, factor, smooth)
-        ctx.ignore_index, ctx.gamma, ctx.reduction = ignore_index, float(gamma), reduction
+        ctx.save_for_backward(logits, target, scale, factor, smooth, gamma_vec)
+        ctx.ignore_index, ctx.gamma, ctx.reduction = ignore_index, gamma, reduction
         ctx.smoothing = float(smoothing) if smooth is not None else None
         ctx.forward_grad = grad  # used (and dropped) by the first backward
         return value
@@ -342,12 +352,13 @@ class FocalFamilyTriton(torch.autograd.Function):
     @on_the_tensors_device
     def backward(ctx, grad_out):
         refuse_double_backward()
-        logits, target, scale, factor, smooth_w = ctx.saved_tensors
+        logits, target, scale, factor, smooth_w, gamma_vec = ctx.saved_tensors
+        inputs = len(ctx.needs_input_grad)
         if not ctx.needs_input_grad[0]:
-            return (None,) * 10
+            return (None,) * inputs
         grad = _take_forward_gradient(ctx, grad_out)
         if grad is not None:
-            return grad, None, None, None, None, None, None, None, None, None
+            return (grad,) + (None,) * (inputs - 1)
         launch = _Launch(logits, target)
         grad, grad_view = gradient_buffer(logits)
         grad_view = launch.grad_view(grad_view)
@@ -355,13 +366,13 @@ class FocalFamilyTriton(torch.autograd.Function):
             up = _upstream(grad_out, ctx.reduction, factor)
             _tk.focal_backward_kernel[(launch.tiles,)](
                 launch.flat, launch.labels, scale if scale is not None else up, up, grad_view, *launch.common(),
-                *_strides(grad_view), ctx.ignore_index, ctx.gamma,
+                *_strides(grad_view), ctx.ignore_index, ctx.gamma, gamma_vec if gamma_vec is not None else up,
                 smooth_w if smooth_w is not None else up, ctx.smoothing or 0.0,
                 BLOCK_C=launch.block_c, BLOCK_P=launch.block_p,
                 INDEX_64=launch.index_64_with(grad_view), num_warps=launch.num_warps,
                 HAS_SCALE=scale is not None, UP_MAP=ctx.reduction == "none", GAMMA_ZERO=ctx.gamma == 0,
-                SMOOTH=ctx.smoothing is not None)
-        return grad, None, None, None, None, None, None, None, None, None
+                GAMMA_FROM_PTR=gamma_vec is not None, SMOOTH=ctx.smoothing is not None)
+        return (grad,) + (None,) * (inputs - 1)
 
 
 def _forward_gradient(launch: _Launch, logits: torch.Tensor, wants_grad: bool, reduction: str, den_weight,

@@ -181,11 +181,11 @@ def denominator_kernel(y_ptr, weight_ptr, part_den_ptr, N, P, C, y_n, y_p, tiles
 def focal_forward_kernel(z_ptr, y_ptr, scale_ptr, den_weight_ptr, map_ptr, part_loss_ptr, part_den_ptr,
                          part_count_ptr, flags_ptr, g_ptr, gscale_ptr,
                          N, P, C, s_n, s_c, s_p, y_n, y_p, tiles_per_image, g_n, g_c, g_p, ignore_index, gamma,
-                         programs, smooth_ptr, eps,
+                         gamma_ptr, programs, smooth_ptr, eps,
                          BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, INDEX_64: tl.constexpr, NUM_STEPS: tl.constexpr,
                          HAS_SCALE: tl.constexpr, HAS_DEN_WEIGHT: tl.constexpr, WRITE_MAP: tl.constexpr,
-                         PER_CLASS: tl.constexpr, GAMMA_ZERO: tl.constexpr, SMOOTH: tl.constexpr,
-                         WRITE_GRAD: tl.constexpr):
+                         PER_CLASS: tl.constexpr, GAMMA_ZERO: tl.constexpr, GAMMA_FROM_PTR: tl.constexpr,
+                         SMOOTH: tl.constexpr, WRITE_GRAD: tl.constexpr):
     """Loss of the focal family; per program: loss sum (or per-class sums), denominator, flags.
 
     With ``SMOOTH`` (label smoothing ``eps``, class weights ``smooth_ptr`` ``(C,)``) the pixel
@@ -196,9 +196,12 @@ def focal_forward_kernel(z_ptr, y_ptr, scale_ptr, den_weight_ptr, map_ptr, part_
     ``part_loss`` ``(G,)`` (``(G, C)`` with ``PER_CLASS``); ``part_den`` ``(G,)`` float32: valid
     pixels or the sum of their ``den_weight``; with ``PER_CLASS`` (recall loss) ``part_count``
     ``(G, 2, C)`` int32: valid pixels per class and those whose argmax is their label; ``flags``
-    ``(G, 2)`` int32: bad labels, pixels with non-finite logits.
+    ``(G, 2)`` int32: bad labels, pixels with non-finite logits. With ``GAMMA_FROM_PTR`` gamma
+    is read from the device scalar ``gamma_ptr`` (a 0-dim tensor given: no host read).
     """
     pid = tl.program_id(0)
+    if GAMMA_FROM_PTR:
+        gamma = tl.load(gamma_ptr).to(tl.float32)
     cls = tl.arange(0, BLOCK_C)
     acc_class = tl.zeros((BLOCK_C,), tl.float32)
     acc_loss = tl.zeros((BLOCK_P,), tl.float32)
@@ -255,11 +258,14 @@ def focal_forward_kernel(z_ptr, y_ptr, scale_ptr, den_weight_ptr, map_ptr, part_
 @triton.jit
 def focal_backward_kernel(z_ptr, y_ptr, scale_ptr, up_ptr, g_ptr,
                           N, P, C, s_n, s_c, s_p, y_n, y_p, tiles_per_image, g_n, g_c, g_p, ignore_index, gamma,
-                          smooth_ptr, eps,
+                          gamma_ptr, smooth_ptr, eps,
                           BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, INDEX_64: tl.constexpr, HAS_SCALE: tl.constexpr,
-                          UP_MAP: tl.constexpr, GAMMA_ZERO: tl.constexpr, SMOOTH: tl.constexpr):
+                          UP_MAP: tl.constexpr, GAMMA_ZERO: tl.constexpr, GAMMA_FROM_PTR: tl.constexpr,
+                          SMOOTH: tl.constexpr):
     """``dL/dz`` (:func:`_focal_gradient`) recomputed from the logits, times the upstream ``up``
-    (a device scalar, the "mean" factor included, or a per-pixel map)."""
+    (a device scalar, the "mean" factor included, or a per-pixel map); gamma as in the forward kernel."""
+    if GAMMA_FROM_PTR:
+        gamma = tl.load(gamma_ptr).to(tl.float32)
     n, p = _locate(tl.program_id(0), tiles_per_image, BLOCK_P, INDEX_64)
     in_range, valid, bad, cls, cls_ok, z, y, is_t = _tile(
         z_ptr, y_ptr, n, p, N, P, C, s_n, s_c, s_p, y_n, y_p, ignore_index, BLOCK_C, BLOCK_P, INDEX_64)

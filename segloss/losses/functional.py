@@ -104,14 +104,15 @@ def _errors_name_the_callers_shape(user_shape, folded_shape):
 
 
 def _focal_family(logits, target, *, gamma: float, class_scale, weight, ignore_index: int, reduction: str,
-                  scale_name: str = "alpha", scale_from_counts=None, smoothing: float = 0.0):
+                  scale_name: str = "alpha", scale_from_counts=None, smoothing: float = 0.0, param_checks=None):
     """Shared body of CE, focal and recall losses on the fused path (see :mod:`segloss.kernels.cpu`).
 
     ``class_scale`` (focal's alpha, recall weights) multiplies the loss but, unlike ``weight``,
     not the "mean" denominator: None, a number, or a ``(C,)`` vector indexed by the target.
     ``scale_from_counts(n_c, tp_c) -> (C,)`` computes it from the batch's counts instead.
     ``smoothing`` (label smoothing's eps) is folded into the same passes (see
-    :func:`_folds_smoothing`).
+    :func:`_folds_smoothing`). ``param_checks``: parameters given as device tensors, for the
+    CUDA kernels to range-check (:class:`~segloss.kernels.cuda.FocalFamilyTriton`).
     """
     check_reduction(reduction)
     on_gpu = cuda.handles(logits)
@@ -121,6 +122,8 @@ def _focal_family(logits, target, *, gamma: float, class_scale, weight, ignore_i
     w = class_vector(weight, num_classes, "weight", like)
     if isinstance(class_scale, torch.Tensor) and class_scale.dim() == 0 and torch.compiler.is_compiling():
         class_scale = class_scale.to(device=logits.device, dtype=like.dtype).expand(num_classes)  # no host read
+    elif isinstance(class_scale, torch.Tensor) and class_scale.dim() == 0 and param_checks is not None:
+        class_scale = class_scale.detach().to(device=logits.device, dtype=like.dtype).repeat(num_classes)
     elif isinstance(class_scale, (int, float)) or (isinstance(class_scale, torch.Tensor) and class_scale.dim() == 0):
         class_scale = torch.full((num_classes,), float(class_scale), dtype=like.dtype, device=logits.device)
     elif class_scale is not None:
@@ -133,8 +136,9 @@ def _focal_family(logits, target, *, gamma: float, class_scale, weight, ignore_i
     if torch.compiler.is_compiling():
         return _traced_focal_family(logits, target, ignore_index, gamma, class_scale, w, reduction)
     if on_gpu:
-        return cuda.FocalFamilyTriton.apply(logits, target, ignore_index, float(gamma), class_scale, w,
-                                            scale_from_counts, reduction, float(smoothing), torch.is_grad_enabled())
+        gamma = gamma if param_checks is not None and isinstance(gamma, torch.Tensor) else float(gamma)
+        return cuda.FocalFamilyTriton.apply(logits, target, ignore_index, gamma, class_scale, w, scale_from_counts,
+                                            reduction, float(smoothing), torch.is_grad_enabled(), param_checks)
     shape, user_shape = target.shape, logits.shape
     logits, target = _fold_small_images(logits, target)
     folded = (float(smoothing), w) if smoothing else None
@@ -284,8 +288,10 @@ def focal_loss(
     Args:
         logits: float ``(N, C, *spatial)``.
         target: integer ``(N, *spatial)``.
-        gamma: focusing parameter, ``>= 0`` (a number or a 0-dim tensor).
-        alpha: None, a scalar ``>= 0``, or per-class ``(C,)``.
+        gamma: focusing parameter, ``>= 0`` (a number or a 0-dim tensor; on the logits' CUDA
+            device the kernels read it there, range-checked with the labels: no extra
+            host-device synchronisation).
+        alpha: None, a scalar ``>= 0`` (likewise a number or a 0-dim tensor), or per-class ``(C,)``.
         weight, ignore_index, reduction: as in :func:`cross_entropy`.
 
     Returns:
@@ -296,6 +302,8 @@ def focal_loss(
             ``gamma``/``alpha`` or an ``alpha`` vector of the wrong length.
     """
     ignore_index = index_argument(ignore_index)  # numpy integers, as torch takes
+    if _device_scalars(logits, (gamma, alpha), weight):  # checked on the device, with the labels
+        return _focal_device_scalars(logits, target, gamma, alpha, weight, ignore_index, reduction, label_smoothing)
     check_number(gamma, "gamma", low=0.0, high=MAX_EXPONENT)
     alpha = scalar_or_vector(alpha)  # np.float32(0.25), a 0-dim tensor: a scalar alpha
     fold = False
@@ -314,6 +322,37 @@ def focal_loss(
     gamma = gamma if isinstance(gamma, torch.Tensor) and torch.compiler.is_compiling() else float(gamma)  # no host read
     return _focal_family(logits, target, gamma=gamma, class_scale=alpha, weight=weight,
                          ignore_index=ignore_index, reduction=reduction, smoothing=label_smoothing if fold else 0.0)
+
+
+def _device_scalars(logits: torch.Tensor, params, weight) -> bool:
+    """Whether some of ``params`` are 0-dim tensors on the logits' CUDA device (e.g. a schedule's
+    buffer) for the kernels to read there: a host read of each (``float``) would synchronise."""
+    return (any(isinstance(p, torch.Tensor) and p.dim() == 0 and p.device == logits.device
+                and not p.requires_grad for p in params)
+            and cuda.handles(logits) and not _needs_autograd(*params, weight))
+
+
+def _focal_device_scalars(logits, target, gamma, alpha, weight, ignore_index, reduction, label_smoothing):
+    """:func:`focal_loss` with ``gamma`` and/or a scalar ``alpha`` given as 0-dim device tensors:
+    the kernels read gamma on the device, alpha becomes the class scale ``(C,)`` there, and both
+    are range-checked with the call's one synchronisation (the labels' check)."""
+    checks, bounds, names = [], [], []
+    for name, value, high in (("gamma", gamma, MAX_EXPONENT), ("alpha", alpha, MAX_SCALE)):
+        if isinstance(value, torch.Tensor) and value.dim() == 0:
+            checks.append(value.detach().to(logits.device))
+            bounds.append((0.0, high))
+            names.append(name)
+        elif name == "gamma":
+            check_number(value, name, low=0.0, high=high)
+    alpha = scalar_or_vector(alpha) if not (isinstance(alpha, torch.Tensor) and alpha.dim() == 0) else alpha
+    if isinstance(alpha, (int, float)):
+        check_number(alpha, "alpha", low=0.0, high=MAX_SCALE)
+    if label_smoothing:
+        check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
+    dtype = torch.float64 if any(v.dtype == torch.float64 for v in checks) else torch.float32  # checked as given
+    param_checks = (torch.stack([v.to(dtype) for v in checks]), tuple(bounds), tuple(names))
+    return _focal_family(logits, target, gamma=gamma, class_scale=alpha, weight=weight, ignore_index=ignore_index,
+                         reduction=reduction, smoothing=label_smoothing, param_checks=param_checks)
 
 
 def dual_focal_loss(

@@ -27,6 +27,7 @@ import math
 
 import torch
 
+from segloss.kernels import cuda
 from segloss.losses._checks import (check_logits_target, check_number, check_reduction, class_vector, index_argument,
                                     plain_torch_required)
 from segloss.losses._reduction import pixel_weights, reduce_map
@@ -50,15 +51,20 @@ def ohem_mask(logits: torch.Tensor, target: torch.Tensor, *, threshold: float = 
 
     target = check_logits_target(logits, target, ignore_index, check_finite=False, check_labels=False)
     ce = cross_entropy(logits.detach(), target, ignore_index=ignore_index, reduction="none")  # validates
-    return _kept(ce, target != ignore_index, threshold, min_kept)
+    return _kept(ce, target != ignore_index, threshold, min_kept, cuda.handles(logits))
 
 
-def _kept(ce: torch.Tensor, valid: torch.Tensor, threshold: float, min_kept: float) -> torch.Tensor:
-    """The kept pixels from the unweighted per-pixel CE ``-log p_t`` (no copy of the logits' size)."""
+def _kept(ce: torch.Tensor, valid: torch.Tensor, threshold: float, min_kept: float,
+          on_device: bool = False) -> torch.Tensor:
+    """The kept pixels from the unweighted per-pixel CE ``-log p_t`` (no copy of the logits' size).
+
+    ``on_device`` (the CUDA kernels' path): ``k`` stays on the device and the ``k``-th smallest
+    comes from a sort of the ``N·S`` probabilities, so that the call's one synchronisation is the
+    label check (a host read of the count for ``kthvalue`` would be a second)."""
     check_number(threshold, "threshold", low=0.0, high=1.0, low_inclusive=False)
     check_number(min_kept, "min_kept", low=0.0, high=1.0)
     p_t = torch.where(valid, torch.exp(-ce.detach().float()), math.inf)  # ignored pixels sort last, never kept
-    if plain_torch_required():  # compiling, or inside torch.func (vmap: a count per map, no host read)
+    if on_device or plain_torch_required():  # compiling, or inside torch.func (vmap: a count per map)
         return valid & (p_t < _traced_limit(p_t, valid, float(threshold), float(min_kept)))
     count = int(valid.sum())
     k = min(count, math.ceil(float(min_kept) * count))
@@ -70,9 +76,10 @@ def _kept(ce: torch.Tensor, valid: torch.Tensor, threshold: float, min_kept: flo
 
 
 def _traced_limit(p_t: torch.Tensor, valid: torch.Tensor, threshold: float, min_kept: float) -> torch.Tensor:
-    """:func:`_kept`'s limit with ``k`` a tensor, for ``torch.compile`` and ``torch.func``: the count of
-    valid pixels is not known while tracing (``int()`` of it would break the graph) nor readable under
-    ``vmap``, so the ``k``-th smallest comes from a full sort (``kthvalue`` needs a Python ``k``)."""
+    """:func:`_kept`'s limit with ``k`` a tensor, for ``torch.compile``, ``torch.func`` and CUDA: the
+    count of valid pixels is not known while tracing (``int()`` of it would break the graph), nor
+    readable under ``vmap``, nor on CUDA without a synchronisation, so the ``k``-th smallest comes
+    from a full sort (``kthvalue`` needs a Python ``k``)."""
     count = valid.sum()
     k = torch.minimum(count, torch.ceil(count.double() * min_kept).long())
     ordered = p_t.flatten().sort().values
@@ -105,6 +112,6 @@ def ohem_cross_entropy(logits: torch.Tensor, target: torch.Tensor, *, threshold:
     target = check_logits_target(logits, target, ignore_index, check_finite=False, check_labels=False)
     # one fused CE pass: its unweighted map gives p_t for the mask and, times w_y, the loss
     ce = cross_entropy(logits, target, ignore_index=ignore_index, reduction="none")
-    kept = _kept(ce, target != ignore_index, threshold, min_kept)
+    kept = _kept(ce, target != ignore_index, threshold, min_kept, cuda.handles(logits))
     w_y = pixel_weights(target, kept, class_vector(weight, logits.shape[1], "weight", ce), ce.dtype)
     return reduce_map(torch.where(kept, ce, torch.zeros_like(ce)) * w_y, w_y.sum(), reduction)
