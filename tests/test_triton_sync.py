@@ -31,6 +31,23 @@ def test_every_loss_reads_the_device_once_per_call_on_the_kernel_path(name):
     assert len(reads) == 1, reads
 
 
+@pytest.mark.parametrize("make", [
+    lambda segloss: segloss.DualFocalLoss(learnable=("alpha", "beta", "gamma", "rho")),
+    lambda segloss: segloss.DualFocalLoss(learnable=("gamma",), reduction="none"),
+    lambda segloss: segloss.RecallLoss(momentum=0.9, num_classes=5)],
+    ids=["learnable Dual Focal", "learnable Dual Focal, none", "recall with momentum"])
+def test_losses_with_state_read_the_device_once_per_call_on_the_kernel_path(make):
+    """Learnable parameters and running weights stay on the device: one host read per call."""
+    import segloss
+
+    logits, target = random_batch(2, 5, (6, 7), ignore_frac=0.1, seed=12)
+    z = logits.requires_grad_()
+    criterion = make(segloss)
+    criterion(z, target).sum().backward()
+    reads = count_host_reads(lambda: criterion(z, target).sum().backward())
+    assert len(reads) == 1, reads
+
+
 @pytest.mark.parametrize("kwargs", [{"gamma": "tensor"}, {"alpha": "tensor"}, {"gamma": "tensor", "alpha": "tensor"},
                                     {"gamma": "tensor", "label_smoothing": 0.1}])
 def test_focal_parameters_given_as_device_tensors_are_read_on_the_device(kwargs):
