@@ -9,6 +9,7 @@ included, which dynamo breaks at) on one registry loss of each kind of kernel.
 
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -206,6 +207,39 @@ def test_a_changed_number_parameter_stays_in_one_graph():
         criterion.gamma = gamma
         torch.testing.assert_close(compiled(logits, target),
                                    segloss.functional.focal_loss(logits, target, gamma=gamma))
+
+
+_NUMPY = np.float32
+
+
+@pytest.mark.parametrize("name, call", [
+    ("focal", lambda F, R, U, z, y: F.focal_loss(z, y, gamma=_NUMPY(2), alpha=_NUMPY(0.25),
+                                                label_smoothing=_NUMPY(0.1))),
+    ("focal, numpy gamma only", lambda F, R, U, z, y: F.focal_loss(z, y, gamma=np.float64(1.5))),
+    ("CE smoothing", lambda F, R, U, z, y: F.cross_entropy(z, y, label_smoothing=_NUMPY(0.1))),
+    ("Dual Focal", lambda F, R, U, z, y: F.dual_focal_loss(z, y, alpha=_NUMPY(1), beta=_NUMPY(0.5), gamma=_NUMPY(2),
+                                                          rho=_NUMPY(1.5))),
+    ("OHEM", lambda F, R, U, z, y: F.ohem_cross_entropy(z, y, threshold=_NUMPY(0.7), min_kept=_NUMPY(0.2))),
+    ("focal Tversky", lambda F, R, U, z, y: R.tversky_loss(z, y, alpha=_NUMPY(0.3), beta=_NUMPY(0.7),
+                                                          gamma=_NUMPY(0.75))),
+    ("Unified Focal", lambda F, R, U, z, y: U(z, y, tversky_weight=_NUMPY(0.5), delta=_NUMPY(0.6), gamma=_NUMPY(0.5))),
+])
+def test_numpy_scalar_parameters_compile_into_one_graph(name, call):
+    """Parameters from a numpy sweep (``np.linspace(...)[i]``) are numbers to the losses; dynamo sees
+    them as 0-dim arrays, whose dtype it cannot read and whose ``float()`` it cannot branch on."""
+    from segloss import functional as F
+    from segloss.losses import region as R
+    from segloss.losses.unified_focal import unified_focal_loss as U
+
+    torch.manual_seed(5)
+    logits, target = torch.randn(2, 4, 5, 6), torch.randint(0, 4, (2, 5, 6))
+    x_eager, x = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    eager = call(F, R, U, x_eager, target)
+    eager.backward()
+    value = torch.compile(lambda z, y: call(F, R, U, z, y), fullgraph=True)(x, target)
+    value.backward()
+    torch.testing.assert_close(value, eager, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(x.grad, x_eager.grad, rtol=1e-5, atol=1e-6)
 
 
 def test_region_sums_stay_float32_under_autocast_when_compiled():

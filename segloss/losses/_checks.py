@@ -318,17 +318,32 @@ def _remember_checked(value: torch.Tensor) -> None:
 
 
 def is_numpy_number(value) -> bool:
-    """A numpy integer or float scalar, or a 0-dim numeric array (``np.float32(0.25)``, ``np.array(2)``)."""
-    return isinstance(value, (np.integer, np.floating)) or (
-        isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf")
+    """A numpy integer or float scalar, or a 0-dim numeric array (``np.float32(0.25)``, ``np.array(2)``).
+
+    While ``torch.compile`` traces, dynamo sees a numpy scalar as a 0-dim array whose ``dtype`` it
+    cannot read: any 0-dim array counts there (a non-numeric one fails in the conversion after)."""
+    if isinstance(value, (np.integer, np.floating)):
+        return True
+    if not isinstance(value, np.ndarray) or value.ndim != 0:
+        return False
+    return torch.compiler.is_compiling() or value.dtype.kind in "iuf"
+
+
+def smoothing_given(eps) -> bool:
+    """Whether label smoothing's ``eps`` is in play: not for 0. While ``torch.compile`` traces, a
+    numpy scalar or tensor ``eps`` always is (its value is data to dynamo, and ``eps = 0`` gives
+    the unsmoothed loss anyway)."""
+    if torch.compiler.is_compiling() and (is_numpy_number(eps) or isinstance(eps, torch.Tensor)):
+        return True
+    return bool(eps)
 
 
 def scalar_or_vector(value):
     """A per-class-or-scalar argument (focal's ``alpha``) with its scalar forms made one: Python and
     numpy numbers and 0-dim tensors that want no gradient become a float; anything else is returned
     as it is (a sequence, a ``(C,)`` tensor, a 0-dim tensor that requires grad, None)."""
-    if is_numpy_number(value):
-        return float(value)
+    if is_numpy_number(value):  # while compiling, a tensor: dynamo's float() of it cannot be guarded on
+        return torch.as_tensor(value, dtype=torch.float64) if torch.compiler.is_compiling() else float(value)
     if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.requires_grad:
         return value if torch.compiler.is_compiling() else float(value)  # no host read while tracing
     return value
@@ -350,7 +365,8 @@ def check_number(
         TypeError: if ``value`` is not a real number or a 0-dim tensor.
         ValueError: if it is NaN, infinite or out of range.
     """
-    if torch.compiler.is_compiling() and isinstance(value, (int, float)) and not isinstance(value, bool):
+    if torch.compiler.is_compiling() and (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                          or is_numpy_number(value)):
         # a number that changed between calls is symbolic to dynamo, and Python's math cannot read it
         value = torch.as_tensor(value, dtype=torch.float64)
     if isinstance(value, torch.Tensor):

@@ -41,7 +41,7 @@ import torch.distributed as dist
 from segloss.losses import reference
 from segloss.losses._checks import (MAX_EXPONENT, MAX_SCALE, assert_finite_in_graph, check_logits_target,
                                     check_number, check_reduction, class_vector, functorch_transform_active,
-                                    index_argument, scalar_or_vector)
+                                    index_argument, scalar_or_vector, smoothing_given)
 from segloss.kernels import cuda
 from segloss.kernels.compiled import TracedFocalFamily, compiled_kernels_enabled
 from segloss.kernels.cpu import DualFocalFused, FocalFamily
@@ -218,7 +218,7 @@ def cross_entropy(
         torch.Size([])
     """
     ignore_index = index_argument(ignore_index)  # numpy integers, as torch takes
-    if label_smoothing:
+    if smoothing_given(label_smoothing):
         check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
         if _folds_smoothing(logits, weight):
             return _focal_family(logits, target, gamma=0.0, class_scale=None, weight=weight, ignore_index=ignore_index,
@@ -307,7 +307,7 @@ def focal_loss(
     check_number(gamma, "gamma", low=0.0, high=MAX_EXPONENT)
     alpha = scalar_or_vector(alpha)  # np.float32(0.25), a 0-dim tensor: a scalar alpha
     fold = False
-    if label_smoothing:  # before the autograd path, which knows no smoothing
+    if smoothing_given(label_smoothing):  # before the autograd path, which knows no smoothing
         check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
         fold = _folds_smoothing(logits, weight) and not _needs_autograd(gamma, alpha)
         if not fold:
@@ -347,7 +347,7 @@ def _focal_device_scalars(logits, target, gamma, alpha, weight, ignore_index, re
     alpha = scalar_or_vector(alpha) if not (isinstance(alpha, torch.Tensor) and alpha.dim() == 0) else alpha
     if isinstance(alpha, (int, float)):
         check_number(alpha, "alpha", low=0.0, high=MAX_SCALE)
-    if label_smoothing:
+    if smoothing_given(label_smoothing):
         check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
     dtype = torch.float64 if any(v.dtype == torch.float64 for v in checks) else torch.float32  # checked as given
     param_checks = (torch.stack([v.to(dtype) for v in checks]), tuple(bounds), tuple(names))

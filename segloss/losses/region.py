@@ -32,7 +32,7 @@ from segloss.kernels import cuda
 from segloss.kernels.lovasz import LovaszSoftmax, lovasz_rows_autograd
 from segloss.kernels.region_sums import RegionSums, region_sums_autograd
 from segloss.losses._checks import (assert_finite_in_graph, check_logits_target, check_number, check_per_image,
-                                    check_reduction, class_vector, index_argument, plain_torch_required)
+                                    check_reduction, class_vector, index_argument, plain_torch_required, scalar_or_vector)
 from segloss.losses._distributed import check_sync, global_sum
 from segloss.losses._reduction import safe_divide
 
@@ -143,11 +143,15 @@ def tversky_loss(logits, target, *, alpha=0.5, beta=0.5, gamma=1.0, smooth=1.0, 
     per_image = check_per_image(per_image)
     for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma), ("smooth", smooth)):
         check_number(value, name, low=0.0)
-    if gamma == 0:
+    gamma = scalar_or_vector(gamma)  # numpy: a float (a tensor while compiling, whose value is data)
+    traced = isinstance(gamma, torch.Tensor) and torch.compiler.is_compiling()
+    if traced:
+        check_number(gamma, "gamma", low=0.0, low_inclusive=False)  # an assert in the graph
+    elif gamma == 0:
         raise ValueError("gamma must be > 0 (gamma = 0 makes the loss a constant)")
     tp, fp, fn, present = _region_sums(logits, target, ignore_index, per_image, sync_distributed)
     score = tversky_index(tp, fp, fn, alpha, beta, smooth)
-    per_class = _safe_power((1.0 - score).clamp_min(0.0), gamma) if gamma != 1 else 1.0 - score
+    per_class = _safe_power((1.0 - score).clamp_min(0.0), gamma) if traced or gamma != 1 else 1.0 - score
     w = class_vector(weight, tp.shape[-1], "weight", tp)
     return _reduce_classes(per_class, present, w, reduction, sync_distributed)
 
