@@ -242,6 +242,28 @@ def test_recall_loss_trains_after_a_first_call_under_inference_mode(momentum):
 
 
 @pytest.mark.parametrize("name", list(segloss.LOSSES))
+def test_every_registry_loss_built_under_inference_mode_trains_and_maps_its_gradient(name):
+    """A loss built inside ``torch.inference_mode()`` (a validation or app helper building it lazily)
+    holds no inference tensor that training or :func:`segloss.analysis.gradient_map` would save for
+    backward or update in place (dice_boundary's schedule weights did: "Inference tensors cannot
+    be saved for backward")."""
+    from segloss.explain.analysis import gradient_map
+
+    logits, target = random_batch(2, 4, (6, 6), scale=2.0, seed=73)
+    with torch.inference_mode():
+        criterion = segloss.create_loss(name, class_counts=[40, 30, 20, 10])
+        inside = gradient_map(criterion, logits, target)
+    assert not any(t.is_inference() for t in criterion.buffers())
+    z = logits.clone().requires_grad_()
+    criterion(z, target).backward()
+    if hasattr(criterion, "schedule_step"):
+        criterion.schedule_step()
+    torch.testing.assert_close(inside, gradient_map(segloss.create_loss(name, class_counts=[40, 30, 20, 10]),
+                                                    logits, target))
+    assert torch.isfinite(z.grad).all()
+
+
+@pytest.mark.parametrize("name", list(segloss.LOSSES))
 def test_every_registry_loss_gives_zero_on_an_empty_batch_and_names_a_bad_shape(name):
     """Unified focal reshaped its per-image sums before any check: an empty batch and 1-D logits
     gave torch's reshape and index errors; every loss now answers as the others do."""

@@ -29,7 +29,8 @@ def _weight_buffer(values, name: str) -> torch.Tensor | None:
     if isinstance(values, (int, float)):
         raise TypeError(f"{name} must be a per-class sequence or tensor, got the number {values!r}")
     try:
-        tensor = torch.as_tensor(values, dtype=torch.float32).detach().clone()
+        with torch.inference_mode(False):  # a loss built in inference mode still trains (see ScheduledSumLoss)
+            tensor = torch.as_tensor(values, dtype=torch.float32).detach().clone()
     except (TypeError, ValueError, RuntimeError) as err:
         raise TypeError(f"{name} must be a 1-D tensor or a sequence of numbers, got {values!r}") from err
     if tensor.dim() != 1:
@@ -341,7 +342,8 @@ class RecallLoss(_Float32State, _PixelLoss):
                                         or num_classes < 2):
             raise ValueError(f"num_classes must be None (set on the first call) or an int >= 2, got {num_classes!r}")
         size = 0 if num_classes is None else int(num_classes)
-        self.register_buffer("class_weights", torch.ones(size))
+        with torch.inference_mode(False):
+            self.register_buffer("class_weights", torch.ones(size))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         stored = state_dict.get(prefix + "class_weights")
@@ -561,7 +563,8 @@ class ScheduledSumLoss(_Float32State, _WeightedSum):
             raise ValueError("a sum with a region loss has no per-pixel map: use reduction 'mean' or 'sum'")
         self.region_part, self.boundary_part = region_part, boundary_part
         self.steal, self.floor = float(steal), float(floor)
-        self.register_buffer("loss_weights", torch.tensor([1.0, float(boundary_weight)]))
+        with torch.inference_mode(False):  # built in inference mode, it still trains (weights saved for backward)
+            self.register_buffer("loss_weights", torch.tensor([1.0, float(boundary_weight)]))
 
     def parts(self) -> list[tuple[torch.Tensor, nn.Module]]:
         region_weight, boundary_weight = self.loss_weights.unbind(0)
