@@ -263,6 +263,20 @@ def test_every_registry_loss_built_under_inference_mode_trains_and_maps_its_grad
     assert torch.isfinite(z.grad).all()
 
 
+def test_a_learnable_dual_focal_built_under_inference_mode_learns():
+    """Its raw parameters are normal tensors: they get a gradient and an optimizer step moves them."""
+    with torch.inference_mode():
+        criterion = segloss.DualFocalLoss(learnable=("alpha", "gamma"))
+    assert not any(p.is_inference() for p in criterion.parameters())
+    before = [p.detach().clone() for p in criterion.parameters()]
+    optimizer = torch.optim.SGD(criterion.parameters(), lr=0.5)
+    logits, target = random_batch(2, 4, (6, 6), scale=2.0, seed=74)
+    criterion(logits.requires_grad_(), target).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in criterion.parameters())
+    optimizer.step()
+    assert all(not torch.equal(p.detach(), b) for p, b in zip(criterion.parameters(), before))
+
+
 @pytest.mark.parametrize("name", list(segloss.LOSSES))
 def test_every_registry_loss_gives_zero_on_an_empty_batch_and_names_a_bad_shape(name):
     """Unified focal reshaped its per-image sums before any check: an empty batch and 1-D logits

@@ -10,6 +10,7 @@ synchronisation and devices: ``test_triton_sync.py``; learnable parameters: ``te
 import pytest
 import torch
 
+import segloss
 from segloss import functional as SF
 from segloss.kernels import cuda
 from segloss.losses import reference
@@ -163,6 +164,24 @@ def test_focal_parameters_as_device_tensors_equal_the_numbers(kwargs, reduction)
     torch.testing.assert_close(grad, ref.grad, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("change", ["add_", "data"])
+def test_a_device_gamma_changed_before_backward_keeps_the_forwards_gradient(reduction, change):
+    """A schedule that steps its gamma buffer in place between forward and backward neither breaks
+    the backward (a saved view of the caller's tensor) nor changes the gradient it recomputes."""
+    logits, target = random_batch(2, 4, (5, 6), scale=3.0, seed=25)
+    grads = []
+    for step in (False, True):
+        gamma = torch.tensor(2.0, device=DEVICE)
+        z = logits.to(DEVICE).clone().requires_grad_()
+        value = SF.focal_loss(z, target.to(DEVICE), gamma=gamma, reduction=reduction)
+        if step:
+            gamma.add_(0.5) if change == "add_" else gamma.data.fill_(0.5)
+        value.sum().backward()
+        grads.append(z.grad.cpu())
+    torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("name", ["gamma", "alpha"])
 @pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
 def test_focal_parameters_as_device_tensors_are_range_checked(name, bad):
@@ -194,6 +213,18 @@ def test_ohem_on_the_kernel_path_keeps_the_pixels_of_the_eager_path():
         assert torch.equal(kept, eager_kept) and kept.sum() > 0
         torch.testing.assert_close(value, eager_value, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(grad, eager_grad, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(0, 4, 3, 3), (2, 4, 0, 5)])
+def test_ohem_on_the_kernel_path_takes_an_empty_batch(shape):
+    """An empty batch (no images, or an empty image) keeps nothing: no sort of nothing to gather from."""
+    z = torch.randn(*shape, device=DEVICE, requires_grad=True)
+    target = torch.zeros(shape[0], *shape[2:], dtype=torch.long, device=DEVICE)
+    assert SF.ohem_mask(z, target).shape == target.shape
+    value = SF.ohem_cross_entropy(z, target, min_kept=0.5)
+    value.backward()
+    assert value.item() == 0.0 and z.grad.shape == z.shape
+    assert segloss.create_loss("ohem")(z, target).item() == 0.0
 
 
 def test_recall_loss_uses_the_batchs_argmax_recall():

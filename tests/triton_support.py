@@ -83,7 +83,10 @@ def count_host_reads(call) -> list:
     """Where ``call`` reads tensor values on the host (``item``, ``tolist``, ``float()``, ``bool()``,
     ``numpy``...): one line of the stack each. The CPU stand-in for :func:`count_syncs`: on the
     interpreter's CPU tensors no read synchronises, but each of these would on CUDA (reads of
-    host-side class vectors aside, which stay on the host there)."""
+    host-side class vectors aside, which stay on the host there). It does not see every
+    synchronisation: ``.cpu()``/``.to("cpu")``, ``nonzero``, boolean-mask indexing and other ops
+    with data-dependent output shapes synchronise on CUDA without a Python-level read; the GPU
+    test with ``torch.cuda.set_sync_debug_mode`` (``count_syncs``) is the full count."""
     import traceback
 
     reads = []

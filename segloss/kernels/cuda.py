@@ -294,8 +294,8 @@ class FocalFamilyTriton(torch.autograd.Function):
     def forward(ctx, logits, target, ignore_index, gamma, class_scale, weight, scale_from_counts, reduction,
                 smoothing=0.0, wants_grad=False, param_checks=None):
         launch = _Launch(logits, target)
-        gamma_vec = gamma.detach().to(device=logits.device, dtype=torch.float32).reshape(1) \
-            if isinstance(gamma, torch.Tensor) else None
+        gamma_vec = gamma.detach().to(device=logits.device, dtype=torch.float32).reshape(1).clone() \
+            if isinstance(gamma, torch.Tensor) else None  # a copy: a schedule may step the caller's before backward
         gamma = 1.0 if gamma_vec is not None else float(gamma)  # not 0: GAMMA_ZERO is known only for a number
         device = logits.device
         per_class = scale_from_counts is not None

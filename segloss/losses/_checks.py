@@ -338,15 +338,31 @@ def smoothing_given(eps) -> bool:
     return bool(eps)
 
 
-def scalar_or_vector(value):
+def scalar_or_vector(value, device=None):
     """A per-class-or-scalar argument (focal's ``alpha``) with its scalar forms made one: Python and
     numpy numbers and 0-dim tensors that want no gradient become a float; anything else is returned
-    as it is (a sequence, a ``(C,)`` tensor, a 0-dim tensor that requires grad, None)."""
-    if is_numpy_number(value):  # while compiling, a tensor: dynamo's float() of it cannot be guarded on
-        return torch.as_tensor(value, dtype=torch.float64) if torch.compiler.is_compiling() else float(value)
+    as it is (a sequence, a ``(C,)`` tensor, a 0-dim tensor that requires grad, None). While
+    ``torch.compile`` traces, a numpy number becomes a float64 0-dim tensor on ``device`` (the
+    logits' device: dynamo's ``float()`` of it cannot be guarded on)."""
+    if is_numpy_number(value):
+        if torch.compiler.is_compiling():
+            return torch.as_tensor(value, dtype=torch.float64, device=device)
+        return float(value)
     if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.requires_grad:
         return value if torch.compiler.is_compiling() else float(value)  # no host read while tracing
     return value
+
+
+def number_or_traced(value, device=None):
+    """``float(value)``, except while ``torch.compile`` traces a tensor or numpy number: then a
+    0-dim tensor (float64 on ``device`` for numpy), whose value is data to the graph rather than a
+    constant dynamo would have to guard on (it cannot ``float()`` a numpy integer at all)."""
+    if torch.compiler.is_compiling():
+        if isinstance(value, torch.Tensor):
+            return value
+        if is_numpy_number(value):
+            return torch.as_tensor(value, dtype=torch.float64, device=device)
+    return float(value)
 
 
 def check_number(

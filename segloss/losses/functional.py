@@ -41,7 +41,7 @@ import torch.distributed as dist
 from segloss.losses import reference
 from segloss.losses._checks import (MAX_EXPONENT, MAX_SCALE, assert_finite_in_graph, check_logits_target,
                                     check_number, check_reduction, class_vector, functorch_transform_active,
-                                    index_argument, scalar_or_vector, smoothing_given)
+                                    index_argument, number_or_traced, scalar_or_vector, smoothing_given)
 from segloss.kernels import cuda
 from segloss.kernels.compiled import TracedFocalFamily, compiled_kernels_enabled
 from segloss.kernels.cpu import DualFocalFused, FocalFamily
@@ -305,7 +305,7 @@ def focal_loss(
     if _device_scalars(logits, (gamma, alpha), weight):  # checked on the device, with the labels
         return _focal_device_scalars(logits, target, gamma, alpha, weight, ignore_index, reduction, label_smoothing)
     check_number(gamma, "gamma", low=0.0, high=MAX_EXPONENT)
-    alpha = scalar_or_vector(alpha)  # np.float32(0.25), a 0-dim tensor: a scalar alpha
+    alpha = scalar_or_vector(alpha, logits.device)  # np.float32(0.25), a 0-dim tensor: a scalar alpha
     fold = False
     if smoothing_given(label_smoothing):  # before the autograd path, which knows no smoothing
         check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
@@ -319,7 +319,7 @@ def focal_loss(
                                     ignore_index=ignore_index, reduction=reduction)
     if isinstance(alpha, (int, float)) or (isinstance(alpha, torch.Tensor) and alpha.dim() == 0):
         check_number(alpha, "alpha", low=0.0, high=MAX_SCALE)
-    gamma = gamma if isinstance(gamma, torch.Tensor) and torch.compiler.is_compiling() else float(gamma)  # no host read
+    gamma = number_or_traced(gamma, logits.device)  # while compiling, no host read
     return _focal_family(logits, target, gamma=gamma, class_scale=alpha, weight=weight,
                          ignore_index=ignore_index, reduction=reduction, smoothing=label_smoothing if fold else 0.0)
 
@@ -344,7 +344,7 @@ def _focal_device_scalars(logits, target, gamma, alpha, weight, ignore_index, re
             names.append(name)
         elif name == "gamma":
             check_number(value, name, low=0.0, high=high)
-    alpha = scalar_or_vector(alpha) if not (isinstance(alpha, torch.Tensor) and alpha.dim() == 0) else alpha
+    alpha = scalar_or_vector(alpha, logits.device) if not (isinstance(alpha, torch.Tensor) and alpha.dim() == 0) else alpha
     if isinstance(alpha, (int, float)):
         check_number(alpha, "alpha", low=0.0, high=MAX_SCALE)
     if smoothing_given(label_smoothing):

@@ -281,8 +281,9 @@ class DualFocalLoss(_PixelLoss):
                     raise ValueError(f"{name}'s lower bound must be >= 0, got {low}")
                 check_number(value, name, low=low, high=high)
                 fraction = min(max((value - low) / (high - low), 1e-4), 1.0 - 1e-4)
-                raw = torch.tensor(math.log(fraction / (1.0 - fraction)), dtype=torch.float32)
-                self.register_parameter(f"raw_{name}", nn.Parameter(raw))
+                with torch.inference_mode(False):  # built in inference mode, it still learns
+                    raw = torch.tensor(math.log(fraction / (1.0 - fraction)), dtype=torch.float32)
+                    self.register_parameter(f"raw_{name}", nn.Parameter(raw))
             else:
                 setattr(self, f"fixed_{name}", float(value))
 

@@ -29,7 +29,7 @@ import torch
 
 from segloss.kernels import cuda
 from segloss.losses._checks import (check_logits_target, check_number, check_reduction, class_vector, index_argument,
-                                    plain_torch_required)
+                                    number_or_traced, plain_torch_required)
 from segloss.losses._reduction import pixel_weights, reduce_map
 
 
@@ -65,7 +65,8 @@ def _kept(ce: torch.Tensor, valid: torch.Tensor, threshold: float, min_kept: flo
     check_number(min_kept, "min_kept", low=0.0, high=1.0)
     p_t = torch.where(valid, torch.exp(-ce.detach().float()), math.inf)  # ignored pixels sort last, never kept
     if on_device or plain_torch_required():  # compiling, or inside torch.func (vmap: a count per map)
-        return valid & (p_t < _traced_limit(p_t, valid, float(threshold), float(min_kept)))
+        threshold, min_kept = number_or_traced(threshold, p_t.device), number_or_traced(min_kept, p_t.device)
+        return valid & (p_t < _traced_limit(p_t, valid, threshold, min_kept))
     count = int(valid.sum())
     k = min(count, math.ceil(float(min_kept) * count))
     limit = torch.as_tensor(float(threshold), dtype=p_t.dtype, device=p_t.device)
@@ -75,18 +76,21 @@ def _kept(ce: torch.Tensor, valid: torch.Tensor, threshold: float, min_kept: flo
     return valid & (p_t < limit)
 
 
-def _traced_limit(p_t: torch.Tensor, valid: torch.Tensor, threshold: float, min_kept: float) -> torch.Tensor:
+def _traced_limit(p_t: torch.Tensor, valid: torch.Tensor, threshold: float | torch.Tensor,
+                  min_kept: float | torch.Tensor) -> torch.Tensor:
     """:func:`_kept`'s limit with ``k`` a tensor, for ``torch.compile``, ``torch.func`` and CUDA: the
     count of valid pixels is not known while tracing (``int()`` of it would break the graph), nor
     readable under ``vmap``, nor on CUDA without a synchronisation, so the ``k``-th smallest comes
     from a full sort (``kthvalue`` needs a Python ``k``)."""
+    limit = torch.as_tensor(threshold, dtype=p_t.dtype, device=p_t.device)
+    if p_t.numel() == 0:  # an empty batch: nothing to sort, nothing kept
+        return limit
     count = valid.sum()
     k = torch.minimum(count, torch.ceil(count.double() * min_kept).long())
     ordered = p_t.flatten().sort().values
     kth = ordered.gather(0, (k - 1).clamp_min(0).view(1)).squeeze(0)
-    raised = torch.maximum(torch.as_tensor(threshold, dtype=p_t.dtype, device=p_t.device),
-                           torch.nextafter(kth, torch.full_like(kth, math.inf)))
-    return torch.where(k > 0, raised, torch.as_tensor(threshold, dtype=p_t.dtype, device=p_t.device))
+    raised = torch.maximum(limit, torch.nextafter(kth, torch.full_like(kth, math.inf)))
+    return torch.where(k > 0, raised, limit)
 
 
 def ohem_cross_entropy(logits: torch.Tensor, target: torch.Tensor, *, threshold: float = 0.7, min_kept: float = 0.1,

@@ -143,7 +143,7 @@ def tversky_loss(logits, target, *, alpha=0.5, beta=0.5, gamma=1.0, smooth=1.0, 
     per_image = check_per_image(per_image)
     for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma), ("smooth", smooth)):
         check_number(value, name, low=0.0)
-    gamma = scalar_or_vector(gamma)  # numpy: a float (a tensor while compiling, whose value is data)
+    gamma = scalar_or_vector(gamma, logits.device)  # numpy: a float (a tensor while compiling, whose value is data)
     traced = isinstance(gamma, torch.Tensor) and torch.compiler.is_compiling()
     if traced:
         check_number(gamma, "gamma", low=0.0, low_inclusive=False)  # an assert in the graph
