@@ -344,12 +344,8 @@ def scalar_or_vector(value, device=None):
     as it is (a sequence, a ``(C,)`` tensor, a 0-dim tensor that requires grad, None). While
     ``torch.compile`` traces, a numpy number becomes a float64 0-dim tensor on ``device`` (the
     logits' device: dynamo's ``float()`` of it cannot be guarded on)."""
-    if is_numpy_number(value):
-        if torch.compiler.is_compiling():
-            return torch.as_tensor(value, dtype=torch.float64, device=device)
-        return float(value)
-    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.requires_grad:
-        return value if torch.compiler.is_compiling() else float(value)  # no host read while tracing
+    if is_numpy_number(value) or (isinstance(value, torch.Tensor) and value.dim() == 0 and not value.requires_grad):
+        return number_or_traced(value, device)  # no host read while tracing
     return value
 
 

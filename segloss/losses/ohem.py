@@ -82,7 +82,8 @@ def _traced_limit(p_t: torch.Tensor, valid: torch.Tensor, threshold: float | tor
     count of valid pixels is not known while tracing (``int()`` of it would break the graph), nor
     readable under ``vmap``, nor on CUDA without a synchronisation, so the ``k``-th smallest comes
     from a full sort (``kthvalue`` needs a Python ``k``)."""
-    limit = torch.as_tensor(threshold, dtype=p_t.dtype, device=p_t.device)
+    limit = (threshold.to(device=p_t.device, dtype=p_t.dtype) if isinstance(threshold, torch.Tensor)
+             else torch.full((), threshold, dtype=p_t.dtype, device=p_t.device))  # full: no host-to-device copy
     if p_t.numel() == 0:  # an empty batch: nothing to sort, nothing kept
         return limit
     count = valid.sum()
