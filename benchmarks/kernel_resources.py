@@ -125,7 +125,7 @@ def survey(configs=((19, "float32"),), arch: int = 90, losses=None, index_64: bo
     Returns one row per compiled variant: ``loss`` (the first loss that built it), ``classes``,
     ``dtype``, ``kernel`` and :func:`resources`. ``losses`` keeps only names containing one of
     its strings. Forward with ``reduction="mean"``; CE and Dual Focal (fixed and learnable parameters)
-    and focal with gamma a device tensor also with ``"none"``, CE and
+    and focal with gamma a device tensor (``GAMMA_FROM_PTR``) also with ``"none"``, CE and
     soft Dice also on channels_last logits (another stride specialisation); each call with the
     gradient written in forward and recomputed in backward (``cuda.GRADIENT_IN_FORWARD``). ``multi_step``:
     one forward program for the whole batch, so that each walks several tiles (``NUM_STEPS`` > 1,
@@ -153,8 +153,10 @@ def survey(configs=((19, "float32"),), arch: int = 90, losses=None, index_64: bo
                 z, y, reduction="none").sum()
             table["segloss dual_focal_loss (learnable, none)"] = lambda z, y: SF.dual_focal_loss(
                 z, y, gamma=torch.tensor(2.0, requires_grad=True), reduction="none").sum()
+            table["segloss focal_loss (gamma a device tensor)"] = lambda z, y: SF.focal_loss(
+                z, y, gamma=torch.tensor(2.0))  # gamma read from a pointer, the gradient formed in forward
             table["segloss focal_loss (gamma a device tensor, none)"] = lambda z, y: SF.focal_loss(
-                z, y, gamma=torch.tensor(2.0), reduction="none").sum()  # gamma read from a pointer
+                z, y, gamma=torch.tensor(2.0), reduction="none").sum()
             layouts = {"segloss cross_entropy (channels_last)": "channels_last",
                        "segloss soft Dice (channels_last)": "channels_last"}
             table["segloss cross_entropy (channels_last)"] = table["segloss cross_entropy"]

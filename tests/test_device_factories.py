@@ -13,6 +13,8 @@ SAFE = {  # (file, enclosing function): why a device-less factory there cannot m
     ("losses/_checks.py", "class_vector"): "a user's Python sequence, moved with .to(device=like.device) next",
     ("losses/_checks.py", "check_number"): "a Python number while torch.compile traces: a host scalar that only "
                                            "an assert reads (dynamo passes a changed float as one too)",
+    ("losses/_checks.py", "is_numpy_number"): "a numpy scalar while torch.compile traces, made a tensor only for "
+                                              "its dtype (static to dynamo); never used as data",
     ("losses/modules.py", "_weight_buffer"): "module construction: a buffer, moved by module.to(device)",
     ("losses/modules.py", "__init__"): "module construction: parameters and buffers move with the module",
     ("losses/modules.py", "current_params"): "as_tensor of the module's own value, for logging",

@@ -277,6 +277,37 @@ def test_a_learnable_dual_focal_built_under_inference_mode_learns():
     assert all(not torch.equal(p.detach(), b) for p, b in zip(criterion.parameters(), before))
 
 
+MOVED_IN_INFERENCE = {**{name: (lambda name=name: segloss.create_loss(name, class_counts=[40, 30, 20, 10]))
+                         for name in segloss.LOSSES},
+                      "recall, momentum": lambda: segloss.RecallLoss(momentum=0.9),
+                      "dual focal, learnable": lambda: segloss.DualFocalLoss(learnable=("alpha", "gamma"))}
+
+
+@pytest.mark.parametrize("name", list(MOVED_IN_INFERENCE))
+def test_a_loss_converted_inside_inference_mode_still_trains(name):
+    """``.double()`` (or ``.to(device)``) inside ``torch.inference_mode()`` remade the buffers and
+    parameters as inference tensors: the next training step could not save them for backward
+    (dice_boundary's schedule weights), and learnable parameters stopped learning."""
+    criterion = MOVED_IN_INFERENCE[name]()
+    logits, target = random_batch(2, 4, (6, 6), scale=2.0, seed=75)
+    criterion(logits, target)  # lazily sized state (recall's running weights) exists before the move
+    with torch.inference_mode():
+        criterion = criterion.double()
+    tensors = list(criterion.buffers()) + list(criterion.parameters())
+    assert not any(t.is_inference() for t in tensors)
+    before = [p.detach().clone() for p in criterion.parameters()]
+    optimizer = torch.optim.SGD(criterion.parameters(), lr=0.5) if before else None
+    z = logits.double().requires_grad_()
+    for _ in range(2):  # a second step updates running state saved by the first
+        criterion(z, target).backward()
+        if hasattr(criterion, "schedule_step"):
+            criterion.schedule_step()
+    assert torch.isfinite(z.grad).all()
+    if optimizer is not None:
+        optimizer.step()
+        assert all(not torch.equal(p.detach(), b) for p, b in zip(criterion.parameters(), before))
+
+
 @pytest.mark.parametrize("name", list(segloss.LOSSES))
 def test_every_registry_loss_gives_zero_on_an_empty_batch_and_names_a_bad_shape(name):
     """Unified focal reshaped its per-image sums before any check: an empty batch and 1-D logits

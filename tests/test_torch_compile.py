@@ -250,6 +250,22 @@ def test_numpy_scalar_parameters_compile_into_one_graph(name, call):
     torch.testing.assert_close(x.grad, x_eager.grad, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize("name, kwargs", [
+    ("focal_loss", {"gamma": np.True_}), ("focal_loss", {"label_smoothing": np.True_}),
+    ("dual_focal_loss", {"rho": np.True_}), ("ohem_cross_entropy", {"threshold": np.False_})])
+def test_numpy_booleans_are_refused_compiled_as_eagerly(compiled, name, kwargs):
+    """``np.True_`` is no number, as ``True`` is not; while tracing, dynamo sees it as a 0-dim array
+    like a numpy float, and the check must still tell them apart (the compiled call falls back to
+    eager at the error and raises the same TypeError)."""
+    from segloss import functional as F
+
+    logits, target = torch.randn(2, 4, 5, 6), torch.randint(0, 4, (2, 5, 6))
+    call = lambda z, y: getattr(F, name)(z, y, **kwargs)  # noqa: E731
+    with pytest.raises(TypeError, match="must be a real number"):
+        (torch.compile(call) if compiled else call)(logits, target)
+
+
 def test_region_sums_stay_float32_under_autocast_when_compiled():
     """Autocast would run the sums' matrix product in float16, where a class's probability sum over
     90,000 pixels overflows; eagerly the region kernels switch autocast off, and so does the traced path."""

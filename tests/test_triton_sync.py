@@ -62,16 +62,44 @@ def test_focal_parameters_given_as_device_tensors_are_read_on_the_device(kwargs)
     assert len(reads) == 1, reads
 
 
+@pytest.mark.parametrize("name, device_param", [("focal_loss", "gamma"), ("focal_loss", "alpha"),
+                                                 ("dual_focal_loss", "rho"), ("dual_focal_loss", "gamma")])
+def test_a_parameter_off_the_logits_device_is_read_as_a_number(monkeypatch, name, device_param):
+    """gamma on the logits' device with a CPU 0-dim alpha (or the other way round): only the one on
+    the device goes to the kernels there; the other is read on its host as a number, as copying it to
+    the device would synchronise. ``meta`` stands in for the accelerator (the route, not the kernels)."""
+    from segloss.losses import functional
+
+    routed = {}
+    monkeypatch.setattr(cuda, "handles", lambda logits: True)
+    monkeypatch.setattr(functional, "_focal_device_scalars",
+                        lambda logits, target, gamma, alpha, *rest: routed.update(gamma=gamma, alpha=alpha))
+    monkeypatch.setattr(functional, "_dual_focal_device_params", lambda logits, target, values, *rest: routed.update(
+        zip(("alpha", "beta", "gamma", "rho"), values)))
+    logits, target = torch.empty(2, 3, 4, 4, device="meta"), torch.empty(2, 4, 4, dtype=torch.long, device="meta")
+    params = {"gamma": torch.tensor(2.0), "alpha": torch.tensor(0.25)}
+    if name == "dual_focal_loss":
+        params.update(rho=torch.tensor(1.5), beta=0.5)
+    params[device_param] = params[device_param].to("meta")
+    getattr(SF, name)(logits, target, **params)
+    assert routed[device_param] is params[device_param]
+    for other in set(params) - {device_param}:
+        assert type(routed[other]) is float and routed[other] == float(params[other]), other
+
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("name, kwargs", [("cross_entropy", {}), ("focal_loss", {}), ("recall_loss", {}),
                                           ("dual_focal_loss", {}), ("cross_entropy", {"label_smoothing": 0.1}),
-                                          ("ohem_cross_entropy", {}), ("focal_loss", {"gamma": "device", "alpha": "device"})])
+                                          ("ohem_cross_entropy", {}), ("focal_loss", {"gamma": "device", "alpha": "device"}),
+                                          ("focal_loss", {"gamma": "device", "alpha": "host"}),
+                                          ("focal_loss", {"gamma": "host", "alpha": "device"}),
+                                          ("dual_focal_loss", {"gamma": "device", "rho": "host"})])
 def test_one_synchronisation_per_call_on_cuda(name, kwargs):
     logits, target = random_batch(2, 19, (64, 64), seed=11)
     z = logits.cuda().requires_grad_()
     y = target.cuda()
-    kwargs = {key: torch.tensor(0.5, device="cuda") if value == "device" else value for key, value in kwargs.items()}
+    made = {"device": lambda: torch.tensor(1.5, device="cuda"), "host": lambda: torch.tensor(1.5)}
+    kwargs = {key: made[value]() if value in made else value for key, value in kwargs.items()}
 
     def step():
         getattr(SF, name)(z, y, **kwargs).backward()

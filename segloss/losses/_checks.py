@@ -320,20 +320,24 @@ def _remember_checked(value: torch.Tensor) -> None:
 def is_numpy_number(value) -> bool:
     """A numpy integer or float scalar, or a 0-dim numeric array (``np.float32(0.25)``, ``np.array(2)``).
 
-    While ``torch.compile`` traces, dynamo sees a numpy scalar as a 0-dim array whose ``dtype`` it
-    cannot read: any 0-dim array counts there (a non-numeric one fails in the conversion after)."""
+    Booleans (``np.True_``) are not numbers here, as Python's ``True`` is not. While
+    ``torch.compile`` traces, dynamo sees a numpy scalar as a 0-dim array whose ``dtype`` it cannot
+    read; the dtype of the tensor made from it is static to it, so that is read instead."""
     if isinstance(value, (np.integer, np.floating)):
         return True
     if not isinstance(value, np.ndarray) or value.ndim != 0:
         return False
-    return torch.compiler.is_compiling() or value.dtype.kind in "iuf"
+    if torch.compiler.is_compiling():
+        dtype = torch.as_tensor(value).dtype
+        return dtype != torch.bool and not dtype.is_complex
+    return value.dtype.kind in "iuf"
 
 
 def smoothing_given(eps) -> bool:
     """Whether label smoothing's ``eps`` is in play: not for 0. While ``torch.compile`` traces, a
     numpy scalar or tensor ``eps`` always is (its value is data to dynamo, and ``eps = 0`` gives
-    the unsmoothed loss anyway)."""
-    if torch.compiler.is_compiling() and (is_numpy_number(eps) or isinstance(eps, torch.Tensor)):
+    the unsmoothed loss anyway); its check then refuses a numpy boolean as it does eagerly."""
+    if torch.compiler.is_compiling() and isinstance(eps, (torch.Tensor, np.ndarray, np.generic)):
         return True
     return bool(eps)
 

@@ -302,6 +302,7 @@ def focal_loss(
             ``gamma``/``alpha`` or an ``alpha`` vector of the wrong length.
     """
     ignore_index = index_argument(ignore_index)  # numpy integers, as torch takes
+    gamma, alpha = _off_device_as_number(gamma, logits), _off_device_as_number(alpha, logits)
     if _device_scalars(logits, (gamma, alpha), weight):  # checked on the device, with the labels
         return _focal_device_scalars(logits, target, gamma, alpha, weight, ignore_index, reduction, label_smoothing)
     check_number(gamma, "gamma", low=0.0, high=MAX_EXPONENT)
@@ -322,6 +323,16 @@ def focal_loss(
     gamma = number_or_traced(gamma, logits.device)  # while compiling, no host read
     return _focal_family(logits, target, gamma=gamma, class_scale=alpha, weight=weight,
                          ignore_index=ignore_index, reduction=reduction, smoothing=label_smoothing if fold else 0.0)
+
+
+def _off_device_as_number(value, logits: torch.Tensor):
+    """A 0-dim tensor that wants no gradient and lies off the logits' device (a CPU ``alpha`` next to
+    CUDA logits) as a number: read on its host it costs nothing, copied to the device it would
+    synchronise. Anything else is returned as it is."""
+    if (isinstance(value, torch.Tensor) and value.dim() == 0 and value.device != logits.device
+            and not value.requires_grad):
+        return number_or_traced(value, logits.device)
+    return value
 
 
 def _device_scalars(logits: torch.Tensor, params, weight) -> bool:
@@ -398,7 +409,7 @@ def dual_focal_loss(
     """
     ignore_index = index_argument(ignore_index)  # numpy integers, as torch takes
     bounds = ((0.0, MAX_SCALE), (0.0, MAX_SCALE), (0.0, MAX_EXPONENT), (1.0, MAX_SCALE))
-    values = (alpha, beta, gamma, rho)
+    alpha, beta, gamma, rho = values = tuple(_off_device_as_number(v, logits) for v in (alpha, beta, gamma, rho))
     if any(isinstance(v, torch.Tensor) for v in values) and cuda.handles(logits) and not _needs_autograd(weight):
         return _dual_focal_device_params(logits, target, values, bounds, weight, ignore_index, reduction)
     for name, value, (low, high) in zip(("alpha", "beta", "gamma", "rho"), values, bounds):

@@ -48,7 +48,18 @@ def _short(vector: torch.Tensor) -> str:
     return f"({len(values)} values in [{min(values):.4g}, {max(values):.4g}])"
 
 
-class _Float32State(nn.Module):
+class _NormalTensors(nn.Module):
+    """A loss whose buffers and parameters stay normal tensors when the module is moved or converted
+    (``.to(device)``, ``.double()``) inside ``torch.inference_mode()`` (a validation loop, an app
+    helper): inference tensors could not be saved for backward, updated in place (running weights)
+    or learned (Dual Focal's parameters) by the training step after."""
+
+    def _apply(self, fn, recurse=True):
+        with torch.inference_mode(False):
+            return super()._apply(fn, recurse)
+
+
+class _Float32State(_NormalTensors):
     """Running state (the buffers named in ``_state_buffers``) kept in at least float32 when the module
     tree is converted to half precision (``model.to(torch.bfloat16)``, ``.half()``, bf16-true training):
     each small update of an EMA or a schedule would be rounded away in bfloat16 (an EMA at momentum
@@ -67,7 +78,7 @@ class _Float32State(nn.Module):
         return self
 
 
-class _PixelLoss(nn.Module):
+class _PixelLoss(_NormalTensors):
     """Common state: class ``weight`` buffer, ``ignore_index`` and ``reduction``."""
 
     def __init__(self, weight=None, ignore_index: int = 255, reduction: str = "mean") -> None:
@@ -495,7 +506,7 @@ class LovaszSoftmaxLoss(_RegionLoss):
         return region.lovasz_softmax_loss(logits, target, **self._common())
 
 
-class _WeightedSum(nn.Module):
+class _WeightedSum(_NormalTensors):
     """A weighted sum of losses sharing ``ignore_index`` and ``reduction``; :meth:`parts` lists
     ``(weight, loss)`` (what :func:`segloss.analysis.per_image_loss` sums image by image)."""
 
