@@ -62,6 +62,7 @@ def segloss_losses(num_classes: int, device: str) -> dict:
         "segloss generalized Dice": lambda z, y: region.generalized_dice_loss(z, y),
         "segloss unified focal": lambda z, y: unified_focal_loss(z, y),
         "segloss boundary (maps given)": _boundary_with_maps(),
+        "segloss boundary (maps on the device)": lambda z, y: SF.boundary_loss(z, y),  # each call: the exact EDT
     }
 
 

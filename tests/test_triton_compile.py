@@ -19,7 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 KERNELS = {"focal_forward_kernel", "focal_backward_kernel", "dual_focal_forward_kernel",
            "dual_focal_backward_kernel", "region_sums_kernel", "region_backward_kernel", "denominator_kernel",
-           "scale_gradient_kernel"}
+           "scale_gradient_kernel", "min_plus_parabola_kernel"}
 
 
 PAIRS = ((19, "float32"), (19, "bfloat16"), (1024, "bfloat16"), (2, "float16"))

@@ -10,11 +10,12 @@ from segloss.kernels import cuda
 from conftest import random_batch
 from triton_support import DEVICE, count_host_reads, count_syncs, triton_path  # noqa: F401  (autouse)
 
-# The losses' registry names whose host reads the interpreter can count: the boundary losses compute
-# their distance maps on the host (scipy) unless given them, and weighted CE's CPU class vector is
-# read on the host by design (on CUDA it is copied once and checked once: the GPU tests below).
+# The losses' registry names whose host reads the interpreter can count (the boundary losses with their
+# distance maps computed on the device): weighted CE's CPU class vector is read on the host by design
+# (on CUDA it is copied once and checked once: the GPU tests below).
 HOST_READ_LOSSES = ["ce", "focal", "dual_focal", "recall", "dice", "label_smoothing_ce", "ohem", "unified_focal",
-                    "generalized_dice", "jaccard", "tversky", "focal_tversky", "lovasz", "dice_ce", "dice_focal"]
+                    "generalized_dice", "jaccard", "tversky", "focal_tversky", "lovasz", "dice_ce", "dice_focal",
+                    "boundary", "dice_boundary"]
 
 
 @pytest.mark.parametrize("name", HOST_READ_LOSSES)
@@ -111,7 +112,8 @@ def test_one_synchronisation_per_call_on_cuda(name, kwargs):
 @pytest.mark.gpu
 @pytest.mark.parametrize("name, params", [
     ("dice", {}), ("jaccard", {"per_image": "image"}), ("focal_tversky", {}), ("generalized_dice", {}),
-    ("lovasz", {}), ("lovasz", {"per_image": "image"}), ("dice_ce", {}), ("dice_focal", {}), ("unified_focal", {})])
+    ("lovasz", {}), ("lovasz", {"per_image": "image"}), ("dice_ce", {}), ("dice_focal", {}), ("unified_focal", {}),
+    ("boundary", {}), ("dice_boundary", {})])
 def test_region_losses_take_one_synchronisation_per_call_on_cuda(name, params):
     """#12: no host-device synchronisation per call beyond one (the label and finiteness check); the
     sums and Unified Focal read all their passes' flags at once (``cuda.one_check_for_all``)."""

@@ -200,6 +200,17 @@ def _raise_bad_input(flags: torch.Tensor, logits: torch.Tensor, target: torch.Te
     _raise_from(checks.tolist(), *call[1:])
 
 
+def check_on_device(logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> None:
+    """The bad-input flags of a loss with no kernel of its own to count them (the boundary loss):
+    labels outside ``[0, C)`` that are not ``ignore_index``, and non-finite logits, counted by torch
+    ops on the device and read with the call's one synchronisation (inside
+    :func:`one_check_for_all`, with the other parts' at its end)."""
+    num_classes = logits.shape[1]
+    bad_labels = ((target != ignore_index) & ((target < 0) | (target >= num_classes))).sum()
+    non_finite = (~torch.isfinite(logits)).sum()
+    _raise_bad_input(torch.stack([bad_labels, non_finite]).view(1, 2), logits, target, ignore_index)
+
+
 def _raise_from(checks: list, logits, target, ignore_index, params, bounds, names=PARAM_NAMES) -> None:
     """Raise for the host copy ``checks`` of one call's flags: bad labels, non-finite logits, or
     device parameters out of their bounds."""

@@ -13,7 +13,8 @@ smallest when probability sits inside each region; it has no upper bound of 1 an
 negative, which is why it is used next to a region loss, e.g. ``alpha GDL + (1 - alpha) L_B`` with
 ``alpha`` decreasing during training (the authors' schedule). Distance maps depend on the masks
 only: compute them once per mask with :func:`signed_distance_maps` (in a data loader) and pass
-them, or let the loss compute them (on the CPU, one synchronisation per call on a GPU).
+them, or let the loss compute them: with scipy for CPU labels, on the device for CUDA labels
+(:mod:`segloss.kernels.distance`, the same exact maps, no host round trip).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from segloss.kernels import cuda, distance
 from segloss.kernels.cpu import _blocks, gradient_buffer
 from segloss.kernels.region_sums import autograd_backward
 from segloss.losses._checks import (_vmapped, check_logits_target, check_reduction, functorch_transform_active,
@@ -33,6 +35,7 @@ def signed_distance_maps(target, num_classes: int, *, ignore_index: int = 255) -
     """``phi`` float32 ``(N, C, *S)`` for integer labels ``(N, *S)`` (on ``target``'s device).
 
     Ignored pixels count as outside every class; a class absent from an image gets 0 there.
+    CUDA labels are transformed on their device (:mod:`segloss.kernels.distance`), others by scipy.
 
     Raises:
         ValueError: ``num_classes`` below 2; TypeError: non-integer labels.
@@ -51,6 +54,8 @@ def signed_distance_maps(target, num_classes: int, *, ignore_index: int = 255) -
                          "and pass them as distance_maps, mapped over with the target")
     if functorch_transform_active():  # inside torch.func every op on the labels gives a wrapper without storage
         array = np.asarray(labels.tolist(), dtype=np.int64).reshape(labels.shape)
+    elif distance.handles(labels):  # CUDA labels: the same maps on the device, no host round trip
+        return distance.signed_distance_maps(labels, num_classes, ignore_index)
     else:
         array = labels.detach().cpu().numpy()
     out = np.zeros((array.shape[0], num_classes, *array.shape[1:]), dtype=np.float32)
@@ -84,12 +89,16 @@ def boundary_loss(logits: torch.Tensor, target: torch.Tensor, *, distance_maps: 
     """
     ignore_index = index_argument(ignore_index)  # numpy integers, as torch takes
     check_reduction(reduction)
-    target = check_logits_target(logits, target, ignore_index)
-    if distance_maps is None:
-        distance_maps = signed_distance_maps(target, logits.shape[1], ignore_index=ignore_index)
-    if tuple(distance_maps.shape) != tuple(logits.shape):
+    on_device = cuda.handles(logits) and not functorch_transform_active() and not _vmapped(logits)
+    target = check_logits_target(logits, target, ignore_index, check_finite=not on_device,
+                                 check_labels=not on_device)
+    if distance_maps is not None and tuple(distance_maps.shape) != tuple(logits.shape):
         raise ValueError(f"distance_maps must have the logits' shape {tuple(logits.shape)}, "
                          f"got {tuple(distance_maps.shape)}")
+    if on_device:  # checked with the call's one synchronisation (a sum's: with its other parts)
+        cuda.check_on_device(logits, target, ignore_index)
+    if distance_maps is None:  # on CUDA computed there too (segloss.kernels.distance): no host round trip
+        distance_maps = signed_distance_maps(target, logits.shape[1], ignore_index=ignore_index)
     valid = target != ignore_index
     count = logits.shape[1] - 1 if foreground_only else logits.shape[1]
     from segloss.losses.functional import _needs_autograd  # (functional imports this module)

@@ -1,0 +1,38 @@
+"""Triton kernel of the exact Euclidean distance transform's min-plus step (:mod:`segloss.kernels.distance`).
+
+Along one axis of length ``L`` of a ``(B, L, M)`` contiguous int32 tensor ``g`` of squared
+distances (``M`` the product of the axes after it)::
+
+    out[b, i, m] = min_j ( g[b, j, m] + (i - j)^2 )
+
+the step of the separable squared EDT (Felzenszwalb & Huttenlocher, Theory of Computing 2012, Eq. 2)
+that follows the scan along the last axis. It is computed by brute force over ``j``, ``O(L)`` a
+value, but in registers: a program holds a ``(BLOCK_I, BLOCK_M)`` tile of ``out`` and walks the
+``L`` rows of ``g`` once, each a coalesced load of ``BLOCK_M`` values along ``m``; nothing of
+size ``L * L`` is stored. All arithmetic is int32 and exact: the caller keeps ``g`` at most
+``INF`` (2^30) and ``L^2`` below 2^30, and the stored minimum is clamped to ``INF``.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def min_plus_parabola_kernel(g_ptr, out_ptr, M, L: tl.constexpr, INF: tl.constexpr, BLOCK_I: tl.constexpr,
+                             BLOCK_M: tl.constexpr):
+    """Grid ``(B * cdiv(L, BLOCK_I), cdiv(M, BLOCK_M))``; ``g`` and ``out`` ``(B, L, M)`` int32."""
+    pid = tl.program_id(0)
+    blocks_i = tl.cdiv(L, BLOCK_I)
+    b = pid // blocks_i
+    i = (pid % blocks_i) * BLOCK_I + tl.arange(0, BLOCK_I)
+    m = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
+    m_ok = m < M
+    base = b.to(tl.int64) * L * M  # the batch may pass 2^31 values; one image's slice does not
+    acc = tl.full((BLOCK_I, BLOCK_M), INF, tl.int32)
+    for j in range(0, L):
+        row = tl.load(g_ptr + base + j * M + m, mask=m_ok, other=INF)
+        d = i - j
+        acc = tl.minimum(acc, row[None, :] + (d * d)[:, None])
+    tl.store(out_ptr + base + i[:, None] * M + m[None, :], acc, mask=(i < L)[:, None] & m_ok[None, :])

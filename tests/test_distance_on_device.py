@@ -1,0 +1,94 @@
+"""The boundary loss's signed distance maps on the labels' device (``segloss.kernels.distance``): the
+same maps as scipy's exact transform on the host, for 1-D to 3-D images, ignored pixels, absent and
+image-filling classes, labels beyond C; the Triton min-plus kernel runs in triton's interpreter here
+(on CUDA where there is one). The boundary losses' one read per call: ``test_triton_sync.py``."""
+
+import pytest
+import torch
+
+from conftest import random_batch
+from segloss.kernels import cuda, distance
+from segloss.losses.boundary import boundary_loss, signed_distance_maps
+from triton_support import DEVICE, triton_path  # noqa: F401  (autouse)
+
+
+def host_maps(target, num_classes, **kwargs):
+    """scipy's maps (the host path: the kernels' route switched off)."""
+    cuda.run_on_cpu_for_tests(False)
+    try:
+        return signed_distance_maps(target.cpu(), num_classes, **kwargs)
+    finally:
+        cuda.run_on_cpu_for_tests(True)
+
+
+def labels(shape, num_classes, seed, blobs=True):
+    """Random labels with some structure (runs of one class along the last axis), a few ignored."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, num_classes, shape, generator=g)
+    if blobs and shape[-1] > 2:
+        y = y[..., :1].expand(shape).clone()  # whole rows of a class...
+        y[..., shape[-1] // 2:] = torch.randint(0, num_classes, (*shape[:-1], 1), generator=g)  # ...in two halves
+    y[torch.rand(shape, generator=g) < 0.1] = 255
+    return y
+
+
+@pytest.mark.parametrize("shape, num_classes", [
+    ((2, 9, 11), 3), ((2, 9, 11), 2), ((3, 17), 4), ((2, 4, 5, 6), 3), ((1, 1, 8), 2), ((2, 12, 1), 3),
+    ((1, 3, 1, 7), 2)], ids=str)
+@pytest.mark.parametrize("blobs", [True, False], ids=["blobs", "noise"])
+def test_device_maps_equal_scipys_exact_transform(shape, num_classes, blobs):
+    target = labels(shape, num_classes, seed=sum(shape) + num_classes, blobs=blobs)
+    assert distance.handles(target.to(DEVICE))
+    got = signed_distance_maps(target.to(DEVICE), num_classes)
+    assert got.device.type == DEVICE and got.dtype == torch.float32
+    torch.testing.assert_close(got.cpu(), host_maps(target, num_classes), rtol=1e-6, atol=1e-6)
+
+
+def test_filling_absent_beyond_and_ignored_classes_match_the_host():
+    """A class filling an image (distances to the border), a class absent from it (0), labels >= C and
+    an ignore_index inside [0, C) (outside every class), an image of ignored pixels only."""
+    target = torch.ones(4, 6, 7, dtype=torch.long)  # image 0: class 1 fills it
+    target[1, 2:4, 3:6] = 0  # image 1: a block of 0 in 1
+    target[1, 0, :] = 7  # beyond C: outside every class
+    target[2] = 2  # image 2: class 2 everywhere, 2 is ignore_index in the second call
+    target[2, 3, 3] = 0
+    target[3] = 255
+    for kwargs in ({}, {"ignore_index": 2}):
+        got = signed_distance_maps(target.to(DEVICE), 3, **kwargs)
+        torch.testing.assert_close(got.cpu(), host_maps(target, 3, **kwargs), rtol=1e-6, atol=1e-6)
+    border = signed_distance_maps(target.to(DEVICE), 3)[0, 1].cpu()
+    assert border[0, 0] == 0 and border[3, 3] == -2  # -(distance to the nearest pixel past the border - 1)
+
+
+def test_maps_are_computed_in_chunks_as_in_one_piece(monkeypatch):
+    target = labels((3, 7, 9), 4, seed=5)
+    whole = signed_distance_maps(target.to(DEVICE), 4)
+    monkeypatch.setattr(distance, "CHUNK_ELEMENTS", 2 * 63)  # two maps a chunk, 12 chunks
+    torch.testing.assert_close(signed_distance_maps(target.to(DEVICE), 4), whole, rtol=0, atol=0)
+
+
+def test_an_empty_batch_and_an_empty_image_give_empty_maps():
+    assert signed_distance_maps(torch.zeros(0, 4, 5, dtype=torch.long, device=DEVICE), 3).shape == (0, 3, 4, 5)
+    assert signed_distance_maps(torch.zeros(2, 0, 5, dtype=torch.long, device=DEVICE), 3).shape == (2, 3, 0, 5)
+
+
+def test_axes_too_long_for_exact_int32_squares_take_the_host_path():
+    """``sum_k S_k^2`` must stay below 2^30 (squared distances in int32, exactly)."""
+    assert distance.handles(torch.zeros(1, 32767, 1, dtype=torch.long, device=DEVICE))
+    assert not distance.handles(torch.zeros(1, 32768, 1, dtype=torch.long, device=DEVICE))
+    assert not distance.handles(torch.zeros(3, dtype=torch.long, device=DEVICE))  # no spatial axis
+
+
+def test_the_boundary_loss_on_the_device_path_names_bad_labels_and_non_finite_logits():
+    logits, target = random_batch(2, 3, (4, 5), seed=3)
+    logits, target = logits.to(DEVICE), target.to(DEVICE)
+    torch.testing.assert_close(boundary_loss(logits, target).cpu(),
+                               boundary_loss(logits.cpu(), target.cpu(), distance_maps=host_maps(target, 3)))
+    bad = target.clone()
+    bad[1, 2, 3] = 5
+    with pytest.raises(ValueError, match=r"labels outside \[0, 3\) that are not ignore_index=255: \[5\]"):
+        boundary_loss(logits, bad)
+    nan = logits.clone()
+    nan[0, 1, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        boundary_loss(nan, target)
