@@ -34,7 +34,7 @@ def labels(shape, num_classes, seed, blobs=True):
 
 @pytest.mark.parametrize("shape, num_classes", [
     ((2, 9, 11), 3), ((2, 9, 11), 2), ((3, 17), 4), ((2, 4, 5, 6), 3), ((1, 1, 8), 2), ((2, 12, 1), 3),
-    ((1, 3, 1, 7), 2)], ids=str)
+    ((1, 3, 1, 7), 2), ((1, 40, 70), 3), ((1, 3, 35, 66), 2)], ids=str)  # the last two: several tiles of the kernel
 @pytest.mark.parametrize("blobs", [True, False], ids=["blobs", "noise"])
 def test_device_maps_equal_scipys_exact_transform(shape, num_classes, blobs):
     target = labels(shape, num_classes, seed=sum(shape) + num_classes, blobs=blobs)
@@ -63,7 +63,7 @@ def test_filling_absent_beyond_and_ignored_classes_match_the_host():
 def test_maps_are_computed_in_chunks_as_in_one_piece(monkeypatch):
     target = labels((3, 7, 9), 4, seed=5)
     whole = signed_distance_maps(target.to(DEVICE), 4)
-    monkeypatch.setattr(distance, "CHUNK_ELEMENTS", 2 * 63)  # two maps a chunk, 12 chunks
+    monkeypatch.setattr(distance, "CHUNK_ELEMENTS", 4 * 63)  # two maps (four transforms) a chunk, 6 chunks
     torch.testing.assert_close(signed_distance_maps(target.to(DEVICE), 4), whole, rtol=0, atol=0)
 
 
@@ -77,6 +77,19 @@ def test_axes_too_long_for_exact_int32_squares_take_the_host_path():
     assert distance.handles(torch.zeros(1, 32767, 1, dtype=torch.long, device=DEVICE))
     assert not distance.handles(torch.zeros(1, 32768, 1, dtype=torch.long, device=DEVICE))
     assert not distance.handles(torch.zeros(3, dtype=torch.long, device=DEVICE))  # no spatial axis
+    volume = torch.zeros(1, 1, 1, 1, dtype=torch.uint8, device=DEVICE).expand(1, 1300, 1300, 1300)
+    assert not distance.handles(volume)  # 2.2e9 voxels an image: beyond the kernel's int32 offsets
+
+
+def test_uint8_labels_with_a_negative_ignore_index_match_the_host():
+    """With C = 256, uint8 label 255 is a class, not ``ignore_index=-1``: compared as numbers (a uint8
+    comparison would wrap -1 to 255)."""
+    target = torch.zeros(2, 6, 7, dtype=torch.uint8)
+    target[:, 2:5, 1:4] = 255
+    target[1, 0, :] = 7
+    got = signed_distance_maps(target.to(DEVICE), 256, ignore_index=-1)
+    assert got[:, 255].abs().sum() > 0
+    torch.testing.assert_close(got.cpu(), host_maps(target, 256, ignore_index=-1), rtol=1e-6, atol=1e-6)
 
 
 def test_the_boundary_loss_on_the_device_path_names_bad_labels_and_non_finite_logits():

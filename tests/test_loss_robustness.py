@@ -283,6 +283,18 @@ MOVED_IN_INFERENCE = {**{name: (lambda name=name: segloss.create_loss(name, clas
                       "dual focal, learnable": lambda: segloss.DualFocalLoss(learnable=("alpha", "gamma"))}
 
 
+@pytest.mark.parametrize("name", ["recall, momentum", "dice_boundary"])
+def test_float32_state_moved_and_halved_inside_inference_mode_stays_a_normal_tensor(name):
+    """``.to(device, torch.bfloat16)`` in one call inside ``inference_mode``: the running state kept in
+    float32 is moved by hand after the conversion, outside it (``meta`` stands in for the accelerator)."""
+    criterion = MOVED_IN_INFERENCE[name]()
+    criterion(*random_batch(2, 4, (6, 6), seed=76))
+    with torch.inference_mode():
+        criterion = criterion.to("meta", torch.bfloat16)
+    kept = [t for t in criterion.buffers() if t.dtype == torch.float32]
+    assert kept and all(t.device.type == "meta" and not t.is_inference() for t in kept)
+
+
 @pytest.mark.parametrize("name", list(MOVED_IN_INFERENCE))
 def test_a_loss_converted_inside_inference_mode_still_trains(name):
     """``.double()`` (or ``.to(device)``) inside ``torch.inference_mode()`` remade the buffers and

@@ -16,9 +16,11 @@ the same row comes from two running maxima (``cummax``: left and right); along e
 ``g'(i) = min_j g(j) + (i - j)^2`` is :func:`segloss.kernels.triton_distance.min_plus_parabola_kernel`.
 Squared distances are int32 and exact (a pixel with no feature anywhere keeps ``INF``, never read:
 such maps are those of absent or image-filling classes). The two transforms of every class (to
-its inside, to its outside) run as one batch of ``2 N C`` maps, in chunks of at most
-``CHUNK_ELEMENTS`` values. Per call: ``O(N C P)`` for the scan and ``O(N C P L)`` register-resident
-min-plus work (``L`` the longest axis but the last), no host-device synchronisation.
+its inside, to its outside) run as one batch, in chunks of at most ``CHUNK_ELEMENTS`` values. Per
+call: ``O(N C P)`` for the scan and ``O(N C P S_k)`` register-resident min-plus work for each axis
+``k`` but the last, no host-device synchronisation. The kernel is compiled once per axis length
+(its loop bound is a constexpr: triton's interpreter, which the tests use, cannot loop to a runtime
+bound); random crop sizes each pay a compile on first sight.
 """
 
 from __future__ import annotations
@@ -34,35 +36,47 @@ except ImportError:  # pragma: no cover - depends on the install
     _td = None
 
 INF = 2 ** 30  # "no feature pixel": above any real squared distance the size limit allows
-CHUNK_ELEMENTS = 2 ** 25  # maps per chunk times their pixels: bounds the int64 scan temporaries (256 MB each)
+CHUNK_ELEMENTS = 2 ** 25  # transforms per chunk times their pixels: bounds the int64 scan temporaries (256 MB each)
 BLOCK_I, BLOCK_M, NUM_WARPS = 32, 64, 4
 
 
 def handles(labels: torch.Tensor) -> bool:
     """Whether the maps of ``labels`` ``(N, *S)`` are computed here: CUDA labels (or the interpreter's
     CPU tensors in tests) with triton, at least one spatial axis, and a size whose squared distances
-    stay exact in int32 (``sum_k S_k^2 < 2^30``: up to about 32 K pixels along one axis)."""
+    stay exact in int32 (``sum_k S_k^2 < 2^30``: up to about 32 K pixels along one axis) and whose
+    images' offsets fit the kernel's int32 (``prod_k S_k < 2^31``)."""
     from segloss.kernels import cuda
 
     if _td is None or labels.dim() < 2 or not (labels.is_cuda or (cuda._CPU_FOR_TESTS and labels.device.type == "cpu")):
         return False
-    return sum(s * s for s in labels.shape[1:]) < INF
+    spatial = labels.shape[1:]
+    return sum(s * s for s in spatial) < INF and math.prod(spatial) < 2 ** 31
 
 
 def signed_distance_maps(labels: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
-    """``phi`` float32 ``(N, C, *S)`` for integer labels ``(N, *S)``, on their device (see the module)."""
+    """``phi`` float32 ``(N, C, *S)`` for integer labels ``(N, *S)``, on their device (see the module).
+
+    The ``N C`` maps are made in chunks of about ``CHUNK_ELEMENTS / 2`` values (each map's two
+    transforms): beyond the output, the memory is one chunk's temporaries."""
     n, spatial = labels.shape[0], tuple(labels.shape[1:])
-    classes = torch.arange(num_classes, device=labels.device).view(1, num_classes, *([1] * len(spatial)))
-    inside = (labels.unsqueeze(1) == classes) & (labels != ignore_index).unsqueeze(1)  # (N, C, *S)
-    flat = inside.reshape(n * num_classes, math.prod(spatial))
-    present, fills = flat.any(dim=1), flat.all(dim=1)
-    features = torch.cat([inside, ~inside]).reshape(2 * n * num_classes, *spatial)  # to the inside, to the outside
-    squared = squared_distances(features)
-    to_inside, to_outside = squared.float().sqrt().reshape(2, n, num_classes, *spatial).unbind(0)
-    phi = torch.where(inside, 1.0 - to_outside, to_inside)
+    labels = labels.long()  # uint8 labels compare with a negative ignore_index as numbers, not wrapped
+    flat_labels = labels.reshape(n, math.prod(spatial))
+    out = torch.empty((n * num_classes, *spatial), dtype=torch.float32, device=labels.device)
     border = 1.0 - _distance_to_border(spatial, labels.device)
-    phi = torch.where(fills.view(n, num_classes, *([1] * len(spatial))), border, phi)
-    return torch.where(present.view(n, num_classes, *([1] * len(spatial))), phi, 0.0)
+    step = max(1, CHUNK_ELEMENTS // (2 * max(1, math.prod(spatial))))
+    for start in range(0, n * num_classes, step):
+        maps = torch.arange(start, min(n * num_classes, start + step), device=labels.device)
+        rows = flat_labels[maps // num_classes]  # (maps, P): each map's image
+        inside = (rows == (maps % num_classes).unsqueeze(1)) & (rows != ignore_index)
+        present, fills = inside.any(dim=1), inside.all(dim=1)
+        features = torch.cat([inside, ~inside]).reshape(2 * len(maps), *spatial)  # to the inside, to the outside
+        to_inside, to_outside = squared_distances(features).float().sqrt_().chunk(2)
+        inside = inside.reshape(len(maps), *spatial)
+        phi = torch.where(inside, 1.0 - to_outside, to_inside)
+        per_map = (len(maps), *([1] * len(spatial)))
+        phi = torch.where(fills.view(per_map), border, phi)
+        out[start:start + len(maps)] = torch.where(present.view(per_map), phi, 0.0)
+    return out.reshape(n, num_classes, *spatial)
 
 
 def squared_distances(features: torch.Tensor) -> torch.Tensor:
@@ -74,15 +88,10 @@ def squared_distances(features: torch.Tensor) -> torch.Tensor:
     Returns:
         int32 ``(B, *S)``; ``INF`` (2^30) where a map has no feature pixel.
     """
-    out = torch.empty(features.shape, dtype=torch.int32, device=features.device)
-    per_map = max(1, math.prod(features.shape[1:]))
-    step = max(1, CHUNK_ELEMENTS // per_map)
-    for start in range(0, features.shape[0], step):
-        chunk = _row_squared_distances(features[start:start + step])
-        for axis in range(1, features.dim() - 1):  # every spatial axis but the last
-            chunk = _min_plus(chunk, axis)
-        out[start:start + step] = chunk
-    return out
+    squared = _row_squared_distances(features)
+    for axis in range(1, features.dim() - 1):  # every spatial axis but the last
+        squared = _min_plus(squared, axis)
+    return squared
 
 
 def _row_squared_distances(features: torch.Tensor) -> torch.Tensor:
@@ -105,7 +114,7 @@ def _min_plus(g: torch.Tensor, axis: int) -> torch.Tensor:
     out = torch.empty_like(g)
     if g.numel() == 0:
         return out
-    grid = (batch * -(-length // BLOCK_I), -(-rest // BLOCK_M))
+    grid = (batch * -(-length // BLOCK_I) * -(-rest // BLOCK_M),)
     with torch.cuda.device(g.device) if g.is_cuda else contextlib.nullcontext():  # triton launches on the current GPU
         _td.min_plus_parabola_kernel[grid](g, out, rest, L=length, INF=INF, BLOCK_I=BLOCK_I, BLOCK_M=BLOCK_M,
                                            num_warps=NUM_WARPS)

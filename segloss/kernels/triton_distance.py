@@ -22,12 +22,15 @@ import triton.language as tl
 @triton.jit
 def min_plus_parabola_kernel(g_ptr, out_ptr, M, L: tl.constexpr, INF: tl.constexpr, BLOCK_I: tl.constexpr,
                              BLOCK_M: tl.constexpr):
-    """Grid ``(B * cdiv(L, BLOCK_I), cdiv(M, BLOCK_M))``; ``g`` and ``out`` ``(B, L, M)`` int32."""
+    """Grid ``(B * cdiv(L, BLOCK_I) * cdiv(M, BLOCK_M),)`` (one axis: a second one allows only 65535
+    programs, fewer than a volume's ``M / BLOCK_M``); ``g`` and ``out`` ``(B, L, M)`` int32."""
     pid = tl.program_id(0)
     blocks_i = tl.cdiv(L, BLOCK_I)
-    b = pid // blocks_i
-    i = (pid % blocks_i) * BLOCK_I + tl.arange(0, BLOCK_I)
-    m = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
+    blocks_m = tl.cdiv(M, BLOCK_M)
+    b = pid // (blocks_i * blocks_m)
+    rest = pid % (blocks_i * blocks_m)
+    i = (rest // blocks_m) * BLOCK_I + tl.arange(0, BLOCK_I)
+    m = (rest % blocks_m) * BLOCK_M + tl.arange(0, BLOCK_M)
     m_ok = m < M
     base = b.to(tl.int64) * L * M  # the batch may pass 2^31 values; one image's slice does not
     acc = tl.full((BLOCK_I, BLOCK_M), INF, tl.int32)

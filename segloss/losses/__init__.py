@@ -1,6 +1,8 @@
 """The loss core: what a training loop imports (torch and numpy only).
 
-- :mod:`~segloss.losses.functional`: the public loss functions (``from segloss import functional as SF``).
+- :mod:`~segloss.losses.functional`: the public loss functions (``from segloss import functional as SF``);
+  recall loss (:mod:`~segloss.losses.recall`), OHEM (:mod:`~segloss.losses.ohem`) and the boundary loss
+  (:mod:`~segloss.losses.boundary`) live in their own modules and are re-exported there.
 - :mod:`~segloss.losses.modules`: their ``nn.Module`` forms (also ``segloss.FocalLoss`` etc.).
 - :mod:`~segloss.losses.region`: soft Dice, Jaccard, Tversky, Focal Tversky, Lovász-Softmax.
 - :mod:`~segloss.losses.registry`: ``LOSSES`` and ``create_loss``, from which every page builds its widgets.

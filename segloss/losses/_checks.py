@@ -14,6 +14,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+Number = float | torch.Tensor  # a loss parameter: a number, or a 0-dim tensor (learnable, scheduled)
+ClassWeights = torch.Tensor | Sequence[float] | None  # per-class weights (C,), or none
+
 MAX_EXPONENT = 1000.0  # focal / Dual Focal / Tversky exponents: beyond it every power is 0 or 1 anyway
 MAX_SCALE = 1e12  # class weights, alphas, betas, rho: products with losses and pixel counts stay finite in float32
 

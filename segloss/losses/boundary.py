@@ -92,11 +92,11 @@ def boundary_loss(logits: torch.Tensor, target: torch.Tensor, *, distance_maps: 
     on_device = cuda.handles(logits) and not functorch_transform_active() and not _vmapped(logits)
     target = check_logits_target(logits, target, ignore_index, check_finite=not on_device,
                                  check_labels=not on_device)
+    if on_device:  # checked with the call's one synchronisation (a sum's: with its other parts)
+        cuda.check_on_device(logits, target, ignore_index)
     if distance_maps is not None and tuple(distance_maps.shape) != tuple(logits.shape):
         raise ValueError(f"distance_maps must have the logits' shape {tuple(logits.shape)}, "
                          f"got {tuple(distance_maps.shape)}")
-    if on_device:  # checked with the call's one synchronisation (a sum's: with its other parts)
-        cuda.check_on_device(logits, target, ignore_index)
     if distance_maps is None:  # on CUDA computed there too (segloss.kernels.distance): no host round trip
         distance_maps = signed_distance_maps(target, logits.shape[1], ignore_index=ignore_index)
     valid = target != ignore_index

@@ -33,24 +33,19 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Sequence
 
 import torch
-import torch.distributed as dist
 
 from segloss.losses import reference
-from segloss.losses._checks import (MAX_EXPONENT, MAX_SCALE, assert_finite_in_graph, check_logits_target,
-                                    check_number, check_reduction, class_vector, functorch_transform_active,
-                                    index_argument, number_or_traced, scalar_or_vector, smoothing_given)
+from segloss.losses._checks import (MAX_EXPONENT, MAX_SCALE, ClassWeights, Number, assert_finite_in_graph,
+                                    check_logits_target, check_number, check_reduction, class_vector,
+                                    functorch_transform_active, index_argument, number_or_traced, scalar_or_vector,
+                                    smoothing_given)
 from segloss.kernels import cuda
 from segloss.kernels.compiled import TracedFocalFamily, compiled_kernels_enabled
 from segloss.kernels.cpu import DualFocalFused, FocalFamily
 from segloss.kernels.smoothing import SmoothingTerm
-from segloss.losses._distributed import all_reduce_counts, check_sync
 from segloss.losses._reduction import reduce_map
-
-Number = float | torch.Tensor
-ClassWeights = torch.Tensor | Sequence[float] | None
 
 
 def _needs_autograd(*params) -> bool:
@@ -454,154 +449,7 @@ def _dual_focal_device_params(logits, target, values, bounds, weight, ignore_ind
                                       param_vec, bounds)
 
 
-def _weights_from_counts(n_c: torch.Tensor, tp_c: torch.Tensor, sync: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(1 - TP_c / N_c, present_c)``, the counts all-reduced under ``torch.distributed`` first
-    (unless ``sync`` is False).
-
-    Classes absent from the (global) batch get weight 1 and ``present = False``.
-    """
-    n_c, tp_c = all_reduce_counts(torch.stack([n_c, tp_c]), sync)
-    present = n_c > 0
-    return torch.where(present, (n_c - tp_c).float() / n_c.clamp_min(1).float(), 1.0), present
-
-
-@torch.no_grad()
-def batch_recall_weights(
-    logits: torch.Tensor, target: torch.Tensor, *, ignore_index: int = 255,
-    sync_distributed: bool | dist.ProcessGroup = True
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Recall-loss class weights ``1 - R_c = FN_c / N_c`` of the current batch.
-
-    ``TP_c`` and ``N_c`` are counted over valid pixels from the argmax of ``logits``; under an
-    initialised ``torch.distributed`` they are all-reduced, so every replica gets the global
-    batch's recall. The weights carry no gradient.
-
-    Args:
-        logits: float ``(N, C, *spatial)``.
-        target: integer ``(N, *spatial)``.
-        ignore_index: label excluded from the counts.
-        sync_distributed: False counts this replica's pixels alone (no collective: e.g. an
-            evaluation run on one rank only, where a collective would wait for the others).
-
-    Returns:
-        ``(weights, present)``: float32 ``(C,)`` weights (1 for classes absent from the batch,
-        whose recall is undefined) and a boolean ``(C,)`` mask of the classes present.
-    """
-    ignore_index = index_argument(ignore_index)  # numpy integers, as torch takes
-    sync_distributed = check_sync(sync_distributed)
-    target = check_logits_target(logits, target, ignore_index)
-    return _recall_weights(logits, target, ignore_index, sync_distributed)
-
-
-def _recall_weights(logits, target, ignore_index: int, sync_distributed: bool):
-    """:func:`batch_recall_weights` on checked inputs (the CE that follows checks the logits' values)."""
-    num_classes = logits.shape[1]
-    label = torch.where(target != ignore_index, target, num_classes).long().flatten()
-    hits = torch.where(logits.argmax(dim=1).flatten() == label, label, num_classes)
-    if torch.compiler.is_compiling():  # scatter_add, not bincount: a shape known before the counts
-        ones = torch.ones_like(label)
-        n_c = torch.zeros(num_classes + 1, dtype=torch.long, device=label.device).scatter_add(0, label, ones)
-        tp_c = torch.zeros(num_classes + 1, dtype=torch.long, device=label.device).scatter_add(0, hits, ones)
-    else:  # bincount: about 5x faster eagerly
-        n_c = torch.bincount(label, minlength=num_classes + 1)
-        tp_c = torch.bincount(hits, minlength=num_classes + 1)
-    n_c, tp_c = n_c[:num_classes], tp_c[:num_classes]
-    return _weights_from_counts(n_c, tp_c, sync_distributed)
-
-
-def recall_family(logits, target, *, choose_weights=None, weight=None, ignore_index: int = 255,
-                  reduction: str = "mean", sync_distributed: bool | dist.ProcessGroup = True) -> torch.Tensor:
-    """Recall loss in one fused pass: the argmax hits are counted in the same pass as the CE.
-
-    ``choose_weights(batch_weights, present) -> weights`` (both ``(C,)``) lets a caller replace
-    the batch's weights, e.g. :class:`segloss.RecallLoss`'s running average; None uses them as
-    they are (the paper's instantaneous recall).
-    """
-    ignore_index = index_argument(ignore_index)  # numpy integers, as torch takes
-    sync_distributed = check_sync(sync_distributed)
-
-    def scale_from_counts(n_c: torch.Tensor, tp_c: torch.Tensor) -> torch.Tensor:
-        batch_weights, present = _weights_from_counts(n_c, tp_c, sync_distributed)
-        used = batch_weights if choose_weights is None else choose_weights(batch_weights, present)
-        return used.detach()
-
-    if _needs_autograd(weight) or torch.compiler.is_compiling():  # the counts from the argmax first
-        # shapes and labels here; the logits' values are checked by the CE below (one scan, one sync)
-        checked = check_logits_target(logits, target, ignore_index, check_finite=False)
-        batch_weights, present = _recall_weights(logits, checked, ignore_index, sync_distributed)
-        used = batch_weights if choose_weights is None else choose_weights(batch_weights, present)
-        if not _needs_autograd(weight):  # compiling: the traced CE family, the weights as its class scale
-            return recall_weighted_ce(logits, target, used.detach(), weight=weight, ignore_index=ignore_index,
-                                      reduction=reduction)
-        return reference.recall_weighted_ce(logits, target, used.detach(), weight=weight, ignore_index=ignore_index,
-                                            reduction=reduction)
-
-    return _focal_family(logits, target, gamma=0.0, class_scale=None, weight=weight, ignore_index=ignore_index,
-                         reduction=reduction, scale_from_counts=scale_from_counts)
-
-
-def recall_weighted_ce(
-    logits: torch.Tensor,
-    target: torch.Tensor,
-    recall_weights: torch.Tensor,
-    *,
-    weight: ClassWeights = None,
-    ignore_index: int = 255,
-    reduction: str = "mean",
-) -> torch.Tensor:
-    """Cross-entropy with every pixel scaled by ``recall_weights[y_i]`` (detached): logits ``(N, C, *S)``,
-    target ``(N, *S)``, ``recall_weights`` ``(C,)``; a scalar, or the ``(N, *S)`` map with ``"none"``.
-
-    The building block of :func:`recall_loss` and :class:`segloss.RecallLoss`, which pass the
-    batch's or a running average of ``1 - R_c``. ``"mean"`` divides by ``|V|`` (or the sum of
-    ``weight[y_i]``), not by the recall weights: the recall weights act like a per-class
-    learning rate, as in the paper.
-    """
-    ignore_index = index_argument(ignore_index)  # numpy integers, as torch takes
-    if not isinstance(recall_weights, torch.Tensor) or recall_weights.dim() != 1:
-        raise TypeError(f"recall_weights must be a 1-D tensor (C,), got {recall_weights!r}")
-    if _needs_autograd(weight):
-        return reference.recall_weighted_ce(logits, target, recall_weights.detach(), weight=weight,
-                                            ignore_index=ignore_index, reduction=reduction)
-    return _focal_family(logits, target, gamma=0.0, class_scale=recall_weights.detach(), weight=weight,
-                         ignore_index=ignore_index, reduction=reduction, scale_name="recall_weights")
-
-
-def recall_loss(
-    logits: torch.Tensor,
-    target: torch.Tensor,
-    *,
-    weight: ClassWeights = None,
-    ignore_index: int = 255,
-    reduction: str = "mean",
-    sync_distributed: bool | dist.ProcessGroup = True,
-) -> torch.Tensor:
-    """Recall loss (Tian et al., ICRA 2022, arXiv:2106.14917), instantaneous batch recall.
-
-    ``RecallCE_i = -(1 - R_{y_i}) log p_t`` with ``R_c = TP_c / N_c`` from the argmax of this
-    batch over valid pixels (all-reduced under ``torch.distributed``); the weights carry no
-    gradient, so the gradient is CE's scaled per class. Early in training (low recall) it is
-    close to CE; a class predicted perfectly in the batch contributes 0. For a running average
-    of the weights use :class:`segloss.RecallLoss` with ``momentum > 0``.
-
-    This follows the paper's ``1 - R_c``. The authors' code (github PotatoTian/recall-semseg)
-    starts each class's counter at 1, so a class with no false negatives keeps weight ``1/N_c``
-    there instead of 0 (it also divides by all N*H*W pixels, ignored ones included); on large
-    batches the two differ little, on small classes in small batches they do.
-
-    Args:
-        logits, target, weight, ignore_index, reduction: as in :func:`cross_entropy`.
-        sync_distributed: see :func:`batch_recall_weights`.
-
-    Returns:
-        A scalar, or the per-pixel map ``(N, *spatial)`` for ``reduction="none"``.
-
-    Raises:
-        TypeError, ValueError: as in :func:`cross_entropy`.
-    """
-    return recall_family(logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction,
-                         sync_distributed=sync_distributed)
-
-
 from segloss.losses.boundary import boundary_loss, signed_distance_maps  # noqa: E402,F401  (public: SF.boundary_loss)
 from segloss.losses.ohem import ohem_cross_entropy, ohem_mask  # noqa: E402,F401  (public: SF.ohem_cross_entropy)
+from segloss.losses.recall import (batch_recall_weights, recall_family, recall_loss,  # noqa: E402,F401
+                                   recall_weighted_ce)  # (public: SF.recall_loss)

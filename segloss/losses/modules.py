@@ -74,7 +74,8 @@ class _Float32State(_NormalTensors):
             new = self._buffers.get(name)
             if old is not None and new is not None and new.is_floating_point() and new.element_size() < 4 <= \
                     old.element_size():
-                self._buffers[name] = old.to(device=new.device)  # moved, not rounded
+                with torch.inference_mode(False):  # .to(device, bfloat16) inside inference mode: a normal tensor
+                    self._buffers[name] = old.to(device=new.device)  # moved, not rounded
         return self
 
 

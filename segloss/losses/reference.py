@@ -17,10 +17,8 @@ import math
 
 import torch
 
-from segloss.losses._checks import check_logits_target, check_number, check_reduction, class_vector
+from segloss.losses._checks import Number, check_logits_target, check_number, check_reduction, class_vector
 from segloss.losses._reduction import reduce_map
-
-Number = float | torch.Tensor
 
 
 def prepare(logits: torch.Tensor, target: torch.Tensor, ignore_index: int, reduction: str):
