@@ -6,6 +6,7 @@ so every loss entry, the contenders, the table and the launch-settings sweep are
 real; the timing code itself runs once on its own.
 """
 
+import re
 import sys
 from pathlib import Path
 
@@ -171,3 +172,13 @@ def test_bench_compile_times_a_loss_eagerly_and_compiled(capsys):
         assert row["compiled_x_torch_ce"] == pytest.approx(row["compiled_ms"] / rows[0]["eager_ms"])
     bench_compile.print_table(rows)
     assert "| segloss focal_loss (gamma 2) |" in capsys.readouterr().out
+
+
+def test_every_test_file_on_the_kernels_path_runs_on_the_device():
+    """``run_on_device.sh`` runs the files in ``device_tests.txt`` on a lent GPU: each file that drives
+    the Triton kernels through ``triton_support`` must be listed there, or its CUDA cases never run."""
+    root = Path(__file__).resolve().parents[1]
+    listed = set((root / "benchmarks" / "device_tests.txt").read_text().split())
+    using = {f"tests/{path.name}" for path in (root / "tests").glob("test_*.py")
+             if re.search(r"^from triton_support import", path.read_text(), re.MULTILINE)}
+    assert using and using <= listed, using - listed

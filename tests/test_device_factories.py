@@ -15,8 +15,9 @@ SAFE = {  # (file, enclosing function): why a device-less factory there cannot m
                                            "an assert reads (dynamo passes a changed float as one too)",
     ("losses/_checks.py", "is_numpy_number"): "a numpy scalar while torch.compile traces, made a tensor only for "
                                               "its dtype (static to dynamo); never used as data",
-    ("losses/modules.py", "_weight_buffer"): "module construction: a buffer, moved by module.to(device)",
+    ("losses/_module_base.py", "_weight_buffer"): "module construction: a buffer, moved by module.to(device)",
     ("losses/modules.py", "__init__"): "module construction: parameters and buffers move with the module",
+    ("losses/sum_modules.py", "__init__"): "module construction: the schedule's buffer moves with the module",
     ("losses/modules.py", "current_params"): "as_tensor of the module's own value, for logging",
     ("losses/weights.py", "pixel_counts"): "as_tensor keeps a tensor's device; lists are CPU label data",
     ("losses/weights.py", "_as_counts"): "as_tensor keeps a tensor's device; lists are CPU counts",

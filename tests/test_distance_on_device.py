@@ -60,6 +60,25 @@ def test_filling_absent_beyond_and_ignored_classes_match_the_host():
     assert border[0, 0] == 0 and border[3, 3] == -2  # -(distance to the nearest pixel past the border - 1)
 
 
+@pytest.mark.parametrize("spatial", [(5, 6), (3, 4, 5)], ids=["2-D", "3-D"])
+def test_squared_distances_are_exact_and_maps_not_needed_are_skipped(spatial):
+    """Against a brute force over every pixel pair; a map flagged as not needed (its class absent or
+    filling the image: replaced by the caller) is left at ``INF`` by the kernel, without a host read."""
+    g = torch.Generator().manual_seed(len(spatial))
+    features = torch.rand(4, *spatial, generator=g) < 0.15
+    features[2] = False  # no feature: INF everywhere
+    grids = torch.meshgrid(*(torch.arange(s) for s in spatial), indexing="ij")
+    coords = torch.stack(grids, -1).reshape(-1, len(spatial))
+    pair = ((coords[:, None] - coords[None]) ** 2).sum(-1)  # (P, P) squared distances
+    want = torch.stack([torch.where(f.reshape(-1)[None], pair, distance.INF).amin(1).clamp_max(distance.INF)
+                        for f in features]).reshape(features.shape).to(torch.int32)
+    torch.testing.assert_close(distance.squared_distances(features.to(DEVICE)).cpu(), want, rtol=0, atol=0)
+    needed = torch.tensor([True, False, True, True])
+    got = distance.squared_distances(features.to(DEVICE), needed.to(DEVICE)).cpu()
+    torch.testing.assert_close(got[needed], want[needed], rtol=0, atol=0)
+    assert features[1].any() and (got[1] == distance.INF).all()
+
+
 def test_maps_are_computed_in_chunks_as_in_one_piece(monkeypatch):
     target = labels((3, 7, 9), 4, seed=5)
     whole = signed_distance_maps(target.to(DEVICE), 4)

@@ -70,7 +70,8 @@ def signed_distance_maps(labels: torch.Tensor, num_classes: int, ignore_index: i
         inside = (rows == (maps % num_classes).unsqueeze(1)) & (rows != ignore_index)
         present, fills = inside.any(dim=1), inside.all(dim=1)
         features = torch.cat([inside, ~inside]).reshape(2 * len(maps), *spatial)  # to the inside, to the outside
-        to_inside, to_outside = squared_distances(features).float().sqrt_().chunk(2)
+        needed = present & ~fills  # the others' maps are replaced below: not computed (read on the device)
+        to_inside, to_outside = squared_distances(features, torch.cat([needed, needed])).float().sqrt_().chunk(2)
         inside = inside.reshape(len(maps), *spatial)
         phi = torch.where(inside, 1.0 - to_outside, to_inside)
         per_map = (len(maps), *([1] * len(spatial)))
@@ -79,18 +80,23 @@ def signed_distance_maps(labels: torch.Tensor, num_classes: int, ignore_index: i
     return out.reshape(n, num_classes, *spatial)
 
 
-def squared_distances(features: torch.Tensor) -> torch.Tensor:
+def squared_distances(features: torch.Tensor, needed: torch.Tensor | None = None) -> torch.Tensor:
     """Exact squared Euclidean distance of every pixel to the nearest ``True`` pixel of its map.
 
     Args:
         features: bool ``(B, *S)``, at least one spatial axis.
+        needed: optional bool ``(B,)`` on the same device: maps that are False are not computed past
+            the row scan (their values are unspecified, at most ``INF``).
 
     Returns:
         int32 ``(B, *S)``; ``INF`` (2^30) where a map has no feature pixel.
     """
     squared = _row_squared_distances(features)
-    for axis in range(1, features.dim() - 1):  # every spatial axis but the last
-        squared = _min_plus(squared, axis)
+    if features.dim() > 2:
+        flags = (torch.ones(len(features), dtype=torch.int8, device=features.device) if needed is None
+                 else needed.to(torch.int8))
+        for axis in range(1, features.dim() - 1):  # every spatial axis but the last
+            squared = _min_plus(squared, axis, flags)
     return squared
 
 
@@ -106,8 +112,9 @@ def _row_squared_distances(features: torch.Tensor) -> torch.Tensor:
     return torch.where(distance > length, INF, squared).to(torch.int32)
 
 
-def _min_plus(g: torch.Tensor, axis: int) -> torch.Tensor:
-    """``out[.., i, ..] = min_j g[.., j, ..] + (i - j)^2`` along ``axis`` of int32 ``g`` (contiguous)."""
+def _min_plus(g: torch.Tensor, axis: int, needed: torch.Tensor) -> torch.Tensor:
+    """``out[.., i, ..] = min_j g[.., j, ..] + (i - j)^2`` along ``axis`` of int32 ``g`` (contiguous),
+    for the maps (``g``'s first axis) whose int8 flag in ``needed`` is set, ``INF`` for the others."""
     g = g.contiguous()
     length = g.shape[axis]
     batch, rest = math.prod(g.shape[:axis]), math.prod(g.shape[axis + 1:])
@@ -116,8 +123,8 @@ def _min_plus(g: torch.Tensor, axis: int) -> torch.Tensor:
         return out
     grid = (batch * -(-length // BLOCK_I) * -(-rest // BLOCK_M),)
     with torch.cuda.device(g.device) if g.is_cuda else contextlib.nullcontext():  # triton launches on the current GPU
-        _td.min_plus_parabola_kernel[grid](g, out, rest, L=length, INF=INF, BLOCK_I=BLOCK_I, BLOCK_M=BLOCK_M,
-                                           num_warps=NUM_WARPS)
+        _td.min_plus_parabola_kernel[grid](g, out, needed, rest, math.prod(g.shape[1:axis]), L=length, INF=INF,
+                                           BLOCK_I=BLOCK_I, BLOCK_M=BLOCK_M, num_warps=NUM_WARPS)
     return out
 
 

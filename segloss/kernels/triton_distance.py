@@ -20,10 +20,14 @@ import triton.language as tl
 
 
 @triton.jit
-def min_plus_parabola_kernel(g_ptr, out_ptr, M, L: tl.constexpr, INF: tl.constexpr, BLOCK_I: tl.constexpr,
-                             BLOCK_M: tl.constexpr):
+def min_plus_parabola_kernel(g_ptr, out_ptr, needed_ptr, M, rows_per_map, L: tl.constexpr, INF: tl.constexpr,
+                             BLOCK_I: tl.constexpr, BLOCK_M: tl.constexpr):
     """Grid ``(B * cdiv(L, BLOCK_I) * cdiv(M, BLOCK_M),)`` (one axis: a second one allows only 65535
-    programs, fewer than a volume's ``M / BLOCK_M``); ``g`` and ``out`` ``(B, L, M)`` int32."""
+    programs, fewer than a volume's ``M / BLOCK_M``); ``g`` and ``out`` ``(B, L, M)`` int32.
+
+    ``needed`` ``(B / rows_per_map,)`` int8, one flag a map: a map whose values the caller replaces
+    (an absent class's, an image-filling one's: most of them at C = 150) is not computed, its
+    ``out`` is ``INF``. The flag is read on the device: no host-device synchronisation."""
     pid = tl.program_id(0)
     blocks_i = tl.cdiv(L, BLOCK_I)
     blocks_m = tl.cdiv(M, BLOCK_M)
@@ -34,8 +38,9 @@ def min_plus_parabola_kernel(g_ptr, out_ptr, M, L: tl.constexpr, INF: tl.constex
     m_ok = m < M
     base = b.to(tl.int64) * L * M  # the batch may pass 2^31 values; one image's slice does not
     acc = tl.full((BLOCK_I, BLOCK_M), INF, tl.int32)
-    for j in range(0, L):
-        row = tl.load(g_ptr + base + j * M + m, mask=m_ok, other=INF)
-        d = i - j
-        acc = tl.minimum(acc, row[None, :] + (d * d)[:, None])
+    if tl.load(needed_ptr + b // rows_per_map) != 0:
+        for j in range(0, L):
+            row = tl.load(g_ptr + base + j * M + m, mask=m_ok, other=INF)
+            d = i - j
+            acc = tl.minimum(acc, row[None, :] + (d * d)[:, None])
     tl.store(out_ptr + base + i[:, None] * M + m[None, :], acc, mask=(i < L)[:, None] & m_ok[None, :])
