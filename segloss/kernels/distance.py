@@ -18,9 +18,8 @@ Squared distances are int32 and exact (a pixel with no feature anywhere keeps ``
 such maps are those of absent or image-filling classes). The two transforms of every class (to
 its inside, to its outside) run as one batch, in chunks of at most ``CHUNK_ELEMENTS`` values. Per
 call: ``O(N C P)`` for the scan and ``O(N C P S_k)`` register-resident min-plus work for each axis
-``k`` but the last, no host-device synchronisation. The kernel is compiled once per axis length
-(its loop bound is a constexpr: triton's interpreter, which the tests use, cannot loop to a runtime
-bound); random crop sizes each pay a compile on first sight.
+``k`` but the last, no host-device synchronisation. The axis length is a runtime argument: images
+of any size share one compiled kernel.
 """
 
 from __future__ import annotations
@@ -123,7 +122,7 @@ def _min_plus(g: torch.Tensor, axis: int, needed: torch.Tensor) -> torch.Tensor:
         return out
     grid = (batch * -(-length // BLOCK_I) * -(-rest // BLOCK_M),)
     with torch.cuda.device(g.device) if g.is_cuda else contextlib.nullcontext():  # triton launches on the current GPU
-        _td.min_plus_parabola_kernel[grid](g, out, needed, rest, math.prod(g.shape[1:axis]), L=length, INF=INF,
+        _td.min_plus_parabola_kernel[grid](g, out, needed, length, rest, math.prod(g.shape[1:axis]), INF=INF,
                                            BLOCK_I=BLOCK_I, BLOCK_M=BLOCK_M, num_warps=NUM_WARPS)
     return out
 

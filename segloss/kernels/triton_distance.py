@@ -10,7 +10,7 @@ that follows the scan along the last axis. It is computed by brute force over ``
 value, but in registers: a program holds a ``(BLOCK_I, BLOCK_M)`` tile of ``out`` and walks the
 ``L`` rows of ``g`` once, each a coalesced load of ``BLOCK_M`` values along ``m``; nothing of
 size ``L * L`` is stored. All arithmetic is int32 and exact: the caller keeps ``g`` at most
-``INF`` (2^30) and ``L^2`` below 2^30, and the stored minimum is clamped to ``INF``.
+``INF`` (2^30) and ``L^2`` below 2^30, and the running minimum starts at ``INF``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import triton.language as tl
 
 
 @triton.jit
-def min_plus_parabola_kernel(g_ptr, out_ptr, needed_ptr, M, rows_per_map, L: tl.constexpr, INF: tl.constexpr,
+def min_plus_parabola_kernel(g_ptr, out_ptr, needed_ptr, L, M, rows_per_map, INF: tl.constexpr,
                              BLOCK_I: tl.constexpr, BLOCK_M: tl.constexpr):
     """Grid ``(B * cdiv(L, BLOCK_I) * cdiv(M, BLOCK_M),)`` (one axis: a second one allows only 65535
     programs, fewer than a volume's ``M / BLOCK_M``); ``g`` and ``out`` ``(B, L, M)`` int32.
@@ -39,8 +39,10 @@ def min_plus_parabola_kernel(g_ptr, out_ptr, needed_ptr, M, rows_per_map, L: tl.
     base = b.to(tl.int64) * L * M  # the batch may pass 2^31 values; one image's slice does not
     acc = tl.full((BLOCK_I, BLOCK_M), INF, tl.int32)
     if tl.load(needed_ptr + b // rows_per_map) != 0:
-        for j in range(0, L):
+        j = 0
+        while j < L:  # a while loop: triton's interpreter (the tests) cannot range() to a runtime bound
             row = tl.load(g_ptr + base + j * M + m, mask=m_ok, other=INF)
             d = i - j
             acc = tl.minimum(acc, row[None, :] + (d * d)[:, None])
+            j += 1
     tl.store(out_ptr + base + i[:, None] * M + m[None, :], acc, mask=(i < L)[:, None] & m_ok[None, :])
