@@ -35,7 +35,8 @@ except ImportError:  # pragma: no cover - depends on the install
     _td = None
 
 INF = 2 ** 30  # "no feature pixel": above any real squared distance the size limit allows
-CHUNK_ELEMENTS = 2 ** 25  # transforms per chunk times their pixels: bounds the int64 scan temporaries (256 MB each)
+CHUNK_ELEMENTS = 2 ** 24  # transforms per chunk times their pixels: about 0.5 GB of temporaries (the scan's
+# int32 values and int64 indices, the labels' rows) beside the float32 output
 BLOCK_I, BLOCK_M, NUM_WARPS = 32, 64, 4
 
 
@@ -102,13 +103,13 @@ def squared_distances(features: torch.Tensor, needed: torch.Tensor | None = None
 def _row_squared_distances(features: torch.Tensor) -> torch.Tensor:
     """Squared distance to the nearest feature pixel of the same row (the last axis), int32, at most ``INF``."""
     length = features.shape[-1]
-    index = torch.arange(length, device=features.device)
+    index = torch.arange(length, dtype=torch.int32, device=features.device)  # int32: the scan's memory halved
     far = -(2 * length + 1)  # "no feature yet": farther than any pixel of the row
     left = torch.where(features, index, far).cummax(dim=-1).values  # nearest feature at or left of i
     right = torch.where(features.flip(-1), index, far).cummax(dim=-1).values.flip(-1)  # in flipped coordinates
     distance = torch.minimum(index - left, (length - 1 - index) - right)
     squared = distance.clamp_max(length) ** 2  # a row without features: > any in-row distance, capped below
-    return torch.where(distance > length, INF, squared).to(torch.int32)
+    return torch.where(distance > length, INF, squared)
 
 
 def _min_plus(g: torch.Tensor, axis: int, needed: torch.Tensor) -> torch.Tensor:
