@@ -23,8 +23,8 @@ SAFE = {  # (file, enclosing function): why a device-less factory there cannot m
     ("losses/weights.py", "_as_counts"): "as_tensor keeps a tensor's device; lists are CPU counts",
     ("losses/weights.py", "count_pixels"): "as_tensor keeps a tensor's device; numpy masks are CPU label data",
     ("losses/weights.py", "median_frequency"): "as_tensor keeps the counts' device; made once, before training",
-    ("losses/boundary.py", "signed_distance_maps"): "as_tensor keeps a tensor's device; the maps are computed "
-                                                      "on the CPU (scipy) and moved to it",
+    ("losses/boundary.py", "signed_distance_maps"): "as_tensor keeps a tensor's device; CUDA labels' maps are "
+                                                      "made there, others by scipy and moved to the labels' device",
 }
 
 

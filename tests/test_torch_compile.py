@@ -253,6 +253,7 @@ def test_numpy_scalar_parameters_compile_into_one_graph(name, call):
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
 @pytest.mark.parametrize("name, kwargs", [
     ("focal_loss", {"gamma": np.True_}), ("focal_loss", {"label_smoothing": np.True_}),
+    ("cross_entropy", {"label_smoothing": np.False_}),
     ("dual_focal_loss", {"rho": np.True_}), ("ohem_cross_entropy", {"threshold": np.False_})])
 def test_numpy_booleans_are_refused_compiled_as_eagerly(compiled, name, kwargs):
     """``np.True_`` is no number, as ``True`` is not; while tracing, dynamo sees it as a 0-dim array

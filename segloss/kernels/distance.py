@@ -18,8 +18,9 @@ Squared distances are int32 and exact (a pixel with no feature anywhere keeps ``
 such maps are those of absent or image-filling classes). The two transforms of every class (to
 its inside, to its outside) run as one batch, in chunks of at most ``CHUNK_ELEMENTS`` values. Per
 call: ``O(N C P)`` for the scan and ``O(N C P S_k)`` register-resident min-plus work for each axis
-``k`` but the last, no host-device synchronisation. The axis length is a runtime argument: images
-of any size share one compiled kernel.
+``k`` but the last, no host-device synchronisation. The axis length is a runtime argument, not
+specialised: images of any size share the kernel's variants (two: triton specialises the row stride
+``M`` by its divisibility by 16, which its loads' vector width depends on).
 """
 
 from __future__ import annotations

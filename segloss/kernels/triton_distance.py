@@ -19,7 +19,7 @@ import triton
 import triton.language as tl
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["L", "rows_per_map"])  # any image size: one variant per alignment of M
 def min_plus_parabola_kernel(g_ptr, out_ptr, needed_ptr, L, M, rows_per_map, INF: tl.constexpr,
                              BLOCK_I: tl.constexpr, BLOCK_M: tl.constexpr):
     """Grid ``(B * cdiv(L, BLOCK_I) * cdiv(M, BLOCK_M),)`` (one axis: a second one allows only 65535

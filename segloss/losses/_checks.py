@@ -342,6 +342,8 @@ def smoothing_given(eps) -> bool:
     the unsmoothed loss anyway); its check then refuses a numpy boolean as it does eagerly."""
     if torch.compiler.is_compiling() and isinstance(eps, (torch.Tensor, np.ndarray, np.generic)):
         return True
+    if isinstance(eps, np.bool_) or (isinstance(eps, np.ndarray) and eps.ndim == 0 and eps.dtype == np.bool_):
+        return True  # np.False_ too: its check refuses it, as it must while compiling (the value unknown there)
     return bool(eps)
 
 
