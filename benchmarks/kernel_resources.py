@@ -70,7 +70,7 @@ def compile_only(arch: int = 90):
     from triton.runtime import driver
     from triton.runtime.jit import KernelInterface
 
-    from segloss.kernels import cuda
+    from segloss.kernels import cuda, device_checks
 
     compiled: list = []
 
@@ -80,17 +80,17 @@ def compile_only(arch: int = 90):
         return compile_call
 
     original_getitem = KernelInterface.__getitem__
-    original_raise = cuda._raise_bad_input
+    original_raise = device_checks.raise_bad_input
     previous = getattr(driver, "_active", None)  # None without a GPU: no driver is found then
     driver.set_active(_CompileOnlyDriver(arch))
     KernelInterface.__getitem__ = launch
-    cuda._raise_bad_input = lambda *args, **kwargs: None  # the flags are never written: nothing ran
+    device_checks.raise_bad_input = lambda *args, **kwargs: None  # the flags are never written: nothing ran
     cuda.run_on_cpu_for_tests(True)
     try:
         yield compiled
     finally:
         cuda.run_on_cpu_for_tests(False)
-        cuda._raise_bad_input = original_raise
+        device_checks.raise_bad_input = original_raise
         KernelInterface.__getitem__ = original_getitem
         driver._active = previous
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from segloss import functional as SF
-from segloss.kernels import cuda
+from segloss.kernels import cuda, cuda_region
 from conftest import random_batch
 from triton_support import DEVICE, count_host_reads, count_syncs, triton_path  # noqa: F401  (autouse)
 
@@ -116,7 +116,7 @@ def test_one_synchronisation_per_call_on_cuda(name, kwargs):
     ("boundary", {}), ("dice_boundary", {})])
 def test_region_losses_take_one_synchronisation_per_call_on_cuda(name, params):
     """#12: no host-device synchronisation per call beyond one (the label and finiteness check); the
-    sums and Unified Focal read all their passes' flags at once (``cuda.one_check_for_all``)."""
+    sums and Unified Focal read all their passes' flags at once (``device_checks.one_check_for_all``)."""
     import segloss
 
     logits, target = random_batch(2, 19, (64, 64), seed=11)
@@ -229,9 +229,9 @@ def test_recall_loss_with_momentum_takes_one_synchronisation_on_cuda():
 def test_every_kernel_function_runs_on_its_tensors_device():
     """Triton launches on the current CUDA device: each autograd Function of the CUDA backend makes its
     tensors' device current (logits on cuda:1 with cuda:0 current would be read from the wrong GPU)."""
-    functions = [value for value in vars(cuda).values()
+    functions = [value for module in (cuda, cuda_region) for value in vars(module).values()
                  if isinstance(value, type) and issubclass(value, torch.autograd.Function)]
-    assert len(functions) >= 3
+    assert {f.__name__ for f in functions} >= {"FocalFamilyTriton", "DualFocalTriton", "RegionSumsTriton"}
     for function in functions:
         for method in ("forward", "backward"):
             assert getattr(getattr(function, method), "device_guarded", False), f"{function.__name__}.{method}"

@@ -5,6 +5,9 @@
   :func:`segloss.use_compiled_kernels`).
 - :mod:`~segloss.kernels.cuda`: Triton kernels (:mod:`~segloss.kernels.triton_pixelwise`), the
   default on CUDA tensors; under ``TRITON_INTERPRET=1`` they also run on CPU tensors (tests).
+  :mod:`~segloss.kernels.cuda_region` (kernels: :mod:`~segloss.kernels.triton_region`): the region
+  losses' sums there; :mod:`~segloss.kernels.device_checks`: their bad-input flags, read in one
+  host-device synchronisation per call.
 - :mod:`~segloss.kernels.region_sums`: the region losses' per-class sums and their gradient,
   blockwise (the CPU twin of the Triton region kernels).
 - :mod:`~segloss.kernels.lovasz`: Lovász-Softmax as one batched sort with its gradient kept in

@@ -21,14 +21,13 @@ check them without a GPU (:func:`run_on_cpu_for_tests`).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
-import threading
 
 import torch
 
-from segloss.kernels.cpu import _raise_non_finite, gradient_buffer, refuse_double_backward
+from segloss.kernels.cpu import gradient_buffer, refuse_double_backward
+from segloss.kernels import device_checks
 
 try:  # triton ships with CUDA builds of torch; CPU-only installs may lack it
     from segloss.kernels import triton_pixelwise as _tk
@@ -39,6 +38,7 @@ TILE_ELEMENTS = 2048  # logits per tile: BLOCK_C * BLOCK_P
 MAX_BLOCK_P = 512  # pixels per tile at most: per-pixel values (labels, offsets) take registers too
 NUM_WARPS = 8  # 8 logits of a full tile per thread
 MAX_PROGRAMS = 1024  # forward programs (each loops over tiles); bounds the partial-sum buffers
+REGION_PROGRAMS_PER_IMAGE = 64  # forward programs per image of the region sums (:mod:`segloss.kernels.cuda_region`)
 _CPU_FOR_TESTS = False
 KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 # CE, weighted CE, focal and Dual Focal with "mean"/"sum" write dL/dz in the forward pass itself (the logits
@@ -177,84 +177,6 @@ class _Launch:
         return part_loss, part_den, part_count, flags, loss_map
 
 
-PARAM_NAMES = ("alpha", "beta", "gamma", "rho")
-
-
-def _raise_bad_input(flags: torch.Tensor, logits: torch.Tensor, target: torch.Tensor, ignore_index: int,
-                     params: torch.Tensor | None = None, bounds=None, names=PARAM_NAMES) -> None:
-    """The one synchronisation of a call: read the flags (and whether the device parameters
-    ``params`` ``(k,)``, called ``names``, lie within ``bounds`` ``((low, high),) * k``), raise
-    ``ValueError`` on bad input. Inside :func:`one_check_for_all` the read waits for the block's
-    end, with every other call's."""
-    if not flags.numel() and params is None:
-        return  # no pixel, no parameter: nothing to check
-    checks = flags.reshape(-1, 2).sum(dim=0)  # (programs, 2) -> (2,); zeros for no program
-    if params is not None and bounds is not None:
-        inside = [(params[i] >= low) & (params[i] <= high) for i, (low, high) in enumerate(bounds)]  # NaN: False
-        checks = torch.cat([checks, (~torch.stack(inside)).to(checks.dtype)])  # no host-to-device copy
-    call = (checks, logits, target, ignore_index, params, bounds, names)
-    pending = getattr(_DEFERRED, "calls", None)
-    if pending is not None:
-        pending.append(call)
-        return
-    _raise_from(checks.tolist(), *call[1:])
-
-
-def check_on_device(logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> None:
-    """The bad-input flags of a loss with no kernel of its own to count them (the boundary loss):
-    labels outside ``[0, C)`` that are not ``ignore_index``, and non-finite logits, counted by torch
-    ops on the device and read with the call's one synchronisation (inside
-    :func:`one_check_for_all`, with the other parts' at its end)."""
-    num_classes = logits.shape[1]
-    bad_labels = ((target != ignore_index) & ((target < 0) | (target >= num_classes))).sum()
-    non_finite = (~torch.isfinite(logits)).sum()
-    _raise_bad_input(torch.stack([bad_labels, non_finite]).view(1, 2), logits, target, ignore_index)
-
-
-def _raise_from(checks: list, logits, target, ignore_index, params, bounds, names=PARAM_NAMES) -> None:
-    """Raise for the host copy ``checks`` of one call's flags: bad labels, non-finite logits, or
-    device parameters out of their bounds."""
-    bad_labels, non_finite = checks[:2]
-    for name, value, (low, high), bad in zip(names, params.tolist() if any(checks[2:]) else (),
-                                            bounds or (), checks[2:]):
-        if bad:
-            raise ValueError(f"{name} must be finite and within [{low}, {high}], got {value}")
-    if bad_labels:
-        num_classes = logits.shape[1]
-        bad = (target != ignore_index) & ((target < 0) | (target >= num_classes))
-        values = torch.unique(target[bad])[:8].tolist()
-        raise ValueError(f"target holds labels outside [0, {num_classes}) that are not "
-                         f"ignore_index={ignore_index}: {values}")
-    if non_finite:
-        _raise_non_finite(logits)
-
-
-_DEFERRED = threading.local()  # .calls: the flag reads waiting for one_check_for_all's end, or None
-
-
-@contextlib.contextmanager
-def one_check_for_all():
-    """Read the bad-input flags of every kernel call inside the block in one host-device
-    synchronisation at its end (a sum of losses, Unified Focal's three passes: one per call, as
-    #12 asks, not one per part), then raise for the first bad one. Nested blocks join the outer one."""
-    if getattr(_DEFERRED, "calls", None) is not None:
-        yield
-        return
-    _DEFERRED.calls = []
-    try:
-        yield
-        calls = _DEFERRED.calls
-    finally:
-        _DEFERRED.calls = None
-    if not calls:
-        return
-    read = torch.cat([checks.to(torch.int64) for checks, *_ in calls]).tolist()  # the one synchronisation
-    start = 0
-    for checks, *rest in calls:
-        _raise_from(read[start:start + checks.numel()], *rest)
-        start += checks.numel()
-
-
 def _mean_factor(reduction: str, part_den: torch.Tensor) -> torch.Tensor:
     """1 / (valid pixels, or the sum of their weights) for ``"mean"`` (0 when that is 0), else 1;
     ``part_den`` the kernels' per-program partial denominators. A device scalar, float32."""
@@ -336,7 +258,7 @@ class FocalFamilyTriton(torch.autograd.Function):
                 PER_CLASS=per_class, GAMMA_ZERO=gamma == 0, GAMMA_FROM_PTR=gamma_vec is not None,
                 SMOOTH=smooth is not None, WRITE_GRAD=in_forward)
         if launch.total or param_checks is not None:  # an empty batch has nothing to check but device parameters
-            _raise_bad_input(flags, logits, target, ignore_index, *(param_checks or ()))
+            device_checks.raise_bad_input(flags, logits, target, ignore_index, *(param_checks or ()))
         if per_class:
             counts = part_count.sum(dim=0, dtype=torch.int64)
             # a copy: RecallLoss(momentum) hands its running buffer, which its next call (an auxiliary
@@ -474,7 +396,7 @@ class DualFocalTriton(torch.autograd.Function):
                 WRITE_MAP=write_map, RHO_ONE=rho_one, WRITE_GRAD=in_forward, PARAMS_FROM_PTR=from_ptr,
                 PARAM_GRADS=sums_here)
         if launch.total or from_ptr:  # an empty batch has nothing to check but device parameters
-            _raise_bad_input(flags, logits, target, ignore_index, vec, param_bounds)
+            device_checks.raise_bad_input(flags, logits, target, ignore_index, vec, param_bounds)
         factor = _mean_factor(reduction, part_den)
         value = loss_map.view(target.shape) if write_map else part_loss.sum() * factor
         ctx.save_for_backward(logits, target, weight, factor, vec)
@@ -529,57 +451,3 @@ class DualFocalTriton(torch.autograd.Function):
         elif store_grad:
             grad.zero_()
         return grad, (part_param.sum(dim=0) if param_sums else None)
-
-
-REGION_PROGRAMS_PER_IMAGE = 64  # forward programs per image (each loops over tiles)
-
-
-class RegionSumsTriton(torch.autograd.Function):
-    """Per-class sums of the region losses, ``(N or 1, 3, C)`` float32: ``sum p y``, ``sum p``, ``sum y``.
-
-    Args (of ``apply``): logits ``(N, C, *S)``; target ``(N, *S)``; ``ignore_index``;
-    ``per_image`` (sums per image, else over the batch). Sums run over valid pixels, with no
-    one-hot tensor; backward turns the sums' gradients into ``dL/dz`` in one pass.
-    """
-
-    @staticmethod
-    @on_the_tensors_device
-    def forward(ctx, logits, target, ignore_index, per_image):
-        launch = _Launch(logits, target, per_image=per_image)
-        images, c, device = launch.images, launch.c, logits.device
-        steps = 1 << max(0, (-(-launch.tiles_per_image // REGION_PROGRAMS_PER_IMAGE) - 1).bit_length())
-        programs = max(1, -(-launch.tiles_per_image // steps))
-        part = torch.zeros(images, programs, 3, c, dtype=torch.float32, device=device)
-        flags = torch.zeros(images, programs, 2, dtype=torch.int32, device=device)
-        if launch.total:
-            n, pixels, c, s_n, s_c, s_p, y_n, y_p, _ = launch.common()
-            _tk.region_sums_kernel[(images * programs,)](
-                launch.flat, launch.labels, part, flags, n, pixels, c, s_n, s_c, s_p, y_n, y_p, ignore_index,
-                programs, BLOCK_C=launch.block_c, BLOCK_P=launch.block_p, INDEX_64=launch.index_64,
-                NUM_STEPS=steps, num_warps=launch.num_warps)
-            _raise_bad_input(flags.view(-1, 2), logits, target, ignore_index)
-        sums = part.sum(dim=1)
-        ctx.save_for_backward(logits, target)
-        ctx.ignore_index, ctx.per_image = ignore_index, per_image
-        return sums if per_image else sums.sum(dim=0, keepdim=True)
-
-    @staticmethod
-    @on_the_tensors_device
-    def backward(ctx, grad_sums):
-        refuse_double_backward()
-        logits, target = ctx.saved_tensors
-        if not ctx.needs_input_grad[0]:
-            return None, None, None, None
-        launch = _Launch(logits, target, per_image=ctx.per_image)
-        grad, grad_view = gradient_buffer(logits)
-        grad_view = launch.grad_view(grad_view)
-        if launch.total:
-            a = grad_sums[:, 1].to(torch.float32).contiguous()
-            b = grad_sums[:, 0].to(torch.float32).contiguous()
-            _tk.region_backward_kernel[(launch.tiles,)](
-                launch.flat, launch.labels, a, b, grad_view, *launch.common(), *_strides(grad_view),
-                launch.c if ctx.per_image else 0, ctx.ignore_index, BLOCK_C=launch.block_c, BLOCK_P=launch.block_p,
-                INDEX_64=launch.index_64_with(grad_view), num_warps=launch.num_warps)
-        else:
-            grad.zero_()
-        return grad, None, None, None

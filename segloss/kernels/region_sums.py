@@ -13,7 +13,7 @@ second pass through the softmax's Jacobian::
     dL/dz_ik = p_ik (dL/dp_ik - sum_c p_ic dL/dp_ic)
 
 with nothing of the logits' size alive but the gradient (no one-hot, no saved softmax): the
-CPU twin of :class:`segloss.kernels.cuda.RegionSumsTriton`.
+CPU twin of :class:`segloss.kernels.cuda_region.RegionSumsTriton`.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from segloss.kernels import cuda, distance
+from segloss.kernels import cuda, device_checks, distance
 from segloss.kernels.cpu import _blocks, gradient_buffer
 from segloss.kernels.region_sums import autograd_backward
 from segloss.losses._checks import (_vmapped, check_logits_target, check_reduction, functorch_transform_active,
@@ -93,7 +93,7 @@ def boundary_loss(logits: torch.Tensor, target: torch.Tensor, *, distance_maps: 
     target = check_logits_target(logits, target, ignore_index, check_finite=not on_device,
                                  check_labels=not on_device)
     if on_device:  # checked with the call's one synchronisation (a sum's: with its other parts)
-        cuda.check_on_device(logits, target, ignore_index)
+        device_checks.check_on_device(logits, target, ignore_index)
     if distance_maps is not None and tuple(distance_maps.shape) != tuple(logits.shape):
         raise ValueError(f"distance_maps must have the logits' shape {tuple(logits.shape)}, "
                          f"got {tuple(distance_maps.shape)}")

@@ -28,7 +28,7 @@ import math
 
 import torch
 
-from segloss.kernels import cuda
+from segloss.kernels import cuda, cuda_region
 from segloss.kernels.lovasz import LovaszSoftmax, lovasz_rows_autograd
 from segloss.kernels.region_sums import RegionSums, region_sums_autograd
 from segloss.losses._checks import (assert_finite_in_graph, check_logits_target, check_number, check_per_image,
@@ -41,14 +41,14 @@ def _region_sums(logits, target, ignore_index, per_image, sync=True):
     """``(TP, FP, FN, present)``, each ``(C,)`` or ``(N, C)``; validated, float32/float64.
 
     On CUDA the sums come from one Triton pass (no one-hot tensor) and their gradient from a
-    second (:class:`segloss.kernels.cuda.RegionSumsTriton`); elsewhere from their blockwise twin
+    second (:class:`segloss.kernels.cuda_region.RegionSumsTriton`); elsewhere from their blockwise twin
     (:class:`segloss.kernels.region_sums.RegionSums`), or from plain torch ops inside
     ``torch.func`` transforms, which custom autograd functions cannot join. Each gives
     ``(M, 3, C)``: the rows ``TP, P, G`` per image, or over the batch (``M = 1``).
     """
     if cuda.handles(logits):
         target = check_logits_target(logits, target, ignore_index, check_finite=False, check_labels=False)
-        sums = cuda.RegionSumsTriton.apply(logits, target, ignore_index, bool(per_image))
+        sums = cuda_region.RegionSumsTriton.apply(logits, target, ignore_index, bool(per_image))
     elif torch.compiler.is_compiling():  # NaN/Inf logits, ignored pixels' too, make the sums NaN: no extra read
         target = check_logits_target(logits, target, ignore_index, check_finite=False)
         sums = region_sums_autograd(logits, target, ignore_index, per_image)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from segloss.kernels import cuda
+from segloss.kernels import device_checks
 from segloss.losses._checks import check_number
 from segloss.losses._module_base import _Float32State, _NormalTensors
 
@@ -27,7 +27,7 @@ class _WeightedSum(_NormalTensors):
         return self.parts()[-1][1].reduction
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        with cuda.one_check_for_all():  # on CUDA: one flag read for all the parts, not one each
+        with device_checks.one_check_for_all():  # on CUDA: one flag read for all the parts, not one each
             return sum(weight * part(logits, target) for weight, part in self.parts())
 
 

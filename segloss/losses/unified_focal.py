@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from segloss.kernels import cuda
+from segloss.kernels import cuda, device_checks
 from segloss.kernels.compiled import compiled_kernels_enabled
 from segloss.losses import functional as SF
 from segloss.losses._checks import (check_logits_target, check_number, check_per_image, check_reduction, index_argument,
@@ -78,7 +78,7 @@ def unified_focal_loss(logits, target, *, tversky_weight=0.5, delta=0.6, gamma=0
     if isinstance(background, bool) or not isinstance(background, int) or not 0 <= background < max(num_classes, 1):
         raise ValueError(f"background must be a class index in [0, {num_classes}), got {background!r}")
     gamma, delta = number_or_traced(gamma, logits.device), number_or_traced(delta, logits.device)
-    with cuda.one_check_for_all():  # on CUDA: one flag read for its three passes (focal, CE, region sums)
+    with device_checks.one_check_for_all():  # on CUDA: one flag read for its three passes (focal, CE, region sums)
         pixel = _asymmetric_focal_map(logits, target, gamma, delta, background, ignore_index)
         valid = (target != ignore_index).to(pixel.dtype)
         # AFT: asymmetric focal Tversky from the region sums
