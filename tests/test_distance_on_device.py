@@ -8,15 +8,15 @@ import torch
 
 from conftest import random_batch
 from segloss.kernels import cuda, distance
-from segloss.losses.boundary import boundary_loss, signed_distance_maps
+from segloss.losses.boundary import _signed_distance_maps, boundary_loss, signed_distance_maps
 from triton_support import DEVICE, triton_path  # noqa: F401  (autouse)
 
 
-def host_maps(target, num_classes, **kwargs):
+def host_maps(target, num_classes, maps=signed_distance_maps, **kwargs):
     """scipy's maps (the host path: the kernels' route switched off)."""
     cuda.run_on_cpu_for_tests(False)
     try:
-        return signed_distance_maps(target.cpu(), num_classes, **kwargs)
+        return maps(target.cpu(), num_classes, **kwargs)
     finally:
         cuda.run_on_cpu_for_tests(True)
 
@@ -46,16 +46,23 @@ def test_device_maps_equal_scipys_exact_transform(shape, num_classes, blobs):
 
 def test_filling_absent_beyond_and_ignored_classes_match_the_host():
     """A class filling an image (distances to the border), a class absent from it (0), labels >= C and
-    an ignore_index inside [0, C) (outside every class), an image of ignored pixels only."""
+    an ignore_index inside [0, C) (outside every class), an image of ignored pixels only. Labels >= C
+    reach the unchecked maps inside the boundary loss on CUDA (their error is read at the call's end);
+    the public function refuses them."""
     target = torch.ones(4, 6, 7, dtype=torch.long)  # image 0: class 1 fills it
     target[1, 2:4, 3:6] = 0  # image 1: a block of 0 in 1
     target[1, 0, :] = 7  # beyond C: outside every class
     target[2] = 2  # image 2: class 2 everywhere, 2 is ignore_index in the second call
     target[2, 3, 3] = 0
     target[3] = 255
-    for kwargs in ({}, {"ignore_index": 2}):
-        got = signed_distance_maps(target.to(DEVICE), 3, **kwargs)
-        torch.testing.assert_close(got.cpu(), host_maps(target, 3, **kwargs), rtol=1e-6, atol=1e-6)
+    for ignore_index in (255, 2):
+        got = _signed_distance_maps(target.to(DEVICE), 3, ignore_index)
+        torch.testing.assert_close(got.cpu(), host_maps(target, 3, _signed_distance_maps, ignore_index=ignore_index),
+                                   rtol=1e-6, atol=1e-6)
+    for device in (DEVICE, "cpu"):
+        with pytest.raises(ValueError, match=r"outside \[0, 3\) that are not ignore_index=255: \[7\]; is num_classes"):
+            signed_distance_maps(target.to(device), 3)
+    target[1, 0, :] = 255
     border = signed_distance_maps(target.to(DEVICE), 3)[0, 1].cpu()
     assert border[0, 0] == 0 and border[3, 3] == -2  # -(distance to the nearest pixel past the border - 1)
 
@@ -124,3 +131,26 @@ def test_the_boundary_loss_on_the_device_path_names_bad_labels_and_non_finite_lo
     nan[0, 1, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         boundary_loss(nan, target)
+
+
+@pytest.mark.parametrize("device", [DEVICE, "cpu"], ids=["kernel path", "host path"])
+def test_given_maps_that_are_not_finite_or_not_real_are_refused(device):
+    """NaN maps gave a NaN loss, silently; on the kernel path they are counted on the device and read
+    with the call's one synchronisation (the label and logit flags' read)."""
+    if device == "cpu":
+        cuda.run_on_cpu_for_tests(False)
+    logits, target = random_batch(2, 3, (4, 5), seed=3)
+    logits, target = logits.to(device), target.to(device)
+    maps = host_maps(target, 3).to(device)
+    for value, count in ((float("nan"), "1 NaN and 0 infinite"), (float("inf"), "0 NaN and 1 infinite")):
+        bad = maps.clone()
+        bad[1, 2, 3, 4] = value
+        with pytest.raises(ValueError, match="distance_maps hold NaN or infinite values") as raised:
+            boundary_loss(logits, target, distance_maps=bad)
+        assert cuda.handles(logits) or count in str(raised.value)  # the host path also counts them
+    with pytest.raises(TypeError, match="distance_maps must be a real-valued tensor.*torch.bool"):
+        boundary_loss(logits, target, distance_maps=maps > 0)
+    with pytest.raises(TypeError, match="distance_maps must be a real-valued tensor.*got ndarray"):
+        boundary_loss(logits, target, distance_maps=maps.cpu().numpy())
+    torch.testing.assert_close(boundary_loss(logits, target, distance_maps=maps.round().long()),
+                               boundary_loss(logits, target, distance_maps=maps.round()))  # integer maps: their values

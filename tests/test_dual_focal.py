@@ -79,6 +79,23 @@ def test_dfl_parameter_gradients_match_closed_forms():
     assert params["gamma"].grad < 0  # minimising the loss pushes gamma up (documented degeneracy)
 
 
+@pytest.mark.parametrize("rho, beta_falls", [(1.0, True), (1.5, False), (3.0, False)])
+def test_learnable_beta_falls_only_while_rho_is_near_one(rho, beta_falls):
+    """The documented drift of learnable parameters: alpha always falls and rho rises, but beta falls
+    only while rho - p_c < 1; with confident predictions (false classes' p_c small) and rho = 1.5
+    it rises (the module docstring, README and registry help said "alpha and beta down" before)."""
+    from segloss.losses.modules import DualFocalLoss
+
+    logits, target = random_batch(2, 4, (6, 6), scale=4.0, seed=5)
+    loss = DualFocalLoss(alpha=1.0, beta=1.0, gamma=1.0, rho=rho, learnable=("alpha", "beta", "rho"))
+    loss(logits, target).backward()
+    grads = {name: param.grad.item() for name, param in loss.named_parameters()}
+    beta_grad = next(g for name, g in grads.items() if "beta" in name)
+    assert (beta_grad > 0) == beta_falls, grads  # gradient descent moves beta down iff its gradient is > 0
+    assert next(g for name, g in grads.items() if "alpha" in name) > 0
+    assert next(g for name, g in grads.items() if "rho" in name) < 0
+
+
 def test_dfl_saturated_logits_are_finite_in_value_and_gradient():
     logits = torch.tensor([[100.0, -100.0, -100.0], [-100.0, 100.0, -100.0], [60.0, 60.0, -60.0]],
                           requires_grad=True)

@@ -85,17 +85,26 @@ def test_fused_gradcheck_float64(name, kwargs):
     assert torch.autograd.gradcheck(fn, (logits.requires_grad_(),))
 
 
-def test_fused_dual_focal_backward_twice_is_right_or_fails_loudly():
-    logits, target = random_batch(2, 3, (4, 4), seed=9)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_fused_dual_focal_backward_twice_is_right_and_never_touches_a_gradient_handed_out(reduction):
+    """The first backward hands its forward-computed gradient over; later ones recompute it: a
+    gradient already returned is never scaled again, and one the caller changes changes nothing."""
+    logits, target = random_batch(2, 3, (4, 4), ignore_frac=0.1, seed=9)
     logits.requires_grad_()
-    loss = SF.dual_focal_loss(logits, target)
-    (first,) = torch.autograd.grad(loss, logits, retain_graph=True)
-    (second,) = torch.autograd.grad(loss, logits)  # upstream 1: the stored gradient is returned untouched
-    torch.testing.assert_close(first, second)
-    pixel_map = SF.dual_focal_loss(logits, target, reduction="none")
-    torch.autograd.grad(pixel_map, logits, torch.rand_like(pixel_map), retain_graph=True)
-    with pytest.raises(RuntimeError, match="inplace operation"):  # scaled in place: never silently wrong
-        torch.autograd.grad(pixel_map, logits, torch.rand_like(pixel_map))
+    ref = logits.detach().double().requires_grad_()
+    kwargs = {"gamma": 2.0, "rho": 1.5, "weight": [1.0, 2.0, 0.5], "reduction": reduction}
+    loss, ref_loss = SF.dual_focal_loss(logits, target, **kwargs), reference.dual_focal_loss(ref, target, **kwargs)
+    up = torch.rand_like(loss) + 0.5
+    expected = torch.autograd.grad(ref_loss, ref, up.double())[0]
+    (first,) = torch.autograd.grad(loss, logits, up, retain_graph=True)
+    kept = first.clone()
+    (second,) = torch.autograd.grad(loss, logits, 3 * up, retain_graph=True)
+    torch.testing.assert_close(first, kept, rtol=0, atol=0)  # not rescaled by the second backward
+    torch.testing.assert_close(second.double(), 3 * expected, rtol=1e-5, atol=1e-7)
+    first.mul_(10.0)  # the caller's tensor is the caller's
+    (third,) = torch.autograd.grad(loss, logits, up)
+    torch.testing.assert_close(third.double(), expected, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(kept.double(), expected, rtol=1e-5, atol=1e-7)
 
 
 def test_learnable_parameters_fall_back_to_autograd():

@@ -181,5 +181,24 @@ def test_on_cuda_it_equals_the_cpu_loss(dtype):
                                                 logits, target, 1.0)
         assert got.is_cuda and got_grad.is_cuda and got_grad.dtype == dtype
         torch.testing.assert_close(got.cpu(), want, rtol=1e-5, atol=1e-6)
-        tolerance = 1e-6 if dtype == torch.float32 else 1e-2
-        torch.testing.assert_close(got_grad.cpu().double(), want_grad.double(), rtol=tolerance, atol=tolerance)
+        if dtype == torch.bfloat16:
+            torch.testing.assert_close(got_grad.cpu().double(), want_grad.double(), rtol=1e-2, atol=1e-2)
+            continue
+        # the gradient is piecewise in the errors' order: two errors within an ulp of each other (CUDA's
+        # softmax may differ from the CPU's by one) can swap ranks and trade Lovász weights (~1/|union|);
+        # all but such pairs must agree to float32's precision
+        diff = (got_grad.cpu().double() - want_grad.double()).abs()
+        agree = diff <= 1e-6 + 1e-5 * want_grad.double().abs()
+        assert agree.double().mean() > 0.999 and diff.max() < 1e-3, (agree.double().mean(), diff.max())
+
+
+def test_per_image_mean_leaves_out_an_image_whose_pixels_are_all_ignored():
+    """Documented difference from Berman et al.'s reference (which counts such an image as 0):
+    a void crop in the batch neither lowers the loss nor scales the others' gradients down."""
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(3, 4, 5, 6, generator=g, dtype=torch.float64)
+    target = torch.randint(0, 4, (3, 5, 6), generator=g)
+    target[1] = 255
+    both = region.lovasz_softmax_loss(logits, target, per_image=True)
+    alone = [region.lovasz_softmax_loss(logits[i:i + 1], target[i:i + 1], per_image=True) for i in (0, 2)]
+    torch.testing.assert_close(both, (alone[0] + alone[1]) / 2)

@@ -101,6 +101,29 @@ def test_all_ignored_batch_gives_zero_with_zero_gradient(name, kwargs):
     assert value.item() == 0.0 and torch.count_nonzero(z.grad) == 0
 
 
+@pytest.mark.parametrize("name, key", [("cross_entropy", "weight"), ("focal_loss", "alpha"), ("focal_loss", "weight"),
+                                       ("recall_loss", "weight"), ("dual_focal_loss", "weight")])
+@pytest.mark.parametrize("layout", ["strided", "expanded"])
+def test_class_vectors_on_the_device_may_be_strided_or_expanded(name, key, layout):
+    """A column of a weight table, or one value expanded to C, is read by its strides: the kernels
+    read a class vector with stride 1, so it must reach them contiguous (a strided CE weight gave
+    3x the loss; an expanded one read past its storage)."""
+    logits, target = random_batch(2, 4, (5, 6), scale=3.0, ignore_frac=0.1, seed=12)
+    if layout == "strided":
+        table = torch.tensor([[0.5, 9.0], [2.0, 9.0], [1.0, 9.0], [3.0, 9.0]], device=DEVICE)
+        vector = table[:, 0]
+    else:
+        vector = torch.tensor([0.75], device=DEVICE).expand(4)
+    assert not vector.is_contiguous()
+    results = []
+    for given in (vector, vector.contiguous()):
+        z = logits.to(DEVICE).requires_grad_()
+        value = getattr(SF, name)(z, target.to(DEVICE), reduction="sum", **{key: given})
+        value.backward()
+        results.append((value.detach(), z.grad))
+    torch.testing.assert_close(results[0], results[1], rtol=1e-6, atol=1e-6)
+
+
 def test_empty_batch_gives_zero():
     z = torch.zeros(0, 4, 3, 3, device=DEVICE, requires_grad=True)
     value = SF.focal_loss(z, torch.zeros(0, 3, 3, dtype=torch.long, device=DEVICE))
@@ -131,6 +154,21 @@ def test_bad_labels_and_non_finite_logits_raise_clear_errors():
     logits[0, 2, 1, 1] = float("nan")
     with pytest.raises(ValueError, match="logits contain 1 NaN and 0 Inf"):
         SF.dual_focal_loss(logits.to(DEVICE), target.to(DEVICE))
+
+
+@pytest.mark.parametrize("threshold, min_kept", [(0.7, 0.1), (0.99, 1.0)])
+def test_weighted_ohem_with_a_bad_label_inside_a_sums_block_raises_the_labels_error(threshold, min_kept):
+    """Inside one_check_for_all the label check is read at the block's end, after OHEM has gathered
+    its class weights by label: a label >= C (a pixel the kernel scores 0, so p_t = 1, kept once every
+    pixel is) must not index past the weights (an IndexError here, a device assert on CUDA)."""
+    from segloss.kernels import device_checks
+
+    logits, target = random_batch(1, 4, (3, 3), seed=9)
+    target[0, 0, 0] = 7
+    with pytest.raises(ValueError, match=r"outside \[0, 4\).*: \[7\]"):
+        with device_checks.one_check_for_all():
+            SF.ohem_cross_entropy(logits.to(DEVICE), target.to(DEVICE), threshold=threshold, min_kept=min_kept,
+                                  weight=[1.0, 2.0, 0.5, 1.0])
 
 
 @pytest.mark.parametrize("kwargs", [{"gamma": 2.0}, {"gamma": 0.0}, {"alpha": 0.25}, {"gamma": 1.5, "alpha": 3.0},

@@ -66,6 +66,22 @@ def test_launch_takes_64_bit_offsets_only_past_2_to_the_31():
     assert not launch(2**29, 2).index_64
 
 
+def test_past_the_end_tiles_of_the_last_program_count_toward_64_bit_offsets(monkeypatch):
+    """Forward programs walk ``steps`` tiles each, ``programs * steps`` in all (more than the tiles):
+    their pixel offsets must fit too. Logits expanded along the classes (stride 0) reach no further
+    than their pixels, so only that product says 64 bits are needed."""
+    monkeypatch.setattr(cuda, "MAX_PROGRAMS", 4)
+    pixels = 9 * 512  # 9 tiles of 512 pixels at C = 2: 3 programs of 4 steps, 12 tiles walked
+    logits = torch.empty(1, 1, pixels, device="meta").expand(1, 2, pixels)
+    target = torch.empty(1, pixels, dtype=torch.long, device="meta")
+    monkeypatch.setattr(cuda, "INT32_LIMIT", 12 * 512 - 1)
+    launch = cuda._Launch(logits, target)
+    assert (launch.block_p, launch.steps, launch.programs) == (512, 4, 3)
+    assert launch.index_64
+    monkeypatch.setattr(cuda, "INT32_LIMIT", 12 * 512)
+    assert not cuda._Launch(logits, target).index_64
+
+
 def test_a_label_past_32_bits_is_not_taken_for_a_class():
     logits, target = random_batch(1, 4, (3, 3), seed=25)
     target[0, 1, 1] = 2**32 + 1  # class 1 if the kernels compared labels in 32 bits

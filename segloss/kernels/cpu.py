@@ -382,20 +382,31 @@ class DualFocalFused(torch.autograd.Function):
     valid pixels' weights, 0 if that is 0; ``"sum"``) or the ``(N, *S)`` map (``"none"``), and
     the int64 ``(C,)`` valid-pixel counts.
 
-    The gradient ``(N, C, *S)`` is the only full-size buffer. Backward returns it as it is when
-    the upstream gradient is 1 (a plain ``loss.backward()``), so backward can run again with
-    ``retain_graph``; otherwise it scales it in place, and a second backward through the same
-    graph raises autograd's "modified by an inplace operation" error rather than give wrong
-    numbers (use :mod:`segloss.losses.reference` for that).
+    The gradient ``(N, C, *S)`` is the only full-size buffer. The first backward hands it over,
+    scaled in place by the upstream gradient (nothing done for a plain ``loss.backward()``): the
+    caller owns it, and nothing here writes to it again. A second backward through the same graph
+    (``retain_graph``) recomputes it from the saved logits, as the Triton path does.
     """
 
     @staticmethod
     def forward(ctx, logits, target, ignore_index, class_scale, params, reduction):
+        value, counts, grad = DualFocalFused.run(logits, target, ignore_index, class_scale, params, reduction,
+                                                 with_grad=ctx.needs_input_grad[0])
+        ctx.forward_grad = grad  # handed over by the first backward (an attribute: no version counter to trip)
+        ctx.save_for_backward(logits, target)  # for a second backward's recomputation; no copy
+        ctx.ignore_index, ctx.class_scale, ctx.params, ctx.reduction = ignore_index, class_scale, params, reduction
+        ctx.mark_non_differentiable(counts)
+        return value, counts
+
+    @staticmethod
+    def run(logits, target, ignore_index, class_scale, params, reduction, with_grad: bool):
+        """``(value, counts, grad)``: the loss (see the class), the valid pixels per class and, when
+        ``with_grad``, ``dL/dz`` (else None), computed block by block."""
         n, c = logits.shape[:2]
         flat, labels = logits.reshape(n, c, -1), target.reshape(n, -1)
         dtype, device = _compute_dtype(logits.dtype), logits.device
         out = torch.empty(n, flat.shape[2], dtype=dtype, device=device)
-        grad = torch.empty(logits.shape, dtype=dtype, device=device) if ctx.needs_input_grad[0] else None
+        grad = torch.empty(logits.shape, dtype=dtype, device=device) if with_grad else None
         scale = None if class_scale is None else class_scale.to(dtype)
         counts = torch.bincount(torch.where(labels != ignore_index, labels, c).reshape(-1), minlength=c + 1)[:c]
         factor = 1.0
@@ -438,20 +449,20 @@ class DualFocalFused(torch.autograd.Function):
                 _raise_non_finite(logits)
             del work
             value = out.reshape(target.shape) if reduction == "none" else out.sum() * factor
-        if grad is not None:
-            ctx.save_for_backward(grad)
-        ctx.reduction = reduction
-        ctx.mark_non_differentiable(counts)
-        return value, counts
+        return value, counts, grad
 
     @staticmethod
     def backward(ctx, upstream, _grad_counts):
         refuse_double_backward()
-        (grad,) = ctx.saved_tensors
+        logits, target = ctx.saved_tensors
+        grad, ctx.forward_grad = ctx.forward_grad, None
+        if grad is None:  # handed over already: a second backward (retain_graph) recomputes it
+            grad = DualFocalFused.run(logits, target, ctx.ignore_index, ctx.class_scale, ctx.params, ctx.reduction,
+                                      with_grad=True)[2]
         n, c = grad.shape[:2]
         if ctx.reduction != "none":
-            if bool(upstream == 1):
-                return grad, None, None, None, None, None
-            return grad.mul_(upstream.to(grad.dtype)), None, None, None, None, None
-        grad.view(n, c, -1).mul_(upstream.reshape(n, 1, -1).to(grad.dtype))
+            if not bool(upstream == 1):
+                grad.mul_(upstream.to(grad.dtype))
+        else:
+            grad.view(n, c, -1).mul_(upstream.reshape(n, 1, -1).to(grad.dtype))
         return grad, None, None, None, None, None

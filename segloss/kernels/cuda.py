@@ -150,7 +150,7 @@ class _Launch:
         self.steps = 1 << max(0, (-(-self.tiles // MAX_PROGRAMS) - 1).bit_length())
         self.programs = max(1, -(-self.tiles // self.steps))
         self.index_64 = max(_max_offset(self.flat), _max_offset(self.labels), self.total + self.block_p,
-                            self.tiles * self.block_p) > INT32_LIMIT
+                            self.programs * self.steps * self.block_p) > INT32_LIMIT  # past-the-end tiles too
 
     def grad_view(self, grad_view: torch.Tensor) -> torch.Tensor:
         """The gradient buffer's ``(N, C, P)`` view as the kernels see the logits."""
@@ -234,7 +234,7 @@ class FocalFamilyTriton(torch.autograd.Function):
         per_class = scale_from_counts is not None
         write_map = reduction == "none"
         part_loss, part_den, part_count, flags, loss_map = launch.buffers(device, per_class, write_map)
-        scale = class_scale if class_scale is not None and not per_class else None
+        scale = class_scale.float().contiguous() if class_scale is not None and not per_class else None  # read with stride 1
         den_weight = weight.float().contiguous() if weight is not None else None
         smooth = _smoothing_weights(smoothing, weight, launch.c, device)
         wants_logits_grad = wants_grad and logits.requires_grad and not per_class

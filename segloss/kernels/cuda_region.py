@@ -39,7 +39,8 @@ class RegionSumsTriton(torch.autograd.Function):
             n, pixels, c, s_n, s_c, s_p, y_n, y_p, _ = launch.common()
             _tr.region_sums_kernel[(images * programs,)](
                 launch.flat, launch.labels, part, flags, n, pixels, c, s_n, s_c, s_p, y_n, y_p, ignore_index,
-                programs, BLOCK_C=launch.block_c, BLOCK_P=launch.block_p, INDEX_64=launch.index_64,
+                programs, BLOCK_C=launch.block_c, BLOCK_P=launch.block_p,
+                INDEX_64=launch.index_64 or programs * steps * launch.block_p > cuda.INT32_LIMIT,  # past-the-end tiles
                 NUM_STEPS=steps, num_warps=launch.num_warps)
             device_checks.raise_bad_input(flags.view(-1, 2), logits, target, ignore_index)
         sums = part.sum(dim=1)

@@ -248,7 +248,7 @@ def class_vector(
             f"got {tuple(value.shape)}"
         )
     if torch.compiler.is_compiling():
-        value = value.to(device=like.device, dtype=like.dtype)
+        value = value.to(device=like.device, dtype=like.dtype).contiguous()
         torch._assert_async((torch.isfinite(value) & (value >= 0) & (value <= MAX_SCALE)).all(),
                             f"{name} entries must be finite, >= 0 and <= {MAX_SCALE:g}")
         return value
@@ -261,7 +261,7 @@ def class_vector(
         return _device_copy(value, like)
     if value.device.type == "cpu" and like.device.type != "cpu" and _plain(value):
         return _device_copy(value.detach(), like)  # a CPU weight tensor with CUDA logits: by its values too
-    return value.to(device=like.device, dtype=like.dtype)
+    return value.to(device=like.device, dtype=like.dtype).contiguous()  # kernels read it with stride 1
 
 
 def _plain(value: torch.Tensor) -> bool:

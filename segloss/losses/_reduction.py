@@ -19,7 +19,10 @@ def pixel_weights(target: torch.Tensor, counted: torch.Tensor, weight: torch.Ten
     ones = counted.to(dtype)
     if weight is None:
         return ones
-    return ones * weight.to(dtype)[torch.where(counted, target, 0).long()]
+    # labels outside [0, C) index nothing: on CUDA their check is read at the end of the call (or of a
+    # sum's block), after this gather; an out-of-range gather there is a device assert, not a ValueError
+    inside = counted & (target >= 0) & (target < weight.numel())
+    return ones * weight.to(dtype)[torch.where(inside, target, 0).long()]
 
 
 def reduce_map(pixel_loss: torch.Tensor, denominator: torch.Tensor, reduction: str) -> torch.Tensor:

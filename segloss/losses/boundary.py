@@ -38,16 +38,30 @@ def signed_distance_maps(target, num_classes: int, *, ignore_index: int = 255) -
     CUDA labels are transformed on their device (:mod:`segloss.kernels.distance`), others by scipy.
 
     Raises:
-        ValueError: ``num_classes`` below 2; TypeError: non-integer labels.
+        ValueError: ``num_classes`` below 2, labels outside ``[0, num_classes)`` that are not
+        ``ignore_index`` (maps made with the wrong C would be silently 0 for those classes);
+        TypeError: non-integer labels.
     """
     ignore_index = index_argument(ignore_index)  # numpy integers, as torch takes
-    from scipy.ndimage import distance_transform_edt  # a well-kept exact EDT (Maurer et al.'s algorithm)
-
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
     labels = torch.as_tensor(target)
-    if labels.is_floating_point() or labels.dtype == torch.bool:
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise TypeError(f"target must hold integer labels, got dtype {labels.dtype}")
+    if not _vmapped(labels) and not functorch_transform_active():
+        as_numbers = labels.long()  # uint8 labels compare with a negative ignore_index as numbers, not wrapped
+        bad = (as_numbers != ignore_index) & ((as_numbers < 0) | (as_numbers >= num_classes))
+        if bool(bad.any()):  # on CUDA this one read is the call's synchronisation (a data loader's, once a mask)
+            values = torch.unique(as_numbers[bad])[:8].tolist()
+            raise ValueError(f"target holds labels outside [0, {num_classes}) that are not "
+                             f"ignore_index={ignore_index}: {values}; is num_classes right?")
+    return _signed_distance_maps(labels, num_classes, ignore_index)
+
+
+def _signed_distance_maps(labels: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
+    """:func:`signed_distance_maps` for checked arguments (labels outside ``[0, C)`` get no map)."""
+    from scipy.ndimage import distance_transform_edt  # a well-kept exact EDT (Maurer et al.'s algorithm)
+
     if _vmapped(labels):
         raise ValueError("signed_distance_maps cannot run inside torch.func.vmap over the labels (scipy computes "
                          "each map on the host): compute the maps first, signed_distance_maps(target, C), "
@@ -92,13 +106,12 @@ def boundary_loss(logits: torch.Tensor, target: torch.Tensor, *, distance_maps: 
     on_device = cuda.handles(logits) and not functorch_transform_active() and not _vmapped(logits)
     target = check_logits_target(logits, target, ignore_index, check_finite=not on_device,
                                  check_labels=not on_device)
+    if distance_maps is not None:
+        _check_maps(distance_maps, logits, on_device)
     if on_device:  # checked with the call's one synchronisation (a sum's: with its other parts)
-        device_checks.check_on_device(logits, target, ignore_index)
-    if distance_maps is not None and tuple(distance_maps.shape) != tuple(logits.shape):
-        raise ValueError(f"distance_maps must have the logits' shape {tuple(logits.shape)}, "
-                         f"got {tuple(distance_maps.shape)}")
+        device_checks.check_on_device(logits, target, ignore_index, distance_maps)
     if distance_maps is None:  # on CUDA computed there too (segloss.kernels.distance): no host round trip
-        distance_maps = signed_distance_maps(target, logits.shape[1], ignore_index=ignore_index)
+        distance_maps = _signed_distance_maps(target, logits.shape[1], ignore_index)
     valid = target != ignore_index
     count = logits.shape[1] - 1 if foreground_only else logits.shape[1]
     from segloss.losses.functional import _needs_autograd  # (functional imports this module)
@@ -109,6 +122,23 @@ def boundary_loss(logits: torch.Tensor, target: torch.Tensor, *, distance_maps: 
     else:
         pixel = _DistanceWeightedSoftmax.apply(logits, distance_maps, valid, bool(foreground_only)) / count
     return reduce_map(pixel, valid.sum().to(pixel.dtype), reduction)
+
+
+def _check_maps(maps, logits: torch.Tensor, on_device: bool) -> None:
+    """Given distance maps: a real tensor of the logits' shape, finite (on CUDA counted on the device,
+    read with the call's one synchronisation: :func:`segloss.kernels.device_checks.check_on_device`)."""
+    if not isinstance(maps, torch.Tensor) or maps.dtype == torch.bool or maps.is_complex():
+        kind = f"a tensor of dtype {maps.dtype}" if isinstance(maps, torch.Tensor) else type(maps).__name__
+        raise TypeError(f"distance_maps must be a real-valued tensor (signed_distance_maps(target, C)), got {kind}")
+    if tuple(maps.shape) != tuple(logits.shape):
+        raise ValueError(f"distance_maps must have the logits' shape {tuple(logits.shape)}, got {tuple(maps.shape)}")
+    if on_device or _vmapped(maps) or functorch_transform_active() or torch.compiler.is_compiling():
+        return
+    finite = torch.isfinite(maps.detach())
+    if not bool(finite.all()):
+        nan = int(torch.isnan(maps.detach()).sum())
+        raise ValueError(f"{device_checks.NON_FINITE_MAPS} ({nan} NaN and {finite.numel() - int(finite.sum()) - nan} "
+                         f"infinite values)")
 
 
 def _weighted_softmax(logits: torch.Tensor, maps: torch.Tensor, valid: torch.Tensor, first: int) -> torch.Tensor:

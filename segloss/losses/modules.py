@@ -144,9 +144,11 @@ class DualFocalLoss(_PixelLoss):
     What the gradient does to them, plainly: minimising the loss it also tunes is degenerate.
     ``dDFL/dgamma = alpha * sum_c |y_c - p_c|^gamma log|y_c - p_c| <= 0`` so gamma grows toward
     its upper bound and the focal-style term fades; ``dDFL/dalpha = sum_c |y_c - p_c|^gamma >= 0``
-    and ``dDFL/dbeta = -sum_{c != t} log(rho - p_c) >= 0`` (for rho < 2) push alpha and beta toward
-    their lower bounds; ``dDFL/drho < 0`` pushes rho upward. The bounds are what keeps them finite;
-    watch them (``current_params()``) rather than trust them.
+    pushes alpha toward its lower bound; ``dDFL/drho = -beta sum_{c != t} 1 / (rho - p_c) < 0`` pushes
+    rho upward. ``dDFL/dbeta = -sum_{c != t} log(rho - p_c)`` is ``>= 0`` at rho = 1 (beta falls), but
+    negative wherever a false class's probability is below ``rho - 1``: once rho has grown, beta is
+    pushed up to its upper bound (the false-class term then rewards the loss without limit). The
+    bounds are what keeps them finite; watch them (``current_params()``) rather than trust them.
 
     Args:
         alpha, beta, gamma, rho: starting values (``rho >= 1``; others ``>= 0``).

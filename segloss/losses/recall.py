@@ -1,4 +1,4 @@
-"""Recall loss (Tian, Kim, Gupta, Raman; ICRA 2022, arXiv:2106.14917): cross-entropy with each pixel
+"""Recall loss (Tian, Mithun, Seymour, Chiu, Kira; ICRA 2022, arXiv:2106.14917): cross-entropy with each pixel
 scaled by ``1 - R_{y_i}``, its class's recall in the batch (``R_c = TP_c / N_c`` from the argmax over
 valid pixels, all-reduced under ``torch.distributed``), the weights carrying no gradient.
 

@@ -222,7 +222,8 @@ LOSSES: dict[str, LossSpec] = {
                 ParamSpec("rho", "rho", 1.0, "Offset in log(rho - p_c); must be >= 1. Larger rho softens the "
                           "false-class penalty.", low=1.0, high=10.0, step=0.05),
                 ParamSpec("learnable", "Learn by backpropagation", (), "Parameters made nn.Parameters, kept "
-                          "inside bounds. Minimising the loss drives gamma and rho up, alpha and beta down.",
+                          "inside bounds. Minimising the loss drives gamma and rho up and alpha down; beta falls while "
+                          "rho is near 1, then climbs once rho - p_c > 1 for the false classes.",
                           kind="multichoice", choices=modules.DFL_PARAMETERS),
             ),
             factory=lambda alpha, beta, gamma, rho, learnable, **common: modules.DualFocalLoss(
