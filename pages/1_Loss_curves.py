@@ -147,10 +147,13 @@ with chart:
         st.plotly_chart(fig, width="stretch", key="curves")
         st.download_button("Download curve data (CSV)", plots.table_csv({"p_t": P_T, **curves}),
                            file_name="loss_curves.csv", mime="text/csv")
-    if overlay:
-        st.caption("Colour: gamma. Line style: solid focal, dotted Dual Focal, dash-dot Dice + focal"
+    overlaid = [name for name in chosen if name != "recall" and analysis.takes_values(name, "gamma", GAMMAS)]
+    if overlay and overlaid:  # only when a chosen loss is drawn once per gamma
+        dashes = {"solid": "solid", "dot": "dotted", "dashdot": "dash-dot"}
+        styles_named = [f"{dashes[LOSS_DASHES.get(name, 'dashdot')]} {segloss.LOSSES[name].title}" for name in overlaid]
+        st.caption("Colour: gamma. Line style: " + ", ".join(styles_named)
                    + (", long dashes in browns recall loss (dark: low batch recall)" if "recall" in chosen else "")
-                   + ". Focal with γ = 0 lies exactly on CE.")
+                   + (". Focal with γ = 0 lies exactly on CE." if "focal" in overlaid and "ce" in chosen else "."))
     region = [segloss.LOSSES[n].title for n in chosen
               if not segloss.LOSSES[n].pixelwise and n not in analysis.BOUNDARY_LOSSES]
     if region:

@@ -138,13 +138,15 @@ else:
     right.plotly_chart(plots.curves_figure(P_T, analysis.ratio_to_ce(slices, ce), x_title="p_t",
                                            y_title="gradient / CE gradient", log_y=True,
                                            well_classified=analysis.WELL_CLASSIFIED, height=380, show_legend=False,
-                                           styles=colors, front=front),
+                                           styles=colors, front=front, legend_columns=1,
+                                           room_for=len(slices) + 1),  # the left one's legend: level plot areas
                        width="stretch", key="ratios")
     at_easy = analysis.ratio_at(P_T, analysis.ratio_to_ce(slices, ce), 0.9)
     shown = [f"{label}: {ratio:.2%}" for label, ratio in at_easy.items()]
-    st.caption(f"Right: how strongly each setting scales a pixel's gradient compared with cross-entropy; below 1 "
-               f"the pixel is down-weighted. An easy pixel (p_t = 0.9) keeps, of CE's push, under {spec.title}: "
-               + "; ".join(shown) + ".")
+    st.caption(f"Left: the gradient's size {COMPONENT_LABELS[component]} against p_t at each chosen {sweep}, cross-entropy's "
+               f"dashed. Right: how strongly each setting scales a pixel's gradient compared with cross-entropy; "
+               f"below 1 the pixel is down-weighted. An easy pixel (p_t = 0.9) keeps, of CE's push, under "
+               f"{spec.title}: " + "; ".join(shown) + ".")
     table = {sweep: np.repeat(values, len(P_T)), "p_t": np.tile(P_T, len(values)), "gradient": z.ravel()}
     if note := analysis.zero_gradient_note(P_T, slices):
         st.caption(note)

@@ -169,8 +169,13 @@ def test_gradient_slices_sit_at_round_values_and_the_caption_names_the_loss():
     names = [t["name"] for t in slices["data"]]
     assert names == ["gamma = 0", "gamma = 0.5", "gamma = 1", "gamma = 2", "gamma = 5", "cross-entropy"]
     by_label(app.selectbox, "Loss").set_value("dual_focal").run()
-    caption = next(c.value for c in app.caption if c.value.startswith("Right:"))
+    caption = next(c.value for c in app.caption if c.value.startswith("Left:"))
     assert "Dual Focal" in caption and "focal loss at gamma" not in caption
+    assert "at each chosen gamma" in caption and "Right: how strongly" in caption  # both charts explained
+    left, right = figures(app)[1:3]  # the ratios beside the slices: the same room for the legend, level plots
+    assert not right["layout"]["showlegend"]
+    assert (left["layout"]["height"], left["layout"]["margin"]) == (right["layout"]["height"], right["layout"]["margin"])
+    assert right["layout"]["yaxis"].get("dtick") == "D2"  # 1, 2, 5 per decade: not every digit stacked below 1
 
 
 def test_gradient_ratio_axis_follows_the_data_and_dice_has_no_empty_expander():

@@ -288,3 +288,19 @@ def test_every_registry_loss_draws_on_an_upload_in_both_modes():
     for trace in traces:
         values = decoded(trace, "z")
         assert np.isfinite(values).all() and values.max() > 0, trace["name"]
+
+
+def test_a_lone_bad_file_is_named_before_its_partner_is_uploaded():
+    """With one file there, its header is checked at once (a text file as mask waited, silently,
+    for a valid image); a good lone file only gets the instructions."""
+    cases = {c[0]: c for c in bad_files()}
+    for case in ("text-as-png-mask", "jpeg-mask", "empty-image", "bomb-image"):
+        _, slot, name, content, words = cases[case]
+        app = open_page(PAGE)
+        upload(app, slot, name, content)
+        assert not app.exception, app.exception
+        assert len(app.error) == 1 and words in app.error[0].value, (case, [e.value for e in app.error])
+        assert any("Try a sample" in i.value for i in app.info) and not figures(app)
+    app = open_page(PAGE)
+    upload(app, "image", "scene.png", good_files()["image"])
+    assert not app.error and not app.exception and any("Try a sample" in i.value for i in app.info)

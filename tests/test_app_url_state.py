@@ -188,3 +188,17 @@ def test_a_value_repeated_in_a_link_counts_once():
     assert not app.exception  # two widgets with one key crashed the page
     assert by_label(app.multiselect, "Losses").value == ["focal", "ce"]
     assert by_label(app.multiselect, "Overlay gamma values").value == [2.0]
+
+
+def test_the_gamma_caption_names_only_the_losses_drawn_once_per_gamma():
+    """No "Colour: gamma" legend for losses without a gamma (it showed for boundary + CE)."""
+    def caption(query):
+        app = open_with(CURVES, query)
+        assert not app.exception
+        return [c.value for c in app.caption if c.value.startswith("Colour: gamma")]
+
+    assert caption({"losses": "boundary,ce"}) == []
+    (both,) = caption({"losses": "focal,dual_focal,ce"})
+    assert "solid Focal loss, dotted Dual Focal loss" in both and "lies exactly on CE" in both
+    (alone,) = caption({"losses": "dual_focal"})
+    assert "Focal loss," not in alone and "lies exactly on CE" not in alone

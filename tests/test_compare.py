@@ -114,5 +114,6 @@ def test_the_tradeoff_chart_never_zooms_a_small_gap_to_fill_it():
     wide = tradeoff_figure({"losses": {"ce": entry(0.2, 0.5, 0.05), "lovasz": entry(0.8, 0.9, 0.05)}})
     y_low, y_high = wide.layout.yaxis.range
     assert y_low <= 0.45 and 0.95 <= y_high <= 1.0  # the data and its error bars, inside [0, 1]
+    assert min(0.45 - y_low, y_high - 0.95) >= 0.03 * (y_high - y_low)  # room for the outermost markers
     edge = tradeoff_figure({"losses": {"a": entry(0.99, 0.005), "b": entry(0.995, 0.01)}})
     assert edge.layout.xaxis.range[1] == 1.0 and edge.layout.yaxis.range[0] == 0.0

@@ -434,3 +434,33 @@ def test_a_mask_that_is_no_image_names_the_lossless_formats_only():
     assert "PNG, TIFF, BMP" in message and "JPEG" not in message
     with pytest.raises(loaders.ImageError, match="JPEG"):
         loaders.load_image(b"this is a text file, not an image")
+
+
+def test_a_damaged_npy_header_and_non_probabilities_get_plain_words():
+    """A .npy whose bytes after the signature are garbage said "uses .npy format version (32, 103)";
+    probabilities that are not said "kind='probabilities' but ...": both now say what is wrong."""
+    damaged = b"\x93NUMPY" + b" g" + npy(LOGITS_CHW)[8:]
+    with pytest.raises(loaders.LogitsError, match=r"not a readable \.npy file.*damaged.*np\.save") as err:
+        load_logits(damaged, num_classes=5)
+    assert "(32, 103)" not in str(err.value)
+    with pytest.raises(loaders.LogitsError, match=r"^The array was given as probabilities, but it has values "
+                                                  r"outside \[0, 1\]"):
+        load_logits(npy(LOGITS_CHW * 10), num_classes=5, kind="probabilities")
+
+
+def test_a_header_check_refuses_what_cannot_be_an_image_or_a_mask_without_decoding_it():
+    good = io.BytesIO()
+    Image.fromarray(np.zeros((4, 5), np.uint8)).save(good, "PNG")
+    loaders.check_header(good.getvalue(), "image")
+    loaders.check_header(good.getvalue(), "mask")
+    jpeg = io.BytesIO()
+    Image.fromarray(np.zeros((4, 5), np.uint8)).save(jpeg, "JPEG")
+    loaders.check_header(jpeg.getvalue(), "image")
+    with pytest.raises(loaders.MaskError, match="JPEG-compressed file; masks must be lossless"):
+        loaders.check_header(jpeg.getvalue(), "mask")
+    with pytest.raises(loaders.ImageError, match="not a recognised image"):
+        loaders.check_header(b"plain text", "image")
+    with pytest.raises(loaders.MaskError, match="empty"):
+        loaders.check_header(b"", "mask")
+    with pytest.raises(ValueError, match="'image' or 'mask'"):
+        loaders.check_header(good.getvalue(), "logits")

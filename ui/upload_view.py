@@ -21,7 +21,8 @@ from segloss.train import fitting
 from segloss.uploads import simulate
 from segloss.uploads.scene import (FROM_MASK, OFFER_IGNORE, OFFER_RESIZE, SAMPLE_DIR, Scene, SceneProblem,
                            sample_scene, scene_from_uploads)
-from segloss.uploads.loaders import IMAGE_FORMATS, MASK_FORMATS, MAX_UPLOAD_BYTES, UploadError, load_logits
+from segloss.uploads.loaders import (IMAGE_FORMATS, MASK_FORMATS, MAX_UPLOAD_BYTES, UploadError, check_header,
+                                     load_logits)
 
 from ui.url_state import PageState
 
@@ -136,6 +137,12 @@ def scene_input() -> tuple[Scene, str] | None:
             st.button("Back to my files", on_click=_set_mode, args=("upload",))
         return scene, f"sample:{dataset}:{index}"
     if image_file is None or mask_file is None:
+        for upload, what in ((image_file, "image"), (mask_file, "mask")):
+            if upload is not None:  # say now what is wrong with the one file there, not once the other comes
+                try:
+                    check_header(upload.getvalue(), what)
+                except UploadError as err:
+                    st.error(str(err), icon=":material/error:")
         st.info("Upload an image **and** its mask, or click **Try a sample**.")
         return None
     image, mask = image_file.getvalue(), mask_file.getvalue()

@@ -91,10 +91,11 @@ def tradeoff_figure(summary: dict, height: int = 420, colors: dict | None = None
 
 def _span(values, stds, min_span: float = 0.1) -> list[float]:
     """An axis range over ``values +- stds`` at least ``min_span`` wide (inside [0, 1] where it fits), so
-    that a 0.01 difference between two runs does not fill the chart as if it were a wide one."""
+    that a 0.01 difference between two runs does not fill the chart as if it were a wide one; 4% of it
+    beyond the outermost points, so that their markers (about 12 px) are not cut by the chart's edge."""
     low = min(v - (s or 0.0) for v, s in zip(values, stds))
     high = max(v + (s or 0.0) for v, s in zip(values, stds))
-    pad = max(min_span - (high - low), 0.0) / 2 + 0.01
+    pad = max(min_span - (high - low), 0.0) / 2 + 0.04 * max(high - low, min_span)
     low, high = low - pad, high + pad
     if low < 0 and high - low <= 1:
         low, high = 0.0, high - low

@@ -209,7 +209,7 @@ def figures(snapshot: TrainerSnapshot, kind: str = "loss") -> dict:
                                                  y_title="validation", y_range=(0, 1)),
         "recall": plots.training_curves_figure(*per_class_curves(snapshot, "recall"),
                                              y_title="recall per class (validation)", colors=colors,
-                                             y_range=(0, 1.02)),
+                                             y_range=(0, 1.02), legend_columns=2),  # half the page wide
     }
     if snapshot.view is not None:
         view = snapshot.view

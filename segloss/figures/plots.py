@@ -32,8 +32,12 @@ def plain_numbers(fig: go.Figure) -> go.Figure:
 
 def _decades_only(span: float) -> dict:
     """A log axis spanning ``span`` decades labels only the powers of ten past two decades (between
-    them plotly's "2x10, 5, 2, 5x10^-1" crowd the axis); narrower ones keep the labels in between."""
-    return {"dtick": 1} if span > 2.0 else {}
+    them plotly's "2x10, 5, 2, 5x10^-1" crowd the axis), 1, 2 and 5 per decade past about half a
+    decade (plotly's every digit stacked "9x10^-1, 8x10^-1, 7x10^-1" into one blur below 1); narrower
+    ones keep plotly's labels in between."""
+    if span > 2.0:
+        return {"dtick": 1}
+    return {"dtick": "D2"} if span > 0.6 else {}
 
 
 LEGEND_COLUMNS = 3  # legend entries per row under a chart with many curves
@@ -43,7 +47,7 @@ def curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x_title: s
                   log_x: bool = False, log_y: bool = False, well_classified: float | None = None,
                   dashed: Sequence[str] = (), styles: Mapping[str, dict] | None = None, log_floor: float = 1e-7,
                   show_legend: bool = True, height: int = 460, legend_columns: int = LEGEND_COLUMNS,
-                  front: Sequence[str] = ()) -> go.Figure:
+                  front: Sequence[str] = (), room_for: int | None = None) -> go.Figure:
     """Line chart of several named curves over a shared x.
 
     Args:
@@ -59,6 +63,9 @@ def curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x_title: s
         legend_columns: entries per legend row under the chart (fewer for a half-width chart).
         front: names drawn in front of the others, the first frontmost (curves that coincide until
             each stops, like OHEM's thresholds: the one that stops first on top shows every stop).
+        room_for: legend entries to make room for (default: the legend's own, 1 without one); a
+            chart without a legend beside one with it passes that one's count, so that both plot
+            areas have the same height and top.
     """
     fig = go.Figure()
     x32 = _f32(x)
@@ -82,7 +89,8 @@ def curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x_title: s
         x0, x1 = (np.log10(well_classified), np.log10(x_high)) if log_x else (well_classified, x_high)
         fig.add_vrect(x0=x0, x1=x1, fillcolor=WELL_CLASSIFIED_COLOR, line_width=0,  # label ends at the axis' end
                       annotation_text="well-classified", annotation_position="top right", annotation_xanchor="right")
-    fig.update_layout(**legend_layout(height, len(curves) if show_legend else 1, legend_columns), hovermode="x unified",
+    entries = room_for if room_for is not None else (len(curves) if show_legend else 1)
+    fig.update_layout(**legend_layout(height, entries, legend_columns), hovermode="x unified",
                       showlegend=show_legend)
     if log_x:
         fig.update_xaxes(title=x_title, type="log", range=[np.log10(x_low), np.log10(x_high)],
@@ -267,8 +275,8 @@ def loss_panels_figure(image: np.ndarray, panels: Mapping[str, np.ndarray], *, f
                                  opacity=opacity, colorscale=LOSS_COLORSCALE, zmin=low, zmax=high,
                                  showscale=not shared_scale or index == 0, colorbar=bar, zsmooth=False, name=title,
                                  **_position(factor)), row=row, col=j)
-    fig.update_xaxes(matches="x", showticklabels=False)
-    fig.update_yaxes(matches="y", showticklabels=False)
+    fig.update_xaxes(matches="x", showticklabels=False, ticks="", showgrid=False)  # pixels: no numbers, no bare tick marks
+    fig.update_yaxes(matches="y", showticklabels=False, ticks="", showgrid=False)
     bottom = 10 if shared_scale else 70
     if height is None:
         aspect = image.shape[0] / image.shape[1]
@@ -300,8 +308,8 @@ def comparison_figure(image: np.ndarray, values: np.ndarray, *, factor: int, tit
                      go.Heatmap(z=values, customdata=custom, text=hover_text, hovertemplate=template,
                                 colorscale="RdBu_r", zmid=0.0, zmin=-max(bound, 1e-12), zmax=max(bound, 1e-12),
                                 opacity=opacity, zsmooth=False, colorbar={"title": title}, **_position(factor))])
-    fig.update_xaxes(showticklabels=False)
-    fig.update_yaxes(showticklabels=False)
+    fig.update_xaxes(showticklabels=False, ticks="", showgrid=False)
+    fig.update_yaxes(showticklabels=False, ticks="", showgrid=False)
     fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10})
     return fig
 
@@ -374,7 +382,8 @@ AXIS_NUMBERS = {"exponentformat": "power", "minorloglabels": "complete"}  # see 
 
 def training_curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x_title: str = "step",
                            y_title: str, colors: Mapping[str, str] | None = None, y_range: Sequence[float] | None = None,
-                           log_y: bool = False, height: int = 300) -> go.Figure:
+                           log_y: bool = False, height: int = 300,
+                           legend_columns: int = LEGEND_COLUMNS) -> go.Figure:
     """Lines of several named series over training steps (markers too while there are few points).
 
     Built from one dict in a single ``go.Figure`` call (validated once, several times faster than
@@ -386,6 +395,7 @@ def training_curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x
         colors: optional name -> CSS colour (e.g. each class in its palette colour).
         y_range: fixed ``[low, high]`` for the y axis (e.g. ``[0, 1]`` for IoU and recall).
         log_y: logarithmic y axis.
+        legend_columns: legend entries a row holds (2 for a chart in half the page's width).
     """
     x32 = _f32(x)
     mode = "lines+markers" if len(x32) <= 40 else "lines"
@@ -397,7 +407,7 @@ def training_curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x
         y_axis["dtick"] = "D2"  # ticks at 1, 2 and 5 per decade, each labelled in full (0.2, 0.5, 1)
     if y_range is not None:
         y_axis["range"] = list(y_range)
-    layout = {**legend_layout(height, len(traces)), "hovermode": "x unified",
+    layout = {**legend_layout(height, len(traces), legend_columns), "hovermode": "x unified",
               "xaxis": {"title": {"text": x_title}, **AXIS_NUMBERS},
               "yaxis": y_axis, "showlegend": True}  # even for one series: the legend names it
     return go.Figure({"data": traces, "layout": layout})

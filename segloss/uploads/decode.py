@@ -276,9 +276,10 @@ def _npy(data: bytes, where: str) -> np.ndarray:
     """Check a ``.npy`` header (version, dtype, declared size) before ``np.load`` reads it."""
     fp = io.BytesIO(data)
     version = np.lib.format.read_magic(fp)
-    if version not in ((1, 0), (2, 0)):
-        raise LogitsError(f"{where} uses .npy format version {version}; save a plain float array "
-                          "with np.save.")
+    if version not in ((1, 0), (2, 0)):  # numpy writes 1.0, 2.0 (and 3.0 for unicode field names only)
+        raise LogitsError(f"{where} is not a readable .npy file: after the .npy signature its header is "
+                          f"damaged (it names format version {version[0]}.{version[1]}). The file may be "
+                          "corrupted or cut short; save the array again with np.save.")
     read_header = getattr(np.lib.format, f"read_array_header_{version[0]}_0")
     shape, _, dtype = read_header(fp)
     if dtype.hasobject or dtype.kind not in "fiu":

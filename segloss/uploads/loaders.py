@@ -41,6 +41,7 @@ from segloss.uploads.decode import (
     decode_image,
     decode_mask,
     guarded,
+    open_image,
     read_array,
     read_upload,
 )
@@ -125,6 +126,26 @@ def load_image(source: Source, *, pixel_budget: int = PIXEL_BUDGET) -> LoadedIma
     array, original, notes = guarded(ImageError, "image", decode_image, data, budget)
     downscaled = array.shape[:2] != original[::-1]
     return LoadedImage(array, original, downscaled, " ".join(notes) or None)
+
+
+def check_header(source: Source, what: str) -> None:
+    """Refuse an upload that cannot be the ``what`` (``"image"`` or ``"mask"``) from its header alone
+    (size, format, declared pixels; for a mask, lossy formats), without decoding its pixels: what
+    a page can say about one file while the other is still missing.
+
+    Raises:
+        ImageError / MaskError: as :func:`load_image` / :func:`load_mask` would for these problems.
+    """
+    if what not in ("image", "mask"):
+        raise ValueError(f"what must be 'image' or 'mask', got {what!r}")
+    error = ImageError if what == "image" else MaskError
+    data = read_upload(source, what, error)
+    img = guarded(error, what, open_image, data, what, error)
+    lossy = img.format in ("JPEG", "MPO") or img.info.get("compression") in ("jpeg", "tiff_jpeg")
+    if what == "mask" and (lossy or img.format not in MASK_FORMATS):
+        raise MaskError(f"The mask is a {'JPEG-compressed' if lossy else img.format} file; masks must be lossless "
+                        f"{', '.join(MASK_FORMATS)} (lossy compression invents labels along class borders). "
+                        "Save it as PNG and upload it again.")
 
 
 def load_mask(source: Source, *, num_classes: int | None = None,
@@ -312,8 +333,8 @@ def load_logits(source: Source, *, num_classes: int | None = None,
     if kind == "probabilities" and not (in_unit and deviation <= 1e-3):
         problem = ("values outside [0, 1]" if not in_unit else
                    f"sums over the classes that differ from 1 by up to {deviation:.3g}")
-        raise LogitsError(f"kind='probabilities' but the array has {problem}; upload softmax "
-                          "probabilities, or choose 'logits' for raw scores.")
+        raise LogitsError(f"The array was given as probabilities, but it has {problem}; upload softmax "
+                          "probabilities (each pixel's values sum to 1), or choose 'logits' for raw scores.")
     if kind == "auto":
         kind = "probabilities" if in_unit and deviation <= 1e-3 else "logits"
     if kind == "probabilities":
