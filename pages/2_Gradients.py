@@ -135,11 +135,12 @@ else:
                                           well_classified=analysis.WELL_CLASSIFIED, height=380,
                                           legend_columns=1, front=front),  # half the page wide: one name a row
                       width="stretch", key="slices")
-    right.plotly_chart(plots.curves_figure(P_T, analysis.ratio_to_ce(slices, ce), x_title="p_t",
-                                           y_title="gradient / CE gradient", log_y=True,
-                                           well_classified=analysis.WELL_CLASSIFIED, height=380, show_legend=False,
-                                           styles=colors, front=front, legend_columns=1,
-                                           room_for=len(slices) + 1),  # the left one's legend: level plot areas
+    # the same legend on both (CE's ratio: the line at 1, below it a pixel is down-weighted), so that
+    # plotly lays both out alike and the plot areas stand level
+    right.plotly_chart(plots.curves_figure(P_T, analysis.ratio_to_ce({**slices, "cross-entropy": ce}, ce),
+                                           x_title="p_t", y_title="gradient / CE gradient", log_y=True,
+                                           dashed=["cross-entropy"], well_classified=analysis.WELL_CLASSIFIED,
+                                           height=380, styles=colors, front=front, legend_columns=1),
                        width="stretch", key="ratios")
     at_easy = analysis.ratio_at(P_T, analysis.ratio_to_ce(slices, ce), 0.9)
     shown = [f"{label}: {ratio:.2%}" for label, ratio in at_easy.items()]

@@ -172,9 +172,10 @@ def test_gradient_slices_sit_at_round_values_and_the_caption_names_the_loss():
     caption = next(c.value for c in app.caption if c.value.startswith("Left:"))
     assert "Dual Focal" in caption and "focal loss at gamma" not in caption
     assert "at each chosen gamma" in caption and "Right: how strongly" in caption  # both charts explained
-    left, right = figures(app)[1:3]  # the ratios beside the slices: the same room for the legend, level plots
-    assert not right["layout"]["showlegend"]
+    left, right = figures(app)[1:3]  # the ratios beside the slices: the same legend, so level plot areas
+    assert [t["name"] for t in left["data"]] == [t["name"] for t in right["data"]]
     assert (left["layout"]["height"], left["layout"]["margin"]) == (right["layout"]["height"], right["layout"]["margin"])
+    np.testing.assert_allclose(trace_values(right["data"][-1]), 1.0)  # CE's own ratio: the reference line at 1
     assert right["layout"]["yaxis"].get("dtick") == "D2"  # 1, 2, 5 per decade: not every digit stacked below 1
 
 

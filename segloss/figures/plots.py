@@ -47,7 +47,7 @@ def curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x_title: s
                   log_x: bool = False, log_y: bool = False, well_classified: float | None = None,
                   dashed: Sequence[str] = (), styles: Mapping[str, dict] | None = None, log_floor: float = 1e-7,
                   show_legend: bool = True, height: int = 460, legend_columns: int = LEGEND_COLUMNS,
-                  front: Sequence[str] = (), room_for: int | None = None) -> go.Figure:
+                  front: Sequence[str] = ()) -> go.Figure:
     """Line chart of several named curves over a shared x.
 
     Args:
@@ -63,9 +63,6 @@ def curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x_title: s
         legend_columns: entries per legend row under the chart (fewer for a half-width chart).
         front: names drawn in front of the others, the first frontmost (curves that coincide until
             each stops, like OHEM's thresholds: the one that stops first on top shows every stop).
-        room_for: legend entries to make room for (default: the legend's own, 1 without one); a
-            chart without a legend beside one with it passes that one's count, so that both plot
-            areas have the same height and top.
     """
     fig = go.Figure()
     x32 = _f32(x)
@@ -89,8 +86,7 @@ def curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x_title: s
         x0, x1 = (np.log10(well_classified), np.log10(x_high)) if log_x else (well_classified, x_high)
         fig.add_vrect(x0=x0, x1=x1, fillcolor=WELL_CLASSIFIED_COLOR, line_width=0,  # label ends at the axis' end
                       annotation_text="well-classified", annotation_position="top right", annotation_xanchor="right")
-    entries = room_for if room_for is not None else (len(curves) if show_legend else 1)
-    fig.update_layout(**legend_layout(height, entries, legend_columns), hovermode="x unified",
+    fig.update_layout(**legend_layout(height, len(curves) if show_legend else 1, legend_columns), hovermode="x unified",
                       showlegend=show_legend)
     if log_x:
         fig.update_xaxes(title=x_title, type="log", range=[np.log10(x_low), np.log10(x_high)],
