@@ -143,3 +143,15 @@ def test_settings_are_shown_in_the_symbols_of_the_formulas():
             latex = {"α": r"\alpha", "β": r"\beta", "γ": r"\gamma", "ρ": r"\rho", "δ": r"\delta", "λ": r"\lambda"}
             assert latex[PARAM_SYMBOLS[name]] in segloss.LOSSES[loss].formula, (loss, name)
 
+
+
+def test_each_loss_has_its_own_symbol_in_its_formula():
+    """The Home page sets the formulas side by side: Lovász-Softmax and label smoothing were both L_LS."""
+    import re
+
+    symbols = {}
+    for name, spec in segloss.LOSSES.items():
+        found = re.match(r"(?:\\begin\{aligned\})?\\mathcal\{L\}_\{((?:[^{}]|\{[^{}]*\})*)\}", spec.formula)
+        if found:  # sums (Dice + CE, ...) write a plain L for the total
+            symbols.setdefault(found.group(1), []).append(name)
+    assert len(symbols) >= 14 and all(len(names) == 1 for names in symbols.values()), symbols

@@ -404,7 +404,7 @@ LOSSES: dict[str, LossSpec] = {
         LossSpec(
             name="lovasz",
             title="Lovász-Softmax loss",
-            formula=r"\mathcal{L}_{LS} = \frac{1}{|P|}\sum_{c \in P} \overline{\Delta_{J_c}}\big(m(c)\big),"
+            formula=r"\mathcal{L}_{\text{Lov\'asz}} = \frac{1}{|P|}\sum_{c \in P} \overline{\Delta_{J_c}}\big(m(c)\big),"
             r"\qquad m_i(c) = |y_{i,c} - p_{i,c}|",
             summary="The convex (Lovász) extension of each class's Jaccard loss, evaluated at the pixels' "
             "errors: a tight surrogate of 1 - IoU that weights each error by how much it costs the IoU.",
