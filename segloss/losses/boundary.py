@@ -58,6 +58,7 @@ def signed_distance_maps(target, num_classes: int, *, ignore_index: int = 255) -
     return _signed_distance_maps(labels, num_classes, ignore_index)
 
 
+@torch.compiler.disable  # as above: the boundary loss calls this one, inside a compiled graph too
 def _signed_distance_maps(labels: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
     """:func:`signed_distance_maps` for checked arguments (labels outside ``[0, C)`` get no map)."""
     from scipy.ndimage import distance_transform_edt  # a well-kept exact EDT (Maurer et al.'s algorithm)
