@@ -35,6 +35,43 @@ def test_a_damaged_run_file_is_named_with_the_fix(finished, content, problem):
                      "--seeds", "1", "--image-size", "32", "--batch-size", "2", "--val-size", "2", "--quiet"]) == 2
 
 
+@pytest.mark.parametrize("change, problem", [
+    (lambda run: {**run, "iou": run["iou"][:1]}, "per-class lists of lengths"),  # one class of three
+    (lambda run: {**run, "miou": "x"}, r"not numbers in \['miou'\]"),
+    (lambda run: {**run, "recall": ["a"] * len(run["recall"])}, r"not numbers in \['recall'\]"),
+])
+def test_a_run_file_with_wrong_values_is_named_not_a_numpy_error(finished, change, problem):
+    """Lists cut short or strings in place of numbers passed the check, then failed in numpy
+    ("inhomogeneous shape", "could not convert string to float") naming no file."""
+    folder, run = finished
+    run.write_text(json.dumps(change(json.loads(run.read_text()))))
+    with pytest.raises(run_files.RunFileError, match=f"{run.name}.*{problem}"):
+        compare.run_comparison(["ce"], out_dir=folder, **TINY)
+
+
+def test_a_stored_run_of_another_loss_or_seed_is_never_credited(finished):
+    """A file renamed, copied or edited by hand into another run's name was summarised as that run."""
+    folder, run = finished
+    stored = json.loads(run.read_text())
+    focal = folder / "runs" / "focal__seed0.json"
+    focal.write_text(json.dumps(stored))  # ce's run under focal's name
+    with pytest.raises(run_files.RunFileError, match=r"focal__seed0.json holds another run .*'loss': 'ce'"):
+        compare.run_comparison(["focal"], out_dir=folder, **TINY)
+    focal.write_text(json.dumps({**stored, "loss": "focal", "name": "focal", "params": {"gamma": 5.0}}))
+    with pytest.raises(run_files.RunFileError, match="holds another run .*'params'"):
+        compare.run_comparison(["focal"], out_dir=folder, **TINY)
+
+
+def test_labels_that_differ_only_in_unsafe_characters_get_files_of_their_own(tmp_path):
+    """``focal/g0`` and ``focal_g0`` shared ``focal_g0__seed0.json``: one was never trained."""
+    choices = [compare.LossChoice("focal", {"gamma": 0.0}, "focal/g0"), compare.LossChoice("focal", {"gamma": 5.0}, "focal_g0")]
+    summary = compare.run_comparison(choices, out_dir=tmp_path, **TINY)
+    assert set(summary["losses"]) == {"focal/g0", "focal_g0"}
+    assert all(entry["seeds"] == [0] for entry in summary["losses"].values())
+    assert len(list((tmp_path / "runs").glob("*.json"))) == 2
+    assert (tmp_path / "runs" / "focal_g0__seed0.json").exists()  # a plain label keeps its plain name
+
+
 def test_a_failed_write_leaves_the_old_file_whole(finished, monkeypatch):
     folder, _ = finished
     summary = folder / "summary.json"
@@ -144,3 +181,12 @@ def test_a_metric_without_a_value_reads_back_as_nan_and_a_null_setting_as_none(t
     assert back["params"] == {"alpha": None, "gamma": 2.0} and back["config"] == {"device": None}
     assert back["miou"] != back["miou"] and back["iou"][1] != back["iou"][1] and back["iou"][0] == 0.5
     assert back["losses"]["x"]["miou_std"] != back["losses"]["x"]["miou_std"]
+
+
+def test_a_bad_loss_parameter_is_refused_before_any_run_trains(tmp_path, monkeypatch):
+    """``--losses ce,focal:gamma=-1`` trained every seed of ce before failing on focal."""
+    trained = []
+    monkeypatch.setattr(compare, "run_one", lambda choice, seed, **kw: trained.append(choice.label))
+    with pytest.raises(ValueError, match="loss 'focal:gamma=-1': .*gamma"):
+        compare.run_comparison(["ce", "focal:gamma=-1"], out_dir=tmp_path, **TINY)
+    assert trained == []

@@ -169,6 +169,14 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
     (tmp_path / "text.pt").write_text("not a checkpoint")
     with pytest.raises(CheckpointError, match="weights-only"):
         load_checkpoint(tmp_path / "text.pt")
+    state = model.state_dict()
+    for name, blob, message in (  # each escaped as IndexError, or loaded a model that draws NaN
+            ("flat", {"state_dict": {**state, "head.weight": torch.zeros(5)}}, "convolutions' are 4-D"),
+            ("width", {"state_dict": state, "meta": {"width": 4.7}}, "not positive integers"),
+            ("nan", {"state_dict": {**state, "head.bias": torch.full((5,), float("nan"))}}, "NaN or infinite")):
+        torch.save(blob, tmp_path / f"{name}.pt")
+        with pytest.raises(CheckpointError, match=message):
+            load_checkpoint(tmp_path / f"{name}.pt")
 
 
 def test_checkpoint_runs_at_its_training_scale_and_scores_better_there():

@@ -1,6 +1,7 @@
 """Trainer: it learns, it is reproducible, its thread obeys pause/resume/stop/reset/keep_running,
 snapshots are consistent while it runs, memory stays bounded, and the shipped checkpoint works."""
 
+import math
 import re
 import threading
 import time
@@ -203,6 +204,40 @@ def test_an_exception_in_the_thread_is_reported_not_lost():
     wait_for(lambda: not trainer.is_alive())
     snap = trainer.snapshot()
     assert snap.status == "failed" and "FloatingPointError: loss is nan" in snap.message
+
+
+@pytest.mark.parametrize("what", ["loss", "gradient"])
+def test_a_diverged_step_raises_and_leaves_the_weights_and_the_count_untouched(what, monkeypatch):
+    """On CPU (no AMP scaler to skip it) the check came after optimizer.step(): the weights were
+    NaN by the time the error was raised, and every later step failed."""
+    trainer = Trainer("street", "dual_focal", loss_params={"learnable": ("gamma",)}, **SMALL)
+    trainer.step()
+    before = [p.detach().clone() for p in trainer.optimizer.param_groups[0]["params"]]
+    forward = type(trainer.criterion).forward
+    if what == "loss":
+        monkeypatch.setattr(type(trainer.criterion), "forward", lambda self, z, y: forward(self, z, y) * float("inf"))
+    else:  # a finite loss whose gradient is not
+        monkeypatch.setattr(type(trainer.criterion), "forward", lambda self, z, y: forward(self, z, y) + _Inf.apply(z))
+    with pytest.raises(FloatingPointError, match=f"{'loss' if what == 'loss' else 'the gradient'} is .* at step 2"):
+        trainer.step()
+    assert trainer.steps_done == 1
+    after = trainer.optimizer.param_groups[0]["params"]
+    assert all(torch.equal(a, b) for a, b in zip(after, before))
+    monkeypatch.setattr(type(trainer.criterion), "forward", forward)
+    assert math.isfinite(trainer.step()["loss"]) and trainer.steps_done == 2  # the trainer goes on
+
+
+class _Inf(torch.autograd.Function):
+    """0 in value, an infinite gradient on its input."""
+
+    @staticmethod
+    def forward(ctx, z):
+        ctx.shape = z.shape
+        return z.new_zeros(())
+
+    @staticmethod
+    def backward(ctx, grad):
+        return torch.full(ctx.shape, float("inf"))
 
 
 def test_snapshots_are_consistent_and_immutable_while_the_thread_trains():

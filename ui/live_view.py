@@ -132,7 +132,7 @@ def _step_once() -> None:
             trainer = st.session_state[TRAINER_KEY] = Trainer(**kwargs)
         trainer.step()
         trainer.evaluate()
-    except (ValueError, TypeError, RuntimeError) as err:
+    except (ValueError, TypeError, RuntimeError, FloatingPointError) as err:  # a diverged step changes nothing
         st.session_state[_key("notice")] = f"Could not step: {err}"
 
 

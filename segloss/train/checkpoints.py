@@ -63,15 +63,24 @@ def load_checkpoint(path: Path | str) -> tuple[TinyUNet, dict]:
     if not isinstance(head, torch.Tensor) or not isinstance(first, torch.Tensor):
         raise CheckpointError(f"{Path(path).name} has no TinyUNet weights (head.weight, enc1.0.weight); "
                               f"found keys {sorted(state)[:6]}")
+    if head.dim() != 4 or first.dim() != 4:  # convolutions' weights: (out, in, kh, kw)
+        raise CheckpointError(f"{Path(path).name} does not hold TinyUNet weights: head.weight has shape "
+                              f"{tuple(head.shape)} and enc1.0.weight {tuple(first.shape)}, convolutions' are 4-D")
     meta.setdefault("num_classes", int(head.shape[0]))
     meta.setdefault("width", int(head.shape[1]))
     meta.setdefault("in_channels", int(first.shape[1]))
     meta.setdefault("dataset", None)
+    sizes = {k: meta[k] for k in ("in_channels", "num_classes", "width")}
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in sizes.values()):
+        raise CheckpointError(f"{Path(path).name} records sizes that are not positive integers: {sizes}")
     try:
-        model = TinyUNet(int(meta["in_channels"]), int(meta["num_classes"]), int(meta["width"]))
+        model = TinyUNet(sizes["in_channels"], sizes["num_classes"], sizes["width"])
         model.load_state_dict(state)
     except (RuntimeError, TypeError, ValueError) as err:
         raise CheckpointError(f"The weights in {Path(path).name} do not fit a TinyUNet: {err}") from err
+    if not all(bool(torch.isfinite(v).all()) for v in model.state_dict().values() if v.is_floating_point()):
+        raise CheckpointError(f"{Path(path).name} holds NaN or infinite weights: a run that diverged; "
+                              "train it again with a lower learning rate")
     return model.eval(), meta
 
 

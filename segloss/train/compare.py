@@ -16,6 +16,7 @@ names joined by ``+``, e.g. ``dual_focal:learnable=gamma+rho``).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -23,9 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from segloss.losses.registry import LOSSES
-from segloss.train.run_files import check_writable, read_run, read_summary, to_json, write_atomic
+from segloss.train.run_files import RunFileError, check_writable, read_run, read_summary, to_json, write_atomic
 from segloss.train.trainer import Trainer
 
 DEFAULT_LOSSES = ("ce", "weighted_ce", "focal", "dual_focal", "recall", "dice", "dice_ce", "lovasz")
@@ -84,8 +86,32 @@ def split_losses(text: str) -> list[str]:
 
 
 def _run_file(out_dir: Path, choice: LossChoice, seed: int) -> Path:
+    """``runs/<label>__seed<k>.json``; a label with characters a file name cannot hold gets them
+    replaced and a hash of the whole label appended, so two labels never share a file
+    (``focal/g0`` and ``focal_g0`` did)."""
     safe = "".join(ch if ch.isalnum() or ch in "-_.=" else "_" for ch in choice.label)
+    if safe != choice.label:
+        safe += "-" + hashlib.sha1(choice.label.encode()).hexdigest()[:8]
     return out_dir / "runs" / f"{safe}__seed{seed}.json"
+
+
+def _params_json(params: dict) -> dict:
+    """A loss's parameters as a run file stores them (tuples as lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+
+
+def _check_is_the_run(path: Path, stored: dict, choice: LossChoice, seed: int) -> None:
+    """A stored run is reused only for the loss, parameters and seed asked for (a file copied,
+    renamed or edited by hand could hold another's: it was credited to the wrong loss).
+
+    Raises:
+        RunFileError: it holds another run.
+    """
+    asked = {"loss": choice.label, "name": choice.name, "params": _params_json(choice.params), "seed": seed}
+    differs = {k: stored.get(k) for k, v in asked.items() if stored.get(k) != v}
+    if differs:
+        raise RunFileError(f"{path} holds another run ({differs}) than {asked['loss']!r} seed {seed} "
+                           f"({ {k: asked[k] for k in differs} }); delete or move it and run the command again")
 
 
 def run_one(choice: LossChoice, seed: int, *, dataset: str, steps: int, batch_size: int, image_size: int,
@@ -100,8 +126,7 @@ def run_one(choice: LossChoice, seed: int, *, dataset: str, steps: int, batch_si
         view = trainer.validate()
     finally:
         trainer.close()  # the prefetching processes of a GPU run
-    return {"loss": choice.label, "name": choice.name, "params": {k: list(v) if isinstance(v, tuple) else v
-                                                                    for k, v in choice.params.items()},
+    return {"loss": choice.label, "name": choice.name, "params": _params_json(choice.params),
             "seed": seed, "steps": steps, **{k: np.asarray(metrics[k]).tolist() for k in PER_CLASS},
             **{k: float(metrics[k]) for k in SUMMARY}, "pixel_share": np.asarray(view.pixel_share).tolist()}
 
@@ -131,18 +156,30 @@ def run_comparison(losses: Sequence[str | LossChoice], *, dataset: str = "street
     out = None if out_dir is None else check_writable(out_dir)  # before anything trains
     config = {"dataset": dataset, "steps": steps, "batch_size": batch_size, "image_size": image_size, "lr": lr,
               "val_size": val_size}
+    from segloss.losses.registry import create_loss
+    from segloss.train.data import get_dataset
+
+    num_classes = len(get_dataset(dataset).class_names)
+    for choice in choices:  # every loss's parameters before anything trains (a bad one came after the others' runs)
+        try:
+            create_loss(choice.name, class_counts=torch.ones(num_classes), **choice.params)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"loss {choice.label!r}: {err}") from err
     runs, total = [], len(choices) * seeds
     for index, (choice, seed) in enumerate((c, s) for c in choices for s in range(seeds)):
         path = None if out is None else _run_file(out, choice, seed)
+        again = ""
         if path is not None and path.exists():
-            stored = read_run(path)
+            stored = read_run(path, num_classes)
+            _check_is_the_run(path, stored, choice, seed)
             if stored.get("config") == config:
                 runs.append(stored)
                 if progress:
                     progress(index + 1, total, f"{choice.label} seed {seed}: already done")
                 continue
+            again = " again (its stored run had other settings)"
         if progress:
-            progress(index, total, f"training {choice.label} seed {seed}")
+            progress(index, total, f"training {choice.label} seed {seed}{again}")
         result = {**run_one(choice, seed, device=device, **config), "config": config}
         if path is not None:
             write_atomic(path, to_json(result))

@@ -141,6 +141,11 @@ def read_run(path: Path, num_classes: int | None = None) -> dict:
     if len(lengths) != 1 or -1 in lengths or (num_classes is not None and lengths != {num_classes}):
         raise RunFileError(f"{path} has per-class lists of lengths {sorted(lengths)}, expected "
                            f"{num_classes if num_classes is not None else 'equal ones'}; {fix}")
+    not_numbers = [key for key in ("pixel_share", "iou", "recall", "precision")
+                   if not all(_is_number(v) for v in run[key])]
+    not_numbers += [key for key in ENTRY_NUMBERS if not _is_number(run[key])]
+    if not_numbers or not isinstance(run["seed"], int) or not isinstance(run["params"], dict):
+        raise RunFileError(f"{path} holds values that are not numbers in {not_numbers or ['seed', 'params']}; {fix}")
     return run
 
 

@@ -247,7 +247,9 @@ class Trainer(BackgroundLoop):
             ``{"step": steps done after it, "loss": float, "seconds": wall time}``.
 
         Raises:
-            FloatingPointError: if the loss is NaN or infinite (lower the learning rate).
+            FloatingPointError: if the loss or (without AMP's scaler, which skips such steps itself)
+                the gradient is NaN or infinite (lower the learning rate); the weights and the
+                optimizer's state are left as they were, the step is not counted.
         """
         with self._waiting_changed:  # let a copy, an evaluation or a reset that waits go first
             self._waiting_changed.wait_for(lambda: self._waiting == 0)
@@ -261,18 +263,24 @@ class Trainer(BackgroundLoop):
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
                 logits = self.model(images)
             loss = self.criterion(logits, masks)  # losses upcast half-precision logits to float32
+            value = float(loss.detach())  # checked before anything changes: a diverged step leaves no trace
+            if not math.isfinite(value):
+                raise FloatingPointError(f"loss is {value} at step {self.steps_done + 1} "
+                                         f"(lr={self.config.lr}); lower the learning rate")
             self.optimizer.zero_grad(set_to_none=True)
-            if self.scaler is not None:
+            if self.scaler is not None:  # skips a step whose gradient overflowed, and lowers its scale
                 self.scaler.scale(loss).backward()
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
             else:
                 loss.backward()
+                grads = [p.grad for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
+                norm = torch.nn.utils.get_total_norm(grads)  # the model's and a learnable loss's
+                if not math.isfinite(float(norm)):
+                    self.optimizer.zero_grad(set_to_none=True)
+                    raise FloatingPointError(f"the gradient is {float(norm)} at step {self.steps_done + 1} "
+                                             f"(lr={self.config.lr}); lower the learning rate")
                 self.optimizer.step()
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise FloatingPointError(f"loss is {value} at step {self.steps_done + 1} "
-                                         f"(lr={self.config.lr}); lower the learning rate")
             record = {"loss": value}
             if isinstance(self.criterion, DualFocalLoss):
                 params = self.criterion.current_params()
