@@ -159,7 +159,7 @@ with chart:
     if region:
         st.caption(f"{', '.join(region)}: region losses have no loss per pixel. Their curve is the loss of an image of "
                    f"{analysis.REGION_PIXELS} pixels of one class, every pixel at p_t (soft Dice: (1 - p_t)/(1 + p_t); "
-                   "Jaccard and Lovász: 1 - p_t, up to smoothing). A region loss alone is bounded by 1 and falls "
+                   "Jaccard and Lovász: 1 - p_t, without smoothing; s = 1 moves them by about 1%). A region loss alone is bounded by 1 and falls "
                    "slowly: "
                    "it does not punish confident mistakes the way cross-entropy does (its sums with CE or focal "
                    "loss, and Unified Focal's focal part, do).")

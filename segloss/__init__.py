@@ -12,7 +12,8 @@ The package is built in wings whose imports run one way (``tests/test_layout.py`
 
     kernels <- losses <- explain <- train <- uploads <- figures      (<- ui <- pages, outside)
 
-``import segloss`` loads ``losses`` and ``kernels`` only (torch and numpy); ``segloss.analysis``
+``import segloss`` loads ``losses`` and ``kernels`` only (torch, numpy, and triton where installed);
+``segloss.analysis``
 (curves, gradient surfaces and maps, in :mod:`segloss.explain.analysis`) is loaded on first use.
 Nothing here imports streamlit.
 """

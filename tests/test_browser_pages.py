@@ -57,9 +57,10 @@ def test_the_class_frequency_table_shows_every_column(app_url, page):
     page.goto(f"{app_url}/Live_training")
     grid = page.get_by_test_id("stDataFrame").first
     expect(grid).to_be_visible(timeout=60_000)
-    page.wait_for_timeout(1000)
-    overflow = page.evaluate("() => { const s = document.querySelector('[data-testid=stDataFrame] .dvn-scroller');"
-                             " return s ? s.scrollWidth - s.clientWidth : -1; }")
+    scroller = "document.querySelector('[data-testid=stDataFrame] .dvn-scroller')"
+    page.wait_for_function(f"() => {scroller} && {scroller}.clientWidth > 0", timeout=30_000)  # the grid drawn
+    page.wait_for_timeout(300)  # its columns sized
+    overflow = page.evaluate(f"() => {scroller}.scrollWidth - {scroller}.clientWidth")
     assert 0 <= overflow <= 1  # no column hidden behind a horizontal scroll
 
 
@@ -73,7 +74,8 @@ def test_every_loss_formula_fits_its_card_on_the_home_page(browser, app_url, wid
     page.goto(app_url)
     formulas = page.locator("[data-testid=stMain] .katex-display")
     expect(formulas).to_have_count(len(segloss.LOSSES), timeout=60_000)
-    page.wait_for_timeout(500)
+    page.wait_for_function("() => document.fonts.status === 'loaded'", timeout=30_000)  # KaTeX's fonts set the widths
+    page.wait_for_timeout(300)
     cut = page.evaluate("() => [...document.querySelectorAll('[data-testid=stMain] .katex-display')].filter(f =>"
                         " Math.max(...[...f.querySelectorAll('.base')].map(b => b.getBoundingClientRect().right))"
                         " > f.getBoundingClientRect().right + 1).map(f => f.innerText.slice(0, 40))")

@@ -143,8 +143,7 @@ def test_losses_built_without_sync_evaluate_on_one_rank_alone(tmp_path):
     images, target = batch()
     logits = model()(images[:2]).detach()
     for name in EVAL_LOSSES:
-        assert "error" not in result[name], (name, result[name])
-        assert result[name]["seconds"] < 10, (name, result[name]["seconds"])
+        assert "error" not in result[name], (name, result[name])  # a collective would time out (15 s): an error
         torch.testing.assert_close(result[name]["loss"], segloss.create_loss(name)(logits, target[:2]))
 
 

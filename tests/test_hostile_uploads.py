@@ -3,11 +3,15 @@ whatever they declare (issue: "Hold up under load, hostile files and odd tensors
 
 Each case runs what the Upload page runs (scene from the uploads, simulated logits, the loss
 maps; or the logits loader) in a fresh process that reports its time and its peak resident
-memory above what it held before the call.
+memory above what it held before the call. The time bound is on the process's CPU time with one
+thread: the work a request costs, which bounds its wall time on an idle machine (more threads
+only shorten it) and which a loaded CI machine does not stretch, as it stretches wall time
+(1.3 s alone, 5.9 s beside another job's tests).
 """
 
 import io
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -28,8 +32,8 @@ from segloss.uploads import loaders, pixel_maps, scene, simulate
 kind, files = sys.argv[1], [Path(p).read_bytes() for p in sys.argv[2:]]
 def peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-import torch; torch.zeros(1)  # warm the allocator and the lazy imports before the baseline
-base, start, outcome = peak_mb(), time.perf_counter(), {}
+import torch; torch.set_num_threads(1); torch.zeros(1)  # warm the allocator and lazy imports first
+base, start, cpu, outcome = peak_mb(), time.perf_counter(), time.process_time(), {}
 try:
     if kind == "logits":
         loaded = loaders.load_logits(files[0])
@@ -48,6 +52,7 @@ try:
 except loaders.UploadError as err:
     outcome["problem"] = str(err)
 outcome["seconds"] = time.perf_counter() - start
+outcome["cpu_seconds"] = time.process_time() - cpu
 outcome["extra_mb"] = peak_mb() - base
 print(json.dumps(outcome))
 """
@@ -60,13 +65,15 @@ def run_page(tmp_path, kind, *files: bytes) -> dict:
         path = tmp_path / f"upload{i}"
         path.write_bytes(content)
         paths.append(str(path))
+    one_thread = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-c", PAGE, kind, *paths], capture_output=True, text=True, cwd=ROOT,
-                          timeout=120)
+                          timeout=120, env=one_thread)
     assert done.returncode == 0, done.stderr[-2000:]
     outcome = json.loads(done.stdout.strip().splitlines()[-1])
-    assert outcome["seconds"] < MAX_SECONDS, outcome
+    assert outcome["cpu_seconds"] < MAX_SECONDS, outcome
     assert outcome["extra_mb"] < MAX_EXTRA_MB, outcome
-    print(f"{kind}: {outcome['seconds']:.2f} s, +{outcome['extra_mb']:.0f} MB")  # shown with pytest -s
+    print(f"{kind}: {outcome['cpu_seconds']:.2f} s CPU ({outcome['seconds']:.2f} s wall), "
+          f"+{outcome['extra_mb']:.0f} MB")  # shown with pytest -s
     return outcome
 
 
@@ -100,7 +107,7 @@ def forged_npz(real_bytes: int, declared_bytes: int) -> bytes:
 def test_a_forged_size_npz_bomb_is_never_inflated_beyond_the_limit(tmp_path):
     bomb = forged_npz(real_bytes=600 * 2**20, declared_bytes=4 * 8 * 8 * 4 + 128)
     outcome = run_page(tmp_path, "logits", bomb)
-    assert "shape" in outcome or "problem" in outcome
+    assert "logits file" in outcome["problem"], outcome  # refused, not served
     assert outcome["extra_mb"] < 200, outcome  # 600 MB of zeros were never inflated
 
 
@@ -134,10 +141,11 @@ def test_a_huge_mask_is_downscaled_before_its_labels_are_read(tmp_path):
 def test_a_64_megapixel_16_bit_image_and_a_one_pixel_wide_mask(tmp_path):
     wide = np.zeros((8000, 8000), np.uint16)
     outcome = run_page(tmp_path, "scene", png(wide, optimize=True), png(np.ones((8000, 8000), np.uint8)))
-    assert "shape" in outcome or "problem" in outcome
+    assert outcome["shape"] == [1024, 1024] and outcome["maps"] == 4, outcome  # served, downscaled
+    assert any("image is 8000 x 8000" in n for n in outcome["notices"])
     line = png(np.zeros((1, 64_000_000), np.uint8), optimize=True)
     outcome = run_page(tmp_path, "scene", line, line)
-    assert "shape" in outcome or "problem" in outcome
+    assert "single class" in outcome["problem"], outcome  # decoded within the budget, then refused
 
 
 def test_an_exif_rotated_photo_is_turned_upright_before_it_meets_its_mask(tmp_path):

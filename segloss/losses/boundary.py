@@ -97,6 +97,7 @@ def boundary_loss(logits: torch.Tensor, target: torch.Tensor, *, distance_maps: 
         logits: float ``(N, C, *S)``; target: integer ``(N, *S)``.
         distance_maps: ``(N, C, *S)`` from :func:`signed_distance_maps` (computed here if None).
         foreground_only: score classes ``1..C-1`` (the authors'), else all ``C``.
+        ignore_index: label of pixels left out (and outside every class in the maps computed here).
         reduction: ``"none"`` gives the per-pixel map ``(N, *S)`` (0 at ignored pixels).
 
     Raises:

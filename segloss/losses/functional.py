@@ -24,9 +24,9 @@ the gradient; Dual Focal Loss computes its closed-form gradient in the forward p
 one full-size buffer backward returns. Both work block by block with torch ops, or, after
 :func:`segloss.use_compiled_kernels`, through ``torch.compile``'d kernels
 (:mod:`segloss.kernels.compiled`: faster than torch's own cross-entropy, at a compilation cost on the
-first call). A loss parameter given as a tensor that requires a gradient (e.g. a learnable
-gamma) takes the plain autograd path of :mod:`segloss.losses.reference`, which is also the oracle the
-tests compare against.
+first call). On the CPU a loss parameter given as a tensor that requires a gradient (e.g. a
+learnable gamma) takes the plain autograd path of :mod:`segloss.losses.reference`, which is also the
+oracle the tests compare against; on CUDA the Triton kernels form those parameters' gradients too.
 """
 
 from __future__ import annotations
@@ -198,6 +198,7 @@ def cross_entropy(
         weight: optional class weights ``(C,)``.
         ignore_index: label of pixels that contribute nothing.
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per-pixel map ``(N, *spatial)``).
+        label_smoothing: ``eps`` in ``[0, 1]`` (0: none), as torch's ``label_smoothing``.
 
     Returns:
         A scalar, or the per-pixel map for ``reduction="none"``.
@@ -288,6 +289,7 @@ def focal_loss(
             host-device synchronisation).
         alpha: None, a scalar ``>= 0`` (likewise a number or a 0-dim tensor), or per-class ``(C,)``.
         weight, ignore_index, reduction: as in :func:`cross_entropy`.
+        label_smoothing: ``eps`` in ``[0, 1]``, mixed in as above (0: none).
 
     Returns:
         A scalar, or the per-pixel map ``(N, *spatial)`` for ``reduction="none"``.

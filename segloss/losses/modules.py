@@ -95,6 +95,7 @@ class FocalLoss(_PixelLoss):
         gamma: focusing parameter ``>= 0``.
         alpha: None, a scalar, or a per-class sequence (stored as a buffer).
         weight, ignore_index, reduction: as in :class:`CrossEntropyLoss`.
+        label_smoothing: ``eps`` in ``[0, 1]`` (0: none), as :func:`segloss.functional.focal_loss` mixes it.
     """
 
     def __init__(self, gamma: float = 2.0, alpha=None, weight=None, ignore_index: int = 255,

@@ -7,7 +7,7 @@ same pixels): a pixel is kept when the probability of its true class is below a 
 keeps too few, the threshold rises to the probability of the ``k``-th hardest pixel, so that at
 least ``k`` are kept::
 
-    threshold = max(thresh, p_(k)),   kept_i = [p_t,i < threshold],   k = ceil(min_kept |V|)
+    kept_i = [p_t,i < thresh  or  p_t,i <= p_(k)],   k = ceil(min_kept |V|)
     OHEM = sum_{i kept} w_{y_i} CE_i / sum_{i kept} w_{y_i}
 
 with ``p_(k)`` the ``k``-th smallest ``p_t`` over the valid pixels (all images of the batch
@@ -42,6 +42,7 @@ def ohem_mask(logits: torch.Tensor, target: torch.Tensor, *, threshold: float = 
         logits: float ``(N, C, *S)``; target: integer ``(N, *S)``.
         threshold: keep pixels whose true-class probability is below it, in (0, 1].
         min_kept: keep at least this share of the valid pixels (the hardest), in [0, 1].
+        ignore_index: label of pixels that are never kept.
 
     Raises:
         ValueError, TypeError: bad tensors or parameters.
@@ -100,7 +101,8 @@ def ohem_cross_entropy(logits: torch.Tensor, target: torch.Tensor, *, threshold:
 
     Args:
         logits: float ``(N, C, *S)``; target: integer ``(N, *S)``.
-        threshold, min_kept: as :func:`ohem_mask`. weight: class weights ``(C,)`` or None.
+        threshold, min_kept, ignore_index: as :func:`ohem_mask`. weight: class weights ``(C,)`` or None.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (below).
 
     ``reduction="none"`` gives the per-pixel map, CE at kept pixels and exactly 0 elsewhere (the
     app shows which pixels were kept); ``"mean"`` divides by the kept pixels (or their class

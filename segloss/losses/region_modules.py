@@ -1,6 +1,6 @@
 """``nn.Module`` forms of the region losses (:mod:`segloss.losses.region`, :mod:`~segloss.losses.unified_focal`):
 soft Dice, Jaccard, Generalized Dice, (Focal) Tversky, Unified Focal and Lovász-Softmax (also
-``segloss.DiceLoss`` etc., and ``segloss.losses.modules.<Name>``)."""
+reachable as ``segloss.losses.modules.<Name>``, or by registry name with ``segloss.create_loss``)."""
 
 from __future__ import annotations
 

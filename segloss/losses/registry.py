@@ -281,7 +281,7 @@ LOSSES: dict[str, LossSpec] = {
             name="ohem",
             title="OHEM cross-entropy",
             formula=r"\begin{aligned}\mathcal{L}_{OHEM} &= -\frac{1}{|K|}\sum_{i \in K} \log p_{i,y_i}\\ "
-            r"K &= \{i \in V : p_{i,y_i} < \max(\tau, p_{(k)})\}\end{aligned}",
+            r"K &= \{i \in V : p_{i,y_i} < \tau \ \text{or}\ p_{i,y_i} \le p_{(k)}\}\end{aligned}",
             summary="Cross-entropy on the hard pixels only: those whose true-class probability is below the "
             "threshold, and at least the hardest share min_kept; easy pixels get no loss and no gradient.",
             citation="Shrivastava, Gupta, Girshick. Training Region-based Object Detectors with Online Hard Example "
@@ -512,7 +512,8 @@ def create_loss(name: str, *, class_counts=None, weight=None, ignore_index: int 
             required by losses with ``needs_class_counts`` unless ``weight`` is given, and ignored by
             the others (so one config can build any loss; their class weights go in ``weight``).
         weight, ignore_index, reduction: passed to the module. Region losses give per-class
-            values with ``reduction="none"``; the sums (``dice_ce``, ``dice_focal``) refuse it.
+            values with ``reduction="none"`` (Generalized Dice and Unified Focal: per-image ones);
+            the sums (``dice_ce``, ``dice_focal``, ``dice_boundary``) refuse it.
         sync_distributed: under ``torch.distributed``, whether the losses that all-reduce (recall's
             counts, region losses' sums, in sums too) do so. False: each replica scores its own
             shard, with no collective, as an evaluation on one rank needs (a collective there

@@ -13,6 +13,11 @@ one; with two classes it is the authors' loss (checked against a transcription o
 Their code averages the Tversky term over both classes of every image; with C classes segloss
 averages over the classes present in each image (an absent class has no region to score), then
 over images. MONAI's ``AsymmetricUnifiedFocalLoss`` is binary only (MONAI #8603).
+
+``per_image=True`` scores each image whole, ``lam AFT_n + (1 - lam) AF_n`` with ``AF_n`` the mean over
+that image's valid pixels, then takes the mean over images; so the AF term is a mean of per-image
+means, where the authors' code (and ``per_image=False`` here) takes one mean over every valid pixel
+of the batch. The two differ only when images have different numbers of valid pixels.
 """
 
 from __future__ import annotations
@@ -60,8 +65,11 @@ def unified_focal_loss(logits, target, *, tversky_weight=0.5, delta=0.6, gamma=0
         background: the suppressed class.
         smooth: ``s`` of the Tversky index (the authors' 1e-6).
         per_image: Tversky regions per image (the authors') or over the batch.
+        ignore_index: label of pixels left out of every term.
         reduction: ``"mean"`` or ``"sum"`` (over images for the Tversky term); ``"none"`` gives
-            per-image losses ``(N,)`` (with ``per_image``).
+            per-image losses ``(N,)`` (with ``per_image``; ``(1,)`` over the batch).
+        sync_distributed: under ``torch.distributed``, all-reduce the region sums and the focal
+            term's sums (or the per-image mean), as :func:`segloss.losses.region.tversky_loss` does.
 
     Raises:
         ValueError, TypeError: bad tensors or parameters.
