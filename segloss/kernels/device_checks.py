@@ -43,20 +43,22 @@ def raise_bad_input(flags: torch.Tensor, logits: torch.Tensor, target: torch.Ten
 
 
 def check_on_device(logits: torch.Tensor, target: torch.Tensor, ignore_index: int,
-                    maps: torch.Tensor | None = None) -> None:
+                    bad_map_terms: torch.Tensor | None = None) -> None:
     """The bad-input flags of a loss with no kernel of its own to count them (the boundary loss):
-    labels outside ``[0, C)`` that are not ``ignore_index``, non-finite logits and (given) non-finite
-    distance ``maps``, counted by torch ops on the device and read with the call's one
-    synchronisation (inside :func:`one_check_for_all`, with the other parts' at its end)."""
+    labels outside ``[0, C)`` that are not ``ignore_index``, non-finite logits and (given maps) the
+    0-dim count ``bad_map_terms`` of the loss's non-finite per-pixel terms, which finite logits
+    leave only to NaN or infinite distance maps; counted by torch ops on the device and read with
+    the call's one synchronisation (inside :func:`one_check_for_all`, with the other parts' at its end)."""
     num_classes = logits.shape[1]
     bad_labels = ((target != ignore_index) & ((target < 0) | (target >= num_classes))).sum()
     non_finite = (~torch.isfinite(logits)).sum()
-    extra = () if maps is None else (((~torch.isfinite(maps)).sum(), NON_FINITE_MAPS),)
+    extra = () if bad_map_terms is None else ((bad_map_terms, NON_FINITE_MAPS),)
     raise_bad_input(torch.stack([bad_labels, non_finite]).view(1, 2), logits, target, ignore_index, extra=extra)
 
 
-NON_FINITE_MAPS = ("distance_maps hold NaN or infinite values: compute them with "
-                   "segloss.functional.signed_distance_maps(target, C), or check how yours were made")
+NON_FINITE_MAPS = ("distance_maps hold NaN or infinite values (or values so large that the loss overflows) at "
+                   "scored pixels: compute them with segloss.functional.signed_distance_maps(target, C), or check "
+                   "how yours were made")
 
 
 def raise_from(checks: list, logits, target, ignore_index, params, bounds, names=PARAM_NAMES, messages=()) -> None:

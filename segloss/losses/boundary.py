@@ -108,11 +108,10 @@ def boundary_loss(logits: torch.Tensor, target: torch.Tensor, *, distance_maps: 
     on_device = cuda.handles(logits) and not functorch_transform_active() and not _vmapped(logits)
     target = check_logits_target(logits, target, ignore_index, check_finite=not on_device,
                                  check_labels=not on_device)
-    if distance_maps is not None:
-        _check_maps(distance_maps, logits, on_device)
-    if on_device:  # checked with the call's one synchronisation (a sum's: with its other parts)
-        device_checks.check_on_device(logits, target, ignore_index, distance_maps)
-    if distance_maps is None:  # on CUDA computed there too (segloss.kernels.distance): no host round trip
+    given = distance_maps is not None
+    if given:
+        _check_maps_form(distance_maps, logits)
+    else:  # on CUDA computed there too (segloss.kernels.distance): no host round trip
         distance_maps = _signed_distance_maps(target, logits.shape[1], ignore_index)
     valid = target != ignore_index
     count = logits.shape[1] - 1 if foreground_only else logits.shape[1]
@@ -123,24 +122,32 @@ def boundary_loss(logits: torch.Tensor, target: torch.Tensor, *, distance_maps: 
         pixel = _weighted_softmax(logits, distance_maps, valid, 1 if foreground_only else 0) / count
     else:
         pixel = _DistanceWeightedSoftmax.apply(logits, distance_maps, valid, bool(foreground_only)) / count
+    # Given maps are checked through what they produce: with finite logits (checked) a valid pixel's
+    # term is finite unless a scored map is not (one pass over the (N, *S) terms, not the maps)
+    checked = given and not (_vmapped(distance_maps) or functorch_transform_active() or torch.compiler.is_compiling())
+    if on_device:  # the call's one synchronisation (a sum's: with its other parts), after the work is queued
+        terms = (~torch.isfinite(pixel.detach())).sum() if checked else None
+        device_checks.check_on_device(logits, target, ignore_index, terms)
+    elif checked and not bool(torch.isfinite(pixel.detach()).all()):
+        _raise_bad_maps(distance_maps)
     return reduce_map(pixel, valid.sum().to(pixel.dtype), reduction)
 
 
-def _check_maps(maps, logits: torch.Tensor, on_device: bool) -> None:
-    """Given distance maps: a real tensor of the logits' shape, finite (on CUDA counted on the device,
-    read with the call's one synchronisation: :func:`segloss.kernels.device_checks.check_on_device`)."""
+def _check_maps_form(maps, logits: torch.Tensor) -> None:
+    """Given distance maps: a real tensor of the logits' shape (their values: see the caller)."""
     if not isinstance(maps, torch.Tensor) or maps.dtype == torch.bool or maps.is_complex():
         kind = f"a tensor of dtype {maps.dtype}" if isinstance(maps, torch.Tensor) else type(maps).__name__
         raise TypeError(f"distance_maps must be a real-valued tensor (signed_distance_maps(target, C)), got {kind}")
     if tuple(maps.shape) != tuple(logits.shape):
         raise ValueError(f"distance_maps must have the logits' shape {tuple(logits.shape)}, got {tuple(maps.shape)}")
-    if on_device or _vmapped(maps) or functorch_transform_active() or torch.compiler.is_compiling():
-        return
+
+
+def _raise_bad_maps(maps: torch.Tensor) -> None:
+    """The maps made a term NaN or infinite (the logits are finite): say how many values are to blame."""
     finite = torch.isfinite(maps.detach())
-    if not bool(finite.all()):
-        nan = int(torch.isnan(maps.detach()).sum())
-        raise ValueError(f"{device_checks.NON_FINITE_MAPS} ({nan} NaN and {finite.numel() - int(finite.sum()) - nan} "
-                         f"infinite values)")
+    nan = int(torch.isnan(maps.detach()).sum())
+    raise ValueError(f"{device_checks.NON_FINITE_MAPS} ({nan} NaN and {finite.numel() - int(finite.sum()) - nan} "
+                     f"infinite values)")
 
 
 def _weighted_softmax(logits: torch.Tensor, maps: torch.Tensor, valid: torch.Tensor, first: int) -> torch.Tensor:
