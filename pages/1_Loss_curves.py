@@ -153,7 +153,8 @@ with chart:
         styles_named = [f"{dashes[LOSS_DASHES.get(name, 'dashdot')]} {segloss.LOSSES[name].title}" for name in overlaid]
         st.caption("Colour: gamma. Line style: " + ", ".join(styles_named)
                    + (", long dashes in browns recall loss (dark: low batch recall)" if "recall" in chosen else "")
-                   + (". Focal with γ = 0 lies exactly on CE." if "focal" in overlaid and "ce" in chosen else "."))
+                   + (". Focal with γ = 0 lies exactly on CE." if "focal" in overlaid and "ce" in chosen and 0 in overlay
+                      else "."))
     region = [segloss.LOSSES[n].title for n in chosen
               if not segloss.LOSSES[n].pixelwise and n not in analysis.BOUNDARY_LOSSES]
     if region:

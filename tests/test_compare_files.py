@@ -69,7 +69,8 @@ def test_labels_that_differ_only_in_unsafe_characters_get_files_of_their_own(tmp
     assert set(summary["losses"]) == {"focal/g0", "focal_g0"}
     assert all(entry["seeds"] == [0] for entry in summary["losses"].values())
     assert len(list((tmp_path / "runs").glob("*.json"))) == 2
-    assert (tmp_path / "runs" / "focal_g0__seed0.json").exists()  # a plain label keeps its plain name
+    compare.run_comparison(["focal:gamma=3"], out_dir=tmp_path, **TINY)  # no clash: the name earlier folders have
+    assert (tmp_path / "runs" / "focal_gamma=3__seed0.json").exists()
 
 
 def test_a_failed_write_leaves_the_old_file_whole(finished, monkeypatch):

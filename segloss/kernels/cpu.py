@@ -385,7 +385,9 @@ class DualFocalFused(torch.autograd.Function):
     The gradient ``(N, C, *S)`` is the only full-size buffer. The first backward hands it over,
     scaled in place by the upstream gradient (nothing done for a plain ``loss.backward()``): the
     caller owns it, and nothing here writes to it again. A second backward through the same graph
-    (``retain_graph``) recomputes it from the saved logits, as the Triton path does.
+    (``retain_graph``) recomputes it from the saved logits, as the Triton path does. So the logits
+    (a reference, no copy) live until backward, as they do in most loops that keep the model's
+    output in a variable; in ``loss = crit(model(x), y)`` that is one more logits-sized tensor alive.
     """
 
     @staticmethod

@@ -65,7 +65,7 @@ def raise_from(checks: list, logits, target, ignore_index, params, bounds, names
     """Raise for the host copy ``checks`` of one call's flags: bad labels, non-finite logits,
     device parameters out of their bounds, or an ``extra`` count (its message)."""
     bad_labels, non_finite = checks[:2]
-    num_params = len(bounds or ())
+    num_params = len(bounds) if params is not None and bounds is not None else 0  # as raise_bad_input adds them
     param_checks = checks[2:2 + num_params]
     for name, value, (low, high), bad in zip(names, params.tolist() if any(param_checks) else (),
                                             bounds or (), param_checks):

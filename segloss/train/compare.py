@@ -85,14 +85,23 @@ def split_losses(text: str) -> list[str]:
     return items
 
 
-def _run_file(out_dir: Path, choice: LossChoice, seed: int) -> Path:
-    """``runs/<label>__seed<k>.json``; a label with characters a file name cannot hold gets them
-    replaced and a hash of the whole label appended, so two labels never share a file
-    (``focal/g0`` and ``focal_g0`` did)."""
-    safe = "".join(ch if ch.isalnum() or ch in "-_.=" else "_" for ch in choice.label)
-    if safe != choice.label:
-        safe += "-" + hashlib.sha1(choice.label.encode()).hexdigest()[:8]
-    return out_dir / "runs" / f"{safe}__seed{seed}.json"
+def _safe_name(label: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_.=" else "_" for ch in label)
+
+
+def _file_stems(labels: Sequence[str]) -> dict[str, str]:
+    """Each label's run-file stem: the label with characters a file name cannot hold replaced
+    (``focal:gamma=3`` -> ``focal_gamma=3``), and, only where two labels of the comparison would
+    share a stem (``focal/g0`` and ``focal_g0``), a hash of the label appended to theirs, so that
+    existing folders keep their file names."""
+    stems = {label: _safe_name(label) for label in labels}
+    shared = {stem for stem in stems.values() if list(stems.values()).count(stem) > 1}
+    return {label: stem + "-" + hashlib.sha1(label.encode()).hexdigest()[:8] if stem in shared else stem
+            for label, stem in stems.items()}
+
+
+def _run_file(out_dir: Path, stem: str, seed: int) -> Path:
+    return out_dir / "runs" / f"{stem}__seed{seed}.json"
 
 
 def _params_json(params: dict) -> dict:
@@ -165,9 +174,10 @@ def run_comparison(losses: Sequence[str | LossChoice], *, dataset: str = "street
             create_loss(choice.name, class_counts=torch.ones(num_classes), **choice.params)
         except (ValueError, TypeError) as err:
             raise ValueError(f"loss {choice.label!r}: {err}") from err
+    stems = _file_stems([c.label for c in choices])
     runs, total = [], len(choices) * seeds
     for index, (choice, seed) in enumerate((c, s) for c in choices for s in range(seeds)):
-        path = None if out is None else _run_file(out, choice, seed)
+        path = None if out is None else _run_file(out, stems[choice.label], seed)
         again = ""
         if path is not None and path.exists():
             stored = read_run(path, num_classes)

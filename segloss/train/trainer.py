@@ -248,8 +248,9 @@ class Trainer(BackgroundLoop):
 
         Raises:
             FloatingPointError: if the loss or (without AMP's scaler, which skips such steps itself)
-                the gradient is NaN or infinite (lower the learning rate); the weights and the
-                optimizer's state are left as they were, the step is not counted.
+                the gradient is NaN or infinite (lower the learning rate: a new run); the weights and
+                the optimizer's state are left as they were (BatchNorm's running statistics have seen
+                the batch), the step is not counted.
         """
         with self._waiting_changed:  # let a copy, an evaluation or a reset that waits go first
             self._waiting_changed.wait_for(lambda: self._waiting == 0)
@@ -263,7 +264,7 @@ class Trainer(BackgroundLoop):
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
                 logits = self.model(images)
             loss = self.criterion(logits, masks)  # losses upcast half-precision logits to float32
-            value = float(loss.detach())  # checked before anything changes: a diverged step leaves no trace
+            value = float(loss.detach())  # checked before the weights change (BatchNorm's statistics have seen it)
             if not math.isfinite(value):
                 raise FloatingPointError(f"loss is {value} at step {self.steps_done + 1} "
                                          f"(lr={self.config.lr}); lower the learning rate")
