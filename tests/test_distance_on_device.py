@@ -157,3 +157,26 @@ def test_given_maps_that_are_not_finite_or_not_real_are_refused(route):
         boundary_loss(logits, target, distance_maps=maps.cpu().numpy())
     torch.testing.assert_close(boundary_loss(logits, target, distance_maps=maps.round().long()),
                                boundary_loss(logits, target, distance_maps=maps.round()))  # integer maps: their values
+
+
+@pytest.mark.parametrize("route", ["kernel", "host", "autograd"])
+def test_an_ignored_pixels_map_may_hold_anything(route):
+    """Ignored pixels contribute nothing, whatever their maps hold: a NaN there gave a NaN loss on the
+    fast path (0 x NaN) and a NaN gradient on the autograd one (maps that require a gradient)."""
+    device = DEVICE if route == "kernel" else "cpu"
+    logits, target = random_batch(2, 3, (4, 5), seed=4)
+    target[1, 2, 3] = 255
+    maps = host_maps(target, 3)
+    if route != "kernel":
+        cuda.run_on_cpu_for_tests(False)
+    bad = maps.clone()
+    bad[1, :, 2, 3] = float("nan")
+    results = []
+    for given in (maps, bad):
+        z = logits.to(device).requires_grad_()
+        m = given.to(device).requires_grad_(route == "autograd")
+        value = boundary_loss(z, target.to(device), distance_maps=m)
+        value.backward()
+        results.append((value.detach().cpu(), z.grad.cpu()))
+    assert torch.isfinite(results[1][0]) and torch.isfinite(results[1][1]).all()
+    torch.testing.assert_close(results[1], results[0])

@@ -153,7 +153,7 @@ def _raise_bad_maps(maps: torch.Tensor) -> None:
 def _weighted_softmax(logits: torch.Tensor, maps: torch.Tensor, valid: torch.Tensor, first: int) -> torch.Tensor:
     """``sum_{c >= first} p_c phi_c`` per pixel, 0 where not ``valid``, by plain torch ops."""
     z = logits if logits.dtype == torch.float64 else logits.float()
-    phi = maps.to(device=z.device, dtype=z.dtype)
+    phi = torch.where(valid.unsqueeze(1), maps.to(device=z.device, dtype=z.dtype), 0.0)  # ignored: no 0 x NaN
     return torch.where(valid, (z.softmax(dim=1)[:, first:] * phi[:, first:]).sum(dim=1), 0.0)
 
 
@@ -178,7 +178,7 @@ class _DistanceWeightedSoftmax(torch.autograd.Function):
                 for a, b in _blocks(pixels, c, logits.device):
                     probs = flat[i, :, a:b].to(dtype).softmax(dim=0)
                     out[i, a:b] = (probs[first:] * phi[i, first:, a:b].to(device=logits.device, dtype=dtype)).sum(0)
-        out = out.reshape(valid.shape) * valid
+        out = torch.where(valid, out.reshape(valid.shape), 0.0)  # an ignored pixel's map may hold anything
         ctx.save_for_backward(logits, maps, valid, out)
         ctx.first = first
         return out
@@ -195,6 +195,7 @@ class _DistanceWeightedSoftmax(torch.autograd.Function):
         flat, phi = logits.reshape(n, c, pixels), maps.reshape(n, c, pixels)
         dtype = value.dtype
         upstream = (grad_out * valid).reshape(n, pixels).to(dtype)
+        scored = valid.reshape(n, pixels)
         v = value.reshape(n, pixels)
         with torch.no_grad(), torch.autocast(logits.device.type, enabled=False):
             for i in range(n):
@@ -203,5 +204,6 @@ class _DistanceWeightedSoftmax(torch.autograd.Function):
                     weights = phi[i, :, a:b].to(device=logits.device, dtype=dtype) - v[i, a:b]
                     if ctx.first:
                         weights[0] = -v[i, a:b]  # class 0 is not scored: its phi' is 0
-                    grad_flat[i, :, a:b] = (probs * weights * upstream[i, a:b]).to(grad.dtype)
+                    grad_flat[i, :, a:b] = torch.where(scored[i, a:b], probs * weights * upstream[i, a:b],
+                                                       0.0).to(grad.dtype)  # not 0 x NaN at an ignored pixel
         return grad, None, None, None
