@@ -62,16 +62,18 @@ st.markdown(
 LESSONS = (
     Preset("Ignored pixels and 'mean'", {"input": "random", "ignored": 0.5, "gamma": 2.0, "alpha": 0.25},
            "Half the pixels are labelled ignore: kornia's mean over every N·C·H·W element, ignored pixels "
-           "included, is now about 2C times smaller than the same sum over the valid pixels (segloss, torch, "
-           "MONAI with ignore_index); the same factor separates torchvision's sigmoid loss from MONAI's. Read the 'exact "
+           "included, is now about 2C times smaller than the same sum over the valid pixels (segloss and "
+           "MONAI with ignore_index, as torch's cross-entropy divides); the same factor separates torchvision's sigmoid loss from MONAI's. Read the 'exact "
            "conversion' column: the factor is the count of elements over the valid pixels."),
     Preset("Absent classes split Dice", {"input": "sample", "dataset": "street", "seed": 0, "ignored": 0.0},
            "In these two street scenes one class is absent from both images. Look at the Dice rows: smp counts "
            "it as 0 in a mean over all C, segloss leaves it out, MONAI scores it like the others (predicted "
-           "anywhere, it costs a full loss). Same input, three numbers. Seed 8 misses a class in one image only: "
-           "then MONAI per image also parts from MONAI over the batch."),
+           "anywhere, it costs a full loss). Same input, three numbers. MONAI per image and over the batch differ "
+           "already; seed 8 misses a class in one image only, which MONAI per image charges to that image "
+           "alone as a full loss: the gap between them widens."),
     Preset("What alpha means", {"input": "random", "gamma": 0.0, "alpha": 0.75, "ignored": 0.0},
-           "At γ = 0 every softmax focal loss is cross-entropy up to its α: segloss's scalar α is a global "
+           "At γ = 0 every softmax focal loss is cross-entropy up to its α and its normalisation (kornia, and "
+           "MONAI without ignore_index, also divide by C: the table's factors): segloss's scalar α is a global "
            "factor (exactly α times the reference); kornia and MONAI's softmax weigh the background 1 - α and "
            "every other class α (segloss's per-class row). The sigmoid losses (torchvision, MONAI's default, smp) "
            "are C one-vs-all binary cross-entropies, positives weighed α and negatives 1 - α: no constant "

@@ -19,7 +19,7 @@ def test_page_renders_table_ratio_bars_and_dual_focal_curves_in_float32():
     app = open_page(PAGE)
     assert not app.exception
     values = table_values(app)
-    assert len(values) == 21  # nothing ignored by default: MONAI without ignore_index is shown too
+    assert len(values) == 22  # nothing ignored by default: MONAI without ignore_index is shown too
     assert "left out" not in next(c.value for c in app.caption if c.value.startswith("Input:"))
     assert any(name.startswith("kornia focal_loss, α=None — kornia 0.9.0") for name in values)
     bars, curves = figures(app)
@@ -49,7 +49,7 @@ def test_ignored_pixels_and_gamma_change_values_and_drop_the_monai_row_without_i
     before = table_values(app)
     by_label(app.slider, "Share of pixels labelled ignore (255)").set_value(0.3).run()
     ignored = table_values(app)
-    assert not app.exception and len(ignored) == 20 and ignored != before
+    assert not app.exception and len(ignored) == 21 and ignored != before
     caption = next(c.value for c in app.caption if c.value.startswith("Input:"))
     assert "ignored" in caption and "ignore_index=None is left out" in caption  # says why a row went
     by_label(app.slider, "gamma (γ)").set_value(0.0).run()
@@ -68,7 +68,7 @@ def test_upload_inputs_in_the_session_are_offered_and_used():
     radio.set_value("upload").run()
     assert not app.exception
     assert "N = 1, C = 4, 120 pixels" in next(c.value for c in app.caption if c.value.startswith("Input:"))
-    assert len(table_values(app)) == 21
+    assert len(table_values(app)) == 22
 
 
 def test_unusable_upload_inputs_show_an_error_not_an_exception():

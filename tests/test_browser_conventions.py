@@ -20,7 +20,7 @@ def test_conventions_page_by_direct_url_shows_table_and_charts(app_url, page):
     expect(charts.nth(1).locator("g.trace")).to_have_count(4)  # three "Dual Focal" formulas and CE
     table = page.get_by_test_id("stTable")
     expect(table).to_have_count(1)
-    expect(table.locator("tbody tr")).to_have_count(21)  # no pixel ignored: MONAI without ignore_index too
+    expect(table.locator("tbody tr")).to_have_count(22)  # no pixel ignored: MONAI without ignore_index too
     expect(table.get_by_text("kornia focal_loss, α=None", exact=False)).to_be_visible()
     expect(page.get_by_text("Same input, different “focal loss”")).to_be_visible()
     expect(page.get_by_test_id("stException")).to_have_count(0)

@@ -386,3 +386,13 @@ def test_a_uint8_mask_gives_the_int64_table_whatever_ignore_index():
         want = convention_table.compare_conventions(logits, target, ignore_index=ignore_index)
         got = convention_table.compare_conventions(logits, target.to(torch.uint8), ignore_index=ignore_index)
         assert [r.value for r in got] == pytest.approx([r.value for r in want], rel=1e-12, nan_ok=True)
+
+
+def test_smp_0_6_averages_its_class_losses_where_0_5_summed_them():
+    """smp 0.6.0's FocalLoss takes the mean over classes (checked against its code): 1/C of 0.5's."""
+    logits, target = random_batch(2, 5, (4, 6), dtype=torch.float64, seed=8)
+    old = cv.smp_focal_loss(logits, target, alpha=0.25, ignore_index=None)
+    new = cv.smp_focal_loss(logits, target, alpha=0.25, ignore_index=None, version="0.6")
+    torch.testing.assert_close(new * 5, old, rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="version must be"):
+        cv.smp_focal_loss(logits, target, version="0.7")

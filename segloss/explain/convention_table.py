@@ -33,6 +33,7 @@ KORNIA = "kornia 0.9.0 (kornia.losses.focal_loss)"
 MONAI = "MONAI 1.6.1 (monai.losses.FocalLoss, to_onehot_y=True)"
 TORCHVISION = "torchvision 0.29 (torchvision.ops.sigmoid_focal_loss, one-hot targets)"
 SMP = "segmentation_models_pytorch 0.3 to 0.5.0 (losses.FocalLoss)"
+SMP_06 = "segmentation_models_pytorch 0.6.0 (losses.FocalLoss)"
 TORCH_CE = "torch 2.x (F.cross_entropy)"
 TAO = "Tao, Dong, Xu, ICML 2023, arXiv:2305.13665"
 PORT = "github CoinCheung/pytorch-loss (2019), a port of Hossain et al.'s withdrawn arXiv:1909.11932"
@@ -150,6 +151,10 @@ def compare_conventions(logits: torch.Tensor, target: torch.Tensor, *, gamma: fl
         ("focal", f"smp FocalLoss multiclass, α={a:g}", SMP, cv.smp_focal_loss(z, target, alpha=a, gamma=g, **kw),
          "One sigmoid focal loss per class, each averaged over the valid pixels, then summed over classes: "
          "MONAI's sigmoid number.", 1.0, "1", monai_sig),
+        ("focal", f"smp 0.6 FocalLoss multiclass, α={a:g}", SMP_06,
+         cv.smp_focal_loss(z, target, alpha=a, gamma=g, version="0.6", **kw),
+         "The same per-class losses, averaged over the classes instead of summed (smp 0.6.0): C times smaller "
+         "than smp 0.5's number for the same model and data.", float(c), "C", monai_sig),
     ]
     ce_ours, ce_valid = "segloss cross_entropy(weight=w) = torch", "hand-written weighted CE, ÷ |V|"
     specs += [

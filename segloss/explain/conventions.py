@@ -188,9 +188,10 @@ def monai_focal_loss(logits, target, *, use_softmax: bool = False, alpha: float 
 
 
 def smp_focal_loss(logits, target, *, alpha: float | None = None, gamma: float = 2.0,
-                   ignore_index: int | None = None, reduction: str = "mean") -> torch.Tensor:
-    """segmentation_models_pytorch 0.3 to 0.5.0 ``losses.FocalLoss("multiclass", alpha, gamma, ignore_index)``
-    (its main branch after 0.5.0 takes the mean over classes instead of the sum: C times smaller).
+                   ignore_index: int | None = None, reduction: str = "mean", version: str = "0.5") -> torch.Tensor:
+    """segmentation_models_pytorch ``losses.FocalLoss("multiclass", alpha, gamma, ignore_index)``:
+    ``version="0.5"`` as in 0.3 to 0.5.0 (the sum over classes, below), ``"0.6"`` as in 0.6.0, which
+    takes the mean over classes instead: C times smaller (checked against both releases' code).
 
     Not softmax: for every class ``c`` a binary (one-vs-all) sigmoid focal loss of ``z_c`` against
     ``[y == c]`` (``focal_loss_with_logits``: ``(1 - p_t)^gamma BCE``, times ``alpha`` for positives and
@@ -208,8 +209,11 @@ def smp_focal_loss(logits, target, *, alpha: float | None = None, gamma: float =
     loss = _sigmoid_focal_elements(z, y, float(gamma))
     if alpha is not None:
         loss = loss * (alpha * y + (1 - alpha) * (1 - y))
+    if version not in ("0.5", "0.6"):
+        raise ValueError(f"version must be '0.5' (smp 0.3 to 0.5.0) or '0.6', got {version!r}")
     per_class = (loss * valid.unsqueeze(1)).sum(dim=(0, *range(2, z.dim())))  # (C,)
-    return (per_class / valid.sum()).sum() if reduction == "mean" else per_class.sum()
+    total = (per_class / valid.sum()).sum() if reduction == "mean" else per_class.sum()
+    return total / z.shape[1] if version == "0.6" else total
 
 
 def weighted_ce_mean_by_valid_pixels(logits, target, weight, *, ignore_index: int = 255) -> torch.Tensor:
@@ -271,7 +275,8 @@ def port_2019_dual_focal_loss(logits, target, *, eps: float = PORT_2019_EPS, ign
 
         L_i = -sum_c log(eps + 1 - (p_c - y_c)^2),   eps = 1e-5
 
-    It has no cross-entropy term and is bounded (``-C log eps`` at most); it is 0 at ``p = y``.
+    It has no cross-entropy term and is bounded (``-C log eps`` at most); at ``p = y`` it is
+    ``-C log(1 + eps)``, about ``-5e-5`` (0 but for its epsilon).
     ``"mean"`` divides by the valid pixels, as the port does; ``"none"`` gives ``(N, *S)``.
 
     Raises:
