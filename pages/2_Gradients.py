@@ -53,12 +53,15 @@ LESSONS = (
            "the gradient."),
     Preset("Dual Focal: false classes", {"loss": "dual_focal", "sweep": "beta", "component": "false",
                                                         "spread": "confusing"},
-           "The false-class component is the push on the most probable wrong class. Raise β (y axis) and watch it "
-           "grow where p_t is high: Dual Focal keeps lowering a confusing class even for pixels already right."),
+           "The false-class component is the push on the most probable wrong class. Raise β (y axis) and it "
+           "grows at every p_t; on the right, where the pixel is already right, it stays well above "
+           "cross-entropy's (the α term alone does that, at β = 0): Dual Focal keeps lowering a confusing "
+           "class even for pixels already right."),
     Preset("Dice: confident mistakes", {"loss": "dice", "sweep": "smooth", "component": "norm",
                                                         "spread": "even"},
            "On the left (p_t near 0, confidently wrong) soft Dice's gradient falls far below cross-entropy's: a "
-           "region it scores as lost gives almost no signal. More smoothing (y axis) flattens it further."),
+           "region it scores as lost gives almost no signal. More smoothing (y axis) lowers it a little further, "
+           "everywhere."),
 )
 
 url = PageState("gradients")
@@ -154,8 +157,8 @@ else:
 if name == "boundary":
     st.caption("Boundary loss: a foreground pixel (class 1) lying `depth` pixels inside its region, the confusing "
                "class's region just across the boundary. Its push grows with the distances. Near p_t = 1 it fades "
-               "as cross-entropy's does (both about in proportion to 1 - p_t); near p_t = 0 it fades too, where "
-               "CE's is largest: relative to CE it weighs confident pixels more than hard ones.")
+               "as cross-entropy's does (both about in proportion to 1 - p_t); near p_t = 0 it levels off at a small "
+               "floor, where CE's is largest: relative to CE it weighs confident pixels more than hard ones.")
 if not spec.pixelwise:
     st.caption(f"{spec.title} scores regions, not pixels: here an image of {analysis.REGION_PIXELS} pixels of one "
                "class, every pixel at p_t, and the gradient of its loss with respect to their shared logits (the "

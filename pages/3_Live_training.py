@@ -91,7 +91,8 @@ st.markdown(
   ones; a region the model gets confidently wrong gets little push from Dice (the Gradients page shows why).
 - **The loss's own state.** Recall loss weighs each class by 1 - its recall on the current batch; the weight
   curves show which classes the model is missing right now. Learnable Dual Focal parameters drift toward
-  their bounds (γ and ρ up, α and β down): minimising a loss over its own parameters is degenerate.
+  their bounds (γ and ρ up, α down; β down while ρ stays near 1, then up once ρ has grown): minimising
+  a loss over its own parameters is degenerate.
 """
 )
 dataset = trainer.config.dataset if trainer is not None else wanted["dataset"]

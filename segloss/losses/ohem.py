@@ -12,8 +12,8 @@ least ``k`` are kept::
 
 with ``p_(k)`` the ``k``-th smallest ``p_t`` over the valid pixels (all images of the batch
 together; under ``torch.distributed``, of this replica's batch, as mmsegmentation's sampler does
-on each GPU). ``min_kept`` is a share of the valid pixels here (the codebases take a count, 100,000
-in their configs, made for 512 x 1024 crops; mmsegmentation's is per image). The "mean" is over the
+on each GPU). ``min_kept`` is a share of the valid pixels here (the codebases take a count:
+mmsegmentation 100,000 per image at 512 x 1024 crops, CCNet 100,000 at 769 x 769, HRNet 131,072). The "mean" is over the
 kept pixels, weighted by their class weights as in CCNet's ``OhemCrossEntropy2d`` (HRNet's
 averages the weighted losses over ``|K|``, which differs with class weights); mmsegmentation zeroes the other pixels'
 weights and divides by all ``N·H·W`` pixels (or by ``|V|`` with ``avg_non_ignore``), which gives

@@ -209,7 +209,8 @@ LOSSES: dict[str, LossSpec] = {
             formula=r"\begin{aligned}\mathcal{L}_{DFL} = \sum_{c} \Big[&-y_c \log p_c \;-\; \beta\,(1 - y_c)\log(\rho - p_c)"
             r"\\ &+\; \alpha\,|y_c - p_c|^{\gamma}\Big]\end{aligned}",
             summary="CE on the true class, a penalty on probability given to false classes, and an additive "
-            "focal-style term whose gradient, for gamma <= 1, does not vanish as p approaches y.",
+            "focal-style term alpha |y - p|^gamma (for gamma < 1 its push fades more slowly than CE's as p "
+            "approaches y; at the default gamma = 1 it fades like CE's, at twice its size).",
             citation="Hossain, Betts, Paplinski. Dual Focal Loss to address class imbalance in semantic "
             "segmentation. Neurocomputing 462 (2021), doi:10.1016/j.neucom.2021.07.055.",
             link="https://doi.org/10.1016/j.neucom.2021.07.055",
@@ -320,7 +321,8 @@ LOSSES: dict[str, LossSpec] = {
             r"\mathcal{L}_{aFT} &= \tfrac{1}{|P|}\Big[(1-TI_b) + \sum_{c \neq b}(1-TI_c)^{1-\gamma}\Big]"
             r"\end{aligned}",
             summary="Focal and focal-Tversky terms in one, both asymmetric: the background's easy pixels are "
-            "suppressed, the rare classes are not, and their poorly matched regions are enhanced.",
+            "suppressed, the rare classes are not, and their Tversky losses are raised to 1 - gamma < 1: "
+            "enhanced, the push most where a rare region is already mostly matched (as Focal Tversky below 1).",
             citation="Yeung, Sala, Schönlieb, Rundo. Unified Focal loss. Computerized Medical Imaging and Graphics "
             "2022 (arXiv:2102.04525); multi-class here, binary as the authors' code.",
             link="https://arxiv.org/abs/2102.04525",
