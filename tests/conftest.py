@@ -83,11 +83,31 @@ def browser():
         chromium.close()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item, so that fixtures can see whether the test failed."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def page(browser):
+def page(browser, request):
+    """A fresh browser tab (its own Streamlit session); on failure a screenshot and the page's text
+    go to ``test-artifacts/failed-<test>.png`` / ``.txt`` (what CI's log cannot show)."""
+    from browser_support import ARTIFACTS
+
     context = browser.new_context(viewport={"width": 1400, "height": 2000})
     tab = context.new_page()
     yield tab
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        name = request.node.name[:80].replace("/", "_")
+        try:
+            tab.screenshot(path=str(ARTIFACTS / f"failed-{name}.png"), full_page=True)
+            (ARTIFACTS / f"failed-{name}.txt").write_text(tab.inner_text("body"))
+        except Exception as err:  # a dead page must not hide the test's own failure
+            print(f"no failure screenshot: {err}")
     context.close()
 
 

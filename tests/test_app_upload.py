@@ -292,7 +292,7 @@ def test_every_registry_loss_draws_on_an_upload_in_both_modes():
 
 def test_a_lone_bad_file_is_named_before_its_partner_is_uploaded():
     """With one file there, its header is checked at once (a text file as mask waited, silently,
-    for a valid image); a good lone file only gets the instructions."""
+    for a valid image); a good lone file is acknowledged and its partner asked for."""
     cases = {c[0]: c for c in bad_files()}
     for case in ("text-as-png-mask", "jpeg-mask", "empty-image", "bomb-image"):
         _, slot, name, content, words = cases[case]
@@ -301,6 +301,8 @@ def test_a_lone_bad_file_is_named_before_its_partner_is_uploaded():
         assert not app.exception, app.exception
         assert len(app.error) == 1 and words in app.error[0].value, (case, [e.value for e in app.error])
         assert any("Try a sample" in i.value for i in app.info) and not figures(app)
-    app = open_page(PAGE)
-    upload(app, "image", "scene.png", good_files()["image"])
-    assert not app.error and not app.exception and any("Try a sample" in i.value for i in app.info)
+    for slot, other in (("image", "mask"), ("mask", "image")):
+        app = open_page(PAGE)
+        upload(app, slot, f"scene_{slot}.png", good_files()[slot])
+        assert not app.error and not app.exception and not figures(app)
+        assert [i.value for i in app.info] == [f"The {slot} **scene_{slot}.png** is here; now upload its {other}."]

@@ -30,7 +30,11 @@ def test_upload_page_draws_heatmaps_from_real_file_inputs_and_reports_a_bad_file
     expect(page.get_by_test_id("stSidebar").get_by_text("Compute device")).to_be_visible(timeout=60_000)
     inputs = page.locator("input[type=file]")
     expect(inputs).to_have_count(2, timeout=30_000)  # image and mask; the logits one only when chosen
+    # One file, then the other, as a person does: the app acknowledges the image first. (Two uploads
+    # milliseconds apart, while the first one's rerun is starting, can lose the second in Streamlit's
+    # frontend: its uploader then shows no file, and the page still asks for the mask.)
     inputs.nth(0).set_input_files(str(tmp_path / "image.png"))
+    expect(page.get_by_text("is here; now upload its mask")).to_be_visible(timeout=60_000)
     inputs.nth(1).set_input_files(str(tmp_path / "mask.png"))
     charts = wait_for_charts(page, 2)
     expect(charts.first.locator("g.heatmaplayer")).to_have_count(4)  # one loss per panel

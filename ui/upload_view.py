@@ -137,13 +137,15 @@ def scene_input() -> tuple[Scene, str] | None:
             st.button("Back to my files", on_click=_set_mode, args=("upload",))
         return scene, f"sample:{dataset}:{index}"
     if image_file is None or mask_file is None:
-        for upload, what in ((image_file, "image"), (mask_file, "mask")):
+        waiting = "Upload an image **and** its mask, or click **Try a sample**."
+        for upload, what, other in ((image_file, "image", "mask"), (mask_file, "mask", "image")):
             if upload is not None:  # say now what is wrong with the one file there, not once the other comes
                 try:
                     check_header(upload.getvalue(), what)
+                    waiting = f"The {what} **{upload.name}** is here; now upload its {other}."
                 except UploadError as err:
                     st.error(str(err), icon=":material/error:")
-        st.info("Upload an image **and** its mask, or click **Try a sample**.")
+        st.info(waiting)
         return None
     image, mask = image_file.getvalue(), mask_file.getvalue()
     fixes = {OFFER_RESIZE: st.session_state.get("fix_resize", False),
