@@ -79,7 +79,8 @@ st.markdown(
 )
 
 url = PageState("compare")
-committed, live = st.tabs(["Committed results", "Run a small comparison"])
+TABS = ("Committed results", "Run a small comparison")
+committed, live = st.tabs(TABS, key=url.bind("tab", TABS[0], "choice", choices=TABS), on_change="rerun")  # in the link
 with committed:
     if COMMITTED.exists():
         try:

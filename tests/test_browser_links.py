@@ -40,3 +40,25 @@ def test_changing_a_widget_updates_the_address_and_a_bad_value_gets_a_notice(app
     page.wait_for_url(re.compile(r"component=true"), timeout=30_000)
     assert "C=" not in page.url  # the ignored value is gone, defaults are not written
     expect(page.get_by_test_id("stException")).to_have_count(0)
+
+
+def test_the_compare_pages_tab_is_in_the_link(app_url, page):
+    page.goto(f"{app_url}/Compare")
+    tabs = page.get_by_role("tab")
+    expect(tabs).to_have_count(2, timeout=60_000)
+    expect(tabs.nth(0)).to_have_attribute("aria-selected", "true")
+    tabs.nth(1).click()
+    page.wait_for_url(re.compile(r"tab=Run"), timeout=30_000)
+    link = page.url
+    expect(page.get_by_text("Steps per run")).to_be_visible(timeout=30_000)
+
+    fresh = page.context.new_page()
+    fresh.goto(link)
+    tabs = fresh.get_by_role("tab")
+    expect(tabs).to_have_count(2, timeout=60_000)
+    expect(tabs.nth(1)).to_have_attribute("aria-selected", "true", timeout=30_000)
+    expect(fresh.get_by_text("Steps per run")).to_be_visible(timeout=30_000)
+    expect(fresh.get_by_test_id("stException")).to_have_count(0)
+    fresh.get_by_role("tab").nth(0).click()  # back to the default: the tab leaves the link
+    fresh.wait_for_url(lambda url: "tab=" not in url, timeout=30_000)
+    expect(fresh.get_by_test_id("stPlotlyChart").first).to_be_visible(timeout=60_000)

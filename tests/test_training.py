@@ -209,10 +209,13 @@ def test_an_exception_in_the_thread_is_reported_not_lost():
 @pytest.mark.parametrize("what", ["loss", "gradient"])
 def test_a_diverged_step_raises_and_leaves_the_weights_and_the_count_untouched(what, monkeypatch):
     """On CPU (no AMP scaler to skip it) the check came after optimizer.step(): the weights were
-    NaN by the time the error was raised, and every later step failed."""
+    NaN by the time the error was raised, and every later step failed. BatchNorm's running statistics,
+    updated by the forward pass, are put back too."""
     trainer = Trainer("street", "dual_focal", loss_params={"learnable": ("gamma",)}, **SMALL)
     trainer.step()
     before = [p.detach().clone() for p in trainer.optimizer.param_groups[0]["params"]]
+    buffers = dict(trainer.model.named_buffers())
+    buffers_before = {name: b.clone() for name, b in buffers.items()}
     forward = type(trainer.criterion).forward
     if what == "loss":
         monkeypatch.setattr(type(trainer.criterion), "forward", lambda self, z, y: forward(self, z, y) * float("inf"))
@@ -223,6 +226,7 @@ def test_a_diverged_step_raises_and_leaves_the_weights_and_the_count_untouched(w
     assert trainer.steps_done == 1
     after = trainer.optimizer.param_groups[0]["params"]
     assert all(torch.equal(a, b) for a, b in zip(after, before))
+    assert buffers and all(torch.equal(buffers[name], b) for name, b in buffers_before.items())  # BatchNorm's too
     monkeypatch.setattr(type(trainer.criterion), "forward", forward)
     assert math.isfinite(trainer.step()["loss"]) and trainer.steps_done == 2  # the trainer goes on
 

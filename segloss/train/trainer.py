@@ -71,6 +71,25 @@ def _check_int(value, name: str, low: int, high: int | None = None) -> int:
     return int(value)
 
 
+class _KeptBuffers:
+    """Copies of a list of buffers (taken by :meth:`save`, put back by :meth:`restore`), copied with
+    ``torch._foreach_copy_``: one fused copy per dtype and device, not one launch per buffer."""
+
+    def __init__(self, live: list[torch.Tensor]):
+        self.live = live
+        self.copies = [torch.empty_like(b) for b in live]
+
+    def save(self) -> None:
+        if self.live:
+            with torch.no_grad():
+                torch._foreach_copy_(self.copies, self.live)
+
+    def restore(self) -> None:
+        if self.live:
+            with torch.no_grad():
+                torch._foreach_copy_(self.live, self.copies)
+
+
 @dataclass(frozen=True)
 class TrainerConfig:
     """The arguments a :class:`Trainer` was built with (validated)."""
@@ -240,6 +259,16 @@ class Trainer(BackgroundLoop):
             self._prefetcher = None
 
     # ----------------------------------------------------------------------------- training
+    def _keep_buffers(self) -> "_KeptBuffers":
+        """A copy of the model's and the loss's floating-point and integer buffers, taken before a
+        step's forward pass, so that a diverged step can put them back (one fused copy per dtype)."""
+        buffers = [b for module in (self.model, self.criterion) for b in module.buffers()]
+        kept = getattr(self, "_kept_buffers", None)
+        if kept is None or len(kept.live) != len(buffers) or any(a is not b for a, b in zip(kept.live, buffers)):
+            kept = self._kept_buffers = _KeptBuffers(buffers)
+        kept.save()
+        return kept
+
     def step(self) -> dict:
         """One optimisation step on the next batch.
 
@@ -248,9 +277,9 @@ class Trainer(BackgroundLoop):
 
         Raises:
             FloatingPointError: if the loss or (without AMP's scaler, which skips such steps itself)
-                the gradient is NaN or infinite (lower the learning rate: a new run); the weights and
-                the optimizer's state are left as they were (BatchNorm's running statistics have seen
-                the batch), the step is not counted.
+                the gradient is NaN or infinite (lower the learning rate: a new run); the weights,
+                the optimizer's state and the buffers of model and loss (BatchNorm's running statistics,
+                a recall loss's running weights) are left as they were, the step is not counted.
         """
         with self._waiting_changed:  # let a copy, an evaluation or a reset that waits go first
             self._waiting_changed.wait_for(lambda: self._waiting == 0)
@@ -261,11 +290,13 @@ class Trainer(BackgroundLoop):
             masks = masks.to(self.device, non_blocking=True)
             self.model.train()
             self.criterion.train()
+            buffers = self._keep_buffers()  # BatchNorm's statistics, a recall loss's running weights
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
                 logits = self.model(images)
             loss = self.criterion(logits, masks)  # losses upcast half-precision logits to float32
-            value = float(loss.detach())  # checked before the weights change (BatchNorm's statistics have seen it)
+            value = float(loss.detach())  # checked before the weights change; the buffers are put back
             if not math.isfinite(value):
+                buffers.restore()
                 raise FloatingPointError(f"loss is {value} at step {self.steps_done + 1} "
                                          f"(lr={self.config.lr}); lower the learning rate")
             self.optimizer.zero_grad(set_to_none=True)
@@ -279,6 +310,7 @@ class Trainer(BackgroundLoop):
                 norm = torch.nn.utils.get_total_norm(grads)  # the model's and a learnable loss's
                 if not math.isfinite(float(norm)):
                     self.optimizer.zero_grad(set_to_none=True)
+                    buffers.restore()
                     raise FloatingPointError(f"the gradient is {float(norm)} at step {self.steps_done + 1} "
                                              f"(lr={self.config.lr}); lower the learning rate")
                 self.optimizer.step()
