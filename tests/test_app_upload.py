@@ -301,8 +301,9 @@ def test_a_lone_bad_file_is_named_before_its_partner_is_uploaded():
         assert not app.exception, app.exception
         assert len(app.error) == 1 and words in app.error[0].value, (case, [e.value for e in app.error])
         assert any("Try a sample" in i.value for i in app.info) and not figures(app)
-    for slot, other in (("image", "mask"), ("mask", "image")):
+    for slot, other, name, shown in (("image", "mask", "scene.png", r"scene\.png"),
+                                     ("mask", "image", "*a* [b](c) $d$.png", r"\*a\* \[b\]\(c\) \$d\$\.png")):
         app = open_page(PAGE)
-        upload(app, slot, f"scene_{slot}.png", good_files()[slot])
+        upload(app, slot, name, good_files()[slot])  # the name's markdown shows as typed, not as formatting
         assert not app.error and not app.exception and not figures(app)
-        assert [i.value for i in app.info] == [f"The {slot} **scene_{slot}.png** is here; now upload its {other}."]
+        assert [i.value for i in app.info] == [f"The {slot} **{shown}** is here; now upload its {other}."]

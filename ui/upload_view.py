@@ -10,6 +10,7 @@ a rerun caused by a slider never decodes or simulates again. Outputs live in
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 import streamlit as st
@@ -48,6 +49,12 @@ class Prediction:
     logits: torch.Tensor
     key: str
     label: str
+
+
+def as_plain_text(name: str) -> str:
+    """A user's file name for ``st.markdown``: every punctuation mark escaped, so that ``*``, ``[..](..)``,
+    ``$`` or ``:red[..]`` in a name show as typed instead of formatting the message."""
+    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", name)
 
 
 def digest(*parts: bytes | str) -> str:
@@ -142,7 +149,7 @@ def scene_input() -> tuple[Scene, str] | None:
             if upload is not None:  # say now what is wrong with the one file there, not once the other comes
                 try:
                     check_header(upload.getvalue(), what)
-                    waiting = f"The {what} **{upload.name}** is here; now upload its {other}."
+                    waiting = f"The {what} **{as_plain_text(upload.name)}** is here; now upload its {other}."
                 except UploadError as err:
                     st.error(str(err), icon=":material/error:")
         st.info(waiting)
