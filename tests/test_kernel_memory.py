@@ -132,3 +132,12 @@ def test_a_pixelwise_loss_takes_the_gradient_and_little_more(name, dtype):
 def test_a_region_loss_takes_the_gradient_and_its_sums(name, dtype):
     extra = extra_memory(REGION[name], dtype)
     assert 1.0 <= extra <= 1.1, f"{name} ({dtype}): extra memory {extra:.3f} x the logits"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])
+def test_the_boundary_loss_with_its_maps_takes_the_gradient_and_little_more(dtype):
+    """Its term ``sum_c p_c phi_c`` in one Triton pass each way (maps given, as a data loader's): the
+    blockwise torch ops it replaced took 3.2x (float32) and 5.3x (bfloat16) the logits here."""
+    maps = torch.randn(2, C, *SPATIAL, device=DEVICE)
+    extra = extra_memory(lambda z, y: SF.boundary_loss(z, y, distance_maps=maps), dtype)
+    assert 1.0 <= extra <= 1.05, f"boundary ({dtype}): extra memory {extra:.3f} x the logits"

@@ -19,7 +19,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 KERNELS = {"focal_forward_kernel", "focal_backward_kernel", "dual_focal_forward_kernel",
            "dual_focal_backward_kernel", "region_sums_kernel", "region_backward_kernel", "denominator_kernel",
-           "scale_gradient_kernel", "min_plus_parabola_kernel"}
+           "scale_gradient_kernel", "min_plus_parabola_kernel",
+           "boundary_forward_kernel", "boundary_backward_kernel"}
 
 
 SURVEY_SECONDS = 280  # one cold compile survey; the fixture runs three, within the module's pytest timeout

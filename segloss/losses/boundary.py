@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from segloss.kernels import cuda, device_checks, distance
+from segloss.kernels import cuda, cuda_boundary, device_checks, distance
 from segloss.kernels.cpu import _blocks, gradient_buffer
 from segloss.kernels.region_sums import autograd_backward
 from segloss.losses._checks import (_vmapped, check_logits_target, check_reduction, functorch_transform_active,
@@ -117,9 +117,16 @@ def boundary_loss(logits: torch.Tensor, target: torch.Tensor, *, distance_maps: 
     count = logits.shape[1] - 1 if foreground_only else logits.shape[1]
     from segloss.losses.functional import _needs_autograd  # (functional imports this module)
 
+    first = 1 if foreground_only else 0
     # maps that want a gradient, inside torch.func or while torch.compile traces: plain autograd
-    if _needs_autograd(distance_maps) or torch.compiler.is_compiling():
-        pixel = _weighted_softmax(logits, distance_maps, valid, 1 if foreground_only else 0) / count
+    plain = _needs_autograd(distance_maps) or torch.compiler.is_compiling()
+    if on_device and not plain:  # one Triton pass, which also counts bad labels, logits and terms; read at its end
+        return cuda_boundary.DistanceWeightedSoftmaxTriton.apply(
+            logits, distance_maps, target, ignore_index, first, 1.0 / count, reduction, given,
+            lambda z: reduce_map(_weighted_softmax(z, distance_maps, valid, first) / count,
+                                 valid.sum().to(torch.float32), reduction))
+    if plain:
+        pixel = _weighted_softmax(logits, distance_maps, valid, first) / count
     else:
         pixel = _DistanceWeightedSoftmax.apply(logits, distance_maps, valid, bool(foreground_only)) / count
     # Given maps are checked through what they produce: with finite logits (checked) a valid pixel's
@@ -161,7 +168,8 @@ class _DistanceWeightedSoftmax(torch.autograd.Function):
     """``v_i = sum_c p_ic phi'_ic`` ``(N, *S)`` (0 at invalid pixels), ``phi'`` the maps with class 0
     zeroed when only the foreground is scored; gradient ``dv_i/dz_ik = p_ik (phi'_ik - v_i)``.
 
-    Block by block over the pixels of each image: nothing of the logits' size but the gradient
+    The CPU path (CUDA: :mod:`segloss.kernels.cuda_boundary`, one Triton pass each way), block by
+    block over the pixels of each image: nothing of the logits' size but the gradient
     (the softmax is recomputed in backward from the logits and ``v``).
     """
 
