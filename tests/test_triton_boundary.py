@@ -10,7 +10,7 @@ from conftest import random_batch
 from segloss import functional as SF
 from segloss.kernels import cuda, cuda_boundary
 from segloss.losses.boundary import _DistanceWeightedSoftmax, signed_distance_maps
-from triton_support import DEVICE, triton_path  # noqa: F401  (autouse)
+from triton_support import DEVICE, small_tiles, triton_path  # noqa: F401  (autouse)
 
 
 def reference(logits, target, maps, foreground_only=True, ignore_index=255, reduction="mean"):
@@ -70,6 +70,19 @@ def test_values_and_gradients_equal_the_reference(reduction, foreground_only, sh
     (value, grad), (ref_value, ref_grad) = both(logits, target, maps, upstream, foreground_only=foreground_only,
                                                 reduction=reduction)
     assert calls, "the kernel route was not taken"
+    assert_close(value, ref_value)
+    assert_close(grad, ref_grad)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("shape, num_classes", [((3, 5, 7), 3), ((2, 3, 4, 5), 5), ((11,), 3)], ids=str)
+def test_small_tiles_and_programs_that_walk_several_tiles(small_tiles, reduction, shape, num_classes):
+    """Tiles of a few pixels, two forward programs: images ending mid-tile, past-the-end tiles, sums
+    over several tiles per program, and (N, C) logits seen as one image of N pixels."""
+    logits, target = random_batch(shape[0], num_classes, shape[1:], ignore_frac=0.2, seed=sum(shape))
+    maps = torch.randn(logits.shape) * 3
+    upstream = torch.rand(target.shape) if reduction == "none" else None
+    (value, grad), (ref_value, ref_grad) = both(logits, target, maps, upstream, reduction=reduction)
     assert_close(value, ref_value)
     assert_close(grad, ref_grad)
 
