@@ -160,6 +160,37 @@ def test_the_maps_are_computed_inside_torch_func_grad_too(name):
     assert got.abs().sum() > 0
 
 
+def test_given_maps_that_are_not_finite_are_refused_inside_torch_func_and_torch_compile():
+    """Eagerly a NaN map is a ``ValueError``; inside ``torch.func`` (``grad``, ``vmap`` over an ensemble
+    of logits or over the maps) the same, read from the transform's plain tensors; under
+    ``torch.compile`` an assert in the graph, which names the maps, not the logits (NaN logits keep
+    their own message)."""
+    logits, target = random_batch(2, 3, (6, 7), seed=5)
+    maps = signed_distance_maps(target, 3)
+    bad = maps.clone()
+    bad[1, 2, 3, 4] = float("nan")
+
+    def loss(z, m):
+        return boundary_loss(z, target, distance_maps=m)
+
+    message = "distance_maps hold NaN or infinite values"
+    torch.func.grad(loss)(logits, maps)  # good maps pass
+    with pytest.raises(ValueError, match=message):
+        torch.func.grad(loss)(logits, bad)
+    with pytest.raises(ValueError, match=message):
+        torch.func.vmap(loss, in_dims=(0, None))(torch.stack([logits, logits + 1]), bad)
+    with pytest.raises(ValueError, match=message):
+        torch.func.vmap(loss, in_dims=(None, 0))(logits, torch.stack([maps, bad]))
+    compiled = torch.compile(loss, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(logits, maps), loss(logits, maps))
+    with pytest.raises(RuntimeError, match=message):
+        compiled(logits, bad)
+    nan_logits = logits.clone()
+    nan_logits[0, 1, 2, 2] = float("nan")
+    with pytest.raises(RuntimeError, match="logits contain NaN or Inf"):
+        compiled(nan_logits, maps)
+
+
 def test_the_schedule_stays_exact_in_a_bfloat16_model():
     """A model converted to bfloat16 converts the loss it holds; the schedule's weights stay float32
     (in bfloat16, 60 steps of 0.01 ended at 0.332 / 0.617 instead of 0.4 / 0.61)."""

@@ -25,8 +25,8 @@ import torch
 from segloss.kernels import cuda, cuda_boundary, device_checks, distance
 from segloss.kernels.cpu import _blocks, gradient_buffer
 from segloss.kernels.region_sums import autograd_backward
-from segloss.losses._checks import (_vmapped, check_logits_target, check_reduction, functorch_transform_active,
-                                    index_argument)
+from segloss.losses._checks import (_unwrapped, _vmapped, check_logits_target, check_reduction,
+                                    functorch_transform_active, index_argument)
 from segloss.losses._reduction import reduce_map
 
 
@@ -131,12 +131,14 @@ def boundary_loss(logits: torch.Tensor, target: torch.Tensor, *, distance_maps: 
         pixel = _DistanceWeightedSoftmax.apply(logits, distance_maps, valid, bool(foreground_only)) / count
     # Given maps are checked through what they produce: with finite logits (checked) a valid pixel's
     # term is finite unless a scored map is not (one pass over the (N, *S) terms, not the maps)
-    checked = given and not (_vmapped(distance_maps) or functorch_transform_active() or torch.compiler.is_compiling())
-    if on_device:  # the call's one synchronisation (a sum's: with its other parts), after the work is queued
-        terms = (~torch.isfinite(pixel.detach())).sum() if checked else None
+    if given and torch.compiler.is_compiling():  # no host read in a graph: an assert in it, as for the logits
+        finite_terms = torch.isfinite(pixel.detach()).all() | ~torch.isfinite(logits.detach()).all()
+        torch._assert_async(finite_terms, device_checks.NON_FINITE_MAPS)  # (NaN logits: their own assert's)
+    elif on_device:  # the call's one synchronisation (a sum's: with its other parts), after the work is queued
+        terms = (~torch.isfinite(pixel.detach())).sum() if given else None
         device_checks.check_on_device(logits, target, ignore_index, terms)
-    elif checked and not bool(torch.isfinite(pixel.detach()).all()):
-        _raise_bad_maps(distance_maps)
+    elif given and not bool(torch.isfinite(_unwrapped(pixel.detach())).all()):  # torch.func: every slice's values
+        _raise_bad_maps(_unwrapped(distance_maps))
     return reduce_map(pixel, valid.sum().to(pixel.dtype), reduction)
 
 
