@@ -387,6 +387,20 @@ def test_every_loss_function_takes_a_numpy_integer_ignore_index_as_torch_does(na
 
 
 @pytest.mark.parametrize("name", sorted(segloss.LOSSES))
+def test_small_integer_masks_hold_every_class_of_a_model_with_more_classes_than_their_dtype_counts(name):
+    """C = 256 with uint8 masks (labels 0..255, ignore_index -1) and C = 130 with int8 ones: torch wraps
+    the number of classes to the dtype in a comparison (uint8: ``label >= 256`` is ``label >= 0``), so
+    every label was refused as outside [0, C)."""
+    for num_classes, dtype, top in ((256, torch.uint8, 255), (130, torch.int8, 127)):
+        counts = torch.ones(num_classes) if segloss.LOSSES[name].needs_class_counts else None
+        loss = segloss.create_loss(name, ignore_index=-1, class_counts=counts)
+        logits, target = random_batch(2, num_classes, (3, 4), seed=num_classes)
+        target = target.clamp(max=top)
+        target[0, 0, 0], target[1, 0, :2] = -1 if dtype == torch.int8 else top, top
+        torch.testing.assert_close(loss(logits, target.to(dtype)), loss(logits, target))
+
+
+@pytest.mark.parametrize("name", sorted(segloss.LOSSES))
 def test_small_integer_masks_compare_ignore_index_as_the_number_it_is(name):
     """torch wraps an ignore_index a uint8/int8 mask cannot hold (uint8: 255 == -1, 0 == 256), so
     one check ignored what the next indexed: an IndexError, or class 0 silently dropped."""

@@ -35,14 +35,15 @@ def index_argument(ignore_index):
     return int(ignore_index) if isinstance(ignore_index, np.integer) else ignore_index
 
 
-def holds_index(target: torch.Tensor, ignore_index: int) -> torch.Tensor:
-    """``target``, or ``target.long()`` when its integer dtype cannot hold ``ignore_index``: torch wraps
-    the number in a comparison (``uint8 255 == -1``, ``uint8 0 == 256``), so a uint8 mask with
-    ``ignore_index=-1`` would have its 255s ignored by one check and indexed by the next."""
+def holds_index(target: torch.Tensor, ignore_index: int, num_classes: int = 0) -> torch.Tensor:
+    """``target``, or ``target.long()`` when its integer dtype cannot hold ``ignore_index`` or
+    ``num_classes``: torch wraps the number in a comparison (``uint8 255 == -1``, ``uint8 0 == 256``),
+    so a uint8 mask with ``ignore_index=-1`` would have its 255s ignored by one check and indexed by
+    the next, and with C = 256 every label would be ``>= 256`` (wrapped to ``>= 0``): out of range."""
     if target.dtype in (torch.int64, torch.bool) or target.is_floating_point() or target.is_complex():
         return target
     info = torch.iinfo(target.dtype)
-    return target if info.min <= ignore_index <= info.max else target.long()
+    return target if info.min <= ignore_index <= info.max and num_classes <= info.max else target.long()
 
 
 def check_per_image(per_image) -> bool:
@@ -116,7 +117,7 @@ def check_logits_target(logits: torch.Tensor, target: torch.Tensor, ignore_index
             f"logits and target must be on the same device, got {logits.device} and "
             f"{target.device}"
         )
-    target = holds_index(target, ignore_index)  # compared as the number it is, not wrapped to the dtype
+    target = holds_index(target, ignore_index, num_classes)  # compared as numbers, not wrapped to the dtype
     if torch.compiler.is_compiling():  # no host read while dynamo traces: checks inside the graph
         _assert_in_graph(logits, target, ignore_index, check_finite)
         target = target.long()  # an ignore_index that a uint8 target cannot hold still fits
