@@ -113,3 +113,41 @@ def test_smoothing_keeps_float32_precision_when_every_logit_shares_a_large_offse
     value = SF.cross_entropy(shifted, target, label_smoothing=0.2, reduction="none")
     expected = F.cross_entropy(shifted.double(), target, ignore_index=255, label_smoothing=0.2, reduction="none")
     torch.testing.assert_close(value.double(), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("route", ["fused", "separate", "kernel"])
+def test_a_minus_inf_logit_is_refused_with_smoothing_and_harmless_at_an_ignored_pixel(monkeypatch, route):
+    """A -inf logit masks a class: plain CE takes it (its pixel's loss stays finite, as torch's does), but
+    smoothing puts eps / C of the target on every class, so the loss is infinite (torch: inf, or NaN
+    with a zero weight there). That is refused as NaN logits are, on every route: the fused CPU
+    blocks, the separate term (compiled kernels, CUDA's fallback) and the Triton kernel (interpreter).
+    At an ignored pixel it changes nothing (it gave NaN: inf x 0)."""
+    if route == "separate":
+        monkeypatch.setattr(functional, "_folds_smoothing", lambda *a: False)
+    elif route == "kernel":
+        from segloss.kernels import cuda
+        monkeypatch.setattr(cuda, "_CPU_FOR_TESTS", True)  # the interpreter's CPU tensors (put back after)
+    logits, target = random_batch(2, 3, (4, 5), seed=55)
+    masked = logits.clone()
+    masked[0, 2, 1, 1] = float("-inf")
+    target[0, 1, 1] = 0
+    assert torch.isfinite(SF.cross_entropy(masked, target))  # no smoothing: a class masked out is fine
+    for weight in (None, torch.tensor([1.0, 1.0, 0.0])):
+        with pytest.raises(ValueError, match="logits contain 0 NaN and 1 Inf values"):
+            SF.cross_entropy(masked, target, weight=weight, label_smoothing=0.1)
+    with pytest.raises(ValueError, match="logits contain 0 NaN and 1 Inf values"):
+        SF.focal_loss(masked, target, label_smoothing=0.1)
+    ignored = target.clone()
+    ignored[0, 1, 1] = 255
+    masked[0, :, 1, 1] = torch.tensor([float("-inf"), 0.0, float("-inf")])  # its class 0 masked too
+    for loss in (lambda z: SF.cross_entropy(z, ignored, label_smoothing=0.1),
+                 lambda z: SF.focal_loss(z, ignored, label_smoothing=0.1)):
+        z, clean = masked.clone().requires_grad_(), logits.clone()
+        clean[0, :, 1, 1] = 0.0
+        clean.requires_grad_()
+        value = loss(z)
+        value.backward()
+        expected = loss(clean)
+        expected.backward()
+        torch.testing.assert_close(value, expected)
+        torch.testing.assert_close(z.grad, clean.grad)

@@ -172,12 +172,13 @@ def _eager_focal_pass(flat, labels, ignore_index, gamma, dtype, counts, count_hi
             weighed = []  # sum_c w_c (z_c - m): relative to the max, no cancellation of large equal offsets
             block_loss, block_coef, argmax, log_s = _focal_block(
                 z, safe, focus, work, None if smooth is None else lambda shifted: weighed.append(smooth_w @ shifted))
+            # an ignored pixel's values may be infinite (a -inf logit masking its class 0): where, not x 0
             if smooth is not None:
-                smooth[i, a:b] = (smooth_w.sum() * log_s - weighed[0]) / c * valid
-            loss[i, a:b] = block_loss * valid
+                smooth[i, a:b] = torch.where(valid, (smooth_w.sum() * log_s - weighed[0]) / c, 0.0)
+            loss[i, a:b] = torch.where(valid, block_loss, 0.0)
             log_sums[i, a:b] = log_s
             argmaxes[i, a:b] = argmax
-            coef[i, a:b] = valid if block_coef is None else block_coef * valid
+            coef[i, a:b] = valid if block_coef is None else torch.where(valid, block_coef, 0.0)
             counts[0] += torch.bincount(label, minlength=c + 1)
             if count_hits:
                 counts[1] += torch.bincount(torch.where(argmax == label, label, c), minlength=c + 1)
@@ -228,7 +229,8 @@ class FocalFamily(torch.autograd.Function):
             else:
                 loss, coef, maxes, log_sums, smooth = _eager_focal_pass(
                     flat, labels, ignore_index, gamma, dtype, counts, scale_from_counts is not None, smooth_w)
-            if not (bool(torch.isfinite(log_sums).all()) and bool(torch.isfinite(loss).all())):
+            if not (bool(torch.isfinite(log_sums).all()) and bool(torch.isfinite(loss).all())
+                    and (smoothing is None or bool(torch.isfinite(smooth).all()))):  # smoothing: every class's log p
                 _raise_non_finite(logits)
             if scale_from_counts is not None:
                 class_scale = scale_from_counts(counts[0, :c], counts[1, :c])

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from segloss.kernels.cpu import _blocks, _compute_dtype, gradient_buffer, refuse_double_backward
+from segloss.kernels.cpu import _blocks, _compute_dtype, _raise_non_finite, gradient_buffer, refuse_double_backward
 
 
 class SmoothingTerm(torch.autograd.Function):
@@ -42,6 +42,8 @@ class SmoothingTerm(torch.autograd.Function):
                     lse = torch.logsumexp(z, dim=0)
                     value = (total_w * lse - (w[:, None] * z).sum(dim=0)) / c
                     out[i, a:b] = torch.where(labels[i, a:b] != ignore_index, value, 0.0)
+            if not bool(torch.isfinite(out).all()):  # a -inf logit: its class's -log p is infinite
+                _raise_non_finite(logits)
         ctx.save_for_backward(logits, target, w)
         ctx.ignore_index = ignore_index
         return out.reshape(target.shape)

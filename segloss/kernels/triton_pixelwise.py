@@ -221,8 +221,10 @@ def focal_forward_kernel(z_ptr, y_ptr, scale_ptr, den_weight_ptr, map_ptr, part_
             scale = _weight_of(scale_ptr, y, valid)
             loss = loss * scale
             coef = coef * scale
-        if SMOOTH:
-            loss = (1.0 - eps) * loss + eps * _smoothing_term(z, tl.log(s), cls, cls_ok, smooth_ptr, C)
+        if SMOOTH:  # every class's log p: a -inf logit makes the loss infinite (refused as eagerly)
+            smoothing = _smoothing_term(z, tl.log(s), cls, cls_ok, smooth_ptr, C)
+            loss = (1.0 - eps) * loss + eps * smoothing
+            finite = finite & (((smoothing - smoothing) == 0.0) | (valid == 0))
         loss = tl.where(valid, loss, 0.0)
         if WRITE_MAP:
             tl.store(map_ptr + n * P + p, loss, mask=in_range)
