@@ -21,9 +21,12 @@ page_setup("Loss curves", ":material/show_chart:")
 P_T = analysis.probability_grid(400)
 GAMMAS, GAMMA_COLORS = plots.GAMMAS, plots.GAMMA_COLORS
 LOSS_DASHES = {"focal": "solid", "dual_focal": "dot"}
-OTHER_COLORS = ("#19d3f3", "#ff6692", "#8c564b", "#b6e880", "#ff97ff", "#7f7f7f", "#17becf")  # none of the gammas' colours
+# none of the gammas' colours, each legible on both themes' backgrounds (segloss.figures.colors); past seven
+# losses the colours come round again with another dash
+OTHER_COLORS = ("#17becf", "#ff6692", "#bcbd22", "#8c564b", "#1f77b4", "#2ca02c", "#d62728")
+OTHER_DASHES = ("solid", "longdashdot", "dash")
 RECALLS = (0.0, 0.25, 0.5, 0.75, 0.9)
-RECALL_COLORS = dict(zip(RECALLS, ("#3e2723", "#5d4037", "#8d6e63", "#a1887f", "#bcaaa4")))  # browns: no gamma colour
+RECALL_COLORS = dict(zip(RECALLS, ("#8f5a36", "#a56d45", "#b98457", "#cc9c6e", "#dbb38a")))  # browns: no gamma colour
 STREET = data.DATASETS["street"]
 SHIFTS = tuple(range(-10, 11))  # pixels by which the predicted square's boundary is off
 
@@ -135,8 +138,9 @@ for name in chosen:
                               if spec.needs_class_counts else "")
         curves[label] = curve(name, tuple(values.items()), num_classes, spread, true_class, depth=depth)
         if name != "ce":
-            others = sum(1 for style in styles.values() if style["color"] in OTHER_COLORS)
-            styles[label] = {"color": OTHER_COLORS[others % len(OTHER_COLORS)]}
+            k = sum(1 for style in styles.values() if style["color"] in OTHER_COLORS)
+            styles[label] = {"color": OTHER_COLORS[k % len(OTHER_COLORS)],
+                             "dash": OTHER_DASHES[k // len(OTHER_COLORS) % len(OTHER_DASHES)]}
 
 with chart:
     if not curves:

@@ -6,6 +6,7 @@ import numpy as np
 import plotly.colors
 import plotly.graph_objects as go
 
+from segloss.figures.colors import for_both_themes
 from segloss.figures.plots import legend_layout
 from segloss.losses.registry import LOSSES, settings_text
 
@@ -15,8 +16,10 @@ SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "star", "hexagon",
 # 24 colours distinct side by side (more than the registry has losses): a loss keeps its colour in every chart.
 # D3's ten hues, then darker shades of five of them, then Dark24's greens, blues and browns: Dark24 alone gave
 # the first fifteen losses six pinks and magentas
-PALETTE = (*plotly.colors.qualitative.D3, "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173",
-           "#1CA71C", "#511CFB", "#00A08B", "#B68100", "#222A2A", "#6C7C32", "#2E91E5", "#EB663B", "#750D86")
+# the dark ones lifted until the dark theme's background shows them (segloss.figures.colors)
+PALETTE = tuple(for_both_themes(c) for c in (
+    *plotly.colors.qualitative.D3, "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173",
+    "#1CA71C", "#511CFB", "#00A08B", "#B68100", "#222A2A", "#6C7C32", "#2E91E5", "#EB663B", "#750D86"))
 
 
 def loss_colors(summary: dict) -> dict[str, str]:

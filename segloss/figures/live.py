@@ -21,6 +21,7 @@ import numpy as np
 
 from segloss.train import data
 from segloss.figures import plots, render
+from segloss.figures.colors import for_both_themes
 from segloss.train.evaluation import MAP_KINDS
 from segloss.losses.registry import LOSSES
 from segloss.train.trainer import TrainerSnapshot
@@ -122,9 +123,10 @@ def image_panels(snapshot: TrainerSnapshot, index: int = 0, *, loss_title: str, 
 
 
 def class_colors(dataset: str) -> dict[str, str]:
-    """Class name -> ``"#rrggbb"`` palette colour."""
+    """Class name -> ``"#rrggbb"``: the dataset's palette colour for line charts, lifted where the dark
+    theme's background would hide it (Cityscapes' navy car, grey building; :mod:`segloss.figures.colors`)."""
     info = data.get_dataset(dataset)
-    return {name: "#{:02x}{:02x}{:02x}".format(*c) for name, c in zip(info.class_names, info.palette)}
+    return {name: for_both_themes("#{:02x}{:02x}{:02x}".format(*c)) for name, c in zip(info.class_names, info.palette)}
 
 
 def per_class_curves(snapshot: TrainerSnapshot, metric: str = "recall") -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 WELL_CLASSIFIED_COLOR = "rgba(46, 160, 67, 0.10)"
 GAMMAS = (0.0, 0.5, 1.0, 2.0, 5.0)  # the focusing values every page shows, each in one colour on every chart
 GAMMA_COLORS = dict(zip(GAMMAS, ("#636efa", "#00cc96", "#ab63fa", "#ef553b", "#ffa15a")))
-REFERENCE_COLOR = "#31333f"  # dashed reference curves (cross-entropy): no gamma's colour, nor the theme's next
+REFERENCE_COLOR = "#8a8f99"  # dashed reference curves (cross-entropy): a grey legible in both themes, no gamma's
 
 
 def _f32(values) -> np.ndarray:
