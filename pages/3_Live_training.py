@@ -64,8 +64,8 @@ with view:
     else:
         st.markdown(live_view.describe(trainer.config))
         if trainer.config != live_view.wanted_config(wanted):
-            st.caption(":material/info: The settings on the left differ from this run; Start (after Stop) begins a "
-                       "new run with them.")
+            st.caption(":material/info: The settings on the left differ from this run: Step continues this run; "
+                       "Stop, then Start, begins a new run with them.")
         st.fragment(run_every=refresh)(live_panels)()
 
 st.divider()

@@ -101,6 +101,24 @@ def test_changed_settings_start_a_new_run_and_same_settings_continue(app):
     assert app.session_state[KEY] is not first and app.session_state[KEY].config.seed == 3
 
 
+def test_step_never_discards_a_run_and_stepping_past_the_goal_says_so(app):
+    """A finished (or paused) run with changed settings: Step continues it (it started a new run, the old
+    one gone without a word), and says that the settings take effect with Stop, then Start; past the
+    goal the progress reads "step 11 (10 trained, then 1 stepped by hand)", not "step 11 of 10"."""
+    small_and_fast(app)
+    by_label(app.number_input, "Steps to train").set_value(10).run()
+    by_label(app.button, "Start").click().run()
+    first = app.session_state[KEY]
+    wait_until_done(app)
+    by_label(app.number_input, "Seed").set_value(3).run()
+    by_label(app.button, "Step").click().run()
+    assert app.session_state[KEY] is first and first.steps_done == 11 and first.config.seed != 3
+    assert any("take effect with Stop, then Start" in w.value for w in app.warning)
+    assert app.get("progress")[0].proto.text == "Finished: step 11 (10 trained, then 1 stepped by hand)"
+    assert by_label(app.metric, "Step").value == "11"
+    assert any("Step continues this run" in c.value for c in app.caption)
+
+
 @pytest.mark.parametrize("name", sorted(segloss.LOSSES))
 def test_every_registry_loss_trains_and_renders(app, name):
     small_and_fast(app, name)

@@ -121,15 +121,19 @@ def _start() -> None:
 
 
 def _step_once() -> None:
-    """One optimisation step of the run in these settings (a new run if they changed), then a
-    validation, so the maps show what that single step did."""
+    """One optimisation step of the run shown (a new run in these settings when there is none, or it
+    failed), then a validation, so the maps show what that single step did. Changed settings never
+    discard a run here: only Start (after Stop) begins a new one with them."""
     kwargs, _ = read_settings()
     trainer = st.session_state.get(TRAINER_KEY)
     try:
-        if trainer is None or trainer.config != wanted_config(kwargs) or trainer.status == "failed":
+        if trainer is None or trainer.status == "failed":
             if trainer is not None:
                 trainer.close()
             trainer = st.session_state[TRAINER_KEY] = Trainer(**kwargs)
+        elif trainer.config != wanted_config(kwargs):
+            st.session_state[_key("notice")] = ("Stepped the run shown, in its own settings: the changed settings on "
+                                                "the left take effect with Stop, then Start (a new run).")
         trainer.step()
         trainer.evaluate()
     except (ValueError, TypeError, RuntimeError, FloatingPointError) as err:  # a diverged step changes nothing
@@ -203,8 +207,11 @@ METRIC_WIDTH = 140  # px: four to a row at 1400 px, two at 1024; "+0.532 since s
 def status_bar(snap: TrainerSnapshot) -> None:
     """Progress bar, step counter and the latest numbers."""
     rate = f" · {snap.steps_per_second:.1f} steps/s" if snap.status == "running" else ""
-    if snap.total_steps:
-        st.progress(min(snap.step / snap.total_steps, 1.0),
+    if snap.total_steps and snap.step > snap.total_steps:  # stepped by hand past the goal
+        st.progress(1.0, text=f"{snap.status.capitalize()}: step {snap.step} ({snap.total_steps} trained, then "
+                              f"{snap.step - snap.total_steps} stepped by hand){rate}")
+    elif snap.total_steps:
+        st.progress(snap.step / snap.total_steps,
                     text=f"{snap.status.capitalize()}: step {snap.step} of {snap.total_steps}{rate}")
     else:  # stepped by hand, no run started: no goal to measure against
         st.progress(0.0, text=f"{snap.status.capitalize()}: step {snap.step}{rate}")
@@ -214,7 +221,7 @@ def status_bar(snap: TrainerSnapshot) -> None:
         st.info(snap.message)
     evals, history = snap.evaluations, snap.history
     row = st.container(horizontal=True, gap="small")  # four tiles a row where they fit, two where not
-    step = f"{snap.step} / {snap.total_steps}" if snap.total_steps else f"{snap.step}"
+    step = f"{snap.step} / {snap.total_steps}" if snap.total_steps and snap.step <= snap.total_steps else f"{snap.step}"
     row.metric("Step", step, width=max(METRIC_WIDTH, 16 * len(step)))  # "12000 / 50000" in full
     row.metric("Training loss", f"{history['loss'][-1]:.4f}" if len(history["loss"]) else "–", width=METRIC_WIDTH)
     for key, label in (("miou", "mIoU (validation)"), ("mean_accuracy", "Mean accuracy")):
