@@ -105,4 +105,4 @@ with st.container(border=True):
     loss_caption(segloss.LOSSES[trainer.config.loss if trainer is not None else wanted["loss"]])
 
 url.publish()
-url.link_control()
+url.link_control("Opening it sets up these settings; a run is not in a link: press Start there to train.")

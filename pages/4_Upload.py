@@ -72,9 +72,7 @@ if scene is not None and prediction is not None and losses:
         upload_results.table(scene, result)
         st.caption("Mean |dL/dz|: its pixels' average gradient (times the number of pixels, so a pixel-wise loss "
                    "shows each pixel's own gradient). Share of gradient: its part of the image's total gradient.")
-elif scene is not None and not losses:
-    st.info("Choose at least one loss" + (" with a per-pixel loss, or switch to the gradient map." if kind == "loss"
-                                          else "."))
 
 url.publish()
-url.link_control()
+url.link_control("Opening it shows these settings (losses, parameters, the prediction) and a sample scene; "
+                 "your own image and mask are not in a link: upload them again there.")

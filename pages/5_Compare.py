@@ -113,4 +113,5 @@ with live:
         show(st.session_state["live_comparison"], "live")
 
 url.publish()
-url.link_control()
+url.link_control("Opening it shows these settings and the shipped results; a comparison run on this page "
+                 "is not in the link.")

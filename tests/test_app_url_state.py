@@ -202,3 +202,19 @@ def test_the_gamma_caption_names_only_the_losses_drawn_once_per_gamma():
     assert "solid Focal loss, dotted Dual Focal loss" in both and "lies exactly on CE" in both
     (alone,) = caption({"losses": "dual_focal"})
     assert "Focal loss," not in alone and "lies exactly on CE" not in alone
+
+
+def test_the_upload_page_asks_for_a_loss_once_and_its_link_says_files_stay_behind():
+    """No loss chosen: one note asking for one (it said "with a per-pixel loss, or switch to the gradient
+    map", which shows nothing either); region losses alone on the loss map: their own note, not twice.
+    The link's caption says an uploaded image and mask are not in it (it promised the charts)."""
+    app = open_with("pages/4_Upload.py", {"sample": "0", "losses": ""})
+    notes = [i.value for i in app.info]
+    assert sum("Choose at least one loss" in n for n in notes) == 1 and not any("switch to" in n for n in notes)
+    assert not app.exception and not app.get("plotly_chart")
+    app = open_with("pages/4_Upload.py", {"sample": "0", "losses": "dice,lovasz", "kind": "loss"})
+    notes = [i.value for i in app.info]
+    assert sum("no loss per pixel" in n for n in notes) == 1 and not any("Choose at least" in n for n in notes)
+    assert any("not in a link: upload them again" in c.value for c in app.caption)
+    live = open_with("pages/3_Live_training.py", {})
+    assert any("a run is not in a link: press Start there" in c.value for c in live.caption)

@@ -1,9 +1,11 @@
 """The Upload page in headless Chromium: opened by its URL on a fresh server, real files through
 the real ``<input type=file>`` elements, heatmaps drawn, hover filled, a bad file shown as an error."""
 
+import io
 import re
 
 import pytest
+from PIL import Image
 from playwright.sync_api import expect
 
 from browser_support import ARTIFACTS
@@ -69,3 +71,12 @@ def test_upload_page_draws_heatmaps_from_real_file_inputs_and_reports_a_bad_file
     expect(page.get_by_test_id("stException")).to_have_count(0)
     expect(page.get_by_test_id("stPlotlyChart")).to_have_count(0)
     page.screenshot(path=str(ARTIFACTS / "upload-bad-mask.png"), full_page=True)
+
+    # a JPEG mask, the commonest mistake: the page says why masks must be lossless (the uploader's own
+    # extension filter showed only a red mark on the file, and the page kept asking for a mask)
+    Image.open(io.BytesIO(files["mask"])).convert("L").save(tmp_path / "mask.jpg", "JPEG")
+    inputs.nth(1).set_input_files(str(tmp_path / "mask.jpg"))
+    alert = page.get_by_test_id("stAlert").filter(has_text="JPEG-compressed")
+    expect(alert).to_be_visible(timeout=60_000)
+    expect(alert).to_contain_text("lossless PNG")
+    expect(page.get_by_test_id("stException")).to_have_count(0)

@@ -58,7 +58,7 @@ def loss_choice(url: PageState | None = None) -> tuple[dict[str, dict], str]:
     """Loss multiselect, each loss's parameters and the map kind: ``(name -> params, kind)``.
 
     In "loss map" mode the region losses chosen are left out with a note (they have no
-    per-pixel loss); the gradient map shows every loss.
+    per-pixel loss); the gradient map shows every loss. With no loss chosen, a note asks for one.
     """
     if url is not None:
         url.bind("losses", list(pixel_maps.DEFAULT_LOSSES), "multi", choices=list(segloss.LOSSES), key="upload_losses")
@@ -82,7 +82,9 @@ def loss_choice(url: PageState | None = None) -> tuple[dict[str, dict], str]:
                 st.markdown(f"**{spec.title}**")
             chosen[name] = loss_param_widgets(spec, "upload", skip=SKIPPED)
     region = [name for name in chosen if not segloss.LOSSES[name].pixelwise]
-    if kind == "loss" and region:
+    if not names:
+        st.info("Choose at least one loss above to see its maps.", icon=":material/info:")
+    elif kind == "loss" and region:
         st.info(f"{', '.join(segloss.LOSSES[n].title for n in region)}: no loss per pixel (they score whole regions). "
                 "Switch to **gradient map** to see where they push.", icon=":material/info:")
         chosen = {name: values for name, values in chosen.items() if name not in region}

@@ -22,13 +22,15 @@ from segloss.train import fitting
 from segloss.uploads import simulate
 from segloss.uploads.scene import (FROM_MASK, OFFER_IGNORE, OFFER_RESIZE, SAMPLE_DIR, Scene, SceneProblem,
                            sample_scene, scene_from_uploads)
-from segloss.uploads.loaders import (IMAGE_FORMATS, MASK_FORMATS, MAX_UPLOAD_BYTES, UploadError, check_header,
+from segloss.uploads.loaders import (IMAGE_FORMATS, MAX_UPLOAD_BYTES, UploadError, check_header,
                                      load_logits)
 
 from ui.url_state import PageState
 
 IMAGE_TYPES = sorted({f.lower() for f in IMAGE_FORMATS} | {"jpg", "tif"})
-MASK_TYPES = sorted({f.lower() for f in MASK_FORMATS} | {"tif"})
+# the mask's uploader takes every image type: a JPEG (or WebP, GIF) mask then gets the decoder's message, why a
+# mask must be lossless and what to do, not the uploader's bare red mark for a refused extension
+MASK_TYPES = IMAGE_TYPES
 CLASS_CHOICES = (*data.DATASETS, FROM_MASK)
 SOURCES = {"simulate": "Simulated from the mask", "logits": "Your logits or probabilities (.npy/.npz)",
            "fit": "Tiny U-Net fitted to this image (a few seconds)",

@@ -142,11 +142,12 @@ class PageState:
         query = urlencode(self.values())
         return f"{base}?{query}" if query else base
 
-    def link_control(self) -> None:
-        """"Copy link to this view": the link in a code box (Streamlit's copy button on its right)."""
+    def link_control(self, note: str = "Opening it in any browser shows these settings and charts.") -> None:
+        """"Copy link to this view": the link in a code box (Streamlit's copy button on its right) and
+        ``note``, what opening it shows (a page whose view holds more than settings says what stays behind)."""
         with st.expander("Copy link to this view", icon=":material/link:"):
             st.code(self.link() or "(this page, with its defaults)", language=None, wrap_lines=True)
-            st.caption("Opening it in any browser shows these settings and charts.")
+            st.caption(note)
 
 
 @dataclass(frozen=True)
