@@ -68,7 +68,7 @@ def test_start_advance_pause_resume_stop(app):
     wait_for_steps(app, 12)
     first = step_metric(app)
     assert first >= 12 and not app.exception
-    assert len(app.get("image")) == 6 and len(figures(app)) == 4
+    assert len(app.get("image")) == 5 and len(figures(app)) == 4  # CE: four panels and the colour bar
     wait_for_steps(app, first + 5)
     assert step_metric(app) > first  # a rerun shows the thread's progress
 
@@ -130,7 +130,7 @@ def test_every_registry_loss_trains_and_renders(app, name):
     assert not app.exception and trainer.status == "running", trainer.snapshot().message
     charts = figures(app)
     assert len(charts) == (5 if name in ("dual_focal", "recall", "dice_boundary") else 4)
-    assert len(app.get("image")) == 6
+    assert len(app.get("image")) == (5 if name == "ce" else 6)  # CE: its map is the reference's, shown once
     if name == "dual_focal":
         assert [t["name"] for t in charts[-1]["data"]] == ["gamma", "rho"]
     if name == "dice_boundary":  # the schedule moved weight once per 10 steps
@@ -196,4 +196,5 @@ def test_step_button_takes_one_step_and_updates_the_maps_and_the_model_downloads
     assert all(torch.equal(blob["model_state"][k], v) for k, v in model.state_dict().items())
     labels = [b.label for b in app.get("download_button")]
     assert "Download the model (.pt)" in labels
-    assert sum(label.endswith("(PNG)") for label in labels) == 2  # the two maps
+    assert sum(label.endswith("(PNG)") for label in labels) == 1  # trained with CE: one map (it is the reference)
+    assert not any("of cross-entropy's" in c.value for c in app.caption)

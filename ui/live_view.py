@@ -261,20 +261,23 @@ def image_panels(snap: TrainerSnapshot, kind: str) -> None:
     log_colour = log.toggle("log colour", key=_key("log"))
     loss_title = segloss.LOSSES[snap.config.loss].title
     panels = _cache().panels(snap, index, loss_title=loss_title, kind=kind, scale=shared, log=log_colour, min_side=1)
+    is_ce = snap.config.loss == "ce"  # trained with cross-entropy: its map and the reference's are one map
+    shown = panels[:4] if is_ce else panels
     with st.container(key="live-images"):
         st.html(PIXELATED_CSS)
-        for column, panel in zip(st.columns(5), panels):
+        for column, panel in zip(st.columns(len(shown)), shown):
             column.image(panel.png, caption=f"{panel.title}: {panel.caption}", width="stretch", output_format="PNG")
     downloads = st.container(horizontal=True)  # each label in full, wrapping where the page is narrow
-    for panel, name in ((panels[3], "train"), (panels[4], "ce")):
+    for panel, name in zip(shown[3:], ("train", "ce")):
         downloads.download_button(f"{panel.title} (PNG)", panel.png, mime="image/png", key=_key(f"png_{name}"),
                                   file_name=f"{kind}_map_{name}_step{snap.step}.png", icon=":material/download:")
     view = snap.view
     what = "loss" if kind == "loss" else "gradient"
     note, bar = st.columns([3, 2])
+    reference = "" if is_ce else f" and {view.map(kind, 'ce').boundary_share:.0%} of cross-entropy's"
     note.caption(f"Boundary pixels (another class among the 8 neighbours) are {view.boundary_pixel_share:.0%} of the "
                  f"validation pixels but carry {view.map(kind).boundary_share:.0%} of the {loss_title.lower()}'s "
-                 f"{what} and {view.map(kind, 'ce').boundary_share:.0%} of cross-entropy's.")
+                 f"{what}{reference}.")
     bar.image(COLORBAR_PNG, width="stretch", output_format="PNG",
               caption="log scale: dark = top of range / 10⁴, bright = top of range" if log_colour
               else "dark = 0, bright = the top of the range in each caption")
