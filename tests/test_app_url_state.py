@@ -132,6 +132,7 @@ def test_a_link_to_an_upload_view_opens_on_the_sample_with_its_knobs():
     assert any(c.value.startswith("Sample **lesion_") and "Ultrasound lesion" in c.value for c in app.caption)
     assert by_label(app.slider, "Confidence (true-class p away from edges)").value == 0.5
     assert by_label(app.selectbox, "The model misses this class").value == -1  # 77: not a class of this scene
+    assert any("missed class 77 is not one of this scene's 3 classes" in c.value for c in app.caption)  # said
     assert by_label(app.multiselect, "Losses").value == ["ce", "dice"]
     assert any("who gets the push" in h.value for h in app.subheader)  # gradient maps
     link = plain(app.query_params)

@@ -204,8 +204,11 @@ def _simulation_knobs(scene: Scene) -> tuple:
                       help="Smooth random errors: blobs of wrong class.")
     scale = c2.slider("Noise blob size (px)", 0.0, 32.0, step=0.5, key="sim_scale")
     names, classes = scene.class_names, [-1, *range(scene.num_classes)]  # -1: none (None would draw empty)
-    for key in ("sim_missed", "sim_to"):  # a class index from a link or another scene that this one lacks
-        if st.session_state.get(key) not in classes:
+    for key, what in (("sim_missed", "missed class"), ("sim_to", "class it goes to")):
+        if st.session_state.get(key) not in classes:  # a class index from a link or another scene that this one lacks
+            if st.session_state.get(key) is not None:
+                st.caption(f":material/link_off: The {what} {st.session_state[key]} is not one of this scene's "
+                           f"{scene.num_classes} classes (0 to {scene.num_classes - 1}): none is used.")
             st.session_state[key] = -1
     missed = c1.selectbox("The model misses this class", classes, key="sim_missed",
                           format_func=lambda k: "no class" if k < 0 else names[k])
