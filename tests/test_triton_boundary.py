@@ -87,6 +87,19 @@ def test_small_tiles_and_programs_that_walk_several_tiles(small_tiles, reduction
     assert_close(grad, ref_grad)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_64_bit_offsets_give_the_same_values(monkeypatch, reduction):
+    """``INDEX_64`` (a tensor of 2**31 elements or more) forced by lowering the limit: the kernels' 64-bit
+    offset arithmetic for logits, labels, maps and gradient."""
+    logits, target = random_batch(2, 3, (5, 6), ignore_frac=0.2, seed=12)
+    maps = torch.randn(logits.shape) * 3
+    want = both(logits, target, maps, reduction=reduction)[1]
+    monkeypatch.setattr(cuda, "INT32_LIMIT", 8)
+    got = both(logits, target, maps, reduction=reduction)[0]
+    assert_close(got[0], want[0])
+    assert_close(got[1], want[1])
+
+
 def test_the_computed_maps_route_equals_the_eager_path_on_the_hosts_maps():
     logits, target = random_batch(2, 4, (12, 9), ignore_frac=0.1, seed=7)
     maps = signed_distance_maps(target, 4)  # on the "device" (the interpreter's CPU tensors)
