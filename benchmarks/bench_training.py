@@ -17,7 +17,12 @@ shared machine makes single windows noisy):
 The ratio "with reader / alone" is the live view's cost (target: >= 0.8). Target for the raw
 speed on the 2-core development CPU: >= 10 steps/s at batch 8, 64 x 64.
 
+With ``--steps-only`` (a GPU machine without plotly and PIL; #12's "a 256 px batch of 16 is not
+bound by CPU drawing"): the batches drawn per second by one process (``data.make_batch``), by the
+trainer's prefetcher, and measurements 1 and 2 only, on the device ``choose_device()`` picks.
+
 Usage: python benchmarks/bench_training.py [--loss focal] [--seconds 6] [--rounds 3]
+       python benchmarks/bench_training.py --steps-only --batch-size 16 --image-size 256 --rounds 1
 """
 
 from __future__ import annotations
@@ -27,24 +32,28 @@ import statistics
 import threading
 import time
 
-import plotly.io
 import torch
 
-from segloss.figures import live
 from segloss.losses.registry import LOSSES
+from segloss.train import data
 from segloss.train.trainer import Trainer
 
+CACHE = []  # the live view's one ViewCache, made on first use (plotly and PIL only where the view is measured)
 
-CACHE = live.ViewCache()
 
-
-def render_live_view(trainer: Trainer, cache: live.ViewCache | None = None) -> None:
+def render_live_view(trainer: Trainer, cache=None) -> None:
     """What one refresh of the page computes and serialises (the page keeps the same cache:
     panels and figures are rebuilt only after a new validation)."""
+    import plotly.io
+
+    from segloss.figures import live
+
     snap = trainer.snapshot()
     if snap.view is None:
         return
-    cache = CACHE if cache is None else cache
+    if cache is None:
+        CACHE[:] = CACHE or [live.ViewCache()]
+        cache = CACHE[0]
     for panel in cache.panels(snap, 0, loss_title=LOSSES[snap.config.loss].title, scale="own", log=False,
                               min_side=1):
         len(panel.png)  # encoded once per new view
@@ -86,6 +95,46 @@ def loop_rate(trainer: Trainer, seconds: float) -> float:
     return (trainer.steps_done - start_steps) / (time.perf_counter() - start)
 
 
+def draw_rates(trainer: Trainer, seconds: float) -> tuple[float, float]:
+    """Batches/s drawn by one process (``data.make_batch``, as without a prefetcher) and handed out by
+    the trainer's ``batch()`` (its prefetcher's processes, when it has them), each over ``seconds``."""
+    config = trainer.config
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        data.make_batch(config.dataset, config.batch_size, config.image_size, count)
+        count += 1
+    one = count / (time.perf_counter() - start)
+    first = index = trainer.steps_done + 10_000  # batches no step has asked for yet
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        trainer.batch(index)
+        index += 1
+    return one, (index - first) / (time.perf_counter() - start)
+
+
+def steps_only(args) -> None:
+    trainer = Trainer(dataset=args.dataset, loss=args.loss, batch_size=args.batch_size,
+                      image_size=args.image_size, lr=3e-3)
+    loop_rate(trainer, 2.0)  # warm-up: allocator, kernels' compilation, the prefetcher's processes
+    rates = {"draw": [], "prefetched": [], "loop": [], "alone": []}
+    for _ in range(args.rounds):
+        rates["loop"].append(loop_rate(trainer, args.seconds))
+        rates["alone"].append(thread_rate(trainer, args.seconds))
+        one, prefetched = draw_rates(trainer, args.seconds)  # last: it leaves batches far ahead queued
+        rates["draw"].append(one)
+        rates["prefetched"].append(prefetched)
+    median = {k: statistics.median(v) for k, v in rates.items()}
+    device = torch.cuda.get_device_name() if trainer.device.type == "cuda" else "CPU"
+    print(f"Trainer {args.dataset} / {args.loss}, batch {args.batch_size} at {args.image_size} px on {device} "
+          f"(AMP: {trainer.amp}); medians of {args.rounds} x {args.seconds:g} s windows")
+    print(f"batches drawn by one process   {median['draw']:8.2f} /s")
+    how = f"{trainer._prefetcher.workers} prefetching processes" if trainer._prefetcher is not None else "no prefetcher"
+    print(f"batches from trainer.batch()   {median['prefetched']:8.2f} /s ({how})")
+    print(f"step() loop (no validation)    {median['loop']:8.2f} steps/s")
+    print(f"thread alone (validates)       {median['alone']:8.2f} steps/s")
+    trainer.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default="street")
@@ -95,7 +144,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0, help="length of each measurement window")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--hz", type=float, default=2.0, help="reader refresh rate")
+    parser.add_argument("--steps-only", action="store_true", help="drawing and stepping only, no live view")
     args = parser.parse_args()
+    if args.steps_only:
+        steps_only(args)
+        return
     trainer = Trainer(dataset=args.dataset, loss=args.loss, batch_size=args.batch_size,
                       image_size=args.image_size, lr=3e-3)
     loop_rate(trainer, 1.0)  # warm-up: allocator, oneDNN primitives
@@ -110,7 +163,7 @@ def main() -> None:
     cold, warm = [], []
     for _ in range(10):
         start = time.perf_counter()
-        render_live_view(trainer, live.ViewCache())
+        render_live_view(trainer, type(CACHE[0])())  # a fresh cache: everything rebuilt
         cold.append(time.perf_counter() - start)
         start = time.perf_counter()
         render_live_view(trainer)

@@ -182,3 +182,21 @@ def test_every_test_file_on_the_kernels_path_runs_on_the_device():
     using = {f"tests/{path.name}" for path in (root / "tests").glob("test_*.py")
              if re.search(r"^from triton_support import", path.read_text(), re.MULTILINE)}
     assert using and using <= listed, using - listed
+
+
+def test_the_trainers_device_benchmark_runs_without_plotly_or_pil():
+    """``bench_training.py --steps-only`` (run_on_device.sh's last step) on a machine that has torch and
+    numpy but no plotly, PIL or streamlit, as the GPU machine: a broken import would cost its minutes."""
+    import subprocess
+
+    code = ("import sys\n"
+            "for name in ('plotly', 'PIL', 'streamlit', 'pandas'): sys.modules[name] = None\n"
+            "sys.argv = ['bench_training.py', '--steps-only', '--batch-size', '2', '--image-size', '32', "
+            "'--rounds', '1', '--seconds', '0.3']\n"
+            "import bench_training; bench_training.main()\n")
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
+                            cwd=root / "benchmarks")
+    assert result.returncode == 0, result.stderr[-2000:]
+    for line in ("batches drawn by one process", "batches from trainer.batch()", "step() loop", "thread alone"):
+        assert re.search(re.escape(line) + r"[^\n]*?\s\d+\.\d\d (/s|steps/s)", result.stdout), result.stdout

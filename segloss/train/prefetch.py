@@ -40,7 +40,7 @@ class BatchPrefetcher:
     def __init__(self, draw: Callable, seed_of: Callable[[int], int], workers: int, depth: int | None = None) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
-        self.draw, self.seed_of = draw, seed_of
+        self.draw, self.seed_of, self.workers = draw, seed_of, workers
         self.depth = depth or 2 * workers
         # spawn: a forked child of a process that has initialised CUDA cannot use torch safely
         self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
