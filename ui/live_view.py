@@ -168,7 +168,8 @@ def buttons(trainer: Trainer | None) -> None:
                            file_name=f"tinyunet_{trainer.config.dataset}_{trainer.config.loss}_step{trainer.steps_done}.pt",
                            mime="application/octet-stream", key=_key("model"), icon=":material/download:",
                            width="stretch", help="The weights only (no pickled code): load them with "
-                           "torch.load(f, weights_only=True); the Upload page takes the file too.")
+                           "torch.load(f, weights_only=True). The Upload page uses this tab's model directly (prediction: "
+                           "'Model from the Live training page').")
     notice = st.session_state.pop(_key("notice"), None)
     if notice:
         st.warning(notice)
