@@ -159,20 +159,26 @@ with chart:
         st.caption("Colour: gamma. Line style: " + ", ".join(styles_named)
                    + (", long dashes in browns recall loss (dark: low batch recall)" if "recall" in chosen else "")
                    + (". Focal with γ = 0 lies exactly on CE." if "focal" in overlaid and "ce" in chosen and 0 in overlay
-                      else "."))
+                      and params.get("focal", {}).get("alpha", 1.0) == 1.0  # α scales it, ε mixes in other classes
+                      and not params.get("focal", {}).get("label_smoothing", 0.0) else "."))
     region = [segloss.LOSSES[n].title for n in chosen
               if not segloss.LOSSES[n].pixelwise and n not in analysis.BOUNDARY_LOSSES]
     if region:
         st.caption(f"{', '.join(region)}: region losses have no loss per pixel. Their curve is the loss of an image of "
                    f"{analysis.REGION_PIXELS} pixels of one class, every pixel at p_t (soft Dice: (1 - p_t)/(1 + p_t); "
-                   "Jaccard and Lovász: 1 - p_t, without smoothing; s = 1 moves them by about 1%). A region loss alone is bounded by 1 and falls "
+                   "Jaccard and Lovász: 1 - p_t, Dice and Jaccard without smoothing; s = 1 moves them by about 1%). A region "
+                   "loss alone is bounded by 1 and falls "
                    "slowly: "
                    "it does not punish confident mistakes the way cross-entropy does (its sums with CE or focal "
                    "loss, and Unified Focal's focal part, do).")
     if "boundary" in chosen:
+        inside = ("with C = 2 the confusing class is the background, which the loss does not score, so it is "
+                  "negative at every p_t" if num_classes == 2 else
+                  "it turns negative once p_t exceeds (d + 1)/d times the confusing class's probability (d: the "
+                  "depth; with the even spread that comes early, near p_t = 0.08 at C = 19 and d = 2)")
         st.caption(f"Boundary loss: a foreground pixel {depth} pixel(s) inside its region, the confusing class's "
-                   "region just across the boundary. It is linear in the probabilities; inside the region (depth >= 1) "
-                   "it is negative where the pixel is mostly right, on the edge (depth 0) never negative"
+                   "region just across the boundary. It is linear in the probabilities. Inside the region (depth "
+                   f">= 1) {inside}; on the edge (depth 0) it is never negative"
                    + (": a log y axis shows only its positive part." if log_y else "."))
     if "dice_boundary" in chosen:
         st.caption(f"Generalized Dice + boundary: the loss of an image of {analysis.REGION_PIXELS} pixels of one foreground "
@@ -201,8 +207,8 @@ with chart:
         st.plotly_chart(plots.curves_figure(P_T, terms, x_title="p_t", y_title="term value", log_x=log_x,
                                           well_classified=analysis.WELL_CLASSIFIED), width="stretch", key="terms")
         st.caption(f"The three terms at γ = {gamma:g} add up to the Dual Focal curve with that γ. The false-class "
-                   "term depends on how 1 - p_t is spread: switch the spread above and watch it change while "
-                   "cross-entropy stays put.")
+                   "term depends on how 1 - p_t is spread (and so does the focal-style term, unless γ = 1): switch "
+                   "the spread above and watch them change while cross-entropy stays put.")
 
 if any(name in analysis.BOUNDARY_LOSSES for name in chosen):
     st.subheader("Loss when the predicted boundary is off by k pixels")

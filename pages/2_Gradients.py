@@ -60,8 +60,8 @@ LESSONS = (
     Preset("Dice: confident mistakes", {"loss": "dice", "sweep": "smooth", "component": "norm",
                                                         "spread": "even"},
            "On the left (p_t near 0, confidently wrong) soft Dice's gradient falls far below cross-entropy's: a "
-           "region it scores as lost gives almost no signal. More smoothing (y axis) lowers it a little further, "
-           "everywhere."),
+           "region it scores as lost gives almost no signal. More smoothing (y axis) lowers it further, everywhere "
+           "and most on the left: about 5-13% at s = 10, 20-44% at s = 50."),
 )
 
 url = PageState("gradients")

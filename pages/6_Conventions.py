@@ -148,9 +148,9 @@ st.markdown(
     "**Hossain et al. 2021** (segloss's `dual_focal_loss`, for class imbalance) adds a false-class term and an "
     "additive focal term to CE. **Tao et al. 2023** (*Dual Focal Loss for Calibration*, arXiv:2305.13665) is a "
     "focal loss whose factor (1 - p_t + p_j)^γ uses p_j, the largest probability ranked below the true class. "
-    "A **2019 port** (CoinCheung/pytorch-loss, third-party) of the same authors' withdrawn preprint "
-    "arXiv:1909.11932 uses -Σ log(1 - (p - y)²), bounded and without CE. Two are papers; the third is one "
-    "reader's port of a preprint whose text is no longer available."
+    "A **2019 port** (CoinCheung/pytorch-loss, third-party) of a preprint by the same authors, arXiv:1909.11932 "
+    "(later withdrawn; its versions 1 and 2 remain on arXiv), uses -Σ log(1 - (p - y)²), bounded and without CE. "
+    "Two are papers; the third is one reader's port of a withdrawn preprint."
 )
 left, right = st.columns([1, 2.8], gap="large")
 with left:

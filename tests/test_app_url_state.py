@@ -203,6 +203,23 @@ def test_the_gamma_caption_names_only_the_losses_drawn_once_per_gamma():
     assert "solid Focal loss, dotted Dual Focal loss" in both and "lies exactly on CE" in both
     (alone,) = caption({"losses": "dual_focal"})
     assert "Focal loss," not in alone and "lies exactly on CE" not in alone
+    for scaled in ({"focal.alpha": "0.25"}, {"focal.label_smoothing": "0.1"}):  # then γ = 0 is not CE's curve
+        (changed,) = caption({"losses": "focal,ce", **scaled})
+        assert "lies exactly on CE" not in changed
+
+
+def test_the_boundary_caption_says_when_its_loss_turns_negative():
+    """Not "negative where the pixel is mostly right": at C = 19 with the even spread it is negative from
+    p_t = 0.08 (depth 2); at C = 2 the confusing class is the unscored background: negative everywhere."""
+    def text(query):
+        app = open_with(CURVES, {"losses": "boundary", **query})
+        (caption,) = [c.value for c in app.caption if c.value.startswith("Boundary loss:")]
+        return caption
+
+    assert "exceeds (d + 1)/d times the confusing class's probability" in text({})
+    assert "negative at every p_t" in text({"C": "2"})
+    curve = trace_values(figures(open_with(CURVES, {"losses": "boundary", "C": "2", "logy": "0"}))[0]["data"][0])
+    assert (curve < 0).all()  # what the caption says, on the chart
 
 
 def test_the_upload_page_asks_for_a_loss_once_and_its_link_says_files_stay_behind():
