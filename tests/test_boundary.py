@@ -191,6 +191,28 @@ def test_given_maps_that_are_not_finite_are_refused_inside_torch_func_and_torch_
         compiled(nan_logits, maps)
 
 
+def test_dice_boundary_takes_precomputed_maps_as_the_boundary_loss_does():
+    """``dice_boundary(logits, target, maps)``: maps from a data loader, no distance transform per step,
+    one compiled graph and ``vmap`` over the labels (whose error message says to pass them)."""
+    logits, target = random_batch(2, 3, (8, 8), seed=6, ignore_frac=0.1)
+    loss = segloss.create_loss("dice_boundary")
+    loss.schedule_step()  # a boundary weight that shows
+    maps = signed_distance_maps(target, 3)
+    z, z_maps = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    computed, given = loss(z, target), loss(z_maps, target, maps)
+    torch.testing.assert_close(given, computed)
+    computed.backward()
+    given.backward()
+    torch.testing.assert_close(z_maps.grad, z.grad)
+    torch.testing.assert_close(loss(logits, target, maps * 2) - given.detach(),
+                               loss.current_weights()["boundary"] * boundary_loss(logits, target, distance_maps=maps))
+    compiled = torch.compile(loss, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(logits, target, maps), given.detach())
+    mapped = torch.func.vmap(loss)(logits.unsqueeze(1), target.unsqueeze(1), maps.unsqueeze(1))
+    torch.testing.assert_close(mapped, torch.stack([loss(logits[i:i + 1], target[i:i + 1], maps[i:i + 1])
+                                                    for i in range(2)]))
+
+
 def test_the_schedule_stays_exact_in_a_bfloat16_model():
     """A model converted to bfloat16 converts the loss it holds; the schedule's weights stay float32
     (in bfloat16, 60 steps of 0.01 ended at 0.332 / 0.617 instead of 0.4 / 0.61)."""

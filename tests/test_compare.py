@@ -117,3 +117,14 @@ def test_the_tradeoff_chart_never_zooms_a_small_gap_to_fill_it():
     assert min(0.45 - y_low, y_high - 0.95) >= 0.03 * (y_high - y_low)  # room for the outermost markers
     edge = tradeoff_figure({"losses": {"a": entry(0.99, 0.005), "b": entry(0.995, 0.01)}})
     assert edge.layout.xaxis.range[1] == 1.0 and edge.layout.yaxis.range[0] == 0.0
+
+
+def test_one_seed_has_no_spread_but_none_where_the_metric_has_no_value():
+    """A class never predicted has no precision: with one seed its spread is missing too, not 0 (with two
+    or more seeds ``nanstd`` of an all-NaN column already gave NaN)."""
+    from segloss.train.compare import _mean_std
+
+    mean, std = _mean_std([[0.5, float("nan")]])
+    assert mean[0] == 0.5 and std[0] == 0.0 and np.isnan(mean[1]) and np.isnan(std[1])
+    mean, std = _mean_std([[0.5, float("nan")], [0.7, float("nan")]])
+    assert std[0] == pytest.approx(np.std([0.5, 0.7], ddof=1)) and np.isnan(std[1])

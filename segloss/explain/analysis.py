@@ -396,7 +396,9 @@ def gradient_map(loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], log
     pixel-wise loss without class weights gives exactly each pixel's own ``|dl_i/dz_i|`` and
     the maps of different losses and batch sizes share one scale (OHEM, whose "mean" divides by
     the kept pixels ``|K|``, shows ``|V| / |K|`` times its pixels' own); a ``"sum"`` is taken as is.
-    It also works under ``torch.inference_mode``.
+    It also works under ``torch.inference_mode``. The loss is called as in training: a module in
+    training mode updates its running state (``RecallLoss(momentum > 0)``'s weights, as BatchNorm's
+    statistics would); call ``loss.eval()`` first to leave it as it is (the app does).
 
     Args:
         loss: e.g. ``segloss.create_loss("dice")``.

@@ -87,6 +87,19 @@ class ScheduledSumLoss(_Float32State, _WeightedSum):
         region_weight, boundary_weight = self.loss_weights.unbind(0)
         return [(region_weight, self.region_part), (boundary_weight, self.boundary_part)]
 
+    def forward(self, logits: torch.Tensor, target: torch.Tensor,
+                distance_maps: torch.Tensor | None = None) -> torch.Tensor:
+        """``a * region_part(logits, target) + b * boundary_part(logits, target, distance_maps)``.
+
+        ``distance_maps`` ``(N, C, *S)``: the boundary part's maps, as :class:`BoundaryLoss` takes them
+        (``segloss.functional.signed_distance_maps(target, C)``, e.g. from a data loader). Given, no
+        distance transform runs per call, and under ``torch.compile`` the sum stays in one graph."""
+        (region_weight, region_part), (boundary_weight, boundary_part) = self.parts()
+        given = () if distance_maps is None else (distance_maps,)
+        with device_checks.one_check_for_all():  # on CUDA: one flag read for both parts
+            return region_weight * region_part(logits, target) + boundary_weight * boundary_part(logits, target,
+                                                                                              *given)
+
     def current_weights(self) -> dict[str, float]:
         """``{"region": a, "boundary": b}`` as floats (one device sync; float32 noise rounded away)."""
         region_weight, boundary_weight = self.loss_weights.tolist()

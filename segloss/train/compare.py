@@ -207,12 +207,13 @@ def _mean_std(values: list) -> tuple[list | float, list | float]:
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (a class never predicted) stay NaN
         mean = np.nanmean(array, axis=0) if np.isfinite(array).any() else np.full(array.shape[1:], np.nan)
-        std = np.nanstd(array, axis=0, ddof=1) if array.shape[0] > 1 else np.zeros(array.shape[1:])
+        # one seed: no spread (0), but none either where the mean has no value (a class never predicted)
+        std = np.nanstd(array, axis=0, ddof=1) if array.shape[0] > 1 else np.where(np.isnan(mean), np.nan, 0.0)
     return (mean.tolist(), std.tolist()) if array.ndim > 1 else (float(mean), float(std))
 
 
 def summarise(runs: Sequence[dict], dataset: str) -> dict:
-    """Mean and spread (sample std over seeds; 0 for one seed) per loss, in first-seen order."""
+    """Mean and spread (sample std over seeds; 0 for one seed, NaN where the mean is) per loss, in first-seen order."""
     from segloss.train.data import get_dataset
 
     labels = list(dict.fromkeys(run["loss"] for run in runs))
