@@ -32,11 +32,16 @@ import statistics
 import threading
 import time
 
+import sys
+from pathlib import Path
+
 import torch
 
-from segloss.losses.registry import LOSSES
-from segloss.train import data
-from segloss.train.trainer import Trainer
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the GPU machine has the checkout, not an install
+
+from segloss.losses.registry import LOSSES  # noqa: E402
+from segloss.train import data  # noqa: E402
+from segloss.train.trainer import Trainer  # noqa: E402
 
 CACHE = []  # the live view's one ViewCache, made on first use (plotly and PIL only where the view is measured)
 
@@ -109,7 +114,10 @@ def draw_rates(trainer: Trainer, seconds: float) -> tuple[float, float]:
     while time.perf_counter() - start < seconds:
         trainer.batch(index)
         index += 1
-    return one, (index - first) / (time.perf_counter() - start)
+    rate = (index - first) / (time.perf_counter() - start)
+    if trainer._prefetcher is not None:
+        trainer._prefetcher.drop_pending()  # batches far ahead: the next steps would wait behind them
+    return one, rate
 
 
 def steps_only(args) -> None:
@@ -120,7 +128,7 @@ def steps_only(args) -> None:
     for _ in range(args.rounds):
         rates["loop"].append(loop_rate(trainer, args.seconds))
         rates["alone"].append(thread_rate(trainer, args.seconds))
-        one, prefetched = draw_rates(trainer, args.seconds)  # last: it leaves batches far ahead queued
+        one, prefetched = draw_rates(trainer, args.seconds)
         rates["draw"].append(one)
         rates["prefetched"].append(prefetched)
     median = {k: statistics.median(v) for k, v in rates.items()}

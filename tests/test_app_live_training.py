@@ -104,7 +104,8 @@ def test_changed_settings_start_a_new_run_and_same_settings_continue(app):
 def test_step_never_discards_a_run_and_stepping_past_the_goal_says_so(app):
     """A finished (or paused) run with changed settings: Step continues it (it started a new run, the old
     one gone without a word), and says that the settings take effect with Stop, then Start; past the
-    goal the progress reads "step 11 (10 trained, then 1 stepped by hand)", not "step 11 of 10"."""
+    goal the progress reads "step 11, past the goal of 10", not "step 11 of 10" (nor a split into trained and
+    stepped steps, which a Stop before the goal would make false)."""
     small_and_fast(app)
     by_label(app.number_input, "Steps to train").set_value(10).run()
     by_label(app.button, "Start").click().run()
@@ -114,7 +115,7 @@ def test_step_never_discards_a_run_and_stepping_past_the_goal_says_so(app):
     by_label(app.button, "Step").click().run()
     assert app.session_state[KEY] is first and first.steps_done == 11 and first.config.seed != 3
     assert any("take effect with Stop, then Start" in w.value for w in app.warning)
-    assert app.get("progress")[0].proto.text == "Finished: step 11 (10 trained, then 1 stepped by hand)"
+    assert app.get("progress")[0].proto.text == "Finished: step 11, past the goal of 10 (stepped by hand)"
     assert by_label(app.metric, "Step").value == "11"
     assert any("Step continues this run" in c.value for c in app.caption)
 

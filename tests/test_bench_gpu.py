@@ -186,11 +186,15 @@ def test_every_test_file_on_the_kernels_path_runs_on_the_device():
 
 def test_the_trainers_device_benchmark_runs_without_plotly_or_pil():
     """``bench_training.py --steps-only`` (run_on_device.sh's last step) on a machine that has torch and
-    numpy but no plotly, PIL or streamlit, as the GPU machine: a broken import would cost its minutes."""
+    numpy but no plotly, PIL or streamlit, nor segloss installed (the checkout travels), as the GPU
+    machine: a broken import would cost its minutes."""
     import subprocess
 
     code = ("import sys\n"
             "for name in ('plotly', 'PIL', 'streamlit', 'pandas'): sys.modules[name] = None\n"
+            # nor segloss installed: the checkout travels there, the script must find it itself
+            "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]\n"
+            "sys.path[:] = [p for p in sys.path if 'editable' not in p]\n"
             "sys.argv = ['bench_training.py', '--steps-only', '--batch-size', '2', '--image-size', '32', "
             "'--rounds', '1', '--seconds', '0.3']\n"
             "import bench_training; bench_training.main()\n")

@@ -21,6 +21,20 @@ def test_prefetched_batches_equal_batches_drawn_in_line_in_any_order():
         prefetcher.close()
 
 
+def test_dropping_the_scheduled_batches_keeps_the_workers():
+    draw = functools.partial(data.make_batch, "street", 2, 32)
+    prefetcher = BatchPrefetcher(draw, lambda k: 1000 + k, workers=1, depth=2)
+    try:
+        prefetcher.get(100)  # schedules 101 and 102
+        assert prefetcher._pending
+        prefetcher.drop_pending()
+        assert not prefetcher._pending
+        images, _ = prefetcher.get(0)
+        assert torch.equal(images, draw(1000)[0])
+    finally:
+        prefetcher.close()
+
+
 def test_a_trainer_with_prefetching_trains_exactly_as_one_without():
     runs = []
     for workers in (0, 2):

@@ -191,3 +191,21 @@ def test_the_cpu_path_is_not_taken_on_the_kernel_route(monkeypatch):
     logits, target = random_batch(2, 3, (4, 5), seed=9)
     SF.boundary_loss(logits.to(DEVICE).requires_grad_(), target.to(DEVICE)).backward()
     assert cuda.handles(logits.to(DEVICE))
+
+
+@pytest.mark.parametrize("where", ["valid", "ignored"])
+def test_minus_inf_logits_are_refused_as_on_the_other_routes(where):
+    """A -inf logit beside finite ones leaves the softmax's max and sum finite (the focal kernels' test,
+    which takes a class masked out), but the boundary loss refuses every non-finite logit on its CPU,
+    compiled and earlier CUDA routes: so does its kernel."""
+    logits, target = random_batch(2, 3, (4, 5), seed=13)
+    logits[0, 2, 1, 1] = float("-inf")
+    if where == "ignored":
+        target[0, 1, 1] = 255
+    maps = torch.randn(logits.shape)
+    for route in ("kernel", "cpu"):
+        device = DEVICE if route == "kernel" else "cpu"
+        cuda.run_on_cpu_for_tests(route == "kernel")
+        with pytest.raises(ValueError, match="logits contain 0 NaN and 1 Inf values"):
+            SF.boundary_loss(logits.to(device), target.to(device), distance_maps=maps.to(device))
+    cuda.run_on_cpu_for_tests(True)

@@ -209,8 +209,8 @@ def status_bar(snap: TrainerSnapshot) -> None:
     """Progress bar, step counter and the latest numbers."""
     rate = f" · {snap.steps_per_second:.1f} steps/s" if snap.status == "running" else ""
     if snap.total_steps and snap.step > snap.total_steps:  # stepped by hand past the goal
-        st.progress(1.0, text=f"{snap.status.capitalize()}: step {snap.step} ({snap.total_steps} trained, then "
-                              f"{snap.step - snap.total_steps} stepped by hand){rate}")
+        st.progress(1.0, text=f"{snap.status.capitalize()}: step {snap.step}, past the goal of {snap.total_steps} "
+                              f"(stepped by hand){rate}")
     elif snap.total_steps:
         st.progress(snap.step / snap.total_steps,
                     text=f"{snap.status.capitalize()}: step {snap.step} of {snap.total_steps}{rate}")

@@ -24,8 +24,8 @@ from segloss.kernels.triton_pixelwise import _locate, _store_tile, _tile
 def _weighted_softmax(z, phi_ptr, n, p, cls, cls_ok, valid, f_n, f_c, f_p,
                       FIRST: tl.constexpr, INDEX_64: tl.constexpr):
     """``(probs, phi', v, finite)`` of a tile: the softmax ``(BLOCK_C, BLOCK_P)``, the maps (0 where
-    not scored or not valid), ``v`` ``(BLOCK_P,)`` (0 where not valid), and whether the pixel's logits
-    are finite."""
+    not scored or not valid), ``v`` ``(BLOCK_P,)`` (0 where not valid), and whether every logit of the
+    pixel is finite."""
     m = tl.max(z, axis=0)
     e = tl.exp(z - m[None, :])
     s = tl.sum(e, axis=0)
@@ -38,7 +38,9 @@ def _weighted_softmax(z, phi_ptr, n, p, cls, cls_ok, valid, f_n, f_c, f_p,
     phi = tl.load(phi_ptr + n * f_n + class_offsets + p[None, :] * f_p,
                   mask=scored[:, None] & valid[None, :], other=0.0).to(tl.float32)
     v = tl.where(valid, tl.sum(probs * phi, axis=0), 0.0)
-    finite = ((m - m) == 0.0) & ((s - s) == 0.0)
+    # every logit finite, -inf included (refused as on the other routes; the focal kernels take a -inf that
+    # masks a class, which leaves their max and sum finite): z - z is NaN for +-inf and NaN
+    finite = tl.sum((cls_ok[:, None] & ((z - z) != 0.0)).to(tl.int32), axis=0) == 0
     return probs, phi, v, finite
 
 

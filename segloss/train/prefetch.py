@@ -55,6 +55,12 @@ class BatchPrefetcher:
                 self._pending[k] = self._pool.submit(self.draw, self.seed_of(k))
         return self._pending.pop(index).result()
 
+    def drop_pending(self) -> None:
+        """Cancel the batches scheduled but not yet asked for (the workers stay)."""
+        for future in self._pending.values():
+            future.cancel()
+        self._pending.clear()
+
     def close(self) -> None:
         """Stop the workers (pending batches are dropped)."""
         for future in self._pending.values():
