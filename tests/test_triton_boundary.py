@@ -40,9 +40,23 @@ def both(logits, target, maps, upstream=None, **kwargs):
     return results
 
 
-def assert_close(got, want):
-    """Within 1e-5 of the reference, relative to the largest value (float32 cancels in ``phi - v``)."""
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * float(want.abs().max().clamp_min(1e-3)))
+def assert_close(got, want, scale=None):
+    """Within 1e-5 of the reference, relative to ``scale`` (default: the largest value): float32 cancels
+    in ``phi - v`` and in sums of terms of both signs, so a loss near 0 is compared at its terms' scale
+    (:func:`magnitude`)."""
+    scale = want.abs().max() if scale is None else scale
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * float(scale.clamp_min(1e-3)))
+
+
+def magnitude(logits, target, maps, **kwargs):
+    """The largest value the loss's terms reach in size: the reference with ``|phi|`` (no cancellation)."""
+    return reference(logits.double().cpu(), target.cpu(), maps.double().cpu().abs(), **kwargs).abs().max()
+
+
+def noise(shape, seed, uniform=False, dtype=torch.float32):
+    """Seeded random values (torch's global generator starts from a random seed in every process)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(shape, generator=g, dtype=dtype) if uniform else torch.randn(shape, generator=g, dtype=dtype)
 
 
 def calls_the_kernels(monkeypatch):
@@ -63,14 +77,15 @@ def calls_the_kernels(monkeypatch):
                                                ((3,), 5), ((2, 33, 70), 19)], ids=str)
 def test_values_and_gradients_equal_the_reference(reduction, foreground_only, shape, num_classes, monkeypatch):
     logits, target = random_batch(shape[0], num_classes, shape[1:], ignore_frac=0.2, seed=sum(shape) + num_classes)
-    maps = torch.randn(logits.shape, dtype=torch.float64) * 5  # any values: the kernels do not care where they came from
+    maps = noise(logits.shape, 1, dtype=torch.float64) * 5  # any values: the kernels do not care where they came from
     maps[target.unsqueeze(1).expand_as(maps) == 255] = float("nan")  # an ignored pixel's maps are never read
-    upstream = torch.rand(target.shape) if reduction == "none" else None
+    upstream = noise(target.shape, 2, uniform=True) if reduction == "none" else None
     calls = calls_the_kernels(monkeypatch)
     (value, grad), (ref_value, ref_grad) = both(logits, target, maps, upstream, foreground_only=foreground_only,
                                                 reduction=reduction)
     assert calls, "the kernel route was not taken"
-    assert_close(value, ref_value)
+    assert_close(value, ref_value, magnitude(logits, target, maps, foreground_only=foreground_only,
+                                             reduction=reduction))
     assert_close(grad, ref_grad)
 
 
@@ -80,10 +95,10 @@ def test_small_tiles_and_programs_that_walk_several_tiles(small_tiles, reduction
     """Tiles of a few pixels, two forward programs: images ending mid-tile, past-the-end tiles, sums
     over several tiles per program, and (N, C) logits seen as one image of N pixels."""
     logits, target = random_batch(shape[0], num_classes, shape[1:], ignore_frac=0.2, seed=sum(shape))
-    maps = torch.randn(logits.shape) * 3
-    upstream = torch.rand(target.shape) if reduction == "none" else None
+    maps = noise(logits.shape, 3) * 3
+    upstream = noise(target.shape, 4, uniform=True) if reduction == "none" else None
     (value, grad), (ref_value, ref_grad) = both(logits, target, maps, upstream, reduction=reduction)
-    assert_close(value, ref_value)
+    assert_close(value, ref_value, magnitude(logits, target, maps, reduction=reduction))
     assert_close(grad, ref_grad)
 
 
@@ -92,11 +107,11 @@ def test_64_bit_offsets_give_the_same_values(monkeypatch, reduction):
     """``INDEX_64`` (a tensor of 2**31 elements or more) forced by lowering the limit: the kernels' 64-bit
     offset arithmetic for logits, labels, maps and gradient."""
     logits, target = random_batch(2, 3, (5, 6), ignore_frac=0.2, seed=12)
-    maps = torch.randn(logits.shape) * 3
+    maps = noise(logits.shape, 5) * 3
     want = both(logits, target, maps, reduction=reduction)[1]
     monkeypatch.setattr(cuda, "INT32_LIMIT", 8)
     got = both(logits, target, maps, reduction=reduction)[0]
-    assert_close(got[0], want[0])
+    assert_close(got[0], want[0], magnitude(logits, target, maps, reduction=reduction))
     assert_close(got[1], want[1])
 
 
@@ -104,7 +119,7 @@ def test_the_computed_maps_route_equals_the_eager_path_on_the_hosts_maps():
     logits, target = random_batch(2, 4, (12, 9), ignore_frac=0.1, seed=7)
     maps = signed_distance_maps(target, 4)  # on the "device" (the interpreter's CPU tensors)
     (value, grad), (ref_value, ref_grad) = both(logits, target, maps)
-    assert_close(value, ref_value)
+    assert_close(value, ref_value, magnitude(logits, target, maps))
     assert_close(grad, ref_grad)
     z = logits.to(DEVICE).requires_grad_()
     SF.boundary_loss(z, target.to(DEVICE)).backward()  # maps computed inside, on the device
@@ -114,7 +129,7 @@ def test_the_computed_maps_route_equals_the_eager_path_on_the_hosts_maps():
 @pytest.mark.parametrize("layout", ["channels_last", "transposed", "maps_channels_last", "maps_expanded"])
 def test_any_layout_of_logits_and_maps(layout):
     logits, target = random_batch(2, 5, (6, 8), ignore_frac=0.2, seed=11)
-    maps = torch.randn(logits.shape) * 3
+    maps = noise(logits.shape, 6) * 3
     (ref_value, ref_grad), _ = both(logits, target, maps)
     z, m = logits.to(DEVICE), maps.to(DEVICE)
     if layout == "channels_last":
@@ -138,7 +153,7 @@ def test_any_layout_of_logits_and_maps(layout):
 def test_half_precision_logits_compute_in_float32_and_return_their_gradient_dtype(dtype):
     logits, target = random_batch(2, 3, (5, 6), ignore_frac=0.1, seed=5)
     logits = logits.to(dtype)
-    maps = torch.randn(logits.shape) * 4
+    maps = noise(logits.shape, 7) * 4
     z = logits.to(DEVICE).detach().clone().requires_grad_()
     value = SF.boundary_loss(z, target.to(DEVICE), distance_maps=maps.to(DEVICE))
     value.backward()
@@ -153,16 +168,16 @@ def test_half_precision_logits_compute_in_float32_and_return_their_gradient_dtyp
 @pytest.mark.parametrize("maps_dtype", [torch.float64, torch.float16, torch.int32, torch.int64, torch.uint8])
 def test_maps_in_any_real_dtype_are_read_as_their_values(maps_dtype):
     logits, target = random_batch(2, 3, (4, 7), seed=6)
-    maps = (torch.rand(logits.shape) * 9).round().to(maps_dtype)
+    maps = (noise(logits.shape, 8, uniform=True) * 9).round().to(maps_dtype)
     (value, grad), (ref_value, ref_grad) = both(logits, target, maps)
-    assert_close(value, ref_value)
+    assert_close(value, ref_value, magnitude(logits, target, maps))
     assert_close(grad, ref_grad)
 
 
 def test_empty_and_all_ignored_batches_give_zero_and_a_zero_gradient():
     for logits, target in (random_batch(0, 3, (4, 5)), random_batch(2, 3, (4, 5))):
         target = torch.full_like(target, 255)
-        maps = torch.randn(logits.shape)
+        maps = noise(logits.shape, 9)
         z = logits.to(DEVICE).requires_grad_()
         value = SF.boundary_loss(z, target.to(DEVICE), distance_maps=maps.to(DEVICE))
         value.backward()
@@ -171,7 +186,7 @@ def test_empty_and_all_ignored_batches_give_zero_and_a_zero_gradient():
 
 def test_double_backward_builds_the_same_gradient_as_a_graph():
     logits, target = random_batch(2, 3, (4, 5), ignore_frac=0.2, seed=8)
-    maps = torch.randn(logits.shape) * 2
+    maps = noise(logits.shape, 10) * 2
     grads = []
     for route in ("kernel", "reference"):
         z = (logits.to(DEVICE) if route == "kernel" else logits.double()).requires_grad_()
@@ -202,7 +217,7 @@ def test_minus_inf_logits_are_refused_as_on_the_other_routes(where):
     logits[0, 2, 1, 1] = float("-inf")
     if where == "ignored":
         target[0, 1, 1] = 255
-    maps = torch.randn(logits.shape)
+    maps = noise(logits.shape, 11)
     for route in ("kernel", "cpu"):
         device = DEVICE if route == "kernel" else "cpu"
         cuda.run_on_cpu_for_tests(route == "kernel")

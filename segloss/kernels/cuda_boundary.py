@@ -55,7 +55,7 @@ class DistanceWeightedSoftmaxTriton(torch.autograd.Function):
             _tb.boundary_forward_kernel[(launch.programs,)](
                 launch.flat, launch.labels, phi, out, part, flags, *launch.common(), *_strides(phi), ignore_index,
                 launch.programs, scale, FIRST=first, BLOCK_C=launch.block_c, BLOCK_P=launch.block_p,
-                INDEX_64=launch.index_64 or _index_64(phi), NUM_STEPS=launch.steps, WRITE_MAP=write_map,
+                INDEX_64=launch.index_64_with(phi), NUM_STEPS=launch.steps, WRITE_MAP=write_map,
                 num_warps=launch.num_warps)
         extra = ((flags[:, 2].sum(), device_checks.NON_FINITE_MAPS),) if check_maps else ()
         device_checks.raise_bad_input(flags[:, :2], logits, target, ignore_index, extra=extra)
@@ -81,13 +81,9 @@ class DistanceWeightedSoftmaxTriton(torch.autograd.Function):
                 launch.flat, launch.labels, phi, cuda._upstream(grad_out, ctx.reduction, factor), grad_view,
                 *launch.common(), *_strides(phi), *_strides(grad_view), ctx.ignore_index, ctx.scale, FIRST=ctx.first,
                 BLOCK_C=launch.block_c, BLOCK_P=launch.block_p,
-                INDEX_64=launch.index_64_with(grad_view) or _index_64(phi), UP_MAP=ctx.reduction == "none",
+                INDEX_64=launch.index_64_with(grad_view) or launch.index_64_with(phi), UP_MAP=ctx.reduction == "none",
                 num_warps=launch.num_warps)
         else:
             grad.zero_()
         return (grad,) + (None,) * 8
 
-
-def _index_64(view: torch.Tensor) -> bool:
-    """Whether the maps' offsets pass int32 (the logits' and gradient's are checked by the launch)."""
-    return cuda._max_offset(view) > cuda.INT32_LIMIT
