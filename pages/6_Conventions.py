@@ -203,8 +203,9 @@ st.markdown(
     "`edt(outside) - (edt(inside) - 1)` from scipy's exact transform (a region's edge pixel gets 0, not -1); segloss "
     "does the same by default (`classes=\"foreground\"`). The plain signed distance `edt(outside) - edt(inside)` "
     "moves every inside value down by one, and so the loss by the probability mass inside the regions. The pairing with a region loss also differs: "
-    "the authors' code keeps GDL at weight 1 and its `StealWeight` scheduler moves 0.01 of weight per epoch to the "
-    "boundary term (from 0.01 up; GDL never below 0.1), which is segloss's `dice_boundary`; ports with a fixed "
+    "the authors' code starts GDL at weight 1 and the boundary term at 0.01, and its `StealWeight` scheduler moves "
+    "0.01 of weight per epoch from GDL to the boundary term (GDL never below 0.1), which is segloss's "
+    "`dice_boundary`; ports with a fixed "
     "`alpha * dice + (1 - alpha) * boundary` never shift the balance."
 )
 

@@ -47,6 +47,10 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
     from segloss.train.trainer import Trainer
 
     check_checkpoint_path(args.out)  # a bad name or folder is refused before the training, not after
+    names = [name for name, _ in args.param or []]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"--param {', '.join(twice)} given more than once")
     params = dict(args.param or [])
     spec = LOSSES[args.loss]
     for param in spec.params:  # a single name for a multichoice parameter is still a tuple

@@ -5,7 +5,10 @@ before anything imports triton), and tests marked ``gpu`` are deselected, visibl
 """
 
 import os
+import random
+import zlib
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import settings
@@ -18,6 +21,20 @@ if not torch.cuda.is_available():
 settings.register_profile("repeatable", derandomize=True)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
+
+
+@pytest.fixture(autouse=True)
+def _seeded_global_generators(request):
+    """Seed torch's, numpy's and Python's global generators from the test's id before each test.
+
+    torch starts its global generator from a random seed in each process, so a test drawing from it
+    without a seed of its own saw new numbers on every run: a failure could not be rerun. Seeded from
+    the test's id, each test draws the same numbers on every run, in any order and under ``-k``.
+    """
+    seed = zlib.crc32(request.node.nodeid.encode())
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -73,10 +90,13 @@ def app_url():
 
 @pytest.fixture(scope="session")
 def browser():
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     from browser_support import CHROMIUM, CHROMIUM_ARGS
 
+    # an expect() with no timeout of its own waits 30 s, not Playwright's 5: on a loaded 2-core machine
+    # the sidebar's page links once came 5 s after the page's first element (found in place later)
+    expect.set_options(timeout=30_000)
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium

@@ -24,7 +24,9 @@ def test_split_losses_keeps_parameters_with_their_loss():
 
 
 @pytest.mark.parametrize("text, message", [("dyce", "unknown loss"), ("focal:gama=2", "param=value"),
-                                           ("focal:gamma=big", "must be a number"), ("focal:gamma", "param=value")])
+                                           ("focal:gamma=big", "must be a number"), ("focal:gamma", "param=value"),
+                                           ("ce:gamma=2", "ce takes no parameters"),
+                                           ("focal:gamma=2,gamma=3", "gamma is given twice")])
 def test_parse_loss_rejects_bad_arguments(text, message):
     with pytest.raises(ValueError, match=message):
         compare.parse_loss(text)

@@ -119,7 +119,7 @@ def test_bad_inputs_raise_with_clear_messages():
         confusion_matrix(torch.tensor([0, 1]), torch.tensor([0, 5]), 2)
     with pytest.raises(ValueError, match=r"pred holds labels outside \[0, 2\).*\[-1\]"):
         confusion_matrix(torch.tensor([0, -1]), torch.tensor([0, 1]), 2)
-    with pytest.raises(ValueError, match="num_classes must be >= 1"):
+    with pytest.raises(ValueError, match="num_classes must be an int >= 1, got 0"):
         confusion_matrix(torch.tensor([0]), torch.tensor([0]), 0)
     with pytest.raises(ValueError, match=r"square \(C, C\) matrix, got shape \(2, 3\)"):
         metrics_from_confusion(torch.zeros(2, 3))

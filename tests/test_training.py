@@ -330,6 +330,8 @@ def test_checkpoint_command_writes_a_weights_only_file_and_reports(tmp_path, cap
     assert "--param gamma=1.5" in meta["command"]
     assert main(["checkpoint", "--loss", "focal", "--param", "gamma=99", "--steps", "1", "--out", str(out)]) == 2
     assert "gamma must lie in" in capsys.readouterr().err
+    assert main(["checkpoint", "--loss", "focal", "--param", "gamma=1", "--param", "gamma=3", "--out", str(out)]) == 2
+    assert "--param gamma given more than once" in capsys.readouterr().err  # the last one won, silently
 
 
 def test_dice_boundary_trains_and_its_weights_follow_the_schedule_every_epoch_of_steps():

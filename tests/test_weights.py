@@ -56,6 +56,18 @@ def test_unknown_scheme_and_bad_beta_are_rejected():
         weights.class_weights("sqrt", [1, 2])
     with pytest.raises(ValueError, match=r"beta must lie in \[0, 1\)"):
         weights.effective_number([1, 2], 1.0)
+    with pytest.raises(TypeError, match="beta must be a real number, got '0.9'"):
+        weights.effective_number([1, 2], "0.9")
+
+
+@pytest.mark.parametrize("num_classes, error", [(-1, ValueError), (0, ValueError), (2.0, TypeError), (True, TypeError)])
+def test_pixel_counts_refuse_a_bad_number_of_classes_in_a_clear_message(num_classes, error):
+    """torch's own errors came through (a RuntimeError for -1, bincount's TypeError for 2.0), and
+    count_pixels of an all-ignored batch with C = 0 returned empty counts."""
+    with pytest.raises(error, match=f"num_classes must be an int >= 1, got {num_classes}"):
+        weights.pixel_counts(torch.tensor([0]), num_classes)
+    with pytest.raises(error, match="num_classes must be an int >= 1"):
+        weights.count_pixels(torch.full((1, 2, 2), 255), num_classes)
 
 
 def test_count_pixels_records_the_pixels_of_the_images_each_class_appears_in():

@@ -39,11 +39,28 @@ def holds_index(target: torch.Tensor, ignore_index: int, num_classes: int = 0) -
     """``target``, or ``target.long()`` when its integer dtype cannot hold ``ignore_index`` or
     ``num_classes``: torch wraps the number in a comparison (``uint8 255 == -1``, ``uint8 0 == 256``),
     so a uint8 mask with ``ignore_index=-1`` would have its 255s ignored by one check and indexed by
-    the next, and with C = 256 every label would be ``>= 256`` (wrapped to ``>= 0``): out of range."""
+    the next, and with C = 256 every label would be ``>= 256`` (wrapped to ``>= 0``): out of range.
+    A uint64 mask is always made int64: torch has no comparison kernels for it (a label past 2**63
+    wraps to a negative one, refused as such)."""
     if target.dtype in (torch.int64, torch.bool) or target.is_floating_point() or target.is_complex():
         return target
+    if target.dtype == torch.uint64:
+        return target.long()
     info = torch.iinfo(target.dtype)
     return target if info.min <= ignore_index <= info.max and num_classes <= info.max else target.long()
+
+
+def check_num_classes(num_classes, minimum: int = 2) -> int:
+    """``num_classes`` as an int (numpy integers too) of at least ``minimum``.
+
+    Raises:
+        TypeError: not an integer (a float or a bool). ValueError: below ``minimum``.
+    """
+    if isinstance(num_classes, (bool, np.bool_)) or not isinstance(num_classes, (int, np.integer)):
+        raise TypeError(f"num_classes must be an int >= {minimum}, got {num_classes!r}")
+    if num_classes < minimum:
+        raise ValueError(f"num_classes must be an int >= {minimum}, got {num_classes}")
+    return int(num_classes)
 
 
 def check_per_image(per_image) -> bool:

@@ -25,7 +25,7 @@ import torch
 from segloss.kernels import cuda, cuda_boundary, device_checks, distance
 from segloss.kernels.cpu import _blocks, gradient_buffer
 from segloss.kernels.region_sums import autograd_backward
-from segloss.losses._checks import (_unwrapped, _vmapped, check_logits_target, check_reduction,
+from segloss.losses._checks import (_unwrapped, _vmapped, check_logits_target, check_num_classes, check_reduction,
                                     functorch_transform_active, index_argument)
 from segloss.losses._reduction import reduce_map
 
@@ -34,7 +34,10 @@ from segloss.losses._reduction import reduce_map
 def signed_distance_maps(target, num_classes: int, *, ignore_index: int = 255) -> torch.Tensor:
     """``phi`` float32 ``(N, C, *S)`` for integer labels ``(N, *S)`` (on ``target``'s device).
 
-    Ignored pixels count as outside every class; a class absent from an image gets 0 there.
+    Ignored pixels count as outside every class; a class absent from an image gets 0 there. A class
+    that fills the whole image has no boundary inside it: its map is ``-(b - 1)``, ``b`` the distance
+    to the image's border (the authors' ``one_hot2dist`` has no such case: scipy's transform of an
+    all-True mask gives values that measure no distance to anything).
     CUDA labels are transformed on their device (:mod:`segloss.kernels.distance`), others by scipy.
 
     Raises:
@@ -43,8 +46,7 @@ def signed_distance_maps(target, num_classes: int, *, ignore_index: int = 255) -
         TypeError: non-integer labels.
     """
     ignore_index = index_argument(ignore_index)  # numpy integers, as torch takes
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    num_classes = check_num_classes(num_classes)
     labels = torch.as_tensor(target)
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise TypeError(f"target must hold integer labels, got dtype {labels.dtype}")

@@ -20,8 +20,9 @@ score; with smoothing its score would reward predicting nothing or punish noise)
 per image), NaN for absent classes; ``"mean"`` the weighted mean over present classes (per
 image: each image's mean over its present classes, then the mean over images, as Berman et al.'s
 reference Lovász code and smp's ``LovaszLoss(per_image=True)`` do, but over the images that hold a
-valid pixel: theirs counts an image whose pixels are all ignored as a loss of 0, which lowers the
-batch's loss and gradient by a crop of void); ``"sum"`` their sum.
+valid pixel: theirs means to count an image whose pixels are all ignored as a loss of 0
+(``probas * 0.``), but that empty ``(0, C)`` tensor breaks its mean: a shape error, or an empty
+result when such an image comes first); ``"sum"`` their sum.
 """
 
 from __future__ import annotations
@@ -102,10 +103,10 @@ def _reduce_classes(per_class, present, weight, reduction, sync=True):
     ``"none"``: the losses, NaN for absent classes. ``"sum"``: the sum over present classes (and
     images). ``"mean"``: the weighted mean over present classes; per image, each image's mean
     first, then the mean over the images that hold a valid pixel (Berman et al.'s
-    ``per_image=True``, also smp's Lovász, whose mean also counts all-ignored images, as 0), so an
-    image with two classes counts as much as one with ten.
+    ``per_image=True``, also smp's Lovász, which fail on an all-ignored image), so an image with
+    two classes counts as much as one with ten.
     """
-    if reduction == "none":  # this replica's own regions
+    if reduction == "none":  # per image: this replica's images; over the batch: global (the sums were all-reduced)
         return torch.where(present, per_class, torch.full_like(per_class, float("nan")))
     w = torch.ones_like(per_class) if weight is None else weight.expand_as(per_class)
     w = torch.where(present, w, torch.zeros_like(w))
@@ -246,8 +247,8 @@ def lovasz_softmax_loss(logits, target, *, per_image=False, weight=None, ignore_
     present in the target (the authors' ``classes="present"``). ``per_image=True`` follows the
     authors' reference code (also smp's ``per_image``; kornia's Lovász is per image only and
     averages over all C classes, absent ones included): each image's mean over its
-    own present classes, then the mean over images (those with a valid pixel: the reference
-    counts an all-ignored image as 0); ``per_image=False`` pools the batch.
+    own present classes, then the mean over images (those with a valid pixel: the reference code
+    fails on an all-ignored image); ``per_image=False`` pools the batch.
 
     Under ``torch.distributed`` (``sync_distributed``): per image it is exact, the mean over every
     replica's images (all-reduced differentiably). Over the batch it is not: the Lovász extension

@@ -475,6 +475,8 @@ def _check_param(loss: str, spec: ParamSpec, value):
             raise ValueError(f"{where} must be one of {spec.choices}, got {value!r}")
         return value
     if spec.kind == "multichoice":
+        if not isinstance(value, (str, Sequence, np.ndarray)):
+            raise TypeError(f"{where} must be a name or a sequence of names from {spec.choices}, got {value!r}")
         value = (value,) if isinstance(value, str) else tuple(value)
         unknown = [v for v in value if v not in spec.choices]
         if unknown:

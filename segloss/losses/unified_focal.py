@@ -9,7 +9,11 @@ region term, both asymmetric: the background is suppressed, the rare class is no
     TI_c = (TP_c + s) / (TP_c + delta FN_c + (1 - delta) FP_c + s)
 
 Multi-class here: class ``background`` (default 0) is suppressed, every other class is a rare
-one; with two classes it is the authors' loss (checked against a transcription of their code).
+one; with two classes it is the authors' loss (checked against a transcription of their code, to
+1e-8 at ``smooth=1e-6``; theirs is Keras's epsilon, 1e-7) up to one difference: their code clips
+``p`` to ``[1e-7, 1 - 1e-7]`` and segloss does not, so at saturated logits (a pixel's ``p`` under
+1e-7, a logit gap past about 16) their AF term stops growing, and its gradient vanishes, where
+segloss's keeps growing as CE does.
 Their code averages the Tversky term over both classes of every image; with C classes segloss
 averages over the classes present in each image (an absent class has no region to score), then
 over images. MONAI's ``AsymmetricUnifiedFocalLoss`` is binary only (MONAI #8603).
@@ -63,7 +67,7 @@ def unified_focal_loss(logits, target, *, tversky_weight=0.5, delta=0.6, gamma=0
         delta: weight of rare classes in AF and of false negatives in TI, in [0, 1].
         gamma: background suppression in AF and rare-class enhancement in AFT, in [0, 1].
         background: the suppressed class.
-        smooth: ``s`` of the Tversky index (the authors' 1e-6).
+        smooth: ``s`` of the Tversky index (the authors' is Keras's epsilon, 1e-7).
         per_image: Tversky regions per image (the authors') or over the batch.
         ignore_index: label of pixels left out of every term.
         reduction: ``"mean"`` or ``"sum"`` (over images for the Tversky term); ``"none"`` gives

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
+from segloss.losses._checks import check_num_classes, check_number
+
 SCHEMES = ("inverse", "median", "effective")
 
 
@@ -33,8 +35,10 @@ def pixel_counts(target, num_classes: int, ignore_index: int = 255) -> torch.Ten
         int64 ``(num_classes,)``.
 
     Raises:
-        TypeError: non-integer labels. ValueError: labels outside ``[0, num_classes)``.
+        TypeError: non-integer labels or ``num_classes``. ValueError: ``num_classes < 1``, or labels
+        outside ``[0, num_classes)``.
     """
+    num_classes = check_num_classes(num_classes, minimum=1)
     target = torch.as_tensor(target)
     if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
         raise TypeError(f"target must hold integer labels, got dtype {target.dtype}")
@@ -159,9 +163,11 @@ def effective_number(counts, beta: float = 0.999) -> torch.Tensor:
     the weights come close to inverse frequency, at a rare class's count only the rarest are lifted.
 
     Raises:
-        ValueError: ``beta`` outside ``[0, 1)``.
+        TypeError: ``beta`` not a number. ValueError: ``beta`` outside ``[0, 1)``.
     """
-    if not 0.0 <= beta < 1.0:
+    check_number(beta, "beta", low=0.0, high=1.0)
+    beta = float(beta)
+    if beta == 1.0:
         raise ValueError(f"beta must lie in [0, 1), got {beta}")
     n = _as_counts(counts)
     effective = -torch.expm1(n * math.log(beta)) if beta > 0 else torch.where(n > 0, 1.0, 0.0).double()  # 1 - beta^n

@@ -56,8 +56,12 @@ def parse_loss(text: str) -> LossChoice:
     spec, params = LOSSES[name], {}
     for item in filter(None, (part.strip() for part in rest.split(","))):
         key, sep, value = item.partition("=")
+        if not spec.defaults:
+            raise ValueError(f"{text!r}: {name} takes no parameters, got {item!r}")
         if not sep or key not in spec.defaults:
             raise ValueError(f"{text!r}: expected param=value with param in {sorted(spec.defaults)}, got {item!r}")
+        if key in params:
+            raise ValueError(f"{text!r}: {key} is given twice")
         kind = spec.param(key).kind
         if kind == "float":
             try:

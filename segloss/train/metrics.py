@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from segloss.losses._checks import holds_index
+from segloss.losses._checks import check_num_classes, holds_index
 
 
 def _as_label_tensor(value: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
@@ -68,10 +68,7 @@ def confusion_matrix(
         TypeError: non-integer ``pred``/``target`` or ``num_classes``.
         ValueError: shapes differ, ``num_classes < 1``, or a value lies outside ``[0, C)``.
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int):
-        raise TypeError(f"num_classes must be an int, got {num_classes!r}")
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    num_classes = check_num_classes(num_classes, minimum=1)
     pred = _as_label_tensor(pred, "pred")
     target = _as_label_tensor(target, "target")
     if pred.shape != target.shape:

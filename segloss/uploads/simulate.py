@@ -28,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from segloss.losses._checks import check_num_classes
+
 #: The band where the blurred one-hot lies in (0.1, 0.9) is this many sigmas wide.
 _BAND_SIGMAS = 2 * 1.2816
 MAX_BOUNDARY_WIDTH = 64.0
@@ -189,8 +191,7 @@ def simulate_logits(labels, num_classes: int, *, confidence: float = 0.9, bounda
         ValueError: a knob outside its range, labels outside ``[0, C)``, ``missed_to == missed_class``,
             or more than MAX_LOGIT_ELEMENTS logits (pixels x classes).
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    num_classes = check_num_classes(num_classes)
     pixels = math.prod(np.shape(labels))
     if pixels * num_classes > MAX_LOGIT_ELEMENTS:
         raise ValueError(f"{num_classes} classes x {pixels:,} pixels = {pixels * num_classes:,} logits, above the "
