@@ -156,14 +156,29 @@ def uniform_region_loss(module: nn.Module, region_pixels: int = REGION_PIXELS) -
     if isinstance(region_pixels, bool) or not isinstance(region_pixels, int) or region_pixels < 1:
         raise ValueError(f"region_pixels must be a positive int, got {region_pixels!r}")
 
+    boundary = _boundary_part(module)
+
     def region_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         z = logits[:, :, None].expand(-1, -1, region_pixels)
         t = target[:, None].expand(-1, region_pixels)
-        return per_image_loss(module, z, t)
+        maps = None
+        if boundary is not None:  # one distance transform per class present, not per image (every image is uniform)
+            classes, inverse = target.unique(return_inverse=True)
+            maps = SF.signed_distance_maps(classes[:, None].expand(-1, region_pixels), logits.shape[1],
+                                           ignore_index=boundary.ignore_index)[inverse].to(logits.dtype)
+        return per_image_loss(module, z, t, maps)
     return region_loss
 
 
-def per_image_loss(module: nn.Module, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def _boundary_part(module: nn.Module) -> modules.BoundaryLoss | None:
+    """The :class:`~segloss.BoundaryLoss` in ``module`` (itself or a part of its sum), if any."""
+    if isinstance(module, modules._WeightedSum):
+        return next(filter(None, (_boundary_part(part) for _, part in module.parts())), None)
+    return module if isinstance(module, modules.BoundaryLoss) else None
+
+
+def per_image_loss(module: nn.Module, logits: torch.Tensor, target: torch.Tensor,
+                   distance_maps: torch.Tensor | None = None) -> torch.Tensor:
     """Each image's own loss under ``module`` (a registry module built with reduction "mean").
 
     Pixel-wise losses: the image's per-pixel map summed and divided as "mean" divides (by its
@@ -173,15 +188,17 @@ def per_image_loss(module: nn.Module, logits: torch.Tensor, target: torch.Tensor
 
     Args:
         logits: float ``(N, C, *S)``. target: integer ``(N, *S)``.
+        distance_maps: ``(N, C, *S)``, the boundary loss's maps of ``target`` (computed if None).
 
     Returns:
         ``(N,)`` in the logits' dtype, differentiable.
     """
     if isinstance(module, modules._WeightedSum):  # Dice + CE, GDL + boundary...: the sum of their parts
-        return sum(weight * per_image_loss(part, logits, target) for weight, part in module.parts())
+        return sum(weight * per_image_loss(part, logits, target, distance_maps) for weight, part in module.parts())
     each = copy.copy(module)  # same parameters and buffers, its own reduction
     each.reduction = "none"
-    values = each(logits, target)
+    given = (distance_maps,) if distance_maps is not None and isinstance(module, modules.BoundaryLoss) else ()
+    values = each(logits, target, *given)
     if isinstance(module, modules._RegionLoss):
         if not module.per_image:
             raise ValueError("per_image_loss needs a region loss built with per_image=True")

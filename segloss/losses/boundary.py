@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from segloss.kernels import cuda, cuda_boundary, device_checks, distance
-from segloss.kernels.cpu import _blocks, gradient_buffer
+from segloss.kernels.cpu import _slabs, gradient_buffer
 from segloss.kernels.region_sums import autograd_backward
 from segloss.losses._checks import (_unwrapped, _vmapped, check_logits_target, check_num_classes, check_reduction,
                                     functorch_transform_active, index_argument)
@@ -173,7 +173,7 @@ class _DistanceWeightedSoftmax(torch.autograd.Function):
     zeroed when only the foreground is scored; gradient ``dv_i/dz_ik = p_ik (phi'_ik - v_i)``.
 
     The CPU path (CUDA: :mod:`segloss.kernels.cuda_boundary`, one Triton pass each way), block by
-    block over the pixels of each image: nothing of the logits' size but the gradient
+    block over the pixels of each image (many small images in one block): nothing of the logits' size but the gradient
     (the softmax is recomputed in backward from the logits and ``v``).
     """
 
@@ -186,10 +186,10 @@ class _DistanceWeightedSoftmax(torch.autograd.Function):
         out = torch.zeros(n, pixels, dtype=dtype, device=logits.device)
         first = 1 if foreground_only else 0
         with torch.no_grad(), torch.autocast(logits.device.type, enabled=False):
-            for i in range(n):
-                for a, b in _blocks(pixels, c, logits.device):
-                    probs = flat[i, :, a:b].to(dtype).softmax(dim=0)
-                    out[i, a:b] = (probs[first:] * phi[i, first:, a:b].to(device=logits.device, dtype=dtype)).sum(0)
+            for images, px in _slabs(n, pixels, c, logits.device):
+                probs = flat[images, :, px].to(dtype).softmax(dim=1)
+                out[images, px] = (probs[:, first:] * phi[images, first:, px].to(device=logits.device,
+                                                                                 dtype=dtype)).sum(1)
         out = torch.where(valid, out.reshape(valid.shape), 0.0)  # an ignored pixel's map may hold anything
         ctx.save_for_backward(logits, maps, valid, out)
         ctx.first = first
@@ -210,12 +210,12 @@ class _DistanceWeightedSoftmax(torch.autograd.Function):
         scored = valid.reshape(n, pixels)
         v = value.reshape(n, pixels)
         with torch.no_grad(), torch.autocast(logits.device.type, enabled=False):
-            for i in range(n):
-                for a, b in _blocks(pixels, c, logits.device):
-                    probs = flat[i, :, a:b].to(dtype).softmax(dim=0)
-                    weights = phi[i, :, a:b].to(device=logits.device, dtype=dtype) - v[i, a:b]
-                    if ctx.first:
-                        weights[0] = -v[i, a:b]  # class 0 is not scored: its phi' is 0
-                    grad_flat[i, :, a:b] = torch.where(scored[i, a:b], probs * weights * upstream[i, a:b],
+            for images, px in _slabs(n, pixels, c, logits.device):
+                probs = flat[images, :, px].to(dtype).softmax(dim=1)
+                weights = phi[images, :, px].to(device=logits.device, dtype=dtype) - v[images, None, px]
+                if ctx.first:
+                    weights[:, 0] = -v[images, px]  # class 0 is not scored: its phi' is 0
+                grad_flat[images, :, px] = torch.where(scored[images, None, px],
+                                                       probs * weights * upstream[images, None, px],
                                                        0.0).to(grad.dtype)  # not 0 x NaN at an ignored pixel
         return grad, None, None, None
