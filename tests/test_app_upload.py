@@ -307,3 +307,17 @@ def test_a_lone_bad_file_is_named_before_its_partner_is_uploaded():
         upload(app, slot, name, good_files()[slot])  # the name's markdown shows as typed, not as formatting
         assert not app.error and not app.exception and not figures(app)
         assert [i.value for i in app.info] == [f"The {slot} **{shown}** is here; now upload its {other}."]
+
+
+def test_an_upload_is_still_shown_after_a_visit_to_another_page():
+    """Streamlit empties the file boxes when their page is left: the results vanished without a word
+    (while Library conventions still offered "Your image from the Upload page")."""
+    app = open_with(**{"Classes": "street"})
+    app.switch_page("pages/6_Conventions.py").run()
+    app.switch_page(PAGE).run()
+    assert_working(app)
+    assert app.dataframe[0].value["pixels"].sum() == SIZE * SIZE  # the uploaded 96 px pair, not a sample
+    assert any(r"Showing your upload **scene\.png** and **scene\_mask\.png**" in c.value for c in app.caption)
+    upload(app, "mask", "scene_mask.png", good_files()["mask"])  # a file chosen by hand: the boxes lead again
+    assert not any("Showing your upload" in c.value for c in app.caption)
+    assert any("now upload its image" in i.value for i in app.info)

@@ -236,3 +236,21 @@ def test_the_upload_page_asks_for_a_loss_once_and_its_link_says_files_stay_behin
     assert any("not in a link: upload them again" in c.value for c in app.caption)
     live = open_with("pages/3_Live_training.py", {})
     assert any("a run is not in a link: press Start there" in c.value for c in live.caption)
+
+
+def test_settings_survive_a_visit_to_another_page():
+    """Streamlit forgets a widget's value once a run does not draw it: the Gradients page came back at
+    its defaults, and the Live training page's unsaved loss choice silently became the running one's."""
+    app = open_with(GRADIENTS, {})
+    by_label(app.selectbox, "Loss").set_value("dice").run()
+    by_label(app.slider, "Number of classes C").set_value(7).run()
+    live = "pages/3_Live_training.py"
+    app.switch_page(live).run()
+    by_label(app.selectbox, "Loss").set_value("dual_focal").run()
+    for page in (CURVES, GRADIENTS):
+        app.switch_page(page).run()
+    assert by_label(app.selectbox, "Loss").value == "dice" and by_label(app.slider, "Number of classes C").value == 7
+    assert plain(app.query_params) == {"loss": "dice", "C": "7"}  # the link says so too
+    app.switch_page(live).run()
+    assert not app.exception
+    assert by_label(app.selectbox, "Loss").value == "dual_focal"

@@ -14,6 +14,8 @@ from pathlib import Path
 import streamlit as st
 import torch
 
+from ui.url_state import keep_bound_widgets
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # (script path relative to the app root, label, icon); pages that do not exist yet are skipped.
@@ -36,6 +38,7 @@ def available_pages() -> list[tuple[str, str, str]]:
 def page_setup(title: str, icon: str = ":material/insights:") -> None:
     """Configure the page and draw the shared sidebar. Call first on every page."""
     st.set_page_config(page_title=f"{title} · segloss", page_icon=icon, layout="wide")
+    keep_bound_widgets()  # settings chosen on other pages survive this page's run
     with st.sidebar:
         pages = available_pages()
         if len(pages) > 1:  # Streamlit knows pages only once pages/ holds one (multipage mode)

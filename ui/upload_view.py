@@ -91,6 +91,7 @@ URL_FIELDS = {  # kept widget -> (name in the link, kind, limits)
     "upload_log": ("log", "bool", {}),
 }
 SAMPLE_LINK = "upload_sample_link"  # the sample shown, as the link names it (-1: none)
+KEPT_UPLOAD = "upload_kept_scene"  # the last decoded upload: (scene, key, file names); file boxes empty on a page change
 
 
 def keep_widget_state(url: PageState | None = None) -> None:
@@ -116,6 +117,8 @@ def keep_widget_state(url: PageState | None = None) -> None:
 
 def _set_mode(mode: str) -> None:
     st.session_state["upload_mode"] = mode
+    if mode == "upload":  # a file added or removed by hand: the kept upload gives way to the boxes
+        st.session_state.pop(KEPT_UPLOAD, None)
     if mode == "sample":
         st.session_state["sample_index"] = st.session_state.get("sample_index", -1) + 1
         if st.session_state.get("upload_classes") == FROM_MASK:
@@ -145,6 +148,13 @@ def scene_input() -> tuple[Scene, str] | None:
         if image_file is not None and mask_file is not None:
             st.button("Back to my files", on_click=_set_mode, args=("upload",))
         return scene, f"sample:{dataset}:{index}"
+    kept = st.session_state.get(KEPT_UPLOAD)
+    if image_file is None and mask_file is None and kept is not None:
+        # Streamlit empties a file box when its page is left: the files decoded before are still here
+        scene, key, names = kept
+        st.caption(f"Showing your upload **{as_plain_text(names[0])}** and **{as_plain_text(names[1])}** from before "
+                   "(the file boxes empty when you leave the page); upload files to replace them.")
+        return scene, key
     if image_file is None or mask_file is None:
         waiting = "Upload an image **and** its mask, or click **Try a sample**."
         for upload, what, other in ((image_file, "image", "mask"), (mask_file, "mask", "image")):
@@ -171,6 +181,7 @@ def scene_input() -> tuple[Scene, str] | None:
     if isinstance(found, SceneProblem):
         return None
     key = digest(image, mask, classes, str(sorted(k for k, v in fixes.items() if v)))
+    st.session_state[KEPT_UPLOAD] = (found, key, (image_file.name, mask_file.name))
     return found, key
 
 

@@ -26,6 +26,7 @@ import streamlit as st
 MAX_RAW = 200  # characters of one query value looked at; longer ones are ignored
 KINDS = ("int", "float", "bool", "choice", "multi")
 READ_KEY = "url_state:read"  # session state: the (page, query name) pairs whose link value was read
+BOUND_KEY = "url_state:bound"  # session state: every bound widget's key, kept across pages (keep_bound_widgets)
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,19 @@ def _same_number(raw: str, number: float) -> bool:
         return False
 
 
+def keep_bound_widgets() -> None:
+    """Keep every bound widget's value while its page is not shown: call first on every page.
+
+    Streamlit forgets a widget's value at the end of a run that did not draw it, so a visit to
+    another page reset a page's settings to their defaults (the Live training page's unsaved loss
+    choice was silently replaced by the running one's). A value re-assigned through
+    ``st.session_state`` before any widget is drawn is the session's, not the widget's, and stays.
+    """
+    for key in st.session_state.get(BOUND_KEY, ()):
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
+
+
 class PageState:
     """The bound widgets of one page (``page`` prefixes their session-state keys)."""
 
@@ -105,6 +119,7 @@ class PageState:
         # Gradients page's slices, one key per loss and parameter) would otherwise take the query value
         # the page itself wrote for the previous loss (a notice, or gamma's slices offered for alpha)
         read = st.session_state.setdefault(READ_KEY, set())
+        st.session_state.setdefault(BOUND_KEY, set()).add(field.key)
         if field.key not in st.session_state:
             raw = None if (self.page, short) in read else st.query_params.get(short)
             read.add((self.page, short))
