@@ -51,10 +51,10 @@ def show(summary: dict, key: str, url: PageState | None = None) -> None:
     summary = compare_figures.only(summary, shown)
     st.plotly_chart(compare_figures.per_class_figure(summary, metric, colors=colors), width="stretch",
                     key=f"{key}:bars")
-    chart, note = st.columns([3, 1])
-    chart.plotly_chart(compare_figures.tradeoff_figure(summary, colors=colors), width="stretch", key=f"{key}:tradeoff")
-    note.caption("Up and to the right is better. The recall-loss paper trades a little mIoU for mean accuracy "
-                 "(recall on rare classes); see whether that happens here.")
+    # the page's whole width: beside a note, a narrow window left the plot and its legend too little room
+    st.plotly_chart(compare_figures.tradeoff_figure(summary, colors=colors), width="stretch", key=f"{key}:tradeoff")
+    st.caption("Up and to the right is better. The recall-loss paper trades a little mIoU for mean accuracy "
+               "(recall on rare classes); see whether that happens here.")
     overall, per_class = compare.summary_tables(summary)
 
     def cell(entry: dict, k: str) -> str:

@@ -136,7 +136,10 @@ table = pd.DataFrame({"convention — what it mirrors": [f"{name} — {library}"
                       "loss": columns["group"], "value": [f"{v:.5f}" for v in columns["value"]],
                       "÷ segloss": [f"{r:.4g}×" for r in columns["ratio"]],
                       "why it differs": columns["reason"], "exact conversion": columns["conversion"]})
-styled = table.style.set_properties(subset=["why it differs"], **{"min-width": "280px"})
+# long words (N·C·H·W, monai.losses.FocalLoss) may break anywhere: unbroken, they widened the table past the
+# page at a 1280 px window, and its right edge hid the conversions (in a narrower one the table scrolls sideways)
+styled = (table.style.set_properties(**{"overflow-wrap": "anywhere"})
+          .set_properties(subset=["why it differs"], **{"min-width": "200px"}))
 st.table(styled)  # a static table wraps the sentences (an interactive st.dataframe would cut them)
 st.caption("Exact conversion: value × factor = the named row's value (up to float rounding); empty where no "
            "constant converts one into the other (sigmoid vs softmax, α per class, different formulas).")

@@ -48,3 +48,11 @@ def start_server(port: int, extra: tuple[str, ...] | list[str] = ()) -> subproce
             time.sleep(0.3)
     process.kill()
     raise RuntimeError(f"streamlit did not start; see {log.name}")
+
+
+def legend_entries_cut_off(chart) -> int:
+    """How many legend entries of a plotly chart (a ``stPlotlyChart`` locator) lie below the chart's
+    bottom edge: a legend taller than the room made for it is cut there, without a scroll bar."""
+    return chart.evaluate("(el) => { const svg = el.querySelector('svg.main-svg').getBoundingClientRect();"
+                          " return [...el.querySelectorAll('g.legend g.traces')]"
+                          ".filter(t => t.getBoundingClientRect().bottom > svg.bottom + 1).length; }")

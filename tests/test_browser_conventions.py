@@ -55,3 +55,18 @@ def test_the_gradient_slices_keep_a_readable_plot_on_a_projector(app_url, page):
     for i in (1, 2):
         width, _ = _plot_area_width(page, charts.nth(i))
         assert width >= 140, (i, width)
+
+
+def test_the_table_fits_the_page_at_a_laptops_width(browser, app_url):
+    """Unbroken words (N·C·H·W, module paths) made the table wider than the page at 1280 px, whose edge
+    hid the exact conversions."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    try:
+        page.goto(f"{app_url}/Conventions")
+        table = page.get_by_test_id("stTableStyledTable")
+        expect(table).to_be_visible(timeout=60_000)
+        width, room = table.evaluate("(t) => [t.scrollWidth, t.parentElement.clientWidth]")
+        assert width <= room, (width, room)
+    finally:
+        context.close()

@@ -50,7 +50,9 @@ def class_order(summary: dict) -> list[int]:
 
 def per_class_figure(summary: dict, metric: str = "iou", height: int = 420, colors: dict | None = None) -> go.Figure:
     """Grouped bars: one group per class (rarest first, share in the label), one bar per loss, std as error bars;
-    more than four losses put their legend under the chart (see :func:`segloss.figures.plots.legend_layout`)."""
+    more than four losses put their legend under the chart, two a row (see :func:`segloss.figures.plots.legend_layout`:
+    flowing, a 1280 px window fit two of the long names a row where three were made room for, and the last
+    losses were cut off)."""
     if metric not in METRIC_TITLES:
         raise ValueError(f"metric must be one of {tuple(METRIC_TITLES)}, got {metric!r}")
     order = class_order(summary)
@@ -62,7 +64,7 @@ def per_class_figure(summary: dict, metric: str = "iou", height: int = 420, colo
         std = np.asarray(entry[f"{metric}_std"], dtype=np.float32)[order]
         fig.add_trace(go.Bar(x=names, y=mean, name=loss_title(label, entry), marker_color=colors.get(label),
                              error_y={"type": "data", "array": std, "visible": len(entry["seeds"]) > 1}))
-    fig.update_layout(barmode="group", **legend_layout(height, len(summary["losses"])))  # never over the bars
+    fig.update_layout(barmode="group", **legend_layout(height, len(summary["losses"]), 2, fixed=True))  # never over the bars
     fig.update_yaxes(title=f"per-class {METRIC_TITLES[metric]} (mean over seeds)", range=[0, 1])
     fig.update_xaxes(title="class (rarest first, pixel share of the held-out images)")
     return fig
@@ -70,7 +72,8 @@ def per_class_figure(summary: dict, metric: str = "iou", height: int = 420, colo
 
 def tradeoff_figure(summary: dict, height: int = 420, colors: dict | None = None) -> go.Figure:
     """mIoU (x) against mean accuracy (y) per loss, one marker shape each, named in the legend (labels
-    next to the points would sit on the error bars), with the seeds' standard deviation as error bars."""
+    next to the points would sit on the error bars), with the seeds' standard deviation as error bars.
+    The legend goes under the plot, two a row (beside it, it squeezed the plot to 100 px in a narrow window)."""
     colors = colors or loss_colors(summary)
     fig = go.Figure()
     for k, (label, entry) in enumerate(summary["losses"].items()):
@@ -83,8 +86,7 @@ def tradeoff_figure(summary: dict, height: int = 420, colors: dict | None = None
             error_x={"type": "data", "array": np.float32([entry["miou_std"]]), "visible": spread},
             error_y={"type": "data", "array": np.float32([entry["mean_accuracy_std"]]), "visible": spread},
         ))
-    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10}, showlegend=True,
-                      legend={"orientation": "v", "x": 1.02, "y": 1, "font": {"size": 11}})
+    fig.update_layout(showlegend=True, **legend_layout(height, len(summary["losses"]), 2, fixed=True))
     entries = list(summary["losses"].values())
     fig.update_xaxes(title="mIoU", range=_span([e["miou"] for e in entries], [e["miou_std"] for e in entries]))
     fig.update_yaxes(title="mean accuracy (mean per-class recall)",

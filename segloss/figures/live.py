@@ -211,7 +211,8 @@ def figures(snapshot: TrainerSnapshot, kind: str = "loss") -> dict:
                                                  y_title="validation", y_range=(0, 1)),
         "recall": plots.training_curves_figure(*per_class_curves(snapshot, "recall"),
                                              y_title="recall per class (validation)", colors=colors,
-                                             y_range=(0, 1.02), legend_columns=2),  # half the page wide
+                                             y_range=(0, 1.02), legend_columns=2,  # half the page wide,
+                                             legend_fixed=True),  # a third of a 1280 px window: every class
     }
     if snapshot.view is not None:
         view = snapshot.view

@@ -355,11 +355,16 @@ def heatmaps_png(image: np.ndarray, maps: Mapping[str, np.ndarray], *, opacity: 
     return buffer.getvalue()
 
 
-def legend_layout(height: int, entries: int = 1, columns: int = LEGEND_COLUMNS) -> dict:
+def legend_layout(height: int, entries: int = 1, columns: int = LEGEND_COLUMNS, fixed: bool = False) -> dict:
     """Height, margins and legend: up to four entries in a row above the plot; more go under it,
     flowing as wide as the chart is (no fixed entry width: fixed columns clip or overlap long names
     on a narrow chart, e.g. at a 1024 px window), and the figure grows by about ``entries / columns``
-    rows (fewer ``columns`` for a narrow chart) instead of squeezing the plot."""
+    rows (fewer ``columns`` for a narrow chart) instead of squeezing the plot.
+
+    ``fixed``: exactly ``columns`` entries a row, each ``1 / columns`` of the chart's width, so the rows
+    made room for are the rows drawn, however narrow the chart (flowing, a chart narrower than
+    expected took more rows than it had room for, and plotly cut the last entries off: the rare
+    classes of a half-width recall chart at a 1280 px window). For names that fit that width."""
     if entries <= 4:
         return {"height": height, "margin": {"l": 10, "r": 10, "t": 30, "b": 10}, "uirevision": "keep",
                 "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0}}
@@ -368,9 +373,11 @@ def legend_layout(height: int, entries: int = 1, columns: int = LEGEND_COLUMNS) 
     # (placed by the plot's height, it ran into the title of a short chart); rows it does not fill stay blank
     # at the foot, not between chart and legend
     total = height + 22 * rows + 40
+    legend = {"orientation": "h", "yref": "container", "yanchor": "top", "y": (22 * rows + 10) / total, "x": 0}
+    if fixed:
+        legend.update(entrywidth=1.0 / columns, entrywidthmode="fraction")
     return {"height": total, "margin": {"l": 10, "r": 10, "t": 20, "b": 50 + 22 * rows}, "uirevision": "keep",
-            "legend": {"orientation": "h", "yref": "container", "yanchor": "top", "y": (22 * rows + 10) / total,
-                       "x": 0}}
+            "legend": legend}
 
 
 AXIS_NUMBERS = {"exponentformat": "power", "minorloglabels": "complete"}  # see plain_numbers
@@ -379,7 +386,7 @@ AXIS_NUMBERS = {"exponentformat": "power", "minorloglabels": "complete"}  # see 
 def training_curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x_title: str = "step",
                            y_title: str, colors: Mapping[str, str] | None = None, y_range: Sequence[float] | None = None,
                            log_y: bool = False, height: int = 300,
-                           legend_columns: int = LEGEND_COLUMNS) -> go.Figure:
+                           legend_columns: int = LEGEND_COLUMNS, legend_fixed: bool = False) -> go.Figure:
     """Lines of several named series over training steps (markers too while there are few points).
 
     Built from one dict in a single ``go.Figure`` call (validated once, several times faster than
@@ -392,6 +399,7 @@ def training_curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x
         y_range: fixed ``[low, high]`` for the y axis (e.g. ``[0, 1]`` for IoU and recall).
         log_y: logarithmic y axis.
         legend_columns: legend entries a row holds (2 for a chart in half the page's width).
+        legend_fixed: exactly ``legend_columns`` a row (short names; see :func:`legend_layout`).
     """
     x32 = _f32(x)
     mode = "lines+markers" if len(x32) <= 40 else "lines"
@@ -403,7 +411,7 @@ def training_curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x
         y_axis["dtick"] = "D2"  # ticks at 1, 2 and 5 per decade, each labelled in full (0.2, 0.5, 1)
     if y_range is not None:
         y_axis["range"] = list(y_range)
-    layout = {**legend_layout(height, len(traces), legend_columns), "hovermode": "x unified",
+    layout = {**legend_layout(height, len(traces), legend_columns, legend_fixed), "hovermode": "x unified",
               "xaxis": {"title": {"text": x_title}, **AXIS_NUMBERS},
               "yaxis": y_axis, "showlegend": True}  # even for one series: the legend names it
     return go.Figure({"data": traces, "layout": layout})
