@@ -140,3 +140,13 @@ def test_class_shares_compare_ignore_index_as_the_number_and_give_nan_for_a_nan_
     assert class_shares(ones, target.to(torch.uint8), 3, 256).tolist() == [0.25, 0.25, 0.5]  # 256: no uint8 label
     nan = torch.tensor([[[float("nan"), 1.0], [1.0, 1.0]]])
     assert torch.isnan(class_shares(nan, target, 3)).all()
+
+
+def test_training_curves_tick_whole_steps_after_a_step_or_two():
+    """After one step plotly ticked 0.5 and 1.5: steps are whole numbers."""
+    from segloss.figures import plots
+
+    few = plots.training_curves_figure(np.array([1.0]), {"loss": np.array([0.5])}, y_title="loss")
+    assert few.layout.xaxis.dtick == 1
+    many = plots.training_curves_figure(np.arange(0, 200, 10.0), {"loss": np.ones(20)}, y_title="loss")
+    assert many.layout.xaxis.dtick is None  # plotly's own ticks over a longer run

@@ -411,8 +411,11 @@ def training_curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x
         y_axis["dtick"] = "D2"  # ticks at 1, 2 and 5 per decade, each labelled in full (0.2, 0.5, 1)
     if y_range is not None:
         y_axis["range"] = list(y_range)
+    x_axis = {"title": {"text": x_title}, **AXIS_NUMBERS}
+    if len(x32) and float(x32.max() - x32.min()) < 5:
+        x_axis["dtick"] = 1  # steps are whole: after one or two, plotly ticked 0.5 and 1.5
     layout = {**legend_layout(height, len(traces), legend_columns, legend_fixed), "hovermode": "x unified",
-              "xaxis": {"title": {"text": x_title}, **AXIS_NUMBERS},
+              "xaxis": x_axis,
               "yaxis": y_axis, "showlegend": True}  # even for one series: the legend names it
     return go.Figure({"data": traces, "layout": layout})
 

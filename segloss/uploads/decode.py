@@ -174,7 +174,7 @@ def decode_image(data: bytes, budget: int) -> tuple[np.ndarray, tuple[int, int],
         shown = target[::-1] if tag in (5, 6, 7, 8) else target
         notes.append(f"The image is {original[0]} x {original[1]} ({math.prod(original) / 1e6:.1f}"
                      f" MP), above the {budget / 1e6:.1f} MP budget; it was downscaled to "
-                     f"{shown[0]} x {shown[1]} (aspect ratio kept). Its mask must be resized "
+                     f"{shown[0]} x {shown[1]} (aspect ratio kept). Its mask is resized "
                      "the same way (nearest neighbour).")
         if img.format == "JPEG":
             img.draft("RGB", target)  # decode at a reduced DCT scale, still >= target
