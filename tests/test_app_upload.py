@@ -318,6 +318,13 @@ def test_an_upload_is_still_shown_after_a_visit_to_another_page():
     assert_working(app)
     assert app.dataframe[0].value["pixels"].sum() == SIZE * SIZE  # the uploaded 96 px pair, not a sample
     assert any(r"Showing your upload **scene\.png** and **scene\_mask\.png**" in c.value for c in app.caption)
+    choose(app, "Classes", "lesion")  # the kept files are decoded under the classes chosen now, not the old ones
+    assert any("outside" in e.value for e in app.error) and not figures(app)
+    app.switch_page("pages/1_Loss_curves.py").run()
+    app.switch_page(PAGE).run()
+    assert any("outside" in e.value for e in app.error) and not figures(app)  # not the street scene kept before
+    choose(app, "Classes", "street")
+    assert_working(app)
     upload(app, "mask", "scene_mask.png", good_files()["mask"])  # a file chosen by hand: the boxes lead again
     assert not any("Showing your upload" in c.value for c in app.caption)
     assert any("now upload its image" in i.value for i in app.info)

@@ -401,12 +401,14 @@ def test_small_integer_masks_hold_every_class_of_a_model_with_more_classes_than_
 
 
 @pytest.mark.parametrize("name", sorted(segloss.LOSSES))
-def test_uint64_masks_give_the_loss_of_int64_ones(name):
-    """torch has no comparison kernels for uint64: every loss raised NotImplementedError ("lt_cpu")."""
+def test_wide_unsigned_masks_give_the_loss_of_int64_ones(name):
+    """torch has no comparison kernels for uint16, uint32 and uint64 (a 16-bit PNG's mask is uint16):
+    every loss raised NotImplementedError ("lt_cpu")."""
     counts = [40, 30, 30, 28] if segloss.LOSSES[name].needs_class_counts else None
     loss = segloss.create_loss(name, class_counts=counts)
     logits, target = random_batch(2, 4, (6, 6), ignore_frac=0.2, seed=43)
-    torch.testing.assert_close(loss(logits, target.to(torch.uint64)), loss(logits, target))
+    for dtype in (torch.uint16, torch.uint32, torch.uint64):
+        torch.testing.assert_close(loss(logits, target.to(dtype)), loss(logits, target))
 
 
 @pytest.mark.parametrize("name", sorted(segloss.LOSSES))

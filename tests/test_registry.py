@@ -122,7 +122,8 @@ def test_create_loss_passes_parameters_through():
     (lambda: segloss.create_loss("weighted_ce", scheme="sqrt", class_counts=COUNTS), ValueError, "must be one of"),
     (lambda: segloss.create_loss("dual_focal", learnable=("zeta",)), ValueError, "unknown"),
     (lambda: segloss.create_loss("dual_focal", learnable=None), TypeError,
-     r"dual_focal: learnable must be a name or a sequence of names .* got None"),
+     r"dual_focal: learnable must be a name or a collection of names .* got None"),
+    (lambda: segloss.create_loss("dual_focal", learnable=b"gamma"), TypeError, "dual_focal: learnable must be a name"),
     (lambda: segloss.create_loss("dual_focal", learnable=3), TypeError, "dual_focal: learnable must be a name"),
     (lambda: segloss.create_loss("dual_focal", rho=0.5), ValueError, r"rho must lie in \[1.0, 10.0\]"),
 ])

@@ -39,8 +39,9 @@ def _key(name: str) -> str:
 
 
 def _seed_widgets_from(config: TrainerConfig, total_steps: int | None) -> None:
-    """Back on this page after visiting another, Streamlit has forgotten the widgets' values;
-    show the settings of the run in progress instead of the defaults."""
+    """A run in progress but no values for its widgets (the settings are kept across pages by
+    :func:`ui.url_state.keep_bound_widgets`, so this is a safeguard): show the run's settings, not
+    the defaults."""
     values = {"dataset": config.dataset, "loss": config.loss, "lr": config.lr, "batch": config.batch_size,
               "size": config.image_size, "seed": config.seed, "steps": total_steps or DEFAULTS["steps"]}
     for name, value in values.items():

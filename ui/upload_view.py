@@ -91,7 +91,7 @@ URL_FIELDS = {  # kept widget -> (name in the link, kind, limits)
     "upload_log": ("log", "bool", {}),
 }
 SAMPLE_LINK = "upload_sample_link"  # the sample shown, as the link names it (-1: none)
-KEPT_UPLOAD = "upload_kept_scene"  # the last decoded upload: (scene, key, file names); file boxes empty on a page change
+KEPT_UPLOAD = "upload_kept_files"  # the last uploaded pair: (image bytes, mask bytes, their names); the boxes empty on a page change
 
 
 def keep_widget_state(url: PageState | None = None) -> None:
@@ -150,12 +150,11 @@ def scene_input() -> tuple[Scene, str] | None:
         return scene, f"sample:{dataset}:{index}"
     kept = st.session_state.get(KEPT_UPLOAD)
     if image_file is None and mask_file is None and kept is not None:
-        # Streamlit empties a file box when its page is left: the files decoded before are still here
-        scene, key, names = kept
-        st.caption(f"Showing your upload **{as_plain_text(names[0])}** and **{as_plain_text(names[1])}** from before "
-                   "(the file boxes empty when you leave the page); upload files to replace them.")
-        return scene, key
-    if image_file is None or mask_file is None:
+        # Streamlit empties a file box when its page is left: the files are still here, decoded as chosen now
+        image, mask, image_name, mask_name = kept
+        st.caption(f"Showing your upload **{as_plain_text(image_name)}** and **{as_plain_text(mask_name)}** from "
+                   "before (the file boxes empty when you leave the page); upload files to replace them.")
+    elif image_file is None or mask_file is None:
         waiting = "Upload an image **and** its mask, or click **Try a sample**."
         for upload, what, other in ((image_file, "image", "mask"), (mask_file, "mask", "image")):
             if upload is not None:  # say now what is wrong with the one file there, not once the other comes
@@ -166,11 +165,13 @@ def scene_input() -> tuple[Scene, str] | None:
                     st.error(str(err), icon=":material/error:")
         st.info(waiting)
         return None
-    image, mask = image_file.getvalue(), mask_file.getvalue()
+    else:
+        image, mask, image_name, mask_name = image_file.getvalue(), mask_file.getvalue(), image_file.name, mask_file.name
+        st.session_state[KEPT_UPLOAD] = (image, mask, image_name, mask_name)
     fixes = {OFFER_RESIZE: st.session_state.get("fix_resize", False),
              OFFER_IGNORE: st.session_state.get("fix_ignore", False)}
     found = _uploaded_scene(image, mask, classes, fixes[OFFER_RESIZE], fixes[OFFER_IGNORE],
-                            image_file.name.rsplit(".", 1)[0])
+                            image_name.rsplit(".", 1)[0])
     offers = found.offers if isinstance(found, SceneProblem) else frozenset()
     if isinstance(found, SceneProblem):
         st.error(found.message, icon=":material/error:")
@@ -181,7 +182,6 @@ def scene_input() -> tuple[Scene, str] | None:
     if isinstance(found, SceneProblem):
         return None
     key = digest(image, mask, classes, str(sorted(k for k, v in fixes.items() if v)))
-    st.session_state[KEPT_UPLOAD] = (found, key, (image_file.name, mask_file.name))
     return found, key
 
 

@@ -73,7 +73,8 @@ def per_class_figure(summary: dict, metric: str = "iou", height: int = 420, colo
 def tradeoff_figure(summary: dict, height: int = 420, colors: dict | None = None) -> go.Figure:
     """mIoU (x) against mean accuracy (y) per loss, one marker shape each, named in the legend (labels
     next to the points would sit on the error bars), with the seeds' standard deviation as error bars.
-    The legend goes under the plot, two a row (beside it, it squeezed the plot to 100 px in a narrow window)."""
+    More than four losses have their legend under the plot, two a row (beside it, it squeezed the plot to
+    100 px in a narrow window); up to four, in a row above it."""
     colors = colors or loss_colors(summary)
     fig = go.Figure()
     for k, (label, entry) in enumerate(summary["losses"].items()):

@@ -40,11 +40,11 @@ def holds_index(target: torch.Tensor, ignore_index: int, num_classes: int = 0) -
     ``num_classes``: torch wraps the number in a comparison (``uint8 255 == -1``, ``uint8 0 == 256``),
     so a uint8 mask with ``ignore_index=-1`` would have its 255s ignored by one check and indexed by
     the next, and with C = 256 every label would be ``>= 256`` (wrapped to ``>= 0``): out of range.
-    A uint64 mask is always made int64: torch has no comparison kernels for it (a label past 2**63
-    wraps to a negative one, refused as such)."""
+    A uint16, uint32 or uint64 mask is always made int64: torch has no comparison kernels for them
+    (a uint64 label past 2**63 wraps to a negative one, refused as such)."""
     if target.dtype in (torch.int64, torch.bool) or target.is_floating_point() or target.is_complex():
         return target
-    if target.dtype == torch.uint64:
+    if target.dtype in (torch.uint16, torch.uint32, torch.uint64):
         return target.long()
     info = torch.iinfo(target.dtype)
     return target if info.min <= ignore_index <= info.max and num_classes <= info.max else target.long()

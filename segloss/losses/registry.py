@@ -8,7 +8,7 @@ text; ``create_loss(name, **params)`` validates the parameters against the spec 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -475,8 +475,8 @@ def _check_param(loss: str, spec: ParamSpec, value):
             raise ValueError(f"{where} must be one of {spec.choices}, got {value!r}")
         return value
     if spec.kind == "multichoice":
-        if not isinstance(value, (str, Sequence, np.ndarray)):
-            raise TypeError(f"{where} must be a name or a sequence of names from {spec.choices}, got {value!r}")
+        if isinstance(value, (bytes, bytearray)) or not isinstance(value, (str, Iterable)):
+            raise TypeError(f"{where} must be a name or a collection of names from {spec.choices}, got {value!r}")
         value = (value,) if isinstance(value, str) else tuple(value)
         unknown = [v for v in value if v not in spec.choices]
         if unknown:
