@@ -11,7 +11,7 @@ from segloss.train import compare
 from segloss.figures import compare as compare_figures
 from segloss.train import data
 from ui.layout import ROOT, page_setup
-from ui.url_state import PageState
+from ui.url_state import PageState, kept
 
 page_setup("Compare losses", ":material/leaderboard:")
 COMMITTED = ROOT / "sample_data" / "compare_street" / "summary.json"
@@ -36,11 +36,12 @@ def show(summary: dict, key: str, url: PageState | None = None) -> None:
     labels = list(summary["losses"])
     colors = compare_figures.loss_colors(summary)  # from the whole set: a loss keeps its colour in any subset
     left, right = st.columns([1, 2])
-    metric_key = f"{key}:metric" if url is None else url.bind(
+    metric_key = kept(f"{key}:metric", "iou") if url is None else url.bind(
         "metric", "iou", "choice", choices=tuple(compare_figures.METRIC_TITLES), key=f"{key}:metric")
     metric = left.radio("Per-class metric", list(compare_figures.METRIC_TITLES), horizontal=True, key=metric_key,
                         format_func=compare_figures.METRIC_TITLES.get)
-    shown_key = f"{key}:shown" if url is None else url.bind("shown", labels, "multi", choices=labels, key=f"{key}:shown")
+    shown_key = kept(f"{key}:shown", labels) if url is None else url.bind("shown", labels, "multi", choices=labels,
+                                                                        key=f"{key}:shown")
     if url is None and not set(st.session_state.get(shown_key, [None])) <= set(labels):
         st.session_state[shown_key] = labels  # a new live comparison: show all of its losses
     shown = right.multiselect("Losses shown", labels, key=shown_key,
@@ -94,11 +95,13 @@ with committed:
 
 with live:
     with st.form("live-compare"):
-        dataset = st.selectbox("Dataset", list(data.DATASETS), format_func=lambda k: data.DATASETS[k].title)
-        losses = st.multiselect("Losses (registry defaults)", list(segloss.LOSSES), default=["ce", "recall"],
-                                format_func=lambda n: segloss.LOSSES[n].title, wrap=True)
-        steps = st.slider("Steps per run", 10, 300, 60, step=10)
-        seeds = st.slider("Seeds", 1, 3, 1)
+        # kept across pages, as every setting is (ui.url_state.kept), though not in the link
+        dataset = st.selectbox("Dataset", list(data.DATASETS), format_func=lambda k: data.DATASETS[k].title,
+                               key=kept("live-compare:dataset", "street"))
+        losses = st.multiselect("Losses (registry defaults)", list(segloss.LOSSES), key=kept("live-compare:losses",
+                                ["ce", "recall"]), format_func=lambda n: segloss.LOSSES[n].title, wrap=True)
+        steps = st.slider("Steps per run", 10, 300, step=10, key=kept("live-compare:steps", 60))
+        seeds = st.slider("Seeds", 1, 3, key=kept("live-compare:seeds", 1))
         run = st.form_submit_button("Run comparison", type="primary")
     if run and not losses:
         st.error("Pick at least one loss to compare.")

@@ -44,6 +44,14 @@ def test_a_small_live_comparison_runs_and_shows_its_results():
     live = app.session_state["live_comparison"]
     assert set(live["losses"]) == {"ce", "focal"} and live["dataset"] == "lesion"
     assert len(figures(app)) == 4  # committed (2) + live (2)
+    metric = lambda: [r for r in app.radio if r.label == "Per-class metric"][1]  # noqa: E731 (the live results')
+    metric().set_value("recall").run()
+    app.switch_page("pages/1_Loss_curves.py").run()
+    app.switch_page("pages/5_Compare.py").run()  # the form and the live results' choices are kept
+    assert not app.exception and len(figures(app)) == 4
+    assert by_label(app.multiselect, "Losses (registry defaults)").value == ["ce", "focal"]
+    assert by_label(app.slider, "Steps per run").value == 10 and by_label(app.selectbox, "Dataset").value == "lesion"
+    assert metric().value == "recall"
 
 
 def test_an_empty_live_selection_is_an_error_not_a_traceback():

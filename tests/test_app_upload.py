@@ -325,6 +325,14 @@ def test_an_upload_is_still_shown_after_a_visit_to_another_page():
     assert any("outside" in e.value for e in app.error) and not figures(app)  # not the street scene kept before
     choose(app, "Classes", "street")
     assert_working(app)
+    (sample,) = [b for b in app.button if b.label == "Try a sample"]
+    sample.click().run()
+    app.switch_page("pages/1_Loss_curves.py").run()
+    app.switch_page(PAGE).run()
+    (back,) = [b for b in app.button if b.label == "Back to my files"]  # the boxes are empty, the files kept
+    back.click().run()
+    assert_working(app)
+    assert app.dataframe[0].value["pixels"].sum() == SIZE * SIZE
     upload(app, "mask", "scene_mask.png", good_files()["mask"])  # a file chosen by hand: the boxes lead again
     assert not any("Showing your upload" in c.value for c in app.caption)
     assert any("now upload its image" in i.value for i in app.info)

@@ -117,12 +117,16 @@ def keep_widget_state(url: PageState | None = None) -> None:
 
 def _set_mode(mode: str) -> None:
     st.session_state["upload_mode"] = mode
-    if mode == "upload":  # a file added or removed by hand: the kept upload gives way to the boxes
-        st.session_state.pop(KEPT_UPLOAD, None)
     if mode == "sample":
         st.session_state["sample_index"] = st.session_state.get("sample_index", -1) + 1
         if st.session_state.get("upload_classes") == FROM_MASK:
             st.session_state["upload_classes"] = "street"
+
+
+def _files_changed() -> None:
+    """A file added to or removed from a box by hand: the uploaded files lead, the kept pair gives way."""
+    _set_mode("upload")
+    st.session_state.pop(KEPT_UPLOAD, None)
 
 
 def scene_input() -> tuple[Scene, str] | None:
@@ -132,10 +136,10 @@ def scene_input() -> tuple[Scene, str] | None:
                            else f"{data.DATASETS[k].title} ({data.DATASETS[k].num_classes} classes)",
                            help="Class names and the palette of colour masks. 'Inferred': index masks give "
                            "C = largest label + 1; colour masks one class per colour.")
-    image_file = st.file_uploader("Image", type=IMAGE_TYPES, key="upload_image", on_change=_set_mode,
-                                  args=("upload",), max_upload_size=UPLOAD_MB)
+    image_file = st.file_uploader("Image", type=IMAGE_TYPES, key="upload_image", on_change=_files_changed,
+                                  max_upload_size=UPLOAD_MB)
     mask_file = st.file_uploader("Mask (lossless PNG/TIFF/BMP: class indices or palette colours)", type=MASK_TYPES,
-                                 key="upload_mask", on_change=_set_mode, args=("upload",), max_upload_size=UPLOAD_MB)
+                                 key="upload_mask", on_change=_files_changed, max_upload_size=UPLOAD_MB)
     st.button("Try a sample", icon=":material/science:", on_click=_set_mode, args=("sample",),
               help="Loads an image and mask of the chosen dataset (again: the next sample).")
     in_sample = st.session_state.get("upload_mode") == "sample"
@@ -145,7 +149,7 @@ def scene_input() -> tuple[Scene, str] | None:
         index = st.session_state.get("sample_index", 0)
         scene = _sample(dataset, index)
         st.caption(f"Sample **{scene.name}** ({data.DATASETS[dataset].title}); upload your own files to replace it.")
-        if image_file is not None and mask_file is not None:
+        if image_file is not None and mask_file is not None or KEPT_UPLOAD in st.session_state:
             st.button("Back to my files", on_click=_set_mode, args=("upload",))
         return scene, f"sample:{dataset}:{index}"
     kept = st.session_state.get(KEPT_UPLOAD)

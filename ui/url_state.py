@@ -99,6 +99,14 @@ def keep_bound_widgets() -> None:
             st.session_state[key] = st.session_state[key]
 
 
+def kept(key: str, default) -> str:
+    """A widget's key, its value kept across pages as a bound widget's is but not in the link (the
+    widget is drawn without a default argument: its first value is ``default``)."""
+    st.session_state.setdefault(BOUND_KEY, set()).add(key)
+    st.session_state.setdefault(key, default)
+    return key
+
+
 class PageState:
     """The bound widgets of one page (``page`` prefixes their session-state keys)."""
 
