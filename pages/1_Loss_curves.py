@@ -13,7 +13,7 @@ from segloss.explain import analysis
 from segloss.losses.weights import class_weights
 from segloss.train import data
 from segloss.figures import plots
-from ui.layout import page_setup
+from ui.layout import page_setup, side_by_side
 from ui.url_state import PageState, Preset, preset_buttons
 from ui.widgets import loss_caption, loss_param_widgets
 
@@ -80,7 +80,7 @@ LESSONS = (
 
 url = PageState("curves")
 preset_buttons(url, LESSONS)
-controls, chart = st.columns([1, 2.4], gap="large")
+controls, chart = side_by_side([1, 2], "curves-layout")
 with controls:
     chosen = st.multiselect("Losses", list(segloss.LOSSES), format_func=lambda n: segloss.LOSSES[n].title,
                             key=url.bind("losses", ["ce", "focal"], "multi", choices=list(segloss.LOSSES)), wrap=True)

@@ -10,7 +10,7 @@ import streamlit as st
 import segloss
 from segloss.explain import analysis
 from segloss.figures import plots
-from ui.layout import page_setup
+from ui.layout import page_setup, side_by_side
 from ui.url_state import PageState, Preset, preset_buttons
 from ui.widgets import loss_caption, loss_param_widgets
 
@@ -66,7 +66,7 @@ LESSONS = (
 
 url = PageState("gradients")
 preset_buttons(url, LESSONS)
-controls, chart = st.columns([1, 2.4], gap="large")
+controls, chart = side_by_side([1, 2], "gradients-layout")
 with controls:
     name = st.selectbox("Loss", LOSS_NAMES, format_func=lambda n: segloss.LOSSES[n].title,
                         key=url.bind("loss", "focal", "choice", choices=LOSS_NAMES))

@@ -10,6 +10,7 @@ from ui.layout import page_setup; page_setup("Your image", ":material/upload:") 
 import streamlit as st
 
 from ui import upload_results, upload_view
+from ui.layout import side_by_side
 from ui.url_state import PageState
 
 url = PageState("upload")
@@ -23,7 +24,7 @@ st.markdown(
     "shows which classes own the pixels and which own each loss, the class-imbalance story in numbers."
 )
 
-inputs, prediction_column = st.columns([1, 1.3], gap="large")
+inputs, prediction_column = side_by_side([1, 1.3], "upload-layout")
 with inputs:
     st.subheader("1. Image and mask")
     # Streamlit reruns this script on every interaction; the helpers cache decoded uploads by content.

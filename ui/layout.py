@@ -48,3 +48,19 @@ def page_setup(title: str, icon: str = ":material/insights:") -> None:
         device = "CUDA · " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
         st.caption(f"Compute device: **{device}**")
         st.caption("segloss: class-imbalance losses for semantic segmentation.")
+
+
+NARROW_PX = 900  # below this window width, side-by-side controls and charts stack
+_STACKING_CSS = ("<style>@media (max-width: %(px)dpx) {"
+                 " .st-key-%(key)s [data-testid=stHorizontalBlock] {flex-wrap: wrap;}"
+                 " .st-key-%(key)s [data-testid=stColumn] {min-width: 100%%;} }</style>")
+
+
+def side_by_side(spec, key: str, gap: str = "large"):
+    """``st.columns(spec)`` that stack in a window narrower than :data:`NARROW_PX` (the sidebar
+    open): side by side, a control column of 100 px at 800 px showed its chosen losses as bare ×
+    chips.
+    ``key`` names the container the CSS reaches (unique on the page)."""
+    box = st.container(key=key)
+    box.html(_STACKING_CSS % {"key": key, "px": NARROW_PX})
+    return box.columns(spec, gap=gap)

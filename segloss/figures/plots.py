@@ -41,6 +41,7 @@ def _decades_only(span: float) -> dict:
 
 
 LEGEND_COLUMNS = 3  # legend entries per row under a chart with many curves
+NARROWEST_PLOT_PX = 270  # the plot area of a page's main chart beside its controls at a 1024 px window, sidebar open
 
 
 def curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x_title: str, y_title: str,
@@ -86,8 +87,9 @@ def curves_figure(x: np.ndarray, curves: Mapping[str, np.ndarray], *, x_title: s
         x0, x1 = (np.log10(well_classified), np.log10(x_high)) if log_x else (well_classified, x_high)
         fig.add_vrect(x0=x0, x1=x1, fillcolor=WELL_CLASSIFIED_COLOR, line_width=0,  # label ends at the axis' end
                       annotation_text="well-classified", annotation_position="top right", annotation_xanchor="right")
-    fig.update_layout(**legend_layout(height, len(curves) if show_legend else 1, legend_columns), hovermode="x unified",
-                      showlegend=show_legend)
+    longest = max(map(len, curves), default=0)
+    fig.update_layout(**legend_layout(height, len(curves) if show_legend else 1, legend_columns, longest=longest),
+                      hovermode="x unified", showlegend=show_legend)
     if log_x:
         fig.update_xaxes(title=x_title, type="log", range=[np.log10(x_low), np.log10(x_high)],
                          **_decades_only(np.log10(x_high) - np.log10(x_low)))
@@ -355,7 +357,8 @@ def heatmaps_png(image: np.ndarray, maps: Mapping[str, np.ndarray], *, opacity: 
     return buffer.getvalue()
 
 
-def legend_layout(height: int, entries: int = 1, columns: int = LEGEND_COLUMNS, fixed: bool = False) -> dict:
+def legend_layout(height: int, entries: int = 1, columns: int = LEGEND_COLUMNS, fixed: bool = False,
+                  longest: int = 0) -> dict:
     """Height, margins and legend: up to four entries in a row above the plot; more go under it,
     flowing as wide as the chart is (no fixed entry width: fixed columns clip or overlap long names
     on a narrow chart, e.g. at a 1024 px window), and the figure grows by about ``entries / columns``
@@ -364,10 +367,17 @@ def legend_layout(height: int, entries: int = 1, columns: int = LEGEND_COLUMNS, 
     ``fixed``: exactly ``columns`` entries a row, each ``1 / columns`` of the chart's width, so the rows
     made room for are the rows drawn, however narrow the chart (flowing, a chart narrower than
     expected took more rows than it had room for, and plotly cut the last entries off: the rare
-    classes of a half-width recall chart at a 1280 px window). For names that fit that width."""
+    classes of a half-width recall chart at a 1280 px window). For names that fit that width.
+
+    ``longest``: characters of the longest name; a flowing legend then makes room for as many rows
+    as it takes in a plot :data:`NARROWEST_PLOT_PX` wide (plotly wraps a legend at the plot's width;
+    about 6.5 px a character and 40 px of line sample), not fewer: on a wider chart some rows stay
+    blank at the foot instead of entries cut off on a narrow one."""
     if entries <= 4:
         return {"height": height, "margin": {"l": 10, "r": 10, "t": 30, "b": 10}, "uirevision": "keep",
                 "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0}}
+    if longest and not fixed:
+        columns = max(1, min(columns, int(NARROWEST_PLOT_PX // (40 + 6.5 * longest))))
     rows = -(-entries // columns)
     # the legend's top 50 px under the plot, below the x axis' ticks and title, in pixels of the whole figure
     # (placed by the plot's height, it ran into the title of a short chart); rows it does not fill stay blank
