@@ -35,6 +35,7 @@ def show(summary: dict, key: str, url: PageState | None = None) -> None:
                f"Live training page's table counts 64 other samples, so its shares differ a little). {spread}")
     labels = list(summary["losses"])
     colors = compare_figures.loss_colors(summary)  # from the whole set: a loss keeps its colour in any subset
+    symbols = compare_figures.loss_symbols(summary)  # and its marker
     left, right = st.columns([1, 2])
     metric_key = kept(f"{key}:metric", "iou") if url is None else url.bind(
         "metric", "iou", "choice", choices=tuple(compare_figures.METRIC_TITLES), key=f"{key}:metric")
@@ -53,7 +54,7 @@ def show(summary: dict, key: str, url: PageState | None = None) -> None:
     st.plotly_chart(compare_figures.per_class_figure(summary, metric, colors=colors), width="stretch",
                     key=f"{key}:bars")
     # the page's whole width: beside a note, a narrow window left the plot and its legend too little room
-    st.plotly_chart(compare_figures.tradeoff_figure(summary, colors=colors), width="stretch", key=f"{key}:tradeoff")
+    st.plotly_chart(compare_figures.tradeoff_figure(summary, colors=colors, symbols=symbols), width="stretch", key=f"{key}:tradeoff")
     st.caption("Up and to the right is better. The recall-loss paper trades a little mIoU for mean accuracy "
                "(recall on rare classes); see whether that happens here.")
     overall, per_class = compare.summary_tables(summary)

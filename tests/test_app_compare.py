@@ -103,8 +103,13 @@ def test_loss_titles_name_the_parameters_that_were_set():
 def test_losses_shown_can_be_narrowed_and_keep_their_colours():
     app = open_page("pages/5_Compare.py")
     assert not app.exception
-    bars = figures(app)[0]
+    bars, tradeoff = figures(app)[:2]
     everything = {t["name"]: t["marker"]["color"] for t in bars["data"]}
+    markers = {t["name"]: t["marker"]["symbol"] for t in tradeoff["data"]}
+    colour_names = {colour: name for name, colour in everything.items()}
+    for k in range(10, min(15, len(everything))):  # the darker shades of the first five colours: another shape
+        dark, light = tradeoff["data"][k]["name"], tradeoff["data"][k - 10]["name"]
+        assert markers[dark] != markers[light], (dark, light, colour_names)
     assert len(everything) >= 14 and len(set(everything.values())) == len(everything)  # a colour per loss
     legend, layout = bars["layout"]["legend"], bars["layout"]  # under the plot, below its x axis' title
     assert (legend["yref"], legend["yanchor"]) == ("container", "top")
@@ -116,6 +121,7 @@ def test_losses_shown_can_be_narrowed_and_keep_their_colours():
     assert {t["name"]: t["marker"]["color"] for t in bars["data"]} == {
         name: everything[name] for name in ("Cross-entropy", "Boundary loss")}
     assert [t["marker"]["color"] for t in tradeoff["data"]] == [everything["Cross-entropy"], everything["Boundary loss"]]
+    assert [t["marker"]["symbol"] for t in tradeoff["data"]] == [markers["Cross-entropy"], markers["Boundary loss"]]
     link = {k: (v[-1] if isinstance(v, list) else v) for k, v in dict(app.query_params).items()}
     assert link.get("shown") == "ce,boundary"  # the choice lives in the page's link
     assert compare_figures.only({"losses": {"a": 1, "b": 2}}, ["b"]) == {"losses": {"b": 2}}

@@ -27,6 +27,13 @@ def loss_colors(summary: dict) -> dict[str, str]:
     return {label: PALETTE[k % len(PALETTE)] for k, label in enumerate(summary["losses"])}
 
 
+def loss_symbols(summary: dict) -> dict[str, str]:
+    """One marker shape per loss of ``summary``, by its place in the summary as its colour is; the
+    shapes move on by one every ten places, so the darker shades of the first colours (places 10 to
+    14) never share a shape with them (Tversky's dark blue circle looked like CE's blue one)."""
+    return {label: SYMBOLS[(k + k // len(SYMBOLS)) % len(SYMBOLS)] for k, label in enumerate(summary["losses"])}
+
+
 def only(summary: dict, labels) -> dict:
     """``summary`` restricted to the losses ``labels`` (in the summary's order)."""
     keep = set(labels)
@@ -70,18 +77,19 @@ def per_class_figure(summary: dict, metric: str = "iou", height: int = 420, colo
     return fig
 
 
-def tradeoff_figure(summary: dict, height: int = 420, colors: dict | None = None) -> go.Figure:
+def tradeoff_figure(summary: dict, height: int = 420, colors: dict | None = None,
+                    symbols: dict | None = None) -> go.Figure:
     """mIoU (x) against mean accuracy (y) per loss, one marker shape each, named in the legend (labels
     next to the points would sit on the error bars), with the seeds' standard deviation as error bars.
     More than four losses have their legend under the plot, two a row (beside it, it squeezed the plot to
     100 px in a narrow window); up to four, in a row above it."""
-    colors = colors or loss_colors(summary)
+    colors, symbols = colors or loss_colors(summary), symbols or loss_symbols(summary)
     fig = go.Figure()
-    for k, (label, entry) in enumerate(summary["losses"].items()):
+    for label, entry in summary["losses"].items():
         spread = len(entry["seeds"]) > 1
         fig.add_trace(go.Scatter(
             x=np.float32([entry["miou"]]), y=np.float32([entry["mean_accuracy"]]), mode="markers",
-            name=loss_title(label, entry), marker={"size": 12, "symbol": SYMBOLS[k % len(SYMBOLS)],
+            name=loss_title(label, entry), marker={"size": 12, "symbol": symbols.get(label),
                                                    "color": colors.get(label)},
             hovertemplate="%{fullData.name}<br>mIoU %{x:.3f}<br>mean accuracy %{y:.3f}<extra></extra>",
             error_x={"type": "data", "array": np.float32([entry["miou_std"]]), "visible": spread},
