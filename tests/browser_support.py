@@ -51,8 +51,12 @@ def start_server(port: int, extra: tuple[str, ...] | list[str] = ()) -> subproce
 
 
 def legend_entries_cut_off(chart) -> int:
-    """How many legend entries of a plotly chart (a ``stPlotlyChart`` locator) lie below the chart's
-    bottom edge: a legend taller than the room made for it is cut there, without a scroll bar."""
-    return chart.evaluate("(el) => { const svg = el.querySelector('svg.main-svg').getBoundingClientRect();"
-                          " return [...el.querySelectorAll('g.legend g.traces')]"
-                          ".filter(t => t.getBoundingClientRect().bottom > svg.bottom + 1).length; }")
+    """How many legend entries of a plotly chart (a ``stPlotlyChart`` locator) lie past the chart's
+    bottom or right edge, or run into the next entry of their row: a legend taller than the room made
+    for it is cut at the bottom without a scroll bar, a long name in a fixed-width entry at the side."""
+    return chart.evaluate(
+        "(el) => { const svg = el.querySelector('svg.main-svg').getBoundingClientRect();"
+        " const boxes = [...el.querySelectorAll('g.legend g.traces')].map(t => t.getBoundingClientRect());"
+        " return boxes.filter((b, i) => b.bottom > svg.bottom + 1 || b.right > svg.right + 1 ||"
+        " boxes.some((o, j) => j !== i && Math.abs(o.top - b.top) < 2 && o.left > b.left && o.left < b.right - 1))"
+        ".length; }")

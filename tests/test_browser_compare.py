@@ -9,7 +9,7 @@ from browser_support import legend_entries_cut_off
 pytestmark = pytest.mark.browser
 
 
-@pytest.mark.parametrize("width, height", [(1280, 800), (1024, 768)])
+@pytest.mark.parametrize("width, height", [(1280, 800), (1024, 768), (800, 900)])
 def test_every_loss_is_in_the_legends_of_both_charts(browser, app_url, width, height):
     context = browser.new_context(viewport={"width": width, "height": height})
     page = context.new_page()

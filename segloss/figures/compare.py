@@ -7,7 +7,7 @@ import plotly.colors
 import plotly.graph_objects as go
 
 from segloss.figures.colors import for_both_themes
-from segloss.figures.plots import legend_layout
+from segloss.figures.plots import legend_layout, legend_name
 from segloss.losses.registry import LOSSES, settings_text
 
 METRIC_TITLES = {"iou": "IoU", "recall": "recall", "precision": "precision"}
@@ -50,6 +50,18 @@ def loss_title(label: str, entry: dict) -> str:
     return f"{title} ({shown})" if shown else title
 
 
+def _legend(summary: dict, height: int) -> tuple[dict, dict]:
+    """Legend names (long ones over two lines, when there are more than four) and the layout of a
+    chart with one legend entry per loss of ``summary``: two a row under the chart."""
+    titles = {label: loss_title(label, entry) for label, entry in summary["losses"].items()}
+    if len(titles) <= 4:  # one row above the plot: names in full
+        return titles, legend_layout(height, len(titles))
+    names = {label: legend_name(title) for label, title in titles.items()}
+    lines = [name.count("<br>") + 1 for name in names.values()]
+    extra = sum(max(lines[i:i + 2]) - 1 for i in range(0, len(lines), 2))  # a row is as tall as its tallest name
+    return names, legend_layout(height, len(names), 2, fixed=True, extra_rows=extra)
+
+
 def class_order(summary: dict) -> list[int]:
     """Class indices from the rarest to the most common (by pixel share)."""
     return list(np.argsort(summary["pixel_share"]))
@@ -65,13 +77,14 @@ def per_class_figure(summary: dict, metric: str = "iou", height: int = 420, colo
     order = class_order(summary)
     names = [f"{summary['class_names'][c]} ({100 * summary['pixel_share'][c]:.2g}%)" for c in order]
     colors = colors or loss_colors(summary)
+    legend_names, legend = _legend(summary, height)
     fig = go.Figure()
     for label, entry in summary["losses"].items():
         mean = np.asarray(entry[metric], dtype=np.float32)[order]
         std = np.asarray(entry[f"{metric}_std"], dtype=np.float32)[order]
-        fig.add_trace(go.Bar(x=names, y=mean, name=loss_title(label, entry), marker_color=colors.get(label),
+        fig.add_trace(go.Bar(x=names, y=mean, name=legend_names[label], marker_color=colors.get(label),
                              error_y={"type": "data", "array": std, "visible": len(entry["seeds"]) > 1}))
-    fig.update_layout(barmode="group", **legend_layout(height, len(summary["losses"]), 2, fixed=True))  # never over the bars
+    fig.update_layout(barmode="group", **legend)  # never over the bars
     fig.update_yaxes(title=f"per-class {METRIC_TITLES[metric]} (mean over seeds)", range=[0, 1])
     fig.update_xaxes(title="class (rarest first, pixel share of the held-out images)")
     return fig
@@ -84,18 +97,19 @@ def tradeoff_figure(summary: dict, height: int = 420, colors: dict | None = None
     More than four losses have their legend under the plot, two a row (beside it, it squeezed the plot to
     100 px in a narrow window); up to four, in a row above it."""
     colors, symbols = colors or loss_colors(summary), symbols or loss_symbols(summary)
+    legend_names, legend = _legend(summary, height)
     fig = go.Figure()
     for label, entry in summary["losses"].items():
         spread = len(entry["seeds"]) > 1
         fig.add_trace(go.Scatter(
             x=np.float32([entry["miou"]]), y=np.float32([entry["mean_accuracy"]]), mode="markers",
-            name=loss_title(label, entry), marker={"size": 12, "symbol": symbols.get(label),
+            name=legend_names[label], marker={"size": 12, "symbol": symbols.get(label),
                                                    "color": colors.get(label)},
             hovertemplate="%{fullData.name}<br>mIoU %{x:.3f}<br>mean accuracy %{y:.3f}<extra></extra>",
             error_x={"type": "data", "array": np.float32([entry["miou_std"]]), "visible": spread},
             error_y={"type": "data", "array": np.float32([entry["mean_accuracy_std"]]), "visible": spread},
         ))
-    fig.update_layout(showlegend=True, **legend_layout(height, len(summary["losses"]), 2, fixed=True))
+    fig.update_layout(showlegend=True, **legend)
     entries = list(summary["losses"].values())
     fig.update_xaxes(title="mIoU", range=_span([e["miou"] for e in entries], [e["miou_std"] for e in entries]))
     fig.update_yaxes(title="mean accuracy (mean per-class recall)",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -358,7 +359,7 @@ def heatmaps_png(image: np.ndarray, maps: Mapping[str, np.ndarray], *, opacity: 
 
 
 def legend_layout(height: int, entries: int = 1, columns: int = LEGEND_COLUMNS, fixed: bool = False,
-                  longest: int = 0) -> dict:
+                  longest: int = 0, extra_rows: int = 0) -> dict:
     """Height, margins and legend: up to four entries in a row above the plot; more go under it,
     flowing as wide as the chart is (no fixed entry width: fixed columns clip or overlap long names
     on a narrow chart, e.g. at a 1024 px window), and the figure grows by about ``entries / columns``
@@ -372,13 +373,14 @@ def legend_layout(height: int, entries: int = 1, columns: int = LEGEND_COLUMNS, 
     ``longest``: characters of the longest name; a flowing legend then makes room for as many rows
     as it takes in a plot :data:`NARROWEST_PLOT_PX` wide (plotly wraps a legend at the plot's width;
     about 6.5 px a character and 40 px of line sample), not fewer: on a wider chart some rows stay
-    blank at the foot instead of entries cut off on a narrow one."""
+    blank at the foot instead of entries cut off on a narrow one. ``extra_rows``: more room, e.g.
+    for names broken over two lines (:func:`legend_name`)."""
     if entries <= 4:
         return {"height": height, "margin": {"l": 10, "r": 10, "t": 30, "b": 10}, "uirevision": "keep",
                 "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0}}
     if longest and not fixed:
         columns = max(1, min(columns, int(NARROWEST_PLOT_PX // (40 + 6.5 * longest))))
-    rows = -(-entries // columns)
+    rows = -(-entries // columns) + extra_rows
     # the legend's top 50 px under the plot, below the x axis' ticks and title, in pixels of the whole figure
     # (placed by the plot's height, it ran into the title of a short chart); rows it does not fill stay blank
     # at the foot, not between chart and legend
@@ -388,6 +390,16 @@ def legend_layout(height: int, entries: int = 1, columns: int = LEGEND_COLUMNS, 
         legend.update(entrywidth=1.0 / columns, entrywidthmode="fraction")
     return {"height": total, "margin": {"l": 10, "r": 10, "t": 20, "b": 50 + 22 * rows}, "uirevision": "keep",
             "legend": legend}
+
+
+LEGEND_LINE = 24  # characters of a legend name's line in a fixed-width legend (two a row fit a 400 px plot)
+
+
+def legend_name(name: str, width: int = LEGEND_LINE) -> str:
+    """``name`` broken into lines of at most ``width`` characters at spaces (plotly's ``<br>``): in a
+    legend of fixed-width entries a long name ran into its neighbour or past the chart's edge
+    ("Generalized Dice + boundary (schedul" at a 1024 px window)."""
+    return "<br>".join(textwrap.wrap(name, width, break_long_words=False, break_on_hyphens=False)) or name
 
 
 AXIS_NUMBERS = {"exponentformat": "power", "minorloglabels": "complete"}  # see plain_numbers
