@@ -15,7 +15,7 @@ from segloss.train import data
 from segloss.figures import plots
 from ui.layout import page_setup, side_by_side
 from ui.url_state import PageState, Preset, preset_buttons
-from ui.widgets import loss_caption, loss_param_widgets
+from ui.widgets import SPREAD_LABELS, loss_caption, loss_param_widgets
 
 page_setup("Loss curves", ":material/show_chart:")
 P_T = analysis.probability_grid(400)
@@ -90,8 +90,7 @@ with controls:
     num_classes = st.slider("Number of classes C", 2, 50, key=url.bind("C", 19, "int", low=2, high=50))
     spread = st.radio("The remaining 1 - p_t goes", analysis.SPREADS, horizontal=True,
                       key=url.bind("spread", "even", "choice", choices=analysis.SPREADS),
-                      format_func={"even": "evenly to the false classes",
-                                   "confusing": f"{analysis.CONFUSING_SHARE:.0%} to one confusing class"}.get)
+                      format_func=SPREAD_LABELS.get)
     log_x = st.toggle("log x axis", key=url.bind("logx", False, "bool"))
     log_y = st.toggle("log y axis", key=url.bind("logy", True, "bool"))
     params = {}

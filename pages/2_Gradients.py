@@ -12,7 +12,7 @@ from segloss.explain import analysis
 from segloss.figures import plots
 from ui.layout import page_setup, side_by_side
 from ui.url_state import PageState, Preset, preset_buttons
-from ui.widgets import loss_caption, loss_param_widgets
+from ui.widgets import SPREAD_LABELS, loss_caption, loss_param_widgets
 
 page_setup("Gradients", ":material/gradient:")
 P_T = analysis.probability_grid(256)
@@ -23,9 +23,9 @@ LOSS_NAMES = [n for n in segloss.LOSSES if n != "ce" and not segloss.LOSSES[n].n
 
 
 @st.cache_data(max_entries=64, show_spinner="Computing the gradient surface...")
-def surface(name: str, sweep: str, values: tuple, num_classes: int, spread: str, component: str,
-            params: tuple) -> np.ndarray:
-    return analysis.gradient_surface(name, P_T, sweep, values, num_classes, spread, component, dict(params))
+def surfaces(name: str, sweep: str, values: tuple, num_classes: int, spread: str, params: tuple) -> dict:
+    """Every component's surface at once: switching components recomputes nothing."""
+    return analysis.gradient_surfaces(name, P_T, sweep, values, num_classes, spread, dict(params))
 
 
 @st.cache_data(max_entries=64, show_spinner="Computing the gradients...")
@@ -83,8 +83,7 @@ with controls:
     component = st.radio("Which gradient", analysis.COMPONENTS, format_func=COMPONENT_LABELS.get,
                          key=url.bind("component", "norm", "choice", choices=analysis.COMPONENTS))
     num_classes = st.slider("Number of classes C", 2, 50, key=url.bind("C", 19, "int", low=2, high=50))
-    spread = st.radio("The remaining 1 - p_t goes", analysis.SPREADS, horizontal=True,
-                      format_func={"even": "evenly", "confusing": "mostly to one class"}.get,
+    spread = st.radio("The remaining 1 - p_t goes", analysis.SPREADS, horizontal=True, format_func=SPREAD_LABELS.get,
                       key=url.bind("spread", "even", "choice", choices=analysis.SPREADS))
     log_color = st.toggle("log colour scale", disabled=sweep is None, key=url.bind("logc", True, "bool"))
     skip = (sweep, "learnable", "per_image")
@@ -117,7 +116,7 @@ if sweep is None:
     table = {"p_t": P_T, "gradient": own}
 else:
     values, rows = analysis.sweep_grid(*analysis.sweep_range(name, sweep), sweep)
-    z = surface(name, sweep, values, num_classes, spread, component, tuple(params.items()))
+    z = surfaces(name, sweep, values, num_classes, spread, tuple(params.items()))[component]
     with chart:
         fig = plots.heatmap_figure(P_T, np.asarray(values), z, x_title="p_t", y_title=sweep, color_title="gradient",
                                    log_color=log_color)

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import streamlit as st
 
+from segloss.explain.analysis import CONFUSING_SHARE
 from segloss.losses.registry import LossSpec
 from ui.url_state import PageState
+
+#: How the synthetic pixel's remaining 1 - p_t is spread (segloss.explain.analysis.SPREADS), in the
+#: same words on every page
+SPREAD_LABELS = {"even": "evenly to the false classes", "confusing": f"{CONFUSING_SHARE:.0%} to one confusing class"}
 
 
 def loss_param_widgets(spec: LossSpec, key: str, *, skip: tuple[str, ...] = (), container=st,

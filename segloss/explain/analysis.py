@@ -281,7 +281,18 @@ def gradient_magnitude(grads: np.ndarray, component: str = "norm") -> np.ndarray
 def gradient_surface(name: str, p_t: np.ndarray, sweep: str, values: Sequence[float], num_classes: int,
                      spread: str = "even", component: str = "norm", params: dict | None = None,
                      class_counts=None) -> np.ndarray:
-    """Gradient magnitude over ``p_t`` (columns) and a swept parameter (rows): ``(len(values), K)``.
+    """Gradient magnitude over ``p_t`` (columns) and a swept parameter (rows): ``(len(values), K)``;
+    ``component``'s entry of :func:`gradient_surfaces` (see there).
+    """
+    if component not in COMPONENTS:
+        raise ValueError(f"component must be one of {COMPONENTS}, got {component!r}")
+    return gradient_surfaces(name, p_t, sweep, values, num_classes, spread, params, class_counts)[component]
+
+
+def gradient_surfaces(name: str, p_t: np.ndarray, sweep: str, values: Sequence[float], num_classes: int,
+                      spread: str = "even", params: dict | None = None, class_counts=None) -> dict[str, np.ndarray]:
+    """Gradient magnitudes over ``p_t`` (columns) and a swept parameter (rows), every component of
+    :func:`gradient_magnitude` from one set of gradients (a page switching components recomputes nothing).
 
     Args:
         name: registry loss name.
@@ -290,11 +301,10 @@ def gradient_surface(name: str, p_t: np.ndarray, sweep: str, values: Sequence[fl
             ``"depth"`` for the boundary loss).
         values: its values.
         num_classes, spread: the synthetic pixel (see module docstring).
-        component: see :func:`gradient_magnitude`.
         params: the loss's other parameters.
 
     Returns:
-        float32 ``(len(values), K)``, ready for a heatmap.
+        component -> float32 ``(len(values), K)``, ready for a heatmap.
     """
     rows = []
     for value in values:
@@ -304,9 +314,9 @@ def gradient_surface(name: str, p_t: np.ndarray, sweep: str, values: Sequence[fl
             loss = pixel_loss(name, params, depth=float(value))
         else:
             loss = pixel_loss(name, {**(params or {}), sweep: float(value)}, class_counts=class_counts)
-        grads = logit_gradients(loss, p_t, num_classes, spread, picture_class(name))
-        rows.append(gradient_magnitude(grads, component))
-    return np.asarray(rows, dtype=np.float32)
+        rows.append(logit_gradients(loss, p_t, num_classes, spread, picture_class(name)))
+    grads = np.asarray(rows)  # (len(values), K, C)
+    return {component: gradient_magnitude(grads, component).astype(np.float32) for component in COMPONENTS}
 
 
 def zero_gradient_note(p_t: np.ndarray, curves: dict[str, np.ndarray]) -> str | None:
