@@ -3,7 +3,8 @@
 Baseline, measured in the same run: one forward + backward of torch's ``F.cross_entropy`` on
 the same number of pixels (256 * 64 rows of 19 logits, float64). The surface runs 64 separate
 loss evaluations (one per gamma) through autograd, so its ratio says what the per-call
-overhead costs on top of the arithmetic.
+overhead costs on top of the arithmetic. Region losses' surfaces (the page's own sweeps: about
+65 rows) score 256 images of 100 pixels per row, 100x the baseline's pixels per row.
 
 Usage: python benchmarks/bench_analysis.py [--repeats 5]
 """
@@ -26,12 +27,18 @@ def main() -> None:
     logits = torch.randn(256 * 64, 19, dtype=torch.float64, requires_grad=True)
     target = torch.zeros(256 * 64, dtype=torch.long)
     baseline = best_time(lambda: F.cross_entropy(logits, target).backward(), args.repeats)
-    print(f"{'what':<44}{'ms':>9}{'ratio':>9}")
-    print(f"{'baseline: torch CE fwd+bwd, 16384 x 19':<44}{baseline * 1e3:>9.2f}{1.0:>9.2f}")
+    print(f"{'what':<52}{'ms':>9}{'ratio':>9}")
+    print(f"{'baseline: torch CE fwd+bwd, 16384 x 19':<52}{baseline * 1e3:>9.2f}{1.0:>9.2f}")
     for name, component in (("focal", "norm"), ("dual_focal", "false")):
         seconds = best_time(lambda: analysis.gradient_surface(name, p_t, "gamma", gammas, 19, component=component),
                             args.repeats)
-        print(f"{f'gradient surface {name} ({component}) 256 x 64':<44}{seconds * 1e3:>9.2f}{seconds / baseline:>9.2f}")
+        print(f"{f'gradient surface {name} ({component}) 256 x 64':<52}{seconds * 1e3:>9.2f}{seconds / baseline:>9.2f}")
+    for name in ("dice", "dice_focal", "dice_boundary"):  # every component from one set of gradients
+        sweep = analysis.sweepable_parameters(name)[0]
+        values, _ = analysis.sweep_grid(*analysis.sweep_range(name, sweep), sweep)
+        seconds = best_time(lambda: analysis.gradient_surfaces(name, p_t, sweep, values, 19), max(1, args.repeats // 2))
+        what = f"gradient surfaces {name} ({sweep}) 256 x {len(values)}"
+        print(f"{what:<52}{seconds * 1e3:>9.2f}{seconds / baseline:>9.2f}")
 
 
 if __name__ == "__main__":
