@@ -313,9 +313,11 @@ def test_an_upload_is_still_shown_after_a_visit_to_another_page():
     """Streamlit empties the file boxes when their page is left: the results vanished without a word
     (while Library conventions still offered "Your image from the Upload page")."""
     app = open_with(**{"Classes": "street"})
+    by_label(app.slider, "Confidence (true-class p away from edges)").set_value(0.6).run()
     app.switch_page("pages/6_Conventions.py").run()
     app.switch_page(PAGE).run()
     assert_working(app)
+    assert by_label(app.slider, "Confidence (true-class p away from edges)").value == 0.6
     assert app.dataframe[0].value["pixels"].sum() == SIZE * SIZE  # the uploaded 96 px pair, not a sample
     assert any(r"Showing your upload **scene\.png** and **scene\_mask\.png**" in c.value for c in app.caption)
     choose(app, "Classes", "lesion")  # the kept files are decoded under the classes chosen now, not the old ones

@@ -25,7 +25,7 @@ from segloss.uploads.scene import (FROM_MASK, OFFER_IGNORE, OFFER_RESIZE, SAMPLE
 from segloss.uploads.loaders import (IMAGE_FORMATS, MAX_UPLOAD_BYTES, UploadError, check_header,
                                      load_logits)
 
-from ui.url_state import PageState
+from ui.url_state import PageState, kept
 
 IMAGE_TYPES = sorted({f.lower() for f in IMAGE_FORMATS} | {"jpg", "tif"})
 # the mask's uploader takes every image type: a JPEG (or WebP, GIF) mask then gets the decoder's message, why a
@@ -95,7 +95,8 @@ KEPT_UPLOAD = "upload_kept_files"  # the last uploaded pair: (image bytes, mask 
 
 
 def keep_widget_state(url: PageState | None = None) -> None:
-    """Call first: re-assigning a widget's key keeps its value while the widget is not drawn.
+    """Call first: the page's widgets keep their values while they are not drawn, on any page
+    (:func:`ui.url_state.kept`, re-asserted by every page's ``page_setup``).
 
     The widgets concerned take their defaults from here (not a ``value=`` argument), which is
     what Streamlit asks for when a key is also set through ``st.session_state``. With ``url``
@@ -106,7 +107,8 @@ def keep_widget_state(url: PageState | None = None) -> None:
         if url is not None and key in URL_FIELDS:
             short, kind, limits = URL_FIELDS[key]
             url.bind(short, default, kind, key=key, **limits)
-        st.session_state[key] = st.session_state.get(key, default)
+        else:
+            kept(key, default)
     if url is not None:
         url.bind("classes", CLASS_CHOICES[0], "choice", choices=CLASS_CHOICES, key="upload_classes")
         url.bind("sample", -1, "int", low=-1, high=1_000_000, key=SAMPLE_LINK)
