@@ -71,6 +71,26 @@ def test_recall_gradcheck_float64():
     assert torch.autograd.gradcheck(lambda z: SF.recall_loss(z, target, weight=[1.0, 2.0, 0.5]), (logits,))
 
 
+def test_float64_logits_get_float64_recall_weights_exactly():
+    # a recall with no float32 representation (1/3, 2/7, ...): float32 weights were 1e-8 off in float64
+    logits, target = random_batch(2, 5, (7, 9), ignore_frac=0.1, dtype=torch.float64, seed=15)
+    pred, valid = logits.argmax(1), target != 255
+    expected_w = []
+    for c in range(5):
+        n_c = int(((target == c) & valid).sum())
+        tp_c = int(((target == c) & (pred == c)).sum())
+        expected_w.append((n_c - tp_c) / n_c if n_c else 1.0)  # Python floats: float64
+    expected_w = torch.tensor(expected_w, dtype=torch.float64)
+    weights, _ = SF.batch_recall_weights(logits, target)
+    assert weights.dtype == torch.float64
+    torch.testing.assert_close(weights, expected_w, rtol=0, atol=1e-15)
+    ce = torch.nn.functional.cross_entropy(logits, target, ignore_index=255, reduction="none")
+    expected = (expected_w[target.clamp(max=4)] * ce)[valid].mean()
+    for loss in (SF.recall_loss(logits, target), segloss.RecallLoss()(logits, target)):
+        assert loss.dtype == torch.float64
+        torch.testing.assert_close(loss, expected, rtol=1e-14, atol=0)
+
+
 def test_recall_module_ema_updates_present_classes_only():
     loss = segloss.RecallLoss(momentum=0.5)
     target = torch.tensor([[0, 0, 1, 1]])

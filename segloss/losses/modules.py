@@ -280,7 +280,8 @@ class RecallLoss(_Float32State, _PixelLoss):
             with torch.no_grad():
                 blended = self.momentum * self.class_weights + (1.0 - self.momentum) * batch_weights
                 self.class_weights.copy_(torch.where(present, blended, self.class_weights))
-            return self.class_weights
+            # momentum 0: the batch's own weights (float64 for float64 logits; the buffer is float32)
+            return batch_weights if self.momentum == 0 else self.class_weights
         if self.momentum == 0:
             return batch_weights
         return self.class_weights if self.class_weights.numel() else torch.ones_like(batch_weights)  # never trained

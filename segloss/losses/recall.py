@@ -17,15 +17,21 @@ from segloss.losses._checks import ClassWeights, check_logits_target, index_argu
 from segloss.losses._distributed import all_reduce_counts, check_sync
 
 
-def _weights_from_counts(n_c: torch.Tensor, tp_c: torch.Tensor, sync: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(1 - TP_c / N_c, present_c)``, the counts all-reduced under ``torch.distributed`` first
-    (unless ``sync`` is False).
+def _weights_dtype(logits: torch.Tensor) -> torch.dtype:
+    """The recall weights' dtype: float64 for float64 logits, float32 otherwise (half logits too)."""
+    return torch.float64 if logits.dtype == torch.float64 else torch.float32
+
+
+def _weights_from_counts(n_c: torch.Tensor, tp_c: torch.Tensor, sync: bool = True,
+                         dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(1 - TP_c / N_c, present_c)`` in ``dtype``, the counts all-reduced under ``torch.distributed``
+    first (unless ``sync`` is False).
 
     Classes absent from the (global) batch get weight 1 and ``present = False``.
     """
     n_c, tp_c = all_reduce_counts(torch.stack([n_c, tp_c]), sync)
     present = n_c > 0
-    return torch.where(present, (n_c - tp_c).float() / n_c.clamp_min(1).float(), 1.0), present
+    return torch.where(present, (n_c - tp_c).to(dtype) / n_c.clamp_min(1).to(dtype), 1.0), present
 
 
 @torch.no_grad()
@@ -47,7 +53,8 @@ def batch_recall_weights(
             evaluation run on one rank only, where a collective would wait for the others).
 
     Returns:
-        ``(weights, present)``: float32 ``(C,)`` weights (1 for classes absent from the batch,
+        ``(weights, present)``: ``(C,)`` weights, float64 for float64 logits and float32
+        otherwise (1 for classes absent from the batch,
         whose recall is undefined) and a boolean ``(C,)`` mask of the classes present.
     """
     ignore_index = index_argument(ignore_index)  # numpy integers, as torch takes
@@ -69,7 +76,7 @@ def _recall_weights(logits, target, ignore_index: int, sync_distributed: bool):
         n_c = torch.bincount(label, minlength=num_classes + 1)
         tp_c = torch.bincount(hits, minlength=num_classes + 1)
     n_c, tp_c = n_c[:num_classes], tp_c[:num_classes]
-    return _weights_from_counts(n_c, tp_c, sync_distributed)
+    return _weights_from_counts(n_c, tp_c, sync_distributed, _weights_dtype(logits))
 
 
 def recall_family(logits, target, *, choose_weights=None, weight=None, ignore_index: int = 255,
@@ -86,7 +93,7 @@ def recall_family(logits, target, *, choose_weights=None, weight=None, ignore_in
     sync_distributed = check_sync(sync_distributed)
 
     def scale_from_counts(n_c: torch.Tensor, tp_c: torch.Tensor) -> torch.Tensor:
-        batch_weights, present = _weights_from_counts(n_c, tp_c, sync_distributed)
+        batch_weights, present = _weights_from_counts(n_c, tp_c, sync_distributed, _weights_dtype(logits))
         used = batch_weights if choose_weights is None else choose_weights(batch_weights, present)
         return used.detach()
 
