@@ -50,16 +50,18 @@ def page_setup(title: str, icon: str = ":material/insights:") -> None:
         st.caption("segloss: class-imbalance losses for semantic segmentation.")
 
 
-NARROW_PX = 900  # below this window width, side-by-side controls and charts stack
-_STACKING_CSS = ("<style>@media (max-width: %(px)dpx) {"
+NARROW_PX = 720  # below this width of the page's content, side-by-side controls and charts stack
+_STACKING_CSS = ("<style>.st-key-%(key)s {container-type: inline-size;}"
+                 " @container (max-width: %(px)dpx) {"
                  " .st-key-%(key)s [data-testid=stHorizontalBlock] {flex-wrap: wrap;}"
                  " .st-key-%(key)s [data-testid=stColumn] {min-width: 100%%;} }</style>")
 
 
 def side_by_side(spec, key: str, gap: str = "large"):
-    """``st.columns(spec)`` that stack in a window narrower than :data:`NARROW_PX` (the sidebar
-    open): side by side, a control column of 100 px at 800 px showed its chosen losses as bare ×
-    chips.
+    """``st.columns(spec)`` that stack when the page's content is narrower than :data:`NARROW_PX`
+    (a CSS container query: the sidebar's width counts, the window's alone does not). Side by
+    side, a control column of 100 px at an 800 px window showed its chosen losses as bare ×
+    chips, 156 px at 1024 px with the sidebar open cut them to "Cross…".
     ``key`` names the container the CSS reaches (unique on the page)."""
     box = st.container(key=key)
     box.html(_STACKING_CSS % {"key": key, "px": NARROW_PX})
