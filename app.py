@@ -16,8 +16,8 @@ st.title("segloss: losses for imbalanced segmentation")
 st.markdown(
     """
 In semantic segmentation a few classes (road, sky, background) own most pixels, while the ones
-that matter (pedestrians, poles, a lesion) own a sliver. Plain cross-entropy then spends its
-effort on pixels it already gets right. **Focal-style losses** change *how much each pixel
+that matter (pedestrians, poles, a lesion) own a sliver. Under plain cross-entropy each easy
+pixel costs little, but there are so many of them that together they drown out the few hard ones. **Focal-style losses** change *how much each pixel
 counts*; this app shows exactly how, on the same torch code you can drop into your own training
 loop (`pip install -e .`, then `import segloss`).
 """

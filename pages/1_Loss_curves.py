@@ -56,7 +56,7 @@ st.markdown(
     "Each curve is the loss one pixel contributes when the model gives its true class probability "
     "**p_t**. Cross-entropy (dashed) never lets go: even at p_t = 0.9 a pixel still costs 0.1. Focal-style "
     "losses shrink the loss of **well-classified** pixels (shaded), so the many easy background pixels stop "
-    "drowning out the few hard ones. Try a log y axis to see by how many orders of magnitude."
+    "drowning out the few hard ones. The log y axis (on by default) shows by how many orders of magnitude."
 )
 
 LESSONS = (
@@ -165,14 +165,21 @@ with chart:
     if region:
         st.caption(f"{', '.join(region)}: region losses have no loss per pixel. Their curve is the loss of an image of "
                    f"{analysis.REGION_PIXELS} pixels of one class, every pixel at p_t (soft Dice: (1 - p_t)/(1 + p_t); "
-                   "Jaccard and Lovász: 1 - p_t, Dice and Jaccard without smoothing; s = 1 moves them by about 1%). A region "
+                   "Jaccard and Lovász: 1 - p_t, Dice and Jaccard without smoothing; s = 1 moves them by about 1%; "
+                   "Generalized Dice: 1 - p_t too, since the absent classes take the largest weight, so the "
+                   "probability they receive counts in its denominator as fully as the true class's). A region "
                    "loss alone is bounded by 1 and falls "
                    "slowly: "
                    "it does not punish confident mistakes the way cross-entropy does (its sums with CE or focal "
                    "loss, and Unified Focal's focal part, do).")
+    if "ohem" in chosen:
+        ohem = segloss.LOSSES["ohem"].title
+        zero = analysis.zero_gradient_note(P_T, {ohem: curves[ohem]}) if log_y else None
+        st.caption(analysis.OHEM_GRID_NOTE + (" " + zero if zero else ""))
     if "boundary" in chosen:
+        background_unscored = params.get("boundary", {}).get("classes", "foreground") == "foreground"
         inside = ("with C = 2 the confusing class is the background, which the loss does not score, so it is "
-                  "negative at every p_t" if num_classes == 2 else
+                  "negative at every p_t" if num_classes == 2 and background_unscored else
                   "it turns negative once p_t exceeds (d + 1)/d times the confusing class's probability (d: the "
                   "depth; with the even spread that comes early, near p_t = 0.08 at C = 19 and d = 2)")
         st.caption(f"Boundary loss: a foreground pixel {depth} pixel(s) inside its region, the confusing class's "

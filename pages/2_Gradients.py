@@ -42,7 +42,7 @@ st.markdown(
     "network learns from. The heatmap shows its size for one pixel at each true-class probability **p_t** "
     "(x) and each value of a parameter (y). Bright on the left means hard pixels are pushed hard; dark on the "
     "right means easy pixels are left alone. Compare the **true-class** and **false-class** components: "
-    "Dual Focal Loss also pushes down probability on the false classes."
+    "Dual Focal Loss pushes the false classes down harder than cross-entropy does."
 )
 
 LESSONS = (
@@ -145,25 +145,24 @@ else:
                                            height=380, styles=colors, front=front, legend_columns=1),
                        width="stretch", key="ratios")
     at_easy = analysis.ratio_at(P_T, analysis.ratio_to_ce(slices, ce), 0.9)
-    shown = [f"{label}: {ratio:.2%}" for label, ratio in at_easy.items()]
+    shown = [f"{label}: {ratio:.2%}" + (" (more than CE)" if ratio > 1.005 else "") for label, ratio in at_easy.items()]
     st.caption(f"Left: the gradient's size {COMPONENT_LABELS[component]} against p_t at each chosen {sweep}, cross-entropy's "
                f"dashed. Right: how strongly each setting scales a pixel's gradient compared with cross-entropy; "
-               f"below 1 the pixel is down-weighted. An easy pixel (p_t = 0.9) keeps, of CE's push, under "
+               f"below 1 the pixel is down-weighted. An easy pixel (p_t = 0.9) gets this share of CE's push under "
                f"{spec.title}: " + "; ".join(shown) + ".")
     table = {sweep: np.repeat(values, len(P_T)), "p_t": np.tile(P_T, len(values)), "gradient": z.ravel()}
     if note := analysis.zero_gradient_note(P_T, slices):
         st.caption(note)
+if name == "ohem":
+    st.caption(analysis.OHEM_GRID_NOTE)
 if name == "boundary":
     st.caption("Boundary loss: a foreground pixel (class 1) lying `depth` pixels inside its region, the confusing "
                "class's region just across the boundary. Its push grows with the distances. Near p_t = 1 it fades "
                "as cross-entropy's does (both about in proportion to 1 - p_t); near p_t = 0 it levels off at a small "
                "floor, where CE's is largest: relative to CE it weighs confident pixels more than hard ones.")
 if not spec.pixelwise:
-    st.caption(f"{spec.title} scores regions, not pixels: here an image of {analysis.REGION_PIXELS} pixels of one "
-               "class, every pixel at p_t, and the gradient of its loss with respect to their shared logits (the "
-               "sum over the region, on the scale of one pixel's gradient under a pixel-wise loss). Soft Dice's "
-               "and Jaccard's push vanishes for confident mistakes (p_t near 0), where cross-entropy's is largest; "
-               "near p_t = 1 it fades as CE's does.")
+    own_now = magnitude(name, num_classes, spread, component, tuple(params.items()))  # the swept one at its default
+    st.caption(analysis.region_push_note(spec.title, P_T, own_now, ce))
 st.download_button("Download the data (CSV)", plots.table_csv(table), file_name=f"gradients_{name}.csv",
                    mime="text/csv")
 

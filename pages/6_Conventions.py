@@ -152,7 +152,9 @@ st.markdown(
     "additive focal term to CE. **Tao et al. 2023** (*Dual Focal Loss for Calibration*, arXiv:2305.13665) is a "
     "focal loss whose factor (1 - p_t + p_j)^γ uses p_j, the largest probability ranked below the true class. "
     "A **2019 port** (CoinCheung/pytorch-loss, third-party) of a preprint by the same authors, arXiv:1909.11932 "
-    "(later withdrawn; its versions 1 and 2 remain on arXiv), uses -Σ log(1 - (p - y)²), bounded and without CE. "
+    "(later withdrawn; its versions 1 and 2 remain on arXiv), uses -Σ log(1 - (p - y)²): no separate CE term, yet its "
+    "true-class term is -log p_t - log(2 - p_t), which grows like CE as p_t → 0; only the port's ε = 1e-5 caps "
+    "it, at -log 1e-5 ≈ 11.5 per class. "
     "Two are papers; the third is one reader's port of a withdrawn preprint."
 )
 left, right = st.columns([1, 2.8], gap="large")
@@ -178,7 +180,8 @@ st.markdown(
     "Tian et al. (ICRA 2022) weight class c by **1 - R_c = FN_c / N_c**, from the batch's argmax; segloss "
     "follows the paper, so a class with no false negatives in the batch contributes **0**. The authors' code "
     "(PotatoTian/recall-semseg) starts each class's counter at 1, so such a class keeps a weight of **1/N_c** "
-    "instead, and it divides by every pixel of the batch, ignored ones included. The difference is small for "
+    "instead, and it divides by every pixel of the batch, ignored ones included (it takes no ignore label: a "
+    "255 in the mask indexes past its weights and fails). The difference is small for "
     "large classes and large batches, and largest for a rare class that the model already gets right."
 )
 
@@ -201,7 +204,8 @@ st.markdown(
     "1/G_c^2; some ports use 1/G_c.\n"
     "- **Unified Focal**: MONAI's `AsymmetricUnifiedFocalLoss` is binary only; the authors' code averages the "
     "Tversky term over both classes of every image. segloss's multi-class form suppresses one background class "
-    "and averages over the classes present.\n"
+    "and averages over the classes present. segloss's λ weighs the focal-Tversky term, as the authors' code "
+    "does; MONAI's `weight` weighs the focal term: the two agree only at the default 0.5.\n"
     "- **Boundary loss**: the authors score the foreground classes (`idc=[1]`) with distance maps "
     "`edt(outside) - (edt(inside) - 1)` from scipy's exact transform (a region's edge pixel gets 0, not -1); segloss "
     "does the same by default (`classes=\"foreground\"`). The plain signed distance `edt(outside) - edt(inside)` "

@@ -342,3 +342,23 @@ def test_per_image_loss_of_ohem_divides_by_the_kept_pixels():
     for weight in (None, [1.0, 2.0, 0.5, 1.0]):
         module = segloss.create_loss("ohem", threshold=0.5, min_kept=0.2, weight=weight).double()
         torch.testing.assert_close(analysis.per_image_loss(module, logits, target)[0], module(logits, target))
+
+
+def test_region_push_note_reads_each_region_losss_two_ends_off_its_curve():
+    """The Gradients page said of every region loss that its push vanishes for confident mistakes and
+    fades near p_t = 1 as CE's: false for Dice + CE (CE's push at p_t -> 0) and Focal Tversky
+    (3.2x CE's at p_t = 0.999 with its exponent 0.75)."""
+    p_t = analysis.probability_grid(256)
+
+    def note(name):
+        grads = analysis.logit_gradients(analysis.pixel_loss(name), p_t, 19, "even")
+        ce = analysis.gradient_magnitude(analysis.logit_gradients(analysis.pixel_loss("ce"), p_t, 19, "even"))
+        return analysis.region_push_note(segloss.LOSSES[name].title, p_t, analysis.gradient_magnitude(grads), ce)
+
+    dice = note("dice")
+    assert "scores regions, not pixels" in dice and "vanishes for confident mistakes" in dice
+    assert "fades as cross-entropy's does" in dice
+    focal_tversky = note("focal_tversky")
+    assert "vanishes" in focal_tversky and "falls off more slowly than cross-entropy's (3.2x" in focal_tversky
+    dice_ce = note("dice_ce")
+    assert "and pixels in its pixel-wise part" in dice_ce and "keeps pushing confident mistakes (100%" in dice_ce

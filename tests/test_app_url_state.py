@@ -220,6 +220,11 @@ def test_the_boundary_caption_says_when_its_loss_turns_negative():
     assert "negative at every p_t" in text({"C": "2"})
     curve = trace_values(figures(open_with(CURVES, {"losses": "boundary", "C": "2", "logy": "0"}))[0]["data"][0])
     assert (curve < 0).all()  # what the caption says, on the chart
+    # scoring every class, C = 2 scores the background too: positive below p_t = 0.6 at depth 2
+    assert "exceeds (d + 1)/d times" in text({"C": "2", "boundary.classes": "all"})
+    curve = trace_values(figures(open_with(CURVES, {"losses": "boundary", "C": "2", "logy": "0",
+                                                    "boundary.classes": "all"}))[0]["data"][0])
+    assert curve[0] > 0 > curve[-1]
 
 
 def test_the_upload_page_asks_for_a_loss_once_and_its_link_says_files_stay_behind():
@@ -254,3 +259,35 @@ def test_settings_survive_a_visit_to_another_page():
     app.switch_page(live).run()
     assert not app.exception
     assert by_label(app.selectbox, "Loss").value == "dual_focal"
+
+
+def test_the_gradients_caption_says_when_an_easy_pixel_gets_more_push_than_under_ce():
+    """Dual Focal at p_t = 0.9 pushes 2.8x CE's at beta = 0: the caption said it "keeps 279.94%" of it."""
+    def caption(query):
+        app = open_with(GRADIENTS, query)
+        (text,) = [c.value for c in app.caption if "An easy pixel (p_t = 0.9)" in c.value]
+        return text
+
+    dual = caption({"loss": "dual_focal", "sweep": "beta"})
+    assert "gets this share of CE's push" in dual and "(more than CE)" in dual
+    assert "(more than CE)" not in caption({"loss": "focal", "sweep": "gamma"})
+
+
+def test_the_region_caption_gives_generalized_dices_curve_as_drawn():
+    """Generalized Dice's one-class-image curve is 1 - p_t (not Dice's (1 - p_t)/(1 + p_t)): the caption
+    listed every region loss's curve but this one."""
+    app = open_with(CURVES, {"losses": "generalized_dice", "logy": "0"})
+    (caption,) = [c.value for c in app.caption if "region losses have no loss per pixel" in c.value]
+    assert "Generalized Dice: 1 - p_t" in caption
+    trace = figures(app)[0]["data"][0]
+    np.testing.assert_allclose(trace_values(trace), 1 - trace_values(trace, "x"), atol=1e-3)
+
+
+def test_ohem_pages_say_that_min_kept_counts_the_charts_grid():
+    """OHEM's curve stops on a log axis (exactly 0 from its threshold on) and its min_kept acts on the
+    chart's p_t values as a batch: the Loss curves page said neither."""
+    app = open_with(CURVES, {"losses": "ohem", "ohem.threshold": "0.05", "ohem.min_kept": "0.5"})
+    (note,) = [c.value for c in app.caption if c.value.startswith("OHEM's min_kept")]
+    assert "Exactly zero, so not drawn on the log axis" in note and "from p_t = 0.5" in note
+    app = open_with(GRADIENTS, {"loss": "ohem"})
+    assert any(c.value.startswith("OHEM's min_kept") for c in app.caption)

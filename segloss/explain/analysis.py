@@ -319,6 +319,11 @@ def gradient_surfaces(name: str, p_t: np.ndarray, sweep: str, values: Sequence[f
     return {component: gradient_magnitude(grads, component).astype(np.float32) for component in COMPONENTS}
 
 
+OHEM_GRID_NOTE = ("OHEM's min_kept counts this chart's p_t values as though they were one batch of pixels (one "
+                  "pixel per p_t), so it keeps at least that share of them, the hardest: above a low threshold "
+                  "the cut falls at the grid's min_kept quantile, whatever the loss would do on a real batch.")
+
+
 def zero_gradient_note(p_t: np.ndarray, curves: dict[str, np.ndarray]) -> str | None:
     """A sentence naming the curves that are exactly 0 somewhere and from which ``p_t`` on (a log
     axis cannot draw 0, so those curves just stop), or None. E.g. OHEM's threshold drops easy pixels."""
@@ -399,6 +404,36 @@ def ratio_at(p_t: np.ndarray, ratios: dict[str, np.ndarray], where: float) -> di
     """Each curve's value at the grid point nearest ``p_t = where`` (e.g. 0.9, an easy pixel)."""
     index = int(np.argmin(np.abs(np.asarray(p_t) - where)))
     return {name: float(values[index]) for name, values in ratios.items()}
+
+
+def region_push_note(title: str, p_t: np.ndarray, own: np.ndarray, ce: np.ndarray) -> str:
+    """What the Gradients page draws for the region loss ``title`` and how its gradient curve ``own``
+    compares with cross-entropy's ``ce`` (both against ``p_t``) at its two ends, in words read off
+    the curves: whether it vanishes for confident
+    mistakes (under 5% of CE's at the smallest ``p_t``: soft Dice, Jaccard, Lovász) or keeps a
+    pixel-wise part's push (Dice + CE), and whether near ``p_t = 1`` it fades as CE's does (the
+    ratio at the largest ``p_t`` within 1.5x of the one at 0.9) or more slowly (Focal Tversky with
+    an exponent below 1) or faster."""
+    ratio = ratio_to_ce({"own": own}, ce)["own"]
+    left, easy, right = ratio[0], ratio_at(p_t, {"own": ratio}, 0.9)["own"], ratio[-1]
+    where_left, where_right = f"p_t = {float(p_t[0]):.3g}", f"p_t = {float(p_t[-1]):.3g}"
+    setup = (f"here an image of {REGION_PIXELS} pixels of one class, every pixel at p_t, and the gradient of its "
+             "loss with respect to their shared logits (the sum over the region, on the scale of one pixel's "
+             "gradient under a pixel-wise loss). ")
+    if left < 0.05:
+        setup = f"{title} scores regions, not pixels: " + setup
+        start = (f"Its push vanishes for confident mistakes ({left:.1%} of cross-entropy's at {where_left}), where "
+                 "cross-entropy's is largest")
+    else:
+        setup = f"{title} scores regions, and pixels in its pixel-wise part: " + setup
+        start = f"Its pixel-wise part keeps pushing confident mistakes ({left:.0%} of cross-entropy's at {where_left})"
+    if right > 1.5 * easy:
+        end = f"near p_t = 1 it falls off more slowly than cross-entropy's ({right:.2g}x at {where_right})"
+    elif right < easy / 1.5:
+        end = f"near p_t = 1 it fades faster than cross-entropy's ({right:.2g}x at {where_right})"
+    else:
+        end = "near p_t = 1 it fades as cross-entropy's does"
+    return f"{setup}{start}; {end}."
 
 
 def first_to_stop(curves: dict[str, np.ndarray]) -> list[str]:

@@ -175,7 +175,8 @@ def compare_conventions(logits: torch.Tensor, target: torch.Tensor, *, gamma: fl
          "A different loss for calibration: -(1-p_t+p_j)^γ log p_t, p_j the largest probability below p_t.",
          None, "", ""),
         ("dual focal", "2019 port: -Σ log(1-(p-y)²)", PORT, cv.port_2019_dual_focal_loss(z, target, **kw),
-         "A third formula with no CE term, bounded by -C log 1e-5 per pixel.", None, "", ""),
+         "A third formula with no separate CE term; its true-class term -log p_t - log(2-p_t) grows like CE "
+         "as p_t -> 0 until eps = 1e-5 caps it (-C log 1e-5 per pixel at most).", None, "", ""),
     ]
     specs += _dice_specs(z, target, ignore_index)
     references = {}
@@ -200,7 +201,8 @@ def _dice_specs(z: torch.Tensor, target: torch.Tensor, ignore_index: int) -> lis
          "Reference: one region per class over the whole batch, 1 - (2 TP + 1) / (Σp + Σy + 1), averaged over the "
          "classes present in the labels.", None, "", ""),
         ("dice", ours0, SEGLOSS, region.soft_dice_loss(z, target, smooth=0.0, **kw),
-         "Without smoothing: tiny regions swing more, their gradient is unbounded as Σp + Σy -> 0.", None, "", ""),
+         "Without smoothing: a tiny region's score swings more. Only classes present are scored (Σy >= 1), so "
+         "s = 0 gives no 0/0; that arises where absent classes are scored (MONAI's per-image Dice).", None, "", ""),
         ("dice", "smp DiceLoss multiclass (smooth=0)", SMP_DICE, dc.smp_dice_loss(z, target, **kw),
          "Absent classes count as 0 in a mean over all C classes, which lowers the value by |present| / C.",
          c / present if present else None, "C / |present classes|", ours0),

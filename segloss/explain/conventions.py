@@ -275,7 +275,9 @@ def port_2019_dual_focal_loss(logits, target, *, eps: float = PORT_2019_EPS, ign
 
         L_i = -sum_c log(eps + 1 - (p_c - y_c)^2),   eps = 1e-5
 
-    It has no cross-entropy term and is bounded (``-C log eps`` at most); at ``p = y`` it is
+    It has no separate cross-entropy term, yet its true-class term ``-log(1 - (1 - p_t)^2) =
+    -log p_t - log(2 - p_t)`` grows like CE as ``p_t -> 0``; only ``eps`` bounds it (``-C log eps``
+    per pixel at most, about 11.5 a class). At ``p = y`` it is
     ``-C log(1 + eps)``, about ``-5e-5`` (0 but for its epsilon).
     ``"mean"`` divides by the valid pixels, as the port does; ``"none"`` gives ``(N, *S)``.
 

@@ -62,7 +62,8 @@ class ParamSpec:
 
 # The symbols the formulas (LossSpec.formula) give the parameters; one name, one symbol in every loss.
 PARAM_SYMBOLS = {"alpha": "α", "beta": "β", "gamma": "γ", "rho": "ρ", "delta": "δ", "label_smoothing": "ε",
-                 "smooth": "s", "tversky_weight": "λ", "dice_weight": "λ", "boundary_weight": "b", "momentum": "m"}
+                 "smooth": "s", "tversky_weight": "λ", "dice_weight": "λ", "boundary_weight": "b", "momentum": "m",
+                 "steal": "Δ"}
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,9 @@ def _dice_plus(pixel_factory):
 
 
 _SMOOTH = ParamSpec("smooth", "smoothing s", 1.0, "Added to numerator and denominator of each class's score: "
-                    "keeps the gradient finite for tiny regions and softens it.", low=0.0, high=100.0, step=0.5)
+                    "softens the score and gradient of tiny regions. Only classes present are scored here, so a "
+                    "region holds at least one pixel: the 0/0 that s guards against in libraries that score "
+                    "absent classes does not arise.", low=0.0, high=100.0, step=0.5)
 _PER_IMAGE = ParamSpec("per_image", "Regions per", "batch", "batch: one region per class over the whole batch "
                        "(pixels pooled); image: each image's regions scored separately, then averaged.",
                        kind="choice", choices=("batch", "image"))
@@ -175,8 +178,9 @@ LOSSES: dict[str, LossSpec] = {
                           kind="choice", choices=SCHEMES),
                 ParamSpec("beta", "Effective-number b", 0.999, "Only for the 'effective' scheme: b = 0 gives "
                           "equal weights, b -> 1 inverse frequency. Every class with many more than 1/(1 - b) pixels "
-                          "gets the same weight: with pixel counts, 1/(1 - b) near the largest class's pixels comes "
-                          "close to inverse frequency (a largest class of 10^7 pixels: b = 1 - 1e-7). The slider "
+                          "gets the same weight: with pixel counts, 1/(1 - b) well above the largest class's pixels "
+                          "comes close to inverse frequency (at 1/(1 - b) = n the effective number is 0.63 n; a "
+                          "largest class of 10^7 pixels: b = 1 - 1e-8). The slider "
                           "spans 0.9 to 0.99999, made for the app's 64 x 64 scenes.", low=0.0, high=1.0 - 1e-12, step=0.0001,
                           slider=(0.9, 0.99999)),
             ),
@@ -186,7 +190,7 @@ LOSSES: dict[str, LossSpec] = {
         LossSpec(
             name="focal",
             title="Focal loss",
-            formula=r"\mathcal{L}_{FL} = -\alpha_{y_i}\,(1 - p_t)^{\gamma} \log p_t",
+            formula=r"\mathcal{L}_{FL} = -\frac{1}{|V|}\sum_{i \in V}\alpha_{y_i}\,(1 - p_{i,y_i})^{\gamma}\log p_{i,y_i}",
             summary="Cross-entropy scaled by (1 - p_t)^gamma: well-classified pixels fade out of the loss.",
             citation="Lin, Goyal, Girshick, He, Dollár. Focal Loss for Dense Object Detection. ICCV 2017 "
             "(arXiv:1708.02002).",
@@ -392,7 +396,9 @@ LOSSES: dict[str, LossSpec] = {
             summary="The Tversky loss of each class raised to a power: below 1 it keeps pushing classes that "
             "are already mostly right (small 1 - T), above 1 it concentrates on the worst classes.",
             citation="Abraham & Khan. A Novel Focal Tversky Loss Function with Improved Attention U-Net for "
-            "Lesion Segmentation. ISBI 2019 (arXiv:1810.07842); their exponent 1/γ with γ = 4/3 is 0.75 here.",
+            "Lesion Segmentation. ISBI 2019 (arXiv:1810.07842); their exponent 1/γ with γ = 4/3 is 0.75 here. "
+            "Their α weighs false negatives (α = 0.7); here α weighs false positives, as in Salehi et al.'s "
+            "Tversky loss, so their setting is α = 0.3, β = 0.7, the defaults.",
             link="https://arxiv.org/abs/1810.07842",
             params=(_TVERSKY_ALPHA, _TVERSKY_BETA,
                     ParamSpec("gamma", "exponent", 0.75, "Exponent on 1 - Tversky (the paper's 1/γ; its "
@@ -444,7 +450,7 @@ LOSSES: dict[str, LossSpec] = {
             name="dice_boundary",
             title="Generalized Dice + boundary (scheduled)",
             formula=r"\begin{aligned}\mathcal{L} &= a\,\mathcal{L}_{GD} + b\,\mathcal{L}_{B}\\ "
-            r"a &\leftarrow \max(0.1,\, a - s),\ \ b \leftarrow b + s\ \text{each epoch}\end{aligned}",
+            r"a &\leftarrow \max(0.1,\, a - \Delta),\ \ b \leftarrow b + \Delta\ \text{each epoch}\end{aligned}",
             summary="The authors' pairing: a region loss to find the regions, and the boundary loss, whose weight "
             "grows epoch by epoch (a starts at 1, b at 0.01) to pull their contours onto the true ones.",
             citation="Kervadec et al., Medical Image Analysis 67 (2021), arXiv:1812.07032: GDL + boundary loss with "
@@ -455,7 +461,7 @@ LOSSES: dict[str, LossSpec] = {
                               "dice: the soft Dice loss.", kind="choice", choices=("generalized_dice", "dice")),
                     ParamSpec("boundary_weight", "initial boundary weight b", 0.01, "The boundary loss's weight at "
                               "the start (the authors' 0.01).", low=0.0, high=1.0, step=0.01),
-                    ParamSpec("steal", "weight moved per epoch s", 0.01, "Taken from the region loss's weight "
+                    ParamSpec("steal", "weight moved per epoch Δ", 0.01, "Taken from the region loss's weight "
                               "(never below 0.1) and given to the boundary loss at every epoch; 0 keeps the weights "
                               "fixed.", low=0.0, high=0.1, step=0.005, schedule_only=True),
                     _BOUNDARY_CLASSES, _PER_IMAGE),
