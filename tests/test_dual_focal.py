@@ -144,3 +144,46 @@ def test_a_tensor_rho_of_exactly_one_has_a_finite_gradient():
         grads.append((value.detach(), r.grad))
     assert torch.isfinite(grads[0][1])
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-8)  # the limit from above
+
+
+def test_a_fixed_parameter_set_on_the_module_is_used_and_a_learnable_one_refuses_it():
+    """``loss.gamma = 3.0`` between steps (the schedule every other loss takes) silently did nothing:
+    the module kept its parameters as ``fixed_gamma``, so the assignment made an unused attribute."""
+    import segloss
+
+    logits, target = random_batch(2, 4, (3, 3), seed=21)
+    loss = segloss.DualFocalLoss(gamma=1.0, rho=1.5)
+    loss.gamma, loss.beta = 3.0, 0.5
+    torch.testing.assert_close(loss(logits, target),
+                               SF.dual_focal_loss(logits, target, gamma=3.0, beta=0.5, rho=1.5))
+    assert loss.current_params() == {"alpha": 1.0, "beta": 0.5, "gamma": 3.0, "rho": 1.5}
+    loss.gamma = torch.tensor(2.5)  # a 0-dim tensor: torch.compile keeps one graph as it changes
+    torch.testing.assert_close(loss(logits, target),
+                               SF.dual_focal_loss(logits, target, gamma=2.5, beta=0.5, rho=1.5))
+    with pytest.raises(ValueError, match="rho must be >= 1"):
+        loss.rho = 0.5
+    learned = segloss.DualFocalLoss(learnable=("gamma",))
+    with pytest.raises(AttributeError, match="learns gamma"):
+        learned.gamma = 2.0
+    assert learned.gamma.requires_grad  # read: the bounded value the loss uses
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_learned_parameters_stay_float32_in_a_half_precision_model(dtype):
+    """``model.to(torch.bfloat16)`` with the loss as a submodule (as DDP wants it) rounded a learned
+    gamma of 2.0 to 1.992 and rho 1.0009 to 1.0; the parameter must stay the optimizer's."""
+    import segloss
+
+    loss = segloss.DualFocalLoss(gamma=2.0, rho=1.5, learnable=("gamma", "rho"))
+    before, raw = loss.current_params(), loss.raw_gamma
+    optimizer = torch.optim.SGD(loss.parameters(), lr=0.1)
+    model = torch.nn.ModuleDict({"head": torch.nn.Conv2d(3, 4, 1), "loss": loss}).to(dtype)
+    assert model["head"].weight.dtype == dtype
+    assert loss.raw_gamma is raw and loss.raw_gamma.dtype == loss.raw_rho.dtype == torch.float32
+    assert loss.current_params() == before
+    logits = model["head"](torch.randn(2, 3, 4, 4, dtype=dtype))
+    loss(logits, torch.randint(0, 4, (2, 4, 4))).backward()
+    optimizer.step()
+    assert loss.current_params()["gamma"] != before["gamma"]
+    model.double()  # float64 applies as usual
+    assert loss.raw_gamma.dtype == torch.float64

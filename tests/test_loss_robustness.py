@@ -431,3 +431,38 @@ def test_small_integer_masks_compare_ignore_index_as_the_number_it_is(name):
     ignores = segloss.create_loss(name, ignore_index=255, class_counts=counts)
     with pytest.raises(ValueError, match=r"not ignore_index=255: \[-1\]"):
         ignores(logits, signed)
+
+
+@pytest.mark.parametrize("name", ["ce", "focal", "dice", "lovasz"])
+def test_the_default_ignore_index_among_more_than_255_classes_warns(name):
+    """With C > 255 the default ignore_index=255 silently dropped class 255's pixels from the loss."""
+    import warnings
+
+    logits, target = torch.randn(1, 300, 2, 2), torch.tensor([[[255, 3], [4, 5]]])
+    with pytest.warns(UserWarning, match=r"ignore_index=255 .* C = 300 classes: pixels of class 255 are ignored"):
+        segloss.create_loss(name)(logits, target)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # outside [0, C), or C <= 255: no warning
+        segloss.create_loss(name, ignore_index=-100)(logits, target)
+        segloss.create_loss(name)(logits[:, :255], target.clamp(max=254))
+
+
+def test_focal_alpha_assigned_on_the_module_is_checked_as_the_constructor_checks_it():
+    """``FocalLoss(alpha=0.25).alpha = 0.5`` raised torch's "cannot assign 'float' as buffer"; a vector
+    that requires grad was silently detached while a 0-dim one was refused."""
+    logits, target = random_batch(2, 3, (3, 3), seed=31)
+    loss = segloss.FocalLoss(alpha=0.25)
+    loss.alpha = 0.5
+    torch.testing.assert_close(loss(logits, target), SF.focal_loss(logits, target, alpha=0.5))
+    loss.alpha = [1.0, 2.0, 3.0]
+    torch.testing.assert_close(loss(logits, target), SF.focal_loss(logits, target, alpha=[1.0, 2.0, 3.0]))
+    assert torch.equal(loss.state_dict()["alpha"], torch.tensor([1.0, 2.0, 3.0]))
+    loss.alpha = None
+    torch.testing.assert_close(loss(logits, target), SF.focal_loss(logits, target))
+    with pytest.raises(ValueError, match="alpha must be >= 0"):
+        loss.alpha = -1.0
+    for learnable in (torch.tensor(0.5, requires_grad=True), torch.ones(3, requires_grad=True)):
+        with pytest.raises(TypeError, match="keeps a fixed alpha"):
+            loss.alpha = learnable
+        with pytest.raises(TypeError, match="keeps a fixed alpha"):
+            segloss.FocalLoss(alpha=learnable)

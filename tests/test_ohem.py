@@ -58,3 +58,13 @@ def test_ohem_parameters_are_checked():
         SF.ohem_cross_entropy(logits, target, threshold=0.0)
     with pytest.raises(ValueError, match=r"min_kept must lie in \[0.0, 1.0\]"):
         segloss.create_loss("ohem", min_kept=1.5)
+
+
+@pytest.mark.parametrize("below", [True, False])
+def test_float64_logits_are_cut_at_the_threshold_in_float64(below):
+    """p_t was compared in float32: a float64 pixel 1e-9 below the threshold rounded up to it and was dropped."""
+    from segloss.losses.ohem import ohem_mask
+
+    p_t = 0.7 - 1e-9 if below else 0.7 + 1e-9
+    logits = torch.tensor([[[math.log(p_t / (1 - p_t))], [0.0]]], dtype=torch.float64)
+    assert ohem_mask(logits, torch.zeros(1, 1, dtype=torch.long), threshold=0.7, min_kept=0.0).item() is below

@@ -8,6 +8,7 @@ sees what to fix without reading our source.
 from __future__ import annotations
 
 import math
+import warnings
 import weakref
 from collections.abc import Sequence
 
@@ -80,6 +81,14 @@ def check_per_image(per_image) -> bool:
                     f"batch), got {per_image!r}")
 
 
+def warn_ignored_class(num_classes: int) -> None:
+    """Warn that ``ignore_index=255`` (segloss's default, the usual void label) names one of the
+    ``num_classes > 255`` classes (ADE20K-full, LVIS-like label sets): its pixels are never scored."""
+    warnings.warn(f"ignore_index=255 (segloss's default) lies among the C = {num_classes} classes: pixels of "
+                  "class 255 are ignored, never scored. Pass an ignore_index outside [0, C), e.g. -100, to score "
+                  "class 255 (or keep 255 if it is your void label).", UserWarning, stacklevel=4)
+
+
 def check_logits_target(logits: torch.Tensor, target: torch.Tensor, ignore_index: int,
                         check_finite: bool = True, check_labels: bool = True) -> torch.Tensor:
     """Validate a ``(N, C, *spatial)`` logits / ``(N, *spatial)`` target pair; return the target to use.
@@ -123,6 +132,8 @@ def check_logits_target(logits: torch.Tensor, target: torch.Tensor, ignore_index
             f"logits need at least 2 classes along dim 1, got shape {tuple(logits.shape)}; "
             "for binary segmentation pass 2 channels (background, foreground)"
         )
+    if ignore_index == 255 and num_classes > 255 and not torch.compiler.is_compiling():
+        warn_ignored_class(num_classes)
     expected = (logits.shape[0], *logits.shape[2:])
     if tuple(target.shape) != expected:
         raise ValueError(
@@ -406,8 +417,10 @@ def check_number(
     """
     if torch.compiler.is_compiling() and (isinstance(value, (int, float)) and not isinstance(value, bool)
                                           or is_numpy_number(value)):
-        # a number that changed between calls is symbolic to dynamo, and Python's math cannot read it
-        value = torch.as_tensor(value, dtype=torch.float64)
+        # a number that changed between calls is symbolic to dynamo, and Python's math cannot read it;
+        # torch.full keeps it symbolic (torch.as_tensor guards on its value: a graph per value)
+        value = (torch.as_tensor(value, dtype=torch.float64) if is_numpy_number(value)
+                 else torch.full((), value, dtype=torch.float64))
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise TypeError(f"{name} must be a number or a 0-dim tensor, got shape {tuple(value.shape)}")

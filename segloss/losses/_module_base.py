@@ -51,16 +51,30 @@ class _NormalTensors(nn.Module):
 
 
 class _Float32State(_NormalTensors):
-    """Running state (the buffers named in ``_state_buffers``) kept in at least float32 when the module
-    tree is converted to half precision (``model.to(torch.bfloat16)``, ``.half()``, bf16-true training):
-    each small update of an EMA or a schedule would be rounded away in bfloat16 (an EMA at momentum
-    0.99 stops moving 0.08 short). Device moves and float64 apply as usual."""
+    """Running state (the buffers named in ``_state_buffers``) and learned loss parameters (those
+    named by ``_state_parameters()``) kept in at least float32 when the module tree is converted to
+    half precision (``model.to(torch.bfloat16)``, ``.half()``, bf16-true training): each small update
+    of an EMA or a schedule would be rounded away in bfloat16 (an EMA at momentum 0.99 stops moving
+    0.08 short), and a learned gamma of 2.0 would read 1.99. Device moves and float64 apply as usual;
+    a parameter keeps its identity (an optimizer holding it still steps it)."""
 
     _state_buffers: tuple[str, ...] = ()
 
+    def _state_parameters(self) -> tuple[str, ...]:
+        return ()
+
     def _apply(self, fn, recurse=True):
         before = {name: self._buffers.get(name) for name in self._state_buffers}
+        params = {name: self._parameters[name].data for name in self._state_parameters()
+                  if self._parameters.get(name) is not None}
         super()._apply(fn, recurse)
+        for name, old in params.items():
+            param = self._parameters[name]
+            if param.is_floating_point() and param.element_size() < 4 <= old.element_size():
+                with torch.inference_mode(False), torch.no_grad():
+                    param.data = old.to(device=param.device)  # moved, not rounded
+                    if param.grad is not None:
+                        param.grad = param.grad.to(old.dtype)
         for name, old in before.items():
             new = self._buffers.get(name)
             if old is not None and new is not None and new.is_floating_point() and new.element_size() < 4 <= \

@@ -104,18 +104,28 @@ class FocalLoss(_PixelLoss):
         check_number(gamma, "gamma", low=0.0, high=MAX_EXPONENT)  # the function's bounds, at construction
         check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
         self.gamma, self.label_smoothing = float(gamma), float(label_smoothing)
-        alpha = scalar_or_vector(alpha)
-        if isinstance(alpha, torch.Tensor) and alpha.dim() == 0:  # one that requires grad: the rest became floats
+        self.register_buffer("alpha", None)
+        self.alpha = alpha  # checked and stored by __setattr__
+
+    def __setattr__(self, name: str, value) -> None:
+        """``loss.alpha = ...`` takes what the constructor takes (a number, a per-class vector, None):
+        torch's buffer assignment took tensors unchecked and refused numbers with its own wording."""
+        if name != "alpha" or "alpha" not in self.__dict__.get("_buffers", {}):
+            return super().__setattr__(name, value)
+        if isinstance(value, torch.Tensor) and value.requires_grad:
             raise TypeError("FocalLoss keeps a fixed alpha: pass a number or a per-class vector; for an alpha "
                             "that learns, call segloss.functional.focal_loss(..., alpha=tensor) with it")
+        alpha = scalar_or_vector(value)
         if alpha is None or isinstance(alpha, (int, float)):
             if alpha is not None:
                 check_number(alpha, "alpha", low=0.0, high=MAX_SCALE)
-            self.register_buffer("alpha", None)
-            self.scalar_alpha = alpha
+            self._buffers["alpha"] = None
+            super().__setattr__("scalar_alpha", alpha)
         else:
-            self.register_buffer("alpha", _weight_buffer(alpha, "alpha"))
-            self.scalar_alpha = None
+            near = next((b for b in (self._buffers["alpha"], self._buffers.get("weight")) if b is not None), None)
+            vector = _weight_buffer(alpha, "alpha")  # on the device the module's buffers are on
+            self._buffers["alpha"] = vector if near is None else vector.to(near.device)
+            super().__setattr__("scalar_alpha", None)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         alpha = self.alpha if self.alpha is not None else self.scalar_alpha
@@ -133,7 +143,7 @@ DFL_PARAMETERS = ("alpha", "beta", "gamma", "rho")
 DFL_DEFAULT_BOUNDS = {"alpha": (1e-3, 10.0), "beta": (1e-3, 10.0), "gamma": (0.05, 10.0), "rho": (1.0, 10.0)}
 
 
-class DualFocalLoss(_PixelLoss):
+class DualFocalLoss(_Float32State, _PixelLoss):
     """Dual Focal Loss; see :func:`segloss.functional.dual_focal_loss`.
 
     Any of ``alpha``, ``beta``, ``gamma``, ``rho`` named in ``learnable`` becomes an
@@ -176,6 +186,7 @@ class DualFocalLoss(_PixelLoss):
                 raise ValueError(f"unknown Dual Focal parameter {name!r}; choose from {DFL_PARAMETERS}")
         self.bounds = {**DFL_DEFAULT_BOUNDS, **{k: tuple(map(float, v)) for k, v in (bounds or {}).items()}}
         self.learnable = learnable
+        self._fixed: dict[str, float | torch.Tensor] = {}  # the parameters not learned
         values = {"alpha": alpha, "beta": beta, "gamma": gamma, "rho": rho}
         for name, value in values.items():
             check_number(value, name, low=1.0 if name == "rho" else 0.0,
@@ -194,14 +205,37 @@ class DualFocalLoss(_PixelLoss):
                     raw = torch.tensor(math.log(fraction / (1.0 - fraction)), dtype=torch.float32)
                     self.register_parameter(f"raw_{name}", nn.Parameter(raw))
             else:
-                setattr(self, f"fixed_{name}", float(value))
+                self._fixed[name] = float(value)
+
+    def _state_parameters(self) -> tuple[str, ...]:
+        return tuple(f"raw_{name}" for name in self.learnable)  # float32 in a half-precision model
 
     def value(self, name: str) -> torch.Tensor | float:
-        """The parameter as used by the loss: a 0-dim tensor if learnable, else a float."""
+        """The parameter as used by the loss: a 0-dim tensor if learnable, else as set (a float, or
+        the 0-dim tensor a schedule assigned)."""
         if name in self.learnable:
             low, high = self.bounds[name]
             return low + (high - low) * torch.sigmoid(getattr(self, f"raw_{name}"))
-        return getattr(self, f"fixed_{name}")
+        return self._fixed[name]
+
+    def _set_fixed(self, name: str, value) -> None:
+        """``loss.gamma = 2.0`` (or a 0-dim tensor, which ``torch.compile`` keeps in one graph when it
+        changes): a schedule sets a fixed parameter between steps, as on the other losses."""
+        if name in self.learnable:
+            raise AttributeError(f"DualFocalLoss learns {name}: it is the parameter raw_{name} (through its "
+                                 f"bounds {self.bounds[name]}), not an attribute to assign")
+        check_number(value, name, low=1.0 if name == "rho" else 0.0,
+                     high=MAX_EXPONENT if name == "gamma" else MAX_SCALE)
+        self._fixed[name] = value if isinstance(value, torch.Tensor) else float(value)
+
+    alpha = property(lambda self: self.value("alpha"), lambda self, v: self._set_fixed("alpha", v),
+                     doc="alpha, the CE term's scale (a 0-dim tensor when learnable)")
+    beta = property(lambda self: self.value("beta"), lambda self, v: self._set_fixed("beta", v),
+                    doc="beta, the false-class term's scale")
+    gamma = property(lambda self: self.value("gamma"), lambda self, v: self._set_fixed("gamma", v),
+                     doc="gamma, the focal exponent")
+    rho = property(lambda self: self.value("rho"), lambda self, v: self._set_fixed("rho", v),
+                   doc="rho, the false-class term's offset (>= 1)")
 
     def current_params(self) -> dict[str, float]:
         """Current values of alpha, beta, gamma, rho as floats (for logging and plots)."""

@@ -64,7 +64,8 @@ def _kept(ce: torch.Tensor, valid: torch.Tensor, threshold: float, min_kept: flo
     label check (a host read of the count for ``kthvalue`` would be a second)."""
     check_number(threshold, "threshold", low=0.0, high=1.0, low_inclusive=False)
     check_number(min_kept, "min_kept", low=0.0, high=1.0)
-    p_t = torch.where(valid, torch.exp(-ce.detach().float()), math.inf)  # ignored pixels sort last, never kept
+    # float32 for half CE (its rounding would move the cut), float64 kept: ignored pixels sort last, never kept
+    p_t = torch.where(valid, torch.exp(-ce.detach().to(torch.promote_types(ce.dtype, torch.float32))), math.inf)
     if on_device or plain_torch_required():  # compiling, or inside torch.func (vmap: a count per map)
         threshold, min_kept = number_or_traced(threshold, p_t.device), number_or_traced(min_kept, p_t.device)
         return valid & (p_t < _traced_limit(p_t, valid, threshold, min_kept))
