@@ -52,3 +52,31 @@ def test_missing_manifest_and_bad_index_raise(tmp_path):
     write_samples(tmp_path, seeds=(1,), image_size=32)
     with pytest.raises(ValueError, match="out of range"):
         load_pair("street", 1, tmp_path)
+
+
+def test_shipped_manifest_and_readme_name_the_modules_as_they_are():
+    """The sample README's loading snippet imported ``segloss.model`` and the manifest named
+    ``segloss.data`` (both moved under ``segloss.train`` with the package's layout): the snippet must
+    run and the shipped manifest equal what ``python -m segloss samples`` writes."""
+    import re
+    import subprocess
+    import sys
+
+    readme = (SAMPLE_DIR / "README.md").read_text()
+    (snippet,) = re.findall(r"```python\n(.*?)```", readme, re.S)
+    out = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, cwd=SAMPLE_DIR.parent,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    for name in re.findall(r"`(segloss(?:\.\w+)+)", readme):  # every dotted name it mentions exists
+        module, _, attr = name.partition("(")[0].rpartition(".")
+        try:
+            __import__(module)
+            assert hasattr(sys.modules[module], attr), name
+        except ModuleNotFoundError:
+            __import__(name)
+    shipped = read_manifest()
+    for info in shipped.values():
+        for key in ("generator", "frequencies_from"):
+            qualified = re.match(r"[\w.]+", info[key]).group(0)
+            module, _, attr = qualified.rpartition(".")
+            assert hasattr(__import__(module, fromlist=[attr]), attr), info[key]
