@@ -4,7 +4,7 @@ import pytest
 from playwright.sync_api import TimeoutError, expect
 
 from browser_support import ARTIFACTS
-from ui.layout import available_pages
+from ui.layout import CONTROLS_PX, available_pages
 
 pytestmark = pytest.mark.browser
 
@@ -139,15 +139,30 @@ def test_controls_stack_above_the_charts_when_the_content_is_narrow(browser, app
 
 @pytest.mark.parametrize("path, key", LAYOUTS)
 def test_controls_sit_beside_the_charts_in_a_wide_window_and_keep_their_chips_whole(browser, app_url, path, key):
+    """At 1280 px with the sidebar open the controls were 241 px: "Generalized Dice + boundary (sch"
+    in the Gradients page's loss box. They take at least CONTROLS_PX now, and no chosen value is cut."""
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
     page = context.new_page()
     try:
-        page.goto(f"{app_url}/{path}")
+        page.goto(f"{app_url}/{path}" + ("?loss=dice_boundary" if path == "Gradients" else ""))
         columns = page.locator(f".st-key-{key}-layout [data-testid=stColumn]")
         expect(columns.nth(1)).to_be_visible(timeout=60_000)
-        page.wait_for_timeout(1000)  # the style, as above
+        try:  # the page's style arrives with its elements
+            page.wait_for_function("([key, px]) => { const c = document.querySelector(`.st-key-${key}-layout "
+                                   "[data-testid=stColumn]`); return c && c.getBoundingClientRect().width >= px; }",
+                                   arg=[key, CONTROLS_PX], timeout=20_000)
+        except TimeoutError:
+            pass  # the assertion below says what was there
         first, second = columns.nth(0).bounding_box(), columns.nth(1).bounding_box()
-        assert first["y"] == second["y"] and first["width"] >= 220, (first, second)
+        assert first["y"] == second["y"] and first["width"] >= CONTROLS_PX - 1, (first, second)
+        boxes = page.locator(f".st-key-{key}-layout [data-testid=stColumn]").first.locator("input[role=combobox]")
+        expect(boxes.first).to_be_visible()
+        cut_values = boxes.evaluate_all(  # an input's text overflows silently: measure it in its own font
+            """inputs => { const ctx = document.createElement('canvas').getContext('2d');
+                return inputs.filter(i => { const s = getComputedStyle(i); ctx.font = s.font;
+                    const room = i.clientWidth - parseFloat(s.paddingLeft) - parseFloat(s.paddingRight);
+                    return ctx.measureText(i.value).width > room + 1; }).map(i => i.value); }""")
+        assert cut_values == []
         chips = page.locator(f".st-key-{key}-layout [data-testid=stMultiSelect] [data-tag] > span[title]")
         if path == "Loss_curves":  # its defaults choose two losses
             expect(chips.nth(1)).to_be_visible()
