@@ -162,7 +162,9 @@ if name == "boundary":
                "floor, where CE's is largest: relative to CE it weighs confident pixels more than hard ones.")
 if not spec.pixelwise:
     own_now = magnitude(name, num_classes, spread, component, tuple(params.items()))  # the swept one at its default
-    st.caption(analysis.region_push_note(spec.title, P_T, own_now, ce))
+    swept = next((p for p in spec.params if p.name == sweep), None)
+    st.caption(analysis.region_push_note(spec.title, P_T, own_now, ce,
+                                         f"{sweep} = {swept.default:g}" if swept is not None else ""))
 st.download_button("Download the data (CSV)", plots.table_csv(table), file_name=f"gradients_{name}.csv",
                    mime="text/csv")
 

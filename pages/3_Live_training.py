@@ -74,9 +74,10 @@ st.markdown(
     """
 - **Rare classes.** Poles, traffic signs and pedestrians own well under 2% of a street scene's pixels, the
   lesion about 1% of an ultrasound image (table below). Follow their lines in *recall per class*:
-  with cross-entropy they tend to rise last, while pixel accuracy already looks fine (mIoU and mean accuracy,
-  which average over classes, lag with them), because the big classes own most of the average loss. Check whether focal, Dual Focal, recall loss or weighted CE lift them sooner, and what
-  it costs: weighted CE typically paints rare-class colours too generously (lower precision).
+  with cross-entropy they tend to rise last, while pixel accuracy (the "% of pixels right" over the
+  prediction) already looks fine (mIoU and mean accuracy, which average over classes, lag with them),
+  because the big classes own most of the average loss. Check whether focal, Dual Focal, recall loss or
+  weighted CE lift them sooner, and what it costs: weighted CE typically paints rare-class colours too generously (lower precision).
 - **Boundaries.** Early on the loss map glows everywhere. As the model learns, region interiors go dark and
   the loss retreats to class edges and thin objects, pixels that are genuinely ambiguous at this resolution.
   The line under the maps measures it: boundary pixels' share of the loss against their share of the pixels.

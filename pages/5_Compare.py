@@ -115,6 +115,9 @@ with live:
         st.session_state.pop("live:shown", None)  # a new comparison: show all of its losses
     if "live_comparison" in st.session_state:
         show(st.session_state["live_comparison"], "live")
+    elif not run:  # e.g. opened from a link, which carries settings but no results
+        st.caption("No comparison run in this session yet: choose losses and press **Run comparison** (a few "
+                   "seconds a run at the defaults). Results stay in this browser session; links do not carry them.")
 
 url.publish()
 url.link_control("Opening it shows these settings and the shipped results; a comparison run on this page "

@@ -180,8 +180,9 @@ st.markdown(
     "Tian et al. (ICRA 2022) weight class c by **1 - R_c = FN_c / N_c**, from the batch's argmax; segloss "
     "follows the paper, so a class with no false negatives in the batch contributes **0**. The authors' code "
     "(PotatoTian/recall-semseg) starts each class's counter at 1, so such a class keeps a weight of **1/N_c** "
-    "instead, and it divides by every pixel of the batch, ignored ones included (it takes no ignore label: a "
-    "255 in the mask indexes past its weights and fails). The difference is small for "
+    "instead, and it divides by every pixel of the batch, ignored ones included (it has an `ignore_index`, "
+    "but it writes the ignored label's counts over class 1's, and `weight[target]` indexes its C weights with the "
+    "ignored pixels' 255, which fails). The difference is small for "
     "large classes and large batches, and largest for a rare class that the model already gets right."
 )
 

@@ -37,6 +37,8 @@ def test_switching_the_metric_changes_the_bars():
 
 def test_a_small_live_comparison_runs_and_shows_its_results():
     app = open_page("pages/5_Compare.py")
+    waiting = "No comparison run in this session yet"
+    assert any(waiting in c.value for c in app.caption)  # the tab says why it has no results (a link opened it)
     by_label(app.multiselect, "Losses (registry defaults)").set_value(["ce", "focal"])
     by_label(app.slider, "Steps per run").set_value(10)
     by_label(app.selectbox, "Dataset").set_value("lesion")
@@ -45,6 +47,7 @@ def test_a_small_live_comparison_runs_and_shows_its_results():
     live = app.session_state["live_comparison"]
     assert set(live["losses"]) == {"ce", "focal"} and live["dataset"] == "lesion"
     assert len(figures(app)) == 4  # committed (2) + live (2)
+    assert not any(waiting in c.value for c in app.caption)
     metric = lambda: [r for r in app.radio if r.label == "Per-class metric"][1]  # noqa: E731 (the live results')
     metric().set_value("recall").run()
     app.switch_page("pages/1_Loss_curves.py").run()

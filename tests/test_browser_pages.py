@@ -171,3 +171,20 @@ def test_controls_sit_beside_the_charts_in_a_wide_window_and_keep_their_chips_wh
         assert cut == []
     finally:
         context.close()
+
+
+def test_the_layouts_width_rules_leave_a_widget_groups_own_columns_alone(browser, app_url):
+    """The Upload page's simulation knobs sit in two columns inside the layout's chart column: the
+    layout's rules for its controls column (at least 300 px, never shrinking) reached them too, and
+    squeezed the second to a sliver."""
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    try:
+        page.goto(f"{app_url}/Upload?sample=0")
+        inner = page.locator(".st-key-upload-layout [data-testid=stColumn] [data-testid=stColumn]")
+        expect(inner.nth(1)).to_be_visible(timeout=60_000)
+        page.wait_for_timeout(1000)  # the page's style, as above
+        first, second = inner.nth(0).bounding_box(), inner.nth(1).bounding_box()
+        assert 0.8 < first["width"] / second["width"] < 1.25, (first, second)
+    finally:
+        context.close()

@@ -162,6 +162,11 @@ def test_a_fixed_parameter_set_on_the_module_is_used_and_a_learnable_one_refuses
                                SF.dual_focal_loss(logits, target, gamma=2.5, beta=0.5, rho=1.5))
     with pytest.raises(ValueError, match="rho must be >= 1"):
         loss.rho = 0.5
+    import copy
+
+    twin = copy.copy(loss)  # a shallow copy's schedule is its own
+    twin.gamma = 1.0
+    assert loss.current_params()["gamma"] == 2.5 and twin.current_params()["gamma"] == 1.0
     learned = segloss.DualFocalLoss(learnable=("gamma",))
     with pytest.raises(AttributeError, match="learns gamma"):
         learned.gamma = 2.0

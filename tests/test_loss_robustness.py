@@ -439,8 +439,9 @@ def test_the_default_ignore_index_among_more_than_255_classes_warns(name):
     import warnings
 
     logits, target = torch.randn(1, 300, 2, 2), torch.tensor([[[255, 3], [4, 5]]])
-    with pytest.warns(UserWarning, match=r"ignore_index=255 .* C = 300 classes: pixels of class 255 are ignored"):
+    with pytest.warns(UserWarning, match=r"ignore_index=255 .* C = 300 classes: pixels of class 255 are ignored") as seen:
         segloss.create_loss(name)(logits, target)
+    assert {w.filename for w in seen} == {__file__}  # the caller's line, which a filter can name
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # outside [0, C), or C <= 255: no warning
         segloss.create_loss(name, ignore_index=-100)(logits, target)
@@ -461,6 +462,14 @@ def test_focal_alpha_assigned_on_the_module_is_checked_as_the_constructor_checks
     torch.testing.assert_close(loss(logits, target), SF.focal_loss(logits, target))
     with pytest.raises(ValueError, match="alpha must be >= 0"):
         loss.alpha = -1.0
+    loss.alpha = torch.tensor(0.5)  # a schedule's 0-dim tensor stays one (no host read, one compiled graph)
+    assert isinstance(loss.alpha, torch.Tensor) and loss.alpha.dim() == 0
+    torch.testing.assert_close(loss(logits, target), SF.focal_loss(logits, target, alpha=0.5))
+    with torch.device("meta"):  # meta-initialised, then loaded with assign=True: the checkpoint's tensor itself
+        empty = segloss.FocalLoss(alpha=[0.0, 0.0, 0.0])
+    stored = {"alpha": torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)}
+    empty.load_state_dict(stored, assign=True)
+    assert empty.alpha is stored["alpha"]
     for learnable in (torch.tensor(0.5, requires_grad=True), torch.ones(3, requires_grad=True)):
         with pytest.raises(TypeError, match="keeps a fixed alpha"):
             loss.alpha = learnable

@@ -231,6 +231,35 @@ def test_a_changed_number_parameter_stays_in_one_graph(name, attribute):
     assert counter.frame_count <= 2
 
 
+@pytest.mark.parametrize("name, attribute", [("focal", "gamma"), ("dice", "smooth"), ("dual_focal", "beta")])
+def test_a_changed_python_float_is_symbolic_to_dynamo_and_right_under_a_backend(name, attribute):
+    """Dynamo makes a changed Python float symbolic; segloss's range check turned it back into a
+    constant (``torch.as_tensor`` guards on its value), so even dynamo's own graph was remade per
+    value and ``fullgraph=True`` failed at the ninth. A backend (aot_eager, inductor) may still
+    specialise it, as it does torch's ``x ** gamma``: the values must be right there."""
+    frames = []
+
+    def dynamo_only(graph, example_inputs):
+        frames.append(graph)
+        return graph.forward
+
+    criterion, fresh = segloss.create_loss(name), segloss.create_loss(name)
+    compiled = torch.compile(criterion, fullgraph=True, backend=dynamo_only)
+    backend = torch.compile(fresh, fullgraph=True, backend=_TRACING_ONLY)
+    logits, target = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))
+    for i, value in enumerate((0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55)):
+        setattr(criterion, attribute, value)
+        setattr(fresh, attribute, value)
+        expected = getattr(segloss.functional, "dual_focal_loss" if name == "dual_focal" else "focal_loss")(
+            logits, target, **{attribute: value}) if name != "dice" else None
+        got = compiled(logits, target)
+        if expected is not None:
+            torch.testing.assert_close(got, expected)
+        if i < 4:  # under the recompile limit whatever the backend does
+            torch.testing.assert_close(backend(logits, target), got)
+    assert len(frames) <= 2
+
+
 _NUMPY = np.float32
 
 

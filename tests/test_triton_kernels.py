@@ -298,6 +298,17 @@ def test_region_losses_on_the_kernel_path_equal_the_torch_path(name, params):
     torch.testing.assert_close(z.grad.double().cpu(), ref.grad, rtol=1e-4, atol=1e-7)
 
 
+def test_region_sums_refuse_a_second_order_gradient_in_their_own_words():
+    """The kernels' refusal said "the region and boundary losses take it as they are", raised by a region loss."""
+    from segloss.losses import region
+
+    logits, target = random_batch(2, 3, (4, 4), seed=13)
+    z = logits.to(DEVICE).requires_grad_()
+    value = region.soft_dice_loss(z, target.to(DEVICE))
+    with pytest.raises(RuntimeError, match="region sums on CUDA .* not supported on CUDA tensors"):
+        torch.autograd.grad(value, z, create_graph=True)
+
+
 def test_region_sums_need_no_one_hot_and_take_channels_last_and_half_precision():
     from segloss.losses import region
 

@@ -52,26 +52,28 @@ def page_setup(title: str, icon: str = ":material/insights:") -> None:
 
 NARROW_PX = 720  # below this width of the page's content, side-by-side controls and charts stack
 CONTROLS_PX = 300  # side by side, the controls take at least this (the longest loss title fits its box)
+# %(col)s: the layout's own two columns, not the columns of a widget group inside one (the Upload page's knobs)
+_COLUMN = ".st-key-%(key)s [data-testid=stColumn]:not(.st-key-%(key)s [data-testid=stColumn] *)"
 _STACKING_CSS = ("<style>.st-key-%(key)s {container-type: inline-size;}"
-                 " .st-key-%(key)s [data-testid=stColumn]:first-child"
-                 " {flex: 0 0 max(%(controls)dpx, calc((100%% - 4rem) * %(share).4f)); min-width: 0;}"
-                 " .st-key-%(key)s [data-testid=stColumn]:last-child {flex: 1 1 0%%; min-width: 0;}"
+                 " %(col)s:first-child {flex: 0 0 max(%(controls)dpx, calc((100%% - 4rem) * %(share).4f)); min-width: 0;}"
+                 " %(col)s:last-child {flex: 1 1 0%%; min-width: 0;}"
                  " @container (max-width: %(px)dpx) {"
-                 " .st-key-%(key)s [data-testid=stHorizontalBlock] {flex-wrap: wrap;}"
-                 " .st-key-%(key)s [data-testid=stColumn]:first-child,"
-                 " .st-key-%(key)s [data-testid=stColumn]:last-child {flex: 1 1 100%%; min-width: 100%%;} }</style>")
+                 " .st-key-%(key)s [data-testid=stHorizontalBlock]:not(.st-key-%(key)s [data-testid=stColumn] *)"
+                 " {flex-wrap: wrap;}"
+                 " %(col)s:first-child, %(col)s:last-child {flex: 1 1 100%%; min-width: 100%%;} }</style>")
 
 
-def side_by_side(spec: tuple[float, float] | list[float], key: str, gap: str = "large"):
+def side_by_side(spec: tuple[float, float] | list[float], key: str):
     """Two ``st.columns(spec)`` (controls, chart) that stack when the page's content is narrower
     than :data:`NARROW_PX` (a CSS container query: the sidebar's width counts, the window's alone
     does not). Side by side, a control column of 100 px at an 800 px window showed its chosen
     losses as bare × chips, 156 px at 1024 px with the sidebar open cut them to "Cross…"; side by
     side the controls take their share of the width but at least :data:`CONTROLS_PX`.
-    ``key`` names the container the CSS reaches (unique on the page)."""
+    ``key`` names the container the CSS reaches (unique on the page). The gap is Streamlit's
+    "large" (4rem), which the CSS counts with."""
     if len(spec) != 2:
         raise ValueError(f"side_by_side lays out two columns (controls, chart), got spec {spec!r}")
     box = st.container(key=key)
     box.html(_STACKING_CSS % {"key": key, "px": NARROW_PX, "controls": CONTROLS_PX,
-                              "share": spec[0] / (spec[0] + spec[1])})
-    return box.columns(spec, gap=gap)
+                              "share": spec[0] / (spec[0] + spec[1]), "col": _COLUMN % {"key": key}})
+    return box.columns(spec, gap="large")

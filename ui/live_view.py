@@ -222,14 +222,17 @@ def status_bar(snap: TrainerSnapshot) -> None:
     elif snap.message:
         st.info(snap.message)
     evals, history = snap.evaluations, snap.history
-    row = st.container(horizontal=True, gap="small")  # four tiles a row where they fit, two where not
+    # four tiles a row where they fit, else two rows of two (training; validation), never 3 + 1
+    row = st.container(horizontal=True, gap="small")
+    training, validation = row.container(horizontal=True, gap="small"), row.container(horizontal=True, gap="small")
     step = f"{snap.step} / {snap.total_steps}" if snap.total_steps and snap.step <= snap.total_steps else f"{snap.step}"
-    row.metric("Step", step, width=max(METRIC_WIDTH, 16 * len(step)))  # "12000 / 50000" in full
-    row.metric("Training loss", f"{history['loss'][-1]:.4f}" if len(history["loss"]) else "–", width=METRIC_WIDTH)
+    training.metric("Step", step, width=max(METRIC_WIDTH, 16 * len(step)))  # "12000 / 50000" in full
+    training.metric("Training loss", f"{history['loss'][-1]:.4f}" if len(history["loss"]) else "–",
+                    width=METRIC_WIDTH)
     for key, label in (("miou", "mIoU (validation)"), ("mean_accuracy", "Mean accuracy")):
         values = evals[key]
-        row.metric(label, f"{values[-1]:.3f}" if len(values) else "–", width=METRIC_WIDTH,
-                   delta=f"{values[-1] - values[0]:+.3f} since step {evals['step'][0]}" if len(values) > 1 else None)
+        validation.metric(label, f"{values[-1]:.3f}" if len(values) else "–", width=METRIC_WIDTH,
+                          delta=f"{values[-1] - values[0]:+.3f} since step {evals['step'][0]}" if len(values) > 1 else None)
 
 
 def _cache() -> live.ViewCache:

@@ -319,9 +319,11 @@ def gradient_surfaces(name: str, p_t: np.ndarray, sweep: str, values: Sequence[f
     return {component: gradient_magnitude(grads, component).astype(np.float32) for component in COMPONENTS}
 
 
-OHEM_GRID_NOTE = ("OHEM's min_kept counts this chart's p_t values as though they were one batch of pixels (one "
-                  "pixel per p_t), so it keeps at least that share of them, the hardest: above a low threshold "
-                  "the cut falls at the grid's min_kept quantile, whatever the loss would do on a real batch.")
+OHEM_GRID_NOTE = ("OHEM's min_kept treats this chart's p_t values as one batch of pixels, one pixel per p_t, "
+                  "and always keeps that share of them, the hardest (smallest p_t). So where the threshold keeps "
+                  "fewer, the curve runs on past it, to the p_t below which that share of the chart's values lie. "
+                  "They are spaced evenly in log-odds, not in p_t: min_kept 0.5 reaches p_t = 0.5, the default "
+                  "0.1 only about 0.004. On a real batch the cut depends on that batch's p_t.")
 
 
 def zero_gradient_note(p_t: np.ndarray, curves: dict[str, np.ndarray]) -> str | None:
@@ -406,14 +408,15 @@ def ratio_at(p_t: np.ndarray, ratios: dict[str, np.ndarray], where: float) -> di
     return {name: float(values[index]) for name, values in ratios.items()}
 
 
-def region_push_note(title: str, p_t: np.ndarray, own: np.ndarray, ce: np.ndarray) -> str:
+def region_push_note(title: str, p_t: np.ndarray, own: np.ndarray, ce: np.ndarray, setting: str = "") -> str:
     """What the Gradients page draws for the region loss ``title`` and how its gradient curve ``own``
     compares with cross-entropy's ``ce`` (both against ``p_t``) at its two ends, in words read off
     the curves: whether it vanishes for confident
     mistakes (under 5% of CE's at the smallest ``p_t``: soft Dice, Jaccard, Lovász) or keeps a
     pixel-wise part's push (Dice + CE), and whether near ``p_t = 1`` it fades as CE's does (the
     ratio at the largest ``p_t`` within 1.5x of the one at 0.9) or more slowly (Focal Tversky with
-    an exponent below 1) or faster."""
+    an exponent below 1) or faster. ``setting`` names the parameter values ``own`` was drawn at
+    (e.g. ``"gamma = 0.75"``), when the page sweeps one."""
     ratio = ratio_to_ce({"own": own}, ce)["own"]
     left, easy, right = ratio[0], ratio_at(p_t, {"own": ratio}, 0.9)["own"], ratio[-1]
     where_left, where_right = f"p_t = {float(p_t[0]):.3g}", f"p_t = {float(p_t[-1]):.3g}"
@@ -427,6 +430,8 @@ def region_push_note(title: str, p_t: np.ndarray, own: np.ndarray, ce: np.ndarra
     else:
         setup = f"{title} scores regions, and pixels in its pixel-wise part: " + setup
         start = f"Its pixel-wise part keeps pushing confident mistakes ({left:.0%} of cross-entropy's at {where_left})"
+    if setting:
+        start = f"At {setting}: " + start[0].lower() + start[1:]
     if right > 1.5 * easy:
         end = f"near p_t = 1 it falls off more slowly than cross-entropy's ({right:.2g}x at {where_right})"
     elif right < easy / 1.5:

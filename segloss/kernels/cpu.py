@@ -71,14 +71,17 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
 DOUBLE_BACKWARD = ("segloss's fast pixel-wise losses have an analytic first derivative only: backward with "
                    "create_graph=True (double backward, Hessian-vector products) is not supported; use the autograd "
                    "implementations in segloss.losses.reference (cross_entropy, focal_loss, dual_focal_loss, "
-                   "recall_weighted_ce) for that (the region and boundary losses take it as they are)")
+                   "recall_weighted_ce) for that (the region and boundary losses take it on CPU tensors)")
+REGION_DOUBLE_BACKWARD = ("segloss's region sums on CUDA (Dice, Jaccard, Tversky, Generalized Dice) have an analytic "
+                          "first derivative only: backward with create_graph=True (double backward, Hessian-vector "
+                          "products) is not supported on CUDA tensors; on CPU tensors the region losses take it")
 
 
-def refuse_double_backward() -> None:
+def refuse_double_backward(message: str = DOUBLE_BACKWARD) -> None:
     """Raise if this backward is asked to build a graph (``create_graph=True``): the analytic
     gradients here are not differentiable, and a silent graph-less gradient would be wrong."""
     if torch.is_grad_enabled():
-        raise RuntimeError(DOUBLE_BACKWARD)
+        raise RuntimeError(message)
 
 
 def _raise_non_finite(logits: torch.Tensor) -> None:

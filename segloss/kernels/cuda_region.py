@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from segloss.kernels import cuda, device_checks
-from segloss.kernels.cpu import gradient_buffer, refuse_double_backward
+from segloss.kernels.cpu import REGION_DOUBLE_BACKWARD, gradient_buffer, refuse_double_backward
 from segloss.kernels.cuda import _Launch, _strides, on_the_tensors_device
 
 try:  # triton ships with CUDA builds of torch; CPU-only installs may lack it (cuda.handles is then False)
@@ -51,7 +51,7 @@ class RegionSumsTriton(torch.autograd.Function):
     @staticmethod
     @on_the_tensors_device
     def backward(ctx, grad_sums):
-        refuse_double_backward()
+        refuse_double_backward(REGION_DOUBLE_BACKWARD)
         logits, target = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return None, None, None, None

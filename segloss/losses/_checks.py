@@ -8,6 +8,7 @@ sees what to fix without reading our source.
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 import weakref
 from collections.abc import Sequence
@@ -84,9 +85,12 @@ def check_per_image(per_image) -> bool:
 def warn_ignored_class(num_classes: int) -> None:
     """Warn that ``ignore_index=255`` (segloss's default, the usual void label) names one of the
     ``num_classes > 255`` classes (ADE20K-full, LVIS-like label sets): its pixels are never scored."""
+    level, frame = 2, sys._getframe(1)  # point at the caller's line: the first frame outside segloss and torch
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in ("segloss", "torch"):
+        level, frame = level + 1, frame.f_back
     warnings.warn(f"ignore_index=255 (segloss's default) lies among the C = {num_classes} classes: pixels of "
                   "class 255 are ignored, never scored. Pass an ignore_index outside [0, C), e.g. -100, to score "
-                  "class 255 (or keep 255 if it is your void label).", UserWarning, stacklevel=4)
+                  "class 255 (or keep 255 if it is your void label).", UserWarning, stacklevel=level)
 
 
 def check_logits_target(logits: torch.Tensor, target: torch.Tensor, ignore_index: int,

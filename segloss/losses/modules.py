@@ -105,16 +105,27 @@ class FocalLoss(_PixelLoss):
         check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
         self.gamma, self.label_smoothing = float(gamma), float(label_smoothing)
         self.register_buffer("alpha", None)
-        self.alpha = alpha  # checked and stored by __setattr__
+        self._store_alpha(alpha, copy=True)
 
     def __setattr__(self, name: str, value) -> None:
-        """``loss.alpha = ...`` takes what the constructor takes (a number, a per-class vector, None):
-        torch's buffer assignment took tensors unchecked and refused numbers with its own wording."""
+        """``loss.alpha = ...`` takes what the constructor takes: a number, a per-class vector, None
+        (torch's buffer assignment refused numbers with its own wording). A tensor is kept as it is,
+        on its device and in its dtype (a schedule's 0-dim tensor, ``load_state_dict(assign=True)``)."""
         if name != "alpha" or "alpha" not in self.__dict__.get("_buffers", {}):
             return super().__setattr__(name, value)
+        self._store_alpha(value, copy=False)
+
+    def _store_alpha(self, value, copy: bool) -> None:
         if isinstance(value, torch.Tensor) and value.requires_grad:
             raise TypeError("FocalLoss keeps a fixed alpha: pass a number or a per-class vector; for an alpha "
                             "that learns, call segloss.functional.focal_loss(..., alpha=tensor) with it")
+        if isinstance(value, torch.Tensor) and not copy:
+            if value.dim() > 1 or not value.is_floating_point():
+                raise ValueError(f"alpha must be a number or a 1-D float vector, got a {value.dtype} tensor of "
+                                 f"shape {tuple(value.shape)}")
+            self._buffers["alpha"] = value  # checked against C and for its values at call time
+            super().__setattr__("scalar_alpha", None)
+            return
         alpha = scalar_or_vector(value)
         if alpha is None or isinstance(alpha, (int, float)):
             if alpha is not None:
@@ -123,7 +134,7 @@ class FocalLoss(_PixelLoss):
             super().__setattr__("scalar_alpha", alpha)
         else:
             near = next((b for b in (self._buffers["alpha"], self._buffers.get("weight")) if b is not None), None)
-            vector = _weight_buffer(alpha, "alpha")  # on the device the module's buffers are on
+            vector = _weight_buffer(alpha, "alpha")  # a new tensor: on the device the module's buffers are on
             self._buffers["alpha"] = vector if near is None else vector.to(near.device)
             super().__setattr__("scalar_alpha", None)
 
@@ -186,7 +197,6 @@ class DualFocalLoss(_Float32State, _PixelLoss):
                 raise ValueError(f"unknown Dual Focal parameter {name!r}; choose from {DFL_PARAMETERS}")
         self.bounds = {**DFL_DEFAULT_BOUNDS, **{k: tuple(map(float, v)) for k, v in (bounds or {}).items()}}
         self.learnable = learnable
-        self._fixed: dict[str, float | torch.Tensor] = {}  # the parameters not learned
         values = {"alpha": alpha, "beta": beta, "gamma": gamma, "rho": rho}
         for name, value in values.items():
             check_number(value, name, low=1.0 if name == "rho" else 0.0,
@@ -205,7 +215,7 @@ class DualFocalLoss(_Float32State, _PixelLoss):
                     raw = torch.tensor(math.log(fraction / (1.0 - fraction)), dtype=torch.float32)
                     self.register_parameter(f"raw_{name}", nn.Parameter(raw))
             else:
-                self._fixed[name] = float(value)
+                setattr(self, f"fixed_{name}", float(value))  # one attribute each: copies stay apart
 
     def _state_parameters(self) -> tuple[str, ...]:
         return tuple(f"raw_{name}" for name in self.learnable)  # float32 in a half-precision model
@@ -216,7 +226,7 @@ class DualFocalLoss(_Float32State, _PixelLoss):
         if name in self.learnable:
             low, high = self.bounds[name]
             return low + (high - low) * torch.sigmoid(getattr(self, f"raw_{name}"))
-        return self._fixed[name]
+        return getattr(self, f"fixed_{name}")
 
     def _set_fixed(self, name: str, value) -> None:
         """``loss.gamma = 2.0`` (or a 0-dim tensor, which ``torch.compile`` keeps in one graph when it
@@ -226,10 +236,10 @@ class DualFocalLoss(_Float32State, _PixelLoss):
                                  f"bounds {self.bounds[name]}), not an attribute to assign")
         check_number(value, name, low=1.0 if name == "rho" else 0.0,
                      high=MAX_EXPONENT if name == "gamma" else MAX_SCALE)
-        self._fixed[name] = value if isinstance(value, torch.Tensor) else float(value)
+        setattr(self, f"fixed_{name}", value if isinstance(value, torch.Tensor) else float(value))
 
     alpha = property(lambda self: self.value("alpha"), lambda self, v: self._set_fixed("alpha", v),
-                     doc="alpha, the CE term's scale (a 0-dim tensor when learnable)")
+                     doc="alpha, the weight of the focal-style term (a 0-dim tensor when learnable)")
     beta = property(lambda self: self.value("beta"), lambda self, v: self._set_fixed("beta", v),
                     doc="beta, the false-class term's scale")
     gamma = property(lambda self: self.value("gamma"), lambda self, v: self._set_fixed("gamma", v),

@@ -160,8 +160,8 @@ def recall_loss(
 
     This follows the paper's ``1 - R_c``. The authors' code (github PotatoTian/recall-semseg)
     starts each class's counter at 1, so a class with no false negatives keeps weight ``1/N_c``
-    there instead of 0 (it takes no ignore label: an ignored pixel's label indexes past its
-    weights); on large batches the two differ little, on small classes in small batches they do.
+    there instead of 0 (it has an ``ignore_index``, but it writes the ignored label's counts over
+    class 1's and indexes its ``C`` weights with the ignored pixels' 255, which fails); on large batches the two differ little, on small classes in small batches they do.
 
     Args:
         logits, target, weight, ignore_index, reduction: as in :func:`cross_entropy`.

@@ -124,8 +124,9 @@ def _dice_plus(pixel_factory):
 
 _SMOOTH = ParamSpec("smooth", "smoothing s", 1.0, "Added to numerator and denominator of each class's score: "
                     "softens the score and gradient of tiny regions. Only classes present are scored here, so a "
-                    "region holds at least one pixel: the 0/0 that s guards against in libraries that score "
-                    "absent classes does not arise.", low=0.0, high=100.0, step=0.5)
+                    "region holds at least one pixel: for Dice and Jaccard the 0/0 that s guards against in "
+                    "libraries that score absent classes does not arise (Tversky with beta = 0 can still near "
+                    "it).", low=0.0, high=100.0, step=0.5)
 _PER_IMAGE = ParamSpec("per_image", "Regions per", "batch", "batch: one region per class over the whole batch "
                        "(pixels pooled); image: each image's regions scored separately, then averaged.",
                        kind="choice", choices=("batch", "image"))
