@@ -116,8 +116,9 @@ with live:
     if "live_comparison" in st.session_state:
         show(st.session_state["live_comparison"], "live")
     elif not run:  # e.g. opened from a link, which carries settings but no results
-        st.caption("No comparison run in this session yet: choose losses and press **Run comparison** (a few "
-                   "seconds a run at the defaults). Results stay in this browser session; links do not carry them.")
+        st.caption("No comparison run in this session yet: choose losses and press **Run comparison** (at the "
+                   "defaults about 10 s a run on a 2-core CPU). Results stay in this browser session; links do not "
+                   "carry them.")
 
 url.publish()
 url.link_control("Opening it shows these settings and the shipped results; a comparison run on this page "
