@@ -81,6 +81,9 @@ def _at_bounds(spec):
         if param.kind == "float":
             yield {param.name: param.low}
             yield {param.name: param.high}
+            if param.slider:
+                yield {param.name: param.slider[0]}
+                yield {param.name: param.slider[1]}
         elif param.kind == "choice":
             for choice in param.choices:
                 yield {param.name: choice}
@@ -100,6 +103,20 @@ def test_create_loss_works_at_defaults_and_every_bound(name):
         assert torch.isfinite(value) and torch.isfinite(z.grad).all(), params
 
 
+@pytest.mark.parametrize("name, params", [("recall", {"momentum": 0.999}), ("focal", {"gamma": 12.0}),
+                                          ("dual_focal", {"gamma": 15.0}), ("ohem", {"threshold": 0.01}),
+                                          ("label_smoothing_ce", {"label_smoothing": 0.6}),
+                                          ("focal", {"label_smoothing": 0.8})])
+def test_create_loss_takes_what_the_modules_take_beyond_the_apps_sliders(name, params):
+    """create_loss refused values the modules accept (a recall momentum of 0.999, focal gamma 12): its
+    bounds were the app's slider ranges, which a config file has no reason to keep to."""
+    module = segloss.create_loss(name, **params)
+    (key, value), = params.items()
+    assert getattr(module, key) == value
+    param = segloss.LOSSES[name].param(key)
+    assert param.slider is not None and not (param.slider[0] <= value <= param.slider[1])  # the app keeps its range
+
+
 def test_create_loss_passes_parameters_through():
     logits, target = random_batch(2, 4, (5, 5), seed=32)
     focal = segloss.create_loss("focal", gamma=3.0, alpha=[0.1, 0.2, 0.3, 0.4], reduction="sum")
@@ -116,7 +133,7 @@ def test_create_loss_passes_parameters_through():
     (lambda: segloss.create_loss("focal_tversky", gamma=0.0), ValueError, r"gamma must lie in \[0.1, 5.0\]"),
     (lambda: segloss.create_loss("dice_ce", dice_weight=-1.0), ValueError, r"dice_weight must lie in \[0.0, 10.0\]"),
     (lambda: segloss.create_loss("focal", gama=2.0), ValueError, r"no parameter\(s\) \['gama'\]"),
-    (lambda: segloss.create_loss("focal", gamma=100.0), ValueError, r"focal: gamma must lie in \[0.0, 10.0\]"),
+    (lambda: segloss.create_loss("focal", gamma=2000.0), ValueError, r"focal: gamma must lie in \[0.0, 1000.0\]"),
     (lambda: segloss.create_loss("focal", gamma="big"), TypeError, "must be a number"),
     (lambda: segloss.create_loss("weighted_ce"), ValueError, "needs class_counts"),
     (lambda: segloss.create_loss("weighted_ce", scheme="sqrt", class_counts=COUNTS), ValueError, "must be one of"),

@@ -379,11 +379,12 @@ def takes_values(name: str, param: str, values: Sequence[float]) -> bool:
 def sweep_range(name: str, sweep: str) -> tuple[float, float]:
     """The range a gradient surface of loss ``name`` sweeps ``sweep`` over (one of
     :func:`sweepable_parameters`): the usual range of :data:`SWEEP_RANGES`, within the parameter's
-    own bounds (a parameter without a usual range: its bounds)."""
+    range in the app (a parameter without a usual range: that range)."""
     spec = LOSSES[name]
-    low, high = SWEEP_RANGES.get(sweep) or (spec.param(sweep).low, spec.param(sweep).high)
-    if sweep in spec.defaults:
-        low, high = max(low, spec.param(sweep).low), min(high, spec.param(sweep).high)
+    bounds = spec.param(sweep).slider_range if sweep in spec.defaults else None  # the app's range of it
+    low, high = SWEEP_RANGES.get(sweep) or bounds
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
     return low, high
 
 

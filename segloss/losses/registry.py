@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from segloss.losses import modules
+from segloss.losses._checks import MAX_EXPONENT
 from segloss.losses._distributed import check_sync
 from segloss.losses.weights import SCHEMES, class_weights
 
@@ -197,13 +198,14 @@ LOSSES: dict[str, LossSpec] = {
             "(arXiv:1708.02002).",
             link="https://arxiv.org/abs/1708.02002",
             params=(
-                ParamSpec("gamma", "gamma", 2.0, _GAMMA_HELP, low=0.0, high=10.0, step=0.1),
+                ParamSpec("gamma", "gamma", 2.0, _GAMMA_HELP, low=0.0, high=MAX_EXPONENT, step=0.1, slider=(0.0, 10.0)),
                 ParamSpec("alpha", "alpha", 1.0, "Scales the loss. A scalar is a global scale in this "
                           "softmax form (the paper's 0.25 balanced positives/negatives in the sigmoid "
                           "form); through create_loss a per-class vector is accepted too.",
                           low=0.0, high=10.0, step=0.05, per_class_ok=True),
                 ParamSpec("label_smoothing", "label smoothing", 0.0, "Mixes in cross-entropy's uniform "
-                          "smoothing term: (1 - eps) FL + eps (1/C) sum_c -log p_c.", low=0.0, high=0.5, step=0.05),
+                          "smoothing term: (1 - eps) FL + eps (1/C) sum_c -log p_c.", low=0.0, high=1.0, step=0.05,
+                          slider=(0.0, 0.5)),
             ),
             factory=lambda gamma, alpha, label_smoothing, **common: modules.FocalLoss(
                 gamma=gamma, alpha=alpha, label_smoothing=label_smoothing, **common),
@@ -224,7 +226,8 @@ LOSSES: dict[str, LossSpec] = {
                           low=0.0, high=10.0, step=0.1),
                 ParamSpec("beta", "beta", 1.0, "Weight of the false-class term -beta log(rho - p_c).",
                           low=0.0, high=10.0, step=0.1),
-                ParamSpec("gamma", "gamma", 1.0, "Exponent of the focal-style term.", low=0.0, high=10.0, step=0.1),
+                ParamSpec("gamma", "gamma", 1.0, "Exponent of the focal-style term.", low=0.0, high=MAX_EXPONENT, step=0.1,
+                          slider=(0.0, 10.0)),
                 ParamSpec("rho", "rho", 1.0, "Offset in log(rho - p_c); must be >= 1. Larger rho softens the "
                           "false-class penalty.", low=1.0, high=10.0, step=0.05),
                 ParamSpec("learnable", "Learn by backpropagation", (), "Parameters made nn.Parameters, kept "
@@ -248,7 +251,7 @@ LOSSES: dict[str, LossSpec] = {
             params=(
                 ParamSpec("momentum", "Weight momentum", 0.0, "0: the paper's instantaneous batch recall. "
                           "m > 0: running average w <- m w + (1-m) w_batch over the classes present.",
-                          low=0.0, high=0.99, step=0.01),
+                          low=0.0, high=1.0 - 1e-9, step=0.01, slider=(0.0, 0.99)),
             ),
             factory=lambda momentum, **common: modules.RecallLoss(momentum=momentum, **common),
         ),
@@ -279,7 +282,7 @@ LOSSES: dict[str, LossSpec] = {
             "(arXiv:1512.00567); same numbers as torch's F.cross_entropy(label_smoothing=eps).",
             link="https://arxiv.org/abs/1512.00567",
             params=(ParamSpec("label_smoothing", "smoothing eps", 0.1, "Share of the target spread evenly over the "
-                              "C classes.", low=0.0, high=0.5, step=0.01),),
+                              "C classes.", low=0.0, high=1.0, step=0.01, slider=(0.0, 0.5)),),
             factory=lambda label_smoothing, **common: modules.CrossEntropyLoss(label_smoothing=label_smoothing,
                                                                                  **common),
         ),
@@ -295,7 +298,7 @@ LOSSES: dict[str, LossSpec] = {
             "the kept pixels).",
             link="https://arxiv.org/abs/1604.03540",
             params=(ParamSpec("threshold", "threshold on p_t", 0.7, "Pixels whose true-class probability is below "
-                              "it are kept.", low=0.05, high=1.0, step=0.05),
+                              "it are kept (above 0).", low=1e-9, high=1.0, step=0.05, slider=(0.05, 1.0)),
                     ParamSpec("min_kept", "kept at least (share)", 0.1, "Share of the valid pixels always kept "
                               "(the hardest), whatever the threshold.", low=0.0, high=1.0, step=0.05)),
             factory=lambda threshold, min_kept, **common: modules.OhemCrossEntropyLoss(
@@ -442,7 +445,7 @@ LOSSES: dict[str, LossSpec] = {
             summary="Focal loss for the hard pixels plus Dice for the small regions, mixed by lambda.",
             citation="Zhu et al. AnatomyNet. Medical Physics 46 (2019), arXiv:1808.05238.",
             link="https://arxiv.org/abs/1808.05238",
-            params=(ParamSpec("gamma", "gamma", 2.0, _GAMMA_HELP, low=0.0, high=10.0, step=0.1),
+            params=(ParamSpec("gamma", "gamma", 2.0, _GAMMA_HELP, low=0.0, high=MAX_EXPONENT, step=0.1, slider=(0.0, 10.0)),
                     _DICE_WEIGHT, _SMOOTH, _PER_IMAGE),
             factory=_dice_plus(lambda gamma, **common: modules.FocalLoss(gamma=gamma, **common)),
             pixelwise=False,
