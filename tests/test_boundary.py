@@ -221,3 +221,14 @@ def test_the_schedule_stays_exact_in_a_bfloat16_model():
     for _ in range(60):
         loss.schedule_step()
     assert loss.current_weights() == pytest.approx({"region": 0.4, "boundary": 0.61}, abs=1e-5)
+
+
+def test_n_c_logits_without_maps_are_refused_and_with_maps_scored():
+    """(N, C) logits have no image to measure distances in: the loss was a silent 0 with a zero gradient."""
+    logits, target = torch.randn(4, 3), torch.tensor([0, 1, 2, 1])
+    for name in ("boundary", "dice_boundary"):
+        with pytest.raises(ValueError, match=r"shape \(4, 3\) have no spatial dimensions"):
+            segloss.create_loss(name)(logits, target)
+    maps = torch.randn(4, 3)  # given maps (the Loss curves page's synthetic pixels): scored as before
+    expected = (torch.softmax(logits, 1)[:, 1:] * maps[:, 1:]).sum(1).mean() / 2
+    torch.testing.assert_close(boundary_loss(logits, target, distance_maps=maps), expected)

@@ -124,6 +124,10 @@ def test_recall_state_dict_round_trip_with_lazy_size():
     torch.testing.assert_close(fresh.class_weights, trained.class_weights)
     with pytest.raises(ValueError, match="holds weights for 4 classes, got logits with 3"):
         fresh(*random_batch(1, 3, (2, 2)))
+    fresh.load_state_dict(segloss.RecallLoss(momentum=0.9).state_dict())  # a never-used loss's state: a reset
+    assert fresh.class_weights.numel() == 0  # (was torch's "size mismatch" for class_weights)
+    fresh(*random_batch(1, 3, (2, 2)))  # sized again on its next call
+    assert fresh.class_weights.numel() == 3
 
 
 def _distributed_worker(rank, world_size, init_file, out_dir):

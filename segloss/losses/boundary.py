@@ -103,7 +103,8 @@ def boundary_loss(logits: torch.Tensor, target: torch.Tensor, *, distance_maps: 
         reduction: ``"none"`` gives the per-pixel map ``(N, *S)`` (0 at ignored pixels).
 
     Raises:
-        ValueError: distance maps of another shape; bad tensors as the other losses.
+        ValueError: distance maps of another shape, or none given for ``(N, C)`` logits (no image to
+            measure them in); bad tensors as the other losses.
     """
     ignore_index = index_argument(ignore_index)  # numpy integers, as torch takes
     check_reduction(reduction)
@@ -113,6 +114,10 @@ def boundary_loss(logits: torch.Tensor, target: torch.Tensor, *, distance_maps: 
     given = distance_maps is not None
     if given:
         _check_maps_form(distance_maps, logits)
+    elif logits.dim() < 3:  # no spatial dims: every "image" one pixel, its own region's edge: a silent 0
+        raise ValueError(f"the boundary loss measures distances in an image: logits of shape {tuple(logits.shape)} "
+                         "have no spatial dimensions; pass (N, C, *spatial) logits, or distance_maps of the logits' "
+                         "shape")
     else:  # on CUDA computed there too (segloss.kernels.distance): no host round trip
         distance_maps = _signed_distance_maps(target, logits.shape[1], ignore_index)
     valid = target != ignore_index

@@ -305,7 +305,8 @@ class RecallLoss(_Float32State, _PixelLoss):
                                                  or not bool(((stored >= 0) & (stored <= 1)).all())):
             raise ValueError(f"{prefix}class_weights in the state dict must be a 1-D float vector of recall "
                              f"weights in [0, 1] (no NaN), got {stored.tolist() if stored.numel() <= 16 else stored.shape}")
-        if stored is not None and self.class_weights.numel() == 0:
+        if stored is not None and self.class_weights.numel() == 0 or (
+                isinstance(stored, torch.Tensor) and stored.numel() == 0):  # a never-used loss's state: unsized again
             with torch.inference_mode(False):
                 self.class_weights = torch.empty(stored.shape, dtype=torch.promote_types(stored.dtype, torch.float32),
                                                  device=self.class_weights.device)
