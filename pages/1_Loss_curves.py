@@ -80,7 +80,7 @@ LESSONS = (
 
 url = PageState("curves")
 preset_buttons(url, LESSONS)
-controls, chart = side_by_side([1, 2], "curves-layout")
+controls, chart = side_by_side("curves")
 with controls:
     chosen = st.multiselect("Losses", list(segloss.LOSSES), format_func=lambda n: segloss.LOSSES[n].title,
                             key=url.bind("losses", ["ce", "focal"], "multi", choices=list(segloss.LOSSES)), wrap=True)
@@ -178,11 +178,15 @@ with chart:
         st.caption(analysis.OHEM_GRID_NOTE + (" " + zero if zero else ""))
     if "boundary" in chosen:
         background_unscored = params.get("boundary", {}).get("classes", "foreground") == "foreground"
+        boundary_curve = curves[segloss.LOSSES["boundary"].title]
+        crossing = (f"; here (C = {num_classes}, d = {depth}, this spread) from p_t = {P_T[boundary_curve < 0][0]:.2g}"
+                    if (boundary_curve < 0).any() and depth >= 1 else "")
         inside = ("with C = 2 the confusing class is the background, which the loss does not score, so it is "
                   "negative at every p_t" if num_classes == 2 and background_unscored else
                   "it turns negative once p_t exceeds (d + 1)/d times the confusing class's probability (d: the "
-                  "depth; with the even spread that comes early, near p_t = 0.08 at C = 19 and d = 2)")
-        st.caption(f"Boundary loss: a foreground pixel {depth} pixel(s) inside its region, the confusing class's "
+                  f"depth{crossing})")
+        st.caption(f"Boundary loss: a foreground pixel {depth} pixel{'s' if depth != 1 else ''} inside its region, "
+                   "the confusing class's "
                    "region just across the boundary. It is linear in the probabilities. Inside the region (depth "
                    f">= 1) {inside}; on the edge (depth 0) it is never negative"
                    + (": a log y axis shows only its positive part." if log_y else "."))
@@ -239,13 +243,24 @@ if any(name in analysis.BOUNDARY_LOSSES for name in chosen):
                 y_title="boundary losses" if kind == "boundary" else "loss of the image", height=340,
                 dashed=[segloss.LOSSES["ce"].title], styles={k: v for k, v in styles.items() if k in panel},
                 legend_columns=2 if len(panels) > 1 else plots.LEGEND_COLUMNS), width="stretch", key=f"shift_{kind}")
+    shown = {name for _, name, _ in items}
+    others = [kind for kind, present in (("pixel-wise losses", any(segloss.LOSSES[n].pixelwise and n not in
+                                                                  analysis.BOUNDARY_LOSSES for n in shown)),
+                                         ("region losses", any(not segloss.LOSSES[n].pixelwise and n not in
+                                                               analysis.BOUNDARY_LOSSES for n in shown))) if present]
     st.caption(f"A {2 * analysis.SHIFT_HALF_WIDTH} px square of class 1 on background, predicted with confidence "
-               f"{analysis.SHIFT_CONFIDENCE} as a square k pixels "
-               "too big or too small. Pixel-wise losses and Dice grow with the number of wrong pixels, about linearly "
-               "in k; the boundary loss with their distances to the true boundary, about as k squared: it measures "
-               "how far the contour is off, not only how many pixels are wrong (shrinking by one pixel costs it "
-               "nothing: the region's edge pixels have distance 0). Generalized Dice + boundary, still mostly GDL "
-               "at its first epoch's weights, grows about linearly. Each panel has its own scale."
+               f"{analysis.SHIFT_CONFIDENCE} as a square k pixels too big or too small."
+               + (f" The {' and '.join(others)} grow with the number of wrong pixels, about linearly in k." if others
+                  else "")
+               + (" The boundary loss grows with their distances to the true boundary, about as k squared: it "
+                  "measures how far the contour is off, not only how many pixels are wrong (shrinking by one pixel "
+                  "costs it nothing: the region's edge pixels have distance 0)." if "boundary" in shown else "")
+               + (" Generalized Dice + boundary, still mostly GDL at its first epoch's weights, grows about "
+                  "linearly." if "dice_boundary" in shown else "")
+               + (" OHEM averages over the pixels it keeps: while the wrong pixels are fewer than its min_kept "
+                  "share, easy right pixels fill that share and pull the mean down; once they are more, it keeps "
+                  "only them, and jumps." if "ohem" in shown else "")
+               + " Each panel has its own scale."
                + (" Losses that need class counts are left out." if any(segloss.LOSSES[n].needs_class_counts
                                                                          for n in chosen) else ""))
 

@@ -66,7 +66,7 @@ LESSONS = (
 
 url = PageState("gradients")
 preset_buttons(url, LESSONS)
-controls, chart = side_by_side([1, 2], "gradients-layout")
+controls, chart = side_by_side("gradients")
 with controls:
     name = st.selectbox("Loss", LOSS_NAMES, format_func=lambda n: segloss.LOSSES[n].title,
                         key=url.bind("loss", "focal", "choice", choices=LOSS_NAMES))
@@ -155,6 +155,8 @@ else:
         st.caption(note)
 if name == "ohem":
     st.caption(analysis.OHEM_GRID_NOTE)
+if name in analysis.NO_EFFECT_HERE:
+    st.caption(analysis.NO_EFFECT_REASON)
 if name == "boundary":
     st.caption("Boundary loss: a foreground pixel (class 1) lying `depth` pixels inside its region, the confusing "
                "class's region just across the boundary. Its push grows with the distances. Near p_t = 1 it fades "

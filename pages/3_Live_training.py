@@ -18,6 +18,7 @@ import streamlit as st
 import segloss
 from segloss.train import data
 from ui import live_view
+from ui.layout import side_by_side
 from ui.url_state import PageState
 from ui.widgets import loss_caption
 
@@ -32,7 +33,7 @@ st.markdown(
 
 trainer = st.session_state.get(live_view.TRAINER_KEY)  # after the buttons' callbacks have run
 url = PageState("live")
-controls, view = st.columns([1.25, 3], gap="large")
+controls, view = side_by_side("live")
 with controls:
     live_view.settings_widgets(trainer, url)
     live_view.buttons(trainer)

@@ -24,7 +24,7 @@ st.markdown(
     "shows which classes own the pixels and which own each loss, the class-imbalance story in numbers."
 )
 
-inputs, prediction_column = side_by_side([1, 1.3], "upload-layout")
+inputs, prediction_column = side_by_side("upload")
 with inputs:
     st.subheader("1. Image and mask")
     # Streamlit reruns this script on every interaction; the helpers cache decoded uploads by content.

@@ -117,7 +117,7 @@ with live:
         show(st.session_state["live_comparison"], "live")
     elif not run:  # e.g. opened from a link, which carries settings but no results
         st.caption("No comparison run in this session yet: choose losses and press **Run comparison** (at the "
-                   "defaults about 10 s a run on a 2-core CPU). Results stay in this browser session; links do not "
+                   "defaults 5-10 s a run on a 2-core CPU). Results stay in this browser session; links do not "
                    "carry them.")
 
 url.publish()

@@ -115,7 +115,7 @@ def test_sweepable_parameters():
     assert analysis.sweepable_parameters("focal") == ["gamma", "alpha", "label_smoothing"]
     assert analysis.sweepable_parameters("recall") == ["recall"]
     assert analysis.sweepable_parameters("weighted_ce") == [] and analysis.sweepable_parameters("ce") == []
-    assert analysis.sweepable_parameters("tversky") == ["alpha", "beta", "smooth"]
+    assert analysis.sweepable_parameters("tversky") == ["beta", "smooth"]  # alpha: no false positives to weigh
     assert analysis.sweepable_parameters("dice_focal") == ["gamma", "dice_weight", "smooth"]
     assert analysis.sweepable_parameters("lovasz") == []
 

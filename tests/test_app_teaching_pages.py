@@ -225,7 +225,13 @@ def test_boundary_loss_on_the_curve_page_has_a_depth_and_a_shifted_boundary_char
         # every loss is lowest at the true boundary (the boundary loss ties with a one-pixel shrink: in the
         # authors' convention a region's edge pixels have distance 0)
         assert values[shifts == 0][0] <= values.min() + 1e-6, trace["name"]
-    assert any("about as k squared" in c.value for c in app.caption)
+    (shift_caption,) = [c.value for c in app.caption if "too big or too small" in c.value]
+    assert "about as k squared" in shift_caption and "pixel-wise losses grow" in shift_caption
+    # the caption speaks of the losses drawn only (it named Dice and GDL + boundary whatever was chosen)
+    assert "Generalized Dice" not in shift_caption and "region losses" not in shift_caption
+    by_label(app.multiselect, "Losses").set_value(["ohem", "dice", "boundary"]).run()
+    (shift_caption,) = [c.value for c in app.caption if "too big or too small" in c.value]
+    assert "pixel-wise losses and region losses grow" in shift_caption and "OHEM averages over" in shift_caption
 
 
 def test_ohem_slices_say_where_the_gradient_is_exactly_zero():
@@ -233,10 +239,10 @@ def test_ohem_slices_say_where_the_gradient_is_exactly_zero():
     app = open_page(GRADIENTS)
     by_label(app.selectbox, "Loss").set_value("ohem").run()
     assert not app.exception and by_label(app.selectbox, "Parameter on the y axis").value == "threshold"
-    note = next(c.value for c in app.caption if c.value.startswith("Exactly zero"))
+    note = next(c.value for c in app.caption if c.value.startswith("Zero, so not drawn"))
     assert "threshold = 0.5 (from p_t = 0.507 on)" in note  # the first grid point above it
     by_label(app.selectbox, "Loss").set_value("focal").run()
-    assert not any(c.value.startswith("Exactly zero") for c in app.caption)
+    assert not any(c.value.startswith("Zero, so not drawn") for c in app.caption)
 
 
 def test_weighted_ce_names_the_weight_its_pixel_curve_carries():
@@ -308,3 +314,19 @@ def test_ohems_slices_that_stop_first_are_drawn_in_front_so_every_stop_shows():
     assert [t.get("zorder", 0) for t in ratios["data"]] == [layers[t["name"]] for t in ratios["data"]]
     by_label(app.selectbox, "Loss").set_value("focal").run()  # nothing stops: the given order
     assert {t.get("zorder", 0) for t in figures(app)[1]["data"] if t["name"] != "cross-entropy"} == {0}
+
+
+def test_tversky_offers_no_sweep_that_changes_nothing_and_a_rounding_zero_is_zero():
+    """Tversky's alpha weighs false positives, which the one-class test image has none of: its surface
+    had identical rows ("alpha = 0: 96.03%; alpha = 0.5: 96.03%; ..."). And Focal Tversky at beta = 0,
+    zero to rounding (1e-12) everywhere, was said to be zero "at 60% of p_t"."""
+    app = open_page(GRADIENTS)
+    for name in ("tversky", "focal_tversky"):
+        by_label(app.selectbox, "Loss").set_value(name).run()
+        assert not app.exception
+        sweeps = by_label(app.selectbox, "Parameter on the y axis").options
+        assert "alpha" not in sweeps and "beta" in sweeps
+        assert any("alpha (the weight of false positives) is not offered" in c.value for c in app.caption)
+    by_label(app.selectbox, "Parameter on the y axis").set_value("beta").run()
+    note = next(c.value for c in app.caption if c.value.startswith("Zero, so not drawn"))
+    assert "beta = 0 (at every p_t)" in note

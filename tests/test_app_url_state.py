@@ -1,6 +1,8 @@
 """Settings that travel: a page's view lives in its query string, a crafted link reproduces it,
 hostile values are ignored with a notice, and one-click lessons set a page up."""
 
+import re
+
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
@@ -217,6 +219,11 @@ def test_the_boundary_caption_says_when_its_loss_turns_negative():
         return caption
 
     assert "exceeds (d + 1)/d times the confusing class's probability" in text({})
+    # where, read off the curve drawn: early with the even spread, past the middle with one confusing class
+    def crossing(query):
+        return float(re.search(r"here \(C = \d+, d = \d+, this spread\) from p_t = ([0-9.]+)", text(query)).group(1))
+
+    assert 0.07 < crossing({}) < 0.09 and 0.5 < crossing({"spread": "confusing"}) < 0.65
     assert "negative at every p_t" in text({"C": "2"})
     curve = trace_values(figures(open_with(CURVES, {"losses": "boundary", "C": "2", "logy": "0"}))[0]["data"][0])
     assert (curve < 0).all()  # what the caption says, on the chart
@@ -288,6 +295,6 @@ def test_ohem_pages_say_that_min_kept_counts_the_charts_grid():
     chart's p_t values as a batch: the Loss curves page said neither."""
     app = open_with(CURVES, {"losses": "ohem", "ohem.threshold": "0.05", "ohem.min_kept": "0.5"})
     (note,) = [c.value for c in app.caption if c.value.startswith("OHEM's min_kept")]
-    assert "Exactly zero, so not drawn on the log axis" in note and "from p_t = 0.5" in note
+    assert "Zero, so not drawn on the log axis" in note and "from p_t = 0.5" in note
     app = open_with(GRADIENTS, {"loss": "ohem"})
     assert any(c.value.startswith("OHEM's min_kept") for c in app.caption)

@@ -4,7 +4,7 @@ import pytest
 from playwright.sync_api import TimeoutError, expect
 
 from browser_support import ARTIFACTS
-from ui.layout import CONTROLS_PX, available_pages
+from ui.layout import SIDE_BY_SIDE, available_pages
 
 pytestmark = pytest.mark.browser
 
@@ -110,7 +110,12 @@ def test_buttons_and_live_numbers_show_their_whole_text(browser, app_url, width,
     assert cut == []
 
 
-LAYOUTS = [("Loss_curves", "curves"), ("Gradients", "gradients"), ("Upload", "upload")]
+def own_columns(key: str) -> str:
+    """The selector of a layout's own two columns (not the columns nested in them)."""
+    return f".st-key-{key}-layout [data-testid=stColumn]:not(.st-key-{key}-layout [data-testid=stColumn] *)"
+
+
+LAYOUTS = [("Loss_curves", "curves"), ("Gradients", "gradients"), ("Upload", "upload"), ("Live_training", "live")]
 
 
 @pytest.mark.parametrize("width", [800, 1024])
@@ -123,12 +128,12 @@ def test_controls_stack_above_the_charts_when_the_content_is_narrow(browser, app
     page = context.new_page()
     try:
         page.goto(f"{app_url}/{path}")
-        columns = page.locator(f".st-key-{key}-layout [data-testid=stColumn]")
+        columns = page.locator(own_columns(key))
         expect(columns.nth(1)).to_be_visible(timeout=60_000)
         try:  # the page's style arrives with its elements, a moment after the first ones are drawn
-            page.wait_for_function("(key) => { const c = document.querySelectorAll(`.st-key-${key}-layout "
-                                   "[data-testid=stColumn]`); return c.length > 1 && c[0].getBoundingClientRect()"
-                                   ".width === c[1].getBoundingClientRect().width; }", arg=key, timeout=20_000)
+            page.wait_for_function("(sel) => { const c = document.querySelectorAll(sel); return c.length > 1 && "
+                                   "c[0].getBoundingClientRect().width === c[1].getBoundingClientRect().width; }",
+                                   arg=own_columns(key), timeout=20_000)
         except TimeoutError:
             pass  # the assertion below says what was there
         first, second = columns.nth(0).bounding_box(), columns.nth(1).bounding_box()
@@ -145,17 +150,17 @@ def test_controls_sit_beside_the_charts_in_a_wide_window_and_keep_their_chips_wh
     page = context.new_page()
     try:
         page.goto(f"{app_url}/{path}" + ("?loss=dice_boundary" if path == "Gradients" else ""))
-        columns = page.locator(f".st-key-{key}-layout [data-testid=stColumn]")
+        columns = page.locator(own_columns(key))
         expect(columns.nth(1)).to_be_visible(timeout=60_000)
         try:  # the page's style arrives with its elements
-            page.wait_for_function("([key, px]) => { const c = document.querySelector(`.st-key-${key}-layout "
-                                   "[data-testid=stColumn]`); return c && c.getBoundingClientRect().width >= px; }",
-                                   arg=[key, CONTROLS_PX], timeout=20_000)
+            page.wait_for_function("([sel, px]) => { const c = document.querySelector(sel); "
+                                   "return c && c.getBoundingClientRect().width >= px; }",
+                                   arg=[own_columns(key), SIDE_BY_SIDE[key][1] or 0], timeout=20_000)
         except TimeoutError:
             pass  # the assertion below says what was there
         first, second = columns.nth(0).bounding_box(), columns.nth(1).bounding_box()
-        assert first["y"] == second["y"] and first["width"] >= CONTROLS_PX - 1, (first, second)
-        boxes = page.locator(f".st-key-{key}-layout [data-testid=stColumn]").first.locator("input[role=combobox]")
+        assert first["y"] == second["y"] and first["width"] >= (SIDE_BY_SIDE[key][1] or 150) - 1, (first, second)
+        boxes = page.locator(own_columns(key)).first.locator("input[role=combobox]")
         expect(boxes.first).to_be_visible()
         cut_values = boxes.evaluate_all(  # an input's text overflows silently: measure it in its own font
             """inputs => { const ctx = document.createElement('canvas').getContext('2d');

@@ -259,7 +259,7 @@ def map_kind(snap: TrainerSnapshot) -> str:
 def image_panels(snap: TrainerSnapshot, kind: str) -> None:
     """The validation image, its truth and prediction, and the two per-pixel maps of ``kind``."""
     count = len(snap.val_images)
-    pick, scale, log = st.columns([2, 2, 1])
+    pick, scale, log = st.columns([2, 2, 1.4])  # "log colour" whole in a 500 px view
     index = pick.slider("Validation image", 1, count, 1, key=_key("image")) - 1 if count > 1 else 0
     shared = scale.radio("Map colours", live.SCALES, horizontal=True, key=_key("scale"),
                          format_func={"own": "each to its own range", "shared": "one shared range"}.get)

@@ -328,17 +328,25 @@ OHEM_GRID_NOTE = ("OHEM's min_kept treats this chart's p_t values as one batch o
 
 def zero_gradient_note(p_t: np.ndarray, curves: dict[str, np.ndarray]) -> str | None:
     """A sentence naming the curves that are exactly 0 somewhere and from which ``p_t`` on (a log
-    axis cannot draw 0, so those curves just stop), or None. E.g. OHEM's threshold drops easy pixels."""
+    axis cannot draw 0, so those curves just stop), or zero everywhere (to rounding: a whole curve
+    within 1e-9 of the largest value of all ``curves``), or None. E.g. OHEM's threshold drops easy
+    pixels; Focal Tversky with beta = 0 scores a one-class image as perfect whatever p_t (its
+    gradient: rounding noise of 1e-12). A focal tail of 1e-15 is a value, drawn as one."""
+    scale = max((float(np.max(np.abs(values))) for values in curves.values() if np.size(values)), default=0.0)
     parts = []
     for name, values in curves.items():
-        zero = np.asarray(values) == 0
-        if zero.any():
+        values = np.abs(np.asarray(values))
+        zero = values == 0
+        if (values <= 1e-9 * scale).all():
+            parts.append(f"{name} (at every p_t)")
+        elif zero.any():
             first = float(np.asarray(p_t)[zero.argmax()])
-            where = f"from p_t = {first:.3g} on" if zero[zero.argmax():].all() else f"at {zero.mean():.0%} of p_t"
+            where = (f"from p_t = {first:.3g} on" if zero[zero.argmax():].all()
+                     else f"at {zero.mean():.0%} of the p_t values")
             parts.append(f"{name} ({where})")
     if not parts:
         return None
-    return ("Exactly zero, so not drawn on the log axis (the curve stops): " + "; ".join(parts) + ". These pixels "
+    return ("Zero, so not drawn on the log axis (the curve stops): " + "; ".join(parts) + ". These pixels "
             "get no push at all.")
 
 
@@ -355,7 +363,15 @@ def sweepable_parameters(name: str) -> list[str]:
         return ["depth"]
     if LOSSES[name].needs_class_counts:
         return []
-    return [p.name for p in LOSSES[name].params if p.kind == "float" and not p.schedule_only]
+    return [p.name for p in LOSSES[name].params if p.kind == "float" and not p.schedule_only
+            and p.name not in NO_EFFECT_HERE.get(name, ())]
+
+
+# Parameters that change nothing on the pages' one-class test image (region losses score the classes
+# present only, and that image has no false positives), with the reason a page gives for leaving them out.
+NO_EFFECT_HERE = {"tversky": ("alpha",), "focal_tversky": ("alpha",)}
+NO_EFFECT_REASON = ("alpha (the weight of false positives) is not offered: the region scored here is an image of "
+                    "one class, which has no false positives, so alpha changes nothing (every row would be alike).")
 
 
 # The Gradients page's sweeps: the usual range of each swept value (within a loss's own bounds), and
