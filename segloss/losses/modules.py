@@ -154,6 +154,13 @@ DFL_PARAMETERS = ("alpha", "beta", "gamma", "rho")
 DFL_DEFAULT_BOUNDS = {"alpha": (1e-3, 10.0), "beta": (1e-3, 10.0), "gamma": (0.05, 10.0), "rho": (1.0, 10.0)}
 
 
+def _dfl_parameter(name: str, what: str) -> property:
+    """A Dual Focal parameter as an attribute: read, :meth:`DualFocalLoss.value`; set,
+    :meth:`DualFocalLoss._set_fixed`."""
+    return property(lambda self: self.value(name), lambda self, value: self._set_fixed(name, value),
+                    doc=f"{name}, {what} (a 0-dim tensor when learnable)")
+
+
 class DualFocalLoss(_Float32State, _PixelLoss):
     """Dual Focal Loss; see :func:`segloss.functional.dual_focal_loss`.
 
@@ -238,14 +245,10 @@ class DualFocalLoss(_Float32State, _PixelLoss):
                      high=MAX_EXPONENT if name == "gamma" else MAX_SCALE)
         setattr(self, f"fixed_{name}", value if isinstance(value, torch.Tensor) else float(value))
 
-    alpha = property(lambda self: self.value("alpha"), lambda self, v: self._set_fixed("alpha", v),
-                     doc="alpha, the weight of the focal-style term (a 0-dim tensor when learnable)")
-    beta = property(lambda self: self.value("beta"), lambda self, v: self._set_fixed("beta", v),
-                    doc="beta, the false-class term's scale")
-    gamma = property(lambda self: self.value("gamma"), lambda self, v: self._set_fixed("gamma", v),
-                     doc="gamma, the focal exponent")
-    rho = property(lambda self: self.value("rho"), lambda self, v: self._set_fixed("rho", v),
-                   doc="rho, the false-class term's offset (>= 1)")
+    alpha = _dfl_parameter("alpha", "the weight of the focal-style term")
+    beta = _dfl_parameter("beta", "the false-class term's scale")
+    gamma = _dfl_parameter("gamma", "the focal exponent")
+    rho = _dfl_parameter("rho", "the false-class term's offset (>= 1)")
 
     def current_params(self) -> dict[str, float]:
         """Current values of alpha, beta, gamma, rho as floats (for logging and plots)."""
