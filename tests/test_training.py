@@ -278,7 +278,7 @@ def test_history_memory_stays_bounded_however_long_it_runs():
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"dataset": "mars"}, ValueError, "unknown dataset"),
     ({"loss": "dyce"}, ValueError, "unknown loss"),
-    ({"loss_params": {"gamma": 99.0}}, ValueError, "gamma must lie in"),
+    ({"loss_params": {"gamma": 2000.0}}, ValueError, "gamma must lie in"),
     ({"loss_params": {"delta": 1.0}}, ValueError, "no parameter"),
     ({"loss_params": [("gamma", 2.0)]}, TypeError, "loss_params must be a dict"),
     ({"batch_size": 0}, ValueError, "batch_size"),
@@ -328,7 +328,7 @@ def test_checkpoint_command_writes_a_weights_only_file_and_reports(tmp_path, cap
     meta = torch.load(out, weights_only=True)["meta"]
     assert meta["loss_params"] == {"gamma": 1.5} and meta["steps"] == 2
     assert "--param gamma=1.5" in meta["command"]
-    assert main(["checkpoint", "--loss", "focal", "--param", "gamma=99", "--steps", "1", "--out", str(out)]) == 2
+    assert main(["checkpoint", "--loss", "focal", "--param", "gamma=2000", "--steps", "1", "--out", str(out)]) == 2
     assert "gamma must lie in" in capsys.readouterr().err
     assert main(["checkpoint", "--loss", "focal", "--param", "gamma=1", "--param", "gamma=3", "--out", str(out)]) == 2
     assert "--param gamma given more than once" in capsys.readouterr().err  # the last one won, silently
